@@ -1,0 +1,59 @@
+//! References to secret values that work both in a cluster and on a laptop.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a secret value comes from. Exactly one of the three fields must be set.
+///
+/// In a cluster the operator mounts `secretKeyRef` values into the gateway pod; on a
+/// laptop `env` or `file` let the same manifest run without Kubernetes.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// A key of a Kubernetes Secret in the tenant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeySelector>,
+    /// The name of an environment variable of the gateway process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file path readable by the gateway process; surrounding whitespace is trimmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A key in a Kubernetes Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// The Secret's name (same namespace as the tenant).
+    pub name: String,
+    /// The key inside the Secret's data.
+    pub key: String,
+}
+
+impl SecretRef {
+    /// A reference to an environment variable.
+    pub fn env(name: impl Into<String>) -> Self {
+        Self {
+            env: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// How many of the alternative sources are set (valid references set exactly one).
+    pub fn sources_set(&self) -> usize {
+        usize::from(self.secret_key_ref.is_some())
+            + usize::from(self.env.is_some())
+            + usize::from(self.file.is_some())
+    }
+
+    /// Human description of the source, safe to log (never the value).
+    pub fn describe(&self) -> String {
+        match (&self.secret_key_ref, &self.env, &self.file) {
+            (Some(s), _, _) => format!("secret {}/{}", s.name, s.key),
+            (None, Some(e), _) => format!("environment variable {e}"),
+            (None, None, Some(f)) => format!("file {f}"),
+            (None, None, None) => "nothing".to_string(),
+        }
+    }
+}

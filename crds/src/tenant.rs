@@ -1,0 +1,343 @@
+//! The `VoiceTenant` resource: one business served by Switchboard.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretRef;
+
+/// Desired state of one business's phone agent.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "voice.switchboard.dev",
+    version = "v1alpha1",
+    kind = "VoiceTenant",
+    namespaced,
+    status = "VoiceTenantStatus",
+    shortname = "vt",
+    category = "switchboard",
+    printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceTenantSpec {
+    /// Name of the business as callers and operators know it.
+    pub display_name: String,
+    /// Phone numbers (E.164, e.g. `+15005550006`) whose calls this tenant answers.
+    pub phone_numbers: Vec<String>,
+    /// The voice agent: model, voice, instructions, greeting, turn taking, limits.
+    #[serde(default)]
+    pub agent: AgentSpec,
+    /// Twilio account that owns the numbers.
+    pub twilio: TwilioSpec,
+    /// OpenAI (or compatible) Realtime endpoint and credentials.
+    pub openai: OpenAiSpec,
+    /// How the tenant's gateway runs in a cluster (ignored on a laptop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+    /// Where call records are kept. Absent: the gateway's own database flag decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+    /// Call recording policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings: Option<RecordingSpec>,
+    /// What happens to the tenant's database schema when the tenant is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The voice agent that answers the calls.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// Realtime model; sent as `?model=` on connect.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Output voice (`marin`, `cedar`, `alloy`, …).
+    #[serde(default = "default_voice")]
+    pub voice: String,
+    /// System instructions for the model.
+    #[serde(default = "default_instructions")]
+    pub instructions: String,
+    /// What the agent says first, as soon as the call connects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<GreetingSpec>,
+    /// How the model decides the caller finished speaking.
+    #[serde(default)]
+    pub turn_detection: TurnDetectionSpec,
+    /// Model that transcribes the caller (for transcripts); absent turns transcription off.
+    #[serde(default = "default_transcription", skip_serializing_if = "Option::is_none")]
+    pub transcription: Option<TranscriptionSpec>,
+    /// Input noise reduction.
+    #[serde(default)]
+    pub noise_reduction: NoiseReduction,
+    /// A call is ended after this many seconds.
+    #[serde(default = "default_max_call_duration")]
+    pub max_call_duration_seconds: u32,
+    /// A call is ended after this many seconds with neither party speaking (0 = never).
+    #[serde(default = "default_silence_timeout")]
+    pub silence_timeout_seconds: u32,
+    /// Names of `KnowledgeBase` resources (same namespace) the agent may search.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge_bases: Vec<String>,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            voice: default_voice(),
+            instructions: default_instructions(),
+            greeting: None,
+            turn_detection: TurnDetectionSpec::default(),
+            transcription: default_transcription(),
+            noise_reduction: NoiseReduction::default(),
+            max_call_duration_seconds: default_max_call_duration(),
+            silence_timeout_seconds: default_silence_timeout(),
+            knowledge_bases: Vec::new(),
+        }
+    }
+}
+
+fn default_model() -> String {
+    "gpt-realtime".into()
+}
+fn default_voice() -> String {
+    "marin".into()
+}
+fn default_instructions() -> String {
+    "You are a helpful, concise phone receptionist. Keep answers short.".into()
+}
+fn default_transcription() -> Option<TranscriptionSpec> {
+    Some(TranscriptionSpec::default())
+}
+fn default_max_call_duration() -> u32 {
+    1800
+}
+fn default_silence_timeout() -> u32 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The agent's first words.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GreetingSpec {
+    /// Text the agent says, word for word.
+    pub text: String,
+    /// Whether the caller may interrupt the greeting by speaking.
+    #[serde(default)]
+    pub interruptible: bool,
+}
+
+/// Turn detection (voice activity detection) settings, as the Realtime API takes them.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnDetectionSpec {
+    /// `server_vad` (silence based) or `semantic_vad` (model decides the turn ended).
+    #[serde(default, rename = "type")]
+    pub kind: TurnDetectionKind,
+    /// server_vad: activation threshold 0.0–1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// server_vad: audio kept before detected speech, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_padding_ms: Option<u32>,
+    /// server_vad: silence that ends a turn, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_duration_ms: Option<u32>,
+    /// server_vad: prompt the caller after this much silence following the agent, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u32>,
+    /// semantic_vad: how eagerly the model ends the caller's turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eagerness: Option<Eagerness>,
+}
+
+impl Default for TurnDetectionSpec {
+    fn default() -> Self {
+        Self {
+            kind: TurnDetectionKind::ServerVad,
+            threshold: Some(0.5),
+            prefix_padding_ms: Some(300),
+            silence_duration_ms: Some(500),
+            idle_timeout_ms: None,
+            eagerness: None,
+        }
+    }
+}
+
+/// Which turn detector the Realtime API runs.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnDetectionKind {
+    /// Silence-based voice activity detection.
+    #[default]
+    ServerVad,
+    /// Semantic end-of-turn detection.
+    SemanticVad,
+}
+
+/// semantic_vad eagerness.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Eagerness {
+    /// Waits longest (up to 8 s).
+    Low,
+    /// Up to 4 s.
+    Medium,
+    /// Up to 2 s.
+    High,
+    /// Same as medium.
+    Auto,
+}
+
+/// Caller transcription settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptionSpec {
+    /// Transcription model.
+    #[serde(default = "default_transcription_model")]
+    pub model: String,
+    /// ISO-639-1 language hint (e.g. `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+impl Default for TranscriptionSpec {
+    fn default() -> Self {
+        Self {
+            model: default_transcription_model(),
+            language: None,
+        }
+    }
+}
+
+fn default_transcription_model() -> String {
+    "gpt-4o-mini-transcribe".into()
+}
+
+/// Input noise reduction profile.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseReduction {
+    /// Close-talking microphones (handsets, headsets): the telephony default.
+    #[default]
+    NearField,
+    /// Far-field microphones (speakerphones, conference rooms).
+    FarField,
+    /// No noise reduction.
+    Off,
+}
+
+/// Twilio account settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioSpec {
+    /// Account SID (`AC` + 32 hex digits) that owns the numbers.
+    pub account_sid: String,
+    /// The account's Auth Token: the key of every webhook signature.
+    pub auth_token: SecretRef,
+    /// Refuse webhooks and streams without a valid `X-Twilio-Signature` (default true).
+    #[serde(default = "default_true")]
+    pub validate_signatures: bool,
+}
+
+/// OpenAI Realtime settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenAiSpec {
+    /// API key sent as `Authorization: Bearer`.
+    pub api_key: SecretRef,
+    /// Realtime WebSocket URL override (Azure, compatible endpoints, the simulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_url: Option<String>,
+}
+
+/// Gateway deployment settings (used by the operator).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Fixed replica count when autoscaling is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Horizontal autoscaling bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Concurrent calls one gateway pod accepts before answering busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls_per_pod: Option<u32>,
+    /// Container resources of the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// Gateway image override (defaults to the operator's own version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Horizontal Pod Autoscaler bounds.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Lower bound of replicas.
+    pub min_replicas: i32,
+    /// Upper bound of replicas.
+    pub max_replicas: i32,
+    /// Target average CPU utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu_utilization: Option<i32>,
+}
+
+/// Call record storage.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Connection URL of the shared Postgres (`postgres://…`) or `sqlite://…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretRef>,
+}
+
+/// Call recording policy.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingSpec {
+    /// Record calls at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// S3 bucket (production); absent keeps recordings in the gateway's data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Object key prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Days to keep recordings (0 = forever).
+    #[serde(default)]
+    pub retention_days: u32,
+}
+
+/// Whether deleting the tenant deletes its data.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the tenant's schema and data (default).
+    #[default]
+    Retain,
+    /// Drop the tenant's schema and role.
+    Delete,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceTenantStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,10 @@
+//! Protocol-faithful simulators for what cannot be reached from a test machine.
+//!
+//! - [`realtime`]: an OpenAI Realtime API server speaking the GA protocol.
+//! - [`caller`]: a Twilio caller: signed webhook, TwiML, a real-time media stream with a
+//!   playout clock that echoes marks only when the audio before them has played.
+//! - [`mulaw`]: G.711 µ-law coding and synthetic speech-like audio.
+
+pub mod caller;
+pub mod mulaw;
+pub mod realtime;

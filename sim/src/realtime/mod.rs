@@ -1,0 +1,1 @@
+//! Simulated OpenAI Realtime server (GA protocol).
