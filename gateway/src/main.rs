@@ -1,1 +1,43 @@
-fn main() {}
+//! `gateway`: serve VoiceTenants' phone calls (see `gateway --help`).
+
+use anyhow::Context;
+use clap::Parser;
+use switchboard_gateway::cli::Cli;
+use switchboard_gateway::server::Gateway;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // One TLS crypto provider for every client (Realtime over wss, Postgres over TLS).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let gateway = Gateway::start(&cli).await.context("starting the gateway")?;
+    shutdown_signal().await;
+    gateway.drain_and_stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,680 @@
+//! The call state machine: events in, actions out, no I/O.
+//!
+//! [`CallSession::handle`] takes one [`Input`] (a Twilio message, a Realtime event, a
+//! timer tick) with the current time and appends [`Action`]s (frames to send, metrics to
+//! record, the end of the call). The task in [`super::task`] only moves bytes, so every
+//! decision here is unit-tested without sockets.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::playback::{MarkEcho, Playback};
+use crate::realtime::session_config::END_CALL_TOOL;
+use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
+use crate::store::{Role, ToolCallRecord, TranscriptEntry, Usage};
+use crate::twilio::media;
+
+/// Largest gap in caller audio filled with silence (longer gaps are not real-time audio).
+const MAX_GAP_PAD_MS: u64 = 10_000;
+/// While the caller speaks and no audio arrives this long, the model's VAD could wait
+/// forever for the end of speech: feed it silence.
+const STALL_MS: u64 = 750;
+/// Silence appended on a stall.
+const STALL_PAD_MS: u64 = 1_000;
+
+/// Per-call settings derived from the tenant.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Greeting text, if any.
+    pub greeting: Option<String>,
+    /// Whether the caller may interrupt the greeting.
+    pub greeting_interruptible: bool,
+    /// `session.update` that turns `interrupt_response` on, sent after a
+    /// non-interruptible greeting has played.
+    pub interruptible_update: String,
+    /// Hard limit of the call, ms.
+    pub max_call_ms: u64,
+    /// End the call after this much silence from both sides, ms (0 = never).
+    pub silence_timeout_ms: u64,
+}
+
+/// One event for the session.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Twilio `media` (validated payload).
+    Media {
+        /// `media.timestamp`.
+        timestamp_ms: u64,
+        /// Base64 µ-law.
+        payload: String,
+        /// Decoded length.
+        bytes: usize,
+    },
+    /// Twilio `mark` echo.
+    Mark(String),
+    /// Twilio `dtmf`.
+    Dtmf(char),
+    /// Twilio `stop`.
+    Stop,
+    /// Twilio's WebSocket closed without `stop`.
+    TwilioClosed,
+    /// A Realtime server event.
+    Realtime(ServerEvent),
+    /// The Realtime WebSocket closed.
+    RealtimeClosed,
+    /// Periodic timer.
+    Tick,
+    /// The gateway's drain deadline passed.
+    DrainDeadline,
+}
+
+/// Something the session observed, for metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// The caller interrupted the agent.
+    BargeIn,
+    /// Caller stopped speaking → first agent audio, ms.
+    ResponseLatency(u64),
+    /// An `error` event from the Realtime API, by code.
+    OpenAiError(String),
+    /// Silence inserted for a gap in caller audio, ms.
+    PaddedSilence(u64),
+    /// A delta of a cancelled response that was not forwarded.
+    LateDeltaDropped,
+    /// Something a peer sent that was not acceptable, by kind.
+    Protocol(&'static str),
+}
+
+/// What the session wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a text frame to Twilio.
+    Twilio(String),
+    /// Send a text frame to the Realtime API.
+    Realtime(String),
+    /// Record an observation.
+    Observe(Observation),
+    /// The call is over: close both sockets and keep the record.
+    End(CallSummary),
+}
+
+/// Everything a finished call leaves behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummary {
+    /// See [`crate::store::CallEnd::outcome`].
+    pub outcome: &'static str,
+    /// Detail (e.g. an OpenAI error code).
+    pub detail: Option<String>,
+    /// Transcript in order.
+    pub transcript: Vec<TranscriptEntry>,
+    /// Summed usage.
+    pub usage: Usage,
+    /// Tool calls.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Barge-ins.
+    pub barge_ins: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Greeting {
+    None,
+    NotSent,
+    Requested,
+    Playing(String),
+    Done,
+}
+
+#[derive(Debug)]
+struct CallerTurn {
+    start_ms: u64,
+    end_ms: Option<u64>,
+    text: String,
+}
+
+#[derive(Debug)]
+struct AgentTurn {
+    item_id: String,
+    start_ms: u64,
+    sent_ms: u64,
+    text: String,
+    final_text: bool,
+    heard_ms: Option<u64>,
+    interrupted: bool,
+}
+
+/// The state of one call from Twilio's `start` to its end.
+#[derive(Debug)]
+pub struct CallSession {
+    settings: SessionSettings,
+    stream_sid: String,
+    start_ms: u64,
+    session_ready: bool,
+    greeting: Greeting,
+    active_response: Option<String>,
+    response_requested: bool,
+    response_wanted: bool,
+    playback: Playback,
+    next_media_ts: Option<u64>,
+    last_media_at: u64,
+    speech_active: bool,
+    stall_padded: bool,
+    speech_stopped_at: Option<u64>,
+    last_activity: u64,
+    caller: HashMap<String, CallerTurn>,
+    agent: Vec<AgentTurn>,
+    usage: Usage,
+    tool_calls: Vec<ToolCallRecord>,
+    barge_ins: u32,
+    hangup_requested: bool,
+    last_error: Option<String>,
+    ended: bool,
+}
+
+impl CallSession {
+    /// A session for the stream `stream_sid` that started at `now_ms`.
+    pub fn new(settings: SessionSettings, stream_sid: String, now_ms: u64) -> Self {
+        let greeting = if settings.greeting.is_some() {
+            Greeting::NotSent
+        } else {
+            Greeting::None
+        };
+        Self {
+            settings,
+            stream_sid,
+            start_ms: now_ms,
+            session_ready: false,
+            greeting,
+            active_response: None,
+            response_requested: false,
+            response_wanted: false,
+            playback: Playback::default(),
+            next_media_ts: None,
+            last_media_at: now_ms,
+            speech_active: false,
+            stall_padded: false,
+            speech_stopped_at: None,
+            last_activity: now_ms,
+            caller: HashMap::new(),
+            agent: Vec::new(),
+            usage: Usage::default(),
+            tool_calls: Vec::new(),
+            barge_ins: 0,
+            hangup_requested: false,
+            last_error: None,
+            ended: false,
+        }
+    }
+
+    /// Whether the call has ended (no further input has any effect).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Handles one input at time `now_ms`, appending actions to `out`.
+    pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Action>) {
+        if self.ended {
+            return;
+        }
+        match input {
+            Input::Media {
+                timestamp_ms,
+                payload,
+                bytes,
+            } => self.on_media(now_ms, timestamp_ms, &payload, bytes, out),
+            Input::Mark(name) => self.on_mark(&name, out),
+            Input::Dtmf(digit) => {
+                self.last_activity = now_ms;
+                out.push(Action::Realtime(wire::user_text(&format!(
+                    "[The caller pressed the key \"{digit}\" on their phone keypad.]"
+                ))));
+                self.request_response(out);
+            }
+            Input::Stop | Input::TwilioClosed => self.end("caller_hangup", None, out),
+            Input::RealtimeClosed => {
+                let outcome = if self.last_error.is_some() {
+                    "openai_error"
+                } else {
+                    "openai_closed"
+                };
+                let detail = self.last_error.clone();
+                self.end(outcome, detail, out);
+            }
+            Input::Realtime(ev) => self.on_realtime(now_ms, ev, out),
+            Input::Tick => self.on_tick(now_ms, out),
+            Input::DrainDeadline => self.end("drain_deadline", None, out),
+        }
+    }
+
+    fn rel(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.start_ms)
+    }
+
+    fn on_media(
+        &mut self,
+        now_ms: u64,
+        ts: u64,
+        payload: &str,
+        bytes: usize,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(expected) = self.next_media_ts
+            && ts > expected
+        {
+            let gap = (ts - expected).min(MAX_GAP_PAD_MS);
+            out.push(Action::Realtime(wire::append_audio(&silence_b64(gap))));
+            out.push(Action::Observe(Observation::PaddedSilence(gap)));
+        }
+        let frame_ms = bytes as u64 / 8;
+        self.next_media_ts = Some(
+            self.next_media_ts
+                .map_or(ts + frame_ms, |e| e.max(ts + frame_ms)),
+        );
+        self.last_media_at = now_ms;
+        self.stall_padded = false;
+        out.push(Action::Realtime(wire::append_audio(payload)));
+    }
+
+    fn on_mark(&mut self, name: &str, out: &mut Vec<Action>) {
+        match self.playback.on_mark(name) {
+            MarkEcho::Played { item_id } => {
+                if let Some(ms) = self.playback.played_ms(&item_id)
+                    && let Some(t) = self.agent.iter_mut().find(|t| t.item_id == item_id)
+                {
+                    t.heard_ms = Some(ms);
+                }
+            }
+            MarkEcho::ItemFinished { item_id } => {
+                if let Some(t) = self.agent.iter_mut().find(|t| t.item_id == item_id) {
+                    t.heard_ms = Some(t.sent_ms);
+                }
+                self.after_playback_progress(out);
+            }
+            MarkEcho::Cleared => {}
+            MarkEcho::Unknown => out.push(Action::Observe(Observation::Protocol("unknown_mark"))),
+        }
+    }
+
+    /// Greeting finished? Agent asked to hang up and has finished speaking?
+    fn after_playback_progress(&mut self, out: &mut Vec<Action>) {
+        if let Greeting::Playing(id) = &self.greeting
+            && self.active_response.as_deref() != Some(id.as_str())
+            && !self.playback.playing_responses().contains(id)
+        {
+            self.greeting = Greeting::Done;
+            if !self.settings.greeting_interruptible {
+                out.push(Action::Realtime(self.settings.interruptible_update.clone()));
+            }
+        }
+        if self.hangup_requested && self.active_response.is_none() && !self.playback.is_playing() {
+            self.end("agent_hangup", None, out);
+        }
+    }
+
+    fn request_response(&mut self, out: &mut Vec<Action>) {
+        if self.active_response.is_some() || self.response_requested {
+            self.response_wanted = true;
+        } else {
+            self.response_requested = true;
+            out.push(Action::Realtime(wire::response_create()));
+        }
+    }
+
+    fn maybe_greet(&mut self, out: &mut Vec<Action>) {
+        if self.session_ready
+            && self.greeting == Greeting::NotSent
+            && let Some(text) = &self.settings.greeting
+        {
+            out.push(Action::Realtime(wire::response_say_exactly(text)));
+            self.greeting = Greeting::Requested;
+            self.response_requested = true;
+        }
+    }
+
+    fn greeting_protected(&self) -> bool {
+        !self.settings.greeting_interruptible
+            && matches!(self.greeting, Greeting::Requested | Greeting::Playing(_))
+    }
+
+    fn on_realtime(&mut self, now_ms: u64, ev: ServerEvent, out: &mut Vec<Action>) {
+        match ev {
+            ServerEvent::SessionUpdated => {
+                self.session_ready = true;
+                self.maybe_greet(out);
+            }
+            ServerEvent::SpeechStarted {
+                audio_start_ms,
+                item_id,
+            } => {
+                self.speech_active = true;
+                self.last_activity = now_ms;
+                self.caller.insert(
+                    item_id,
+                    CallerTurn {
+                        start_ms: audio_start_ms,
+                        end_ms: None,
+                        text: String::new(),
+                    },
+                );
+                if !self.greeting_protected()
+                    && (self.playback.is_playing() || self.active_response.is_some())
+                {
+                    self.barge_in(out);
+                }
+            }
+            ServerEvent::SpeechStopped {
+                audio_end_ms,
+                item_id,
+            } => {
+                self.speech_active = false;
+                self.last_activity = now_ms;
+                self.speech_stopped_at = Some(now_ms);
+                if let Some(t) = self.caller.get_mut(&item_id) {
+                    t.end_ms = Some(audio_end_ms);
+                }
+            }
+            ServerEvent::InputTranscript {
+                item_id,
+                transcript,
+            } => {
+                let t = self.caller.entry(item_id).or_insert(CallerTurn {
+                    start_ms: 0,
+                    end_ms: None,
+                    text: String::new(),
+                });
+                t.text = transcript;
+            }
+            ServerEvent::ResponseCreated { response_id } => {
+                self.response_requested = false;
+                if self.greeting == Greeting::Requested {
+                    self.greeting = Greeting::Playing(response_id.clone());
+                }
+                self.active_response = Some(response_id);
+            }
+            ServerEvent::AudioDelta {
+                response_id,
+                item_id,
+                content_index,
+                delta,
+            } => {
+                self.on_delta(now_ms, &response_id, &item_id, content_index, &delta, out);
+            }
+            ServerEvent::AudioDone {
+                response_id,
+                item_id,
+            } => {
+                if !self.playback.is_discarded(&response_id)
+                    && let Some(name) = self.playback.on_audio_done(&item_id)
+                {
+                    out.push(Action::Twilio(media::mark_message(&self.stream_sid, &name)));
+                }
+            }
+            ServerEvent::AudioTranscriptDelta { item_id, delta } => {
+                let t = self.agent_turn(now_ms, &item_id);
+                if !t.final_text {
+                    t.text.push_str(&delta);
+                }
+            }
+            ServerEvent::AudioTranscriptDone {
+                item_id,
+                transcript,
+            } => {
+                let t = self.agent_turn(now_ms, &item_id);
+                t.text = transcript;
+                t.final_text = true;
+            }
+            ServerEvent::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                self.on_function_call(call_id, name, arguments, out);
+            }
+            ServerEvent::ResponseDone {
+                response_id, usage, ..
+            } => {
+                if let Some(u) = usage {
+                    add_usage(&mut self.usage, &u);
+                }
+                self.usage.responses += 1;
+                if self.active_response.as_deref() == Some(response_id.as_str()) {
+                    self.active_response = None;
+                }
+                if self.response_wanted
+                    && self.active_response.is_none()
+                    && !self.response_requested
+                {
+                    self.response_wanted = false;
+                    self.response_requested = true;
+                    out.push(Action::Realtime(wire::response_create()));
+                }
+                self.after_playback_progress(out);
+            }
+            ServerEvent::Error(e) => {
+                let code = e
+                    .code
+                    .clone()
+                    .unwrap_or_else(|| e.kind.clone().unwrap_or_else(|| "unknown".into()));
+                out.push(Action::Observe(Observation::OpenAiError(code.clone())));
+                if code == "conversation_already_has_active_response" {
+                    self.response_requested = false;
+                }
+                let fatal = code == "session_expired";
+                self.last_error = Some(code.clone());
+                if fatal {
+                    self.end("openai_error", Some(code), out);
+                }
+            }
+            ServerEvent::SessionCreated | ServerEvent::Truncated { .. } | ServerEvent::Other(_) => {
+            }
+        }
+    }
+
+    fn agent_turn(&mut self, now_ms: u64, item_id: &str) -> &mut AgentTurn {
+        let rel = self.rel(now_ms);
+        let idx = match self.agent.iter().position(|t| t.item_id == item_id) {
+            Some(i) => i,
+            None => {
+                self.agent.push(AgentTurn {
+                    item_id: item_id.to_string(),
+                    start_ms: rel,
+                    sent_ms: 0,
+                    text: String::new(),
+                    final_text: false,
+                    heard_ms: None,
+                    interrupted: false,
+                });
+                self.agent.len() - 1
+            }
+        };
+        &mut self.agent[idx]
+    }
+
+    fn on_delta(
+        &mut self,
+        now_ms: u64,
+        response_id: &str,
+        item_id: &str,
+        content_index: u32,
+        delta: &str,
+        out: &mut Vec<Action>,
+    ) {
+        if self.playback.is_discarded(response_id) {
+            out.push(Action::Observe(Observation::LateDeltaDropped));
+            return;
+        }
+        let Ok(bytes) = STANDARD.decode(delta).map(|b| b.len() as u64) else {
+            out.push(Action::Observe(Observation::Protocol("openai_bad_audio")));
+            return;
+        };
+        if bytes == 0 {
+            return;
+        }
+        if let Some(stopped) = self.speech_stopped_at.take() {
+            out.push(Action::Observe(Observation::ResponseLatency(
+                now_ms.saturating_sub(stopped),
+            )));
+        }
+        self.last_activity = now_ms;
+        self.agent_turn(now_ms, item_id).sent_ms += bytes / 8;
+        let mark = self
+            .playback
+            .on_chunk_sent(response_id, item_id, content_index, bytes);
+        out.push(Action::Twilio(media::media_message(
+            &self.stream_sid,
+            delta,
+        )));
+        out.push(Action::Twilio(media::mark_message(&self.stream_sid, &mark)));
+    }
+
+    fn barge_in(&mut self, out: &mut Vec<Action>) {
+        let was_playing = self.playback.is_playing();
+        if was_playing {
+            out.push(Action::Twilio(media::clear_message(&self.stream_sid)));
+        }
+        for t in self.playback.interrupt() {
+            if let Some(turn) = self.agent.iter_mut().find(|a| a.item_id == t.item_id) {
+                turn.heard_ms = Some(t.played_ms);
+                turn.interrupted = true;
+            }
+            out.push(Action::Realtime(wire::truncate(
+                &t.item_id,
+                t.content_index,
+                t.audio_end_ms,
+            )));
+        }
+        if let Some(active) = &self.active_response {
+            // interrupt_response=true: OpenAI cancels it; its in-flight deltas must not play.
+            self.playback.discard(active);
+        }
+        self.barge_ins += 1;
+        out.push(Action::Observe(Observation::BargeIn));
+    }
+
+    fn on_function_call(
+        &mut self,
+        call_id: String,
+        name: String,
+        arguments: String,
+        out: &mut Vec<Action>,
+    ) {
+        let output = if name == END_CALL_TOOL {
+            self.hangup_requested = true;
+            r#"{"ok":true}"#.to_string()
+        } else {
+            serde_json::json!({"error": format!("unknown tool {name:?}")}).to_string()
+        };
+        out.push(Action::Realtime(wire::function_call_output(
+            &call_id, &output,
+        )));
+        if name != END_CALL_TOOL {
+            // The model does not speak after a tool output until asked.
+            self.request_response(out);
+        }
+        self.tool_calls.push(ToolCallRecord {
+            call_id,
+            name,
+            arguments,
+            output,
+            latency_ms: 0,
+        });
+    }
+
+    fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if self.speech_active
+            && !self.stall_padded
+            && now_ms.saturating_sub(self.last_media_at) >= STALL_MS
+        {
+            self.stall_padded = true;
+            out.push(Action::Realtime(wire::append_audio(&silence_b64(
+                STALL_PAD_MS,
+            ))));
+            out.push(Action::Observe(Observation::PaddedSilence(STALL_PAD_MS)));
+        }
+        if self.rel(now_ms) >= self.settings.max_call_ms {
+            self.end("max_duration", None, out);
+            return;
+        }
+        let quiet = !self.speech_active
+            && !self.playback.is_playing()
+            && self.active_response.is_none()
+            && !self.response_requested;
+        if self.settings.silence_timeout_ms > 0
+            && quiet
+            && now_ms.saturating_sub(self.last_activity) >= self.settings.silence_timeout_ms
+        {
+            self.end("silence_timeout", None, out);
+        }
+    }
+
+    fn end(&mut self, outcome: &'static str, detail: Option<String>, out: &mut Vec<Action>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        out.push(Action::End(self.summary(outcome, detail)));
+    }
+
+    fn summary(&mut self, outcome: &'static str, detail: Option<String>) -> CallSummary {
+        let mut entries: Vec<TranscriptEntry> = Vec::new();
+        for t in self.caller.values() {
+            entries.push(TranscriptEntry {
+                seq: 0,
+                role: Role::Caller,
+                text: t.text.clone(),
+                start_ms: t.start_ms,
+                end_ms: t.end_ms.unwrap_or(t.start_ms),
+                interrupted: false,
+                heard_ms: None,
+            });
+        }
+        for t in &self.agent {
+            let heard = t.heard_ms.unwrap_or(0);
+            let interrupted = t.interrupted;
+            entries.push(TranscriptEntry {
+                seq: 0,
+                role: Role::Agent,
+                text: t.text.clone(),
+                start_ms: t.start_ms,
+                end_ms: t.start_ms + if interrupted { heard } else { t.sent_ms },
+                interrupted,
+                heard_ms: interrupted.then_some(heard),
+            });
+        }
+        entries.sort_by_key(|e| (e.start_ms, e.role == Role::Agent));
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.seq = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        CallSummary {
+            outcome,
+            detail,
+            transcript: entries,
+            usage: self.usage.clone(),
+            tool_calls: std::mem::take(&mut self.tool_calls),
+            barge_ins: self.barge_ins,
+        }
+    }
+}
+
+fn add_usage(total: &mut Usage, u: &ResponseUsage) {
+    total.total_tokens += u.total_tokens;
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.input_audio_tokens += u.input_token_details.audio_tokens;
+    total.input_text_tokens += u.input_token_details.text_tokens;
+    total.cached_tokens += u.input_token_details.cached_tokens;
+    total.output_audio_tokens += u.output_token_details.audio_tokens;
+    total.output_text_tokens += u.output_token_details.text_tokens;
+}
+
+/// Base64 of `ms` of µ-law silence (0xFF).
+fn silence_b64(ms: u64) -> String {
+    let n = usize::try_from(ms * 8).unwrap_or(0);
+    STANDARD.encode(vec![0xFFu8; n])
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

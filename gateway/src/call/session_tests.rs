@@ -1,0 +1,518 @@
+//! State machine tests: no sockets, no clock — inputs and time in, actions out.
+
+use serde_json::Value;
+
+use super::*;
+
+const SID: &str = "MZ00000000000000000000000000000001";
+
+fn settings(greeting: Option<&str>, interruptible: bool) -> SessionSettings {
+    SessionSettings {
+        greeting: greeting.map(str::to_string),
+        greeting_interruptible: interruptible,
+        interruptible_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#.into(),
+        max_call_ms: 60_000,
+        silence_timeout_ms: 0,
+    }
+}
+
+struct Harness {
+    s: CallSession,
+    now: u64,
+}
+
+impl Harness {
+    fn new(greeting: Option<&str>, interruptible: bool) -> Self {
+        Self {
+            s: CallSession::new(settings(greeting, interruptible), SID.into(), 0),
+            now: 0,
+        }
+    }
+    fn at(&mut self, now: u64) -> &mut Self {
+        self.now = now;
+        self
+    }
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.s.handle(self.now, input, &mut out);
+        out
+    }
+    fn rt(&mut self, ev: ServerEvent) -> Vec<Action> {
+        self.feed(Input::Realtime(ev))
+    }
+    fn delta(&mut self, resp: &str, item: &str, bytes: usize) -> Vec<Action> {
+        self.rt(ServerEvent::AudioDelta {
+            response_id: resp.into(),
+            item_id: item.into(),
+            content_index: 0,
+            delta: STANDARD.encode(vec![0x55u8; bytes]),
+        })
+    }
+}
+
+fn twilio_msgs(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Twilio(t) => Some(serde_json::from_str(t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn realtime_msgs(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Realtime(t) => Some(serde_json::from_str(t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mark_names(actions: &[Action]) -> Vec<String> {
+    twilio_msgs(actions)
+        .iter()
+        .filter(|m| m["event"] == "mark")
+        .map(|m| m["mark"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn ended(actions: &[Action]) -> Option<&CallSummary> {
+    actions.iter().find_map(|a| match a {
+        Action::End(s) => Some(s),
+        _ => None,
+    })
+}
+
+#[test]
+fn greets_only_after_session_updated() {
+    let mut h = Harness::new(Some("Thanks for calling Demo Dental."), true);
+    assert!(h.rt(ServerEvent::SessionCreated).is_empty());
+    let out = h.rt(ServerEvent::SessionUpdated);
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt.len(), 1);
+    assert_eq!(rt[0]["type"], "response.create");
+    assert!(
+        rt[0]["response"]["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Thanks for calling Demo Dental.")
+    );
+    // a second session.updated does not greet twice
+    assert!(realtime_msgs(&h.rt(ServerEvent::SessionUpdated)).is_empty());
+}
+
+#[test]
+fn caller_audio_passes_through_and_gaps_are_padded() {
+    let mut h = Harness::new(None, true);
+    let payload = STANDARD.encode([0x12u8; 160]);
+    let out = h.feed(Input::Media {
+        timestamp_ms: 0,
+        payload: payload.clone(),
+        bytes: 160,
+    });
+    assert_eq!(
+        realtime_msgs(&out),
+        vec![serde_json::json!({"type":"input_audio_buffer.append","audio":payload})]
+    );
+    h.feed(Input::Media {
+        timestamp_ms: 20,
+        payload: payload.clone(),
+        bytes: 160,
+    });
+    // 60 ms missing (frames at 40, 60, 80 never came)
+    let out = h.feed(Input::Media {
+        timestamp_ms: 100,
+        payload: payload.clone(),
+        bytes: 160,
+    });
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt.len(), 2);
+    let pad = STANDARD.decode(rt[0]["audio"].as_str().unwrap()).unwrap();
+    assert_eq!(pad.len(), 60 * 8);
+    assert!(pad.iter().all(|&b| b == 0xFF));
+    assert_eq!(rt[1]["audio"], payload.as_str());
+    assert!(out.contains(&Action::Observe(Observation::PaddedSilence(60))));
+}
+
+#[test]
+fn agent_audio_is_forwarded_with_a_unique_mark_per_chunk() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_1".into(),
+    });
+    let a = h.delta("resp_1", "item_1", 800);
+    let b = h.delta("resp_1", "item_1", 800);
+    let ta = twilio_msgs(&a);
+    assert_eq!(ta[0]["event"], "media");
+    assert_eq!(ta[0]["streamSid"], SID);
+    assert_eq!(
+        STANDARD
+            .decode(ta[0]["media"]["payload"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        800
+    );
+    assert_ne!(mark_names(&a), mark_names(&b));
+}
+
+#[test]
+fn barge_in_clears_truncates_at_played_plus_50_and_drops_late_deltas() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_1".into(),
+    });
+    let m1 = mark_names(&h.delta("resp_1", "item_1", 800))[0].clone();
+    let m2 = mark_names(&h.delta("resp_1", "item_1", 800))[0].clone();
+    let m3 = mark_names(&h.delta("resp_1", "item_1", 800))[0].clone();
+    h.feed(Input::Mark(m1));
+    h.feed(Input::Mark(m2)); // 200 ms heard of 300 ms sent
+    let out = h.at(500).rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 400,
+        item_id: "item_u1".into(),
+    });
+    let tw = twilio_msgs(&out);
+    assert_eq!(
+        tw,
+        vec![serde_json::json!({"event":"clear","streamSid":SID})]
+    );
+    let rt = realtime_msgs(&out);
+    assert_eq!(
+        rt,
+        vec![
+            serde_json::json!({"type":"conversation.item.truncate","item_id":"item_1","content_index":0,"audio_end_ms":250})
+        ]
+    );
+    assert!(out.contains(&Action::Observe(Observation::BargeIn)));
+    // a delta of the cancelled response still in flight is not forwarded
+    let late = h.delta("resp_1", "item_1", 800);
+    assert!(twilio_msgs(&late).is_empty());
+    assert!(late.contains(&Action::Observe(Observation::LateDeltaDropped)));
+    // the echo of the cleared mark is not taken as playback, and is not an error
+    assert!(h.feed(Input::Mark(m3)).is_empty());
+    // the next response plays normally
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "resp_1".into(),
+        status: "cancelled".into(),
+        usage: None,
+    });
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_2".into(),
+    });
+    assert_eq!(twilio_msgs(&h.delta("resp_2", "item_2", 160)).len(), 2);
+    let s = h.feed(Input::Stop);
+    let summary = ended(&s).unwrap();
+    let agent: Vec<_> = summary
+        .transcript
+        .iter()
+        .filter(|e| e.role == Role::Agent)
+        .collect();
+    assert!(agent[0].interrupted);
+    assert_eq!(agent[0].heard_ms, Some(200));
+    assert!(!agent[1].interrupted);
+    assert_eq!(summary.barge_ins, 1);
+}
+
+#[test]
+fn truncate_is_clamped_to_audio_sent() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r".into(),
+    });
+    let m = mark_names(&h.delta("r", "i", 240))[0].clone(); // 30 ms
+    h.feed(Input::Mark(m));
+    let out = h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert_eq!(realtime_msgs(&out)[0]["audio_end_ms"], 30);
+}
+
+#[test]
+fn speech_with_nothing_playing_is_not_a_barge_in() {
+    let mut h = Harness::new(None, true);
+    let out = h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn non_interruptible_greeting_is_protected_then_interruptions_are_enabled() {
+    let mut h = Harness::new(Some("Hello."), false);
+    h.rt(ServerEvent::SessionUpdated);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "g".into(),
+    });
+    let m = mark_names(&h.delta("g", "gi", 800))[0].clone();
+    let out = h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert!(twilio_msgs(&out).is_empty(), "greeting must not be cleared");
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: "g".into(),
+        item_id: "gi".into(),
+    }))[0]
+        .clone();
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "g".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    h.feed(Input::Mark(m));
+    let out = h.feed(Input::Mark(done));
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt.len(), 1);
+    assert_eq!(rt[0]["type"], "session.update");
+}
+
+#[test]
+fn interruptible_greeting_can_be_cut() {
+    let mut h = Harness::new(Some("Hello."), true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "g".into(),
+    });
+    h.delta("g", "gi", 800);
+    let out = h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert_eq!(twilio_msgs(&out)[0]["event"], "clear");
+}
+
+#[test]
+fn dtmf_reaches_the_model_and_response_waits_for_the_active_one() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let out = h.feed(Input::Dtmf('5'));
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt.len(), 1);
+    assert_eq!(rt[0]["item"]["role"], "user");
+    assert!(
+        rt[0]["item"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"5\"")
+    );
+    let out = h.rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    assert_eq!(
+        realtime_msgs(&out),
+        vec![serde_json::json!({"type":"response.create"})]
+    );
+}
+
+#[test]
+fn unknown_tool_gets_an_error_output_and_a_new_response() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let out = h.rt(ServerEvent::FunctionCall {
+        response_id: "r1".into(),
+        call_id: "call_1".into(),
+        name: "launch".into(),
+        arguments: "{}".into(),
+    });
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt[0]["item"]["type"], "function_call_output");
+    assert_eq!(rt[0]["item"]["call_id"], "call_1");
+    assert!(
+        rt[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tool")
+    );
+    let out = h.rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    assert_eq!(realtime_msgs(&out)[0]["type"], "response.create");
+}
+
+#[test]
+fn end_call_tool_hangs_up_after_the_goodbye_has_played() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let m = mark_names(&h.delta("r1", "bye", 160))[0].clone();
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: "r1".into(),
+        item_id: "bye".into(),
+    }))[0]
+        .clone();
+    h.rt(ServerEvent::FunctionCall {
+        response_id: "r1".into(),
+        call_id: "c".into(),
+        name: END_CALL_TOOL.into(),
+        arguments: "{}".into(),
+    });
+    assert!(
+        ended(&h.rt(ServerEvent::ResponseDone {
+            response_id: "r1".into(),
+            status: "completed".into(),
+            usage: None
+        }))
+        .is_none()
+    );
+    h.feed(Input::Mark(m));
+    let out = h.feed(Input::Mark(done));
+    assert_eq!(ended(&out).map(|s| s.outcome), Some("agent_hangup"));
+    assert_eq!(ended(&out).unwrap().tool_calls[0].name, END_CALL_TOOL);
+}
+
+#[test]
+fn stalled_caller_audio_during_speech_is_padded_once() {
+    let mut h = Harness::new(None, true);
+    h.feed(Input::Media {
+        timestamp_ms: 0,
+        payload: STANDARD.encode([0u8; 160]),
+        bytes: 160,
+    });
+    h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert!(realtime_msgs(&h.at(500).feed(Input::Tick)).is_empty());
+    let out = h.at(800).feed(Input::Tick);
+    assert_eq!(
+        STANDARD
+            .decode(realtime_msgs(&out)[0]["audio"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        8000
+    );
+    assert!(realtime_msgs(&h.at(1100).feed(Input::Tick)).is_empty());
+}
+
+#[test]
+fn limits_end_the_call() {
+    let mut h = Harness::new(None, true);
+    assert_eq!(
+        ended(&h.at(60_000).feed(Input::Tick)).map(|s| s.outcome),
+        Some("max_duration")
+    );
+    assert!(h.s.is_ended());
+    assert!(h.feed(Input::Stop).is_empty(), "nothing after the end");
+    let mut h = Harness::new(None, true);
+    h.s.settings.silence_timeout_ms = 5_000;
+    assert!(ended(&h.at(4_000).feed(Input::Tick)).is_none());
+    assert_eq!(
+        ended(&h.at(5_000).feed(Input::Tick)).map(|s| s.outcome),
+        Some("silence_timeout")
+    );
+}
+
+#[test]
+fn openai_failures_end_the_call_with_a_reason() {
+    let mut h = Harness::new(None, true);
+    let out = h.rt(ServerEvent::Error(crate::realtime::wire::ErrorBody {
+        code: Some("session_expired".into()),
+        ..Default::default()
+    }));
+    assert!(out.contains(&Action::Observe(Observation::OpenAiError(
+        "session_expired".into()
+    ))));
+    let s = ended(&out).unwrap();
+    assert_eq!(
+        (s.outcome, s.detail.as_deref()),
+        ("openai_error", Some("session_expired"))
+    );
+    let mut h = Harness::new(None, true);
+    assert!(
+        ended(&h.rt(ServerEvent::Error(Default::default()))).is_none(),
+        "most errors are recoverable"
+    );
+    assert_eq!(
+        ended(&h.feed(Input::RealtimeClosed)).map(|s| s.outcome),
+        Some("openai_error")
+    );
+    let mut h = Harness::new(None, true);
+    assert_eq!(
+        ended(&h.feed(Input::RealtimeClosed)).map(|s| s.outcome),
+        Some("openai_closed")
+    );
+}
+
+#[test]
+fn transcript_and_usage_are_kept_in_order() {
+    let mut h = Harness::new(None, true);
+    h.at(100).rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 80,
+        item_id: "u1".into(),
+    });
+    h.at(1500).rt(ServerEvent::SpeechStopped {
+        audio_end_ms: 1400,
+        item_id: "u1".into(),
+    });
+    h.rt(ServerEvent::InputTranscript {
+        item_id: "u1".into(),
+        transcript: "are you open saturday".into(),
+    });
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let out = h.at(1900).delta("r1", "a1", 1600);
+    assert!(out.contains(&Action::Observe(Observation::ResponseLatency(400))));
+    h.rt(ServerEvent::AudioTranscriptDone {
+        item_id: "a1".into(),
+        transcript: "Yes, nine to five.".into(),
+    });
+    let usage = ResponseUsage {
+        total_tokens: 30,
+        input_tokens: 20,
+        output_tokens: 10,
+        ..Default::default()
+    };
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: Some(usage.clone()),
+    });
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "r0".into(),
+        status: "completed".into(),
+        usage: Some(usage),
+    });
+    let out = h.at(3000).feed(Input::Stop);
+    let s = ended(&out).unwrap();
+    assert_eq!(s.outcome, "caller_hangup");
+    assert_eq!(s.transcript.len(), 2);
+    assert_eq!(
+        (
+            s.transcript[0].role,
+            s.transcript[0].text.as_str(),
+            s.transcript[0].start_ms,
+            s.transcript[0].end_ms
+        ),
+        (Role::Caller, "are you open saturday", 80, 1400)
+    );
+    assert_eq!(
+        (
+            s.transcript[1].role,
+            s.transcript[1].text.as_str(),
+            s.transcript[1].seq
+        ),
+        (Role::Agent, "Yes, nine to five.", 1)
+    );
+    assert_eq!(s.transcript[1].end_ms - s.transcript[1].start_ms, 200);
+    assert_eq!(
+        (
+            s.usage.responses,
+            s.usage.total_tokens,
+            s.usage.input_tokens
+        ),
+        (2, 60, 40)
+    );
+}

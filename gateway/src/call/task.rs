@@ -1,0 +1,439 @@
+//! The per-call task: reads both sockets, feeds the state machine, writes its actions.
+//!
+//! One task per call owns the Twilio socket, the Realtime socket and the
+//! [`CallSession`]. Nothing here takes a lock shared with other calls or waits on the
+//! database: records go through the write-behind queue after the call has ended.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message as TwMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as RtMessage;
+
+use super::session::{Action, CallSession, Input, Observation};
+use crate::http::AppState;
+use crate::realtime::client::ConnectParams;
+use crate::realtime::wire::{ServerEvent, parse_server_event};
+use crate::realtime::{RealtimeError, RealtimeSocket};
+use crate::store::{CallEnd, CallStart, StoreOp};
+use crate::tenants::Tenant;
+use crate::twilio::media::{self, Inbound, Start};
+
+/// How long Twilio has to send `start` after the upgrade.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timer resolution of the session (stall padding, limits).
+const TICK: Duration = Duration::from_millis(250);
+/// Peer errors logged per call before going quiet (all are counted).
+const LOGGED_ERRORS_PER_CALL: u32 = 5;
+
+struct Ctx {
+    state: AppState,
+    call_sid: String,
+    logged: u32,
+}
+
+impl Ctx {
+    fn malformed(&mut self, kind: &str, detail: &dyn std::fmt::Display) {
+        self.state
+            .metrics
+            .malformed
+            .with_label_values(&[kind])
+            .inc();
+        if self.logged < LOGGED_ERRORS_PER_CALL {
+            self.logged += 1;
+            tracing::warn!(call_sid = self.call_sid, kind, %detail, "refused a peer message");
+        }
+    }
+}
+
+/// Runs one call on an upgraded Twilio media stream.
+pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, socket: WebSocket) {
+    let mut ctx = Ctx {
+        state: state.clone(),
+        call_sid: path_call_sid.clone(),
+        logged: 0,
+    };
+    let (mut tw_tx, mut tw_rx) = socket.split();
+    let Some(start) = wait_for_start(&mut ctx, &mut tw_rx).await else {
+        let _ = tw_tx.close().await;
+        return;
+    };
+    let token = start
+        .custom_parameters
+        .get("token")
+        .map(String::as_str)
+        .unwrap_or("");
+    if start.call_sid != path_call_sid
+        || start.account_sid != tenant.spec.twilio.account_sid
+        || !tenant.check_stream_token(&start.call_sid, token)
+    {
+        ctx.malformed(
+            "stream_without_webhook",
+            &format_args!(
+                "start for {} does not match a webhook of tenant {}",
+                start.call_sid, tenant.name
+            ),
+        );
+        let _ = tw_tx.close().await;
+        return;
+    }
+    let _guard = state.drain.call_started();
+    state.metrics.active_calls.inc();
+    let started = Instant::now();
+    let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
+    state
+        .writer
+        .submit(StoreOp::Start(CallStart {
+            call_sid: start.call_sid.clone(),
+            tenant: tenant.name.clone(),
+            from: param("from"),
+            to: param("to"),
+            started_at_ms: crate::http::unix_ms(),
+        }))
+        .await;
+
+    let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
+        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw_tx, &mut tw_rx, rt).await,
+        Err(e) => {
+            tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
+            let _ = tw_tx.close().await;
+            CallEnd {
+                call_sid: start.call_sid.clone(),
+                tenant: tenant.name.clone(),
+                ended_at_ms: 0,
+                outcome: "openai_connect_failed".into(),
+                detail: Some(e.to_string()),
+                transcript: Vec::new(),
+                usage: Default::default(),
+                tool_calls: Vec::new(),
+                barge_ins: 0,
+            }
+        }
+    };
+    let mut record = outcome;
+    record.ended_at_ms = crate::http::unix_ms();
+    state
+        .metrics
+        .calls_total
+        .with_label_values(&[record.outcome.as_str()])
+        .inc();
+    state
+        .metrics
+        .call_duration
+        .observe(started.elapsed().as_secs_f64());
+    state.metrics.active_calls.dec();
+    tracing::info!(
+        call_sid = record.call_sid,
+        tenant = record.tenant,
+        outcome = record.outcome,
+        secs = started.elapsed().as_secs(),
+        "call ended"
+    );
+    state.writer.submit(StoreOp::End(record)).await;
+}
+
+async fn wait_for_start(
+    ctx: &mut Ctx,
+    rx: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Option<Start> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, rx.next()).await {
+            Err(_) => {
+                ctx.malformed("no_start", &"no start message within 10 s");
+                return None;
+            }
+            Ok(None | Some(Err(_))) => return None,
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            TwMessage::Text(t) => match media::parse(t.as_str()) {
+                Ok(Inbound::Start(s)) => return Some(s),
+                Ok(Inbound::Connected) => {}
+                Ok(Inbound::Stop) => return None,
+                Ok(Inbound::Media { .. }) => {
+                    ctx.malformed("media_before_start", &"media before start")
+                }
+                Ok(_) => ctx.malformed("event_before_start", &"event before start"),
+                Err(e) => ctx.malformed(e.kind(), &e),
+            },
+            TwMessage::Binary(_) => ctx.malformed("binary_frame", &"binary frame"),
+            TwMessage::Close(_) => return None,
+            TwMessage::Ping(_) | TwMessage::Pong(_) => {}
+        }
+    }
+}
+
+async fn open_realtime(
+    state: &AppState,
+    tenant: &Tenant,
+    call_sid: &str,
+) -> Result<RealtimeSocket, RealtimeError> {
+    let t0 = Instant::now();
+    if let Some(parked) = state.parking.take(call_sid) {
+        match parked.handle.await {
+            Ok(Ok(ws)) => {
+                state
+                    .metrics
+                    .preconnect
+                    .with_label_values(&["adopted"])
+                    .inc();
+                state
+                    .metrics
+                    .setup_latency
+                    .with_label_values(&["preconnected"])
+                    .observe(t0.elapsed().as_secs_f64());
+                return Ok(ws);
+            }
+            Ok(Err(e)) => {
+                state
+                    .metrics
+                    .preconnect
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(call_sid, error = %e, "pre-connect failed; connecting again");
+            }
+            Err(e) => {
+                state
+                    .metrics
+                    .preconnect
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(call_sid, error = %e, "pre-connect task died; connecting again");
+            }
+        }
+    } else {
+        state.metrics.preconnect.with_label_values(&["fresh"]).inc();
+    }
+    let ws = state
+        .backend
+        .connect(ConnectParams {
+            url: tenant.realtime_url.clone(),
+            model: tenant.spec.agent.model.clone(),
+            api_key: tenant.api_key.clone(),
+            session_update: tenant.session_update.clone(),
+        })
+        .await?;
+    state
+        .metrics
+        .setup_latency
+        .with_label_values(&["fresh"])
+        .observe(t0.elapsed().as_secs_f64());
+    Ok(ws)
+}
+
+enum Frame {
+    None,
+    Inbound,
+    Outbound,
+}
+
+async fn relay(
+    ctx: &mut Ctx,
+    tenant: &Tenant,
+    start: &Start,
+    tw_tx: &mut futures_util::stream::SplitSink<WebSocket, TwMessage>,
+    tw_rx: &mut futures_util::stream::SplitStream<WebSocket>,
+    rt: RealtimeSocket,
+) -> CallEnd {
+    let state = ctx.state.clone();
+    let m = &state.metrics;
+    let lat_in = m.relay_latency.with_label_values(&["inbound"]);
+    let lat_out = m.relay_latency.with_label_values(&["outbound"]);
+    let frames_in = m.frames.with_label_values(&["inbound"]);
+    let frames_out = m.frames.with_label_values(&["outbound"]);
+    let (mut rt_tx, mut rt_rx) = rt.split();
+    let clock = Instant::now();
+    let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut session = CallSession::new(tenant.settings.clone(), start.stream_sid.clone(), now_ms());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deadline = state.drain.deadline();
+    let mut deadline_fired = *deadline.borrow();
+    let mut inputs: VecDeque<(Input, Instant, Frame)> = VecDeque::new();
+    let mut actions = Vec::with_capacity(8);
+    let mut summary = None;
+    let mut tw_open = true;
+    let mut rt_open = true;
+    if deadline_fired {
+        inputs.push_back((Input::DrainDeadline, Instant::now(), Frame::None));
+    }
+
+    while summary.is_none() {
+        if inputs.is_empty() {
+            let item = tokio::select! {
+                msg = tw_rx.next(), if tw_open => {
+                    let at = Instant::now();
+                    match msg {
+                        Some(Ok(TwMessage::Text(t))) => match media::parse(t.as_str()) {
+                            Ok(Inbound::Media { timestamp_ms, payload, bytes }) => Some((Input::Media { timestamp_ms, payload, bytes }, at, Frame::Inbound)),
+                            Ok(Inbound::Mark { name }) => Some((Input::Mark(name), at, Frame::None)),
+                            Ok(Inbound::Dtmf { digit }) => Some((Input::Dtmf(digit), at, Frame::None)),
+                            Ok(Inbound::Stop) => Some((Input::Stop, at, Frame::None)),
+                            Ok(Inbound::Connected | Inbound::Start(_)) => {
+                                ctx.malformed("repeated_start", &"connected/start after the stream started");
+                                None
+                            }
+                            Err(e) => {
+                                ctx.malformed(e.kind(), &e);
+                                None
+                            }
+                        },
+                        Some(Ok(TwMessage::Binary(_))) => {
+                            ctx.malformed("binary_frame", &"binary frame from Twilio");
+                            None
+                        }
+                        Some(Ok(TwMessage::Ping(_) | TwMessage::Pong(_))) => None,
+                        Some(Ok(TwMessage::Close(_))) | None => {
+                            tw_open = false;
+                            Some((Input::TwilioClosed, at, Frame::None))
+                        }
+                        Some(Err(e)) => {
+                            ctx.malformed("twilio_socket_error", &e);
+                            tw_open = false;
+                            Some((Input::TwilioClosed, at, Frame::None))
+                        }
+                    }
+                }
+                msg = rt_rx.next(), if rt_open => {
+                    let at = Instant::now();
+                    match msg {
+                        Some(Ok(RtMessage::Text(t))) => match parse_server_event(t.as_str()) {
+                            Ok(ev) => {
+                                let frame = if matches!(ev, ServerEvent::AudioDelta { .. }) { Frame::Outbound } else { Frame::None };
+                                if let ServerEvent::Error(e) = &ev {
+                                    tracing::warn!(call_sid = ctx.call_sid, code = e.code.as_deref().unwrap_or(""), message = e.message.as_deref().unwrap_or(""), "Realtime error event");
+                                }
+                                Some((Input::Realtime(ev), at, frame))
+                            }
+                            Err(e) => {
+                                ctx.malformed("openai_bad_event", &e);
+                                None
+                            }
+                        },
+                        Some(Ok(RtMessage::Close(frame))) => {
+                            rt_open = false;
+                            tracing::info!(call_sid = ctx.call_sid, reason = ?frame, "Realtime closed the session");
+                            Some((Input::RealtimeClosed, at, Frame::None))
+                        }
+                        None => {
+                            rt_open = false;
+                            Some((Input::RealtimeClosed, at, Frame::None))
+                        }
+                        Some(Err(e)) => {
+                            rt_open = false;
+                            tracing::warn!(call_sid = ctx.call_sid, error = %e, "Realtime socket failed");
+                            Some((Input::RealtimeClosed, at, Frame::None))
+                        }
+                        Some(Ok(_)) => None,
+                    }
+                }
+                _ = tick.tick() => Some((Input::Tick, Instant::now(), Frame::None)),
+                changed = deadline.changed(), if !deadline_fired => {
+                    deadline_fired = true;
+                    changed.ok().map(|()| (Input::DrainDeadline, Instant::now(), Frame::None))
+                }
+            };
+            match item {
+                Some(i) => inputs.push_back(i),
+                None => continue,
+            }
+        }
+        let Some((input, at, frame)) = inputs.pop_front() else {
+            continue;
+        };
+        session.handle(now_ms(), input, &mut actions);
+        let mut relayed = false;
+        for action in actions.drain(..) {
+            match action {
+                Action::Twilio(text) => {
+                    if tw_open && tw_tx.send(TwMessage::Text(text.into())).await.is_err() {
+                        tw_open = false;
+                        inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
+                    }
+                    relayed |= matches!(frame, Frame::Outbound);
+                }
+                Action::Realtime(text) => {
+                    if rt_open && rt_tx.send(RtMessage::text(text)).await.is_err() {
+                        rt_open = false;
+                        inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
+                    }
+                    relayed |= matches!(frame, Frame::Inbound);
+                }
+                Action::Observe(o) => observe(&state, &ctx.call_sid, o),
+                Action::End(s) => summary = Some(s),
+            }
+        }
+        if relayed {
+            match frame {
+                Frame::Inbound => {
+                    frames_in.inc();
+                    lat_in.observe(at.elapsed().as_secs_f64());
+                }
+                Frame::Outbound => {
+                    frames_out.inc();
+                    lat_out.observe(at.elapsed().as_secs_f64());
+                }
+                Frame::None => {}
+            }
+        }
+    }
+    // Close the model session first: a caller who hung up must stop costing tokens now.
+    if rt_open {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), rt_tx.send(RtMessage::Close(None))).await;
+    }
+    if tw_open {
+        let _ = tokio::time::timeout(Duration::from_secs(1), tw_tx.close()).await;
+    }
+    let s = summary.unwrap_or_else(|| unreachable_summary());
+    CallEnd {
+        call_sid: start.call_sid.clone(),
+        tenant: tenant.name.clone(),
+        ended_at_ms: 0,
+        outcome: s.outcome.to_string(),
+        detail: s.detail,
+        transcript: s.transcript,
+        usage: s.usage,
+        tool_calls: s.tool_calls,
+        barge_ins: s.barge_ins,
+    }
+}
+
+fn unreachable_summary() -> super::session::CallSummary {
+    super::session::CallSummary {
+        outcome: "internal_error",
+        detail: None,
+        transcript: Vec::new(),
+        usage: Default::default(),
+        tool_calls: Vec::new(),
+        barge_ins: 0,
+    }
+}
+
+fn observe(state: &AppState, call_sid: &str, o: Observation) {
+    let m = &state.metrics;
+    match o {
+        Observation::BargeIn => m.barge_ins.inc(),
+        Observation::ResponseLatency(ms) => m.response_latency.observe(ms as f64 / 1000.0),
+        Observation::OpenAiError(code) => {
+            // Codes are an open set from the peer: keep label cardinality bounded.
+            let code = if code.len() <= 48
+                && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                code
+            } else {
+                "other".into()
+            };
+            m.openai_errors.with_label_values(&[code.as_str()]).inc();
+        }
+        Observation::PaddedSilence(ms) => m.padded_silence_ms.inc_by(ms),
+        Observation::LateDeltaDropped => m.late_deltas_dropped.inc(),
+        Observation::Protocol(kind) => {
+            m.malformed.with_label_values(&[kind]).inc();
+            tracing::debug!(call_sid, kind, "protocol irregularity");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The gateway's command line (a public interface: keep flags and variables stable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Serve Twilio calls for one or more VoiceTenants through the OpenAI Realtime API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Cli {
+    /// VoiceTenant manifest(s) to serve (repeat the flag; the env var takes a comma list).
+    #[arg(
+        long = "tenant",
+        env = "SWITCHBOARD_TENANT",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub tenants: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public base URL Twilio uses to reach this gateway (signatures are checked against
+    /// it). Default: http://<listen>.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Realtime WebSocket URL for tenants that do not set `openai.realtimeUrl`
+    /// (`?model=` is added).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REALTIME_URL",
+        default_value = "wss://api.openai.com/v1/realtime"
+    )]
+    pub realtime_url: String,
+    /// Directory for the embedded database and the write-behind spool.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Call store URL (`postgres://…` or `sqlite:…`). Default: SQLite in the data dir.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Concurrent calls accepted before new calls get a busy signal.
+    #[arg(long, env = "SWITCHBOARD_MAX_CALLS", default_value_t = 1000)]
+    pub max_calls: usize,
+    /// On SIGTERM, how long live calls may continue before they are ended, seconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 3600)]
+    pub drain_seconds: u64,
+    /// How long a pre-connected Realtime session waits for its media stream, seconds.
+    #[arg(long, env = "SWITCHBOARD_PRECONNECT_TTL_SECONDS", default_value_t = 15)]
+    pub preconnect_ttl_seconds: u64,
+    /// Turn off pre-connecting to the Realtime API on the webhook (for measurements).
+    #[arg(long, env = "SWITCHBOARD_NO_PRECONNECT")]
+    pub no_preconnect: bool,
+}
+
+impl Cli {
+    /// The public base URL, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The call store URL.
+    pub fn store_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("switchboard.db").display()))
+    }
+}

@@ -1,0 +1,42 @@
+//! Form bodies and signature checks shared by the Twilio webhooks.
+
+use axum::http::HeaderMap;
+
+use crate::tenants::Tenant;
+use crate::twilio::signature;
+
+/// All parameters of a form body, in order, duplicates kept (all are signed).
+pub fn parse(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// First value of `name`.
+pub fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the request carries a valid signature for `tenant` (or the tenant does not
+/// validate signatures). `path` is the route path as Twilio requested it.
+pub fn signed(
+    tenant: &Tenant,
+    public_base: &str,
+    path: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    websocket: bool,
+) -> bool {
+    if !tenant.spec.twilio.validate_signatures {
+        return true;
+    }
+    let Some(sig) = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let urls = signature::candidate_urls(public_base, path, websocket);
+    signature::verify(&tenant.auth_token, &urls, params, sig)
+}

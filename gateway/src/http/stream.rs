@@ -1,0 +1,56 @@
+//! The media stream WebSocket upgrade.
+
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::{AppState, form};
+use crate::call::task;
+
+/// Largest WebSocket message accepted from Twilio. A media message is ~300 bytes; the
+/// `start` message with custom parameters a few KB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Validates the handshake signature and hands the socket to the call task.
+pub async fn media_stream(
+    State(state): State<AppState>,
+    Path((tenant, call_sid)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(tenant) = state.tenants.by_name(&tenant).cloned() else {
+        state
+            .metrics
+            .webhook_responses
+            .with_label_values(&["stream", "404"])
+            .inc();
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !form::signed(&tenant, &state.public_base, uri.path(), &headers, &[], true) {
+        state
+            .metrics
+            .signature_failures
+            .with_label_values(&["stream"])
+            .inc();
+        state
+            .metrics
+            .webhook_responses
+            .with_label_values(&["stream", "403"])
+            .inc();
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid,
+            "refused media stream: bad or missing X-Twilio-Signature"
+        );
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    state
+        .metrics
+        .webhook_responses
+        .with_label_values(&["stream", "101"])
+        .inc();
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| task::run(state, tenant, call_sid, socket))
+}

@@ -1,0 +1,152 @@
+//! `POST /twilio/voice`: the incoming-call webhook.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{AppState, form};
+use crate::realtime::client::ConnectParams;
+use crate::store::{CallStart, StoreOp};
+use crate::tenants::Tenant;
+use crate::twilio::{media, twiml};
+
+const ROUTE: &str = "voice";
+
+fn xml(state: &AppState, status: StatusCode, body: String) -> Response {
+    state
+        .metrics
+        .webhook_responses
+        .with_label_values(&[ROUTE, status.as_str()])
+        .inc();
+    (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// Unix time now, in ms.
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Finds the tenant for a webhook: by the called number, else by the account.
+pub(super) fn tenant_for(state: &AppState, params: &[(String, String)]) -> Option<Arc<Tenant>> {
+    if let Some(t) = form::get(params, "To").and_then(|to| state.tenants.by_number(to)) {
+        return Some(t.clone());
+    }
+    let account = form::get(params, "AccountSid")?;
+    state.tenants.by_account(account).next().cloned()
+}
+
+/// Answers an incoming call with a media stream, a refusal, or a busy signal.
+pub async fn incoming_call(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form::parse(&body);
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let to = form::get(&params, "To").unwrap_or_default().to_string();
+    let Some(tenant) = tenant_for(&state, &params) else {
+        tracing::info!(to, "call for a number no tenant answers");
+        return xml(
+            &state,
+            StatusCode::OK,
+            twiml::say_and_hangup(
+                "We're sorry, the number you have called is not in service. Goodbye.",
+            ),
+        );
+    };
+    if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
+        state
+            .metrics
+            .signature_failures
+            .with_label_values(&[ROUTE])
+            .inc();
+        state
+            .metrics
+            .webhook_responses
+            .with_label_values(&[ROUTE, "403"])
+            .inc();
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid = form::get(&params, "CallSid").unwrap_or(""),
+            "refused webhook: bad or missing X-Twilio-Signature"
+        );
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let call_sid = form::get(&params, "CallSid")
+        .unwrap_or_default()
+        .to_string();
+    if !media::is_sid(&call_sid) {
+        return xml(
+            &state,
+            StatusCode::BAD_REQUEST,
+            twiml::say_and_hangup("We're sorry, this call could not be connected."),
+        );
+    }
+    if state.drain.active() + state.parking.len() >= state.max_calls {
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid,
+            max = state.max_calls,
+            "at capacity: answering busy"
+        );
+        return xml(&state, StatusCode::OK, twiml::reject_busy());
+    }
+    let from = form::get(&params, "From").unwrap_or_default().to_string();
+    state
+        .writer
+        .submit(StoreOp::Start(CallStart {
+            call_sid: call_sid.clone(),
+            tenant: tenant.name.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            started_at_ms: unix_ms(),
+        }))
+        .await;
+    if state.preconnect {
+        let backend = state.backend.clone();
+        let params = ConnectParams {
+            url: tenant.realtime_url.clone(),
+            model: tenant.spec.agent.model.clone(),
+            api_key: tenant.api_key.clone(),
+            session_update: tenant.session_update.clone(),
+        };
+        state.parking.park(
+            call_sid.clone(),
+            tokio::spawn(async move { backend.connect(params).await }),
+        );
+    }
+    let url = format!(
+        "{}/twilio/stream/{}/{}",
+        state.ws_base(),
+        tenant.name,
+        call_sid
+    );
+    let token = tenant.stream_token(&call_sid);
+    tracing::info!(
+        tenant = tenant.name,
+        call_sid,
+        from,
+        to,
+        "answering call with a media stream"
+    );
+    xml(
+        &state,
+        StatusCode::OK,
+        twiml::connect_stream(
+            &url,
+            &[
+                ("tenant", &tenant.name),
+                ("from", &from),
+                ("to", &to),
+                ("token", &token),
+            ],
+        ),
+    )
+}

@@ -1,0 +1,444 @@
+//! Realtime events: server events parsed into [`ServerEvent`], client events built as
+//! JSON text.
+//!
+//! Only the GA event names exist here (`response.output_audio.delta`, not the beta
+//! `response.audio.delta`). Server events this gateway does not act on become
+//! [`ServerEvent::Other`] instead of errors: OpenAI adds events over time.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::json;
+
+/// `response.done` usage, GA shape (missing numbers count as 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ResponseUsage {
+    /// Total tokens.
+    #[serde(default)]
+    pub total_tokens: u64,
+    /// Input tokens.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Input breakdown.
+    #[serde(default)]
+    pub input_token_details: InputTokenDetails,
+    /// Output breakdown.
+    #[serde(default)]
+    pub output_token_details: OutputTokenDetails,
+}
+
+/// Input token breakdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct InputTokenDetails {
+    /// Text tokens.
+    #[serde(default)]
+    pub text_tokens: u64,
+    /// Audio tokens.
+    #[serde(default)]
+    pub audio_tokens: u64,
+    /// Cached tokens (part of input tokens).
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+/// Output token breakdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct OutputTokenDetails {
+    /// Text tokens.
+    #[serde(default)]
+    pub text_tokens: u64,
+    /// Audio tokens.
+    #[serde(default)]
+    pub audio_tokens: u64,
+}
+
+/// An `error` event's body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ErrorBody {
+    /// `invalid_request_error`, `server_error`, …
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Machine code, e.g. `session_expired`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Human message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The client `event_id` that caused it, if any.
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// The server events the call session acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// `session.created`.
+    SessionCreated,
+    /// `session.updated`.
+    SessionUpdated,
+    /// `input_audio_buffer.speech_started`.
+    SpeechStarted {
+        /// Input-buffer ms.
+        audio_start_ms: u64,
+        /// The user item that will hold this speech.
+        item_id: String,
+    },
+    /// `input_audio_buffer.speech_stopped`.
+    SpeechStopped {
+        /// Input-buffer ms.
+        audio_end_ms: u64,
+        /// The user item.
+        item_id: String,
+    },
+    /// `response.created`.
+    ResponseCreated {
+        /// Response id.
+        response_id: String,
+    },
+    /// `response.output_audio.delta`.
+    AudioDelta {
+        /// Response id.
+        response_id: String,
+        /// Assistant item id.
+        item_id: String,
+        /// Content part index.
+        content_index: u32,
+        /// Base64 audio in the session's output format.
+        delta: String,
+    },
+    /// `response.output_audio.done`.
+    AudioDone {
+        /// Response id.
+        response_id: String,
+        /// Assistant item id.
+        item_id: String,
+    },
+    /// `response.output_audio_transcript.delta`.
+    AudioTranscriptDelta {
+        /// Assistant item id.
+        item_id: String,
+        /// Text fragment.
+        delta: String,
+    },
+    /// `response.output_audio_transcript.done`.
+    AudioTranscriptDone {
+        /// Assistant item id.
+        item_id: String,
+        /// Full transcript of the item.
+        transcript: String,
+    },
+    /// `conversation.item.input_audio_transcription.completed`.
+    InputTranscript {
+        /// User item id.
+        item_id: String,
+        /// What the caller said (a rough guide, not what the model heard).
+        transcript: String,
+    },
+    /// `response.function_call_arguments.done`.
+    FunctionCall {
+        /// Response id.
+        response_id: String,
+        /// The call id to answer with `function_call_output`.
+        call_id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments, JSON text.
+        arguments: String,
+    },
+    /// `response.done`.
+    ResponseDone {
+        /// Response id.
+        response_id: String,
+        /// `completed`, `cancelled`, `failed`, `incomplete`.
+        status: String,
+        /// Usage, when reported.
+        usage: Option<ResponseUsage>,
+    },
+    /// `conversation.item.truncated`.
+    Truncated {
+        /// Item id.
+        item_id: String,
+        /// Where it was cut.
+        audio_end_ms: u64,
+    },
+    /// `error`.
+    Error(ErrorBody),
+    /// Any other event (kept by name for logs).
+    Other(String),
+}
+
+/// Why a server frame could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not JSON, or not an object with a `type`.
+    #[error("invalid server event: {0}")]
+    Invalid(String),
+    /// A known event lacks a field it must have.
+    #[error("{event} without {field}")]
+    Missing {
+        /// The event type.
+        event: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    response_id: Option<String>,
+    #[serde(default)]
+    item_id: Option<String>,
+    #[serde(default)]
+    content_index: Option<u32>,
+    #[serde(default)]
+    delta: Option<String>,
+    #[serde(default)]
+    transcript: Option<String>,
+    #[serde(default)]
+    audio_start_ms: Option<u64>,
+    #[serde(default)]
+    audio_end_ms: Option<u64>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    response: Option<RawResponse>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct RawResponse {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    usage: Option<ResponseUsage>,
+}
+
+fn need<T>(v: Option<T>, event: &'static str, field: &'static str) -> Result<T, WireError> {
+    v.ok_or(WireError::Missing { event, field })
+}
+
+/// Parses one server text frame.
+pub fn parse_server_event(text: &str) -> Result<ServerEvent, WireError> {
+    let r: Raw<'_> = serde_json::from_str(text).map_err(|e| WireError::Invalid(e.to_string()))?;
+    Ok(match r.kind.as_ref() {
+        "session.created" => ServerEvent::SessionCreated,
+        "session.updated" => ServerEvent::SessionUpdated,
+        "input_audio_buffer.speech_started" => {
+            const E: &str = "input_audio_buffer.speech_started";
+            ServerEvent::SpeechStarted {
+                audio_start_ms: r.audio_start_ms.unwrap_or(0),
+                item_id: need(r.item_id, E, "item_id")?,
+            }
+        }
+        "input_audio_buffer.speech_stopped" => {
+            const E: &str = "input_audio_buffer.speech_stopped";
+            ServerEvent::SpeechStopped {
+                audio_end_ms: r.audio_end_ms.unwrap_or(0),
+                item_id: need(r.item_id, E, "item_id")?,
+            }
+        }
+        "response.created" => {
+            const E: &str = "response.created";
+            let resp = need(r.response, E, "response")?;
+            ServerEvent::ResponseCreated {
+                response_id: need(resp.id, E, "response.id")?,
+            }
+        }
+        "response.output_audio.delta" => {
+            const E: &str = "response.output_audio.delta";
+            ServerEvent::AudioDelta {
+                response_id: need(r.response_id, E, "response_id")?,
+                item_id: need(r.item_id, E, "item_id")?,
+                content_index: r.content_index.unwrap_or(0),
+                delta: need(r.delta, E, "delta")?,
+            }
+        }
+        "response.output_audio.done" => {
+            const E: &str = "response.output_audio.done";
+            ServerEvent::AudioDone {
+                response_id: need(r.response_id, E, "response_id")?,
+                item_id: need(r.item_id, E, "item_id")?,
+            }
+        }
+        "response.output_audio_transcript.delta" => {
+            const E: &str = "response.output_audio_transcript.delta";
+            ServerEvent::AudioTranscriptDelta {
+                item_id: need(r.item_id, E, "item_id")?,
+                delta: need(r.delta, E, "delta")?,
+            }
+        }
+        "response.output_audio_transcript.done" => {
+            const E: &str = "response.output_audio_transcript.done";
+            ServerEvent::AudioTranscriptDone {
+                item_id: need(r.item_id, E, "item_id")?,
+                transcript: r.transcript.unwrap_or_default(),
+            }
+        }
+        "conversation.item.input_audio_transcription.completed" => {
+            const E: &str = "conversation.item.input_audio_transcription.completed";
+            ServerEvent::InputTranscript {
+                item_id: need(r.item_id, E, "item_id")?,
+                transcript: r.transcript.unwrap_or_default(),
+            }
+        }
+        "response.function_call_arguments.done" => {
+            const E: &str = "response.function_call_arguments.done";
+            ServerEvent::FunctionCall {
+                response_id: r.response_id.unwrap_or_default(),
+                call_id: need(r.call_id, E, "call_id")?,
+                name: need(r.name, E, "name")?,
+                arguments: r.arguments.unwrap_or_else(|| "{}".into()),
+            }
+        }
+        "response.done" => {
+            const E: &str = "response.done";
+            let resp = need(r.response, E, "response")?;
+            ServerEvent::ResponseDone {
+                response_id: need(resp.id, E, "response.id")?,
+                status: resp.status.unwrap_or_else(|| "completed".into()),
+                usage: resp.usage,
+            }
+        }
+        "conversation.item.truncated" => ServerEvent::Truncated {
+            item_id: need(r.item_id, "conversation.item.truncated", "item_id")?,
+            audio_end_ms: r.audio_end_ms.unwrap_or(0),
+        },
+        "error" => ServerEvent::Error(r.error.unwrap_or_default()),
+        other => ServerEvent::Other(other.to_string()),
+    })
+}
+
+/// `input_audio_buffer.append` with a base64 payload passed through untouched.
+pub fn append_audio(payload_b64: &str) -> String {
+    // Base64 needs no JSON escaping, so the payload is spliced in without re-encoding.
+    format!(r#"{{"type":"input_audio_buffer.append","audio":"{payload_b64}"}}"#)
+}
+
+/// `response.create` with no overrides (the session's configuration applies).
+pub fn response_create() -> String {
+    r#"{"type":"response.create"}"#.to_string()
+}
+
+/// `response.create` that makes the model say `text` word for word, without tools.
+pub fn response_say_exactly(text: &str) -> String {
+    json!({
+        "type": "response.create",
+        "response": {
+            "instructions": format!("Say exactly the following, word for word, and nothing else: {text}"),
+            "tool_choice": "none",
+            "metadata": {"purpose": "greeting"}
+        }
+    })
+    .to_string()
+}
+
+/// `conversation.item.create` with a user text message.
+pub fn user_text(text: &str) -> String {
+    json!({
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": text}]}
+    })
+    .to_string()
+}
+
+/// `conversation.item.create` with a tool's output.
+pub fn function_call_output(call_id: &str, output: &str) -> String {
+    json!({
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id, "output": output}
+    })
+    .to_string()
+}
+
+/// `conversation.item.truncate` of an assistant audio item.
+pub fn truncate(item_id: &str, content_index: u32, audio_end_ms: u64) -> String {
+    json!({
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": content_index,
+        "audio_end_ms": audio_end_ms
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ga_events() {
+        let d = r#"{"type":"response.output_audio.delta","event_id":"e","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"/w=="}"#;
+        assert_eq!(
+            parse_server_event(d),
+            Ok(ServerEvent::AudioDelta {
+                response_id: "resp_1".into(),
+                item_id: "item_1".into(),
+                content_index: 0,
+                delta: "/w==".into()
+            })
+        );
+        let done = r#"{"type":"response.done","response":{"id":"resp_1","status":"cancelled","status_details":{"type":"cancelled","reason":"turn_detected"},
+            "usage":{"total_tokens":30,"input_tokens":20,"output_tokens":10,"input_token_details":{"text_tokens":5,"audio_tokens":15,"cached_tokens":4},"output_token_details":{"text_tokens":2,"audio_tokens":8}}}}"#;
+        match parse_server_event(done) {
+            Ok(ServerEvent::ResponseDone {
+                status,
+                usage: Some(u),
+                ..
+            }) => {
+                assert_eq!(status, "cancelled");
+                assert_eq!(u.input_token_details.cached_tokens, 4);
+                assert_eq!(u.output_token_details.audio_tokens, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = r#"{"type":"error","error":{"type":"invalid_request_error","code":"session_expired","message":"m","param":null,"event_id":null}}"#;
+        assert!(
+            matches!(parse_server_event(err), Ok(ServerEvent::Error(e)) if e.code.as_deref() == Some("session_expired"))
+        );
+    }
+
+    #[test]
+    fn beta_names_are_not_audio() {
+        let beta =
+            r#"{"type":"response.audio.delta","response_id":"r","item_id":"i","delta":"/w=="}"#;
+        assert_eq!(
+            parse_server_event(beta),
+            Ok(ServerEvent::Other("response.audio.delta".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_server_frames_are_errors_not_panics() {
+        assert!(parse_server_event("nope").is_err());
+        assert!(parse_server_event("[]").is_err());
+        assert!(parse_server_event(r#"{"type":"response.output_audio.delta"}"#).is_err());
+    }
+
+    #[test]
+    fn client_events_are_json() {
+        for s in [
+            append_audio("/w=="),
+            response_say_exactly("Hi \"there\""),
+            user_text("5"),
+            function_call_output("c", "{}"),
+            truncate("i", 0, 5),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            assert!(v["type"].is_string());
+        }
+    }
+}

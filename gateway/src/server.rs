@@ -1,0 +1,140 @@
+//! Starting and stopping a gateway (used by `main` and by in-process tests).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::cli::Cli;
+use crate::drain::Drain;
+use crate::http::{AppState, Shared, router};
+use crate::metrics::Metrics;
+use crate::preconnect::Parking;
+use crate::realtime::WsBackend;
+use crate::store::queue::QueueMetrics;
+use crate::store::{self, WriteBehind, WriteBehindConfig};
+use crate::tenants::{DEFAULT_SECRETS_DIR, Tenants};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Tenant manifests or secrets.
+    #[error(transparent)]
+    Tenants(#[from] crate::tenants::TenantError),
+    /// The call store.
+    #[error("call store: {0}")]
+    Store(#[from] store::StoreError),
+    /// Metrics registration.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Listening socket or data directory.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (metrics, drain, store).
+    pub state: AppState,
+    server: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+    shutdown: Arc<tokio::sync::Notify>,
+    drain_timeout: Duration,
+}
+
+impl Gateway {
+    /// Loads tenants, opens the store, binds and starts serving.
+    pub async fn start(cli: &Cli) -> Result<Self, StartError> {
+        let secrets_dir = std::env::var_os("SWITCHBOARD_SECRETS_DIR")
+            .map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), PathBuf::from);
+        let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir)?;
+        std::fs::create_dir_all(&cli.data_dir)?;
+        let metrics = Metrics::new()?;
+        let store = store::open(&cli.store_url()).await?;
+        let (writer, writer_task) = WriteBehind::start(
+            store.clone(),
+            WriteBehindConfig {
+                capacity: 4096,
+                spool_dir: cli.data_dir.join("spool"),
+                retry_interval: Duration::from_secs(1),
+            },
+            QueueMetrics {
+                depth: metrics.store_queue_depth.clone(),
+                spooled: metrics.store_spooled.clone(),
+            },
+        )?;
+        let listener = TcpListener::bind(cli.listen).await?;
+        let addr = listener.local_addr()?;
+        let public_base = match &cli.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{addr}"),
+        };
+        let state: AppState = Arc::new(Shared {
+            parking: Parking::new(
+                Duration::from_secs(cli.preconnect_ttl_seconds),
+                metrics.clone(),
+            ),
+            tenants,
+            metrics,
+            backend: Arc::new(WsBackend::default()),
+            writer,
+            store,
+            public_base,
+            max_calls: cli.max_calls,
+            preconnect: !cli.no_preconnect,
+            drain: Arc::new(Drain::default()),
+        });
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        let stop = shutdown.clone();
+        let app = router(state.clone());
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.notified().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%addr, public_url = state.public_base, tenants = state.tenants.all().count(), "gateway listening");
+        Ok(Self {
+            addr,
+            state,
+            server,
+            writer_task,
+            shutdown,
+            drain_timeout: Duration::from_secs(cli.drain_seconds),
+        })
+    }
+
+    /// Graceful shutdown: readiness goes false, live calls continue until they end or the
+    /// drain deadline passes, then the server stops and queued records are flushed.
+    pub async fn drain_and_stop(self) {
+        let state = self.state.clone();
+        state.drain.start_draining();
+        tracing::info!(
+            active_calls = state.drain.active(),
+            deadline_s = self.drain_timeout.as_secs(),
+            "draining"
+        );
+        if tokio::time::timeout(self.drain_timeout, state.drain.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                active_calls = state.drain.active(),
+                "drain deadline passed; ending remaining calls"
+            );
+            state.drain.fire_deadline();
+            let _ = tokio::time::timeout(Duration::from_secs(10), state.drain.wait_idle()).await;
+        }
+        self.shutdown.notify_one();
+        let _ = self.server.await;
+        state.writer.clone().close(Duration::from_secs(30)).await;
+        let _ = self.writer_task.await;
+        tracing::info!("gateway stopped");
+    }
+}

@@ -1,0 +1,258 @@
+//! The tenants this gateway serves: manifests loaded, secrets resolved, indexed by the
+//! numbers they answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
+
+use crate::call::session::SessionSettings;
+use crate::realtime::session_config;
+
+/// Where secrets named by `secretKeyRef` are mounted: `<dir>/<secret>/<key>` (the
+/// operator mounts each referenced Secret there).
+pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/switchboard";
+
+/// Why the tenants could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The manifest file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The manifest is not a valid VoiceTenant.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: LoadError,
+    },
+    /// A secret could not be resolved.
+    #[error("tenant {tenant}: {field}: {problem}")]
+    Secret {
+        /// Tenant.
+        tenant: String,
+        /// Field path.
+        field: &'static str,
+        /// What went wrong (never the value).
+        problem: String,
+    },
+    /// Two tenants claim one number, or one name.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// One tenant, ready to serve.
+#[derive(Debug)]
+pub struct Tenant {
+    /// `metadata.name`.
+    pub name: String,
+    /// The validated spec with defaults.
+    pub spec: VoiceTenantSpec,
+    /// Twilio Auth Token (HMAC key of signatures).
+    pub auth_token: String,
+    /// OpenAI API key.
+    pub api_key: String,
+    /// Realtime URL (tenant override, else the gateway's).
+    pub realtime_url: String,
+    /// The `session.update` sent on connect.
+    pub session_update: String,
+    /// Settings for each call's state machine.
+    pub settings: SessionSettings,
+}
+
+impl Tenant {
+    /// The token that ties a media stream to the webhook that created it, so a stream
+    /// cannot be opened for a call this tenant never answered. Any replica holding the
+    /// tenant's config can check it.
+    pub fn stream_token(&self, call_sid: &str) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(b"switchboard-stream:");
+        mac.update(call_sid.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Constant-time check of a stream token.
+    pub fn check_stream_token(&self, call_sid: &str, token: &str) -> bool {
+        let Ok(bytes) = hex::decode(token) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) else {
+            return false;
+        };
+        mac.update(b"switchboard-stream:");
+        mac.update(call_sid.as_bytes());
+        mac.verify_truncated_left(&bytes).is_ok() && bytes.len() == 16
+    }
+}
+
+/// All tenants, by number and by name.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_number: HashMap<String, Arc<Tenant>>,
+    by_name: HashMap<String, Arc<Tenant>>,
+}
+
+/// Reads a secret value from where `r` says it lives.
+pub fn resolve_secret(r: &SecretRef, secrets_dir: &Path) -> Result<String, String> {
+    if let Some(name) = &r.env {
+        return match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            Ok(_) => Err(format!("environment variable {name} is empty")),
+            Err(_) => Err(format!("environment variable {name} is not set")),
+        };
+    }
+    let path = if let Some(f) = &r.file {
+        PathBuf::from(f)
+    } else if let Some(s) = &r.secret_key_ref {
+        secrets_dir.join(&s.name).join(&s.key)
+    } else {
+        return Err("no source set".into());
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!(
+            "reading {} ({}): {e}",
+            path.display(),
+            r.describe()
+        )),
+    }
+}
+
+impl Tenants {
+    /// Loads every manifest, resolving secrets (from `secrets_dir` for `secretKeyRef`).
+    pub fn load(
+        paths: &[PathBuf],
+        default_realtime_url: &str,
+        secrets_dir: &Path,
+    ) -> Result<Self, TenantError> {
+        let mut out = Tenants::default();
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|source| TenantError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let vt = parse_tenant(&text).map_err(|source| TenantError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
+            let name = vt.metadata.name.clone().unwrap_or_else(|| "default".into());
+            let spec = vt.spec;
+            let secret = |field: &'static str, r: &SecretRef| {
+                resolve_secret(r, secrets_dir).map_err(|problem| TenantError::Secret {
+                    tenant: name.clone(),
+                    field,
+                    problem,
+                })
+            };
+            let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token)?;
+            let api_key = secret("spec.openai.apiKey", &spec.openai.api_key)?;
+            let tenant = Arc::new(Self::build(
+                name.clone(),
+                spec,
+                auth_token,
+                api_key,
+                default_realtime_url,
+            ));
+            out.insert(tenant)?;
+        }
+        Ok(out)
+    }
+
+    /// Builds a tenant from parts (also used by tests).
+    pub fn build(
+        name: String,
+        spec: VoiceTenantSpec,
+        auth_token: String,
+        api_key: String,
+        default_realtime_url: &str,
+    ) -> Tenant {
+        let agent = &spec.agent;
+        let greeting_interruptible = agent.greeting.as_ref().is_none_or(|g| g.interruptible);
+        let settings = SessionSettings {
+            greeting: agent.greeting.as_ref().map(|g| g.text.clone()),
+            greeting_interruptible,
+            interruptible_update: session_config::set_interruptible(agent, true),
+            max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
+            silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
+        };
+        Tenant {
+            realtime_url: spec
+                .openai
+                .realtime_url
+                .clone()
+                .unwrap_or_else(|| default_realtime_url.to_string()),
+            session_update: session_config::session_update(agent, greeting_interruptible),
+            settings,
+            name,
+            spec,
+            auth_token,
+            api_key,
+        }
+    }
+
+    /// Adds a tenant; refuses duplicate names and numbers.
+    pub fn insert(&mut self, tenant: Arc<Tenant>) -> Result<(), TenantError> {
+        if self.by_name.contains_key(&tenant.name) {
+            return Err(TenantError::Conflict(format!(
+                "two tenants are named {}",
+                tenant.name
+            )));
+        }
+        for n in &tenant.spec.phone_numbers {
+            if let Some(other) = self.by_number.get(n) {
+                return Err(TenantError::Conflict(format!(
+                    "{n} is claimed by tenants {} and {}",
+                    other.name, tenant.name
+                )));
+            }
+        }
+        for n in &tenant.spec.phone_numbers {
+            self.by_number.insert(n.clone(), tenant.clone());
+        }
+        self.by_name.insert(tenant.name.clone(), tenant);
+        Ok(())
+    }
+
+    /// The tenant answering `number`.
+    pub fn by_number(&self, number: &str) -> Option<&Arc<Tenant>> {
+        self.by_number.get(number)
+    }
+
+    /// The tenant named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.by_name.get(name)
+    }
+
+    /// The tenants whose Twilio account is `account_sid`.
+    pub fn by_account(&self, account_sid: &str) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_name
+            .values()
+            .filter(move |t| t.spec.twilio.account_sid == account_sid)
+    }
+
+    /// All tenants.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_name.values()
+    }
+
+    /// Longest max call duration of any tenant, seconds.
+    pub fn longest_call_seconds(&self) -> u64 {
+        self.all()
+            .map(|t| u64::from(t.spec.agent.max_call_duration_seconds))
+            .max()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,5 @@
+//! Twilio: request signatures, TwiML, and the Media Streams wire protocol.
+
+pub mod media;
+pub mod signature;
+pub mod twiml;
