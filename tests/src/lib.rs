@@ -1,1 +1,207 @@
-//! Shared helpers for the integration tests.
+//! Shared harness of the end-to-end tests: a real gateway (in-process, real sockets on
+//! loopback) serving one tenant, the Realtime simulator it talks to, and helpers to place
+//! simulated calls and read back what the gateway recorded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchboard_gateway::cli::Cli;
+use switchboard_gateway::server::Gateway;
+use switchboard_gateway::store::CallRecord;
+use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
+use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+
+/// The tenant's Twilio account.
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// The tenant's number.
+pub const NUMBER: &str = "+15005550006";
+/// The tenant's Twilio auth token.
+pub const AUTH_TOKEN: &str = "e2e-auth-token-0123456789";
+/// The greeting.
+pub const GREETING: &str = "Thanks for calling Demo Dental, how can I help?";
+
+/// How an [`Env`] is set up.
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    /// Realtime simulator behaviour.
+    pub realtime: RealtimeConfig,
+    /// Greeting and whether it may be interrupted; `None` for no greeting.
+    pub greeting: Option<(String, bool)>,
+    /// Call store (`None` = SQLite in the temp dir).
+    pub database_url: Option<String>,
+    /// `--max-calls`.
+    pub max_calls: usize,
+    /// `--no-preconnect`.
+    pub no_preconnect: bool,
+    /// Extra YAML lines under `spec.agent` (indented by 4 spaces).
+    pub agent_extra: String,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        Self {
+            realtime: RealtimeConfig::default(),
+            greeting: Some((GREETING.to_string(), true)),
+            database_url: None,
+            max_calls: 1000,
+            no_preconnect: false,
+            agent_extra: String::new(),
+        }
+    }
+}
+
+/// A gateway and its Realtime simulator.
+pub struct Env {
+    /// The running gateway (taken by [`Env::stop_gateway`]).
+    pub gateway: Option<Gateway>,
+    /// The simulator.
+    pub realtime: RealtimeSim,
+    /// Data dir, tenant file, secrets.
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The CLI the gateway was started with (to restart it).
+    pub cli: Cli,
+}
+
+/// Installs the TLS provider and a test log subscriber (once).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The tenant manifest used by the tests.
+pub fn tenant_yaml(dir: &std::path::Path, opts: &EnvOptions) -> String {
+    let greeting = match &opts.greeting {
+        Some((text, interruptible)) => {
+            format!("    greeting:\n      text: {text:?}\n      interruptible: {interruptible}\n")
+        }
+        None => String::new(),
+    };
+    format!(
+        "apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata:
+  name: demo
+spec:
+  displayName: Demo Dental
+  phoneNumbers: [\"{NUMBER}\"]
+  agent:
+    instructions: You are the receptionist of Demo Dental.
+{greeting}{extra}  twilio:
+    accountSid: {ACCOUNT_SID}
+    authToken:
+      file: {token}
+  openai:
+    apiKey:
+      file: {key}
+",
+        extra = opts.agent_extra,
+        token = dir.join("twilio-token").display(),
+        key = dir.join("openai-key").display(),
+    )
+}
+
+impl Env {
+    /// Starts the simulator and a gateway on free loopback ports.
+    pub async fn start(opts: EnvOptions) -> anyhow::Result<Env> {
+        init();
+        let dir = tempfile::tempdir()?;
+        let realtime =
+            RealtimeSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts.realtime.clone())
+                .await?;
+        std::fs::write(dir.path().join("twilio-token"), AUTH_TOKEN)?;
+        std::fs::write(dir.path().join("openai-key"), "sk-test-e2e")?;
+        let tenant = dir.path().join("demo.yaml");
+        std::fs::write(&tenant, tenant_yaml(dir.path(), &opts))?;
+        let cli = Cli {
+            tenants: vec![tenant],
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            realtime_url: realtime.url(),
+            data_dir: dir.path().join("data"),
+            database_url: opts.database_url.clone(),
+            max_calls: opts.max_calls,
+            drain_seconds: 60,
+            preconnect_ttl_seconds: 15,
+            no_preconnect: opts.no_preconnect,
+        };
+        let gateway = Gateway::start(&cli).await?;
+        let base = format!("http://{}", gateway.addr);
+        Ok(Env {
+            gateway: Some(gateway),
+            realtime,
+            dir,
+            base,
+            cli,
+        })
+    }
+
+    /// A call to the tenant's number following `script`.
+    pub fn call(&self, script: Vec<Step>) -> CallConfig {
+        CallConfig {
+            gateway: self.base.clone(),
+            account_sid: ACCOUNT_SID.into(),
+            auth_token: AUTH_TOKEN.into(),
+            to: NUMBER.into(),
+            script,
+            signature: SignatureMode::Valid,
+            ..CallConfig::default()
+        }
+    }
+
+    /// The gateway (panics after [`Env::stop_gateway`]).
+    pub fn gw(&self) -> &Gateway {
+        self.gateway.as_ref().expect("gateway running")
+    }
+
+    /// Waits until the gateway's store has the finished record of `call_sid`.
+    pub async fn record(&self, call_sid: &str) -> anyhow::Result<CallRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(r)) = self.gw().state.store.get_call(call_sid).await
+                && r.outcome.is_some()
+            {
+                return Ok(r);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("no finished record of {call_sid} within 15 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The gateway's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.gw().state.metrics.render()
+    }
+
+    /// Drains and stops the gateway.
+    pub async fn stop_gateway(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.drain_and_stop().await;
+        }
+    }
+
+    /// Path of the data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.cli.data_dir.clone()
+    }
+}
+
+/// The value of a metric line `name{labels} value` (0 when absent).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}

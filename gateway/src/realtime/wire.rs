@@ -337,7 +337,7 @@ pub fn response_say_exactly(text: &str) -> String {
     json!({
         "type": "response.create",
         "response": {
-            "instructions": format!("Say exactly the following, word for word, and nothing else: {text}"),
+            "instructions": format!("Greet the caller with these exact words and nothing else. Say exactly: \"{text}\""),
             "tool_choice": "none",
             "metadata": {"purpose": "greeting"}
         }
