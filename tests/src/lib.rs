@@ -205,3 +205,79 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// A raw WebSocket client stream (for hostile tests).
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Env {
+    /// Sends a correctly signed incoming-call webhook for `call_sid`; returns the HTTP
+    /// status and the TwiML.
+    pub async fn webhook(&self, call_sid: &str) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}/twilio/voice", self.base);
+        let params: Vec<(String, String)> = [
+            ("CallSid", call_sid),
+            ("AccountSid", ACCOUNT_SID),
+            ("From", "+15551230000"),
+            ("To", NUMBER),
+            ("CallStatus", "ringing"),
+            ("ApiVersion", "2010-04-01"),
+            ("Direction", "inbound"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sig = switchboard_sim::caller::twilio_signature(AUTH_TOKEN, &url, &params);
+        let resp = switchboard_sim::caller::http_client()?
+            .post(&url)
+            .header("X-Twilio-Signature", sig)
+            .form(&params)
+            .send()
+            .await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+
+    /// Opens the media stream WebSocket at `url` with `signature` (None = no header).
+    pub async fn raw_stream(
+        &self,
+        url: &str,
+        signature: Option<String>,
+    ) -> Result<RawWs, Box<tokio_tungstenite::tungstenite::Error>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().map_err(Box::new)?;
+        if let Some(sig) = signature
+            && let Ok(v) = sig.parse()
+        {
+            req.headers_mut().insert("x-twilio-signature", v);
+        }
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(Box::new)
+    }
+}
+
+/// The stream URL and parameters of a `<Connect><Stream>` TwiML answer.
+pub fn stream_target(
+    twiml: &str,
+) -> anyhow::Result<(String, std::collections::BTreeMap<String, String>)> {
+    match switchboard_sim::caller::parse_twiml(twiml)? {
+        switchboard_sim::caller::Twiml::Connect(t) => Ok((t.url, t.parameters)),
+        switchboard_sim::caller::Twiml::Refused(why) => anyhow::bail!("refused: {why}"),
+    }
+}
+
+/// A Twilio `start` message.
+pub fn start_message(
+    stream_sid: &str,
+    call_sid: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> String {
+    serde_json::json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+        "start": {"accountSid": ACCOUNT_SID, "streamSid": stream_sid, "callSid": call_sid,
+                  "tracks": ["inbound"], "customParameters": params,
+                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
+    })
+    .to_string()
+}

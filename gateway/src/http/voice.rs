@@ -32,7 +32,8 @@ pub fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Finds the tenant for a webhook: by the called number, else by the account.
+/// Finds the tenant for a status callback: by the called number, else by the account
+/// (a call only reaches a tenant through its numbers; see [`incoming_call`]).
 pub(super) fn tenant_for(state: &AppState, params: &[(String, String)]) -> Option<Arc<Tenant>> {
     if let Some(t) = form::get(params, "To").and_then(|to| state.tenants.by_number(to)) {
         return Some(t.clone());
@@ -51,7 +52,8 @@ pub async fn incoming_call(
     let params = form::parse(&body);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let to = form::get(&params, "To").unwrap_or_default().to_string();
-    let Some(tenant) = tenant_for(&state, &params) else {
+    // Routing is by the called number only: a tenant answers the numbers it declares.
+    let Some(tenant) = state.tenants.by_number(&to).cloned() else {
         tracing::info!(to, "call for a number no tenant answers");
         return xml(
             &state,

@@ -1,0 +1,245 @@
+//! Signatures, routing refusals and streams that no webhook announced.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_sim::caller::{
+    SignatureMode, Step, new_sid, place_call, send_status, twilio_signature,
+};
+use switchboard_tests::{
+    ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, metric, start_message, stream_target,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_without_a_valid_signature_are_refused_and_open_nothing() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    for mode in [SignatureMode::Wrong, SignatureMode::Missing] {
+        let mut cfg = env.call(vec![Step::Hangup]);
+        cfg.signature = mode;
+        let report = place_call(&cfg).await.unwrap();
+        assert_eq!(report.webhook_status, 403, "{mode:?}: {report:#?}");
+        assert!(report.stream_sid.is_none());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        env.realtime.sessions().is_empty(),
+        "no Realtime session for a refused webhook"
+    );
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(&m, "switchboard_signature_failures_total{route=\"voice\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_webhook_responses_total{route=\"voice\",status=\"403\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_callbacks_must_be_signed_and_keep_the_newest_status() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let sid = new_sid("CA");
+    assert_eq!(
+        send_status(
+            &env.base,
+            ACCOUNT_SID,
+            "not-the-token",
+            &sid,
+            "completed",
+            Some(9),
+            3
+        )
+        .await
+        .unwrap(),
+        403
+    );
+    // Out of order: completed (seq 3) arrives before in-progress (seq 1).
+    assert_eq!(
+        send_status(
+            &env.base,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            &sid,
+            "completed",
+            Some(42),
+            3
+        )
+        .await
+        .unwrap(),
+        204
+    );
+    assert_eq!(
+        send_status(
+            &env.base,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            &sid,
+            "in-progress",
+            None,
+            1
+        )
+        .await
+        .unwrap(),
+        204
+    );
+    let gw = env.gw();
+    assert!(gw.state.writer.flush(Duration::from_secs(5)).await);
+    let rec = gw
+        .state
+        .store
+        .get_call(&sid)
+        .await
+        .unwrap()
+        .expect("record");
+    assert_eq!(rec.status.as_deref(), Some("completed"));
+    assert_eq!(rec.duration_s, Some(42));
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_signature_failures_total{route=\"status\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_callback_updates_the_record_of_a_real_call() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let report = place_call(&env.call(vec![
+        Step::WaitAgentDone {
+            quiet_ms: 300,
+            timeout_ms: 10_000,
+        },
+        Step::Hangup,
+    ]))
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let secs = u32::try_from(report.stream_ms / 1000).unwrap();
+    assert_eq!(
+        send_status(
+            &env.base,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            &report.call_sid,
+            "completed",
+            Some(secs),
+            4
+        )
+        .await
+        .unwrap(),
+        204
+    );
+    env.record(&report.call_sid).await.unwrap();
+    assert!(env.gw().state.writer.flush(Duration::from_secs(5)).await);
+    let rec = env.record(&report.call_sid).await.unwrap();
+    assert_eq!(rec.status.as_deref(), Some("completed"));
+    assert_eq!(rec.duration_s, Some(i64::from(secs)));
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    assert!(!rec.transcript.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_handshake_must_be_signed() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let sid = new_sid("CA");
+    let (status, twiml) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 200);
+    let (url, _) = stream_target(&twiml).unwrap();
+    for sig in [None, Some(twilio_signature("wrong-token", &url, &[]))] {
+        let err = env
+            .raw_stream(&url, sig)
+            .await
+            .err()
+            .expect("handshake refused");
+        assert!(err.to_string().contains("403"), "{err}");
+    }
+    assert!(
+        env.raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[])))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_signature_failures_total{route=\"stream\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_no_webhook_announced_is_closed_without_reaching_openai() {
+    let mut opts = EnvOptions::default();
+    opts.no_preconnect = true;
+    let env = Env::start(opts).await.unwrap();
+    // A signed handshake for a call this gateway never answered, with a made-up token.
+    let sid = new_sid("CA");
+    let url = format!(
+        "{}/twilio/stream/demo/{sid}",
+        env.base.replace("http://", "ws://")
+    );
+    let mut ws = env
+        .raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[])))
+        .await
+        .unwrap();
+    let params = [("token".to_string(), "00".repeat(16))]
+        .into_iter()
+        .collect();
+    ws.send(Message::text(
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+    assert!(env.realtime.sessions().is_empty());
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_malformed_messages_total{kind=\"stream_without_webhook\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_numbers_are_refused_politely_and_capacity_answers_busy() {
+    let mut opts = EnvOptions::default();
+    opts.max_calls = 1;
+    let env = Env::start(opts).await.unwrap();
+    let mut cfg = env.call(vec![Step::Hangup]);
+    cfg.to = "+15559999999".into();
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 200);
+    assert!(
+        report.refused.as_deref().unwrap_or("").contains("hangup"),
+        "{report:#?}"
+    );
+
+    let long = env.call(vec![Step::Silence { ms: 3000 }, Step::Hangup]);
+    let first = tokio::spawn(async move { place_call(&long).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let busy = place_call(&env.call(vec![Step::Hangup])).await.unwrap();
+    assert!(
+        busy.refused.as_deref().unwrap_or("").contains("busy"),
+        "{busy:#?}"
+    );
+    assert!(first.await.unwrap().unwrap().is_clean());
+}
