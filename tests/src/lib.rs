@@ -281,3 +281,91 @@ pub fn start_message(
     })
     .to_string()
 }
+
+/// The test Postgres URL (`SWITCHBOARD_TEST_PG`, set by scripts/test.sh) with a fresh
+/// schema as search path, or `None` when no Postgres was started.
+pub fn pg_url(schema_hint: &str) -> Option<String> {
+    let base = std::env::var("SWITCHBOARD_TEST_PG").ok()?;
+    let schema = format!("t_{schema_hint}_{:08x}", rand_u32());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// `url` with its host:port replaced by `addr` (to route through a [`Proxy`]).
+pub fn via(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (auth_host, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let auth = auth_host
+        .rsplit_once('@')
+        .map(|(a, _)| format!("{a}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{auth}{addr}/{tail}")
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// A TCP proxy on loopback that can be cut (existing connections dropped, new ones
+/// refused) and restored: a database that goes away and comes back.
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// Starts forwarding to `target` (`host:port`).
+    pub async fn start(target: String) -> anyhow::Result<Proxy> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::Acquire) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Proxy {
+            addr,
+            up,
+            generation,
+        })
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Release);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Release);
+    }
+}

@@ -10,9 +10,15 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn healthy_script() -> Vec<Step> {
     vec![
-        Step::WaitAgentDone { quiet_ms: 400, timeout_ms: 15_000 },
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 15_000,
+        },
         Step::Say { ms: 1200 },
-        Step::WaitAgentDone { quiet_ms: 400, timeout_ms: 15_000 },
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 15_000,
+        },
         Step::Hangup,
     ]
 }
@@ -20,7 +26,10 @@ fn healthy_script() -> Vec<Step> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
     let env = Env::start(EnvOptions {
-        realtime: RealtimeConfig { script: vec![Turn::say("hello", "Hello, how can I help?")], ..RealtimeConfig::default() },
+        realtime: RealtimeConfig {
+            script: vec![Turn::say("hello", "Hello, how can I help?")],
+            ..RealtimeConfig::default()
+        },
         ..EnvOptions::default()
     })
     .await
@@ -29,7 +38,9 @@ async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
     let healthy = tokio::spawn(async move { place_call(&healthy).await });
 
     // A stream that sends garbage after a valid start.
-    let raw = |t: &str| Step::SendRaw { text: t.to_string() };
+    let raw = |t: &str| Step::SendRaw {
+        text: t.to_string(),
+    };
     let hostile = env.call(vec![
         Step::Silence { ms: 200 },
         raw("this is not json"),
@@ -40,22 +51,39 @@ async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
         raw(r#"{"event":"media","media":{"timestamp":"soon","payload":"/w=="}}"#),
         raw(r#"{"event":"dtmf","dtmf":{"digit":"ten"}}"#),
         raw(r#"{"event":"mark","mark":{"name":"never-sent"}}"#),
-        Step::SendBinary { bytes: vec![0, 1, 2, 255] },
+        Step::SendBinary {
+            bytes: vec![0, 1, 2, 255],
+        },
         Step::Silence { ms: 400 },
         Step::Hangup,
     ]);
     let hostile_report = place_call(&hostile).await.unwrap();
-    assert!(hostile_report.violations.is_empty(), "the gateway itself stayed within protocol: {hostile_report:#?}");
+    assert!(
+        hostile_report.violations.is_empty(),
+        "the gateway itself stayed within protocol: {hostile_report:#?}"
+    );
 
     // A stream that sends media before start, then an oversized frame.
     let sid = new_sid("CA");
     let (_, twiml) = env.webhook(&sid).await.unwrap();
     let (url, params) = stream_target(&twiml).unwrap();
-    let mut ws = env.raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[]))).await.unwrap();
-    ws.send(Message::text(r#"{"event":"media","media":{"timestamp":"0","payload":"/w=="}}"#)).await.unwrap();
-    ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params))).await.unwrap();
+    let mut ws = env
+        .raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[])))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"event":"media","media":{"timestamp":"0","payload":"/w=="}}"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+        .await
+        .unwrap();
     let _ = ws.send(Message::text("x".repeat(200_000))).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 
     let healthy = healthy.await.unwrap().unwrap();
     assert!(healthy.is_clean(), "{healthy:#?}");
@@ -65,7 +93,11 @@ async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
     assert_eq!(rec.transcript.len(), 3, "{:#?}", rec.transcript);
 
     let rec = env.record(&hostile_report.call_sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"), "garbage does not end a call");
+    assert_eq!(
+        rec.outcome.as_deref(),
+        Some("caller_hangup"),
+        "garbage does not end a call"
+    );
 
     let m = env.metrics().await;
     for (kind, at_least) in [
@@ -79,11 +111,18 @@ async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
         ("media_before_start", 1.0),
         ("twilio_socket_error", 1.0),
     ] {
-        let got = metric(&m, &format!("switchboard_malformed_messages_total{{kind=\"{kind}\"}}"));
+        let got = metric(
+            &m,
+            &format!("switchboard_malformed_messages_total{{kind=\"{kind}\"}}"),
+        );
         assert!(got >= at_least, "{kind}: {got}\n{m}");
     }
     // Invalid base64 never reached OpenAI: no session got an error for bad audio.
-    assert!(env.realtime.wait_sessions_closed(3, Duration::from_secs(5)).await);
+    assert!(
+        env.realtime
+            .wait_sessions_closed(3, Duration::from_secs(5))
+            .await
+    );
     for s in env.realtime.sessions() {
         assert!(s.errors_sent.is_empty(), "{:#?}", s.errors_sent);
     }
