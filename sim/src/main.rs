@@ -1,1 +1,307 @@
-fn main() {}
+//! `sim`: protocol-faithful stand-ins for Twilio and the OpenAI Realtime API.
+//!
+//! - `sim realtime` serves the Realtime simulator until Ctrl-C.
+//! - `sim call` places one simulated Twilio call against a gateway and prints what the
+//!   caller heard, then the gateway's own record of the call.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use switchboard_sim::caller::{self, CallConfig, CallReport, SignatureMode};
+use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sim",
+    version,
+    about = "Simulated Twilio callers and OpenAI Realtime server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the OpenAI Realtime (GA) simulator until Ctrl-C.
+    Realtime(RealtimeArgs),
+    /// Place one simulated Twilio call against a gateway and report it.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+struct RealtimeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Simulator configuration (script, pacing, faults); defaults when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// Gateway base URL; the webhook goes to `{gateway}/twilio/voice`.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+    /// Called number (the tenant's number).
+    #[arg(long)]
+    to: String,
+    /// Caller number.
+    #[arg(long, default_value = "+15551230000")]
+    from: String,
+    /// AccountSid of the account that owns the number.
+    #[arg(long, default_value = "AC00000000000000000000000000000000")]
+    account_sid: String,
+    /// Auth token: signs the webhook and the stream, and authorises `/api/calls`.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: String,
+    /// Interrupt the agent's answer after 800 ms.
+    #[arg(long)]
+    barge_in: bool,
+    /// Press this key after the answer.
+    #[arg(long)]
+    dtmf: Option<char>,
+    /// Print the call report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Realtime(args) => serve_realtime(args).await.map(|()| true),
+        Command::Call(args) => call(args).await,
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_realtime(args: RealtimeArgs) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            parse_realtime_config(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => RealtimeConfig::default(),
+    };
+    let sim = RealtimeSim::start(args.listen, cfg)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    println!("realtime simulator listening at {}", sim.url());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+fn parse_realtime_config(text: &str) -> Result<RealtimeConfig> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Places the call, prints the report and the gateway's record; `Ok(false)` when the call
+/// failed or broke the protocol.
+async fn call(args: CallArgs) -> Result<bool> {
+    let cfg = CallConfig {
+        gateway: args.gateway.trim_end_matches('/').to_owned(),
+        account_sid: args.account_sid,
+        auth_token: args.auth_token,
+        from: args.from,
+        to: args.to,
+        call_sid: None,
+        script: caller::default_script(args.barge_in, args.dtmf),
+        signature: SignatureMode::Valid,
+        connect_timeout: Duration::from_secs(10),
+        record_audio: false,
+    };
+    let report = caller::place_call(&cfg)
+        .await
+        .with_context(|| format!("calling {} via {}", cfg.to, cfg.gateway))?;
+    let record = match report.stream_sid {
+        Some(_) => Some(fetch_record(&cfg, &report.call_sid).await?),
+        None => None,
+    };
+    if args.json {
+        let record = match &record {
+            Some(Record::Found(v)) => v.clone(),
+            Some(Record::Missing) | None => Value::Null,
+            Some(Record::Failed(status, body)) => {
+                serde_json::json!({"status": status, "body": body})
+            }
+        };
+        let out = serde_json::json!({"report": report, "gateway_record": record});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_report(&report);
+        match &record {
+            Some(Record::Found(v)) => print_transcript(v),
+            Some(Record::Missing) => {
+                println!("gateway record: none yet for {} (404)", report.call_sid);
+            }
+            Some(Record::Failed(status, body)) => {
+                println!("gateway record: HTTP {status} {}", body.trim());
+            }
+            None => {}
+        }
+    }
+    Ok(report.is_clean())
+}
+
+/// What `GET /api/calls/{CallSid}` gave.
+enum Record {
+    Found(Value),
+    /// Still 404 after the retries.
+    Missing,
+    /// Any other non-2xx status, with the body.
+    Failed(u16, String),
+}
+
+fn print_report(r: &CallReport) {
+    println!("call {}", r.call_sid);
+    println!("  webhook: HTTP {}", r.webhook_status);
+    if let Some(why) = &r.refused {
+        println!("  refused: {why}");
+    }
+    if let (Some(sid), Some(url)) = (&r.stream_sid, &r.stream_url) {
+        println!("  stream:  {sid} at {url}");
+    }
+    if !r.custom_parameters.is_empty() {
+        let params: Vec<String> = r
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("  parameters: {}", params.join(", "));
+    }
+    if let Some(ms) = r.setup_ms {
+        println!("  setup:   {ms:.0} ms (webhook sent -> first agent audio)");
+    }
+    if r.stream_sid.is_some() {
+        println!(
+            "  stream:  {:.1} s, {} frames sent, {} dropped, ended by {}",
+            r.stream_ms as f64 / 1000.0,
+            r.frames_sent,
+            r.frames_dropped,
+            if r.ended_by_gateway {
+                "gateway"
+            } else {
+                "caller"
+            }
+        );
+        println!(
+            "  heard:   {} ms of agent audio in {} turn(s); marks {} received / {} echoed; clears {}",
+            r.heard_ms_total,
+            r.turns.len(),
+            r.marks_received,
+            r.marks_echoed,
+            r.clears
+        );
+    }
+    for (i, t) in r.turns.iter().enumerate() {
+        let mut line = format!(
+            "    turn {} at {:.2} s: heard {} ms",
+            i + 1,
+            t.start_ms as f64 / 1000.0,
+            t.heard_ms
+        );
+        if let Some(at) = t.heard_ms_at_barge_in {
+            line.push_str(&format!(", caller talked over it at {at} ms"));
+        }
+        if let Some(at) = t.heard_ms_at_clear {
+            line.push_str(&format!(", cut by clear at {at} ms"));
+        }
+        println!("{line}");
+    }
+    for why in &r.script_timeouts {
+        println!("  script timeout: {why}");
+    }
+    if r.violations.is_empty() {
+        println!("  violations: none");
+    } else {
+        println!("  violations ({}):", r.violations.len());
+        for v in &r.violations {
+            println!("    - {v}");
+        }
+    }
+}
+
+/// Fetches the gateway's record of the call. The gateway writes it behind the call, so a
+/// 404 is retried for a few seconds before it counts as missing.
+async fn fetch_record(cfg: &CallConfig, call_sid: &str) -> Result<Record> {
+    const ATTEMPTS: u32 = 6;
+    let url = format!("{}/api/calls/{call_sid}", cfg.gateway);
+    let client = caller::http_client()?;
+    for attempt in 1..=ATTEMPTS {
+        let response = client
+            .get(&url)
+            .bearer_auth(&cfg.auth_token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND && attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            break;
+        }
+        let body = response
+            .text()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !status.is_success() {
+            return Ok(Record::Failed(status.as_u16(), body));
+        }
+        let record = serde_json::from_str(&body)
+            .with_context(|| format!("GET {url}: answer is not JSON"))?;
+        return Ok(Record::Found(record));
+    }
+    Ok(Record::Missing)
+}
+
+fn print_transcript(record: &Value) {
+    let Some(entries) = record.get("transcript").and_then(Value::as_array) else {
+        println!("gateway record: no transcript array");
+        return;
+    };
+    println!("transcript ({} entries):", entries.len());
+    for e in entries {
+        let secs = |key: &str| e.get(key).and_then(Value::as_f64).map(|ms| ms / 1000.0);
+        let span = match (secs("start_ms"), secs("end_ms")) {
+            (Some(s), Some(e)) => format!("{s:6.2}-{e:6.2} s"),
+            (Some(s), None) => format!("{s:6.2} s        "),
+            _ => " ".repeat(15),
+        };
+        let role = e.get("role").and_then(Value::as_str).unwrap_or("?");
+        let text = e.get("text").and_then(Value::as_str).unwrap_or("");
+        let cut = if e.get("interrupted").and_then(Value::as_bool) == Some(true) {
+            " [interrupted]"
+        } else {
+            ""
+        };
+        println!("  [{span}] {role:>9}: {text}{cut}");
+    }
+}

@@ -1,1 +1,177 @@
-//! Simulated Twilio caller.
+//! A simulated Twilio caller, faithful to Twilio's published protocol.
+//!
+//! [`place_call`] does what Twilio does for an inbound call: a signed
+//! `POST {gateway}/twilio/voice` webhook, then the TwiML answer is read, then a signed
+//! WebSocket media stream (`connected`, `start`, then a 20 ms µ-law `media` frame in real
+//! time for as long as the call lasts). The caller's ear is a playout clock that echoes
+//! marks only once the audio before them has played; a [`Step`] script decides when the
+//! caller speaks, waits, barges in, presses keys or hangs up. Anything a gateway sends
+//! that Twilio would reject is recorded as a violation in the [`CallReport`].
+
+mod call;
+mod ids;
+mod playout;
+mod script;
+mod session;
+mod signature;
+mod status;
+mod stream;
+mod turns;
+mod twiml;
+mod xml;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use call::place_call;
+pub use ids::new_sid;
+pub use playout::{Playout, Tick};
+pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
+pub use signature::{SignatureMode, signing_url, twilio_signature};
+pub use status::{StatusEvent, send_status, send_status_event};
+pub use turns::{HeardTurn, Turns};
+pub use twiml::{StreamTarget, Twiml, TwimlError, parse_twiml, resolve_stream_url};
+pub use xml::XmlError;
+
+/// One simulated inbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallConfig {
+    /// Gateway base URL, e.g. `http://127.0.0.1:8080`; the webhook is `{gateway}/twilio/voice`.
+    pub gateway: String,
+    /// `AccountSid` of the account that owns the called number.
+    pub account_sid: String,
+    /// That account's auth token: the `X-Twilio-Signature` key.
+    pub auth_token: String,
+    /// Caller number (E.164).
+    pub from: String,
+    /// Called number (E.164): the gateway's tenant routing key.
+    pub to: String,
+    /// `CallSid` to use; a random `CA…` when `None`.
+    pub call_sid: Option<String>,
+    /// What the caller does once the stream is up.
+    pub script: Vec<Step>,
+    /// Signature on the webhook and on the stream handshake.
+    pub signature: SignatureMode,
+    /// Limit for the webhook answer and for the WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// Keep every byte of agent audio the caller heard in [`CallReport::heard_audio`].
+    pub record_audio: bool,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            gateway: "http://127.0.0.1:8080".to_owned(),
+            account_sid: "AC00000000000000000000000000000000".to_owned(),
+            auth_token: String::new(),
+            from: "+15551230000".to_owned(),
+            to: "+15005550006".to_owned(),
+            call_sid: None,
+            script: default_script(false, None),
+            signature: SignatureMode::Valid,
+            connect_timeout: Duration::from_secs(10),
+            record_audio: false,
+        }
+    }
+}
+
+/// What happened on a simulated call, as the caller (and Twilio) saw it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CallReport {
+    /// The call's `CallSid`.
+    pub call_sid: String,
+    /// The media stream's `StreamSid`, once a stream was started.
+    pub stream_sid: Option<String>,
+    /// Why the call was not connected to a stream (non-2xx webhook, `<Reject>`, `<Hangup>`, …).
+    pub refused: Option<String>,
+    /// HTTP status of the webhook answer.
+    pub webhook_status: u16,
+    /// The stream URL Twilio connected to (resolved, query dropped).
+    pub stream_url: Option<String>,
+    /// `<Parameter>`s from the TwiML, sent in `start.customParameters`.
+    pub custom_parameters: BTreeMap<String, String>,
+    /// Webhook sent → first agent audio received, in ms.
+    pub setup_ms: Option<f64>,
+    /// Agent turns as the caller heard them.
+    pub turns: Vec<HeardTurn>,
+    /// All agent audio played to the caller, in ms.
+    pub heard_ms_total: u64,
+    /// `mark` messages received from the gateway.
+    pub marks_received: u64,
+    /// `mark` messages echoed back.
+    pub marks_echoed: u64,
+    /// `clear` messages received.
+    pub clears: u32,
+    /// Everything Twilio would have rejected or logged as a warning/error.
+    pub violations: Vec<String>,
+    /// The gateway ended the stream before the caller hung up.
+    pub ended_by_gateway: bool,
+    /// Inbound `media` frames sent.
+    pub frames_sent: u64,
+    /// 20 ms slots whose frame was never sent because the simulator fell behind real time
+    /// (a loaded machine); the stream shows them as a timestamp gap, like packet loss.
+    pub frames_dropped: u64,
+    /// Script waits that gave up (the caller then hung up).
+    pub script_timeouts: Vec<String>,
+    /// How long the media stream was open, in ms.
+    pub stream_ms: u64,
+    /// The agent audio the caller heard (µ-law), when [`CallConfig::record_audio`] is set.
+    #[serde(skip)]
+    pub heard_audio: Vec<u8>,
+}
+
+impl CallReport {
+    /// The call reached a stream, followed its script to the end and nothing was
+    /// violated.
+    pub fn is_clean(&self) -> bool {
+        self.refused.is_none() && self.violations.is_empty() && self.script_timeouts.is_empty()
+    }
+}
+
+/// Why a simulated call could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The HTTP client could not be built (no TLS roots, …).
+    #[error("http client: {0}")]
+    Client(String),
+    /// The gateway URL is unusable.
+    #[error("bad gateway url {0:?}")]
+    BadUrl(String),
+    /// The webhook or status request failed in transport (refused, reset, timed out).
+    #[error("http request failed")]
+    Http(#[source] reqwest::Error),
+    /// The webhook answered 2xx with something that is not TwiML the simulator can play.
+    #[error("webhook answer is not usable TwiML")]
+    Twiml(#[from] TwimlError),
+    /// The media-stream WebSocket could not be opened.
+    #[error("media stream {url}: {reason}")]
+    StreamConnect {
+        /// The stream URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The process-wide HTTP client the simulator uses (one connection pool and TLS setup for
+/// every simulated call); binaries can share it for their own requests.
+pub fn http_client() -> Result<reqwest::Client, CallError> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    ensure_crypto_provider();
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| CallError::Client(e.to_string()))?;
+    Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// reqwest and tokio-tungstenite are built without a rustls provider; the workspace uses
+/// ring. Installing fails harmlessly when the binary already did it.
+pub(crate) fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,233 @@
+//! A running media stream: real-time 20 ms pacing out, strict reading in.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::CallReport;
+use super::playout::Playout;
+use super::script::{Action, Ear, ScriptRunner};
+use super::stream::{GatewayMessage, Outbound, parse_gateway_text};
+use super::turns::Turns;
+use crate::mulaw::BYTES_PER_MS;
+
+/// The media-stream WebSocket as `connect_async` returns it.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const FRAME: Duration = Duration::from_millis(20);
+/// How long to wait for the gateway to finish the close handshake after `stop`.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Identity of the stream being run.
+pub(crate) struct Stream<'a> {
+    pub account_sid: &'a str,
+    pub call_sid: &'a str,
+    pub stream_sid: &'a str,
+    /// When the webhook went out (for `setup_ms`).
+    pub webhook_sent: Instant,
+    pub record_audio: bool,
+}
+
+/// Why the stream loop ended.
+enum End {
+    CallerHungUp,
+    GatewayClosed,
+}
+
+struct Call<'a> {
+    ids: &'a Stream<'a>,
+    out: Outbound,
+    playout: Playout,
+    turns: Turns,
+    runner: ScriptRunner,
+    /// Messages waiting to be written.
+    pending: Vec<Message>,
+}
+
+/// Runs the stream until the script hangs up or the gateway ends it; fills `report`.
+pub(crate) async fn run(
+    ws: Ws,
+    ids: &Stream<'_>,
+    script: Vec<super::Step>,
+    report: &mut CallReport,
+) {
+    let (mut sink, mut source) = ws.split();
+    let mut call = Call {
+        ids,
+        out: Outbound::new(ids.account_sid, ids.call_sid, ids.stream_sid),
+        playout: Playout::new(ids.record_audio),
+        turns: Turns::default(),
+        runner: ScriptRunner::new(script),
+        pending: Vec::new(),
+    };
+    let connected = call.out.connected();
+    let start = call.out.start(&report.custom_parameters);
+    call.pending.push(Message::text(connected));
+    call.pending.push(Message::text(start));
+
+    let t0 = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval_at(t0, FRAME);
+    // A late tick must not send a burst faster than real time: missed slots are dropped
+    // (and counted), the timeline stays on the wall clock.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut next_slot: u64 = 0;
+
+    let end = loop {
+        if !flush(&mut sink, &mut call.pending).await {
+            break End::GatewayClosed;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {
+                let due = t0.elapsed().as_millis() as u64 / FRAME.as_millis() as u64;
+                let mut hung_up = false;
+                while next_slot <= due && !hung_up {
+                    hung_up = call.slot(next_slot, next_slot == due, report);
+                    next_slot += 1;
+                }
+                if hung_up {
+                    break End::CallerHungUp;
+                }
+            }
+            incoming = source.next() => match incoming {
+                Some(Ok(Message::Text(text))) => call.on_text(text.as_str(), report),
+                Some(Ok(Message::Binary(_))) => report
+                    .violations
+                    .push("31950 binary frame: Twilio accepts only JSON text messages".to_owned()),
+                Some(Ok(Message::Close(_))) | None => break End::GatewayClosed,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    report.violations.push(format!("stream broken without a close handshake: {e}"));
+                    break End::GatewayClosed;
+                }
+            },
+        }
+    };
+
+    match end {
+        End::CallerHungUp => {
+            let stop = call.out.stop();
+            call.pending.push(Message::text(stop));
+            if flush(&mut sink, &mut call.pending).await {
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    let _ = sink.close().await;
+                    // Drain until the gateway answers the close (or drops the socket).
+                    while let Some(Ok(msg)) = source.next().await {
+                        if msg.is_close() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            } else {
+                report.ended_by_gateway = true;
+            }
+        }
+        End::GatewayClosed => {
+            report.ended_by_gateway = true;
+            // Completes the close handshake if the gateway started one.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+        }
+    }
+    report.stream_ms = t0.elapsed().as_millis() as u64;
+    report.heard_ms_total = call.playout.played_bytes() / BYTES_PER_MS as u64;
+    report.turns = call.turns.finish();
+    report.heard_audio = call.playout.into_recording();
+}
+
+/// Writes everything pending; `false` when the socket is gone.
+async fn flush<S>(sink: &mut S, pending: &mut Vec<Message>) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    if pending.is_empty() {
+        return true;
+    }
+    for msg in pending.drain(..) {
+        if sink.feed(msg).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+impl Call<'_> {
+    /// Plays out and decides slot `index`; only the current slot's frame is sent.
+    /// Returns `true` when the caller hangs up.
+    fn slot(&mut self, index: u64, send_frame: bool, report: &mut CallReport) -> bool {
+        let now_ms = index * FRAME.as_millis() as u64;
+        let tick = self.playout.tick();
+        for name in tick.marks {
+            self.echo_mark(&name, report);
+        }
+        self.turns
+            .on_played(now_ms, tick.played, self.playout.buffered());
+        let ear = Ear {
+            turn_heard_ms: self.turns.current_heard_ms(),
+            buffer_empty: self.playout.buffered() == 0,
+            idle_ms: self.playout.idle_ms(),
+        };
+        let slot = self.runner.next_slot(now_ms, &ear);
+        let mut speech_ended = false;
+        for action in slot.actions {
+            match action {
+                Action::SpeechStart => self.turns.on_caller_speech_start(tick.played > 0),
+                Action::SpeechEnd => speech_ended = true,
+                Action::Dtmf(digit) => {
+                    let msg = self.out.dtmf(digit);
+                    self.pending.push(Message::text(msg));
+                }
+                Action::Raw(text) => self.pending.push(Message::text(text)),
+                Action::Binary(bytes) => self.pending.push(Message::binary(bytes)),
+                Action::Timeout(why) => report.script_timeouts.push(why),
+            }
+        }
+        if let Some(frame) = slot.frame {
+            if send_frame {
+                let msg = self.out.media(now_ms, &frame);
+                self.pending.push(Message::text(msg));
+                report.frames_sent += 1;
+            } else {
+                report.frames_dropped += 1;
+            }
+        }
+        if speech_ended {
+            self.turns.on_caller_speech_end();
+        }
+        slot.hangup
+    }
+
+    fn on_text(&mut self, text: &str, report: &mut CallReport) {
+        match parse_gateway_text(text, self.ids.stream_sid) {
+            Ok(GatewayMessage::Media(audio)) => {
+                if report.setup_ms.is_none() && !audio.is_empty() {
+                    report.setup_ms = Some(self.ids.webhook_sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.playout.push_audio(&audio);
+            }
+            Ok(GatewayMessage::Mark(name)) => {
+                report.marks_received += 1;
+                if let Some(name) = self.playout.push_mark(name) {
+                    self.echo_mark(&name, report);
+                }
+            }
+            Ok(GatewayMessage::Clear) => {
+                report.clears += 1;
+                self.turns.on_clear();
+                for name in self.playout.clear() {
+                    self.echo_mark(&name, report);
+                }
+            }
+            Err(violation) => report.violations.push(violation),
+        }
+    }
+
+    fn echo_mark(&mut self, name: &str, report: &mut CallReport) {
+        let msg = self.out.mark(name);
+        self.pending.push(Message::text(msg));
+        report.marks_echoed += 1;
+    }
+}
