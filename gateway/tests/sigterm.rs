@@ -1,0 +1,130 @@
+//! SIGTERM to the real `gateway` binary during live calls: readiness drops at once, no
+//! call is cut, the process exits cleanly once they end, and every record is kept.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use switchboard_sim::caller::{CallConfig, SignatureMode, Step, place_call};
+use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "sigterm-test-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_live_calls_cuts_none() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = RealtimeSim::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        RealtimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let tenant = dir.path().join("t.yaml");
+    std::fs::write(
+        &tenant,
+        format!(
+            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  agent:\n    greeting:\n      text: Hello there.\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: SIGTERM_TEST_TOKEN\n  openai:\n    apiKey:\n      env: SIGTERM_TEST_KEY\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "--tenant",
+            tenant.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--realtime-url",
+            &sim.url(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .env("SIGTERM_TEST_TOKEN", TOKEN)
+        .env("SIGTERM_TEST_KEY", "sk-test")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = switchboard_sim::caller::http_client().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not become ready");
+
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let cfg = CallConfig {
+            gateway: base.clone(),
+            account_sid: ACCOUNT.into(),
+            auth_token: TOKEN.into(),
+            script: vec![
+                Step::WaitAgentDone {
+                    quiet_ms: 300,
+                    timeout_ms: 10_000,
+                },
+                Step::Say { ms: 800 },
+                Step::Silence { ms: 2500 },
+                Step::Hangup,
+            ],
+            signature: SignatureMode::Valid,
+            ..CallConfig::default()
+        };
+        calls.push(tokio::spawn(async move { place_call(&cfg).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness drops at once");
+
+    let mut sids = Vec::new();
+    for c in calls {
+        let r = c.await.unwrap().unwrap();
+        assert!(r.is_clean() && !r.ended_by_gateway, "call was cut: {r:#?}");
+        sids.push(r.call_sid);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "gateway exit status {status:?}");
+
+    let store = switchboard_gateway::store::open(&format!(
+        "sqlite:{}",
+        data.join("switchboard.db").display()
+    ))
+    .await
+    .unwrap();
+    for sid in sids {
+        let rec = store.get_call(&sid).await.unwrap().expect("record kept");
+        assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    }
+}
