@@ -3,21 +3,33 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::format::{
+    DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ENV_NAME_PATTERN, NOT_BLANK_PATTERN,
+    SECRET_KEY_PATTERN,
+};
+
 /// Where a secret value comes from. Exactly one of the three fields must be set.
 ///
 /// In a cluster the operator mounts `secretKeyRef` values into the gateway pod; on a
 /// laptop `env` or `file` let the same manifest run without Kubernetes.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.secretKeyRef) ? 1 : 0) + (has(self.env) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+    "message": "must set exactly one of secretKeyRef, env, file"
+}]))]
 pub struct SecretRef {
     /// A key of a Kubernetes Secret in the tenant's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeySelector>,
     /// The name of an environment variable of the gateway process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ENV_NAME_PATTERN))]
     pub env: Option<String>,
-    /// A file path readable by the gateway process; surrounding whitespace is trimmed.
+    /// A file path readable by the gateway process; the value read has surrounding
+    /// whitespace trimmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub file: Option<String>,
 }
 
@@ -26,8 +38,10 @@ pub struct SecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeySelector {
     /// The Secret's name (same namespace as the tenant).
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = DNS_SUBDOMAIN_MAX))]
     pub name: String,
     /// The key inside the Secret's data.
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(max = DNS_SUBDOMAIN_MAX))]
     pub key: String,
 }
 

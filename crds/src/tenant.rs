@@ -5,7 +5,15 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::format::{
+    ACCOUNT_SID_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, E164_PATTERN, LANGUAGE_PATTERN,
+    NOT_BLANK_PATTERN, S3_BUCKET_PATTERN, WS_URL_PATTERN,
+};
 use crate::secret::SecretRef;
+use crate::validate::{
+    DISPLAY_NAME_MAX, MAX_CALL_DURATION_LIMIT, MAX_CALL_DURATION_MIN, PREFIX_PADDING_MAX_MS,
+    SILENCE_DURATION_MAX_MS, SILENCE_DURATION_MIN_MS,
+};
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -15,18 +23,28 @@ use crate::secret::SecretRef;
     kind = "VoiceTenant",
     namespaced,
     status = "VoiceTenantStatus",
+    derive = "PartialEq",
     shortname = "vt",
     category = "switchboard",
+    doc = "One business served by Switchboard: its phone numbers, its voice agent, where its secrets live and how its gateway runs.",
+    // JSON form: the list form trips clippy's duplicated_attributes on repeated `type_`.
     printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName"}"#,
     printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::k8s_number_formats)]
 pub struct VoiceTenantSpec {
     /// Name of the business as callers and operators know it.
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN), length(max = DISPLAY_NAME_MAX))]
     pub display_name: String,
     /// Phone numbers (E.164, e.g. `+15005550006`) whose calls this tenant answers.
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = E164_PATTERN)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub phone_numbers: Vec<String>,
     /// The voice agent: model, voice, instructions, greeting, turn taking, limits.
     #[serde(default)]
@@ -52,12 +70,19 @@ pub struct VoiceTenantSpec {
 /// The voice agent that answers the calls.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.silenceTimeoutSeconds <= self.maxCallDurationSeconds",
+    "message": "silenceTimeoutSeconds must not exceed maxCallDurationSeconds",
+    "fieldPath": ".silenceTimeoutSeconds"
+}]))]
 pub struct AgentSpec {
     /// Realtime model; sent as `?model=` on connect.
     #[serde(default = "default_model")]
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub model: String,
     /// Output voice (`marin`, `cedar`, `alloy`, …).
     #[serde(default = "default_voice")]
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub voice: String,
     /// System instructions for the model.
     #[serde(default = "default_instructions")]
@@ -68,20 +93,29 @@ pub struct AgentSpec {
     /// How the model decides the caller finished speaking.
     #[serde(default)]
     pub turn_detection: TurnDetectionSpec,
-    /// Model that transcribes the caller (for transcripts); absent turns transcription off.
-    #[serde(default = "default_transcription", skip_serializing_if = "Option::is_none")]
+    /// Model that transcribes the caller (for transcripts). Absent means the default model;
+    /// `null` turns transcription off.
+    // Deliberately serialized as `null` when off: skipping it would turn transcription back
+    // on (the default) the next time the spec is read.
+    #[serde(default = "default_transcription")]
     pub transcription: Option<TranscriptionSpec>,
     /// Input noise reduction.
     #[serde(default)]
     pub noise_reduction: NoiseReduction,
-    /// A call is ended after this many seconds.
+    /// A call is ended after this many seconds (10 to 3600: a Realtime session lasts at most
+    /// 60 minutes).
     #[serde(default = "default_max_call_duration")]
+    #[schemars(range(min = MAX_CALL_DURATION_MIN, max = MAX_CALL_DURATION_LIMIT))]
     pub max_call_duration_seconds: u32,
     /// A call is ended after this many seconds with neither party speaking (0 = never).
     #[serde(default = "default_silence_timeout")]
     pub silence_timeout_seconds: u32,
     /// Names of `KnowledgeBase` resources (same namespace) the agent may search.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        inner(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = DNS_SUBDOMAIN_MAX)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub knowledge_bases: Vec<String>,
 }
 
@@ -129,6 +163,7 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct GreetingSpec {
     /// Text the agent says, word for word.
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub text: String,
     /// Whether the caller may interrupt the greeting by speaking.
     #[serde(default)]
@@ -138,18 +173,32 @@ pub struct GreetingSpec {
 /// Turn detection (voice activity detection) settings, as the Realtime API takes them.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.type == 'semantic_vad' || !has(self.eagerness)",
+        "message": "eagerness is only allowed with type semantic_vad",
+        "fieldPath": ".eagerness"
+    },
+    {
+        "rule": "self.type == 'server_vad' || !(has(self.threshold) || has(self.prefixPaddingMs) || has(self.silenceDurationMs) || has(self.idleTimeoutMs))",
+        "message": "threshold, prefixPaddingMs, silenceDurationMs and idleTimeoutMs are only allowed with type server_vad"
+    }
+]))]
 pub struct TurnDetectionSpec {
     /// `server_vad` (silence based) or `semantic_vad` (model decides the turn ended).
     #[serde(default, rename = "type")]
     pub kind: TurnDetectionKind,
     /// server_vad: activation threshold 0.0–1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub threshold: Option<f64>,
-    /// server_vad: audio kept before detected speech, in ms.
+    /// server_vad: audio kept before detected speech, in ms (at most 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = PREFIX_PADDING_MAX_MS))]
     pub prefix_padding_ms: Option<u32>,
-    /// server_vad: silence that ends a turn, in ms.
+    /// server_vad: silence that ends a turn, in ms (100 to 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = SILENCE_DURATION_MIN_MS, max = SILENCE_DURATION_MAX_MS))]
     pub silence_duration_ms: Option<u32>,
     /// server_vad: prompt the caller after this much silence following the agent, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,9 +252,11 @@ pub enum Eagerness {
 pub struct TranscriptionSpec {
     /// Transcription model.
     #[serde(default = "default_transcription_model")]
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub model: String,
     /// ISO-639-1 language hint (e.g. `en`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = LANGUAGE_PATTERN))]
     pub language: Option<String>,
 }
 
@@ -240,6 +291,7 @@ pub enum NoiseReduction {
 #[serde(rename_all = "camelCase")]
 pub struct TwilioSpec {
     /// Account SID (`AC` + 32 hex digits) that owns the numbers.
+    #[schemars(regex(pattern = ACCOUNT_SID_PATTERN))]
     pub account_sid: String,
     /// The account's Auth Token: the key of every webhook signature.
     pub auth_token: SecretRef,
@@ -256,40 +308,55 @@ pub struct OpenAiSpec {
     pub api_key: SecretRef,
     /// Realtime WebSocket URL override (Azure, compatible endpoints, the simulator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = WS_URL_PATTERN))]
     pub realtime_url: Option<String>,
 }
 
 /// Gateway deployment settings (used by the operator).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.replicas) && has(self.autoscaling))",
+    "message": "set replicas or autoscaling, not both"
+}]))]
 pub struct GatewaySpec {
-    /// Fixed replica count when autoscaling is off.
+    /// Fixed replica count; mutually exclusive with `autoscaling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
     /// Horizontal autoscaling bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
     /// Concurrent calls one gateway pod accepts before answering busy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_calls_per_pod: Option<u32>,
     /// Container resources of the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// Gateway image override (defaults to the operator's own version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub image: Option<String>,
 }
 
 /// Horizontal Pod Autoscaler bounds.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.maxReplicas >= self.minReplicas",
+    "message": "maxReplicas must be at least minReplicas",
+    "fieldPath": ".maxReplicas"
+}]))]
 pub struct AutoscalingSpec {
-    /// Lower bound of replicas.
+    /// Lower bound of replicas (at least 1).
+    #[schemars(range(min = 1))]
     pub min_replicas: i32,
-    /// Upper bound of replicas.
+    /// Upper bound of replicas (at least `minReplicas`).
     pub max_replicas: i32,
-    /// Target average CPU utilisation, percent.
+    /// Target average CPU utilisation, percent (1 to 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization: Option<i32>,
 }
 
@@ -297,7 +364,8 @@ pub struct AutoscalingSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    /// Connection URL of the shared Postgres (`postgres://…`) or `sqlite://…`.
+    /// Connection URL of the call store: the shared Postgres (`postgres://…`) or SQLite
+    /// (`sqlite:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretRef>,
 }
@@ -311,6 +379,7 @@ pub struct RecordingSpec {
     pub enabled: bool,
     /// S3 bucket (production); absent keeps recordings in the gateway's data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = S3_BUCKET_PATTERN))]
     pub bucket: Option<String>,
     /// Object key prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,5 +408,6 @@ pub struct VoiceTenantStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`, `Progressing`, `Degraded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

@@ -1,9 +1,22 @@
 //! Validation of a `VoiceTenant`: every rule in one place, every error names its field.
+//!
+//! This is the source of truth. The CRD schema repeats the rules an API server can check
+//! (patterns, bounds, CEL for the cross-field ones) so `kubectl apply` refuses a bad
+//! manifest early, but the gateway and the operator always run these.
 
 use std::fmt;
 
+// Re-exported: the number and SID checks are also what callers reach for here.
+pub use crate::format::{is_account_sid, is_e164};
+
+use crate::format::{
+    is_dns_subdomain, is_env_name, is_language, is_not_blank, is_s3_bucket, is_secret_key,
+    is_ws_url,
+};
 use crate::secret::SecretRef;
-use crate::tenant::{TurnDetectionKind, VoiceTenantSpec};
+use crate::tenant::{
+    AgentSpec, GatewaySpec, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
+};
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +44,20 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
+/// Longest `displayName`, in characters.
+pub const DISPLAY_NAME_MAX: u32 = 200;
+/// Shortest `maxCallDurationSeconds`.
+pub const MAX_CALL_DURATION_MIN: u32 = 10;
 /// Upper bound for `maxCallDurationSeconds`: one Realtime session lasts at most 60 minutes.
 pub const MAX_CALL_DURATION_LIMIT: u32 = 3600;
+/// Shortest `turnDetection.silenceDurationMs`.
+pub const SILENCE_DURATION_MIN_MS: u32 = 100;
+/// Longest `turnDetection.silenceDurationMs`.
+pub const SILENCE_DURATION_MAX_MS: u32 = 10_000;
+/// Longest `turnDetection.prefixPaddingMs`.
+pub const PREFIX_PADDING_MAX_MS: u32 = 5_000;
 
+/// Collects broken rules instead of stopping at the first, so one run reports them all.
 struct Collector(Vec<FieldError>);
 
 impl Collector {
@@ -46,6 +70,10 @@ impl Collector {
         }
     }
 
+    fn not_blank(&mut self, value: &str, field: &str, rule: &str) {
+        self.check(is_not_blank(value), field, rule);
+    }
+
     fn secret(&mut self, field: &str, r: &SecretRef) {
         self.check(
             r.sources_set() == 1,
@@ -56,12 +84,12 @@ impl Collector {
             self.check(
                 is_dns_subdomain(&s.name),
                 format!("{field}.secretKeyRef.name"),
-                "must be a valid Secret name (lowercase DNS subdomain)",
+                "must be a valid Secret name (lowercase DNS subdomain, at most 253 characters)",
             );
             self.check(
-                !s.key.is_empty(),
+                is_secret_key(&s.key),
                 format!("{field}.secretKeyRef.key"),
-                "must not be empty",
+                "must be a valid Secret key (letters, digits, '-', '_', '.'; at most 253 characters)",
             );
         }
         if let Some(e) = &r.env {
@@ -72,187 +100,227 @@ impl Collector {
             );
         }
         if let Some(f) = &r.file {
-            self.check(!f.trim().is_empty(), format!("{field}.file"), "must not be empty");
+            self.not_blank(f, &format!("{field}.file"), "must not be empty");
+        }
+    }
+
+    fn finish(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.0))
         }
     }
 }
 
-/// Whether `s` is an E.164 number: `+`, a non-zero digit, then 1–14 digits.
-pub fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
-
-/// Whether `s` is a Twilio account SID: `AC` and 32 hex digits.
-pub fn is_account_sid(s: &str) -> bool {
-    s.len() == 34 && s.starts_with("AC") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !s.starts_with(['-', '.'])
-        && !s.ends_with(['-', '.'])
+impl VoiceTenant {
+    /// Checks `metadata.name` (the tenant's identity, also on a laptop) and every rule of
+    /// the spec; returns all broken ones at once.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut c = Collector(Vec::new());
+        match self.metadata.name.as_deref() {
+            None | Some("") => c.check(false, "metadata.name", "must be set"),
+            Some(name) => c.check(
+                is_dns_subdomain(name),
+                "metadata.name",
+                "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
+            ),
+        }
+        spec_rules(&mut c, &self.spec);
+        c.finish()
+    }
 }
 
 impl VoiceTenantSpec {
     /// Checks every rule; returns all broken ones at once.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Collector(Vec::new());
-        c.check(
-            !self.display_name.trim().is_empty(),
-            "spec.displayName",
-            "must not be empty",
-        );
-        c.check(
-            self.display_name.len() <= 200,
-            "spec.displayName",
-            "must be at most 200 characters",
-        );
-        c.check(
-            !self.phone_numbers.is_empty(),
-            "spec.phoneNumbers",
-            "must list at least one number",
-        );
-        for (i, n) in self.phone_numbers.iter().enumerate() {
-            c.check(
-                is_e164(n),
-                format!("spec.phoneNumbers[{i}]"),
-                format!("must be E.164 ('+' then 2 to 15 digits, e.g. +15005550006), got {n:?}"),
-            );
-            c.check(
-                !self.phone_numbers[..i].contains(n),
-                format!("spec.phoneNumbers[{i}]"),
-                format!("must not repeat {n}"),
-            );
-        }
+        spec_rules(&mut c, self);
+        c.finish()
+    }
+}
 
-        let a = &self.agent;
-        c.check(!a.model.trim().is_empty(), "spec.agent.model", "must not be empty");
-        c.check(!a.voice.trim().is_empty(), "spec.agent.voice", "must not be empty");
-        if let Some(g) = &a.greeting {
-            c.check(
-                !g.text.trim().is_empty(),
-                "spec.agent.greeting.text",
-                "must not be empty (omit greeting for none)",
-            );
-        }
+fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
+    c.not_blank(&spec.display_name, "spec.displayName", "must not be empty");
+    c.check(
+        spec.display_name.chars().count() <= DISPLAY_NAME_MAX as usize,
+        "spec.displayName",
+        format!("must be at most {DISPLAY_NAME_MAX} characters"),
+    );
+    c.check(
+        !spec.phone_numbers.is_empty(),
+        "spec.phoneNumbers",
+        "must list at least one number",
+    );
+    for (i, n) in spec.phone_numbers.iter().enumerate() {
         c.check(
-            (10..=MAX_CALL_DURATION_LIMIT).contains(&a.max_call_duration_seconds),
-            "spec.agent.maxCallDurationSeconds",
-            format!("must be between 10 and {MAX_CALL_DURATION_LIMIT}"),
+            is_e164(n),
+            format!("spec.phoneNumbers[{i}]"),
+            format!("must be E.164 ('+' then 2 to 15 digits, e.g. +15005550006), got {n:?}"),
         );
         c.check(
-            a.silence_timeout_seconds <= a.max_call_duration_seconds,
-            "spec.agent.silenceTimeoutSeconds",
-            "must not exceed maxCallDurationSeconds",
+            !spec.phone_numbers[..i].contains(n),
+            format!("spec.phoneNumbers[{i}]"),
+            format!("must not repeat {n}"),
         );
-        let td = &a.turn_detection;
-        if let Some(t) = td.threshold {
-            c.check(
-                (0.0..=1.0).contains(&t),
-                "spec.agent.turnDetection.threshold",
-                "must be between 0.0 and 1.0",
-            );
-        }
-        if let Some(ms) = td.silence_duration_ms {
-            c.check(
-                (100..=10_000).contains(&ms),
-                "spec.agent.turnDetection.silenceDurationMs",
-                "must be between 100 and 10000",
-            );
-        }
-        if let Some(ms) = td.prefix_padding_ms {
-            c.check(
-                ms <= 5_000,
-                "spec.agent.turnDetection.prefixPaddingMs",
-                "must be at most 5000",
-            );
-        }
-        match td.kind {
-            TurnDetectionKind::ServerVad => c.check(
-                td.eagerness.is_none(),
-                "spec.agent.turnDetection.eagerness",
-                "is only allowed with type semantic_vad",
-            ),
-            TurnDetectionKind::SemanticVad => {
-                for (set, name) in [
-                    (td.threshold.is_some(), "threshold"),
-                    (td.prefix_padding_ms.is_some(), "prefixPaddingMs"),
-                    (td.silence_duration_ms.is_some(), "silenceDurationMs"),
-                    (td.idle_timeout_ms.is_some(), "idleTimeoutMs"),
-                ] {
-                    c.check(
-                        !set,
-                        format!("spec.agent.turnDetection.{name}"),
-                        "is only allowed with type server_vad",
-                    );
-                }
-            }
-        }
-        if let Some(t) = &a.transcription {
-            c.check(
-                !t.model.trim().is_empty(),
-                "spec.agent.transcription.model",
-                "must not be empty (omit transcription to turn it off)",
-            );
-        }
+    }
+    agent_rules(c, &spec.agent);
+    c.check(
+        is_account_sid(&spec.twilio.account_sid),
+        "spec.twilio.accountSid",
+        "must be 'AC' followed by 32 hex digits",
+    );
+    c.secret("spec.twilio.authToken", &spec.twilio.auth_token);
+    c.secret("spec.openai.apiKey", &spec.openai.api_key);
+    if let Some(u) = &spec.openai.realtime_url {
+        c.check(
+            is_ws_url(u),
+            "spec.openai.realtimeUrl",
+            "must be a ws:// or wss:// URL",
+        );
+    }
+    if let Some(g) = &spec.gateway {
+        gateway_rules(c, g);
+    }
+    if let Some(u) = spec.database.as_ref().and_then(|d| d.url.as_ref()) {
+        c.secret("spec.database.url", u);
+    }
+    if let Some(b) = spec.recordings.as_ref().and_then(|r| r.bucket.as_ref()) {
+        c.check(
+            is_s3_bucket(b),
+            "spec.recordings.bucket",
+            "must be an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-'; starting and ending with a letter or digit)",
+        );
+    }
+}
 
-        c.check(
-            is_account_sid(&self.twilio.account_sid),
-            "spec.twilio.accountSid",
-            "must be 'AC' followed by 32 hex digits",
+fn agent_rules(c: &mut Collector, a: &AgentSpec) {
+    c.not_blank(&a.model, "spec.agent.model", "must not be empty");
+    c.not_blank(&a.voice, "spec.agent.voice", "must not be empty");
+    if let Some(g) = &a.greeting {
+        c.not_blank(
+            &g.text,
+            "spec.agent.greeting.text",
+            "must not be empty (omit greeting for none)",
         );
-        c.secret("spec.twilio.authToken", &self.twilio.auth_token);
-        c.secret("spec.openai.apiKey", &self.openai.api_key);
-        if let Some(u) = &self.openai.realtime_url {
+    }
+    c.check(
+        (MAX_CALL_DURATION_MIN..=MAX_CALL_DURATION_LIMIT).contains(&a.max_call_duration_seconds),
+        "spec.agent.maxCallDurationSeconds",
+        format!("must be between {MAX_CALL_DURATION_MIN} and {MAX_CALL_DURATION_LIMIT}"),
+    );
+    c.check(
+        a.silence_timeout_seconds <= a.max_call_duration_seconds,
+        "spec.agent.silenceTimeoutSeconds",
+        "must not exceed maxCallDurationSeconds",
+    );
+    turn_detection_rules(c, &a.turn_detection);
+    if let Some(t) = &a.transcription {
+        c.not_blank(
+            &t.model,
+            "spec.agent.transcription.model",
+            "must not be empty (set transcription to null to turn it off)",
+        );
+        if let Some(l) = &t.language {
             c.check(
-                u.starts_with("wss://") || u.starts_with("ws://"),
-                "spec.openai.realtimeUrl",
-                "must be a ws:// or wss:// URL",
+                is_language(l),
+                "spec.agent.transcription.language",
+                "must be an ISO-639-1 code (two lowercase letters, e.g. en)",
             );
         }
-        if let Some(g) = &self.gateway {
-            if let Some(r) = g.replicas {
-                c.check(r >= 0, "spec.gateway.replicas", "must not be negative");
-            }
-            if let Some(s) = &g.autoscaling {
+    }
+    for (i, kb) in a.knowledge_bases.iter().enumerate() {
+        let field = format!("spec.agent.knowledgeBases[{i}]");
+        c.check(
+            is_dns_subdomain(kb),
+            &field,
+            "must be a KnowledgeBase name (lowercase DNS subdomain)",
+        );
+        c.check(
+            !a.knowledge_bases[..i].contains(kb),
+            &field,
+            format!("must not repeat {kb}"),
+        );
+    }
+}
+
+fn turn_detection_rules(c: &mut Collector, td: &TurnDetectionSpec) {
+    if let Some(t) = td.threshold {
+        c.check(
+            (0.0..=1.0).contains(&t),
+            "spec.agent.turnDetection.threshold",
+            "must be between 0.0 and 1.0",
+        );
+    }
+    if let Some(ms) = td.silence_duration_ms {
+        c.check(
+            (SILENCE_DURATION_MIN_MS..=SILENCE_DURATION_MAX_MS).contains(&ms),
+            "spec.agent.turnDetection.silenceDurationMs",
+            format!("must be between {SILENCE_DURATION_MIN_MS} and {SILENCE_DURATION_MAX_MS}"),
+        );
+    }
+    if let Some(ms) = td.prefix_padding_ms {
+        c.check(
+            ms <= PREFIX_PADDING_MAX_MS,
+            "spec.agent.turnDetection.prefixPaddingMs",
+            format!("must be at most {PREFIX_PADDING_MAX_MS}"),
+        );
+    }
+    match td.kind {
+        TurnDetectionKind::ServerVad => c.check(
+            td.eagerness.is_none(),
+            "spec.agent.turnDetection.eagerness",
+            "is only allowed with type semantic_vad",
+        ),
+        TurnDetectionKind::SemanticVad => {
+            for (set, name) in [
+                (td.threshold.is_some(), "threshold"),
+                (td.prefix_padding_ms.is_some(), "prefixPaddingMs"),
+                (td.silence_duration_ms.is_some(), "silenceDurationMs"),
+                (td.idle_timeout_ms.is_some(), "idleTimeoutMs"),
+            ] {
                 c.check(
-                    s.min_replicas >= 1,
-                    "spec.gateway.autoscaling.minReplicas",
-                    "must be at least 1",
-                );
-                c.check(
-                    s.max_replicas >= s.min_replicas,
-                    "spec.gateway.autoscaling.maxReplicas",
-                    "must be at least minReplicas",
+                    !set,
+                    format!("spec.agent.turnDetection.{name}"),
+                    "is only allowed with type server_vad",
                 );
             }
-            if let Some(m) = g.max_calls_per_pod {
-                c.check(m >= 1, "spec.gateway.maxCallsPerPod", "must be at least 1");
-            }
         }
-        if let Some(d) = &self.database
-            && let Some(u) = &d.url
-        {
-            c.secret("spec.database.url", u);
+    }
+}
+
+fn gateway_rules(c: &mut Collector, g: &GatewaySpec) {
+    if let Some(r) = g.replicas {
+        c.check(r >= 0, "spec.gateway.replicas", "must not be negative");
+        c.check(
+            g.autoscaling.is_none(),
+            "spec.gateway.replicas",
+            "must not be set together with autoscaling",
+        );
+    }
+    if let Some(s) = &g.autoscaling {
+        c.check(
+            s.min_replicas >= 1,
+            "spec.gateway.autoscaling.minReplicas",
+            "must be at least 1",
+        );
+        c.check(
+            s.max_replicas >= s.min_replicas,
+            "spec.gateway.autoscaling.maxReplicas",
+            "must be at least minReplicas",
+        );
+        if let Some(t) = s.target_cpu_utilization {
+            c.check(
+                (1..=100).contains(&t),
+                "spec.gateway.autoscaling.targetCpuUtilization",
+                "must be between 1 and 100",
+            );
         }
-        if c.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationErrors(c.0))
-        }
+    }
+    if let Some(m) = g.max_calls_per_pod {
+        c.check(m >= 1, "spec.gateway.maxCallsPerPod", "must be at least 1");
+    }
+    if let Some(i) = &g.image {
+        c.not_blank(i, "spec.gateway.image", "must not be empty");
     }
 }

@@ -1,0 +1,103 @@
+//! String formats the API accepts, each as a Rust predicate (what [`crate::validate`] runs)
+//! and as the regular expression published in the CRD schema (what an API server runs).
+//!
+//! The two forms must agree; `tests/schema_rules.rs` checks every pair on the same samples.
+//! The patterns are RE2 syntax, the dialect of the Kubernetes API server.
+
+/// Pattern of a non-blank string (at least one non-whitespace character).
+pub const NOT_BLANK_PATTERN: &str = r"\S";
+/// Pattern of an E.164 phone number.
+pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
+/// Pattern of a Twilio account SID.
+pub const ACCOUNT_SID_PATTERN: &str = "^AC[0-9a-fA-F]{32}$";
+/// Pattern of a Kubernetes object name (DNS-1123 subdomain; the length limit is separate).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// Longest Kubernetes object name (and longest Secret key).
+pub const DNS_SUBDOMAIN_MAX: u32 = 253;
+/// Pattern of a key in a Secret's data.
+pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// Pattern of an environment variable name.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// Pattern of a WebSocket URL.
+pub const WS_URL_PATTERN: &str = r"^wss?://\S+$";
+/// Pattern of an ISO-639-1 language code.
+pub const LANGUAGE_PATTERN: &str = "^[a-z]{2}$";
+/// Pattern of an S3 bucket name (the general-purpose bucket naming rules, without the
+/// rarely met prohibitions such as IP-address-like names).
+pub const S3_BUCKET_PATTERN: &str = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$";
+
+/// Whether `s` has a non-whitespace character.
+pub fn is_not_blank(s: &str) -> bool {
+    s.chars().any(|c| !c.is_whitespace())
+}
+
+/// Whether `s` is an E.164 number: `+`, a non-zero digit, then 1–14 digits.
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Whether `s` is a Twilio account SID: `AC` and 32 hex digits.
+pub fn is_account_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("AC") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `s` is a valid Kubernetes object name (DNS-1123 subdomain, at most 253 bytes).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= DNS_SUBDOMAIN_MAX as usize && !s.is_empty() && s.split('.').all(is_dns_label_shape)
+}
+
+/// One dot-separated part of a subdomain: lowercase alphanumerics and `-`, starting and
+/// ending with an alphanumeric.
+fn is_dns_label_shape(label: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = label.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            alnum(first) && alnum(last) && bytes.iter().all(|&b| alnum(b) || b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// Whether `s` may be a key in a Secret's data: alphanumerics, `-`, `_`, `.`; at most 253.
+pub fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= DNS_SUBDOMAIN_MAX as usize
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Whether `s` is an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `s` is a `ws://` or `wss://` URL with something after the scheme and no spaces.
+pub fn is_ws_url(s: &str) -> bool {
+    let rest = s.strip_prefix("wss://").or_else(|| s.strip_prefix("ws://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.chars().any(char::is_whitespace))
+}
+
+/// Whether `s` is an ISO-639-1 code: two lowercase ASCII letters.
+pub fn is_language(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// Whether `s` is an S3 bucket name: 3–63 of lowercase letters, digits, `.`, `-`, starting
+/// and ending with a letter or digit.
+pub fn is_s3_bucket(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(|&b| alnum(b))
+        && bytes.last().is_some_and(|&b| alnum(b))
+        && bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-')
+}

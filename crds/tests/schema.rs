@@ -1,0 +1,289 @@
+//! The generated CRD: acceptable to an API server, and in agreement with the Rust side
+//! (string formats, defaults).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use switchboard_crds::format::*;
+use switchboard_crds::{VoiceTenant, parse_tenant};
+
+type Predicate = fn(&str) -> bool;
+
+/// (pattern, predicate, samples): both forms must give the same answer for every sample.
+const FORMATS: &[(&str, Predicate, &[&str])] = &[
+    (
+        NOT_BLANK_PATTERN,
+        is_not_blank,
+        &["", " ", "\t\n", "a", " a "],
+    ),
+    (
+        E164_PATTERN,
+        is_e164,
+        &[
+            "+15005550006",
+            "+12",
+            "+1",
+            "+123456789012345",
+            "+1234567890123456",
+            "15005550006",
+            "+05005550006",
+            "+1 500",
+            "+1-500",
+            "++1500",
+            "+1500\n",
+        ],
+    ),
+    (
+        ACCOUNT_SID_PATTERN,
+        is_account_sid,
+        &[
+            "AC0123456789abcdef0123456789ABCDEF",
+            "AC0123456789abcdef0123456789abcde",
+            "AC0123456789abcdef0123456789abcdef0",
+            "ac0123456789abcdef0123456789abcdef",
+            "AC0123456789abcdef0123456789abcdeg",
+            "PN0123456789abcdef0123456789abcdef",
+        ],
+    ),
+    (
+        DNS_SUBDOMAIN_PATTERN,
+        |s| is_dns_subdomain(s) || s.len() > 253,
+        &[
+            "a",
+            "demo",
+            "acme.dental-2",
+            "a-b.c-d",
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "A",
+            "a_b",
+            "a.-b",
+            "0",
+            "1.2.3",
+        ],
+    ),
+    (
+        SECRET_KEY_PATTERN,
+        |s| is_secret_key(s) || s.len() > 253,
+        &["key", "api_key.txt", "A-B", "", "a/b", "a b", ".", "..x"],
+    ),
+    (
+        ENV_NAME_PATTERN,
+        is_env_name,
+        &["A", "_", "_A1", "OPENAI_API_KEY", "", "1A", "A-B", "A B"],
+    ),
+    (
+        WS_URL_PATTERN,
+        is_ws_url,
+        &[
+            "wss://a",
+            "ws://127.0.0.1:9000/x?y=1",
+            "wss://",
+            "ws://",
+            "https://a",
+            "wss://a b",
+            "WSS://a",
+        ],
+    ),
+    (
+        LANGUAGE_PATTERN,
+        is_language,
+        &["en", "de", "EN", "eng", "e", "", "e1"],
+    ),
+    (
+        S3_BUCKET_PATTERN,
+        is_s3_bucket,
+        &[
+            "abc",
+            "acme.calls-1",
+            "ab",
+            "Abc",
+            "-ab",
+            "ab-",
+            "a_b",
+            "a23456789012345678901234567890123456789012345678901234567890123",
+        ],
+    ),
+];
+
+#[test]
+fn patterns_and_predicates_agree() {
+    for (pattern, predicate, samples) in FORMATS {
+        for s in *samples {
+            assert_eq!(
+                support::pattern_matches(pattern, s),
+                predicate(s),
+                "pattern {pattern} and its predicate disagree on {s:?}"
+            );
+        }
+    }
+}
+
+/// Every schema node under `value`, with its path.
+fn nodes<'a>(schema: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+    out.push((path.clone(), schema));
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            nodes(v, format!("{path}.{k}"), out);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if schema[key].is_object() {
+            nodes(&schema[key], format!("{path}.{key}"), out);
+        }
+    }
+}
+
+fn all_nodes(schema: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    nodes(schema, String::new(), &mut out);
+    out
+}
+
+#[test]
+fn every_pattern_is_a_known_format() {
+    let schema = support::tenant_schema();
+    let known: Vec<&str> = FORMATS.iter().map(|f| f.0).collect();
+    let patterns: Vec<(String, &str)> = all_nodes(&schema)
+        .into_iter()
+        .filter_map(|(path, node)| node["pattern"].as_str().map(|p| (path, p)))
+        .collect();
+    assert!(patterns.len() >= 10, "{patterns:?}");
+    for (path, p) in patterns {
+        assert!(
+            known.contains(&p),
+            "{path}: pattern {p} has no tested predicate"
+        );
+    }
+}
+
+#[test]
+fn schema_is_structural() {
+    let schema = support::tenant_schema();
+    for (path, node) in all_nodes(&schema) {
+        let obj = node.as_object().unwrap();
+        for banned in [
+            "$ref",
+            "$defs",
+            "definitions",
+            "anyOf",
+            "oneOf",
+            "allOf",
+            "not",
+        ] {
+            assert!(!obj.contains_key(banned), "{path}: has {banned}");
+        }
+        let typed = obj.get("type").and_then(Value::as_str).is_some()
+            || node["x-kubernetes-int-or-string"] == json!(true);
+        assert!(
+            typed,
+            "{path}: every node of a structural schema needs a type"
+        );
+        if obj.contains_key("properties") {
+            assert_eq!(node["type"], "object", "{path}");
+            assert!(!obj.contains_key("additionalProperties"), "{path}");
+        }
+        if let Some(format) = node["format"].as_str() {
+            // The formats API servers recognise for what we use; others draw a warning.
+            assert!(
+                ["int32", "int64", "date-time"].contains(&format),
+                "{path}: format {format} is not recognised by API servers"
+            );
+        }
+        if node["x-kubernetes-list-type"] == json!("map") {
+            let keys = node["x-kubernetes-list-map-keys"].as_array().unwrap();
+            let required = node["items"]["required"].as_array().unwrap();
+            assert!(keys.iter().all(|k| required.contains(k)), "{path}");
+        }
+    }
+}
+
+#[test]
+fn defaults_in_the_schema_are_valid() {
+    // An API server refuses a CRD whose defaults break its own schema.
+    let schema = support::tenant_schema();
+    for (path, node) in all_nodes(&schema) {
+        if let Some(default) = node.get("default") {
+            let refusals = support::refusals(
+                &json!({"type": "object", "properties": {"v": node}}),
+                &json!({"v": default}),
+            );
+            assert!(
+                refusals.is_empty(),
+                "{path}: default {default}: {refusals:?}"
+            );
+        }
+    }
+}
+
+const MINIMAL: &str = "\
+apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata: {name: t}
+spec:
+  displayName: T
+  phoneNumbers: [\"+15005550006\"]
+  twilio: {accountSid: AC0123456789abcdef0123456789abcdef, authToken: {env: T}}
+  openai: {apiKey: {env: K}}
+";
+
+/// What the operator reads back from an API server (schema defaults) must equal what the
+/// gateway reads from the same file on a laptop (serde defaults).
+#[test]
+fn schema_defaults_match_serde_defaults() {
+    let schema = support::tenant_schema();
+    for extra in [
+        "",
+        "  agent: {}\n",
+        "  agent: {voice: cedar, greeting: {text: Hi}}\n",
+        "  agent: {turnDetection: {type: semantic_vad}}\n",
+        "  agent: {turnDetection: {}}\n",
+        "  agent: {transcription: null}\n",
+        "  agent: {transcription: {language: en}}\n",
+        "  recordings: {bucket: calls}\n",
+        "  twilio: {accountSid: AC0123456789abcdef0123456789abcdef, authToken: {env: T}, validateSignatures: false}\n",
+    ] {
+        let text = if extra.starts_with("  twilio") {
+            MINIMAL.replace(
+                "  twilio: {accountSid: AC0123456789abcdef0123456789abcdef, authToken: {env: T}}\n",
+                extra,
+            )
+        } else {
+            format!("{MINIMAL}{extra}")
+        };
+        let laptop = parse_tenant(&text).unwrap();
+        let raw: Value = serde_saphyr::from_str(&text).unwrap();
+        let stored = support::defaulted(&schema, &raw);
+        let cluster: VoiceTenant = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(cluster, laptop, "{extra:?}: stored as {stored}");
+        assert!(support::refusals(&schema, &raw).is_empty(), "{extra:?}");
+    }
+}
+
+#[test]
+fn crd_metadata() {
+    let crds = serde_json::to_value(switchboard_crds::crds()).unwrap();
+    let crd = &crds[0];
+    assert_eq!(
+        crd["metadata"]["name"],
+        "voicetenants.voice.switchboard.dev"
+    );
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["vt"]));
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], switchboard_crds::VERSION);
+    assert_eq!(version["subresources"]["status"], json!({}));
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Display", "Numbers", "Ready", "Age"]);
+}
