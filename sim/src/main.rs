@@ -247,7 +247,7 @@ fn print_report(r: &CallReport) {
 }
 
 /// Fetches the gateway's record of the call. The gateway writes it behind the call, so a
-/// 404 is retried for a few seconds before it counts as missing.
+/// 404 or a record without an outcome yet is retried for a few seconds before it counts as missing.
 async fn fetch_record(cfg: &CallConfig, call_sid: &str) -> Result<Record> {
     const ATTEMPTS: u32 = 6;
     let url = format!("{}/api/calls/{call_sid}", cfg.gateway);
@@ -275,8 +275,13 @@ async fn fetch_record(cfg: &CallConfig, call_sid: &str) -> Result<Record> {
         if !status.is_success() {
             return Ok(Record::Failed(status.as_u16(), body));
         }
-        let record = serde_json::from_str(&body)
+        let record: Value = serde_json::from_str(&body)
             .with_context(|| format!("GET {url}: answer is not JSON"))?;
+        // The record exists from the webhook on; its transcript lands when the call ends.
+        if record.get("outcome").is_none_or(Value::is_null) && attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         return Ok(Record::Found(record));
     }
     Ok(Record::Missing)
