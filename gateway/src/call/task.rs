@@ -388,7 +388,7 @@ async fn relay(
     if tw_open {
         let _ = tokio::time::timeout(Duration::from_secs(1), tw_tx.close()).await;
     }
-    let s = summary.unwrap_or_else(|| unreachable_summary());
+    let s = summary.unwrap_or_else(unreachable_summary);
     CallEnd {
         call_sid: start.call_sid.clone(),
         tenant: tenant.name.clone(),
