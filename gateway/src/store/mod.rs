@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod postgres;
 pub mod queue;
+mod rows;
 pub mod sqlite;
 
 pub use queue::{WriteBehind, WriteBehindConfig};

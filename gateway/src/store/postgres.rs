@@ -1,0 +1,419 @@
+//! The production store: Postgres, one schema per tenant.
+//!
+//! The schema comes from the URL's `options` (`?options=-c%20search_path%3Dtenant_a`, or
+//! `?options[search_path]=tenant_a`): every pooled connection starts with that search
+//! path, so tables and the migrations table land in the tenant's schema.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, SqlStr};
+use tokio::sync::OnceCell;
+
+use super::rows::{CALL_COLUMNS, call_from_row, to_sql, tool_call_from_row, transcript_from_row};
+use super::{
+    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+};
+
+/// How long an op waits for a connection before it counts as "store down" (the
+/// write-behind queue then spools instead of stalling).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "calls".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../../migrations/postgres/0001_calls.sql")),
+        false,
+    )])
+}
+
+/// Postgres rejects NUL in text; a model may emit one, and one bad character must not
+/// make the whole call record unwritable.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(text)
+}
+
+/// The first schema named in a `search_path` value, unquoted, skipping `"$user"`.
+fn first_schema(search_path: &str) -> Option<String> {
+    let mut chars = search_path.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
+        chars.peek()?;
+        let mut name = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                if c == '"' && chars.next_if_eq(&'"').is_none() {
+                    break;
+                }
+                name.push(c);
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                name.push(c);
+            }
+            name = name.trim().to_string();
+        }
+        if !name.is_empty() && name != "$user" {
+            return Some(name);
+        }
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The server could not be reached (as opposed to refusing us): worth waiting for.
+fn unreachable(err: &StoreError) -> bool {
+    let sql = match err {
+        StoreError::Database(e) | StoreError::Migrate(MigrateError::Execute(e)) => e,
+        _ => return false,
+    };
+    matches!(
+        sql,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
+    )
+}
+
+/// Call records in a Postgres schema.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Schema and migrations are in place (done once, possibly after `open`).
+    ready: Arc<OnceCell<()>>,
+}
+
+impl PgStore {
+    /// Opens the store a `postgres://` URL names: creates the search path's first schema
+    /// if none exists yet (needs CREATE on the database) and runs migrations.
+    ///
+    /// A server that cannot be reached does not fail `open` (a gateway must start, and
+    /// spool, while its database is down): schema and migrations are then set up by the
+    /// first op or ping that reaches it. Any other failure (bad URL, authentication,
+    /// a migration that does not apply) is an error here.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let store = Self {
+            pool,
+            ready: Arc::new(OnceCell::new()),
+        };
+        match store.ready().await {
+            Ok(()) => Ok(store),
+            Err(e) if unreachable(&e) => {
+                tracing::warn!(error = %e, "Postgres unreachable; migrations wait for it");
+                Ok(store)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The underlying pool (for tests and diagnostics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ready
+            .get_or_try_init(|| async {
+                ensure_schema(&self.pool).await?;
+                migrator().run(&self.pool).await?;
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn start(&self, s: &CallStart) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, from_number, to_number, started_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               from_number = COALESCE(calls.from_number, excluded.from_number), \
+               to_number = COALESCE(calls.to_number, excluded.to_number), \
+               started_at_ms = COALESCE(calls.started_at_ms, excluded.started_at_ms)",
+        )
+        .bind(text(&s.call_sid))
+        .bind(text(&s.tenant))
+        .bind(text(&s.from))
+        .bind(text(&s.to))
+        .bind(s.started_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn end(&self, e: &CallEnd) -> Result<(), StoreError> {
+        self.ready().await?;
+        let sid = text(&e.call_sid);
+        let mut tx = self.pool.begin().await?;
+        let u = &e.usage;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, ended_at_ms, outcome, detail, barge_ins, \
+               usage_responses, usage_total_tokens, usage_input_tokens, usage_output_tokens, \
+               usage_input_audio_tokens, usage_input_text_tokens, usage_cached_tokens, \
+               usage_output_audio_tokens, usage_output_text_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               ended_at_ms = excluded.ended_at_ms, outcome = excluded.outcome, \
+               detail = excluded.detail, barge_ins = excluded.barge_ins, \
+               usage_responses = excluded.usage_responses, \
+               usage_total_tokens = excluded.usage_total_tokens, \
+               usage_input_tokens = excluded.usage_input_tokens, \
+               usage_output_tokens = excluded.usage_output_tokens, \
+               usage_input_audio_tokens = excluded.usage_input_audio_tokens, \
+               usage_input_text_tokens = excluded.usage_input_text_tokens, \
+               usage_cached_tokens = excluded.usage_cached_tokens, \
+               usage_output_audio_tokens = excluded.usage_output_audio_tokens, \
+               usage_output_text_tokens = excluded.usage_output_text_tokens",
+        )
+        .bind(&sid)
+        .bind(text(&e.tenant))
+        .bind(e.ended_at_ms)
+        .bind(text(&e.outcome))
+        .bind(opt_text(&e.detail))
+        .bind(i64::from(e.barge_ins))
+        .bind(to_sql(u.responses))
+        .bind(to_sql(u.total_tokens))
+        .bind(to_sql(u.input_tokens))
+        .bind(to_sql(u.output_tokens))
+        .bind(to_sql(u.input_audio_tokens))
+        .bind(to_sql(u.input_text_tokens))
+        .bind(to_sql(u.cached_tokens))
+        .bind(to_sql(u.output_audio_tokens))
+        .bind(to_sql(u.output_text_tokens))
+        .execute(&mut *tx)
+        .await?;
+
+        sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        if !e.transcript.is_empty() {
+            // One round trip for the whole transcript: arrays unnested server-side.
+            let t = &e.transcript;
+            sqlx::query(
+                "INSERT INTO transcript_entries \
+                   (call_sid, seq, role, text, start_ms, end_ms, interrupted, heard_ms) \
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
+                   $5::bigint[], $6::bigint[], $7::boolean[], $8::bigint[])",
+            )
+            .bind(&sid)
+            .bind(t.iter().map(|x| i64::from(x.seq)).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| x.role.as_str()).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| text(&x.text)).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| to_sql(x.start_ms)).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| to_sql(x.end_ms)).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| x.interrupted).collect::<Vec<_>>())
+            .bind(t.iter().map(|x| x.heard_ms.map(to_sql)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        sqlx::query("DELETE FROM tool_calls WHERE call_sid = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        if !e.tool_calls.is_empty() {
+            let c = &e.tool_calls;
+            sqlx::query(
+                "INSERT INTO tool_calls \
+                   (call_sid, seq, call_id, name, arguments, output, latency_ms) \
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
+                   $5::text[], $6::text[], $7::bigint[])",
+            )
+            .bind(&sid)
+            .bind((0_i64..).take(c.len()).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| text(&x.call_id)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| text(&x.name)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| text(&x.arguments)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| text(&x.output)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| to_sql(x.latency_ms)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, status, duration_s, status_sequence) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               status = excluded.status, \
+               duration_s = COALESCE(excluded.duration_s, calls.duration_s), \
+               status_sequence = excluded.status_sequence \
+             WHERE calls.status_sequence IS NULL \
+                OR calls.status_sequence < excluded.status_sequence",
+        )
+        .bind(text(&s.call_sid))
+        .bind(text(&s.tenant))
+        .bind(text(&s.status))
+        .bind(s.duration_s)
+        .bind(s.sequence_number)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        self.ready().await?;
+        // REPEATABLE READ: the call and its children come from one snapshot even if an End
+        // replaces the transcript meanwhile.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1");
+        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+            .bind(call_sid)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut call = call_from_row(&row)?;
+        call.transcript = sqlx::query(
+            "SELECT seq, role, text, start_ms, end_ms, interrupted, heard_ms \
+             FROM transcript_entries WHERE call_sid = $1 ORDER BY seq",
+        )
+        .bind(call_sid)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(transcript_from_row)
+        .collect::<Result<_, _>>()?;
+        call.tool_calls = sqlx::query(
+            "SELECT call_id, name, arguments, output, latency_ms \
+             FROM tool_calls WHERE call_sid = $1 ORDER BY seq",
+        )
+        .bind(call_sid)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(tool_call_from_row)
+        .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(Some(call))
+    }
+
+    async fn read_recent(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        self.ready().await?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls \
+             ORDER BY started_at_ms DESC NULLS LAST, call_sid DESC LIMIT $1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(call_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// Creates the search path's first schema when none of its schemas exists yet (a fresh
+/// tenant); otherwise migrations would fail with "no schema has been selected".
+async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
+    let current: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    if current.is_some() {
+        return Ok(());
+    }
+    let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+        .fetch_one(pool)
+        .await?;
+    if let Some(schema) = first_schema(&path) {
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
+        sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
+    }
+    Ok(())
+}
+
+impl CallStore for PgStore {
+    fn apply<'a>(&'a self, op: &'a StoreOp) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match op {
+                StoreOp::Start(s) => self.start(s).await,
+                StoreOp::End(e) => self.end(e).await,
+                StoreOp::Status(s) => self.status(s).await,
+            }
+        })
+    }
+
+    fn get_call<'a>(
+        &'a self,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(self.read_call(call_sid))
+    }
+
+    fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(self.read_recent(limit))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            // Only a store that can take writes is "up": migrations count.
+            self.ready().await?;
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_schema, quote_ident, text};
+
+    #[test]
+    fn first_schema_parses_search_paths() {
+        assert_eq!(first_schema("tenant_a").as_deref(), Some("tenant_a"));
+        assert_eq!(first_schema("\"$user\", public").as_deref(), Some("public"));
+        assert_eq!(
+            first_schema(" \"My \"\"odd\"\" schema\" , public").as_deref(),
+            Some("My \"odd\" schema")
+        );
+        assert_eq!(first_schema("\"$user\"").as_deref(), None);
+        assert_eq!(first_schema("").as_deref(), None);
+        assert_eq!(
+            first_schema("\"unterminated").as_deref(),
+            Some("unterminated")
+        );
+    }
+
+    #[test]
+    fn quote_ident_escapes_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn text_replaces_nul() {
+        assert_eq!(text("a\0b"), "a\u{FFFD}b");
+        assert_eq!(text("plain"), "plain");
+    }
+}

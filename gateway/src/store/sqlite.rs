@@ -1,0 +1,289 @@
+//! The embedded store: one SQLite file (WAL), for laptops and single-pod tenants.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{SqlStr, Sqlite, Transaction};
+
+use super::rows::{CALL_COLUMNS, call_from_row, to_sql, tool_call_from_row, transcript_from_row};
+use super::{
+    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "calls".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../../migrations/sqlite/0001_calls.sql")),
+        false,
+    )])
+}
+
+/// Call records in a SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and parent directory if missing) the database a
+    /// `sqlite:PATH` / `sqlite://PATH` URL names and runs migrations. `sqlite::memory:`
+    /// gives a private in-memory database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Records are the product: a commit must survive a power cut, and the write
+            // rate (a few rows per call) makes the extra fsync cheap.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(BUSY_TIMEOUT * 2);
+        if in_memory {
+            // An in-memory database lives only while a connection holds it open.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            let path = options.get_filename();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            }
+            pool = pool.max_connections(4);
+        }
+        let pool = pool.connect_with(options).await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool (for tests and diagnostics).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        // IMMEDIATE takes the write lock up front, so busy_timeout applies instead of a
+        // deferred transaction failing at its first write.
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn start(&self, s: &CallStart) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, from_number, to_number, started_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               from_number = COALESCE(calls.from_number, excluded.from_number), \
+               to_number = COALESCE(calls.to_number, excluded.to_number), \
+               started_at_ms = COALESCE(calls.started_at_ms, excluded.started_at_ms)",
+        )
+        .bind(&s.call_sid)
+        .bind(&s.tenant)
+        .bind(&s.from)
+        .bind(&s.to)
+        .bind(s.started_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn end(&self, e: &CallEnd) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let u = &e.usage;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, ended_at_ms, outcome, detail, barge_ins, \
+               usage_responses, usage_total_tokens, usage_input_tokens, usage_output_tokens, \
+               usage_input_audio_tokens, usage_input_text_tokens, usage_cached_tokens, \
+               usage_output_audio_tokens, usage_output_text_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               ended_at_ms = excluded.ended_at_ms, outcome = excluded.outcome, \
+               detail = excluded.detail, barge_ins = excluded.barge_ins, \
+               usage_responses = excluded.usage_responses, \
+               usage_total_tokens = excluded.usage_total_tokens, \
+               usage_input_tokens = excluded.usage_input_tokens, \
+               usage_output_tokens = excluded.usage_output_tokens, \
+               usage_input_audio_tokens = excluded.usage_input_audio_tokens, \
+               usage_input_text_tokens = excluded.usage_input_text_tokens, \
+               usage_cached_tokens = excluded.usage_cached_tokens, \
+               usage_output_audio_tokens = excluded.usage_output_audio_tokens, \
+               usage_output_text_tokens = excluded.usage_output_text_tokens",
+        )
+        .bind(&e.call_sid)
+        .bind(&e.tenant)
+        .bind(e.ended_at_ms)
+        .bind(&e.outcome)
+        .bind(&e.detail)
+        .bind(i64::from(e.barge_ins))
+        .bind(to_sql(u.responses))
+        .bind(to_sql(u.total_tokens))
+        .bind(to_sql(u.input_tokens))
+        .bind(to_sql(u.output_tokens))
+        .bind(to_sql(u.input_audio_tokens))
+        .bind(to_sql(u.input_text_tokens))
+        .bind(to_sql(u.cached_tokens))
+        .bind(to_sql(u.output_audio_tokens))
+        .bind(to_sql(u.output_text_tokens))
+        .execute(&mut *tx)
+        .await?;
+
+        sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
+            .bind(&e.call_sid)
+            .execute(&mut *tx)
+            .await?;
+        for t in &e.transcript {
+            sqlx::query(
+                "INSERT INTO transcript_entries \
+                   (call_sid, seq, role, text, start_ms, end_ms, interrupted, heard_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&e.call_sid)
+            .bind(i64::from(t.seq))
+            .bind(t.role.as_str())
+            .bind(&t.text)
+            .bind(to_sql(t.start_ms))
+            .bind(to_sql(t.end_ms))
+            .bind(t.interrupted)
+            .bind(t.heard_ms.map(to_sql))
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        sqlx::query("DELETE FROM tool_calls WHERE call_sid = $1")
+            .bind(&e.call_sid)
+            .execute(&mut *tx)
+            .await?;
+        for (seq, c) in (0_i64..).zip(&e.tool_calls) {
+            sqlx::query(
+                "INSERT INTO tool_calls \
+                   (call_sid, seq, call_id, name, arguments, output, latency_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&e.call_sid)
+            .bind(seq)
+            .bind(&c.call_id)
+            .bind(&c.name)
+            .bind(&c.arguments)
+            .bind(&c.output)
+            .bind(to_sql(c.latency_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, tenant, status, duration_s, status_sequence) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (call_sid) DO UPDATE SET \
+               status = excluded.status, \
+               duration_s = COALESCE(excluded.duration_s, calls.duration_s), \
+               status_sequence = excluded.status_sequence \
+             WHERE calls.status_sequence IS NULL \
+                OR calls.status_sequence < excluded.status_sequence",
+        )
+        .bind(&s.call_sid)
+        .bind(&s.tenant)
+        .bind(&s.status)
+        .bind(s.duration_s)
+        .bind(s.sequence_number)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        // One read transaction, so the call and its children are one consistent snapshot.
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(call_sid)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut call = call_from_row(&row)?;
+        call.transcript = sqlx::query(
+            "SELECT seq, role, text, start_ms, end_ms, interrupted, heard_ms \
+             FROM transcript_entries WHERE call_sid = $1 ORDER BY seq",
+        )
+        .bind(call_sid)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(transcript_from_row)
+        .collect::<Result<_, _>>()?;
+        call.tool_calls = sqlx::query(
+            "SELECT call_id, name, arguments, output, latency_ms \
+             FROM tool_calls WHERE call_sid = $1 ORDER BY seq",
+        )
+        .bind(call_sid)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(tool_call_from_row)
+        .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(Some(call))
+    }
+
+    async fn read_recent(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        // SQLite sorts NULLs first ascending, so DESC puts calls without a start last.
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls \
+             ORDER BY started_at_ms DESC, call_sid DESC LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(call_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+impl CallStore for SqliteStore {
+    fn apply<'a>(&'a self, op: &'a StoreOp) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match op {
+                StoreOp::Start(s) => self.start(s).await,
+                StoreOp::End(e) => self.end(e).await,
+                StoreOp::Status(s) => self.status(s).await,
+            }
+        })
+    }
+
+    fn get_call<'a>(
+        &'a self,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(self.read_call(call_sid))
+    }
+
+    fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(self.read_recent(limit))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,1068 @@
+//! Call store tests against real databases: SQLite in a temp dir, and Postgres at
+//! `SWITCHBOARD_TEST_PG` (see scripts/postgres.sh; skipped with a notice when unset).
+//! Every Postgres test works in its own schema, so tests run in parallel.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::IntGauge;
+use switchboard_gateway::store::postgres::PgStore;
+use switchboard_gateway::store::queue::QueueMetrics;
+use switchboard_gateway::store::sqlite::SqliteStore;
+use switchboard_gateway::store::{
+    self, BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, Role, StoreError,
+    StoreOp, ToolCallRecord, TranscriptEntry, Usage, WriteBehind, WriteBehindConfig,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------- fixtures
+
+fn start(sid: &str, started_at_ms: i64) -> StoreOp {
+    StoreOp::Start(CallStart {
+        call_sid: sid.into(),
+        tenant: "acme".into(),
+        from: "+14155550100".into(),
+        to: "+14155550199".into(),
+        started_at_ms,
+    })
+}
+
+fn status(sid: &str, status: &str, seq: i64, duration_s: Option<i64>) -> StoreOp {
+    StoreOp::Status(CallStatusUpdate {
+        call_sid: sid.into(),
+        tenant: "acme".into(),
+        status: status.into(),
+        duration_s,
+        sequence_number: seq,
+    })
+}
+
+fn transcript() -> Vec<TranscriptEntry> {
+    vec![
+        TranscriptEntry {
+            seq: 0,
+            role: Role::Agent,
+            text: "Hello, Acme support. How can I help?".into(),
+            start_ms: 120,
+            end_ms: 2_400,
+            interrupted: false,
+            heard_ms: None,
+        },
+        TranscriptEntry {
+            seq: 1,
+            role: Role::Caller,
+            text: "What are your opening hours?".into(),
+            start_ms: 2_900,
+            end_ms: 4_100,
+            interrupted: false,
+            heard_ms: None,
+        },
+        TranscriptEntry {
+            seq: 2,
+            role: Role::Agent,
+            text: "We are open from nine to five, Monday to Friday, and on Saturdays".into(),
+            start_ms: 4_600,
+            end_ms: 6_000,
+            interrupted: true,
+            heard_ms: Some(1_250),
+        },
+        TranscriptEntry {
+            seq: 3,
+            role: Role::Caller,
+            text: "Thanks, bye — ünïcödé ✓".into(),
+            start_ms: 5_900,
+            end_ms: 7_000,
+            interrupted: false,
+            heard_ms: None,
+        },
+    ]
+}
+
+fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd {
+    CallEnd {
+        call_sid: sid.into(),
+        tenant: "acme".into(),
+        ended_at_ms: 1_700_000_060_000,
+        outcome: outcome.into(),
+        detail: Some("rate_limit_exceeded".into()),
+        transcript,
+        usage: Usage {
+            responses: 3,
+            total_tokens: 5_000,
+            input_tokens: 3_200,
+            output_tokens: 1_800,
+            input_audio_tokens: 2_900,
+            input_text_tokens: 300,
+            cached_tokens: 1_024,
+            output_audio_tokens: 1_700,
+            output_text_tokens: 100,
+        },
+        tool_calls: vec![
+            ToolCallRecord {
+                call_id: "call_1".into(),
+                name: "search_knowledge".into(),
+                arguments: r#"{"query":"opening hours"}"#.into(),
+                output: r#"{"chunks":[{"id":"kb-1","text":"9-5"}]}"#.into(),
+                latency_ms: 7,
+            },
+            ToolCallRecord {
+                call_id: "call_2".into(),
+                name: "end_call".into(),
+                arguments: "{}".into(),
+                output: r#"{"ok":true}"#.into(),
+                latency_ms: 1,
+            },
+        ],
+        barge_ins: 1,
+    }
+}
+
+fn end(sid: &str) -> StoreOp {
+    StoreOp::End(end_op(sid, transcript(), "caller_hangup"))
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn metrics() -> QueueMetrics {
+    QueueMetrics {
+        depth: IntGauge::new("depth", "queue depth").unwrap(),
+        spooled: IntGauge::new("spooled", "spooled ops").unwrap(),
+    }
+}
+
+async fn eventually(what: &str, limit: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- backends
+
+async fn sqlite_store(dir: &Path) -> Arc<dyn CallStore> {
+    let url = format!("sqlite:{}", dir.join("nested/dir/calls.db").display());
+    store::open(&url).await.unwrap()
+}
+
+/// A schema of its own on the test server, dropped by [`PgSchema::drop`].
+struct PgSchema {
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    fn new() -> Option<Self> {
+        let Ok(base) = std::env::var("SWITCHBOARD_TEST_PG") else {
+            eprintln!(
+                "SWITCHBOARD_TEST_PG is unset: skipping Postgres test (scripts/postgres.sh start)"
+            );
+            return None;
+        };
+        Some(Self {
+            base,
+            schema: unique("store_test"),
+        })
+    }
+
+    /// The URL with this schema as search path, optionally through another address.
+    fn url(&self, via: Option<SocketAddr>) -> String {
+        let mut url = url::Url::parse(&self.base).unwrap();
+        if let Some(addr) = via {
+            url.set_host(Some(&addr.ip().to_string())).unwrap();
+            url.set_port(Some(addr.port())).unwrap();
+        }
+        url.query_pairs_mut()
+            .append_pair("options", &format!("-c search_path={}", self.schema));
+        url.to_string()
+    }
+
+    fn server(&self) -> SocketAddr {
+        let url = url::Url::parse(&self.base).unwrap();
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        SocketAddr::new(host.parse().unwrap(), url.port().unwrap_or(5432))
+    }
+
+    async fn open(&self) -> Arc<dyn CallStore> {
+        store::open(&self.url(None)).await.unwrap()
+    }
+
+    async fn drop(self) {
+        let pool = sqlx::PgPool::connect(&self.base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Runs one store scenario against SQLite and against Postgres.
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$scenario(super::sqlite_store(dir.path()).await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(pg) = super::PgSchema::new() else {
+                    return;
+                };
+                super::$scenario(pg.open().await).await;
+                pg.drop().await;
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- record semantics
+
+fn expected_full(sid: &str) -> CallRecord {
+    let e = end_op(sid, transcript(), "caller_hangup");
+    CallRecord {
+        call_sid: sid.into(),
+        tenant: "acme".into(),
+        from: Some("+14155550100".into()),
+        to: Some("+14155550199".into()),
+        started_at_ms: Some(1_700_000_000_000),
+        ended_at_ms: Some(1_700_000_060_000),
+        outcome: Some("caller_hangup".into()),
+        detail: Some("rate_limit_exceeded".into()),
+        status: Some("completed".into()),
+        duration_s: Some(60),
+        status_sequence: Some(3),
+        barge_ins: 1,
+        usage: e.usage,
+        transcript: e.transcript,
+        tool_calls: e.tool_calls,
+    }
+}
+
+async fn lifecycle(s: Arc<dyn CallStore>) {
+    s.ping().await.unwrap();
+    assert_eq!(s.get_call("CAnone").await.unwrap(), None);
+    for op in [
+        status("CA1", "ringing", 0, None),
+        start("CA1", 1_700_000_000_000),
+        status("CA1", "in-progress", 1, None),
+        end("CA1"),
+        status("CA1", "completed", 3, Some(60)),
+    ] {
+        s.apply(&op).await.unwrap();
+    }
+    assert_eq!(s.get_call("CA1").await.unwrap(), Some(expected_full("CA1")));
+}
+on_both!(lifecycle);
+
+async fn transcript_is_ordered_by_seq(s: Arc<dyn CallStore>) {
+    s.apply(&start("CA2", 1)).await.unwrap();
+    let mut shuffled = transcript();
+    shuffled.reverse();
+    s.apply(&StoreOp::End(end_op("CA2", shuffled, "agent_hangup")))
+        .await
+        .unwrap();
+    let got = s.get_call("CA2").await.unwrap().unwrap();
+    assert_eq!(got.transcript, transcript());
+    let seqs: Vec<u32> = got.transcript.iter().map(|t| t.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+    assert_eq!(got.transcript[2].heard_ms, Some(1_250));
+    assert!(got.transcript[2].interrupted);
+}
+on_both!(transcript_is_ordered_by_seq);
+
+async fn out_of_order_statuses_keep_newest(s: Arc<dyn CallStore>) {
+    s.apply(&start("CA3", 5)).await.unwrap();
+    s.apply(&status("CA3", "completed", 3, Some(42)))
+        .await
+        .unwrap();
+    s.apply(&status("CA3", "in-progress", 2, None))
+        .await
+        .unwrap();
+    s.apply(&status("CA3", "ringing", 0, None)).await.unwrap();
+    // A retried callback with the same number changes nothing.
+    s.apply(&status("CA3", "busy", 3, Some(1))).await.unwrap();
+    let got = s.get_call("CA3").await.unwrap().unwrap();
+    assert_eq!(got.status.as_deref(), Some("completed"));
+    assert_eq!(got.duration_s, Some(42));
+    assert_eq!(got.status_sequence, Some(3));
+    // A newer event without a duration keeps the known one.
+    s.apply(&status("CA3", "canceled", 4, None)).await.unwrap();
+    let got = s.get_call("CA3").await.unwrap().unwrap();
+    assert_eq!(got.status.as_deref(), Some("canceled"));
+    assert_eq!(got.duration_s, Some(42));
+    assert_eq!(got.status_sequence, Some(4));
+    assert_eq!(got.started_at_ms, Some(5));
+}
+on_both!(out_of_order_statuses_keep_newest);
+
+async fn status_before_start(s: Arc<dyn CallStore>) {
+    s.apply(&status("CA4", "in-progress", 1, None))
+        .await
+        .unwrap();
+    let got = s.get_call("CA4").await.unwrap().unwrap();
+    assert_eq!(got.tenant, "acme");
+    assert_eq!(got.status.as_deref(), Some("in-progress"));
+    assert_eq!((got.from, got.to, got.started_at_ms), (None, None, None));
+    assert_eq!(got.usage, Usage::default());
+    assert!(got.transcript.is_empty());
+
+    s.apply(&start("CA4", 77)).await.unwrap();
+    // A replayed Start with other values does not overwrite the first.
+    let StoreOp::Start(mut again) = start("CA4", 99) else {
+        unreachable!()
+    };
+    again.from = "+10000000000".into();
+    s.apply(&StoreOp::Start(again)).await.unwrap();
+
+    let got = s.get_call("CA4").await.unwrap().unwrap();
+    assert_eq!(got.from.as_deref(), Some("+14155550100"));
+    assert_eq!(got.to.as_deref(), Some("+14155550199"));
+    assert_eq!(got.started_at_ms, Some(77));
+    assert_eq!(got.status.as_deref(), Some("in-progress"));
+    assert_eq!(got.status_sequence, Some(1));
+}
+on_both!(status_before_start);
+
+async fn end_replayed_is_idempotent(s: Arc<dyn CallStore>) {
+    s.apply(&start("CA5", 1_700_000_000_000)).await.unwrap();
+    s.apply(&status("CA5", "completed", 3, Some(60)))
+        .await
+        .unwrap();
+    s.apply(&end("CA5")).await.unwrap();
+    let once = s.get_call("CA5").await.unwrap().unwrap();
+    s.apply(&end("CA5")).await.unwrap();
+    s.apply(&start("CA5", 1_700_000_000_000)).await.unwrap();
+    let twice = s.get_call("CA5").await.unwrap().unwrap();
+    assert_eq!(once, twice);
+    assert_eq!(twice, expected_full("CA5"));
+
+    // End replaces transcript and tool calls, never appends.
+    let mut shorter = end_op("CA5", transcript()[..1].to_vec(), "openai_error");
+    shorter.tool_calls.truncate(1);
+    shorter.detail = None;
+    s.apply(&StoreOp::End(shorter.clone())).await.unwrap();
+    let got = s.get_call("CA5").await.unwrap().unwrap();
+    assert_eq!(got.transcript, shorter.transcript);
+    assert_eq!(got.tool_calls, shorter.tool_calls);
+    assert_eq!(got.outcome.as_deref(), Some("openai_error"));
+    assert_eq!(got.detail, None);
+}
+on_both!(end_replayed_is_idempotent);
+
+async fn end_before_start(s: Arc<dyn CallStore>) {
+    s.apply(&end("CA6")).await.unwrap();
+    s.apply(&start("CA6", 1_700_000_000_000)).await.unwrap();
+    s.apply(&status("CA6", "completed", 3, Some(60)))
+        .await
+        .unwrap();
+    assert_eq!(s.get_call("CA6").await.unwrap(), Some(expected_full("CA6")));
+}
+on_both!(end_before_start);
+
+async fn recent_calls_newest_first(s: Arc<dyn CallStore>) {
+    for (sid, at) in [("CA_a", 1_000), ("CA_c", 3_000), ("CA_b", 2_000)] {
+        s.apply(&start(sid, at)).await.unwrap();
+        s.apply(&end(sid)).await.unwrap();
+    }
+    s.apply(&status("CA_nostart", "ringing", 0, None))
+        .await
+        .unwrap();
+    let all = s.recent_calls(10).await.unwrap();
+    let sids: Vec<&str> = all.iter().map(|c| c.call_sid.as_str()).collect();
+    assert_eq!(sids, ["CA_c", "CA_b", "CA_a", "CA_nostart"]);
+    assert!(all.iter().all(|c| c.transcript.is_empty()));
+    assert_eq!(all[0].usage, end_op("x", vec![], "x").usage);
+    let two = s.recent_calls(2).await.unwrap();
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0].call_sid, "CA_c");
+}
+on_both!(recent_calls_newest_first);
+
+async fn hostile_text_is_stored(s: Arc<dyn CallStore>) {
+    let mut t = transcript();
+    t[1].text = "nul\0byte; DROP TABLE calls; -- 'quote' \"dq\"".into();
+    let mut e = end_op("CA'7", t, "caller_hangup");
+    e.tool_calls[0].arguments = "{\"q\":\"\\u0000\"}".into();
+    s.apply(&StoreOp::End(e)).await.unwrap();
+    let got = s.get_call("CA'7").await.unwrap().unwrap();
+    let text = &got.transcript[1].text;
+    // Postgres cannot hold NUL in text: it is replaced, the rest kept.
+    assert!(
+        text == "nul\0byte; DROP TABLE calls; -- 'quote' \"dq\""
+            || text == "nul\u{FFFD}byte; DROP TABLE calls; -- 'quote' \"dq\"",
+        "{text:?}"
+    );
+    assert_eq!(got.tool_calls[0].arguments, "{\"q\":\"\\u0000\"}");
+    assert_eq!(s.recent_calls(5).await.unwrap().len(), 1);
+}
+on_both!(hostile_text_is_stored);
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_data_and_reruns_no_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a/b/calls.db").display());
+    {
+        let s = SqliteStore::open(&url).await.unwrap();
+        s.apply(&start("CA8", 8)).await.unwrap();
+        s.pool().close().await;
+    }
+    let s = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(
+        s.get_call("CA8").await.unwrap().unwrap().started_at_ms,
+        Some(8)
+    );
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let s = store::open("sqlite::memory:").await.unwrap();
+    s.apply(&start("CA9", 9)).await.unwrap();
+    s.apply(&end("CA9")).await.unwrap();
+    assert_eq!(
+        s.get_call("CA9").await.unwrap().unwrap().transcript,
+        transcript()
+    );
+}
+
+#[tokio::test]
+async fn unsupported_url_is_an_error() {
+    assert!(matches!(
+        store::open("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
+
+#[tokio::test]
+async fn postgres_schema_is_created_and_isolated() {
+    let (Some(a), Some(b)) = (PgSchema::new(), PgSchema::new()) else {
+        return;
+    };
+    let sa = a.open().await;
+    let sb = b.open().await;
+    sa.apply(&start("CA10", 10)).await.unwrap();
+    assert!(sb.get_call("CA10").await.unwrap().is_none());
+    // Reopening runs no migration twice and sees the data.
+    let again = PgStore::open(&a.url(None)).await.unwrap();
+    assert!(again.get_call("CA10").await.unwrap().is_some());
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&a.schema)
+    .fetch_one(again.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        tables, 4,
+        "calls, transcript_entries, tool_calls, _sqlx_migrations"
+    );
+    a.drop().await;
+    b.drop().await;
+}
+
+// ---------------------------------------------------------------- write-behind
+
+/// A store that fails on demand and logs every op it applied, in order.
+struct Flaky {
+    inner: Arc<dyn CallStore>,
+    down: AtomicBool,
+    /// While down, take this long to fail (a server that does not answer).
+    slow: AtomicBool,
+    applied: Mutex<Vec<StoreOp>>,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn CallStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            down: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
+            applied: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn applied(&self) -> Vec<StoreOp> {
+        self.applied.lock().unwrap().clone()
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            if self.slow.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl CallStore for Flaky {
+    fn apply<'a>(&'a self, op: &'a StoreOp) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check().await?;
+            self.inner.apply(op).await?;
+            self.applied.lock().unwrap().push(op.clone());
+            Ok(())
+        })
+    }
+
+    fn get_call<'a>(
+        &'a self,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        self.inner.get_call(call_sid)
+    }
+
+    fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        self.inner.recent_calls(limit)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check().await?;
+            self.inner.ping().await
+        })
+    }
+}
+
+fn cfg(dir: &Path) -> WriteBehindConfig {
+    WriteBehindConfig {
+        capacity: 16,
+        spool_dir: dir.join("spool"),
+        retry_interval: Duration::from_millis(50),
+    }
+}
+
+/// A realistic stream of ops for `n` calls, with every kind of order hazard.
+fn traffic(prefix: &str, n: usize) -> Vec<StoreOp> {
+    let mut ops = Vec::new();
+    for i in 0..n {
+        let sid = format!("{prefix}{i}");
+        ops.push(status(&sid, "in-progress", 1, None));
+        ops.push(start(&sid, 1_700_000_000_000 + i as i64));
+        ops.push(StoreOp::End(end_op(&sid, transcript()[..1].to_vec(), "x")));
+        ops.push(end(&sid)); // a later End must win
+        ops.push(status(&sid, "completed", 3, Some(60)));
+        ops.push(status(&sid, "ringing", 0, None)); // stale, ignored
+    }
+    ops
+}
+
+async fn assert_traffic_stored(s: &dyn CallStore, prefix: &str, n: usize) {
+    for i in 0..n {
+        let sid = format!("{prefix}{i}");
+        let mut want = expected_full(&sid);
+        want.started_at_ms = Some(1_700_000_000_000 + i as i64);
+        assert_eq!(s.get_call(&sid).await.unwrap(), Some(want), "{sid}");
+    }
+}
+
+#[tokio::test]
+async fn write_behind_applies_in_order_when_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), m.clone()).unwrap();
+    let ops = traffic("CAh", 20);
+    for op in ops.clone() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    assert_eq!(flaky.applied(), ops);
+    assert_eq!((m.depth.get(), m.spooled.get(), wb.spooled()), (0, 0, 0));
+    assert_traffic_stored(flaky.as_ref(), "CAh", 20).await;
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+    assert!(!dir.path().join("spool/spool.jsonl").exists());
+}
+
+#[tokio::test]
+async fn write_behind_spools_while_down_and_replays_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), m.clone()).unwrap();
+    let ops = traffic("CAd", 40);
+    let (before, during) = ops.split_at(60);
+    for op in before.iter().cloned() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    flaky.set_down(true);
+
+    // With the store down, submitting far more than the channel holds still completes
+    // quickly: the worker spools instead of waiting for the database.
+    let t0 = Instant::now();
+    for op in during.iter().cloned() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let on_disk = during.len() as u64;
+    assert_eq!(wb.spooled(), on_disk);
+    assert_eq!(m.spooled.get(), on_disk as i64);
+    assert_eq!(m.depth.get(), 0);
+    let lines = std::fs::read_to_string(dir.path().join("spool/spool.jsonl")).unwrap();
+    assert_eq!(lines.lines().count() as u64, on_disk);
+    assert_eq!(flaky.applied(), before);
+
+    // The store stays down for a few probes; nothing moves.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wb.spooled(), on_disk);
+
+    flaky.set_down(false);
+    eventually("spool replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    assert_eq!(
+        flaky.applied(),
+        ops,
+        "every op applied once, in submission order"
+    );
+    assert_traffic_stored(flaky.as_ref(), "CAd", 40).await;
+    assert_eq!((m.depth.get(), m.spooled.get()), (0, 0));
+    assert!(!dir.path().join("spool/spool.jsonl").exists());
+
+    // Back to the direct path.
+    wb.submit(start("CAafter", 1)).await;
+    assert!(wb.flush(Duration::from_secs(5)).await);
+    assert!(flaky.get_call("CAafter").await.unwrap().is_some());
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_probe_does_not_hold_up_submitters() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    flaky.set_down(true);
+    wb.submit(start("CAs", 1)).await;
+    assert!(wb.flush(Duration::from_secs(5)).await);
+    // From now on every probe hangs for seconds; the channel (16) must keep draining
+    // into the spool meanwhile.
+    flaky.slow.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ops = traffic("CAs", 30);
+    let t0 = Instant::now();
+    for op in ops.clone() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(2)).await);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(wb.spooled(), 1 + ops.len() as u64);
+    flaky.slow.store(false, Ordering::SeqCst);
+    flaky.set_down(false);
+    eventually("replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert_traffic_stored(flaky.as_ref(), "CAs", 30).await;
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn spool_of_a_crashed_process_is_replayed_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    flaky.set_down(true);
+    let ops = traffic("CAc", 10);
+    {
+        let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+        for op in ops.clone() {
+            wb.submit(op).await;
+        }
+        assert!(wb.flush(Duration::from_secs(10)).await);
+        assert_eq!(wb.spooled(), ops.len() as u64);
+        // Crash: the worker dies mid-flight, no close, no goodbye.
+        worker.abort();
+        let _ = worker.await;
+    }
+    assert!(flaky.applied().is_empty());
+
+    flaky.set_down(false);
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), m.clone()).unwrap();
+    // New work queued behind the old spool lands after it.
+    wb.submit(status("CAc0", "canceled", 9, None)).await;
+    eventually(
+        "replay after restart",
+        Duration::from_secs(20),
+        async || wb.spooled() == 0,
+    )
+    .await;
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    let mut want = ops.clone();
+    want.push(status("CAc0", "canceled", 9, None));
+    assert_eq!(flaky.applied(), want);
+    let got = flaky.get_call("CAc0").await.unwrap().unwrap();
+    assert_eq!(got.status.as_deref(), Some("canceled"));
+    assert_eq!(got.transcript, transcript());
+    assert_eq!(m.spooled.get(), 0);
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_spool_lines_are_kept_in_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    let good1 = serde_json::to_string(&start("CAx", 1)).unwrap();
+    let good2 = serde_json::to_string(&end("CAx")).unwrap();
+    let garbage = r#"{"op":"start","call_sid":"CAy","#;
+    let torn = &good2[..good2.len() / 2];
+    std::fs::write(
+        spool_dir.join("spool.jsonl"),
+        format!("{good1}\n{garbage}\n\n{good2}\n{torn}"),
+    )
+    .unwrap();
+
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), m.clone()).unwrap();
+    eventually("replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert!(wb.flush(Duration::from_secs(5)).await);
+    assert_eq!(flaky.applied(), [start("CAx", 1), end("CAx")]);
+    let bad = std::fs::read_to_string(spool_dir.join("spool.jsonl.bad")).unwrap();
+    assert_eq!(bad, format!("{garbage}\n{torn}\n"));
+    assert!(!spool_dir.join("spool.jsonl").exists());
+    assert_eq!(m.spooled.get(), 0);
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn append_after_torn_tail_starts_a_new_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    std::fs::write(spool_dir.join("spool.jsonl"), r#"{"op":"sta"#).unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    flaky.set_down(true);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    wb.submit(start("CAt", 1)).await;
+    assert!(wb.flush(Duration::from_secs(5)).await);
+    assert_eq!(wb.spooled(), 2, "torn line and new op");
+    flaky.set_down(false);
+    eventually("replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert_eq!(flaky.applied(), [start("CAt", 1)]);
+    let bad = std::fs::read_to_string(spool_dir.join("spool.jsonl.bad")).unwrap();
+    assert_eq!(bad, "{\"op\":\"sta\n");
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_op_is_kept_and_does_not_wedge_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    let mut dup = transcript();
+    dup[1].seq = 0; // a session bug: two entries with one seq
+    let bad = StoreOp::End(end_op("CAr", dup, "x"));
+    wb.submit(start("CAr", 1)).await;
+    wb.submit(bad.clone()).await;
+    wb.submit(end("CAr")).await;
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    assert_eq!(flaky.applied(), [start("CAr", 1), end("CAr")]);
+    assert_eq!(wb.spooled(), 0);
+    let rejected = std::fs::read_to_string(dir.path().join("spool/rejected.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
+    assert_eq!(
+        serde_json::from_value::<StoreOp>(line["op"].clone()).unwrap(),
+        bad
+    );
+    assert!(line["error"].as_str().unwrap().contains("UNIQUE"));
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn close_stops_the_worker_and_late_ops_are_spooled_for_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    let late = wb.clone();
+    wb.submit(start("CAl", 1)).await;
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+    assert_eq!(flaky.applied(), [start("CAl", 1)]);
+
+    late.submit(end("CAl")).await;
+    assert_eq!(late.spooled(), 1);
+    assert!(late.flush(Duration::from_secs(1)).await);
+    drop(late);
+
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    eventually("replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert_eq!(flaky.applied(), [start("CAl", 1), end("CAl")]);
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn close_during_outage_leaves_the_spool_for_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Flaky::new(sqlite_store(dir.path()).await);
+    flaky.set_down(true);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    let ops = traffic("CAo", 5);
+    for op in ops.clone() {
+        wb.submit(op).await;
+    }
+    let t0 = Instant::now();
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(flaky.applied().is_empty());
+
+    flaky.set_down(false);
+    let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
+    eventually("replay", Duration::from_secs(20), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert_eq!(flaky.applied(), ops);
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn spool_dir_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sqlite_store(dir.path()).await;
+    let (wb, worker) = WriteBehind::start(s.clone(), cfg(dir.path()), metrics()).unwrap();
+    let second = WriteBehind::start(s.clone(), cfg(dir.path()), metrics());
+    assert!(matches!(second, Err(StoreError::Spool { .. })));
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+    let (wb, worker) = WriteBehind::start(s, cfg(dir.path()), metrics()).unwrap();
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+// ---------------------------------------------------------------- Postgres outage
+
+/// A TCP proxy that can be cut (every connection dropped, new ones closed at once) and
+/// restored, to take a real Postgres away from the store.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (up, conns) = (up.clone(), conns.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection close
+                    }
+                    conns.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            }
+        });
+        Self {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn postgres_outage_spools_and_recovers_without_loss() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let proxy = Proxy::start(pg.server()).await;
+    let s = store::open(&pg.url(Some(proxy.addr))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(s.clone(), cfg(dir.path()), m.clone()).unwrap();
+    let ops = traffic("CApg", 30);
+    let (before, during) = ops.split_at(30);
+    for op in before.iter().cloned() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(20)).await);
+    assert_eq!(wb.spooled(), 0);
+
+    proxy.cut();
+    for op in during.iter().cloned() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(30)).await);
+    assert_eq!(wb.spooled(), during.len() as u64);
+    assert_eq!(m.depth.get(), 0);
+    assert!(s.ping().await.is_err(), "the proxy is cut");
+
+    proxy.restore();
+    eventually(
+        "replay into Postgres",
+        Duration::from_secs(60),
+        async || wb.spooled() == 0,
+    )
+    .await;
+    assert!(wb.flush(Duration::from_secs(20)).await);
+    assert_traffic_stored(s.as_ref(), "CApg", 30).await;
+    assert_eq!((m.depth.get(), m.spooled.get()), (0, 0));
+    wb.close(Duration::from_secs(10)).await;
+    worker.await.unwrap();
+    drop(proxy);
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_down_at_open_still_starts_and_migrates_later() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let proxy = Proxy::start(pg.server()).await;
+    proxy.cut();
+    // A gateway must come up (and spool) while its database is down.
+    let s = store::open(&pg.url(Some(proxy.addr))).await.unwrap();
+    assert!(s.ping().await.is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let (wb, worker) = WriteBehind::start(s.clone(), cfg(dir.path()), metrics()).unwrap();
+    let ops = traffic("CAboot", 3);
+    for op in ops.clone() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(30)).await);
+    assert_eq!(wb.spooled(), ops.len() as u64);
+
+    proxy.restore();
+    eventually("migrate and replay", Duration::from_secs(60), async || {
+        wb.spooled() == 0
+    })
+    .await;
+    assert_traffic_stored(s.as_ref(), "CAboot", 3).await;
+    wb.close(Duration::from_secs(10)).await;
+    worker.await.unwrap();
+    drop(proxy);
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_refusal_at_open_is_an_error() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let mut url = url::Url::parse(&pg.url(None)).unwrap();
+    url.set_path(&format!("/{}", unique("no_such_db")));
+    assert!(matches!(
+        PgStore::open(url.as_str()).await,
+        Err(StoreError::Database(sqlx::Error::Database(_)))
+    ));
+}
+
+#[tokio::test]
+async fn postgres_with_nothing_listening_spools() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let t0 = Instant::now();
+    let s = store::open(&url).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    let dir = tempfile::tempdir().unwrap();
+    let (wb, worker) = WriteBehind::start(s, cfg(dir.path()), metrics()).unwrap();
+    let ops = traffic("CAnl", 4);
+    for op in ops.clone() {
+        wb.submit(op).await;
+    }
+    assert!(wb.flush(Duration::from_secs(30)).await);
+    assert_eq!(wb.spooled(), ops.len() as u64);
+    let t0 = Instant::now();
+    wb.close(Duration::from_secs(10)).await;
+    worker.await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let spool = std::fs::read_to_string(dir.path().join("spool/spool.jsonl")).unwrap();
+    let spooled: Vec<StoreOp> = spool
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(spooled, ops);
+}

