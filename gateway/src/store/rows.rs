@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{CallRecord, Role, ToolCallRecord, TranscriptEntry, Usage};
 
-/// The `calls` columns every read selects, in the order [`call_from_row`] expects by name.
+/// The `calls` columns every read selects; [`call_from_row`] decodes them by name.
 pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number, \
     started_at_ms, ended_at_ms, outcome, detail, status, duration_s, status_sequence, \
     barge_ins, usage_responses, usage_total_tokens, usage_input_tokens, \
