@@ -36,8 +36,6 @@ struct ResponseParams {
 enum Current {
     Message {
         item_id: String,
-        /// Index in `Session::items`, or `None` for out-of-band responses.
-        item_idx: Option<usize>,
         output_index: usize,
         text: String,
         word_ends: Vec<usize>,
@@ -47,7 +45,6 @@ enum Current {
     },
     Call {
         item_id: String,
-        item_idx: Option<usize>,
         output_index: usize,
         call_id: String,
         name: String,
@@ -281,9 +278,11 @@ impl Session {
             ..Usage::default()
         };
         self.ctx.last_input = input_text + input_audio;
-        let interval = Duration::from_secs_f64(
+        // A non-finite speed from a config file means "as fast as possible", not a panic.
+        let interval = Duration::try_from_secs_f64(
             f64::from(self.cfg.delta_ms.max(1)) / 1000.0 / self.cfg.speed.max(0.01),
-        );
+        )
+        .unwrap_or(Duration::ZERO);
         let log_index = {
             let mut log = self.log.lock();
             log.responses.push(ResponseLog {
@@ -321,6 +320,13 @@ impl Session {
         let v = self.response_json(&g, "in_progress", Value::Null, false);
         self.active = Some(g);
         self.emit(json!({"type": "response.created", "response": v}));
+        // The real API reports limits at the start of every response; clients must cope.
+        let used = self.ctx.last_input;
+        self.emit(json!({"type": "rate_limits.updated", "rate_limits": [
+            {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+            {"name": "tokens", "limit": 40000, "remaining": 40000u64.saturating_sub(used),
+             "reset_seconds": 0.6},
+        ]}));
     }
 
     fn response_json(&self, g: &Generation, status: &str, details: Value, done: bool) -> Value {
@@ -398,7 +404,6 @@ impl Session {
                     },
                     Current::Message {
                         item_id: item_id.clone(),
-                        item_idx: None,
                         output_index,
                         word_ends: script::word_ends(&text),
                         text,
@@ -432,7 +437,6 @@ impl Session {
                     },
                     Current::Call {
                         item_id: item_id.clone(),
-                        item_idx: None,
                         output_index,
                         call_id,
                         name,
@@ -444,18 +448,11 @@ impl Session {
         };
         let is_message = matches!(current, Current::Message { .. });
         let previous = self.last_item_id();
-        let mut current = current;
         if in_conversation {
             self.items.push(Item {
                 id: item_id.clone(),
                 kind,
             });
-            let idx = Some(self.items.len() - 1);
-            match &mut current {
-                Current::Message { item_idx, .. } | Current::Call { item_idx, .. } => {
-                    *item_idx = idx;
-                }
-            }
         }
         if let Some(g) = self.active.as_mut() {
             g.current = Some(current);
@@ -523,7 +520,6 @@ impl Session {
         };
         let Some(Current::Message {
             item_id,
-            item_idx,
             output_index,
             word_ends,
             chunks_total,
@@ -555,10 +551,8 @@ impl Session {
         g.first_audio_at.get_or_insert(now);
         let generated = *chunks_sent * delta_ms;
         let due = (word_ends.len() as u64 * *chunks_sent).div_ceil(*chunks_total) as usize;
-        if let Some(Item {
-            kind: ItemKind::Assistant { generated_ms, .. },
-            ..
-        }) = item_idx.and_then(|i| self.items.get_mut(i))
+        if let Some(ItemKind::Assistant { generated_ms, .. }) =
+            conversation_item(&mut self.items, item_id)
         {
             *generated_ms = generated;
         }
@@ -611,7 +605,6 @@ impl Session {
         };
         let Some(Current::Message {
             item_id,
-            item_idx,
             output_index,
             text,
             word_ends,
@@ -626,6 +619,7 @@ impl Session {
             None => String::new(),
         };
         let audio = g.audio;
+        let in_conversation = g.in_conversation;
         let response_id = g.id.clone();
         g.out_text_chars += said.len();
         if !g.spoken.is_empty() {
@@ -634,12 +628,9 @@ impl Session {
         g.spoken.push_str(&said);
         let item = assistant_json(&item_id, status, audio, Some(&said));
         g.outputs.push(item.clone());
-        if let Some(Item {
-            kind: ItemKind::Assistant {
-                text: t, status: s, ..
-            },
-            ..
-        }) = item_idx.and_then(|i| self.items.get_mut(i))
+        if let Some(ItemKind::Assistant {
+            text: t, status: s, ..
+        }) = conversation_item(&mut self.items, &item_id)
         {
             *t = said.clone();
             *s = status;
@@ -669,7 +660,7 @@ impl Session {
             p["part"] = json!({"type": "text", "text": said});
             self.emit(p);
         }
-        self.emit_item_done(&response_id, output_index, item, item_idx.is_some());
+        self.emit_item_done(&response_id, output_index, item, in_conversation);
     }
 
     fn emit_item_done(&mut self, response_id: &str, output_index: usize, item: Value, conv: bool) {
@@ -732,7 +723,6 @@ impl Session {
         };
         let Some(Current::Call {
             item_id,
-            item_idx,
             output_index,
             call_id,
             name,
@@ -744,6 +734,7 @@ impl Session {
         };
         let response_id = g.id.clone();
         g.out_text_chars += arguments.len();
+        let in_conversation = g.in_conversation;
         let complete = status == "completed";
         let item = json!({
             "id": item_id,
@@ -756,9 +747,9 @@ impl Session {
         });
         g.outputs.push(item.clone());
         if complete {
-            self.log.lock().responses[g.log_index]
-                .function_calls
-                .push((name.clone(), arguments.clone()));
+            if let Some(r) = self.log.lock().responses.get_mut(g.log_index) {
+                r.function_calls.push((name.clone(), arguments.clone()));
+            }
             self.emit(json!({
                 "type": "response.function_call_arguments.done",
                 "response_id": response_id,
@@ -768,17 +759,13 @@ impl Session {
                 "name": name,
                 "arguments": arguments,
             }));
-        } else if let Some(i) = item_idx {
+        } else if let Some(ItemKind::FunctionCall { call_id, .. }) =
+            conversation_item(&mut self.items, &item_id)
+        {
             // A call cut off mid-arguments was never made; the client must not answer it.
-            if let Some(Item {
-                kind: ItemKind::FunctionCall { call_id, .. },
-                ..
-            }) = self.items.get_mut(i)
-            {
-                call_id.clear();
-            }
+            call_id.clear();
         }
-        self.emit_item_done(&response_id, output_index, item, item_idx.is_some());
+        self.emit_item_done(&response_id, output_index, item, in_conversation);
     }
 
     /// Cancels the active response: audio already in flight still arrives, then the item
@@ -837,4 +824,13 @@ impl Session {
             self.idle_at = Some(now + remaining + Duration::from_millis(idle_ms));
         }
     }
+}
+
+/// The tracked conversation item `id` (searched from the end: generated items are recent).
+fn conversation_item<'a>(items: &'a mut [Item], id: &str) -> Option<&'a mut ItemKind> {
+    items
+        .iter_mut()
+        .rev()
+        .find(|i| i.id == id)
+        .map(|i| &mut i.kind)
 }

@@ -15,6 +15,8 @@ pub const NO_TOOL_REPLY: &str = "I'm sorry, I can't look that up right now.";
 const DEFAULT_TEMPLATE: &str = "Here is what I found: {output}";
 /// Longest function output spoken verbatim; real models summarise, this one just clips.
 const MAX_SPOKEN_OUTPUT: usize = 300;
+/// Longest client-supplied text spoken, so a huge instruction cannot stream for hours.
+const MAX_SPOKEN_TEXT: usize = 1000;
 
 /// One output item of a response.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +61,7 @@ pub fn plan(
     tool_available: impl Fn(&str) -> bool,
 ) -> Vec<OutPlan> {
     if let Some(text) = instructions.and_then(said_text) {
-        return vec![OutPlan::Speak(text)];
+        return vec![OutPlan::Speak(clip(&text, MAX_SPOKEN_TEXT).to_owned())];
     }
     match prompt {
         Prompt::CallerAudio(Some(turn)) => {
@@ -86,7 +88,7 @@ pub fn plan(
         Prompt::CallerAudio(None) => vec![OutPlan::Speak(UNSCRIPTED_REPLY.to_owned())],
         Prompt::Idle => vec![OutPlan::Speak(IDLE_REPLY.to_owned())],
         Prompt::UserText(text) => {
-            let text = text.trim().trim_end_matches(['.', '!', '?']);
+            let text = clip(text.trim(), MAX_SPOKEN_OUTPUT).trim_end_matches(['.', '!', '?']);
             vec![OutPlan::Speak(format!("You entered {text}."))]
         }
         Prompt::FunctionOutput { template, output } => {

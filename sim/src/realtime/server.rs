@@ -227,6 +227,11 @@ async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: Str
         session.shutdown();
     }
     let mut buf = Vec::new();
+    // One timer entry per session, re-armed only when the deadline moves.
+    let first = session.next_deadline();
+    let mut armed = Some(first);
+    let sleep = tokio::time::sleep_until(first);
+    tokio::pin!(sleep);
     loop {
         session.drain_out(&mut buf);
         if !buf.is_empty()
@@ -237,7 +242,11 @@ async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: Str
         if session.is_closed() {
             return "server closed".to_owned();
         }
-        let deadline = session.next_deadline();
+        let next = session.next_deadline();
+        if armed != Some(next) {
+            armed = Some(next);
+            sleep.as_mut().reset(next);
+        }
         tokio::select! {
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -257,7 +266,11 @@ async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: Str
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             },
-            () = tokio::time::sleep_until(deadline) => session.on_timer(Instant::now()),
+            () = &mut sleep => {
+                // A fired timer stays ready until reset, so always re-arm after it.
+                armed = None;
+                session.on_timer(Instant::now());
+            }
         }
     }
 }

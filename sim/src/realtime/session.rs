@@ -437,16 +437,20 @@ impl Session {
                 log.audio_before_session_update = true;
             }
         }
-        let Some(td) = self.conf.turn_detection.clone() else {
+        let Some(td) = &self.conf.turn_detection else {
             self.input_bytes_since_base += n;
             return;
         };
+        let (params, interrupt, create) = (
+            td.vad_params(),
+            td.interrupt_response(),
+            td.create_response(),
+        );
         if !self.vad_running {
             self.vad = Vad::default();
             self.vad_base_ms = self.input_ms();
             self.vad_running = true;
         }
-        let params = td.vad_params();
         let base = self.vad_base_ms;
         let mut events = std::mem::take(&mut self.vad_events);
         events.clear();
@@ -458,10 +462,10 @@ impl Session {
                 VadEvent::Started { audio_start_ms } => {
                     // Padding cannot reach back before the detector started listening.
                     let start = base + audio_start_ms;
-                    self.speech_started(start, td.interrupt_response(), now);
+                    self.speech_started(start, interrupt, now);
                 }
                 VadEvent::Stopped { audio_end_ms } => {
-                    self.speech_stopped(base + audio_end_ms, td.create_response(), now);
+                    self.speech_stopped(base + audio_end_ms, create, now);
                 }
             }
         }
