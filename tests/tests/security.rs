@@ -152,11 +152,9 @@ async fn stream_handshake_must_be_signed() {
     assert_eq!(status, 200);
     let (url, _) = stream_target(&twiml).unwrap();
     for sig in [None, Some(twilio_signature("wrong-token", &url, &[]))] {
-        let err = env
-            .raw_stream(&url, sig)
-            .await
-            .err()
-            .expect("handshake refused");
+        let Err(err) = env.raw_stream(&url, sig).await else {
+            panic!("handshake without a valid signature was accepted");
+        };
         assert!(err.to_string().contains("403"), "{err}");
     }
     assert!(
@@ -175,9 +173,12 @@ async fn stream_handshake_must_be_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_no_webhook_announced_is_closed_without_reaching_openai() {
-    let mut opts = EnvOptions::default();
-    opts.no_preconnect = true;
-    let env = Env::start(opts).await.unwrap();
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
     // A signed handshake for a call this gateway never answered, with a made-up token.
     let sid = new_sid("CA");
     let url = format!(
@@ -221,9 +222,12 @@ async fn a_stream_no_webhook_announced_is_closed_without_reaching_openai() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_numbers_are_refused_politely_and_capacity_answers_busy() {
-    let mut opts = EnvOptions::default();
-    opts.max_calls = 1;
-    let env = Env::start(opts).await.unwrap();
+    let env = Env::start(EnvOptions {
+        max_calls: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
     let mut cfg = env.call(vec![Step::Hangup]);
     cfg.to = "+15559999999".into();
     let report = place_call(&cfg).await.unwrap();

@@ -1,4 +1,5 @@
 //! Records and transcripts in both stores, and nothing lost while the store is down.
+#![allow(clippy::unwrap_used)] // shared assertion helpers outside #[test] fns
 
 use std::time::Duration;
 

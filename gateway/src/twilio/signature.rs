@@ -158,11 +158,16 @@ mod tests {
         let url = "https://example.com/myapp.php?foo=1&bar=2".to_string();
         assert!(!verify(
             "54321",
-            &[url.clone()],
+            std::slice::from_ref(&url),
             &doc_params(),
             "L/OH5YylLD5NRKLltdqwSvS0BnU="
         ));
-        assert!(!verify("12345", &[url.clone()], &doc_params(), ""));
+        assert!(!verify(
+            "12345",
+            std::slice::from_ref(&url),
+            &doc_params(),
+            ""
+        ));
         assert!(!verify("12345", &[url], &doc_params(), "%%% not base64"));
     }
 
