@@ -1,5 +1,6 @@
 //! SIGTERM to the real `gateway` binary during live calls: readiness drops at once, no
 //! call is cut, the process exits cleanly once they end, and every record is kept.
+#![allow(clippy::unwrap_used)] // test helper outside #[test]
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
