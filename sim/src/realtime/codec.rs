@@ -19,16 +19,18 @@ impl AudioFormat {
     /// Parses a format object; `None` when the type is not one of the GA formats or a PCM
     /// rate other than 24000 is asked for.
     pub fn from_json(v: &Value) -> Option<Self> {
-        match v.get("type")?.as_str()? {
-            "audio/pcm" => match v.get("rate") {
-                None | Some(Value::Null) => Some(Self::Pcm),
-                Some(r) if r.as_u64() == Some(24_000) => Some(Self::Pcm),
-                Some(_) => None,
-            },
-            "audio/pcmu" => Some(Self::Pcmu),
-            "audio/pcma" => Some(Self::Pcma),
-            _ => None,
-        }
+        let (format, native_rate) = match v.get("type")?.as_str()? {
+            "audio/pcm" => (Self::Pcm, 24_000),
+            // G.711 is 8 kHz by definition; a rate, if given, must say so.
+            "audio/pcmu" => (Self::Pcmu, 8_000),
+            "audio/pcma" => (Self::Pcma, 8_000),
+            _ => return None,
+        };
+        let rate_ok = match v.get("rate") {
+            None | Some(Value::Null) => true,
+            Some(r) => r.as_u64() == Some(native_rate),
+        };
+        rate_ok.then_some(format)
     }
 
     /// The format object as the server reports it.
@@ -164,6 +166,14 @@ mod tests {
         assert_eq!(AudioFormat::from_json(&json!({"type": "g711_ulaw"})), None);
         assert_eq!(
             AudioFormat::from_json(&json!({"type": "audio/pcm", "rate": 16000})),
+            None
+        );
+        assert_eq!(
+            AudioFormat::from_json(&json!({"type": "audio/pcmu", "rate": 8000})),
+            Some(AudioFormat::Pcmu)
+        );
+        assert_eq!(
+            AudioFormat::from_json(&json!({"type": "audio/pcma", "rate": 24000})),
             None
         );
     }

@@ -87,6 +87,11 @@ pub fn plan(
         }
         Prompt::CallerAudio(None) => vec![OutPlan::Speak(UNSCRIPTED_REPLY.to_owned())],
         Prompt::Idle => vec![OutPlan::Speak(IDLE_REPLY.to_owned())],
+        // A user message can carry a greeting to say ("Greet the caller: '…'").
+        Prompt::UserText(text) if said_text(text).is_some() => {
+            let said = said_text(text).unwrap_or_default();
+            vec![OutPlan::Speak(clip(&said, MAX_SPOKEN_TEXT).to_owned())]
+        }
         Prompt::UserText(text) => {
             let text = clip(text.trim(), MAX_SPOKEN_OUTPUT).trim_end_matches(['.', '!', '?']);
             vec![OutPlan::Speak(format!("You entered {text}."))]
@@ -229,6 +234,14 @@ mod tests {
         assert_eq!(
             plan(None, Prompt::UserText("1"), |_| true),
             vec![OutPlan::Speak("You entered 1.".into())]
+        );
+        assert_eq!(
+            plan(
+                None,
+                Prompt::UserText("Greet the caller: 'Thanks for calling Acme.'"),
+                |_| true
+            ),
+            vec![OutPlan::Speak("Thanks for calling Acme.".into())]
         );
         assert_eq!(
             plan(
