@@ -15,6 +15,7 @@ pub mod realtime;
 pub mod server;
 pub mod store;
 pub mod tenants;
+pub mod tools;
 pub mod twilio;
 
 pub use http::unix_ms;

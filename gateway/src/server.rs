@@ -88,6 +88,7 @@ impl Gateway {
             max_calls: cli.max_calls,
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
+            tools: Arc::new(crate::tools::NoExternalTools),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

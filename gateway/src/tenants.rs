@@ -187,6 +187,7 @@ impl Tenants {
             interruptible_update: session_config::set_interruptible(agent, true),
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
+            external_tools: Vec::new(),
         };
         Tenant {
             realtime_url: spec

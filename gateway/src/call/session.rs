@@ -38,6 +38,10 @@ pub struct SessionSettings {
     pub max_call_ms: u64,
     /// End the call after this much silence from both sides, ms (0 = never).
     pub silence_timeout_ms: u64,
+    /// Tools answered outside the state machine (e.g. `search_knowledge_base`): a call
+    /// to one becomes [`Action::RunTool`] and its answer comes back as
+    /// [`Input::ToolResult`].
+    pub external_tools: Vec<String>,
 }
 
 /// One event for the session.
@@ -68,6 +72,13 @@ pub enum Input {
     Tick,
     /// The gateway's drain deadline passed.
     DrainDeadline,
+    /// An external tool finished.
+    ToolResult {
+        /// The model's call id.
+        call_id: String,
+        /// Output for the model (JSON text).
+        output: String,
+    },
 }
 
 /// Something the session observed, for metrics and logs.
@@ -96,6 +107,15 @@ pub enum Action {
     Realtime(String),
     /// Record an observation.
     Observe(Observation),
+    /// Run an external tool; answer with [`Input::ToolResult`] for the same `call_id`.
+    RunTool {
+        /// The model's call id.
+        call_id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments (JSON text, as the model sent them).
+        arguments: String,
+    },
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
 }
@@ -124,6 +144,14 @@ enum Greeting {
     Requested,
     Playing(String),
     Done,
+}
+
+#[derive(Debug)]
+struct PendingTool {
+    call_id: String,
+    name: String,
+    arguments: String,
+    started_ms: u64,
 }
 
 #[derive(Debug)]
@@ -168,6 +196,7 @@ pub struct CallSession {
     tool_calls: Vec<ToolCallRecord>,
     barge_ins: u32,
     hangup_requested: bool,
+    pending_tools: Vec<PendingTool>,
     last_error: Option<String>,
     ended: bool,
 }
@@ -202,6 +231,7 @@ impl CallSession {
             tool_calls: Vec::new(),
             barge_ins: 0,
             hangup_requested: false,
+            pending_tools: Vec::new(),
             last_error: None,
             ended: false,
         }
@@ -244,6 +274,9 @@ impl CallSession {
             Input::Realtime(ev) => self.on_realtime(now_ms, ev, out),
             Input::Tick => self.on_tick(now_ms, out),
             Input::DrainDeadline => self.end("drain_deadline", None, out),
+            Input::ToolResult { call_id, output } => {
+                self.on_tool_result(now_ms, call_id, output, out)
+            }
         }
     }
 
@@ -430,7 +463,7 @@ impl CallSession {
                 arguments,
                 ..
             } => {
-                self.on_function_call(call_id, name, arguments, out);
+                self.on_function_call(now_ms, call_id, name, arguments, out);
             }
             ServerEvent::ResponseDone {
                 response_id, usage, ..
@@ -555,11 +588,26 @@ impl CallSession {
 
     fn on_function_call(
         &mut self,
+        now_ms: u64,
         call_id: String,
         name: String,
         arguments: String,
         out: &mut Vec<Action>,
     ) {
+        if self.settings.external_tools.contains(&name) {
+            out.push(Action::RunTool {
+                call_id: call_id.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
+            });
+            self.pending_tools.push(PendingTool {
+                call_id,
+                name,
+                arguments,
+                started_ms: now_ms,
+            });
+            return;
+        }
         let output = if name == END_CALL_TOOL {
             self.hangup_requested = true;
             r#"{"ok":true}"#.to_string()
@@ -579,6 +627,37 @@ impl CallSession {
             arguments,
             output,
             latency_ms: 0,
+        });
+    }
+
+    /// An external tool answered. The output is always added, even if the caller barged
+    /// in meanwhile (otherwise the model asks again); the response that reads it out waits
+    /// for any response in progress.
+    fn on_tool_result(
+        &mut self,
+        now_ms: u64,
+        call_id: String,
+        output: String,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(i) = self.pending_tools.iter().position(|p| p.call_id == call_id) else {
+            out.push(Action::Observe(Observation::Protocol(
+                "unexpected_tool_result",
+            )));
+            return;
+        };
+        let p = self.pending_tools.swap_remove(i);
+        out.push(Action::Realtime(wire::function_call_output(
+            &call_id, &output,
+        )));
+        self.request_response(out);
+        self.last_activity = now_ms;
+        self.tool_calls.push(ToolCallRecord {
+            call_id,
+            name: p.name,
+            arguments: p.arguments,
+            output,
+            latency_ms: now_ms.saturating_sub(p.started_ms),
         });
     }
 

@@ -13,6 +13,7 @@ fn settings(greeting: Option<&str>, interruptible: bool) -> SessionSettings {
         interruptible_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#.into(),
         max_call_ms: 60_000,
         silence_timeout_ms: 0,
+        external_tools: vec!["lookup".into()],
     }
 }
 
@@ -514,5 +515,71 @@ fn transcript_and_usage_are_kept_in_order() {
             s.usage.input_tokens
         ),
         (2, 60, 40)
+    );
+}
+
+#[test]
+fn external_tool_result_survives_a_barge_in_and_waits_for_the_active_response() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let out = h.at(1000).rt(ServerEvent::FunctionCall {
+        response_id: "r1".into(),
+        call_id: "call_9".into(),
+        name: "lookup".into(),
+        arguments: r#"{"query":"hours"}"#.into(),
+    });
+    assert_eq!(
+        out,
+        vec![Action::RunTool {
+            call_id: "call_9".into(),
+            name: "lookup".into(),
+            arguments: r#"{"query":"hours"}"#.into()
+        }]
+    );
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    // The caller talks during the lookup; the model starts answering that.
+    h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 900,
+        item_id: "u".into(),
+    });
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r2".into(),
+    });
+    let out = h.at(1012).feed(Input::ToolResult {
+        call_id: "call_9".into(),
+        output: r#"{"passages":[]}"#.into(),
+    });
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt.len(), 1, "output added, response deferred: {rt:?}");
+    assert_eq!(rt[0]["item"]["call_id"], "call_9");
+    let out = h.rt(ServerEvent::ResponseDone {
+        response_id: "r2".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    assert_eq!(
+        realtime_msgs(&out),
+        vec![serde_json::json!({"type":"response.create"})]
+    );
+    let s = h.feed(Input::Stop);
+    let rec = &ended(&s).unwrap().tool_calls[0];
+    assert_eq!((rec.name.as_str(), rec.latency_ms), ("lookup", 12));
+    // A result nobody asked for is ignored.
+    let mut h = Harness::new(None, true);
+    let out = h.feed(Input::ToolResult {
+        call_id: "nope".into(),
+        output: "{}".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Action::Observe(Observation::Protocol(
+            "unexpected_tool_result"
+        ))]
     );
 }

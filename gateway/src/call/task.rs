@@ -232,7 +232,7 @@ enum Frame {
 
 async fn relay(
     ctx: &mut Ctx,
-    tenant: &Tenant,
+    tenant: &Arc<Tenant>,
     start: &Start,
     tw_tx: &mut futures_util::stream::SplitSink<WebSocket, TwMessage>,
     tw_rx: &mut futures_util::stream::SplitStream<WebSocket>,
@@ -257,6 +257,9 @@ async fn relay(
     let mut summary = None;
     let mut tw_open = true;
     let mut rt_open = true;
+    // Tool runs finish on their own tasks; their results come back here so the lookup
+    // never stalls the audio of this call.
+    let (tool_tx, mut tool_rx) = tokio::sync::mpsc::channel::<(String, String)>(8);
     if deadline_fired {
         inputs.push_back((Input::DrainDeadline, Instant::now(), Frame::None));
     }
@@ -330,6 +333,7 @@ async fn relay(
                         Some(Ok(_)) => None,
                     }
                 }
+                Some((call_id, output)) = tool_rx.recv() => Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None)),
                 _ = tick.tick() => Some((Input::Tick, Instant::now(), Frame::None)),
                 changed = deadline.changed(), if !deadline_fired => {
                     deadline_fired = true;
@@ -363,6 +367,18 @@ async fn relay(
                     relayed |= matches!(frame, Frame::Inbound);
                 }
                 Action::Observe(o) => observe(&state, &ctx.call_sid, o),
+                Action::RunTool {
+                    call_id,
+                    name,
+                    arguments,
+                } => {
+                    let run = state.tools.run(tenant, &name, &arguments);
+                    let tx = tool_tx.clone();
+                    tokio::spawn(async move {
+                        let output = run.await;
+                        let _ = tx.send((call_id, output)).await;
+                    });
+                }
                 Action::End(s) => summary = Some(s),
             }
         }

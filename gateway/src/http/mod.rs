@@ -44,6 +44,8 @@ pub struct Shared {
     pub preconnect: bool,
     /// Shutdown state.
     pub drain: Arc<Drain>,
+    /// Tools answered outside the call's state machine.
+    pub tools: Arc<dyn crate::tools::ToolRunner>,
 }
 
 /// Handler state.
