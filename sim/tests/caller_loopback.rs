@@ -154,7 +154,7 @@ async fn call_record(
     if first {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let record = json!({"call_sid": sid, "transcript": [
+    let record = json!({"call_sid": sid, "outcome": "completed", "transcript": [
         {"role":"assistant","text":"Thanks for calling Acme.","start_ms":0,"end_ms":1000,"interrupted":false},
         {"role":"user","text":"When do you open?","start_ms":1700,"end_ms":3200,"interrupted":false},
         {"role":"assistant","text":"We open at nine","start_ms":3400,"end_ms":4200,"interrupted":true}
@@ -263,7 +263,8 @@ fn hostile(sid: &str) -> Vec<Message> {
 }
 
 /// A minimal voice agent: a 1 s greeting, a 2 s answer after the caller's first question,
-/// `clear` when the caller talks over an unfinished answer, then a 0.5 s reply.
+/// `clear` when the caller talks over an unfinished answer, then a 0.5 s reply; 0.3 s
+/// after a keypress.
 #[derive(Default)]
 struct Agent {
     in_speech: bool,
@@ -277,6 +278,7 @@ impl Agent {
         let sid = v["streamSid"].as_str().unwrap_or_default();
         match v["event"].as_str() {
             Some("start") => self.speak(sid, "greeting", 1000, gw),
+            Some("dtmf") => self.speak(sid, "dtmf", 300, gw),
             Some("mark") => {
                 if v["mark"]["name"] == "answer" {
                     self.answer_playing = false;
@@ -592,9 +594,11 @@ async fn dtmf_and_raw_injections_reach_the_gateway() {
         json!({"event":"dtmf","sequenceNumber":"2","streamSid":sid,
             "dtmf":{"track":"inbound_track","digit":"5"}})
     );
-    assert!(matches!(events[3], Received::Text(v) if v["event"] == "bogus"));
-    assert!(matches!(events[4], Received::Binary));
-    assert!(matches!(events[5], Received::Text(v) if v["event"] == "media"));
+    // The keypress takes its 20 ms slot; raw injections go out before the next frame.
+    assert!(matches!(events[3], Received::Text(v) if v["event"] == "media"));
+    assert!(matches!(events[4], Received::Text(v) if v["event"] == "bogus"));
+    assert!(matches!(events[5], Received::Binary));
+    assert!(matches!(events[6], Received::Text(v) if v["event"] == "media"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -646,6 +650,10 @@ async fn cli_call_reports_turns_and_the_gateway_transcript() {
     println!("{out}");
     assert!(ok, "{out}");
     assert!(out.contains("violations: none"), "{out}");
+    assert!(
+        out.contains("in 4 turn(s); marks 4 received / 4 echoed"),
+        "{out}"
+    );
     assert!(out.contains("cut by clear"), "{out}");
     assert!(out.contains("transcript (3 entries)"), "{out}");
     assert!(out.contains("We open at nine [interrupted]"), "{out}");

@@ -69,7 +69,7 @@ pub enum Step {
 
 /// A plain conversation: hear the greeting out, ask a question (~1.5 s of speech), hear
 /// the answer out; with `barge_in`, interrupt the answer after 800 ms and hear the reply to
-/// that; with `dtmf`, press the key; then hang up.
+/// that; with `dtmf`, press the key and hear the reaction out; then hang up.
 pub fn default_script(barge_in: bool, dtmf: Option<char>) -> Vec<Step> {
     const TURN_START_MS: u64 = 15_000;
     const TURN_END_MS: u64 = 30_000;
@@ -92,10 +92,10 @@ pub fn default_script(barge_in: bool, dtmf: Option<char>) -> Vec<Step> {
             say_ms: 1200,
         });
     }
-    steps.extend(hear_out);
+    steps.extend(hear_out.clone());
     if let Some(digit) = dtmf {
         steps.push(Step::Dtmf { digit });
-        steps.push(Step::Silence { ms: 1000 });
+        steps.extend(hear_out);
     }
     steps.push(Step::Silence { ms: 300 });
     steps.push(Step::Hangup);
@@ -258,7 +258,8 @@ fn speaking(ms: u64) -> Option<Active> {
     })
 }
 
-/// Starts `step`; instantaneous steps only push their action and return `None`.
+/// Starts `step`; instantaneous steps (raw injections) only push their action and return
+/// `None`.
 fn activate(step: Step, now_ms: u64, actions: &mut Vec<Action>) -> Option<Active> {
     let wait = |until, timeout_ms: u64| {
         Some(Active::Waiting {
@@ -291,8 +292,10 @@ fn activate(step: Step, now_ms: u64, actions: &mut Vec<Action>) -> Option<Active
             BARGE_IN_WAIT_MS,
         ),
         Step::Dtmf { digit } => {
+            // A keypress takes its slot: the caller's ear must catch up (the key ends a
+            // quiet agent turn) before a following wait looks at it.
             actions.push(Action::Dtmf(digit));
-            None
+            Some(Active::Silent { frames: 1 })
         }
         Step::SendRaw { text } => {
             actions.push(Action::Raw(text));
@@ -374,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn instant_steps_share_a_slot_and_hangup_stops() {
+    fn instant_steps_share_a_slot_keys_take_one_and_hangup_stops() {
         let mut r = ScriptRunner::new(vec![
             Step::Dtmf { digit: '5' },
             Step::SendRaw { text: "x".into() },
@@ -384,16 +387,15 @@ mod tests {
             Step::Silence { ms: 20 },
         ]);
         let s = r.next_slot(0, &Ear::default());
+        assert_eq!(s.actions, [Action::Dtmf('5')]);
+        assert_eq!(s.frame, Some(silence_frame()));
+        let s = r.next_slot(20, &Ear::default());
         assert_eq!(
             s.actions,
-            [
-                Action::Dtmf('5'),
-                Action::Raw("x".into()),
-                Action::Binary(vec![1])
-            ]
+            [Action::Raw("x".into()), Action::Binary(vec![1])]
         );
         assert!(s.frame.is_some());
-        let s = r.next_slot(20, &Ear::default());
+        let s = r.next_slot(40, &Ear::default());
         assert!(s.hangup);
         assert!(s.frame.is_none());
     }

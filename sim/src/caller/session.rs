@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -55,7 +57,11 @@ pub(crate) async fn run(
     script: Vec<super::Step>,
     report: &mut CallReport,
 ) {
-    let (mut sink, mut source) = ws.split();
+    let (sink, mut source) = ws.split();
+    // Writes go through their own task so that a gateway that stops reading cannot stop
+    // the caller from hearing it (Twilio keeps both directions independent).
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut writer = tokio::spawn(write_all(sink, rx));
     let mut call = Call {
         ids,
         out: Outbound::new(ids.account_sid, ids.call_sid, ids.stream_sid),
@@ -77,7 +83,7 @@ pub(crate) async fn run(
     let mut next_slot: u64 = 0;
 
     let end = loop {
-        if !flush(&mut sink, &mut call.pending).await {
+        if !hand_over(&tx, &mut call.pending) {
             break End::GatewayClosed;
         }
         tokio::select! {
@@ -111,9 +117,10 @@ pub(crate) async fn run(
         End::CallerHungUp => {
             let stop = call.out.stop();
             call.pending.push(Message::text(stop));
-            if flush(&mut sink, &mut call.pending).await {
+            if hand_over(&tx, &mut call.pending) {
+                // Closing the channel makes the writer send the close frame after `stop`.
+                drop(tx);
                 let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                    let _ = sink.close().await;
                     // Drain until the gateway answers the close (or drops the socket).
                     while let Some(Ok(msg)) = source.next().await {
                         if msg.is_close() {
@@ -128,9 +135,14 @@ pub(crate) async fn run(
         }
         End::GatewayClosed => {
             report.ended_by_gateway = true;
-            // Completes the close handshake if the gateway started one.
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+            drop(tx);
         }
+    }
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
     }
     report.stream_ms = t0.elapsed().as_millis() as u64;
     report.heard_ms_total = call.playout.played_bytes() / BYTES_PER_MS as u64;
@@ -138,20 +150,24 @@ pub(crate) async fn run(
     report.heard_audio = call.playout.into_recording();
 }
 
-/// Writes everything pending; `false` when the socket is gone.
-async fn flush<S>(sink: &mut S, pending: &mut Vec<Message>) -> bool
-where
-    S: futures_util::Sink<Message> + Unpin,
-{
-    if pending.is_empty() {
-        return true;
-    }
-    for msg in pending.drain(..) {
+/// Queues everything pending for the writer; `false` when the writer is gone (the
+/// socket failed).
+fn hand_over(tx: &mpsc::UnboundedSender<Message>, pending: &mut Vec<Message>) -> bool {
+    pending.drain(..).all(|msg| tx.send(msg).is_ok())
+}
+
+/// Writes messages in order, flushing whenever the queue runs dry; closes the socket
+/// (close frame) once the sender is dropped. Returns early when the socket fails.
+async fn write_all(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::UnboundedReceiver<Message>) {
+    while let Some(msg) = rx.recv().await {
         if sink.feed(msg).await.is_err() {
-            return false;
+            return;
+        }
+        if rx.is_empty() && sink.flush().await.is_err() {
+            return;
         }
     }
-    sink.flush().await.is_ok()
+    let _ = sink.close().await;
 }
 
 impl Call<'_> {
@@ -177,6 +193,7 @@ impl Call<'_> {
                 Action::SpeechStart => self.turns.on_caller_speech_start(tick.played > 0),
                 Action::SpeechEnd => speech_ended = true,
                 Action::Dtmf(digit) => {
+                    self.turns.on_caller_key(tick.played > 0);
                     let msg = self.out.dtmf(digit);
                     self.pending.push(Message::text(msg));
                 }

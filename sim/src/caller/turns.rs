@@ -80,6 +80,15 @@ impl Turns {
         }
     }
 
+    /// The caller pressed a key: like an utterance, it ends an agent turn that has gone
+    /// quiet, so the agent's reaction to the key counts as a turn of its own. A keypress
+    /// over audible agent speech changes nothing.
+    pub fn on_caller_key(&mut self, agent_audible: bool) {
+        if !agent_audible {
+            self.close(false);
+        }
+    }
+
     /// The caller's utterance ended.
     pub fn on_caller_speech_end(&mut self) {
         self.caller_speaking = false;
@@ -189,6 +198,23 @@ mod tests {
         assert!(!turns[0].cut_by_clear);
         assert_eq!(turns[0].heard_ms, 40);
         assert_eq!(turns[0].heard_ms_at_barge_in, Some(20));
+    }
+
+    #[test]
+    fn keypress_ends_a_quiet_turn_only() {
+        let mut t = Turns::default();
+        t.on_played(0, 160, 160);
+        t.on_caller_key(true);
+        assert_eq!(t.current_heard_ms(), Some(20));
+        t.on_played(20, 160, 0);
+        t.on_played(40, 0, 0);
+        t.on_caller_key(false);
+        assert_eq!(t.current_heard_ms(), None);
+        t.on_played(60, 160, 0);
+        let turns = t.finish();
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[0].heard_ms, 40);
+        assert_eq!(turns[0].heard_ms_at_barge_in, None);
     }
 
     #[test]
