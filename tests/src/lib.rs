@@ -36,6 +36,8 @@ pub struct EnvOptions {
     pub no_preconnect: bool,
     /// Extra YAML lines under `spec.agent` (indented by 4 spaces).
     pub agent_extra: String,
+    /// `--preconnect-ttl-seconds`.
+    pub preconnect_ttl_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -47,6 +49,7 @@ impl Default for EnvOptions {
             max_calls: 1000,
             no_preconnect: false,
             agent_extra: String::new(),
+            preconnect_ttl_seconds: 15,
         }
     }
 }
@@ -129,7 +132,7 @@ impl Env {
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,
             drain_seconds: 60,
-            preconnect_ttl_seconds: 15,
+            preconnect_ttl_seconds: opts.preconnect_ttl_seconds,
             no_preconnect: opts.no_preconnect,
         };
         let gateway = Gateway::start(&cli).await?;
