@@ -117,7 +117,8 @@ async fn serve_realtime(args: RealtimeArgs) -> Result<()> {
 }
 
 fn parse_realtime_config(text: &str) -> Result<RealtimeConfig> {
-    Ok(serde_json::from_str(text)?)
+    // YAML is a superset of JSON, so one parser takes both.
+    Ok(serde_saphyr::from_str(text)?)
 }
 
 /// Places the call, prints the report and the gateway's record; `Ok(false)` when the call
