@@ -1,7 +1,7 @@
 //! String formats the API accepts, each as a Rust predicate (what [`crate::validate`] runs)
 //! and as the regular expression published in the CRD schema (what an API server runs).
 //!
-//! The two forms must agree; `tests/schema_rules.rs` checks every pair on the same samples.
+//! The two forms must agree; `tests/schema.rs` checks every pair on the same samples.
 //! The patterns are RE2 syntax, the dialect of the Kubernetes API server.
 
 /// Pattern of a non-blank string (at least one non-whitespace character).
@@ -26,6 +26,15 @@ pub const LANGUAGE_PATTERN: &str = "^[a-z]{2}$";
 /// Pattern of an S3 bucket name (the general-purpose bucket naming rules, without the
 /// rarely met prohibitions such as IP-address-like names).
 pub const S3_BUCKET_PATTERN: &str = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$";
+/// Pattern of an `http://` or `https://` URL.
+pub const HTTP_URL_PATTERN: &str = r"^https?://\S+$";
+/// Pattern of a Pinecone index name (lowercase alphanumerics and `-`, starting and ending
+/// with an alphanumeric; the length limit is separate).
+pub const PINECONE_INDEX_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Longest Pinecone index name.
+pub const PINECONE_INDEX_MAX: u32 = 45;
+/// Pattern of an AWS region code (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+pub const AWS_REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
 
 /// Whether `s` has a non-whitespace character.
 pub fn is_not_blank(s: &str) -> bool {
@@ -100,4 +109,37 @@ pub fn is_s3_bucket(s: &str) -> bool {
         && bytes.first().is_some_and(|&b| alnum(b))
         && bytes.last().is_some_and(|&b| alnum(b))
         && bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-')
+}
+
+/// Whether `s` is an `http://` or `https://` URL with something after the scheme and no
+/// spaces.
+pub fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.chars().any(char::is_whitespace))
+}
+
+/// Whether `s` is a Pinecone index name: at most 45 of lowercase letters, digits and `-`,
+/// starting and ending with a letter or digit.
+pub fn is_pinecone_index(s: &str) -> bool {
+    s.len() <= PINECONE_INDEX_MAX as usize && is_dns_label_shape(s)
+}
+
+/// Whether `s` is an AWS region code: two lowercase letters, one or more `-word` parts,
+/// then `-` and a number.
+pub fn is_aws_region(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let (Some(area), Some(number)) = (parts.next(), parts.next_back()) else {
+        return false;
+    };
+    let middle: Vec<&str> = parts.collect();
+    area.len() == 2
+        && area.bytes().all(|b| b.is_ascii_lowercase())
+        && !middle.is_empty()
+        && middle
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }

@@ -1,12 +1,14 @@
 //! Switchboard API types.
 //!
 //! `VoiceTenant` describes one business: its phone numbers, its agent, where its secrets
-//! live and how its gateway runs. The same manifest is read by the operator (in a cluster)
-//! and by `gateway --tenant FILE` (on a laptop), so everything here is plain data: defaults
-//! and validation live next to the types and nothing performs I/O; [`load`] only parses
-//! text it is handed.
+//! live and how its gateway runs. `KnowledgeBase` describes documents a tenant's agent may
+//! answer from and how they are indexed and searched. The same manifests are read by the
+//! operator (in a cluster) and by the gateway (on a laptop), so everything here is plain
+//! data: defaults and validation live next to the types and nothing performs I/O; [`load`]
+//! only parses text it is handed.
 
 pub mod format;
+pub mod knowledge;
 pub mod load;
 mod schema;
 pub mod secret;
@@ -15,7 +17,8 @@ pub mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-pub use load::{LoadError, parse_tenant};
+pub use knowledge::*;
+pub use load::{LoadError, parse_knowledge_base, parse_tenant};
 pub use secret::{SecretKeySelector, SecretRef};
 pub use tenant::*;
 pub use validate::{FieldError, ValidationErrors};
@@ -33,7 +36,7 @@ pub const CRDS_PATH: &str = "crds/generated/crds.yaml";
 /// All CustomResourceDefinitions of this build.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![VoiceTenant::crd()]
+    vec![VoiceTenant::crd(), KnowledgeBase::crd()]
 }
 
 /// All CRDs of this build as one multi-document YAML string (what `crdgen` prints and

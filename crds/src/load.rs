@@ -1,9 +1,12 @@
-//! Reading a `VoiceTenant` manifest from YAML text.
+//! Reading `VoiceTenant` and `KnowledgeBase` manifests from YAML text.
 
 use std::sync::OnceLock;
 
+use kube::{CustomResourceExt, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::knowledge::KnowledgeBase;
 use crate::tenant::VoiceTenant;
 use crate::validate::{FieldError, ValidationErrors};
 
@@ -11,21 +14,32 @@ use crate::validate::{FieldError, ValidationErrors};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The text is not YAML of the right shape; the message carries line and column.
-    #[error("not a valid VoiceTenant manifest: {0}")]
-    Parse(String),
+    #[error("not a valid {kind} manifest: {message}")]
+    Parse {
+        /// The kind that was expected (`VoiceTenant`, `KnowledgeBase`).
+        kind: &'static str,
+        /// The parser's message with its position and the offending line.
+        message: String,
+    },
     /// `apiVersion` or `kind` name another resource.
-    #[error("expected apiVersion {expected_api} kind VoiceTenant, got {api_version:?} {kind:?}")]
+    #[error(
+        "expected apiVersion {expected_api} kind {expected_kind}, got {api_version:?} {kind:?}"
+    )]
     WrongKind {
         /// The expected `apiVersion`.
         expected_api: String,
+        /// The expected `kind`.
+        expected_kind: &'static str,
         /// What the manifest said.
         api_version: String,
         /// What the manifest said.
         kind: String,
     },
     /// The manifest names fields that do not exist or breaks validation rules.
-    #[error("invalid VoiceTenant {name}: {errors}")]
+    #[error("invalid {kind} {name}: {errors}")]
     Invalid {
+        /// The manifest's kind.
+        kind: &'static str,
         /// `metadata.name` (empty when missing).
         name: String,
         /// The broken rules.
@@ -40,7 +54,49 @@ pub enum LoadError {
 /// go unnoticed on a laptop. (`kubectl` also refuses those, with its default strict field
 /// validation.)
 pub fn parse_tenant(text: &str) -> Result<VoiceTenant, LoadError> {
-    let raw: Value = serde_saphyr::from_str(text).map_err(|e| parse_error(text, e))?;
+    parse(text)
+}
+
+/// Parses and validates one `KnowledgeBase` manifest, filling defaults; as strict as
+/// [`parse_tenant`].
+pub fn parse_knowledge_base(text: &str) -> Result<KnowledgeBase, LoadError> {
+    parse(text)
+}
+
+/// A resource this module reads.
+trait Manifest: DeserializeOwned + CustomResourceExt + Resource<DynamicType = ()> {
+    /// The kind, for messages.
+    const KIND: &'static str;
+    /// Where the CRD's schema is kept once generated: generating it walks every type, and
+    /// once per process is enough.
+    fn schema_cell() -> &'static OnceLock<Option<Value>>;
+    fn check(&self) -> Result<(), ValidationErrors>;
+}
+
+impl Manifest for VoiceTenant {
+    const KIND: &'static str = "VoiceTenant";
+    fn schema_cell() -> &'static OnceLock<Option<Value>> {
+        static CELL: OnceLock<Option<Value>> = OnceLock::new();
+        &CELL
+    }
+    fn check(&self) -> Result<(), ValidationErrors> {
+        self.validate()
+    }
+}
+
+impl Manifest for KnowledgeBase {
+    const KIND: &'static str = "KnowledgeBase";
+    fn schema_cell() -> &'static OnceLock<Option<Value>> {
+        static CELL: OnceLock<Option<Value>> = OnceLock::new();
+        &CELL
+    }
+    fn check(&self) -> Result<(), ValidationErrors> {
+        self.validate()
+    }
+}
+
+fn parse<T: Manifest>(text: &str) -> Result<T, LoadError> {
+    let raw: Value = serde_saphyr::from_str(text).map_err(|e| parse_error::<T>(text, e))?;
     let field = |key: &str| {
         raw.get(key)
             .and_then(Value::as_str)
@@ -48,24 +104,26 @@ pub fn parse_tenant(text: &str) -> Result<VoiceTenant, LoadError> {
             .to_string()
     };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != crate::API_VERSION || kind != "VoiceTenant" {
+    if api_version != crate::API_VERSION || kind != T::KIND {
         return Err(LoadError::WrongKind {
             expected_api: crate::API_VERSION.to_string(),
+            expected_kind: T::KIND,
             api_version,
             kind,
         });
     }
     // Parsed again from the text, not from `raw`, so type errors point at a line.
-    let tenant: VoiceTenant = serde_saphyr::from_str(text).map_err(|e| parse_error(text, e))?;
-    let mut errors = unknown_fields(&raw);
-    if let Err(ValidationErrors(rules)) = tenant.validate() {
+    let resource: T = serde_saphyr::from_str(text).map_err(|e| parse_error::<T>(text, e))?;
+    let mut errors = unknown_fields::<T>(&raw);
+    if let Err(ValidationErrors(rules)) = resource.check() {
         errors.extend(rules);
     }
     if errors.is_empty() {
-        Ok(tenant)
+        Ok(resource)
     } else {
         Err(LoadError::Invalid {
-            name: tenant.metadata.name.clone().unwrap_or_default(),
+            kind: T::KIND,
+            name: resource.meta().name.clone().unwrap_or_default(),
             errors: ValidationErrors(errors),
         })
     }
@@ -73,7 +131,7 @@ pub fn parse_tenant(text: &str) -> Result<VoiceTenant, LoadError> {
 
 /// One line: the parser's message with its position, then the offending source line, so
 /// the message reads well in a log and still shows the field.
-fn parse_error(text: &str, e: serde_saphyr::Error) -> LoadError {
+fn parse_error<T: Manifest>(text: &str, e: serde_saphyr::Error) -> LoadError {
     let options = serde_saphyr::render_options! {
         snippets: serde_saphyr::SnippetMode::Off,
     };
@@ -87,15 +145,16 @@ fn parse_error(text: &str, e: serde_saphyr::Error) -> LoadError {
     if let Some(line) = source_line {
         msg.push_str(&format!(" (`{line}`)"));
     }
-    LoadError::Parse(msg)
+    LoadError::Parse {
+        kind: T::KIND,
+        message: msg,
+    }
 }
 
 /// Fields of `manifest` that the CRD schema does not describe (what an API server would
 /// prune). `metadata` is not described by the CRD and is left to serde.
-fn unknown_fields(manifest: &Value) -> Vec<FieldError> {
-    // Generating the schema walks every type; once per process is enough.
-    static SCHEMA: OnceLock<Option<Value>> = OnceLock::new();
-    let Some(schema) = SCHEMA.get_or_init(|| crd_schema().ok()) else {
+fn unknown_fields<T: Manifest>(manifest: &Value) -> Vec<FieldError> {
+    let Some(schema) = T::schema_cell().get_or_init(|| crd_schema::<T>().ok()) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -113,9 +172,8 @@ fn unknown_fields(manifest: &Value) -> Vec<FieldError> {
     out
 }
 
-fn crd_schema() -> Result<Value, serde_json::Error> {
-    use kube::CustomResourceExt;
-    let crd = VoiceTenant::crd();
+fn crd_schema<T: Manifest>() -> Result<Value, serde_json::Error> {
+    let crd = T::crd();
     let schema = crd
         .spec
         .versions

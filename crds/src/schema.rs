@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 /// (schemars already wrote `minimum: 0`) and drops `double`/`float` (a JSON number already
 /// is one). API servers recognise only `int32` and `int64` for numbers and, since 1.34, warn
 /// about every other format on each apply of the CRD. Applied recursively from the spec
-/// root (see `#[schemars(transform)]` on `VoiceTenantSpec`).
+/// and status roots (see `#[schemars(transform)]` on `VoiceTenantSpec`,
+/// `KnowledgeBaseSpec` and `KnowledgeBaseStatus`).
 pub fn k8s_number_formats(schema: &mut Schema) {
     if let Some(obj) = schema.as_object_mut() {
         rewrite(obj);

@@ -1,8 +1,11 @@
-//! Validation of a `VoiceTenant`: every rule in one place, every error names its field.
+//! Validation of `VoiceTenant` and `KnowledgeBase`: every rule in one place, every error
+//! names its field.
 //!
 //! This is the source of truth. The CRD schema repeats the rules an API server can check
 //! (patterns, bounds, CEL for the cross-field ones) so `kubectl apply` refuses a bad
 //! manifest early, but the gateway and the operator always run these.
+
+mod knowledge;
 
 use std::fmt;
 
@@ -56,6 +59,11 @@ pub const SILENCE_DURATION_MIN_MS: u32 = 100;
 pub const SILENCE_DURATION_MAX_MS: u32 = 10_000;
 /// Longest `turnDetection.prefixPaddingMs`.
 pub const PREFIX_PADDING_MAX_MS: u32 = 5_000;
+
+pub use knowledge::{
+    CATEGORY_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, DESCRIPTION_MAX, EMBEDDING_DIMENSIONS_MAX,
+    MODEL_NAME_MAX, SOURCES_MAX, TITLE_MAX, TOP_K_MAX,
+};
 
 /// Collects broken rules instead of stopping at the first, so one run reports them all.
 struct Collector(Vec<FieldError>);
@@ -118,16 +126,22 @@ impl VoiceTenant {
     /// the spec; returns all broken ones at once.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Collector(Vec::new());
-        match self.metadata.name.as_deref() {
-            None | Some("") => c.check(false, "metadata.name", "must be set"),
-            Some(name) => c.check(
-                is_dns_subdomain(name),
-                "metadata.name",
-                "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
-            ),
-        }
+        name_rules(&mut c, self.metadata.name.as_deref());
         spec_rules(&mut c, &self.spec);
         c.finish()
+    }
+}
+
+/// `metadata.name` is required even on a laptop: it names the resource in records,
+/// metrics and indexes.
+fn name_rules(c: &mut Collector, name: Option<&str>) {
+    match name {
+        None | Some("") => c.check(false, "metadata.name", "must be set"),
+        Some(name) => c.check(
+            is_dns_subdomain(name),
+            "metadata.name",
+            "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
+        ),
     }
 }
 

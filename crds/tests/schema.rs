@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use switchboard_crds::format::*;
-use switchboard_crds::{VoiceTenant, parse_tenant};
+use switchboard_crds::{KnowledgeBase, VoiceTenant, parse_knowledge_base, parse_tenant};
 
 type Predicate = fn(&str) -> bool;
 
@@ -110,7 +110,54 @@ const FORMATS: &[(&str, Predicate, &[&str])] = &[
             "a23456789012345678901234567890123456789012345678901234567890123",
         ],
     ),
+    (
+        HTTP_URL_PATTERN,
+        is_http_url,
+        &[
+            "https://api.openai.com/v1",
+            "http://127.0.0.1:11434/v1",
+            "https://",
+            "http://",
+            "wss://a",
+            "ftp://a",
+            "https://a b",
+            "HTTPS://a",
+            "api.openai.com",
+        ],
+    ),
+    (
+        PINECONE_INDEX_PATTERN,
+        |s| is_pinecone_index(s) || s.len() > 45,
+        &["faq", "demo-faq-2", "0", "", "-a", "a-", "a.b", "A", "a_b"],
+    ),
+    (
+        AWS_REGION_PATTERN,
+        is_aws_region,
+        &[
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-10",
+            "us-central1",
+            "eastus2",
+            "eu-central",
+            "US-east-1",
+            "use-east-1",
+            "us--1",
+            "us-east-",
+            "u-east-1",
+            "",
+        ],
+    ),
 ];
+
+/// The schemas of every CRD this build publishes.
+fn schemas() -> Vec<(&'static str, Value)> {
+    vec![
+        ("VoiceTenant", support::tenant_schema()),
+        ("KnowledgeBase", support::knowledge_schema()),
+    ]
+}
 
 #[test]
 fn patterns_and_predicates_agree() {
@@ -148,25 +195,32 @@ fn all_nodes(schema: &Value) -> Vec<(String, &Value)> {
 
 #[test]
 fn every_pattern_is_a_known_format() {
-    let schema = support::tenant_schema();
     let known: Vec<&str> = FORMATS.iter().map(|f| f.0).collect();
-    let patterns: Vec<(String, &str)> = all_nodes(&schema)
-        .into_iter()
-        .filter_map(|(path, node)| node["pattern"].as_str().map(|p| (path, p)))
-        .collect();
-    assert!(patterns.len() >= 10, "{patterns:?}");
-    for (path, p) in patterns {
-        assert!(
-            known.contains(&p),
-            "{path}: pattern {p} has no tested predicate"
-        );
+    for (kind, schema) in schemas() {
+        let patterns: Vec<(String, &str)> = all_nodes(&schema)
+            .into_iter()
+            .filter_map(|(path, node)| node["pattern"].as_str().map(|p| (path, p)))
+            .collect();
+        assert!(patterns.len() >= 10, "{kind}: {patterns:?}");
+        for (path, p) in patterns {
+            assert!(
+                known.contains(&p),
+                "{kind} {path}: pattern {p} has no tested predicate"
+            );
+        }
     }
 }
 
 #[test]
-fn schema_is_structural() {
-    let schema = support::tenant_schema();
-    for (path, node) in all_nodes(&schema) {
+fn schemas_are_structural() {
+    for (kind, schema) in schemas() {
+        structural(kind, &schema);
+    }
+}
+
+fn structural(kind: &str, schema: &Value) {
+    for (path, node) in all_nodes(schema) {
+        let path = format!("{kind}{path}");
         let obj = node.as_object().unwrap();
         for banned in [
             "$ref",
@@ -205,19 +259,20 @@ fn schema_is_structural() {
 }
 
 #[test]
-fn defaults_in_the_schema_are_valid() {
+fn defaults_in_the_schemas_are_valid() {
     // An API server refuses a CRD whose defaults break its own schema.
-    let schema = support::tenant_schema();
-    for (path, node) in all_nodes(&schema) {
-        if let Some(default) = node.get("default") {
-            let refusals = support::refusals(
-                &json!({"type": "object", "properties": {"v": node}}),
-                &json!({"v": default}),
-            );
-            assert!(
-                refusals.is_empty(),
-                "{path}: default {default}: {refusals:?}"
-            );
+    for (kind, schema) in schemas() {
+        for (path, node) in all_nodes(&schema) {
+            if let Some(default) = node.get("default") {
+                let refusals = support::refusals(
+                    &json!({"type": "object", "properties": {"v": node}}),
+                    &json!({"v": default}),
+                );
+                assert!(
+                    refusals.is_empty(),
+                    "{kind} {path}: default {default}: {refusals:?}"
+                );
+            }
         }
     }
 }
@@ -266,24 +321,101 @@ fn schema_defaults_match_serde_defaults() {
     }
 }
 
+const KB_MINIMAL: &str = "\
+apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata: {name: faq}
+spec:
+  tenant: demo
+  sources:
+    - inline: {documents: [{title: Hours, content: Open 8 to 6.}]}
+";
+
+#[test]
+fn knowledge_schema_defaults_match_serde_defaults() {
+    let schema = support::knowledge_schema();
+    for extra in [
+        "",
+        "  backend: {}\n  embedder: {}\n  chunking: {}\n  retrieval: {}\n",
+        "  chunking: {size: 1000}\n  retrieval: {minScore: 0.5}\n",
+        "  embedder: {type: openai, openai: {apiKey: {env: K}}}\n",
+        "  embedder: {type: openai, openai: {apiKey: {env: K}, model: m, dimensions: 8}}\n",
+        "  backend: {type: pinecone, pinecone: {index: faq, cloud: aws, region: us-east-1, apiKey: {env: P}}}\n",
+    ] {
+        let text = format!("{KB_MINIMAL}{extra}");
+        let laptop = parse_knowledge_base(&text).unwrap();
+        let raw: Value = serde_saphyr::from_str(&text).unwrap();
+        let stored = support::defaulted(&schema, &raw);
+        let cluster: KnowledgeBase = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(cluster, laptop, "{extra:?}: stored as {stored}");
+        assert!(support::refusals(&schema, &raw).is_empty(), "{extra:?}");
+    }
+}
+
+/// (kind, CRD name, short name, printer columns).
+const CRDS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "VoiceTenant",
+        "voicetenants.voice.switchboard.dev",
+        "vt",
+        &["Display", "Numbers", "Ready", "Age"],
+    ),
+    (
+        "KnowledgeBase",
+        "knowledgebases.voice.switchboard.dev",
+        "kb",
+        &["Tenant", "Backend", "Documents", "Chunks", "Ready", "Age"],
+    ),
+];
+
 #[test]
 fn crd_metadata() {
     let crds = serde_json::to_value(switchboard_crds::crds()).unwrap();
-    let crd = &crds[0];
-    assert_eq!(
-        crd["metadata"]["name"],
-        "voicetenants.voice.switchboard.dev"
-    );
-    assert_eq!(crd["spec"]["scope"], "Namespaced");
-    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["vt"]));
-    let version = &crd["spec"]["versions"][0];
-    assert_eq!(version["name"], switchboard_crds::VERSION);
-    assert_eq!(version["subresources"]["status"], json!({}));
-    let columns: Vec<&str> = version["additionalPrinterColumns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(columns, ["Display", "Numbers", "Ready", "Age"]);
+    assert_eq!(crds.as_array().unwrap().len(), CRDS.len());
+    for (crd, (kind, name, short, expected_columns)) in crds.as_array().unwrap().iter().zip(CRDS) {
+        assert_eq!(crd["spec"]["names"]["kind"], *kind);
+        assert_eq!(crd["metadata"]["name"], *name);
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["shortNames"], json!([short]));
+        assert_eq!(crd["spec"]["names"]["categories"], json!(["switchboard"]));
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], switchboard_crds::VERSION);
+        assert_eq!(version["subresources"]["status"], json!({}));
+        let columns = version["additionalPrinterColumns"].as_array().unwrap();
+        let names: Vec<&str> = columns
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, *expected_columns, "{kind}");
+        // Every column's path must exist in the schema, or kubectl shows it empty forever.
+        let schema = &version["schema"]["openAPIV3Schema"];
+        for column in columns {
+            let path = column["jsonPath"].as_str().unwrap();
+            if path.starts_with(".metadata") {
+                continue;
+            }
+            // Filters such as `[?(@.type=="Ready")]` select list items.
+            let mut depth = 0;
+            let plain: String = path
+                .chars()
+                .filter(|&c| {
+                    depth += i32::from(c == '[');
+                    let keep = depth == 0;
+                    depth -= i32::from(c == ']');
+                    keep && c != ']'
+                })
+                .collect();
+            let mut node = schema;
+            for key in plain.trim_start_matches('.').split('.') {
+                if node["type"] == "array" {
+                    node = &node["items"];
+                }
+                node = &node["properties"][key];
+                assert!(
+                    node.is_object(),
+                    "{kind}: column {path}: no {key} in the schema"
+                );
+            }
+        }
+    }
 }

@@ -64,7 +64,7 @@ fn null_transcription_turns_it_off_and_survives_a_round_trip() {
 fn type_errors_carry_line_and_column() {
     let text = with_spec("  agent:\n    maxCallDurationSeconds: lots\n");
     let err = parse_tenant(&text).unwrap_err();
-    let LoadError::Parse(msg) = &err else {
+    let LoadError::Parse { message: msg, .. } = &err else {
         panic!("expected a parse error, got {err:?}");
     };
     // The bad value sits on line 7 of the manifest.
@@ -77,7 +77,7 @@ fn type_errors_carry_line_and_column() {
 fn syntax_errors_carry_line() {
     let text = MINIMAL.replace("  displayName: Minimal\n", "  displayName: [Minimal\n");
     let err = parse_tenant(&text).unwrap_err();
-    assert!(matches!(err, LoadError::Parse(_)), "{err:?}");
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
     assert!(err.to_string().contains("line"), "{err}");
 }
 
@@ -85,7 +85,7 @@ fn syntax_errors_carry_line() {
 fn missing_required_field_is_a_parse_error_naming_it() {
     let text = MINIMAL.replace("  displayName: Minimal\n", "");
     let err = parse_tenant(&text).unwrap_err();
-    assert!(matches!(err, LoadError::Parse(_)), "{err:?}");
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
     assert!(err.to_string().contains("displayName"), "{err}");
 }
 
@@ -93,7 +93,7 @@ fn missing_required_field_is_a_parse_error_naming_it() {
 fn duplicate_keys_are_refused() {
     let text = with_spec("  displayName: Other\n");
     let err = parse_tenant(&text).unwrap_err();
-    assert!(matches!(err, LoadError::Parse(_)), "{err:?}");
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn text_that_is_not_a_mapping_is_refused() {
 fn unknown_fields_are_named() {
     let text = with_spec("  agent:\n    greeting: {text: Hi, interuptible: true}\n  colour: red\n");
     let err = parse_tenant(&text).unwrap_err();
-    let LoadError::Invalid { name, errors } = &err else {
+    let LoadError::Invalid { name, errors, .. } = &err else {
         panic!("expected Invalid, got {err:?}");
     };
     assert_eq!(name, "minimal");

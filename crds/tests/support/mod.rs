@@ -9,8 +9,37 @@ use serde_json::{Value, json};
 
 /// The `openAPIV3Schema` of the VoiceTenant CRD, as JSON.
 pub fn tenant_schema() -> Value {
+    schema_of("VoiceTenant")
+}
+
+/// The `openAPIV3Schema` of the KnowledgeBase CRD, as JSON.
+pub fn knowledge_schema() -> Value {
+    schema_of("KnowledgeBase")
+}
+
+/// The `openAPIV3Schema` of the CRD of `kind`, as JSON.
+pub fn schema_of(kind: &str) -> Value {
     let crds = serde_json::to_value(switchboard_crds::crds()).unwrap();
-    crds[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    let crd = crds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["spec"]["names"]["kind"] == kind)
+        .unwrap_or_else(|| panic!("no CRD of kind {kind}"));
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// What the API server refuses when `object` replaces `old` (transition rules, which use
+/// `oldSelf`, only run on updates).
+pub fn update_refusals(schema: &Value, object: &Value, old: &Value) -> Vec<String> {
+    let (object, old) = (defaulted(schema, object), defaulted(schema, old));
+    match Validator::new().validate(schema, &object, Some(&old)) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {} (CEL)", e.field_path, e.message))
+            .collect(),
+    }
 }
 
 /// What an API server does to an incoming object before storing it: fill defaults.
@@ -115,6 +144,12 @@ fn openapi(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
             .is_some_and(|m| (items.len() as u64) < m)
         {
             fail(format!("fewer than minItems {}", schema["minItems"]));
+        }
+        if schema["maxItems"]
+            .as_u64()
+            .is_some_and(|m| (items.len() as u64) > m)
+        {
+            fail(format!("more than maxItems {}", schema["maxItems"]));
         }
         if schema["x-kubernetes-list-type"] == json!("set") {
             for (i, item) in items.iter().enumerate() {
