@@ -1,0 +1,46 @@
+//! The ConfigMap holding the tenant file the gateway reads.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use switchboard_crds::VoiceTenant;
+
+use super::TENANT_FILE;
+use crate::ctx::Ctx;
+use crate::error::BuildError;
+use crate::labels::Owner;
+
+/// The tenant file: a VoiceTenant manifest with the tenant's name and its spec as
+/// applied (defaults filled), and nothing else from the cluster (no namespace, uid or
+/// status), so the file changes only when the spec does.
+///
+/// # Errors
+///
+/// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
+    let name = vt
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or(BuildError::MissingName)?;
+    let manifest = VoiceTenant::new(name, vt.spec.clone());
+    Ok(serde_saphyr::to_string(&manifest)?)
+}
+
+/// Builds the ConfigMap `<tenant>-gateway` with the key [`TENANT_FILE`].
+///
+/// # Errors
+///
+/// [`BuildError`] when the tenant lacks metadata or cannot be rendered.
+pub fn build_config_map(vt: &VoiceTenant, _ctx: &Ctx) -> Result<ConfigMap, BuildError> {
+    let owner = Owner::of(vt)?;
+    Ok(ConfigMap {
+        metadata: owner.meta(),
+        data: Some(BTreeMap::from([(
+            TENANT_FILE.to_string(),
+            render_tenant_file(vt)?,
+        )])),
+        ..ConfigMap::default()
+    })
+}

@@ -1,0 +1,99 @@
+//! What the builders need beyond the `VoiceTenant` itself.
+//!
+//! The controller fills a [`Ctx`] per reconcile from its own configuration (Helm values)
+//! and from what the dereference step observed (Secret versions). Builders never read the
+//! cluster, so everything that can change their output is in here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use switchboard_crds::SecretKeySelector;
+
+/// Where the operator's own image is published; the gateway runs from the same image.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/switchboard-dev/switchboard";
+
+/// The operator's version: by default gateways run this exact version, so operator and
+/// gateways never drift apart.
+pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The gateway image of this operator's own version in `repository`.
+pub fn default_gateway_image(repository: &str) -> String {
+    format!("{repository}:{OPERATOR_VERSION}")
+}
+
+fn default_image() -> String {
+    default_gateway_image(DEFAULT_IMAGE_REPOSITORY)
+}
+
+/// Inputs of the builders that do not come from the tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ctx {
+    /// Gateway image for tenants that set no `spec.gateway.image`.
+    #[serde(default = "default_image")]
+    pub default_image: String,
+    /// `metadata.resourceVersion` of every Secret the tenant references, by Secret name
+    /// (see [`crate::referenced_secrets`]). They feed the pod template's checksum, so a
+    /// rotated secret rolls the gateway pods.
+    #[serde(default)]
+    pub secret_versions: BTreeMap<String, String>,
+    /// The Secret key holding the call-store URL of the tenant's own database role, once
+    /// the operator has provisioned it. Takes precedence over `spec.database.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url_secret: Option<SecretKeySelector>,
+    /// How Twilio reaches the tenant. Absent: only from inside the cluster, through the
+    /// tenant's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicAccess>,
+    /// Annotations of the gateway's ServiceAccount (IRSA: `eks.amazonaws.com/role-arn`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// Name under which the custom metrics API serves the gateway's
+    /// `switchboard_active_calls` gauge (prometheus-adapter). When set, autoscaled tenants
+    /// also scale on active calls per pod, not only on CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_calls_metric: Option<String>,
+}
+
+impl Ctx {
+    /// A context with `default_image` and nothing else: no Secret versions, no public
+    /// access, no provisioned database.
+    pub fn new(default_image: impl Into<String>) -> Self {
+        Self {
+            default_image: default_image.into(),
+            secret_versions: BTreeMap::new(),
+            database_url_secret: None,
+            public: None,
+            service_account_annotations: BTreeMap::new(),
+            active_calls_metric: None,
+        }
+    }
+}
+
+/// The public endpoint Twilio calls: `https://<host>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicAccess {
+    /// DNS name of the tenant's gateway as Twilio sees it. The gateway checks webhook
+    /// signatures against `https://<host>`, so it must be exactly what Twilio requests.
+    pub host: String,
+    /// Build an Ingress for the host. Absent: something else (a load balancer, a Gateway
+    /// API route) routes the host to the tenant's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSettings>,
+}
+
+/// How the tenant's Ingress is built.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSettings {
+    /// `spec.ingressClassName`; absent uses the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Secret holding the TLS certificate for the host (e.g. issued by cert-manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Extra annotations (cert-manager issuer, controller-specific timeouts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
