@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Relay benchmark: the gateway against the calibration floor (and optionally a Node.js
+# bridge), each pinned to one core, driven by `sim load` pinned to another, all on
+# 127.0.0.1. Results and a Markdown summary go to $OUT. See docs/performance.md.
+#
+# Usage: bench/run.sh [CALLS ...]            default: 50 200 500 1000
+# Environment:
+#   DURATION=20          seconds of media per call
+#   RELAYS="floor gateway"  relays swept, in order; also: floor-defaults (the floor with the
+#                        stack's socket defaults: Nagle on, 128 KiB WebSocket read buffers),
+#                        node (bench/node-bridge; run `npm ci` there first)
+#   PRECONNECT=1         also compare gateway setup with and without --no-preconnect
+#   PRECONNECT_CALLS=50  calls in that comparison
+#   REALTIME_DELAY_MS=300 STREAM_DELAY_MS=300   handshake and Twilio delays it simulates
+#   TENANT=examples/tenants/demo.yaml   tenant served by the gateway
+#   RELAY_CPU=0 LOADGEN_CPU=1           cores for the relay and for the load generator
+#   OUT=bench/results/<timestamp>       where results go
+#   SKIP_BUILD=1 GATEWAY_BIN=… SIM_BIN=… use prebuilt binaries instead of building
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DURATION=${DURATION:-20}
+RELAYS=${RELAYS:-floor gateway}
+PRECONNECT=${PRECONNECT:-1}
+PRECONNECT_CALLS=${PRECONNECT_CALLS:-50}
+REALTIME_DELAY_MS=${REALTIME_DELAY_MS:-300}
+STREAM_DELAY_MS=${STREAM_DELAY_MS:-300}
+TENANT=${TENANT:-examples/tenants/demo.yaml}
+RELAY_CPU=${RELAY_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
+if [ "$#" -gt 0 ]; then CALLS=("$@"); else CALLS=(50 200 500 1000); fi
+
+GW_PORT=18080
+RT_PORT=18081
+FLOOR_PORT=18090
+NODE_PORT=18095
+TOKEN=bench-token
+TO=+15005550006
+DATA_DIR=/tmp/gw-bench
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+mkdir -p "$OUT/bin"
+OUT=$(cd "$OUT" && pwd)
+
+# Binaries are copied into $OUT so a concurrent build cannot swap them mid-run.
+if [ -z "${SKIP_BUILD:-}" ]; then
+  log "building release binaries"
+  cargo build --release -p switchboard-gateway -p switchboard-sim >&2
+  TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+  GATEWAY_BIN=$TARGET/release/gateway
+  SIM_BIN=$TARGET/release/sim
+fi
+cp "${GATEWAY_BIN:?set GATEWAY_BIN or unset SKIP_BUILD}" "$OUT/bin/gateway"
+cp "${SIM_BIN:?set SIM_BIN or unset SKIP_BUILD}" "$OUT/bin/sim"
+GATEWAY=$OUT/bin/gateway
+SIM=$OUT/bin/sim
+
+ACCOUNT_SID=$(sed -n 's/^[[:space:]]*accountSid:[[:space:]]*\([A-Za-z0-9]*\).*/\1/p' "$TENANT" | head -n1)
+[ -n "$ACCOUNT_SID" ] || { log "no accountSid in $TENANT"; exit 1; }
+
+# Each call holds 2 sockets in the load generator and 2 in the relay.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+RELAY_PID=""
+cleanup() {
+  if [ -n "$RELAY_PID" ] && kill -0 "$RELAY_PID" 2>/dev/null; then
+    kill "$RELAY_PID" 2>/dev/null || true
+    sleep 1
+    kill -9 "$RELAY_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+wait_port() { # port: waits up to 10 s for a listener
+  local i
+  for i in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "nothing listening on port $1"
+  return 1
+}
+
+stop_relay() {
+  local i
+  [ -n "$RELAY_PID" ] || return 0
+  kill "$RELAY_PID" 2>/dev/null || true
+  for i in $(seq 1 150); do
+    kill -0 "$RELAY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$RELAY_PID" 2>/dev/null || true
+  wait "$RELAY_PID" 2>/dev/null || true
+  RELAY_PID=""
+  sleep 1 # let the kernel finish closing the run's sockets
+}
+
+start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_URL
+  local kind=$1 name=$2
+  shift 2
+  case $kind in
+    floor | floor-defaults)
+      local defaults=()
+      [ "$kind" = floor-defaults ] && defaults=(--stack-defaults)
+      taskset -c "$RELAY_CPU" "$SIM" floor --listen "127.0.0.1:$FLOOR_PORT" \
+        --realtime-url "ws://127.0.0.1:$RT_PORT/v1/realtime" "${defaults[@]}" \
+        >"$OUT/$name.relay.log" 2>&1 &
+      RELAY_PID=$!
+      RELAY_URL=http://127.0.0.1:$FLOOR_PORT
+      wait_port "$FLOOR_PORT"
+      ;;
+    gateway)
+      rm -rf "$DATA_DIR"
+      TWILIO_AUTH_TOKEN=$TOKEN OPENAI_API_KEY=sk-bench SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
+        taskset -c "$RELAY_CPU" "$GATEWAY" --tenant "$TENANT" --listen "127.0.0.1:$GW_PORT" \
+        --realtime-url "ws://127.0.0.1:$RT_PORT/v1/realtime" --max-calls 5000 \
+        --data-dir "$DATA_DIR" "$@" >"$OUT/$name.relay.log" 2>&1 &
+      RELAY_PID=$!
+      RELAY_URL=http://127.0.0.1:$GW_PORT
+      wait_port "$GW_PORT"
+      ;;
+    node)
+      taskset -c "$RELAY_CPU" node bench/node-bridge/bridge.js --port "$NODE_PORT" \
+        --realtime-url "ws://127.0.0.1:$RT_PORT/v1/realtime" >"$OUT/$name.relay.log" 2>&1 &
+      RELAY_PID=$!
+      RELAY_URL=http://127.0.0.1:$NODE_PORT
+      wait_port "$NODE_PORT"
+      ;;
+    *)
+      log "unknown relay $kind"
+      return 1
+      ;;
+  esac
+}
+
+run_load() { # kind name calls jsonl [extra sim load flags...]
+  local kind=$1 name=$2 calls=$3 jsonl=$4
+  shift 4
+  log "$name: $calls calls x ${DURATION}s"
+  taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
+    --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
+    --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" "$@" \
+    >"$OUT/$name.txt" 2>"$OUT/$name.err" || true
+  sed '$d' "$OUT/$name.txt" >&2
+  local json
+  json=$(grep '^{' "$OUT/$name.txt" | tail -n1 || true)
+  if [ -z "$json" ]; then
+    log "$name: no result line (see $OUT/$name.err)"
+    return 0
+  fi
+  if [ "$kind" = gateway ]; then
+    curl -s "$RELAY_URL/metrics" >"$OUT/$name.metrics" || true
+  fi
+  printf '%s\n' "$json" | jq -c --arg name "$name" '. + {run: $name}' >>"$OUT/$jsonl"
+}
+
+: >"$OUT/sweep.jsonl"
+for n in "${CALLS[@]}"; do
+  for kind in $RELAYS; do
+    start_relay "$kind" "$kind-$n"
+    run_load "$kind" "$kind-$n" "$n" sweep.jsonl
+    stop_relay
+  done
+done
+
+if [ "$PRECONNECT" = 1 ]; then
+  : >"$OUT/preconnect.jsonl"
+  for delay in 0 "$REALTIME_DELAY_MS"; do
+    sdelay=0
+    [ "$delay" = 0 ] || sdelay=$STREAM_DELAY_MS
+    for mode in preconnect no-preconnect; do
+      flags=()
+      [ "$mode" = no-preconnect ] && flags=(--no-preconnect)
+      name=setup-$mode-$delay
+      start_relay gateway "$name" "${flags[@]}"
+      run_load gateway "$name" "$PRECONNECT_CALLS" preconnect.jsonl \
+        --realtime-delay-ms "$delay" --stream-delay-ms "$sdelay"
+      stop_relay
+    done
+  done
+fi
+
+# ---- summary ----
+{
+  echo "## Sweep (${DURATION} s per call; relay on core $RELAY_CPU, load generator on core $LOADGEN_CPU)"
+  echo
+  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % |"
+  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  jq -rs '
+    def n(x): if x == null then "-" else ((x * 100 | round) / 100 | tostring) end;
+    def ratio(a; b): if a == null or b == null or b == 0 then "-" else n(a / b) + "x" end;
+    (map(select(.label == "floor")) | map({key: (.calls | tostring), value: .}) | from_entries) as $floor
+    | sort_by(.calls)[]
+    | . as $r
+    | ($floor[$r.calls | tostring]) as $f
+    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) |"
+  ' "$OUT/sweep.jsonl"
+  if [ -s "$OUT/preconnect.jsonl" ]; then
+    echo
+    echo "## Pre-connect (${PRECONNECT_CALLS} calls)"
+    echo
+    echo "| run | realtime handshake delay ms | Twilio stream delay ms | setup p50 ms | setup p99 ms | failed |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    jq -rs --arg sd "$STREAM_DELAY_MS" '
+      def n(x): if x == null then "-" else ((x * 100 | round) / 100 | tostring) end;
+      .[] | (.run | capture("setup-(?<mode>.*)-(?<delay>[0-9]+)$")) as $m
+      | "| \($m.mode) | \($m.delay) | \(if $m.delay == "0" then "0" else $sd end) | \(n(.setup_ms.p50)) | \(n(.setup_ms.p99)) | \(.failed) |"
+    ' "$OUT/preconnect.jsonl"
+  fi
+} | tee "$OUT/summary.md"
+log "results in $OUT"

@@ -1,0 +1,226 @@
+//! A minimal GA Realtime responder for load: it talks without pause and listens only to
+//! measure.
+//!
+//! Per connection: `session.created`; `session.updated` for each `session.update`; on the
+//! first `response.create` (or right after `session.updated` when configured) one response
+//! opens and streams 20 ms µ-law deltas at real time until the socket closes. Each
+//! `input_audio_buffer.append` is read only for its tag, to time the inbound relay. Unlike
+//! the full simulator (`crate::realtime`) there is no VAD, no script and no validation:
+//! the point is steady traffic both ways at the lowest cost per frame.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
+use super::ga::{self, Ids};
+use super::shared::{Gauge, Shared};
+use super::tag::{FrameEncoder, Tag, read_tag};
+
+/// One frame of assistant audio, 20 ms.
+const FRAME: Duration = Duration::from_millis(20);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// How the responder behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponderConfig {
+    /// Held before answering each WebSocket handshake (stands in for TCP+TLS+WS to OpenAI).
+    pub handshake_delay: Duration,
+    /// Start talking right after `session.updated` instead of waiting for `response.create`.
+    pub talk_on_session_updated: bool,
+}
+
+/// Serves `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, cfg: ResponderConfig, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let index = shared
+                    .sessions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                tokio::spawn(session(stream, index, cfg, shared.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "load responder: accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The handshake check: the Realtime path and a bearer key, as OpenAI requires.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
+fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    let refuse = |status: StatusCode, why: &str| {
+        let mut r = ErrorResponse::new(Some(why.to_owned()));
+        *r.status_mut() = status;
+        r
+    };
+    if !req.uri().path().starts_with("/v1/realtime") {
+        return Err(refuse(StatusCode::NOT_FOUND, "not a Realtime endpoint"));
+    }
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| !key.trim().is_empty());
+    if !bearer {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "missing bearer API key"));
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct ClientEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    audio: Option<Cow<'a, str>>,
+}
+
+async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Arc<Shared>) {
+    let _open = Gauge::up(&shared.sessions_open);
+    if !cfg.handshake_delay.is_zero() {
+        tokio::time::sleep(cfg.handshake_delay).await;
+    }
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check_request,
+        Some(super::ws_config()),
+    )
+    .await
+    {
+        Ok(ws) => ws,
+        Err(_) => {
+            Shared::bump(&shared.sessions_refused);
+            return;
+        }
+    };
+    let (mut tx, mut rx) = ws.split();
+    let ids = Ids::new(shared.run_id, index);
+    let mut events = 0u64;
+    let mut event_id = || {
+        events += 1;
+        format!("event_{}_c{events}", ids.session)
+    };
+    if tx
+        .send(Message::text(ga::session_event(
+            "session.created",
+            &event_id(),
+            &ids,
+        )))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let encoder = FrameEncoder::new(index % 7 + 1);
+    let untagged = !shared.outbound.sent_at.has(index);
+    let prefix = ga::delta_prefix(&ids);
+    // Set when the response starts; the timer is armed only from then on.
+    let mut talk_start: Option<Instant> = None;
+    let mut seq = 0u32;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+
+    loop {
+        let mut replies: Vec<String> = Vec::new();
+        tokio::select! {
+            msg = rx.next() => {
+                let at = shared.clock.now_ns();
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(ev) = serde_json::from_str::<ClientEvent<'_>>(text.as_str()) else {
+                    continue;
+                };
+                let start = match ev.kind.as_ref() {
+                    "input_audio_buffer.append" => {
+                        if let Some(tag) = ev.audio.as_deref().and_then(read_tag) {
+                            shared.inbound.received(tag, at);
+                        }
+                        false
+                    }
+                    "session.update" => {
+                        replies.push(ga::session_event("session.updated", &event_id(), &ids));
+                        cfg.talk_on_session_updated
+                    }
+                    "response.create" => true,
+                    _ => false,
+                };
+                if start && talk_start.is_none() {
+                    replies.extend(ga::response_start(&ids, &mut event_id));
+                    let now = Instant::now();
+                    talk_start = Some(now);
+                    timer.as_mut().reset(now);
+                }
+            }
+            () = &mut timer, if talk_start.is_some() => {
+                let tag = Tag { stream: index, seq };
+                // More sessions than table rows: still real traffic, just not timed.
+                let delta = if untagged {
+                    ga::delta(&prefix, seq, encoder.plain())
+                } else {
+                    ga::delta(&prefix, seq, &encoder.payload(tag))
+                };
+                if !untagged {
+                    shared.outbound.sending(tag, shared.clock.now_ns());
+                }
+                if tx.send(Message::text(delta)).await.is_err() {
+                    break;
+                }
+                seq = seq.wrapping_add(1);
+                if let Some(t0) = talk_start {
+                    // Absolute schedule: a late tick is caught up, never drifts.
+                    timer.as_mut().reset(t0 + FRAME * seq);
+                }
+            }
+        }
+        for r in replies {
+            if tx.send(Message::text(r)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_needs_the_realtime_path_and_a_bearer_key() {
+        let req = |path: &str, auth: Option<&str>| {
+            let mut b = Request::builder().uri(path);
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            b.body(()).unwrap()
+        };
+        let ok = check_request(
+            &req("/v1/realtime?model=gpt-realtime", Some("Bearer sk-x")),
+            Response::new(()),
+        );
+        assert!(ok.is_ok());
+        let no_key = check_request(&req("/v1/realtime", None), Response::new(()));
+        assert_eq!(no_key.unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        let empty = check_request(&req("/v1/realtime", Some("Bearer  ")), Response::new(()));
+        assert_eq!(empty.unwrap_err().status(), StatusCode::UNAUTHORIZED);
+        let path = check_request(&req("/other", Some("Bearer sk")), Response::new(()));
+        assert_eq!(path.unwrap_err().status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,266 @@
+//! The Twilio side of a load call: webhook parameters and signature, the TwiML answer, and
+//! Media Streams messages as Twilio writes them (numbers as strings).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha1::Sha1;
+
+/// `X-Twilio-Signature`: base64 HMAC-SHA1 over the URL and the name-sorted parameters.
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
+        // HMAC takes keys of any length; an empty signature simply fails validation.
+        return String::new();
+    };
+    mac.update(url.as_bytes());
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The form parameters Twilio sends with an inbound call's webhook.
+pub fn webhook_params(
+    account_sid: &str,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+) -> Vec<(String, String)> {
+    [
+        ("AccountSid", account_sid),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call_sid),
+        ("CallStatus", "ringing"),
+        ("Called", to),
+        ("Caller", from),
+        ("Direction", "inbound"),
+        ("From", from),
+        ("To", to),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// What the TwiML told Twilio to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `<Connect><Stream url>` with its `<Parameter>`s.
+    Stream {
+        /// WebSocket URL.
+        url: String,
+        /// Custom parameters in document order.
+        params: Vec<(String, String)>,
+    },
+    /// `<Reject>` (busy, over capacity).
+    Rejected,
+    /// Anything else (`<Say>…<Hangup/>`, garbage).
+    Other,
+}
+
+/// Reads the parts of a TwiML answer a load call needs. This is deliberately not a general
+/// XML parser: it reads the attributes of `<Stream>` and `<Parameter>` start tags.
+pub fn parse_answer(twiml: &str) -> Answer {
+    let Some(stream_at) = twiml.find("<Stream") else {
+        return if twiml.contains("<Reject") {
+            Answer::Rejected
+        } else {
+            Answer::Other
+        };
+    };
+    let Some(url) = tag_at(twiml, stream_at).and_then(|t| attribute(t, "url")) else {
+        return Answer::Other;
+    };
+    let mut params = Vec::new();
+    let mut from = stream_at;
+    while let Some(off) = twiml[from..].find("<Parameter") {
+        let at = from + off;
+        if let Some(tag) = tag_at(twiml, at)
+            && let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value"))
+        {
+            params.push((name, value));
+        }
+        from = at + "<Parameter".len();
+    }
+    Answer::Stream { url, params }
+}
+
+/// The start tag beginning at `at`, up to its `>`.
+fn tag_at(doc: &str, at: usize) -> Option<&str> {
+    let rest = &doc[at..];
+    rest.find('>').map(|end| &rest[..end])
+}
+
+/// A double- or single-quoted attribute of a start tag, entities decoded.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let mut search = 0;
+    while let Some(off) = tag[search..].find(name) {
+        let at = search + off;
+        search = at + name.len();
+        let preceded_by_space = tag[..at].ends_with(|c: char| c.is_ascii_whitespace());
+        let rest = tag[search..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let quote = rest.chars().next()?;
+        if !preceded_by_space || (quote != '"' && quote != '\'') {
+            continue;
+        }
+        let body = &rest[1..];
+        let end = body.find(quote)?;
+        return Some(unescape(&body[..end]));
+    }
+    None
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Twilio's `connected` message.
+pub fn connected() -> String {
+    r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.to_owned()
+}
+
+/// Twilio's `start` message (sequence number 1).
+pub fn start(
+    stream_sid: &str,
+    account_sid: &str,
+    call_sid: &str,
+    params: &[(String, String)],
+) -> String {
+    let custom: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "event": "start",
+        "sequenceNumber": "1",
+        "streamSid": stream_sid,
+        "start": {
+            "accountSid": account_sid,
+            "streamSid": stream_sid,
+            "callSid": call_sid,
+            "tracks": ["inbound"],
+            "customParameters": custom,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+        }
+    })
+    .to_string()
+}
+
+/// A `media` message; `chunk` counts from 1, `timestamp_ms` from the stream's start.
+pub fn media(seq: u64, stream_sid: &str, chunk: u64, timestamp_ms: u64, payload: &str) -> String {
+    format!(
+        r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{timestamp_ms}","payload":"{payload}"}}}}"#
+    )
+}
+
+/// A `mark` echo.
+pub fn mark(seq: u64, stream_sid: &str, name: &str) -> String {
+    serde_json::json!({
+        "event": "mark",
+        "sequenceNumber": seq.to_string(),
+        "streamSid": stream_sid,
+        "mark": {"name": name}
+    })
+    .to_string()
+}
+
+/// Twilio's `stop` message.
+pub fn stop(seq: u64, stream_sid: &str, account_sid: &str, call_sid: &str) -> String {
+    format!(
+        r#"{{"event":"stop","sequenceNumber":"{seq}","streamSid":"{stream_sid}","stop":{{"accountSid":"{account_sid}","callSid":"{call_sid}"}}}}"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_twilios_documented_example() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675310"),
+            ("Digits", "1234"),
+            ("From", "+14158675310"),
+            ("To", "+18005551212"),
+        ]
+        .into_iter()
+        .rev()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            signature(
+                "12345",
+                "https://example.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
+            "L/OH5YylLD5NRKLltdqwSvS0BnU="
+        );
+    }
+
+    #[test]
+    fn stream_answer_with_parameters() {
+        let twiml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="ws://127.0.0.1:1/twilio/stream/demo/CA1"><Parameter name="tenant" value="demo"/><Parameter name="from" value="+1&amp;2"/><Parameter name="to" value=""/><Parameter name='token' value='ab&quot;c'/></Stream></Connect></Response>"#;
+        let Answer::Stream { url, params } = parse_answer(twiml) else {
+            panic!("not a stream answer");
+        };
+        assert_eq!(url, "ws://127.0.0.1:1/twilio/stream/demo/CA1");
+        let expected: Vec<(String, String)> = [
+            ("tenant", "demo"),
+            ("from", "+1&2"),
+            ("to", ""),
+            ("token", "ab\"c"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(params, expected);
+    }
+
+    #[test]
+    fn busy_and_other_answers() {
+        assert_eq!(
+            parse_answer(r#"<Response><Reject reason="busy"/></Response>"#),
+            Answer::Rejected
+        );
+        assert_eq!(
+            parse_answer("<Response><Say>Sorry</Say><Hangup/></Response>"),
+            Answer::Other
+        );
+        assert_eq!(
+            parse_answer("<Response><Connect><Stream name=\"x\">"),
+            Answer::Other
+        );
+        assert_eq!(parse_answer("<Stream url=\"unterminated"), Answer::Other);
+    }
+
+    #[test]
+    fn messages_are_json_with_string_numbers() {
+        let m: serde_json::Value = serde_json::from_str(&media(4, "MZ1", 3, 40, "AAAA")).unwrap();
+        assert_eq!(m["sequenceNumber"], "4");
+        assert_eq!(m["media"]["chunk"], "3");
+        assert_eq!(m["media"]["timestamp"], "40");
+        assert_eq!(m["media"]["payload"], "AAAA");
+        let s: serde_json::Value =
+            serde_json::from_str(&start("MZ1", "AC1", "CA1", &[("k".into(), "v\"".into())]))
+                .unwrap();
+        assert_eq!(s["start"]["customParameters"]["k"], "v\"");
+        assert_eq!(s["start"]["mediaFormat"]["sampleRate"], 8000);
+        let k: serde_json::Value = serde_json::from_str(&mark(9, "MZ1", "a\"b")).unwrap();
+        assert_eq!(k["mark"]["name"], "a\"b");
+        let p: serde_json::Value = serde_json::from_str(&stop(10, "MZ1", "AC1", "CA1")).unwrap();
+        assert_eq!(p["stop"]["callSid"], "CA1");
+        assert!(serde_json::from_str::<serde_json::Value>(&connected()).is_ok());
+    }
+}
