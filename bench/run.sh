@@ -14,6 +14,9 @@
 #   REALTIME_DELAY_MS=300 STREAM_DELAY_MS=300   handshake and Twilio delays it simulates
 #   TENANT=examples/tenants/demo.yaml   tenant served by the gateway
 #   RELAY_CPU=0 LOADGEN_CPU=1           cores for the relay and for the load generator
+#   QUIET_PCT=10 QUIET_WAIT=600         before each row, wait up to QUIET_WAIT s for other
+#                        processes to use less than QUIET_PCT % of one core (a shared
+#                        machine's builds would otherwise be measured too)
 #   OUT=bench/results/<timestamp>       where results go
 #   SKIP_BUILD=1 GATEWAY_BIN=… SIM_BIN=… use prebuilt binaries instead of building
 set -euo pipefail
@@ -29,6 +32,8 @@ STREAM_DELAY_MS=${STREAM_DELAY_MS:-300}
 TENANT=${TENANT:-examples/tenants/demo.yaml}
 RELAY_CPU=${RELAY_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
+QUIET_PCT=${QUIET_PCT:-10}
+QUIET_WAIT=${QUIET_WAIT:-600}
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 if [ "$#" -gt 0 ]; then CALLS=("$@"); else CALLS=(50 200 500 1000); fi
 
@@ -82,6 +87,28 @@ wait_port() { # port: waits up to 10 s for a listener
   done
   log "nothing listening on port $1"
   return 1
+}
+
+busy_ticks() { # all cores' busy ticks so far (/proc/stat: all but idle and iowait)
+  awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat
+}
+
+wait_quiet() { # waits (bounded) until the machine is idle enough to measure on
+  local waited=0 a b pct hz
+  hz=$(getconf CLK_TCK)
+  while :; do
+    a=$(busy_ticks)
+    sleep 3
+    b=$(busy_ticks)
+    pct=$(((b - a) * 100 / (3 * hz)))
+    if [ "$pct" -lt "$QUIET_PCT" ]; then return 0; fi
+    if [ "$waited" -ge "$QUIET_WAIT" ]; then
+      log "machine still busy (${pct}% of a core); measuring anyway (see 'other CPU')"
+      return 0
+    fi
+    [ "$waited" = 0 ] && log "machine busy (${pct}% of a core): waiting for it to go quiet"
+    waited=$((waited + 3))
+  done
 }
 
 stop_relay() {
@@ -139,6 +166,7 @@ start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_U
 run_load() { # kind name calls jsonl [extra sim load flags...]
   local kind=$1 name=$2 calls=$3 jsonl=$4
   shift 4
+  wait_quiet
   log "$name: $calls calls x ${DURATION}s"
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
@@ -187,8 +215,8 @@ fi
 {
   echo "## Sweep (${DURATION} s per call; relay on core $RELAY_CPU, load generator on core $LOADGEN_CPU)"
   echo
-  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % |"
-  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % | other CPU % |"
+  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   jq -rs '
     def n(x): if x == null then "-" else ((x * 100 | round) / 100 | tostring) end;
     def ratio(a; b): if a == null or b == null or b == 0 then "-" else n(a / b) + "x" end;
@@ -196,7 +224,7 @@ fi
     | sort_by(.calls)[]
     | . as $r
     | ($floor[$r.calls | tostring]) as $f
-    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) |"
+    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) | \(n(.other_cpu_pct)) |"
   ' "$OUT/sweep.jsonl"
   if [ -s "$OUT/preconnect.jsonl" ]; then
     echo

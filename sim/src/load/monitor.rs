@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::procfs::Proc;
+use super::procfs::{self, Proc};
 use super::shared::Shared;
 
 /// Sampling period.
@@ -25,6 +25,8 @@ pub struct Sample {
     pub gateway_rss: Option<u64>,
     /// This process's CPU seconds so far.
     pub own_cpu: Option<f64>,
+    /// Busy CPU seconds of the whole machine so far.
+    pub machine_cpu: Option<f64>,
 }
 
 fn take(gateway: Option<u32>, shared: &Shared) -> Sample {
@@ -35,6 +37,7 @@ fn take(gateway: Option<u32>, shared: &Shared) -> Sample {
         gateway_cpu: gw.and_then(Proc::cpu_seconds),
         gateway_rss: gw.and_then(Proc::rss_kib),
         own_cpu: Proc::SelfProc.cpu_seconds(),
+        machine_cpu: procfs::machine_busy_seconds(),
     }
 }
 
@@ -98,6 +101,7 @@ mod tests {
             gateway_cpu: Some(cpu),
             gateway_rss: Some(1000),
             own_cpu: None,
+            machine_cpu: None,
         }
     }
 

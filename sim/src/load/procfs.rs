@@ -38,6 +38,32 @@ impl Proc {
     }
 }
 
+/// CPU seconds all cores of the machine have spent busy so far (every `/proc/stat` time
+/// but idle and iowait). Other processes' share of a window is this minus ours.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks = busy_ticks(stat.lines().next()?)?;
+    Some(ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// Busy ticks from the aggregate `cpu` line: user nice system idle iowait irq softirq
+/// steal (guest time is already inside user).
+fn busy_ticks(line: &str) -> Option<u64> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = v.as_slice() else {
+        return None;
+    };
+    Some(user + nice + system + irq + softirq + steal)
+}
+
 /// `utime + stime` from the text of `/proc/PID/stat`. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after its last `)`.
 fn cpu_ticks(stat: &str) -> Option<u64> {
@@ -86,6 +112,14 @@ mod tests {
             "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 9 0 99 0 0";
         assert_eq!(cpu_ticks(stat), Some(1290));
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn busy_time_excludes_idle_and_iowait() {
+        assert_eq!(busy_ticks("cpu  100 1 20 5000 7 2 3 4 0 0"), Some(130));
+        assert_eq!(busy_ticks("cpu0 100 1 20 5000 7 2 3 4 0 0"), None);
+        assert_eq!(busy_ticks("cpu  1 2"), None);
+        assert!(machine_busy_seconds().is_some());
     }
 
     #[test]

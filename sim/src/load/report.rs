@@ -101,6 +101,9 @@ pub struct LoadReport {
     pub gateway: Option<GatewayReport>,
     /// This load generator's CPU over the same window, % of one core.
     pub loadgen_cpu_pct: Option<f64>,
+    /// CPU every other process on the machine used over the window, % of one core. When it
+    /// is not near 0, something else competed for the cores and the row is not clean.
+    pub other_cpu_pct: Option<f64>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -178,6 +181,12 @@ pub fn build(
             monitor::cpu_percent(samples, a, b, f).map(|p| (p * 10.0).round() / 10.0)
         })
     };
+    let other_cpu_pct = window.and_then(|(a, b)| {
+        let all = monitor::cpu_percent(samples, a, b, |s| s.machine_cpu)?;
+        let relay = monitor::cpu_percent(samples, a, b, |s| s.gateway_cpu).unwrap_or(0.0);
+        let own = monitor::cpu_percent(samples, a, b, |s| s.own_cpu)?;
+        Some(((all - relay - own).max(0.0) * 10.0).round() / 10.0)
+    });
     let gateway = facts.gateway_pid.map(|pid| {
         let before = samples.first().and_then(|s| s.gateway_rss);
         let peak = samples.iter().filter_map(|s| s.gateway_rss).max();
@@ -218,6 +227,7 @@ pub fn build(
         window_s: window.map(|(a, b)| round3(samples[b].t - samples[a].t)),
         gateway,
         loadgen_cpu_pct: pct(|s| s.own_cpu),
+        other_cpu_pct,
     }
 }
 
@@ -285,6 +295,11 @@ impl LoadReport {
         );
         let _ = writeln!(
             s,
+            "  other processes on this machine: CPU {}",
+            opt(self.other_cpu_pct, " %")
+        );
+        let _ = writeln!(
+            s,
             "  responder: {} sessions, {} refused; protocol errors seen by callers: {}",
             self.responder_sessions, self.responder_refused, self.protocol_errors
         );
@@ -343,6 +358,7 @@ mod tests {
                 gateway_cpu: Some(0.0),
                 gateway_rss: Some(1000),
                 own_cpu: Some(0.0),
+                machine_cpu: Some(0.0),
             },
             Sample {
                 t: 1.0,
@@ -350,6 +366,7 @@ mod tests {
                 gateway_cpu: Some(0.5),
                 gateway_rss: Some(1300),
                 own_cpu: Some(0.0),
+                machine_cpu: Some(1.0),
             },
             Sample {
                 t: 2.0,
@@ -357,6 +374,7 @@ mod tests {
                 gateway_cpu: Some(1.0),
                 gateway_rss: Some(1400),
                 own_cpu: Some(0.1),
+                machine_cpu: Some(2.0),
             },
             Sample {
                 t: 4.0,
@@ -364,6 +382,7 @@ mod tests {
                 gateway_cpu: Some(2.0),
                 gateway_rss: Some(1350),
                 own_cpu: Some(0.3),
+                machine_cpu: Some(3.5),
             },
         ];
         let r = build(
@@ -392,6 +411,8 @@ mod tests {
         assert_eq!(g.cpu_pct, Some(50.0));
         assert_eq!(g.rss_per_call_kib, Some(100.0));
         assert_eq!(r.loadgen_cpu_pct, Some(10.0));
+        // Machine 75 % = relay 50 % + load generator 10 % + 15 % someone else's.
+        assert_eq!(r.other_cpu_pct, Some(15.0));
         assert_eq!(r.window_s, Some(2.0));
         let json: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
         assert_eq!(json["gateway"]["cpu_pct"], 50.0);
