@@ -4,7 +4,11 @@
 //! - [`caller`]: a Twilio caller: signed webhook, TwiML, a real-time media stream with a
 //!   playout clock that echoes marks only when the audio before them has played.
 //! - [`mulaw`]: G.711 µ-law coding and synthetic speech-like audio.
+//! - [`load`]: many concurrent calls through a relay, with per-frame relay latency.
+//! - [`floor`]: the calibration relay with no logic, for benchmark ratios.
 
 pub mod caller;
+pub mod floor;
+pub mod load;
 pub mod mulaw;
 pub mod realtime;

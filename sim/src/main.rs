@@ -3,6 +3,8 @@
 //! - `sim realtime` serves the Realtime simulator until Ctrl-C.
 //! - `sim call` places one simulated Twilio call against a gateway and prints what the
 //!   caller heard, then the gateway's own record of the call.
+//! - `sim load` places many concurrent calls and measures the relay (gateway or floor).
+//! - `sim floor` serves the calibration relay.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +34,10 @@ enum Command {
     Realtime(RealtimeArgs),
     /// Place one simulated Twilio call against a gateway and report it.
     Call(CallArgs),
+    /// Place many concurrent calls through a relay (gateway or floor) and measure it.
+    Load(LoadArgs),
+    /// Serve the calibration floor relay (no logic) until Ctrl-C.
+    Floor(FloorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +48,75 @@ struct RealtimeArgs {
     /// Simulator configuration (script, pacing, faults); defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Relay base URL (the gateway or the floor); webhooks go to `{gateway}/twilio/voice`.
+    #[arg(long, default_value = "http://127.0.0.1:18080")]
+    gateway: String,
+    /// Called number (the tenant's number).
+    #[arg(long, default_value = "+15005550006")]
+    to: String,
+    /// AccountSid of the account that owns the number.
+    #[arg(long)]
+    account_sid: String,
+    /// Auth token: signs every webhook and stream handshake.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: String,
+    /// Where the in-process Realtime responder listens (the relay's Realtime URL).
+    #[arg(long, default_value = "127.0.0.1:18081")]
+    realtime_listen: SocketAddr,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 50)]
+    calls: usize,
+    /// Seconds of media per call.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds over which calls are started [default: min(calls/50, 10)].
+    #[arg(long)]
+    ramp: Option<f64>,
+    /// The relay's process id: its CPU and RSS are measured.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Delay before the responder answers each Realtime handshake, ms (a real connect to
+    /// OpenAI takes a few hundred).
+    #[arg(long, default_value_t = 0)]
+    realtime_delay_ms: u64,
+    /// Delay between the TwiML answer and opening the media stream, ms (Twilio's own).
+    #[arg(long, default_value_t = 0)]
+    stream_delay_ms: u64,
+    /// The responder starts talking on `session.updated` instead of on `response.create`.
+    #[arg(long)]
+    talk_on_session_updated: bool,
+    /// Label copied into the report (e.g. `floor`, `gateway`).
+    #[arg(long)]
+    label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct FloorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    listen: SocketAddr,
+    /// Realtime WebSocket URL (`?model=` is added).
+    #[arg(long, default_value = "ws://127.0.0.1:18081/v1/realtime")]
+    realtime_url: String,
+    /// Model for `?model=`.
+    #[arg(long, default_value = "gpt-realtime")]
+    model: String,
+    /// Bearer key for the Realtime endpoint.
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        default_value = "sk-floor",
+        hide_env_values = true
+    )]
+    api_key: String,
+    /// Keep the stack's socket defaults (Nagle's algorithm on, 128 KiB WebSocket read
+    /// buffers) instead of tuning them, to measure what they cost a relay.
+    #[arg(long)]
+    stack_defaults: bool,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +161,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Realtime(args) => serve_realtime(args).await.map(|()| true),
         Command::Call(args) => call(args).await,
+        Command::Load(args) => load(args).await,
+        Command::Floor(args) => serve_floor(args).await.map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -310,4 +387,48 @@ fn print_transcript(record: &Value) {
         };
         println!("  [{span}] {role:>9}: {text}{cut}");
     }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("--{flag} {value}"))
+}
+
+/// Runs the load, prints the table then one JSON line; `Ok(false)` when any call failed.
+async fn load(args: LoadArgs) -> Result<bool> {
+    let cfg = switchboard_sim::load::LoadConfig {
+        gateway: args.gateway.trim_end_matches('/').to_owned(),
+        to: args.to,
+        account_sid: args.account_sid,
+        auth_token: args.auth_token,
+        realtime_listen: args.realtime_listen,
+        calls: args.calls,
+        duration: seconds(args.duration, "duration")?,
+        ramp: args.ramp.map(|r| seconds(r, "ramp")).transpose()?,
+        gateway_pid: args.pid,
+        realtime_delay: Duration::from_millis(args.realtime_delay_ms),
+        stream_delay: Duration::from_millis(args.stream_delay_ms),
+        talk_on_session_updated: args.talk_on_session_updated,
+        connect_timeout: Duration::from_secs(10),
+        label: args.label,
+    };
+    let report = switchboard_sim::load::run_load(cfg).await?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(report.failed == 0)
+}
+
+async fn serve_floor(args: FloorArgs) -> Result<()> {
+    let floor = switchboard_sim::floor::Floor::start(switchboard_sim::floor::FloorConfig {
+        listen: args.listen,
+        realtime_url: args.realtime_url,
+        model: args.model,
+        api_key: args.api_key,
+        tuned: !args.stack_defaults,
+    })
+    .await?;
+    println!("floor relay listening at http://{}", floor.addr());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
 }
