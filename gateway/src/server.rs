@@ -93,6 +93,11 @@ impl Gateway {
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();
         let app = router(state.clone());
+        // Nagle's algorithm would hold each small real-time message (a mark behind a media
+        // chunk) until the previous segment is acknowledged: off for a relay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.notified().await });

@@ -10,6 +10,9 @@ use crate::call::task;
 /// Largest WebSocket message accepted from Twilio. A media message is ~300 bytes; the
 /// `start` message with custom parameters a few KB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Read buffer of a media stream socket. Messages are ~300 bytes; the 128 KiB default
+/// would cost every call more memory than everything else it holds.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Validates the handshake signature and hands the socket to the call task.
 pub async fn media_stream(
@@ -50,7 +53,8 @@ pub async fn media_stream(
         .webhook_responses
         .with_label_values(&["stream", "101"])
         .inc();
-    ws.max_message_size(MAX_MESSAGE_BYTES)
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| task::run(state, tenant, call_sid, socket))
 }

@@ -9,7 +9,13 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Read buffer of a Realtime socket.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Largest server event accepted (`session.created` carries the full configuration).
+const MAX_SERVER_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// An open Realtime WebSocket.
 pub type RealtimeSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -96,7 +102,12 @@ impl RealtimeBackend for WsBackend {
                 })?;
             // GA only: no `OpenAI-Beta` header (OpenAI refuses the beta shape).
             req.headers_mut().insert("authorization", auth);
-            let connect = tokio_tungstenite::connect_async(req);
+            // Small read buffer (deltas are a few KB; the 128 KiB default is per call) and
+            // no Nagle delay on the frames we relay.
+            let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER_BYTES)
+                .max_message_size(Some(MAX_SERVER_MESSAGE_BYTES));
+            let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
             let (mut ws, _resp) = tokio::time::timeout(timeout, connect)
                 .await
                 .map_err(|_| RealtimeError::Timeout(url.clone()))?
