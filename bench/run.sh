@@ -17,6 +17,9 @@
 #   QUIET_PCT=10 QUIET_WAIT=600         before each row, wait up to QUIET_WAIT s for other
 #                        processes to use less than QUIET_PCT % of one core (a shared
 #                        machine's builds would otherwise be measured too)
+#   RETRIES=2 RETRY_OTHER_PCT=25        a row during which other processes used more than
+#                        RETRY_OTHER_PCT % of a core is measured again (RETRIES times at
+#                        most); the cleanest attempt is kept
 #   OUT=bench/results/<timestamp>       where results go
 #   SKIP_BUILD=1 GATEWAY_BIN=… SIM_BIN=… use prebuilt binaries instead of building
 set -euo pipefail
@@ -34,6 +37,8 @@ RELAY_CPU=${RELAY_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 QUIET_PCT=${QUIET_PCT:-10}
 QUIET_WAIT=${QUIET_WAIT:-600}
+RETRIES=${RETRIES:-2}
+RETRY_OTHER_PCT=${RETRY_OTHER_PCT:-25}
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 if [ "$#" -gt 0 ]; then CALLS=("$@"); else CALLS=(50 200 500 1000); fi
 
@@ -77,7 +82,8 @@ cleanup() {
     kill -9 "$RELAY_PID" 2>/dev/null || true
   fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 wait_port() { # port: waits up to 10 s for a listener
   local i
@@ -182,15 +188,38 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   if [ "$kind" = gateway ]; then
     curl -s "$RELAY_URL/metrics" >"$OUT/$name.metrics" || true
   fi
-  printf '%s\n' "$json" | jq -c --arg name "$name" '. + {run: $name}' >>"$OUT/$jsonl"
+  printf '%s\n' "$json" | jq -c --arg name "$name" '. + {run: $name}' >"$OUT/$name.json"
+}
+
+measure() { # kind name calls jsonl relay-flags -- load-flags: one row, retried while noisy
+  local kind=$1 name=$2 calls=$3 jsonl=$4 attempt other best="" best_other=""
+  shift 4
+  local relay_flags=() load_flags=()
+  while [ "$#" -gt 0 ] && [ "$1" != -- ]; do relay_flags+=("$1"); shift; done
+  [ "$#" -gt 0 ] && shift
+  load_flags=("$@")
+  for attempt in $(seq 0 "$RETRIES"); do
+    rm -f "$OUT/$name.json"
+    start_relay "$kind" "$name" "${relay_flags[@]}"
+    run_load "$kind" "$name" "$calls" "$jsonl" "${load_flags[@]}"
+    stop_relay
+    [ -s "$OUT/$name.json" ] || continue
+    other=$(jq -r '.other_cpu_pct // 0 | floor' "$OUT/$name.json")
+    if [ -z "$best" ] || [ "$other" -lt "$best_other" ]; then
+      best=$(cat "$OUT/$name.json")
+      best_other=$other
+    fi
+    [ "$other" -le "$RETRY_OTHER_PCT" ] && break
+    [ "$attempt" -lt "$RETRIES" ] && log "$name: other processes used ${other}% of a core; measuring again"
+  done
+  [ -n "$best" ] && printf '%s\n' "$best" >>"$OUT/$jsonl"
+  return 0
 }
 
 : >"$OUT/sweep.jsonl"
 for n in "${CALLS[@]}"; do
   for kind in $RELAYS; do
-    start_relay "$kind" "$kind-$n"
-    run_load "$kind" "$kind-$n" "$n" sweep.jsonl
-    stop_relay
+    measure "$kind" "$kind-$n" "$n" sweep.jsonl
   done
 done
 
@@ -203,10 +232,8 @@ if [ "$PRECONNECT" = 1 ]; then
       flags=()
       [ "$mode" = no-preconnect ] && flags=(--no-preconnect)
       name=setup-$mode-$delay
-      start_relay gateway "$name" "${flags[@]}"
-      run_load gateway "$name" "$PRECONNECT_CALLS" preconnect.jsonl \
+      measure gateway "$name" "$PRECONNECT_CALLS" preconnect.jsonl "${flags[@]}" -- \
         --realtime-delay-ms "$delay" --stream-delay-ms "$sdelay"
-      stop_relay
     done
   done
 fi
