@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 /// How documents are cut into chunks. Sizes are in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkingConfig {
-    /// Largest chunk body, in characters (the heading line added for embedding is extra).
+    /// Largest chunk body in characters, before the overlap carried over from the
+    /// previous chunk is prepended (the title/heading line added for embedding is extra
+    /// too). At least [`MIN_CHUNK_SIZE`].
     pub size: usize,
     /// Characters repeated from the end of one chunk at the start of the next, within a
     /// section. Clamped to half of `size`.

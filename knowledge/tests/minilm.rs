@@ -163,3 +163,30 @@ async fn short_query_latency() {
         assert!(p50 < 500.0, "p50 {p50} ms");
     }
 }
+
+/// Measures batch throughput on one thread for passage-sized chunks (about 120 tokens),
+/// the figure that bounds ingestion time. Prints chunks/s; the bound is loose.
+#[tokio::test]
+async fn passage_throughput() {
+    let Some(model) = load("passage_throughput") else {
+        return;
+    };
+    let passage = "Local delivery costs five dollars and arrives the next business day. \
+                   Orders over fifty dollars are delivered for free within ten miles of the store, \
+                   and larger items such as bicycles can be delivered on Saturdays by appointment. ";
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("Delivery {i}\n{}", passage.repeat(2)))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    model.embed_blocking(&refs[..8]).unwrap();
+    let t = Instant::now();
+    let out = model.embed_blocking(&refs).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(out.len(), 64);
+    let rate = 64.0 / secs;
+    eprintln!(
+        "MiniLM passages (~{} chars), 1 thread: {rate:.1} chunks/s",
+        texts[0].len()
+    );
+    assert!(rate > 0.5, "{rate} chunks/s");
+}

@@ -227,7 +227,7 @@ impl PgVectorStore {
                 batch.iter().map(|c| f(c).clone()).collect()
             };
             let vectors: Vec<String> = batch.iter().map(|c| vector_literal(&c.embedding)).collect();
-            sqlx::query(AssertSqlSafe(sql.clone()))
+            sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(kb)
                 .bind(col(|c| &c.chunk_id))
                 .bind(col(|c| &c.doc_id))
@@ -269,21 +269,22 @@ impl PgVectorStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        // SET LOCAL takes no parameters; the values are integers formatted here.
+        // SET LOCAL takes no parameters; the values are integers formatted here. A custom
+        // plan per search: under the generic plan sqlx's cached statement drifts to after a
+        // few runs, the text-to-vector cast of the query is evaluated for every row and
+        // the index goes unused (measured: 150 ms instead of 1 ms at 2000 rows).
+        let ef = self
+            .ef_search
+            .max(u32::try_from(top_k).unwrap_or(u32::MAX).min(1000));
         let mut settings = format!(
-            "SET LOCAL hnsw.ef_search = {}",
-            self.ef_search
-                .max(u32::try_from(top_k).unwrap_or(u32::MAX).min(1000))
+            "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL hnsw.ef_search = {ef};"
         );
-        sqlx::raw_sql(AssertSqlSafe(settings.clone()))
+        if self.iterative_scan {
+            settings.push_str(" SET LOCAL hnsw.iterative_scan = strict_order;");
+        }
+        sqlx::raw_sql(AssertSqlSafe(settings))
             .execute(&mut *tx)
             .await?;
-        if self.iterative_scan {
-            settings = "SET LOCAL hnsw.iterative_scan = strict_order".to_owned();
-            sqlx::raw_sql(AssertSqlSafe(settings.clone()))
-                .execute(&mut *tx)
-                .await?;
-        }
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT chunk_id, doc_id, title, text,
                     (1 - (embedding {op} $1::{vt}))::float4 AS score
