@@ -50,6 +50,18 @@ pub struct Cli {
     /// Turn off pre-connecting to the Realtime API on the webhook (for measurements).
     #[arg(long, env = "SWITCHBOARD_NO_PRECONNECT")]
     pub no_preconnect: bool,
+    /// KnowledgeBase manifest(s) to ingest into the embedded store at start (laptop mode;
+    /// repeat the flag, the env var takes a comma list).
+    #[arg(
+        long = "knowledge",
+        env = "SWITCHBOARD_KNOWLEDGE",
+        value_delimiter = ','
+    )]
+    pub knowledge: Vec<PathBuf>,
+    /// Directory holding the all-MiniLM-L6-v2 model (model.safetensors, tokenizer.json,
+    /// config.json) for the local embedder; `scripts/model.sh` fetches it and prints it.
+    #[arg(long, env = "SWITCHBOARD_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
 }
 
 impl Cli {

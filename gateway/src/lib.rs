@@ -9,6 +9,7 @@ pub mod call;
 pub mod cli;
 pub mod drain;
 pub mod http;
+pub mod knowledge;
 pub mod metrics;
 pub mod preconnect;
 pub mod realtime;

@@ -183,6 +183,11 @@ impl Metrics {
         Ok(m)
     }
 
+    /// The registry, for components that register their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

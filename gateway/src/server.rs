@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::cli::Cli;
 use crate::drain::Drain;
 use crate::http::{AppState, Shared, router};
+use crate::knowledge;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::WsBackend;
@@ -33,6 +34,14 @@ pub enum StartError {
     /// Listening socket or data directory.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Knowledge bases could not be loaded.
+    #[error(transparent)]
+    Knowledge(#[from] knowledge::KnowledgeError),
+    /// `--knowledge` without a model for the local embedder.
+    #[error(
+        "--knowledge needs --model-dir (or SWITCHBOARD_MODEL_DIR): run scripts/model.sh, it prints the directory"
+    )]
+    NoModelDir,
 }
 
 /// A running gateway.
@@ -52,9 +61,29 @@ impl Gateway {
     pub async fn start(cli: &Cli) -> Result<Self, StartError> {
         let secrets_dir = std::env::var_os("SWITCHBOARD_SECRETS_DIR")
             .map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), PathBuf::from);
-        let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir)?;
         std::fs::create_dir_all(&cli.data_dir)?;
         let metrics = Metrics::new()?;
+        let knowledge = if cli.knowledge.is_empty() {
+            None
+        } else {
+            let kbs = knowledge::read_manifests(&cli.knowledge)?;
+            let model_dir = cli.model_dir.as_deref().ok_or(StartError::NoModelDir)?;
+            let km = knowledge::KnowledgeMetrics::register(metrics.registry())?;
+            Some(Arc::new(
+                knowledge::Knowledge::load(&kbs, model_dir, &cli.data_dir, km).await?,
+            ))
+        };
+        let knowledge_of = |tenant: &str| {
+            knowledge
+                .as_ref()
+                .map(|k| k.bases_of(tenant))
+                .unwrap_or_default()
+        };
+        let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir, &knowledge_of)?;
+        let tools: Arc<dyn crate::tools::ToolRunner> = match &knowledge {
+            Some(k) => Arc::new(knowledge::KnowledgeRunner(k.clone())),
+            None => Arc::new(crate::tools::NoExternalTools),
+        };
         let store = store::open(&cli.store_url()).await?;
         let (writer, writer_task) = WriteBehind::start(
             store.clone(),
@@ -88,7 +117,7 @@ impl Gateway {
             max_calls: cli.max_calls,
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
-            tools: Arc::new(crate::tools::NoExternalTools),
+            tools,
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

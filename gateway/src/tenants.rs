@@ -133,10 +133,13 @@ pub fn resolve_secret(r: &SecretRef, secrets_dir: &Path) -> Result<String, Strin
 
 impl Tenants {
     /// Loads every manifest, resolving secrets (from `secrets_dir` for `secretKeyRef`).
+    /// `knowledge_of(tenant)` names the knowledge bases loaded for a tenant: the agent gets
+    /// the search tool when it may use one of them.
     pub fn load(
         paths: &[PathBuf],
         default_realtime_url: &str,
         secrets_dir: &Path,
+        knowledge_of: &dyn Fn(&str) -> Vec<String>,
     ) -> Result<Self, TenantError> {
         let mut out = Tenants::default();
         for path in paths {
@@ -159,12 +162,28 @@ impl Tenants {
             };
             let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token)?;
             let api_key = secret("spec.openai.apiKey", &spec.openai.api_key)?;
+            let loaded = knowledge_of(&name);
+            let knowledge = spec
+                .agent
+                .knowledge_bases
+                .iter()
+                .any(|kb| loaded.contains(kb));
+            for kb in &spec.agent.knowledge_bases {
+                if !loaded.contains(kb) {
+                    tracing::warn!(
+                        tenant = name,
+                        kb,
+                        "the agent lists a knowledge base that is not loaded (pass it with --knowledge)"
+                    );
+                }
+            }
             let tenant = Arc::new(Self::build(
                 name.clone(),
                 spec,
                 auth_token,
                 api_key,
                 default_realtime_url,
+                knowledge,
             ));
             out.insert(tenant)?;
         }
@@ -178,6 +197,7 @@ impl Tenants {
         auth_token: String,
         api_key: String,
         default_realtime_url: &str,
+        knowledge: bool,
     ) -> Tenant {
         let agent = &spec.agent;
         let greeting_interruptible = agent.greeting.as_ref().is_none_or(|g| g.interruptible);
@@ -187,7 +207,11 @@ impl Tenants {
             interruptible_update: session_config::set_interruptible(agent, true),
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
-            external_tools: Vec::new(),
+            external_tools: if knowledge {
+                vec![crate::knowledge::SEARCH_TOOL.to_string()]
+            } else {
+                Vec::new()
+            },
         };
         Tenant {
             realtime_url: spec
@@ -195,7 +219,11 @@ impl Tenants {
                 .realtime_url
                 .clone()
                 .unwrap_or_else(|| default_realtime_url.to_string()),
-            session_update: session_config::session_update(agent, greeting_interruptible),
+            session_update: session_config::session_update(
+                agent,
+                greeting_interruptible,
+                knowledge,
+            ),
             settings,
             name,
             spec,

@@ -38,6 +38,8 @@ pub struct EnvOptions {
     pub agent_extra: String,
     /// `--preconnect-ttl-seconds`.
     pub preconnect_ttl_seconds: u64,
+    /// `--knowledge` manifests.
+    pub knowledge: Vec<PathBuf>,
 }
 
 impl Default for EnvOptions {
@@ -50,6 +52,7 @@ impl Default for EnvOptions {
             no_preconnect: false,
             agent_extra: String::new(),
             preconnect_ttl_seconds: 15,
+            knowledge: Vec::new(),
         }
     }
 }
@@ -134,6 +137,8 @@ impl Env {
             drain_seconds: 60,
             preconnect_ttl_seconds: opts.preconnect_ttl_seconds,
             no_preconnect: opts.no_preconnect,
+            knowledge: opts.knowledge.clone(),
+            model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

@@ -1,0 +1,343 @@
+//! Knowledge lookups mid-call: the `search_knowledge_base` tool.
+//!
+//! Laptop mode: `--knowledge FILE` KnowledgeBase manifests are ingested at start into the
+//! embedded store (SQLite in the data dir, exact search in memory) with the local MiniLM
+//! embedder, so a lookup never leaves the process. Only changed chunks are re-embedded on
+//! a restart. (In a cluster the operator indexes; the gateway side is the same runner.)
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
+use serde_json::json;
+use switchboard_crds::{EmbedderKind, KnowledgeBase, LoadError, parse_knowledge_base};
+use switchboard_knowledge::{
+    ChunkingConfig, Document, EmbeddedStore, Embedder, LocalMiniLm, VectorStore, ingest,
+};
+
+use crate::tenants::Tenant;
+use crate::tools::ToolRunner;
+
+/// Name of the knowledge tool the model calls.
+pub const SEARCH_TOOL: &str = "search_knowledge_base";
+
+/// Why knowledge bases could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    /// The manifest file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a valid KnowledgeBase.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: LoadError,
+    },
+    /// Something laptop mode cannot do (a source or embedder it has no access to).
+    #[error("knowledge base {kb}: {problem}")]
+    Unsupported {
+        /// KB name.
+        kb: String,
+        /// What.
+        problem: String,
+    },
+    /// The local model is missing or broken.
+    #[error("local embedder: {0}")]
+    Embedder(#[from] switchboard_knowledge::EmbedError),
+    /// The embedded store failed.
+    #[error("embedded store: {0}")]
+    Store(#[from] switchboard_knowledge::StoreError),
+    /// Ingestion failed.
+    #[error("ingesting {kb}: {source}")]
+    Ingest {
+        /// KB name.
+        kb: String,
+        /// Cause.
+        source: switchboard_knowledge::IngestError,
+    },
+    /// Opening the SQLite file failed.
+    #[error("opening {path}: {source}")]
+    Sqlite {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: sqlx::Error,
+    },
+}
+
+/// Retrieval settings of one knowledge base.
+#[derive(Debug, Clone)]
+struct Retrieval {
+    kb: String,
+    top_k: usize,
+    min_score: f32,
+}
+
+/// Lookup metrics.
+#[derive(Clone)]
+pub struct KnowledgeMetrics {
+    /// Arguments received → output ready, seconds.
+    pub latency: Histogram,
+    /// Lookups by result (`hits`, `empty`, `error`).
+    pub lookups: IntCounterVec,
+}
+
+impl KnowledgeMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "switchboard_knowledge_lookup_seconds",
+                "Knowledge tool: arguments received to output ready",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        let lookups = IntCounterVec::new(
+            Opts::new(
+                "switchboard_knowledge_lookups_total",
+                "Knowledge lookups by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(lookups.clone()))?;
+        Ok(Self { latency, lookups })
+    }
+}
+
+/// Knowledge bases loaded for the tenants of this gateway.
+pub struct Knowledge {
+    embedder: Arc<dyn Embedder>,
+    store: Arc<EmbeddedStore>,
+    by_tenant: HashMap<String, Vec<Retrieval>>,
+    metrics: KnowledgeMetrics,
+}
+
+/// Reads KnowledgeBase manifests.
+pub fn read_manifests(paths: &[PathBuf]) -> Result<Vec<KnowledgeBase>, KnowledgeError> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            parse_knowledge_base(&text).map_err(|source| KnowledgeError::Manifest {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn documents(kb: &KnowledgeBase, name: &str) -> Result<Vec<Document>, KnowledgeError> {
+    let mut docs = Vec::new();
+    for source in &kb.spec.sources {
+        let Some(inline) = &source.inline else {
+            return Err(KnowledgeError::Unsupported {
+                kb: name.to_string(),
+                problem: "only inline sources can be read without a cluster (configMap and s3 sources are the operator's)".into(),
+            });
+        };
+        for d in &inline.documents {
+            docs.push(Document {
+                id: format!("inline/{}", d.document_id()),
+                title: d.title.clone(),
+                content: d.content.clone(),
+                category: d.category.clone(),
+            });
+        }
+    }
+    Ok(docs)
+}
+
+impl Knowledge {
+    /// Loads the model from `model_dir`, opens `<data_dir>/knowledge.db` and ingests every
+    /// manifest (re-embedding only changed chunks).
+    pub async fn load(
+        kbs: &[KnowledgeBase],
+        model_dir: &Path,
+        data_dir: &Path,
+        metrics: KnowledgeMetrics,
+    ) -> Result<Self, KnowledgeError> {
+        let embedder: Arc<dyn Embedder> = Arc::new(LocalMiniLm::load(model_dir)?);
+        let path = data_dir.join("knowledge.db");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts)
+            .await
+            .map_err(|source| KnowledgeError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Arc::new(EmbeddedStore::open(pool).await?);
+        let mut by_tenant: HashMap<String, Vec<Retrieval>> = HashMap::new();
+        for kb in kbs {
+            let name = kb.metadata.name.clone().unwrap_or_default();
+            if kb.spec.embedder.kind != EmbedderKind::Local {
+                return Err(KnowledgeError::Unsupported {
+                    kb: name,
+                    problem: "laptop mode embeds with the local model only".into(),
+                });
+            }
+            let docs = documents(kb, &name)?;
+            let chunking = ChunkingConfig {
+                size: kb.spec.chunking.size as usize,
+                overlap: kb.spec.chunking.overlap as usize,
+            };
+            let t0 = Instant::now();
+            let report = ingest(&name, &docs, &chunking, embedder.as_ref(), store.as_ref())
+                .await
+                .map_err(|source| KnowledgeError::Ingest {
+                    kb: name.clone(),
+                    source,
+                })?;
+            tracing::info!(
+                kb = name,
+                tenant = kb.spec.tenant,
+                ?report,
+                ms = t0.elapsed().as_millis() as u64,
+                "knowledge base ingested"
+            );
+            by_tenant
+                .entry(kb.spec.tenant.clone())
+                .or_default()
+                .push(Retrieval {
+                    kb: name,
+                    top_k: kb.spec.retrieval.top_k as usize,
+                    min_score: kb.spec.retrieval.min_score as f32,
+                });
+        }
+        Ok(Self {
+            embedder,
+            store,
+            by_tenant,
+            metrics,
+        })
+    }
+
+    /// Names of the knowledge bases loaded for `tenant`.
+    pub fn bases_of(&self, tenant: &str) -> Vec<String> {
+        self.by_tenant
+            .get(tenant)
+            .map(|v| v.iter().map(|r| r.kb.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Embeds `query` and searches the tenant's knowledge bases it may use; the output is
+    /// the JSON the model receives.
+    pub async fn search(&self, tenant: &Tenant, query: &str) -> Result<serde_json::Value, String> {
+        let allowed = &tenant.spec.agent.knowledge_bases;
+        let bases: Vec<&Retrieval> = self
+            .by_tenant
+            .get(&tenant.name)
+            .map(|v| v.iter().filter(|r| allowed.contains(&r.kb)).collect())
+            .unwrap_or_default();
+        if bases.is_empty() {
+            return Err("no knowledge base is available for this business".into());
+        }
+        let vectors = self
+            .embedder
+            .embed(&[query])
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(vector) = vectors.first() else {
+            return Err("the embedder returned nothing".into());
+        };
+        let mut hits = Vec::new();
+        for r in &bases {
+            let found = self
+                .store
+                .search(&r.kb, vector, r.top_k, r.min_score)
+                .await
+                .map_err(|e| e.to_string())?;
+            hits.extend(found.into_iter().map(|h| (r.kb.clone(), h)));
+        }
+        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+        let top_k = bases.iter().map(|r| r.top_k).max().unwrap_or(4);
+        hits.truncate(top_k);
+        Ok(json!({
+            "query": query,
+            "passages": hits.iter().map(|(kb, h)| json!({
+                "source": format!("{kb}/{}", h.chunk_id),
+                "title": h.title,
+                "text": h.text,
+                "score": (h.score * 1000.0).round() / 1000.0,
+            })).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// Runs [`SEARCH_TOOL`] calls against [`Knowledge`]; any other tool gets an error output.
+pub struct KnowledgeRunner(pub Arc<Knowledge>);
+
+impl ToolRunner for KnowledgeRunner {
+    fn run(
+        &self,
+        tenant: &Arc<Tenant>,
+        name: &str,
+        arguments: &str,
+    ) -> Pin<Box<dyn Future<Output = String> + Send>> {
+        let knowledge = self.0.clone();
+        let tenant = tenant.clone();
+        let name = name.to_string();
+        let arguments = arguments.to_string();
+        Box::pin(async move {
+            if name != SEARCH_TOOL {
+                return json!({ "error": format!("tool {name:?} is not available") }).to_string();
+            }
+            let t0 = Instant::now();
+            let query = serde_json::from_str::<serde_json::Value>(&arguments)
+                .ok()
+                .and_then(|v| v.get("query").and_then(|q| q.as_str()).map(str::to_string))
+                .filter(|q| !q.trim().is_empty());
+            let Some(query) = query else {
+                knowledge
+                    .metrics
+                    .lookups
+                    .with_label_values(&["error"])
+                    .inc();
+                return json!({ "error": "arguments must be an object with a non-empty \"query\" string" }).to_string();
+            };
+            let out = match knowledge.search(&tenant, &query).await {
+                Ok(v) => {
+                    let empty = v["passages"].as_array().is_none_or(Vec::is_empty);
+                    knowledge
+                        .metrics
+                        .lookups
+                        .with_label_values(&[if empty { "empty" } else { "hits" }])
+                        .inc();
+                    v.to_string()
+                }
+                Err(e) => {
+                    knowledge
+                        .metrics
+                        .lookups
+                        .with_label_values(&["error"])
+                        .inc();
+                    tracing::warn!(tenant = tenant.name, error = e, "knowledge lookup failed");
+                    json!({ "error": format!("knowledge lookup failed: {e}") }).to_string()
+                }
+            };
+            knowledge
+                .metrics
+                .latency
+                .observe(t0.elapsed().as_secs_f64());
+            out
+        })
+    }
+}
