@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     // One TLS crypto provider for every client (Realtime over wss, Postgres over TLS).
     let _ = rustls::crypto::ring::default_provider().install_default();
