@@ -29,7 +29,11 @@ pub struct MiniLmOptions {
     /// Longest input in tokens (special tokens included); `None` reads
     /// `sentence_bert_config.json`'s `max_seq_length`, else 256.
     pub max_seq_len: Option<usize>,
-    /// Threads of the private pool the forward pass runs on.
+    /// Threads of the private pool the forward pass runs on. candle still cuts each
+    /// matmul into as many parts as it sees cores (`RAYON_NUM_THREADS`, else the machine's
+    /// count), which a one-thread pool then runs in turn: with `threads: 1`, setting
+    /// `RAYON_NUM_THREADS=1` in the process environment saves that split (measured: short
+    /// query 7.4 → 6.6 ms).
     pub threads: usize,
     /// Rows per forward pass when embedding many texts (rows are sorted by length first,
     /// so padding stays small).

@@ -190,7 +190,7 @@ impl OpenAiEmbedder {
             .saturating_mul(1u32 << n.min(16))
             .min(self.config.max_backoff);
         let factor = rand::rng().random_range(0.75..=1.25);
-        base.mul_f64(factor)
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
     }
 
     async fn attempt(&self, body: &[u8], expected: usize) -> Attempt {
@@ -277,11 +277,12 @@ impl OpenAiEmbedder {
 /// (the backoff applies instead).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
-    }
-    let secs = text(RETRY_AFTER.as_str())?.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+    let secs = match text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        Some(ms) => ms / 1000.0,
+        None => text(RETRY_AFTER.as_str())?.trim().parse::<f64>().ok()?,
+    };
+    // A peer's number: clamp before converting, so no value can panic the conversion.
+    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
 }
 
 /// reqwest's error with its causes, which hold the useful part (DNS, TLS, refused).
@@ -337,6 +338,13 @@ mod tests {
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&h), None);
+        // Hostile values neither panic nor wait forever.
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.insert("retry-after-ms", HeaderValue::from_static("-5"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after-ms", HeaderValue::from_static("NaN"));
         assert_eq!(retry_after(&h), None);
     }
 
