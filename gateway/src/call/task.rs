@@ -350,20 +350,25 @@ async fn relay(
         };
         session.handle(now_ms(), input, &mut actions);
         let mut relayed = false;
+        // Frames of one input (a media chunk and its mark) are queued with `feed` and
+        // written with one flush per socket: one write syscall instead of one per frame.
+        let (mut tw_fed, mut rt_fed) = (false, false);
         for action in actions.drain(..) {
             match action {
                 Action::Twilio(text) => {
-                    if tw_open && tw_tx.send(TwMessage::Text(text.into())).await.is_err() {
+                    if tw_open && tw_tx.feed(TwMessage::Text(text.into())).await.is_err() {
                         tw_open = false;
                         inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
                     }
+                    tw_fed = true;
                     relayed |= matches!(frame, Frame::Outbound);
                 }
                 Action::Realtime(text) => {
-                    if rt_open && rt_tx.send(RtMessage::text(text)).await.is_err() {
+                    if rt_open && rt_tx.feed(RtMessage::text(text)).await.is_err() {
                         rt_open = false;
                         inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
                     }
+                    rt_fed = true;
                     relayed |= matches!(frame, Frame::Inbound);
                 }
                 Action::Observe(o) => observe(&state, &ctx.call_sid, o),
@@ -381,6 +386,14 @@ async fn relay(
                 }
                 Action::End(s) => summary = Some(s),
             }
+        }
+        if tw_fed && tw_open && tw_tx.flush().await.is_err() {
+            tw_open = false;
+            inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
+        }
+        if rt_fed && rt_open && rt_tx.flush().await.is_err() {
+            rt_open = false;
+            inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
         }
         if relayed {
             match frame {
