@@ -197,6 +197,7 @@ pub struct CallSession {
     barge_ins: u32,
     hangup_requested: bool,
     pending_tools: Vec<PendingTool>,
+    scratch: Vec<u8>,
     last_error: Option<String>,
     ended: bool,
 }
@@ -232,6 +233,7 @@ impl CallSession {
             barge_ins: 0,
             hangup_requested: false,
             pending_tools: Vec::new(),
+            scratch: Vec::new(),
             last_error: None,
             ended: false,
         }
@@ -538,10 +540,14 @@ impl CallSession {
             out.push(Action::Observe(Observation::LateDeltaDropped));
             return;
         }
-        let Ok(bytes) = STANDARD.decode(delta).map(|b| b.len() as u64) else {
+        // Decoded only to validate and count; the buffer is reused so a delta costs no
+        // allocation once the call's largest delta has been seen.
+        self.scratch.clear();
+        let Ok(()) = STANDARD.decode_vec(delta, &mut self.scratch) else {
             out.push(Action::Observe(Observation::Protocol("openai_bad_audio")));
             return;
         };
+        let bytes = self.scratch.len() as u64;
         if bytes == 0 {
             return;
         }

@@ -583,3 +583,29 @@ fn external_tool_result_survives_a_barge_in_and_waits_for_the_active_response() 
         ))]
     );
 }
+
+#[test]
+fn invalid_agent_audio_is_not_forwarded() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r".into(),
+    });
+    let out = h.rt(ServerEvent::AudioDelta {
+        response_id: "r".into(),
+        item_id: "i".into(),
+        content_index: 0,
+        delta: "%%% not base64".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Action::Observe(Observation::Protocol("openai_bad_audio"))]
+    );
+    // A good delta afterwards still plays, with the reused buffer holding only its bytes.
+    let out = h.delta("r", "i", 160);
+    assert_eq!(mark_names(&out).len(), 1);
+    assert!(
+        mark_names(&out)[0].starts_with("i:20:"),
+        "{:?}",
+        mark_names(&out)
+    );
+}
