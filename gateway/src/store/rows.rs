@@ -35,6 +35,14 @@ fn role_from_str(s: &str) -> Result<Role, sqlx::Error> {
     }
 }
 
+/// A call's transcript, in order (same SQL for SQLite and Postgres).
+pub(crate) const SELECT_TRANSCRIPT: &str = "SELECT seq, role, text, start_ms, end_ms, interrupted, heard_ms \
+     FROM transcript_entries WHERE call_sid = $1 ORDER BY seq";
+
+/// A call's tool calls, in order (same SQL for SQLite and Postgres).
+pub(crate) const SELECT_TOOL_CALLS: &str = "SELECT call_id, name, arguments, output, latency_ms \
+     FROM tool_calls WHERE call_sid = $1 ORDER BY seq";
+
 /// Decodes one `calls` row (selected with [`CALL_COLUMNS`]) without transcript or tools.
 pub(crate) fn call_from_row<'r, R>(row: &'r R) -> Result<CallRecord, sqlx::Error>
 where

@@ -9,7 +9,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{SqlStr, Sqlite, Transaction};
 
-use super::rows::{CALL_COLUMNS, call_from_row, to_sql, tool_call_from_row, transcript_from_row};
+use super::rows::{
+    CALL_COLUMNS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row, to_sql, tool_call_from_row,
+    transcript_from_row,
+};
 use super::{
     BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
 };
@@ -220,26 +223,20 @@ impl SqliteStore {
             return Ok(None);
         };
         let mut call = call_from_row(&row)?;
-        call.transcript = sqlx::query(
-            "SELECT seq, role, text, start_ms, end_ms, interrupted, heard_ms \
-             FROM transcript_entries WHERE call_sid = $1 ORDER BY seq",
-        )
-        .bind(call_sid)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(transcript_from_row)
-        .collect::<Result<_, _>>()?;
-        call.tool_calls = sqlx::query(
-            "SELECT call_id, name, arguments, output, latency_ms \
-             FROM tool_calls WHERE call_sid = $1 ORDER BY seq",
-        )
-        .bind(call_sid)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(tool_call_from_row)
-        .collect::<Result<_, _>>()?;
+        call.transcript = sqlx::query(SELECT_TRANSCRIPT)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(transcript_from_row)
+            .collect::<Result<_, _>>()?;
+        call.tool_calls = sqlx::query(SELECT_TOOL_CALLS)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(tool_call_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await?;
         Ok(Some(call))
     }
