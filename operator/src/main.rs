@@ -1,0 +1,3 @@
+//! The `operator` binary (controller wiring comes with the controller).
+
+fn main() {}
