@@ -28,10 +28,13 @@ use crate::validate::{
     category = "switchboard",
     doc = "One business served by Switchboard: its phone numbers, its voice agent, where its secrets live and how its gateway runs.",
     // JSON form: the list form trips clippy's duplicated_attributes on repeated `type_`.
-    printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName"}"#,
-    printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas","description":"Gateway replicas ready"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas","description":"Gateway replicas wanted"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName","priority":1}"#,
+    printcolumn = r#"{"name":"Webhook","type":"string","jsonPath":".status.webhookUrl","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::schema::k8s_number_formats)]
@@ -410,4 +413,29 @@ pub struct VoiceTenantStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Gateway replicas wanted (by the tenant's spec or its autoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Gateway replicas available to take calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// The URL to configure as the Twilio number's voice webhook (`POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// The tenant's role and schema on the shared Postgres, once provisioned. Kept here so
+    /// that a rename of the naming scheme never orphans an existing tenant's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+}
+
+/// Where the operator provisioned the tenant's call store.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// Postgres role the tenant's gateway logs in as.
+    pub role: String,
+    /// Postgres schema holding the tenant's tables (owned by `role`).
+    pub schema: String,
+    /// Secret holding the role's credentials and the gateway's connection URL.
+    pub secret_name: String,
 }

@@ -358,7 +358,9 @@ const CRDS: &[(&str, &str, &str, &[&str])] = &[
         "VoiceTenant",
         "voicetenants.voice.switchboard.dev",
         "vt",
-        &["Display", "Numbers", "Ready", "Age"],
+        &[
+            "Ready", "Numbers", "Replicas", "Desired", "Age", "Display", "Webhook",
+        ],
     ),
     (
         "KnowledgeBase",

@@ -14,7 +14,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use switchboard_crds::VoiceTenantStatus;
+use switchboard_crds::{DatabaseStatus, VoiceTenantStatus};
 
 use crate::error::BuildError;
 
@@ -131,6 +131,10 @@ pub struct Observed {
     pub rollout: Option<Rollout>,
     /// Why this reconcile failed, if it did.
     pub failure: Option<Failure>,
+    /// The webhook URL Twilio should call, when the tenant's spec gave one.
+    pub webhook_url: Option<String>,
+    /// The tenant's provisioned role and schema, when the operator manages its database.
+    pub database: Option<DatabaseStatus>,
 }
 
 /// The tenant's `Ready`, `Progressing` and `Degraded` conditions (in that order), followed
@@ -166,16 +170,31 @@ pub fn conditions(observed: &Observed, previous: &[Condition], now: &Time) -> Ve
     out
 }
 
-/// The tenant's status after a reconcile: `observedGeneration` and [`conditions`].
+/// The tenant's status after a reconcile: `observedGeneration`, [`conditions`], replica
+/// counts, the webhook URL and the database names.
 pub fn tenant_status(
     previous: Option<&VoiceTenantStatus>,
     observed: &Observed,
     now: &Time,
 ) -> VoiceTenantStatus {
     let previous_conditions = previous.map_or(&[][..], |s| s.conditions.as_slice());
+    let rollout = observed.rollout.as_ref();
     VoiceTenantStatus {
         observed_generation: observed.generation,
         conditions: conditions(observed, previous_conditions, now),
+        desired_replicas: rollout.map(|r| r.desired),
+        ready_replicas: rollout.map(|r| r.available),
+        // A failed reconcile may not know the URL; keep the last one rather than flap.
+        webhook_url: observed
+            .webhook_url
+            .clone()
+            .or_else(|| previous.and_then(|p| p.webhook_url.clone())),
+        // Names once persisted never disappear from status while the tenant exists: the
+        // finalizer needs them to drop exactly what was created.
+        database: observed
+            .database
+            .clone()
+            .or_else(|| previous.and_then(|p| p.database.clone())),
     }
 }
 

@@ -54,6 +54,7 @@ fn observed(rollout: Option<Rollout>, failure: Option<Failure>) -> Observed {
         generation: Some(4),
         rollout,
         failure,
+        ..Observed::default()
     }
 }
 
@@ -230,6 +231,7 @@ fn status_carries_the_observed_generation() {
     let previous = VoiceTenantStatus {
         observed_generation: Some(3),
         conditions: s.conditions.clone(),
+        ..VoiceTenantStatus::default()
     };
     let next = tenant_status(
         Some(&previous),
