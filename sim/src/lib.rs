@@ -6,9 +6,11 @@
 //! - [`mulaw`]: G.711 µ-law coding and synthetic speech-like audio.
 //! - [`load`]: many concurrent calls through a relay, with per-frame relay latency.
 //! - [`floor`]: the calibration relay with no logic, for benchmark ratios.
+//! - [`kubeapi`]: a Kubernetes API server for operator tests (in-memory, kube 5 semantics).
 
 pub mod caller;
 pub mod floor;
+pub mod kubeapi;
 pub mod load;
 pub mod mulaw;
 pub mod realtime;

@@ -2,6 +2,8 @@
 //! loopback) serving one tenant, the Realtime simulator it talks to, and helpers to place
 //! simulated calls and read back what the gateway recorded.
 
+pub mod kube;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
