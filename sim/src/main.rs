@@ -5,6 +5,7 @@
 //!   caller heard, then the gateway's own record of the call.
 //! - `sim load` places many concurrent calls and measures the relay (gateway or floor).
 //! - `sim floor` serves the calibration relay.
+//! - `sim kubeapi` serves a Kubernetes API server for operator tests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Load(LoadArgs),
     /// Serve the calibration floor relay (no logic) until Ctrl-C.
     Floor(FloorArgs),
+    /// Serve the simulated Kubernetes API server until Ctrl-C.
+    Kubeapi(KubeapiArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +51,19 @@ struct RealtimeArgs {
     /// Simulator configuration (script, pacing, faults); defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct KubeapiArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Do not stand in for the deployment controller (Deployments get no status).
+    #[arg(long)]
+    no_workloads: bool,
+    /// Changes kept for watches that resume (older resourceVersions get 410 Expired).
+    #[arg(long, default_value_t = 10_000)]
+    history: usize,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +179,7 @@ async fn main() -> ExitCode {
         Command::Call(args) => call(args).await,
         Command::Load(args) => load(args).await,
         Command::Floor(args) => serve_floor(args).await.map(|()| true),
+        Command::Kubeapi(args) => serve_kubeapi(args).await.map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -430,5 +447,25 @@ async fn serve_floor(args: FloorArgs) -> Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+async fn serve_kubeapi(args: KubeapiArgs) -> Result<()> {
+    let opts = switchboard_sim::kubeapi::KubeApiOptions {
+        simulate_workloads: !args.no_workloads,
+        history_limit: args.history,
+        ..Default::default()
+    };
+    let sim = switchboard_sim::kubeapi::KubeApiSim::start_on(args.listen, opts)
+        .await
+        .context("starting the Kubernetes API simulator")?;
+    println!(
+        "Kubernetes API simulator listening at {url} (counters: {url}/_sim/stats)",
+        url = sim.url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    sim.shutdown();
     Ok(())
 }
