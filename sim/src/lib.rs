@@ -6,6 +6,7 @@
 //! - [`mulaw`]: G.711 µ-law coding and synthetic speech-like audio.
 //! - [`load`]: many concurrent calls through a relay, with per-frame relay latency.
 //! - [`floor`]: the calibration relay with no logic, for benchmark ratios.
+//! - [`pinecone`]: a Pinecone REST API server (control plane and per-index data planes).
 //! - [`kubeapi`]: a Kubernetes API server for operator tests (in-memory, kube 5 semantics).
 
 pub mod caller;
@@ -13,4 +14,5 @@ pub mod floor;
 pub mod kubeapi;
 pub mod load;
 pub mod mulaw;
+pub mod pinecone;
 pub mod realtime;

@@ -6,6 +6,7 @@
 //! - `sim load` places many concurrent calls and measures the relay (gateway or floor).
 //! - `sim floor` serves the calibration relay.
 //! - `sim kubeapi` serves a Kubernetes API server for operator tests.
+//! - `sim pinecone` serves the Pinecone API simulator.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,29 @@ enum Command {
     Floor(FloorArgs),
     /// Serve the simulated Kubernetes API server until Ctrl-C.
     Kubeapi(KubeapiArgs),
+    /// Serve the Pinecone API simulator (control plane; each index gets its own port).
+    Pinecone(PineconeArgs),
+}
+
+#[derive(Debug, Args)]
+struct PineconeArgs {
+    /// Control-plane address (index data planes bind the same IP, on free ports).
+    #[arg(long, default_value = "127.0.0.1:8100")]
+    listen: SocketAddr,
+    /// The API key clients must send as `Api-Key`.
+    #[arg(
+        long,
+        env = "PINECONE_API_KEY",
+        default_value = "pcsk-sim",
+        hide_env_values = true
+    )]
+    api_key: String,
+    /// Milliseconds a new index stays initialising before it is ready.
+    #[arg(long, default_value_t = 0)]
+    ready_delay_ms: u64,
+    /// Host name advertised in index hosts [default: the listen IP].
+    #[arg(long)]
+    advertise_host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +204,7 @@ async fn main() -> ExitCode {
         Command::Load(args) => load(args).await,
         Command::Floor(args) => serve_floor(args).await.map(|()| true),
         Command::Kubeapi(args) => serve_kubeapi(args).await.map(|()| true),
+        Command::Pinecone(args) => serve_pinecone(args).await.map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -444,6 +469,24 @@ async fn serve_floor(args: FloorArgs) -> Result<()> {
     })
     .await?;
     println!("floor relay listening at http://{}", floor.addr());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+async fn serve_pinecone(args: PineconeArgs) -> Result<()> {
+    let sim = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig {
+            listen: args.listen,
+            api_key: args.api_key,
+            ready_delay: Duration::from_millis(args.ready_delay_ms),
+            advertise_host: args.advertise_host,
+        },
+    )
+    .await
+    .with_context(|| format!("listening on {}", args.listen))?;
+    println!("Pinecone simulator listening at {}", sim.url());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -1,8 +1,9 @@
 //! Where embedded chunks live and are searched: one trait, an in-process exact store
-//! persisted in SQLite and a pgvector store.
+//! persisted in SQLite, a pgvector store and a Pinecone store.
 
 mod embedded;
 mod pgvector;
+pub mod pinecone;
 mod topk;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use embedded::EmbeddedStore;
 pub use pgvector::{DEFAULT_EF_SEARCH, PgVectorStore};
+pub use pinecone::{PineconeConfig, PineconeStore};
 pub use topk::{Scored, top_k};
 
 /// A chunk with its vector, as stored.
@@ -71,6 +73,19 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A remote vector service (Pinecone) answered with an error status, after any
+    /// retries; `message` is the service's own explanation.
+    #[error("vector service answered {status}: {message}")]
+    Remote {
+        /// HTTP status code.
+        status: u16,
+        /// The error message from the answer's body.
+        message: String,
+    },
+    /// A remote vector service could not be reached, timed out, or answered something
+    /// that is not its protocol (after any retries).
+    #[error("vector service: {0}")]
+    Transport(String),
 }
 
 /// A vector store partitioned by knowledge base id (`kb`). Object-safe.
