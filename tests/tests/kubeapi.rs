@@ -1,6 +1,7 @@
 //! The simulated Kubernetes API server, driven by the real kube 5 client and runtime:
 //! the semantics the operator relies on (server-side apply, no-op writes, status,
 //! finalizers, garbage collection, watches, events, leases, failures).
+#![allow(clippy::unwrap_used)] // shared assertion helpers outside #[test] fns
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +11,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::watcher;
-use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use switchboard_sim::kubeapi::{KubeApiOptions, KubeApiSim};
@@ -49,7 +52,12 @@ fn api_error(e: kube::Error) -> (u16, String) {
 }
 
 fn rv(obj: &impl Resource) -> u64 {
-    obj.meta().resource_version.as_deref().unwrap().parse().unwrap()
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Polls `check` until it holds (the simulator acts asynchronously only for watches).
@@ -68,31 +76,95 @@ async fn create_get_list_with_selectors() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
     let pp = PostParams::default();
-    let a = api.create(&pp, &cm("a", json!({"app": "gw", "tier": "edge"}), json!({"k": "1"}))).await.unwrap();
-    api.create(&pp, &cm("b", json!({"app": "gw"}), json!({}))).await.unwrap();
-    api.create(&pp, &cm("c", json!({"app": "kb"}), json!({}))).await.unwrap();
+    let a = api
+        .create(
+            &pp,
+            &cm("a", json!({"app": "gw", "tier": "edge"}), json!({"k": "1"})),
+        )
+        .await
+        .unwrap();
+    api.create(&pp, &cm("b", json!({"app": "gw"}), json!({})))
+        .await
+        .unwrap();
+    api.create(&pp, &cm("c", json!({"app": "kb"}), json!({})))
+        .await
+        .unwrap();
 
     assert_eq!(a.metadata.generation, Some(1));
     assert!(a.metadata.uid.is_some() && a.metadata.creation_timestamp.is_some());
     assert_eq!(a.metadata.namespace.as_deref(), Some(NS));
     assert_eq!(api.get("a").await.unwrap().data.unwrap()["k"], "1");
 
-    let names = |l: kube::api::ObjectList<ConfigMap>| l.items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
-    assert_eq!(names(api.list(&ListParams::default().labels("app=gw")).await.unwrap()), ["a", "b"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app=gw,!tier")).await.unwrap()), ["b"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app in (kb, x)")).await.unwrap()), ["c"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=b")).await.unwrap()), ["b"]);
+    let names = |l: kube::api::ObjectList<ConfigMap>| {
+        l.items.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app=gw"))
+                .await
+                .unwrap()
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app=gw,!tier"))
+                .await
+                .unwrap()
+        ),
+        ["b"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app in (kb, x)"))
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=b"))
+                .await
+                .unwrap()
+        ),
+        ["b"]
+    );
     let all = api.list(&ListParams::default()).await.unwrap();
-    assert_eq!(all.metadata.resource_version, Some(sim.resource_version().to_string()));
+    assert_eq!(
+        all.metadata.resource_version,
+        Some(sim.resource_version().to_string())
+    );
     // All-namespaces list sees them too; another namespace does not.
     let everywhere: Api<ConfigMap> = Api::all(client(&sim).await);
-    assert_eq!(everywhere.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(
+        everywhere
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
     let other: Api<ConfigMap> = Api::namespaced(client(&sim).await, "other");
-    assert!(other.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        other
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 
-    let dup = api.create(&pp, &cm("a", json!({}), json!({}))).await.unwrap_err();
+    let dup = api
+        .create(&pp, &cm("a", json!({}), json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(api_error(dup), (409, "AlreadyExists".into()));
-    assert_eq!(api_error(api.get("missing").await.unwrap_err()), (404, "NotFound".into()));
+    assert_eq!(
+        api_error(api.get("missing").await.unwrap_err()),
+        (404, "NotFound".into())
+    );
 
     let mut generated = cm("", json!({}), json!({}));
     generated.metadata.name = None;
@@ -100,7 +172,10 @@ async fn create_get_list_with_selectors() {
     let g = api.create(&pp, &generated).await.unwrap();
     assert!(g.name_any().starts_with("gen-") && g.name_any().len() == 9);
 
-    let bad = api.create(&pp, &cm("Bad_Name", json!({}), json!({}))).await.unwrap_err();
+    let bad = api
+        .create(&pp, &cm("Bad_Name", json!({}), json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(api_error(bad), (422, "Invalid".into()));
 }
 
@@ -111,16 +186,33 @@ async fn apply_twice_is_a_noop_and_dropped_fields_go() {
     let ssa = PatchParams::apply("switchboard");
     let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "cfg", "labels": {"app": "gw"}}, "data": {"a": "1", "b": "2"}});
-    let first = api.patch("cfg", &ssa, &Patch::Apply(&desired)).await.unwrap();
+    let first = api
+        .patch("cfg", &ssa, &Patch::Apply(&desired))
+        .await
+        .unwrap();
     let (writes, changes) = (sim.writes(), sim.changes());
 
-    let second = api.patch("cfg", &ssa, &Patch::Apply(&desired)).await.unwrap();
-    assert_eq!(rv(&second), rv(&first), "a no-op apply must not bump resourceVersion");
+    let second = api
+        .patch("cfg", &ssa, &Patch::Apply(&desired))
+        .await
+        .unwrap();
+    assert_eq!(
+        rv(&second),
+        rv(&first),
+        "a no-op apply must not bump resourceVersion"
+    );
     assert_eq!(sim.changes(), changes);
     assert_eq!(sim.writes(), writes + 1);
     let log = sim.write_log();
     let last = log.last().unwrap();
-    assert_eq!((last.verb.as_str(), last.field_manager.as_str(), last.changed), ("apply", "switchboard", false));
+    assert_eq!(
+        (
+            last.verb.as_str(),
+            last.field_manager.as_str(),
+            last.changed
+        ),
+        ("apply", "switchboard", false)
+    );
 
     let fewer = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "cfg"}, "data": {"a": "1"}});
@@ -131,10 +223,23 @@ async fn apply_twice_is_a_noop_and_dropped_fields_go() {
 
     // Another manager setting an owned field to a different value conflicts...
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "9"}});
-    let err = api.patch("cfg", &PatchParams::apply("intruder"), &Patch::Apply(&other)).await.unwrap_err();
+    let err = api
+        .patch(
+            "cfg",
+            &PatchParams::apply("intruder"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(api_error(err), (409, "Conflict".into()));
     // ...unless forced, which takes the field over: the first manager dropping it keeps it.
-    api.patch("cfg", &PatchParams::apply("intruder").force(), &Patch::Apply(&other)).await.unwrap();
+    api.patch(
+        "cfg",
+        &PatchParams::apply("intruder").force(),
+        &Patch::Apply(&other),
+    )
+    .await
+    .unwrap();
     let empty = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}});
     let after = api.patch("cfg", &ssa, &Patch::Apply(&empty)).await.unwrap();
     assert_eq!(after.data.unwrap()["a"], "9");
@@ -158,12 +263,19 @@ async fn status_subresource_and_generation() {
     .await;
     let api: Api<Deployment> = Api::namespaced(client(&sim).await, NS);
     let ssa = PatchParams::apply("switchboard");
-    let d = api.patch("gw", &ssa, &Patch::Apply(deployment("gw", 2, "gw:1"))).await.unwrap();
+    let d = api
+        .patch("gw", &ssa, &Patch::Apply(deployment("gw", 2, "gw:1")))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
 
     // A status write changes status only: no generation bump, spec untouched.
-    let status = json!({"status": {"observedGeneration": 1, "readyReplicas": 2}, "spec": {"replicas": 9}});
-    let s = api.patch_status("gw", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let status =
+        json!({"status": {"observedGeneration": 1, "readyReplicas": 2}, "spec": {"replicas": 9}});
+    let s = api
+        .patch_status("gw", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
     assert_eq!(s.metadata.generation, Some(1));
     assert_eq!(s.spec.replicas, Some(2));
     assert_eq!(s.status.as_ref().unwrap().ready_replicas, Some(2));
@@ -172,13 +284,19 @@ async fn status_subresource_and_generation() {
     // Status sent to the main resource is ignored; a spec change bumps generation.
     let mut changed = deployment("gw", 3, "gw:1");
     changed["status"] = json!({"readyReplicas": 0});
-    let c = api.patch("gw", &ssa, &Patch::Apply(&changed)).await.unwrap();
+    let c = api
+        .patch("gw", &ssa, &Patch::Apply(&changed))
+        .await
+        .unwrap();
     assert_eq!(c.metadata.generation, Some(2));
     assert_eq!(c.status.as_ref().unwrap().ready_replicas, Some(2));
 
     // A label change is a change, but not a new generation.
     let labelled = json!({"metadata": {"labels": {"x": "y"}}});
-    let l = api.patch("gw", &PatchParams::default(), &Patch::Merge(&labelled)).await.unwrap();
+    let l = api
+        .patch("gw", &PatchParams::default(), &Patch::Merge(&labelled))
+        .await
+        .unwrap();
     assert_eq!(l.metadata.generation, Some(2));
     assert!(rv(&l) > rv(&c));
 }
@@ -189,12 +307,25 @@ async fn simulated_rollout_and_stall() {
     let api: Api<Deployment> = Api::namespaced(client(&sim).await, NS);
     let ssa = PatchParams::apply("switchboard");
     let mut d = deployment("gw", 3, "gw:1");
-    d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
+    d["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
     api.patch("gw", &ssa, &Patch::Apply(&d)).await.unwrap();
     let live = api.get("gw").await.unwrap();
     let status = live.status.unwrap();
-    assert_eq!((status.ready_replicas, status.available_replicas, status.observed_generation), (Some(3), Some(3), Some(1)));
-    let available = status.conditions.unwrap().into_iter().find(|c| c.type_.as_deref() == Some("Available")).unwrap();
+    assert_eq!(
+        (
+            status.ready_replicas,
+            status.available_replicas,
+            status.observed_generation
+        ),
+        (Some(3), Some(3), Some(1))
+    );
+    let available = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Available"))
+        .unwrap();
     assert_eq!(available.status.as_deref(), Some("True"));
     // The controller's status write is not one of ours.
     assert_eq!(sim.changes(), 1);
@@ -203,7 +334,12 @@ async fn simulated_rollout_and_stall() {
     sim.set_deployment_ready(NS, "gw", Some(1));
     let stalled = api.get("gw").await.unwrap().status.unwrap();
     assert_eq!(stalled.ready_replicas, Some(1));
-    let available = stalled.conditions.unwrap().into_iter().find(|c| c.type_.as_deref() == Some("Available")).unwrap();
+    let available = stalled
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Available"))
+        .unwrap();
     assert_eq!(available.status.as_deref(), Some("False"));
 
     // Defaults are filled as by the real server; re-applying the same config is a no-op.
@@ -218,7 +354,9 @@ async fn simulated_rollout_and_stall() {
 async fn finalizer_holds_deletion_until_removed() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
-    api.create(&PostParams::default(), &cm("t", json!({}), json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("t", json!({}), json!({})))
+        .await
+        .unwrap();
     const FIN: &str = "voice.switchboard.dev/cleanup";
 
     let reconcile = |obj: Arc<ConfigMap>| {
@@ -233,54 +371,93 @@ async fn finalizer_holds_deletion_until_removed() {
         }
     };
     // First pass adds the finalizer (JSON patch: test null + add).
-    reconcile(Arc::new(api.get("t").await.unwrap())).await.unwrap();
+    reconcile(Arc::new(api.get("t").await.unwrap()))
+        .await
+        .unwrap();
     assert_eq!(api.get("t").await.unwrap().finalizers(), [FIN]);
 
     let deleted = api.delete("t", &DeleteParams::default()).await.unwrap();
-    assert!(deleted.is_left(), "an object with finalizers is returned, not a Status");
+    assert!(
+        deleted.is_left(),
+        "an object with finalizers is returned, not a Status"
+    );
     let held = api.get("t").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
 
     // Adding a finalizer while deleting is refused.
     let add = json!([{"op": "add", "path": "/metadata/finalizers/-", "value": "late"}]);
     let patch = serde_json::from_value(add).unwrap();
-    let err = api.patch("t", &PatchParams::default(), &Patch::Json::<()>(patch)).await.unwrap_err();
+    let err = api
+        .patch("t", &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .unwrap_err();
     assert_eq!(api_error(err).0, 422);
 
     // Cleanup pass removes the finalizer (JSON patch: test + remove): the object goes.
     reconcile(Arc::new(held)).await.unwrap();
     assert_eq!(api_error(api.get("t").await.unwrap_err()).0, 404);
-    assert_eq!(api_error(api.delete("t", &DeleteParams::default()).await.unwrap_err()).0, 404);
+    assert_eq!(
+        api_error(api.delete("t", &DeleteParams::default()).await.unwrap_err()).0,
+        404
+    );
 }
 
 #[tokio::test]
 async fn json_patch_failed_test_is_422_and_changes_nothing() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
-    let c = api.create(&PostParams::default(), &cm("j", json!({}), json!({"k": "v"}))).await.unwrap();
+    let c = api
+        .create(
+            &PostParams::default(),
+            &cm("j", json!({}), json!({"k": "v"})),
+        )
+        .await
+        .unwrap();
     let ops = json!([{"op": "replace", "path": "/data/k", "value": "w"},
                      {"op": "test", "path": "/data/k", "value": "nope"}]);
     let patch = serde_json::from_value(ops).unwrap();
-    let err = api.patch("j", &PatchParams::default(), &Patch::Json::<()>(patch)).await.unwrap_err();
+    let err = api
+        .patch("j", &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .unwrap_err();
     assert_eq!(api_error(err), (422, "Invalid".into()));
     let after = api.get("j").await.unwrap();
-    assert_eq!((rv(&after), after.data.unwrap()["k"].as_str()), (rv(&c), "v"));
+    assert_eq!(
+        (rv(&after), after.data.unwrap()["k"].as_str()),
+        (rv(&c), "v")
+    );
 }
 
 #[tokio::test]
 async fn stale_put_conflicts() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
-    let v1 = api.create(&PostParams::default(), &cm("p", json!({}), json!({"k": "1"}))).await.unwrap();
+    let v1 = api
+        .create(
+            &PostParams::default(),
+            &cm("p", json!({}), json!({"k": "1"})),
+        )
+        .await
+        .unwrap();
     let mut v2 = v1.clone();
     v2.data = Some([("k".to_string(), "2".to_string())].into());
     api.replace("p", &PostParams::default(), &v2).await.unwrap();
     let mut stale = v1.clone();
     stale.data = Some([("k".to_string(), "3".to_string())].into());
-    let err = api.replace("p", &PostParams::default(), &stale).await.unwrap_err();
+    let err = api
+        .replace("p", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     assert_eq!(api_error(err), (409, "Conflict".into()));
     assert_eq!(api.get("p").await.unwrap().data.unwrap()["k"], "2");
-    let absent = api.replace("nope", &PostParams::default(), &cm("nope", json!({}), json!({}))).await.unwrap_err();
+    let absent = api
+        .replace(
+            "nope",
+            &PostParams::default(),
+            &cm("nope", json!({}), json!({})),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(api_error(absent).0, 404);
 }
 
@@ -289,7 +466,10 @@ async fn owner_references_are_garbage_collected() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
     let pp = PostParams::default();
-    let parent = api.create(&pp, &cm("parent", json!({}), json!({}))).await.unwrap();
+    let parent = api
+        .create(&pp, &cm("parent", json!({}), json!({})))
+        .await
+        .unwrap();
     let owner = parent.controller_owner_ref(&()).unwrap();
     let mut child = cm("child", json!({}), json!({}));
     child.metadata.owner_references = Some(vec![owner]);
@@ -298,9 +478,14 @@ async fn owner_references_are_garbage_collected() {
     grandchild.metadata.owner_references = Some(vec![child.controller_owner_ref(&()).unwrap()]);
     grandchild.metadata.finalizers = Some(vec!["hold".into()]);
     api.create(&pp, &grandchild).await.unwrap();
-    api.create(&pp, &cm("bystander", json!({}), json!({}))).await.unwrap();
+    api.create(&pp, &cm("bystander", json!({}), json!({})))
+        .await
+        .unwrap();
 
-    let gone = api.delete("parent", &DeleteParams::default()).await.unwrap();
+    let gone = api
+        .delete("parent", &DeleteParams::default())
+        .await
+        .unwrap();
     assert!(gone.is_right(), "an object without finalizers goes at once");
     assert_eq!(api_error(api.get("child").await.unwrap_err()).0, 404);
     let held = api.get("grandchild").await.unwrap();
@@ -308,7 +493,8 @@ async fn owner_references_are_garbage_collected() {
     assert!(api.get("bystander").await.is_ok());
 }
 
-type Events = futures_util::stream::BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
+type Events =
+    futures_util::stream::BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
 
 async fn next(events: &mut Events) -> watcher::Event<ConfigMap> {
     tokio::time::timeout(Duration::from_secs(10), events.next())
@@ -323,14 +509,18 @@ async fn watcher_sees_init_apply_delete_and_resumes_after_timeout() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
     let pp = PostParams::default();
-    api.create(&pp, &cm("a", json!({}), json!({}))).await.unwrap();
+    api.create(&pp, &cm("a", json!({}), json!({})))
+        .await
+        .unwrap();
     // Watches end after 1 s; the watcher must resume from its resourceVersion.
     let mut events = watcher(api.clone(), watcher::Config::default().timeout(1)).boxed();
     assert!(matches!(next(&mut events).await, watcher::Event::Init));
     assert!(matches!(next(&mut events).await, watcher::Event::InitApply(o) if o.name_any() == "a"));
     assert!(matches!(next(&mut events).await, watcher::Event::InitDone));
 
-    api.create(&pp, &cm("b", json!({}), json!({}))).await.unwrap();
+    api.create(&pp, &cm("b", json!({}), json!({})))
+        .await
+        .unwrap();
     assert!(matches!(next(&mut events).await, watcher::Event::Apply(o) if o.name_any() == "b"));
     api.delete("b", &DeleteParams::default()).await.unwrap();
     assert!(matches!(next(&mut events).await, watcher::Event::Delete(o) if o.name_any() == "b"));
@@ -343,7 +533,9 @@ async fn watcher_sees_init_apply_delete_and_resumes_after_timeout() {
         (ev, events)
     });
     eventually(|| sim.watch_requests() > watches).await;
-    api.create(&pp, &cm("c", json!({}), json!({}))).await.unwrap();
+    api.create(&pp, &cm("c", json!({}), json!({})))
+        .await
+        .unwrap();
     let (ev, _events) = driver.await.unwrap();
     // Resumed, not relisted: the next event is the new object, not a new Init.
     assert!(matches!(ev, watcher::Event::Apply(o) if o.name_any() == "c"));
@@ -357,9 +549,17 @@ async fn watch_from_expired_version_gets_410() {
     })
     .await;
     let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
-    let first = api.create(&PostParams::default(), &cm("x0", json!({}), json!({}))).await.unwrap();
+    let first = api
+        .create(&PostParams::default(), &cm("x0", json!({}), json!({})))
+        .await
+        .unwrap();
     for i in 1..6 {
-        api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({}), json!({}))).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &cm(&format!("x{i}"), json!({}), json!({})),
+        )
+        .await
+        .unwrap();
     }
     let mut stream = api
         .watch(&WatchParams::default().timeout(5), &rv(&first).to_string())
@@ -390,8 +590,17 @@ async fn recorder_publishes_and_patches_series() {
     let sim = sim().await;
     let c = client(&sim).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
-    let obj = cms.create(&PostParams::default(), &cm("ev", json!({}), json!({}))).await.unwrap();
-    let recorder = Recorder::new(c.clone(), Reporter { controller: "switchboard".into(), instance: None });
+    let obj = cms
+        .create(&PostParams::default(), &cm("ev", json!({}), json!({})))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        c.clone(),
+        Reporter {
+            controller: "switchboard".into(),
+            instance: None,
+        },
+    );
     let ev = Event {
         type_: EventType::Normal,
         reason: "Reconciled".into(),
@@ -415,9 +624,15 @@ async fn recorder_publishes_and_patches_series() {
 async fn unavailable_server_answers_503_and_clients_retry() {
     let sim = sim().await;
     let plain: Api<ConfigMap> = Api::namespaced(client_with_retry(&sim, false), NS);
-    plain.create(&PostParams::default(), &cm("u", json!({}), json!({}))).await.unwrap();
+    plain
+        .create(&PostParams::default(), &cm("u", json!({}), json!({})))
+        .await
+        .unwrap();
     sim.set_available(false);
-    assert_eq!(api_error(plain.get("u").await.unwrap_err()), (503, "ServiceUnavailable".into()));
+    assert_eq!(
+        api_error(plain.get("u").await.unwrap_err()),
+        (503, "ServiceUnavailable".into())
+    );
 
     // kube's default client retries 503s: it gets through once the server is back.
     let retrying: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
@@ -443,13 +658,19 @@ async fn lease_manager_takes_over_a_released_lease() {
     };
     let one = manager("one").await.unwrap();
     let two = manager("two").await.unwrap();
-    assert!(one.changed().await.unwrap(), "the first manager acquires the free lease");
+    assert!(
+        one.changed().await.unwrap(),
+        "the first manager acquires the free lease"
+    );
     let leases: Api<Lease> = Api::namespaced(c.clone(), NS);
     let lease = leases.get("switchboard-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("one"));
 
     one.release().await.unwrap();
-    assert!(two.changed().await.unwrap(), "the second acquires it once released");
+    assert!(
+        two.changed().await.unwrap(),
+        "the second acquires it once released"
+    );
     let lease = leases.get("switchboard-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("two"));
 }

@@ -150,7 +150,12 @@ fn restricted(applied: &Value, scope: Scope) -> Value {
                 out.insert(k.clone(), v.clone());
             }
             (_, Scope::Status) | ("apiVersion" | "kind", _) => {}
-            ("status", Scope::Main { status_separate: true }) => {}
+            (
+                "status",
+                Scope::Main {
+                    status_separate: true,
+                },
+            ) => {}
             ("metadata", _) => {
                 let mut meta = Map::new();
                 for key in ["labels", "annotations", "finalizers", "ownerReferences"] {
@@ -210,7 +215,11 @@ pub(crate) fn apply(
         let mut lost = Vec::new();
         for owned in &entry.fields {
             for path in wanted.iter().filter(|w| overlaps(w, owned)) {
-                let longer = if owned.len() >= path.len() { owned } else { path };
+                let longer = if owned.len() >= path.len() {
+                    owned
+                } else {
+                    path
+                };
                 if get(current, longer) != get(&config, longer) {
                     if force {
                         lost.push(owned.clone());
@@ -234,9 +243,7 @@ pub(crate) fn apply(
     let mine = managed
         .iter()
         .position(|e| e.manager == manager && e.apply && e.status == status);
-    let before = mine
-        .map(|i| managed[i].fields.clone())
-        .unwrap_or_default();
+    let before = mine.map(|i| managed[i].fields.clone()).unwrap_or_default();
     let mut object = current.clone();
     for dropped in before.difference(&wanted) {
         let shared = managed
@@ -329,16 +336,55 @@ mod tests {
     #[test]
     fn other_managers_conflict_unless_forced() {
         let base = json!({"metadata": {"name": "a"}});
-        let a = apply(&base, &[], "one", &json!({"spec": {"x": 1, "y": 2}}), MAIN, false).unwrap();
+        let a = apply(
+            &base,
+            &[],
+            "one",
+            &json!({"spec": {"x": 1, "y": 2}}),
+            MAIN,
+            false,
+        )
+        .unwrap();
         // Same value: shared ownership, no conflict.
-        let b = apply(&a.object, &a.managed, "two", &json!({"spec": {"x": 1}}), MAIN, false).unwrap();
-        let err = apply(&b.object, &b.managed, "two", &json!({"spec": {"y": 3}}), MAIN, false)
-            .unwrap_err();
+        let b = apply(
+            &a.object,
+            &a.managed,
+            "two",
+            &json!({"spec": {"x": 1}}),
+            MAIN,
+            false,
+        )
+        .unwrap();
+        let err = apply(
+            &b.object,
+            &b.managed,
+            "two",
+            &json!({"spec": {"y": 3}}),
+            MAIN,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err, vec![("one".to_string(), ".spec.y".to_string())]);
-        let c = apply(&b.object, &b.managed, "two", &json!({"spec": {"y": 3}}), MAIN, true).unwrap();
+        let c = apply(
+            &b.object,
+            &b.managed,
+            "two",
+            &json!({"spec": {"y": 3}}),
+            MAIN,
+            true,
+        )
+        .unwrap();
         assert_eq!(c.object["spec"], json!({"x": 1, "y": 3}));
         // "one" no longer owns y; dropping x from "two" keeps it (still owned by "one").
-        let d = apply(&c.object, &c.managed, "one", &json!({"spec": {"x": 1}}), MAIN, false).unwrap();
+        let d = apply(
+            &c.object,
+            &c.managed,
+            "one",
+            &json!({"spec": {"x": 1}}),
+            MAIN,
+            false,
+        )
+        .unwrap();
         assert_eq!(d.object["spec"], json!({"x": 1, "y": 3}));
     }
 
@@ -354,7 +400,17 @@ mod tests {
         assert_eq!(managed.len(), 1);
         assert_eq!(managed[0].manager, "kubectl");
         // The applier re-asserting its value now conflicts with kubectl.
-        assert!(apply(&edited, &managed, "op", &json!({"spec": {"x": 1}}), MAIN, false).is_err());
+        assert!(
+            apply(
+                &edited,
+                &managed,
+                "op",
+                &json!({"spec": {"x": 1}}),
+                MAIN,
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -363,6 +419,9 @@ mod tests {
         let s = field_set(&obj, Scope::Status);
         assert_eq!(s.len(), 1);
         let m = field_set(&obj, MAIN);
-        assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![vec!["spec".to_string(), "x".to_string()]]);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            vec![vec!["spec".to_string(), "x".to_string()]]
+        );
     }
 }

@@ -34,8 +34,12 @@ fn object_at<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Valu
 fn service(obj: &mut Value) {
     let ident = format!(
         "{}/{}",
-        obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-        obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+        obj.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        obj.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     );
     let Some(spec) = object_at(obj, "spec") else {
         return;
@@ -44,9 +48,9 @@ fn service(obj: &mut Value) {
     set_default(spec, "sessionAffinity", json!("None"));
     if spec.get("type").and_then(Value::as_str) != Some("ExternalName") {
         // A stable address per service, so re-writes do not "change" it.
-        let h = ident
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h = ident.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         let ip = format!("10.96.{}.{}", (h >> 8) % 256, 2 + h % 250);
         set_default(spec, "clusterIP", json!(ip));
         let ip = spec.get("clusterIP").cloned().unwrap_or(Value::Null);
@@ -105,7 +109,11 @@ fn deployment(obj: &mut Value) {
             set_default(c, "terminationMessagePolicy", json!("File"));
             set_default(c, "resources", json!({}));
             let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-            let tag = image.rsplit('/').next().and_then(|last| last.split_once(':')).map(|(_, t)| t);
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':'))
+                .map(|(_, t)| t);
             let policy = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
                 "IfNotPresent"
             } else {
@@ -128,7 +136,8 @@ mod tests {
     #[test]
     fn service_defaults_are_stable() {
         let gvr = Gvr::new("", "v1", "services");
-        let mut a = json!({"metadata": {"name": "s", "namespace": "n"}, "spec": {"ports": [{"port": 80}]}});
+        let mut a =
+            json!({"metadata": {"name": "s", "namespace": "n"}, "spec": {"ports": [{"port": 80}]}});
         apply(&gvr, &mut a);
         let mut b = a.clone();
         apply(&gvr, &mut b);
@@ -143,7 +152,13 @@ mod tests {
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "gw:1.2"}]}}}});
         apply(&gvr, &mut d);
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], "25%");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+            "25%"
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
     }
 }

@@ -19,7 +19,11 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("apps", "statefulsets", "StatefulSet"),
     ("apps", "daemonsets", "DaemonSet"),
     ("apps", "replicasets", "ReplicaSet"),
-    ("autoscaling", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    (
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+    ),
     ("policy", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("networking.k8s.io", "ingresses", "Ingress"),
     ("networking.k8s.io", "networkpolicies", "NetworkPolicy"),
@@ -114,7 +118,11 @@ mod tests {
         assert_eq!(guess_kind("widgets"), "Widget");
         assert_eq!(guess_kind("policies"), "Policy");
         assert!(!has_status_subresource(&Gvr::new("", "v1", "configmaps")));
-        assert!(has_status_subresource(&Gvr::new("apps", "v1", "deployments")));
+        assert!(has_status_subresource(&Gvr::new(
+            "apps",
+            "v1",
+            "deployments"
+        )));
         assert!(is_builtin_group("apps"));
         assert!(is_builtin_group(""));
         assert!(!is_builtin_group("voice.switchboard.dev"));

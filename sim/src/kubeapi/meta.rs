@@ -127,7 +127,9 @@ pub(crate) fn validate(meta: &Map<String, Value>) -> Result<(), FieldError> {
             if !check_qualified_name(k) {
                 return Err((
                     "metadata.labels".into(),
-                    format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+                    format!(
+                        "Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                    ),
                 ));
             }
             match v.as_str() {
@@ -135,7 +137,9 @@ pub(crate) fn validate(meta: &Map<String, Value>) -> Result<(), FieldError> {
                 _ => {
                     return Err((
                         "metadata.labels".into(),
-                        format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63 characters)"),
+                        format!(
+                            "Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63 characters)"
+                        ),
                     ));
                 }
             }
@@ -143,7 +147,10 @@ pub(crate) fn validate(meta: &Map<String, Value>) -> Result<(), FieldError> {
     }
     if let Some(ann) = meta.get("annotations") {
         let Some(ann) = ann.as_object() else {
-            return Err(("metadata.annotations".into(), "must be a map of strings".into()));
+            return Err((
+                "metadata.annotations".into(),
+                "must be a map of strings".into(),
+            ));
         };
         for (k, v) in ann {
             if !check_qualified_name(k) || !v.is_string() {
@@ -159,7 +166,10 @@ pub(crate) fn validate(meta: &Map<String, Value>) -> Result<(), FieldError> {
             .as_array()
             .is_some_and(|a| a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())));
         if !ok {
-            return Err(("metadata.finalizers".into(), "must be a list of non-empty strings".into()));
+            return Err((
+                "metadata.finalizers".into(),
+                "must be a list of non-empty strings".into(),
+            ));
         }
     }
     if let Some(refs) = meta.get("ownerReferences") {
@@ -169,7 +179,10 @@ pub(crate) fn validate(meta: &Map<String, Value>) -> Result<(), FieldError> {
         let mut controllers = 0;
         for r in refs {
             for field in ["apiVersion", "kind", "name", "uid"] {
-                if !r.get(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+                if r.get(field)
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     return Err((
                         format!("metadata.ownerReferences.{field}"),
                         "Invalid value: \"\": must not be empty".into(),

@@ -128,11 +128,18 @@ pub struct KubeApiSim {
 impl KubeApiSim {
     /// Starts a server with default options on a free loopback port.
     pub async fn start() -> Result<KubeApiSim, KubeApiError> {
-        KubeApiSim::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), KubeApiOptions::default()).await
+        KubeApiSim::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            KubeApiOptions::default(),
+        )
+        .await
     }
 
     /// Starts a server on `addr` (port 0 picks a free port).
-    pub async fn start_on(addr: SocketAddr, opts: KubeApiOptions) -> Result<KubeApiSim, KubeApiError> {
+    pub async fn start_on(
+        addr: SocketAddr,
+        opts: KubeApiOptions,
+    ) -> Result<KubeApiSim, KubeApiError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| KubeApiError::Bind { addr, source })?;
@@ -223,7 +230,13 @@ impl KubeApiSim {
 
     /// An object as stored: `api_version` like `apps/v1`, `plural` like `deployments`,
     /// `ns` empty for cluster-scoped objects.
-    pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<serde_json::Value> {
+    pub fn get(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
         let gvr = gvr_of(api_version, plural);
         self.shared
             .store()
@@ -232,7 +245,12 @@ impl KubeApiSim {
     }
 
     /// All objects of a resource in `ns` (`None` = every namespace), by namespace and name.
-    pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<serde_json::Value> {
+    pub fn list(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> Vec<serde_json::Value> {
         let gvr = gvr_of(api_version, plural);
         let filter = selector::Filter::new(ns.map(str::to_owned), None, None).unwrap_or_default();
         self.shared.store().list(&gvr, &filter)

@@ -60,7 +60,11 @@ pub(crate) struct DeleteParams {
 
 impl DeleteParams {
     /// Parses a `DeleteOptions` body (empty = defaults).
-    pub fn parse(body: &[u8], dry_run: bool, propagation: Option<&str>) -> Result<DeleteParams, ApiError> {
+    pub fn parse(
+        body: &[u8],
+        dry_run: bool,
+        propagation: Option<&str>,
+    ) -> Result<DeleteParams, ApiError> {
         let mut p = DeleteParams {
             dry_run,
             orphan: propagation == Some("Orphan"),
@@ -86,7 +90,11 @@ impl DeleteParams {
             p.orphan = true;
         }
         let pre = v.get("preconditions");
-        let s = |k: &str| pre.and_then(|p| p.get(k)).and_then(Value::as_str).map(str::to_owned);
+        let s = |k: &str| {
+            pre.and_then(|p| p.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         p.uid = s("uid");
         p.resource_version = s("resourceVersion");
         Ok(p)
@@ -102,7 +110,10 @@ fn scope_of(t: &Target) -> Result<Scope, ApiError> {
             status_separate: kinds::has_status_subresource(&t.gvr),
         }),
         Some("status") if kinds::has_status_subresource(&t.gvr) => Ok(Scope::Status),
-        Some(other) => Err(ApiError::no_route(&format!("{}/{other}", t.gvr.qualified()))),
+        Some(other) => Err(ApiError::no_route(&format!(
+            "{}/{other}",
+            t.gvr.qualified()
+        ))),
     }
 }
 
@@ -114,7 +125,12 @@ fn as_object(body: Value) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Checks `apiVersion`/`kind` of a body against the URL; returns the kind.
-fn check_type(store: &Store, gvr: &Gvr, body: &Map<String, Value>, required: bool) -> Result<String, ApiError> {
+fn check_type(
+    store: &Store,
+    gvr: &Gvr,
+    body: &Map<String, Value>,
+    required: bool,
+) -> Result<String, ApiError> {
     match body.get("apiVersion") {
         Some(Value::String(v)) if *v == gvr.api_version() => {}
         None if !required => {}
@@ -128,7 +144,9 @@ fn check_type(store: &Store, gvr: &Gvr, body: &Map<String, Value>, required: boo
     }
     let known = kinds::builtin_kind(gvr);
     match body.get("kind") {
-        Some(Value::String(k)) if known.is_none_or(|known| known == k) && !k.is_empty() => Ok(k.clone()),
+        Some(Value::String(k)) if known.is_none_or(|known| known == k) && !k.is_empty() => {
+            Ok(k.clone())
+        }
         None if !required => Ok(store.kind(gvr)),
         None => Err(ApiError::bad_request("kind must be set")),
         Some(other) => Err(ApiError::bad_request(format!(
@@ -149,12 +167,25 @@ fn validate(gvr: &Gvr, kind: &str, name: &str, meta: &Map<String, Value>) -> Res
     } else {
         meta::check_subdomain(name)
     };
-    name_check.map_err(|why| ApiError::invalid(gvr, kind, name, "metadata.name", &format!("Invalid value: {why}")))?;
+    name_check.map_err(|why| {
+        ApiError::invalid(
+            gvr,
+            kind,
+            name,
+            "metadata.name",
+            &format!("Invalid value: {why}"),
+        )
+    })?;
     meta::validate(meta).map_err(|(field, why)| ApiError::invalid(gvr, kind, name, &field, &why))
 }
 
 /// POST: creates an object.
-pub(crate) fn create(store: &mut Store, t: &Target, body: Value, p: &WriteParams) -> Result<Written, ApiError> {
+pub(crate) fn create(
+    store: &mut Store,
+    t: &Target,
+    body: Value,
+    p: &WriteParams,
+) -> Result<Written, ApiError> {
     if t.subresource.is_some() || t.name.is_some() {
         return Err(ApiError::method_not_allowed("create"));
     }
@@ -167,7 +198,12 @@ pub(crate) fn create(store: &mut Store, t: &Target, body: Value, p: &WriteParams
 }
 
 /// Fills in system metadata of a new object and validates it.
-fn prepare_new(store: &Store, t: &Target, mut body: Map<String, Value>, kind: &str) -> Result<Value, ApiError> {
+fn prepare_new(
+    store: &Store,
+    t: &Target,
+    mut body: Map<String, Value>,
+    kind: &str,
+) -> Result<Value, ApiError> {
     let mut meta = match body.remove("metadata") {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => Map::new(),
@@ -208,7 +244,13 @@ fn prepare_new(store: &Store, t: &Target, mut body: Map<String, Value>, kind: &s
     meta.insert("uid".into(), json!(meta::new_uid()));
     meta.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
     meta.insert("generation".into(), json!(1));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+    for k in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    ] {
         meta.remove(k);
     }
     meta::drop_empty(&mut meta);
@@ -272,7 +314,9 @@ fn commit_update(
         .get(&t.gvr, key)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.gvr, &key.1))?;
-    let old_rv = meta::meta_str(&old.obj, "resourceVersion").unwrap_or("").to_owned();
+    let old_rv = meta::meta_str(&old.obj, "resourceVersion")
+        .unwrap_or("")
+        .to_owned();
     if let Some(rv) = precondition_rv.filter(|rv| !rv.is_empty())
         && rv != old_rv
     {
@@ -397,7 +441,9 @@ fn spec_of(obj: &Value) -> Value {
     match obj {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -406,7 +452,10 @@ fn spec_of(obj: &Value) -> Value {
 }
 
 fn meta_kind(obj: &Value) -> String {
-    obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned()
+    obj.get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn body_rv(body: &Value) -> Option<String> {
@@ -416,7 +465,13 @@ fn body_rv(body: &Value) -> Option<String> {
 }
 
 /// PUT: replaces an object (or its status).
-pub(crate) fn replace(store: &mut Store, t: &Target, name: &str, body: Value, p: &WriteParams) -> Result<Written, ApiError> {
+pub(crate) fn replace(
+    store: &mut Store,
+    t: &Target,
+    name: &str,
+    body: Value,
+    p: &WriteParams,
+) -> Result<Written, ApiError> {
     let key = key_of(t, name);
     if store.get(&t.gvr, &key).is_none() {
         return Err(ApiError::not_found(&t.gvr, name));
@@ -425,7 +480,15 @@ pub(crate) fn replace(store: &mut Store, t: &Target, name: &str, body: Value, p:
     check_type(store, &t.gvr, &map, false)?;
     let body = Value::Object(map);
     let rv = body_rv(&body);
-    commit_update(store, t, &key, body, Ownership::Update(p.manager.clone()), rv, p.dry_run)
+    commit_update(
+        store,
+        t,
+        &key,
+        body,
+        Ownership::Update(p.manager.clone()),
+        rv,
+        p.dry_run,
+    )
 }
 
 /// PATCH with a merge, strategic merge or JSON patch.
@@ -455,12 +518,27 @@ pub(crate) fn patch(
         PatchError::Malformed(m) => ApiError::bad_request(m),
         PatchError::Rejected(m) => ApiError::new(422, "Invalid", m),
     })?;
-    let rv = body_rv(&doc).filter(|rv| Some(rv.as_str()) != meta::meta_str(&old, "resourceVersion"));
-    commit_update(store, t, &key, doc, Ownership::Update(p.manager.clone()), rv, p.dry_run)
+    let rv =
+        body_rv(&doc).filter(|rv| Some(rv.as_str()) != meta::meta_str(&old, "resourceVersion"));
+    commit_update(
+        store,
+        t,
+        &key,
+        doc,
+        Ownership::Update(p.manager.clone()),
+        rv,
+        p.dry_run,
+    )
 }
 
 /// PATCH with `application/apply-patch+yaml`: server-side apply.
-fn apply(store: &mut Store, t: &Target, name: &str, config: Value, p: &WriteParams) -> Result<Written, ApiError> {
+fn apply(
+    store: &mut Store,
+    t: &Target,
+    name: &str,
+    config: Value,
+    p: &WriteParams,
+) -> Result<Written, ApiError> {
     if !p.manager_given || p.manager.is_empty() {
         return Err(ApiError::bad_request(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -509,7 +587,12 @@ fn apply(store: &mut Store, t: &Target, name: &str, config: Value, p: &WritePara
 }
 
 /// DELETE of one object.
-pub(crate) fn delete(store: &mut Store, t: &Target, name: &str, p: &DeleteParams) -> Result<Written, ApiError> {
+pub(crate) fn delete(
+    store: &mut Store,
+    t: &Target,
+    name: &str,
+    p: &DeleteParams,
+) -> Result<Written, ApiError> {
     if t.subresource.is_some() {
         return Err(ApiError::method_not_allowed("delete of a subresource"));
     }
@@ -535,7 +618,9 @@ pub(crate) fn delete(store: &mut Store, t: &Target, name: &str, p: &DeleteParams
         return Err(ApiError::conflict(
             &t.gvr,
             name,
-            &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"),
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+            ),
         ));
     }
     if p.dry_run {

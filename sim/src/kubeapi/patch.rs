@@ -16,7 +16,9 @@ pub(crate) enum PatchError {
 /// Applies an RFC 7386 merge patch.
 pub(crate) fn merge(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     if !patch.is_object() {
-        return Err(PatchError::Malformed("a merge patch must be a JSON object".into()));
+        return Err(PatchError::Malformed(
+            "a merge patch must be a JSON object".into(),
+        ));
     }
     json_patch::merge(doc, patch);
     Ok(())
@@ -127,7 +129,9 @@ pub(crate) fn json(doc: &mut Value, body: &Value) -> Result<(), PatchError> {
             continue;
         }
         json_patch::patch_unsafe(&mut work, std::slice::from_ref(op)).map_err(|e| {
-            PatchError::Rejected(format!("the server rejected our request due to an error in our request: operation {i}: {e}"))
+            PatchError::Rejected(format!(
+                "the server rejected our request due to an error in our request: operation {i}: {e}"
+            ))
         })?;
     }
     *doc = work;
@@ -144,7 +148,10 @@ mod tests {
         let mut d = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
         merge(&mut d, &json!({"a": {"b": null}, "l": [3]})).unwrap();
         assert_eq!(d, json!({"a": {"c": 2}, "l": [3]}));
-        assert!(matches!(merge(&mut d, &json!([1])), Err(PatchError::Malformed(_))));
+        assert!(matches!(
+            merge(&mut d, &json!([1])),
+            Err(PatchError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -183,6 +190,9 @@ mod tests {
         );
         assert!(matches!(r, Err(PatchError::Rejected(_))));
         assert_eq!(d, before);
-        assert!(matches!(json(&mut d, &json!({"op": "x"})), Err(PatchError::Malformed(_))));
+        assert!(matches!(
+            json(&mut d, &json!({"op": "x"})),
+            Err(PatchError::Malformed(_))
+        ));
     }
 }

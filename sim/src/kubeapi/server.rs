@@ -165,7 +165,12 @@ fn filter(t: &Target, q: &HashMap<String, String>) -> Result<Filter, ApiError> {
     .map_err(ApiError::bad_request)
 }
 
-fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>, meta_only: bool) -> Result<(u16, Value), ApiError> {
+fn list(
+    shared: &Shared,
+    t: &Target,
+    q: &HashMap<String, String>,
+    meta_only: bool,
+) -> Result<(u16, Value), ApiError> {
     if t.subresource.is_some() {
         return Err(ApiError::no_route(&t.gvr.qualified()));
     }
@@ -188,7 +193,10 @@ fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>, meta_only: boo
         })
         .collect();
     let (api_version, kind) = if meta_only {
-        ("meta.k8s.io/v1".to_owned(), "PartialObjectMetadataList".to_owned())
+        (
+            "meta.k8s.io/v1".to_owned(),
+            "PartialObjectMetadataList".to_owned(),
+        )
     } else {
         (t.gvr.api_version(), format!("{}List", store.kind(&t.gvr)))
     };
@@ -203,7 +211,12 @@ fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>, meta_only: boo
     ))
 }
 
-fn start_watch(shared: &Arc<Shared>, t: &Target, q: &HashMap<String, String>, meta_only: bool) -> Response {
+fn start_watch(
+    shared: &Arc<Shared>,
+    t: &Target,
+    q: &HashMap<String, String>,
+    meta_only: bool,
+) -> Response {
     shared.watches.fetch_add(1, Ordering::Relaxed);
     if t.subresource.is_some() {
         return error_response(&ApiError::no_route(&t.gvr.qualified()));
@@ -317,14 +330,21 @@ fn write(
         .unwrap_or("application/json");
     let mut store = shared.store();
     let (verb, result) = match (method, &t.name) {
-        (&Method::POST, None) => ("create", parse_body(body, false).and_then(|b| ops::create(&mut store, t, b, &params))),
+        (&Method::POST, None) => (
+            "create",
+            parse_body(body, false).and_then(|b| ops::create(&mut store, t, b, &params)),
+        ),
         (&Method::PUT, Some(name)) => (
             "update",
             parse_body(body, false).and_then(|b| ops::replace(&mut store, t, name, b, &params)),
         ),
         (&Method::PATCH, Some(name)) => match PatchKind::from_content_type(content_type) {
             Some(kind) => (
-                if kind == PatchKind::Apply { "apply" } else { "patch" },
+                if kind == PatchKind::Apply {
+                    "apply"
+                } else {
+                    "patch"
+                },
                 parse_body(body, kind == PatchKind::Apply)
                     .and_then(|b| ops::patch(&mut store, t, name, kind, b, &params)),
             ),
@@ -333,21 +353,34 @@ fn write(
                 Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+                    ),
                 )),
             ),
         },
         (&Method::DELETE, Some(name)) => (
             "delete",
-            DeleteParams::parse(body, dry_run, q.get("propagationPolicy").map(String::as_str))
-                .and_then(|p| ops::delete(&mut store, t, name, &p)),
+            DeleteParams::parse(
+                body,
+                dry_run,
+                q.get("propagationPolicy").map(String::as_str),
+            )
+            .and_then(|p| ops::delete(&mut store, t, name, &p)),
         ),
         (&Method::DELETE, None) => (
             "deletecollection",
-            DeleteParams::parse(body, dry_run, q.get("propagationPolicy").map(String::as_str))
-                .and_then(|p| delete_collection(&mut store, t, q, &p)),
+            DeleteParams::parse(
+                body,
+                dry_run,
+                q.get("propagationPolicy").map(String::as_str),
+            )
+            .and_then(|p| delete_collection(&mut store, t, q, &p)),
         ),
-        _ => ("unknown", Err(ApiError::method_not_allowed(method.as_str()))),
+        _ => (
+            "unknown",
+            Err(ApiError::method_not_allowed(method.as_str())),
+        ),
     };
     let (code, changed, name) = match &result {
         Ok((code, v, changed)) => (
@@ -372,7 +405,12 @@ fn write(
         code,
         changed,
     });
-    result.map(|(code, v, _)| (code, watch::render(&v, meta_only && v.get("kind") != Some(&json!("Status")))))
+    result.map(|(code, v, _)| {
+        (
+            code,
+            watch::render(&v, meta_only && v.get("kind") != Some(&json!("Status"))),
+        )
+    })
 }
 
 fn delete_collection(
@@ -386,7 +424,12 @@ fn delete_collection(
         .list(&t.gvr, &f)
         .iter()
         .map(|o| {
-            let m = |k: &str| o.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_owned();
+            let m = |k: &str| {
+                o.pointer(&format!("/metadata/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
             (m("namespace"), m("name"))
         })
         .collect();
@@ -401,5 +444,9 @@ fn delete_collection(
             changed |= c;
         }
     }
-    Ok((200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}), changed))
+    Ok((
+        200,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        changed,
+    ))
 }

@@ -50,7 +50,11 @@ impl ApiError {
 
     /// 404 for a path that names nothing.
     pub fn no_route(path: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// 405: the verb is not supported here.
@@ -131,23 +135,24 @@ impl ApiError {
         )
         .with_details(gvr, kind, name);
         if let Some(d) = e.details.as_mut() {
-            d["causes"] = json!([{ "reason": "FieldValueInvalid", "message": why, "field": field }]);
+            d["causes"] =
+                json!([{ "reason": "FieldValueInvalid", "message": why, "field": field }]);
         }
         e
     }
 
     /// 410: the requested resourceVersion is older than the retained history.
     pub fn expired(rv: u64) -> ApiError {
-        ApiError::new(
-            410,
-            "Expired",
-            format!("too old resource version: {rv}"),
-        )
+        ApiError::new(410, "Expired", format!("too old resource version: {rv}"))
     }
 
     /// 503: the simulated server is down.
     pub fn unavailable() -> ApiError {
-        ApiError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        )
     }
 
     /// The `Status` body.

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::WriteRecord;
 use super::apply::Managed;
 use super::kinds;
 use super::meta;
 use super::path::Gvr;
 use super::selector::Filter;
 use super::status::ApiError;
-use super::WriteRecord;
 
 /// (namespace, name); namespace is `""` for cluster-scoped objects.
 pub(crate) type ObjKey = (String, String);
@@ -56,6 +56,9 @@ pub(crate) struct Change {
     /// The object after (the final state for deletions).
     pub new: Value,
 }
+
+/// Retained changes to replay, and a receiver for the ones after them.
+pub(crate) type Replay = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
 
 /// Write counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -186,10 +189,7 @@ impl Store {
 
     /// Changes after `from` still in the history, and a receiver for later ones. Must be
     /// called with the store locked so that nothing falls between the two.
-    pub fn watch_from(
-        &self,
-        from: u64,
-    ) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), ApiError> {
+    pub fn watch_from(&self, from: u64) -> Result<Replay, ApiError> {
         if from < self.evicted_rv {
             return Err(ApiError::expired(from));
         }

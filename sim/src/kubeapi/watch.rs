@@ -40,11 +40,17 @@ pub(crate) struct Start {
 }
 
 /// The stream body for a watch (or a single ERROR event when the start failed with 410).
-pub(crate) fn body(req: WatchRequest, start: Result<Start, ApiError>, shutdown: watch::Receiver<bool>) -> Body {
+pub(crate) fn body(
+    req: WatchRequest,
+    start: Result<Start, ApiError>,
+    shutdown: watch::Receiver<bool>,
+) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(run(req, start, shutdown, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
     Body::from_stream(stream)
 }
@@ -95,7 +101,11 @@ fn bookmark(req: &WatchRequest, rv: u64, initial_end: bool) -> Bytes {
     } else {
         req.gvr.api_version()
     };
-    let kind = if req.meta_only { "PartialObjectMetadata" } else { req.kind.as_str() };
+    let kind = if req.meta_only {
+        "PartialObjectMetadata"
+    } else {
+        req.kind.as_str()
+    };
     line(
         "BOOKMARK",
         json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata }),
@@ -116,7 +126,11 @@ async fn run(
         }
     };
     for obj in &start.initial {
-        if tx.send(line("ADDED", render(obj, req.meta_only))).await.is_err() {
+        if tx
+            .send(line("ADDED", render(obj, req.meta_only)))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -130,7 +144,10 @@ async fn run(
             continue;
         }
         if let Some((kind, obj)) = event_for(change, &req.filter)
-            && tx.send(line(kind, render(obj, req.meta_only))).await.is_err()
+            && tx
+                .send(line(kind, render(obj, req.meta_only)))
+                .await
+                .is_err()
         {
             return;
         }

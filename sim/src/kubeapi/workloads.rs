@@ -58,7 +58,9 @@ fn max_unavailable(obj: &Value, replicas: i64) -> i64 {
             .and_then(|p| p.parse::<i64>().ok())
             .map(|p| replicas * p / 100)
             .unwrap_or(0),
-        _ if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") => replicas,
+        _ if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") => {
+            replicas
+        }
         _ => replicas / 4,
     }
 }
@@ -68,9 +70,13 @@ fn condition(old: &Value, kind: &str, status: &str, reason: &str, message: Strin
     let prev = old
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind)));
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+        });
     let same_status = prev.is_some_and(|c| c.get("status").and_then(Value::as_str) == Some(status));
-    let same_reason = same_status && prev.is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some(reason));
+    let same_reason = same_status
+        && prev.is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some(reason));
     let keep = |field: &str, same: bool| {
         prev.filter(|_| same)
             .and_then(|c| c.get(field).cloned())
@@ -87,21 +93,42 @@ fn condition(old: &Value, kind: &str, status: &str, reason: &str, message: Strin
 }
 
 fn desired_status(obj: &Value, ready_override: Option<i32>) -> Value {
-    let replicas = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0);
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+        .max(0);
     let ready = ready_override.map_or(replicas, |r| i64::from(r).clamp(0, replicas));
     let name = meta::meta_str(obj, "name").unwrap_or_default();
-    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let generation = obj
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let rs = format!("{name}-{:x}", generation * 0x9e37 % 0xfffff + 0x10000);
     let available = ready >= replicas - max_unavailable(obj, replicas);
     let (av_status, av_reason, av_msg) = if available {
-        ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+        )
     } else {
-        ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
     };
     let (pr_reason, pr_msg) = if ready >= replicas {
-        ("NewReplicaSetAvailable", format!("ReplicaSet \"{rs}\" has successfully progressed."))
+        (
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+        )
     } else {
-        ("ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing."))
+        (
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+        )
     };
     let mut status = json!({
         "observedGeneration": generation,
