@@ -1,0 +1,200 @@
+//! The operator's command line (a public interface: the Helm chart uses exactly these
+//! flags and variables; keep them stable).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::controller::OperatorConfig;
+use crate::ctx::{DEFAULT_IMAGE_REPOSITORY, default_gateway_image};
+
+/// Turns VoiceTenants into running Switchboard gateways.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "operator", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The operator's subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the controllers (with leader election by default).
+    Run(Box<RunArgs>),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `operator run`; each is also an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "SWITCHBOARD_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Gateway image of tenants that set none. Default: this operator's own version.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE")]
+    pub gateway_image: Option<String>,
+    /// Admin connection to the shared Postgres. Absent: tenants without
+    /// `spec.database.url` keep the gateway's embedded SQLite.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL", hide_env_values = true)]
+    pub database_admin_url: Option<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SWITCHBOARD_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Public domain: a tenant's host is `<name>.<namespace>.<domain>`.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_DOMAIN")]
+    pub public_domain: Option<String>,
+    /// Ingress class of tenant Ingresses (with --public-domain).
+    #[arg(long, env = "SWITCHBOARD_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+    /// TLS Secret of tenant Ingresses (with --public-domain).
+    #[arg(long, env = "SWITCHBOARD_INGRESS_TLS_SECRET")]
+    pub ingress_tls_secret: Option<String>,
+    /// Run the controllers only while holding the Lease.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "SWITCHBOARD_LEASE_NAME", default_value = "switchboard-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease. Default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease stays valid after its last renewal.
+    #[arg(long, env = "SWITCHBOARD_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds between periodic re-reconciles of every tenant (idle ones write nothing).
+    #[arg(long, env = "SWITCHBOARD_REQUEUE_SECONDS", default_value_t = 600)]
+    pub requeue_seconds: u64,
+    /// Seconds after deletion during which an unreachable database is retried before
+    /// the finalizer gives up and leaves the role and schema.
+    #[arg(long, env = "SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub cleanup_timeout_seconds: u64,
+    /// Tenants reconciled at once.
+    #[arg(long, env = "SWITCHBOARD_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// The controllers' configuration from the flags.
+    pub fn config(&self) -> OperatorConfig {
+        let identity = self.identity.clone().unwrap_or_else(hostname);
+        let mut config = OperatorConfig::new(identity);
+        config.default_image = self
+            .gateway_image
+            .clone()
+            .unwrap_or_else(|| default_gateway_image(DEFAULT_IMAGE_REPOSITORY));
+        config.database_admin_url = self.database_admin_url.clone();
+        config.watch_namespace = self.watch_namespace.clone();
+        config.public_domain = self.public_domain.clone();
+        config.ingress_class = self.ingress_class.clone();
+        config.ingress_tls_secret = self.ingress_tls_secret.clone();
+        config.leader_election = self.leader_election;
+        config.lease_name = self.lease_name.clone();
+        config.lease_namespace = self.lease_namespace.clone();
+        config.lease_duration = Duration::from_secs(self.lease_duration_seconds.max(2));
+        // Renew at a third of the duration before expiry (15 s → renew every 10 s).
+        config.lease_grace = Duration::from_secs((self.lease_duration_seconds / 3).max(1));
+        config.requeue_interval = Duration::from_secs(self.requeue_seconds.max(1));
+        config.cleanup_timeout = Duration::from_secs(self.cleanup_timeout_seconds);
+        config.concurrency = self.concurrency.max(1);
+        config
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard-operator".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["operator", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            Command::Crd => panic!("parsed crd"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let args = run_args(&["--identity", "op-0"]);
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
+        assert!(args.leader_election);
+        assert_eq!(args.log_format, LogFormat::Text);
+        let c = args.config();
+        assert_eq!(c.identity, "op-0");
+        assert_eq!(c.lease_name, "switchboard-operator");
+        assert_eq!(
+            c.default_image,
+            format!("ghcr.io/switchboard-dev/switchboard:{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(c.database_admin_url, None);
+        assert_eq!(c.watch_namespace, None);
+        assert_eq!(c.requeue_interval, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn flags_set_the_config() {
+        let c = run_args(&[
+            "--leader-election",
+            "false",
+            "--gateway-image",
+            "reg/gw:1",
+            "--database-admin-url",
+            "postgres://a@h/d",
+            "--watch-namespace",
+            "voice",
+            "--public-domain",
+            "example.com",
+            "--ingress-class",
+            "nginx",
+            "--log-format",
+            "json",
+            "--lease-namespace",
+            "ops",
+        ])
+        .config();
+        assert!(!c.leader_election);
+        assert_eq!(c.default_image, "reg/gw:1");
+        assert_eq!(c.database_admin_url.as_deref(), Some("postgres://a@h/d"));
+        assert_eq!(c.watch_namespace.as_deref(), Some("voice"));
+        assert_eq!(c.lease_namespace, "ops");
+        assert!(c.base_ctx("t", "n").public.unwrap().ingress.is_some());
+    }
+
+    #[test]
+    fn crd_subcommand_parses() {
+        let cli = Cli::try_parse_from(["operator", "crd"]).unwrap();
+        assert!(matches!(cli.command, Command::Crd));
+    }
+}

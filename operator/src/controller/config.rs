@@ -1,0 +1,109 @@
+//! How the operator process is configured (from the command line, or by a test).
+
+use std::time::Duration;
+
+use crate::ctx::{Ctx, IngressSettings, PublicAccess};
+
+/// Everything the controllers and the leader election need besides a client.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Gateway image for tenants that set no `spec.gateway.image`.
+    pub default_image: String,
+    /// Admin connection to the shared Postgres. Absent: tenants without
+    /// `spec.database.url` keep the gateway's embedded SQLite.
+    pub database_admin_url: Option<String>,
+    /// Watch one namespace only; `None` watches all.
+    pub watch_namespace: Option<String>,
+    /// Public domain: a tenant's public host is `<name>.<namespace>.<domain>`.
+    pub public_domain: Option<String>,
+    /// Ingress class of tenant Ingresses.
+    pub ingress_class: Option<String>,
+    /// TLS Secret of tenant Ingresses.
+    pub ingress_tls_secret: Option<String>,
+    /// Run the controllers only while holding the Lease.
+    pub leader_election: bool,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+    /// How long a Lease stays valid after its last renewal (whole seconds).
+    pub lease_duration: Duration,
+    /// The holder renews this long before the Lease expires (whole seconds).
+    pub lease_grace: Duration,
+    /// Periodic re-reconcile of every tenant (writes nothing when nothing changed).
+    pub requeue_interval: Duration,
+    /// First retry delay after a failed reconcile.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// How long after `deletionTimestamp` the finalizer keeps retrying an unreachable
+    /// database before it gives up, leaves the role and schema, and lets the tenant go.
+    pub cleanup_timeout: Duration,
+    /// Tenants reconciled at once.
+    pub concurrency: u16,
+}
+
+impl OperatorConfig {
+    /// Defaults of the command line, with `identity` as the Lease holder.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            default_image: crate::ctx::default_gateway_image(crate::ctx::DEFAULT_IMAGE_REPOSITORY),
+            database_admin_url: None,
+            watch_namespace: None,
+            public_domain: None,
+            ingress_class: None,
+            ingress_tls_secret: None,
+            leader_election: true,
+            lease_name: "switchboard-operator".into(),
+            lease_namespace: "default".into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(15),
+            lease_grace: Duration::from_secs(5),
+            requeue_interval: Duration::from_secs(600),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            cleanup_timeout: Duration::from_secs(600),
+            concurrency: 16,
+        }
+    }
+
+    /// The builders' context for a tenant named `name` in `namespace`, before the
+    /// dereference step adds Secret versions and the provisioned database.
+    pub fn base_ctx(&self, name: &str, namespace: &str) -> Ctx {
+        let mut ctx = Ctx::new(self.default_image.clone());
+        ctx.public = self.public_domain.as_ref().map(|domain| PublicAccess {
+            host: format!("{name}.{namespace}.{domain}"),
+            // Either setting asks for an Ingress: a class alone uses no TLS (a terminating
+            // load balancer in front), a TLS Secret alone uses the cluster's default class.
+            ingress: (self.ingress_class.is_some() || self.ingress_tls_secret.is_some()).then(
+                || IngressSettings {
+                    class_name: self.ingress_class.clone(),
+                    tls_secret_name: self.ingress_tls_secret.clone(),
+                    annotations: Default::default(),
+                },
+            ),
+        });
+        ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_host_and_ingress_from_flags() {
+        let mut c = OperatorConfig::new("me");
+        assert_eq!(c.base_ctx("acme", "prod").public, None);
+        c.public_domain = Some("voice.example.com".into());
+        let public = c.base_ctx("acme", "prod").public.unwrap();
+        assert_eq!(public.host, "acme.prod.voice.example.com");
+        assert_eq!(public.ingress, None);
+        c.ingress_class = Some("nginx".into());
+        let ingress = c.base_ctx("acme", "prod").public.unwrap().ingress.unwrap();
+        assert_eq!(ingress.class_name.as_deref(), Some("nginx"));
+        assert_eq!(ingress.tls_secret_name, None);
+    }
+}

@@ -1,0 +1,191 @@
+//! What every reconcile shares: the client, the configuration, the watch caches, the
+//! event recorder, the metrics, and the little memory the controller keeps between
+//! reconciles (what it applied, consecutive failures, what it provisioned).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource};
+use switchboard_crds::VoiceTenant;
+
+use super::config::OperatorConfig;
+use super::decide::Live;
+use crate::database::Provisioner;
+use crate::labels::MANAGER;
+use crate::metrics::{Metrics, TENANT_CONTROLLER};
+
+/// The watch caches of the tenants and of every kind the controller writes.
+#[derive(Clone)]
+pub(crate) struct Stores {
+    pub tenants: Store<VoiceTenant>,
+    pub deployments: Store<Deployment>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    pub hpas: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
+    pub ingresses: Store<PartialObjectMeta<Ingress>>,
+    /// Every Secret's metadata in the watched scope: referenced Secrets are not ours and
+    /// carry no label of ours.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl Stores {
+    /// Waits until every cache has listed once; `false` when a cache's writer is gone
+    /// (the controller is stopping).
+    pub fn ready(&self) -> futures_util::future::BoxFuture<'static, bool> {
+        let stores = self.clone();
+        Box::pin(async move {
+            let results = [
+                stores.tenants.wait_until_ready().await.is_ok(),
+                stores.deployments.wait_until_ready().await.is_ok(),
+                stores.config_maps.wait_until_ready().await.is_ok(),
+                stores.services.wait_until_ready().await.is_ok(),
+                stores.service_accounts.wait_until_ready().await.is_ok(),
+                stores.pdbs.wait_until_ready().await.is_ok(),
+                stores.hpas.wait_until_ready().await.is_ok(),
+                stores.ingresses.wait_until_ready().await.is_ok(),
+                stores.secrets.wait_until_ready().await.is_ok(),
+            ];
+            results.iter().all(|ok| *ok)
+        })
+    }
+}
+
+/// Identity of a child in the controller's memory: kind, namespace, name.
+pub(crate) type ChildKey = (&'static str, String, String);
+
+/// Shared by every reconcile of the VoiceTenant controller.
+pub(crate) struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub provisioner: Option<Provisioner>,
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    recorder: Recorder,
+    /// What this process last applied per child (from the apply response).
+    applied: Mutex<HashMap<ChildKey, Live>>,
+    /// Consecutive failed reconciles per tenant (the retry backoff).
+    failures: Mutex<HashMap<ObjectRef<VoiceTenant>, u32>>,
+    /// Per tenant UID: the role, schema and Secret version last ensured on the database.
+    provisioned: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these maps cannot leave it inconsistent (single
+    // inserts and removes), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        provisioner: Option<Provisioner>,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.to_string(),
+                instance: Some(config.identity.clone()),
+            },
+        );
+        Self {
+            client,
+            config,
+            provisioner,
+            stores,
+            metrics,
+            recorder,
+            applied: Mutex::default(),
+            failures: Mutex::default(),
+            provisioned: Mutex::default(),
+        }
+    }
+
+    /// A namespaced API of kind `K`.
+    pub fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Counts one write request of `kind`.
+    pub fn count_write(&self, kind: &str) {
+        self.metrics.write(TENANT_CONTROLLER, kind);
+    }
+
+    pub fn recorded(&self, key: &ChildKey) -> Option<Live> {
+        lock(&self.applied).get(key).cloned()
+    }
+
+    pub fn record(&self, key: ChildKey, live: Live) {
+        lock(&self.applied).insert(key, live);
+    }
+
+    pub fn forget(&self, key: &ChildKey) {
+        lock(&self.applied).remove(key);
+    }
+
+    /// Forgets everything about a tenant's children (it is gone).
+    pub fn forget_tenant(&self, namespace: &str, child_name: &str, uid: Option<&str>) {
+        lock(&self.applied).retain(|(_, ns, name), _| !(ns == namespace && name == child_name));
+        if let Some(uid) = uid {
+            lock(&self.provisioned).remove(uid);
+        }
+    }
+
+    /// One more consecutive failure of `tenant`; returns the count.
+    pub fn failed(&self, tenant: ObjectRef<VoiceTenant>) -> u32 {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(tenant).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Consecutive failures of `tenant` so far.
+    pub fn failures(&self, tenant: &ObjectRef<VoiceTenant>) -> u32 {
+        lock(&self.failures).get(tenant).copied().unwrap_or(0)
+    }
+
+    /// `tenant` reconciled: its backoff starts over.
+    pub fn succeeded(&self, tenant: &ObjectRef<VoiceTenant>) {
+        lock(&self.failures).remove(tenant);
+    }
+
+    pub fn provisioned(&self, uid: &str) -> Option<String> {
+        lock(&self.provisioned).get(uid).cloned()
+    }
+
+    pub fn set_provisioned(&self, uid: &str, key: String) {
+        lock(&self.provisioned).insert(uid.to_string(), key);
+    }
+
+    /// Publishes an Event about `vt`; a failure is logged (an Event is never worth failing
+    /// a reconcile).
+    pub async fn event(&self, vt: &VoiceTenant, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        self.count_write("Event");
+        if let Err(e) = self.recorder.publish(&event, &vt.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}

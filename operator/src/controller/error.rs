@@ -1,0 +1,106 @@
+//! Why a reconcile failed, each variant sorted into a category: the Event reason, the
+//! `Degraded` condition's reason and the `category` label of the failures metric.
+
+use kube::runtime::finalizer;
+use switchboard_crds::ValidationErrors;
+
+use crate::database::DatabaseError;
+use crate::error::BuildError;
+
+/// A failed reconcile of a VoiceTenant.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The spec breaks a rule the API server's schema could not express: nothing is
+    /// changed until the spec is fixed.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(ValidationErrors),
+    /// A builder refused the tenant or the operator's configuration.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Provisioning or dropping the tenant's database failed.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    /// A Secret named like the tenant's database Secret exists but was not created by
+    /// the operator for this tenant: its credentials are not trusted, and it is not
+    /// overwritten.
+    #[error("Secret {name} exists but does not belong to this tenant; rename or delete it")]
+    ForeignSecret {
+        /// The Secret.
+        name: String,
+    },
+    /// The tenant's database Secret has no password (someone edited it); the role's
+    /// password is never changed to match something else.
+    #[error("Secret {name} has no password key; delete it to have a new one generated")]
+    InvalidSecret {
+        /// The Secret.
+        name: String,
+    },
+    /// A request to the API server failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done (`apply Deployment acme/dental-gateway`).
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    /// Wraps an API error with what was being done.
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// A short CamelCase category, from a small fixed set.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Build(e) => e.category(),
+            Self::Database(e) => e.category(),
+            Self::ForeignSecret { .. } => "SecretConflict",
+            Self::InvalidSecret { .. } => "InvalidDatabaseSecret",
+            Self::Kube { source, .. } => match source {
+                kube::Error::Api(status) if status.is_conflict() => "Conflict",
+                kube::Error::Api(status) if status.is_forbidden() => "Forbidden",
+                _ => "KubernetesApi",
+            },
+        }
+    }
+
+    /// Unwraps the finalizer helper's error: our own errors keep their category, its
+    /// own patch failures are API errors.
+    pub fn from_finalizer(err: finalizer::Error<ReconcileError>) -> Self {
+        match err {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(e) => Self::kube("add finalizer", e),
+            finalizer::Error::RemoveFinalizer(e) => Self::kube("remove finalizer", e),
+            finalizer::Error::UnnamedObject => Self::Build(BuildError::MissingName),
+            // Our finalizer name is a constant, valid path segment.
+            finalizer::Error::InvalidFinalizer => Self::Build(BuildError::MissingName),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_come_from_the_cause() {
+        let e = ReconcileError::Build(BuildError::NoImage);
+        assert_eq!(e.category(), "InvalidOperatorConfig");
+        let e = ReconcileError::from_finalizer(finalizer::Error::ApplyFailed(
+            ReconcileError::ForeignSecret { name: "x".into() },
+        ));
+        assert_eq!(e.category(), "SecretConflict");
+        let e = ReconcileError::kube(
+            "apply",
+            kube::Error::Api(Box::new(kube::core::Status::failure("conflict", "Conflict").with_code(409))),
+        );
+        assert_eq!(e.category(), "Conflict");
+    }
+}
