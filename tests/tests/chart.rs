@@ -1208,3 +1208,70 @@ fn kind_script_parses() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `(name, key)` of every `secretKeyRef` in a manifest.
+fn secret_key_refs(v: &Value, out: &mut BTreeSet<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "secretKeyRef" {
+                    let name = child["name"].as_str().unwrap().to_string();
+                    let key = child["key"].as_str().unwrap().to_string();
+                    out.insert((name, key));
+                } else {
+                    secret_key_refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| secret_key_refs(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn install_notes_tell_the_next_steps_for_the_cluster_example() {
+    let Some(helm) = helm() else { return };
+    // A client-side dry run renders NOTES.txt without a cluster.
+    let out = Command::new(&helm)
+        .args([
+            "install",
+            RELEASE,
+            "charts/switchboard",
+            "--namespace",
+            NAMESPACE,
+        ])
+        .arg("--dry-run=client")
+        .env("KUBECONFIG", "/dev/null")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes = stdout.split_once("NOTES:").unwrap().1;
+
+    // Every Secret the cluster example references is one the notes say to create.
+    let example: Value =
+        serde_saphyr::from_str(&read("examples/tenants/acme-cluster.yaml")).unwrap();
+    let namespace = example["metadata"]["namespace"].as_str().unwrap();
+    let mut refs = BTreeSet::new();
+    secret_key_refs(&example, &mut refs);
+    assert!(!refs.is_empty());
+    for (name, key) in refs {
+        let command =
+            format!("kubectl -n {namespace} create secret generic {name} --from-literal={key}=");
+        assert!(
+            notes.contains(&command),
+            "the notes do not say `{command}…`\n{notes}"
+        );
+    }
+    assert!(notes.contains("kubectl apply -f examples/tenants/acme-cluster.yaml"));
+    assert!(notes.contains("kubectl get vt"));
+    assert!(notes.contains("{.status.webhookUrl}"));
+    // Defaults leave Twilio without a way in and records in the pod: the notes say so.
+    assert!(notes.contains("publicDomain is not set"));
+    assert!(notes.contains("no database admin Secret"));
+}
