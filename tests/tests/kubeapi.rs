@@ -4,17 +4,19 @@
 #![allow(clippy::unwrap_used)] // shared assertion helpers outside #[test] fns
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::runtime::controller::Action;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::watcher;
@@ -673,4 +675,295 @@ async fn lease_manager_takes_over_a_released_lease() {
     );
     let lease = leases.get("switchboard-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("two"));
+}
+
+#[tokio::test]
+async fn streaming_list_and_metadata_watchers() {
+    let sim = sim().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
+    let pp = PostParams::default();
+    api.create(&pp, &cm("a", json!({}), json!({})))
+        .await
+        .unwrap();
+
+    // sendInitialEvents: the initial state comes as a watch, ended by a bookmark.
+    let mut events: Events =
+        watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    assert!(matches!(next(&mut events).await, watcher::Event::Init));
+    assert!(matches!(next(&mut events).await, watcher::Event::InitApply(o) if o.name_any() == "a"));
+    assert!(matches!(next(&mut events).await, watcher::Event::InitDone));
+
+    // PartialObjectMetadata lists and watches.
+    let meta_api: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client(&sim).await, NS);
+    let mut meta = watcher(meta_api, watcher::Config::default()).boxed();
+    let mut next_meta = async || {
+        tokio::time::timeout(Duration::from_secs(10), meta.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    assert!(matches!(next_meta().await, watcher::Event::Init));
+    assert!(matches!(next_meta().await, watcher::Event::InitApply(o) if o.name_any() == "a"));
+    assert!(matches!(next_meta().await, watcher::Event::InitDone));
+
+    api.create(&pp, &cm("b", json!({}), json!({})))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut events).await, watcher::Event::Apply(o) if o.name_any() == "b"));
+    assert!(matches!(next_meta().await, watcher::Event::Apply(o) if o.name_any() == "b"));
+}
+
+struct Ctx {
+    secrets: Api<Secret>,
+    runs: AtomicU64,
+}
+
+async fn reconcile_tenant(obj: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+    let name = format!("{}-db", obj.name_any());
+    let db = obj
+        .data
+        .as_ref()
+        .and_then(|d| d.get("db"))
+        .cloned()
+        .unwrap_or_default();
+    let child = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "ownerReferences": [obj.controller_owner_ref(&()).unwrap()]},
+        "stringData": {"db": db}});
+    ctx.secrets
+        .patch(
+            &name,
+            &PatchParams::apply("switchboard"),
+            &Patch::Apply(&child),
+        )
+        .await?;
+    ctx.runs.fetch_add(1, Ordering::SeqCst);
+    Ok(Action::await_change())
+}
+
+fn retry_soon(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<Ctx>) -> Action {
+    Action::requeue(Duration::from_millis(50))
+}
+
+#[tokio::test]
+async fn controller_settles_and_its_reapplies_change_nothing() {
+    let sim = sim().await;
+    let c = client(&sim).await;
+    let parents: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), NS);
+    parents
+        .create(
+            &PostParams::default(),
+            &cm("tenant", json!({"role": "parent"}), json!({"db": "t1"})),
+        )
+        .await
+        .unwrap();
+    let ctx = Arc::new(Ctx {
+        secrets: secrets.clone(),
+        runs: AtomicU64::new(0),
+    });
+    let controller = Controller::new(
+        parents.clone(),
+        watcher::Config::default().labels("role=parent"),
+    )
+    .owns(secrets, watcher::Config::default())
+    .run(reconcile_tenant, retry_soon, Arc::clone(&ctx))
+    .for_each(|_| async {});
+    let task = tokio::spawn(controller);
+    let db = |sim: &KubeApiSim| {
+        sim.get("v1", "secrets", NS, "tenant-db")
+            .and_then(|s| s["data"]["db"].as_str().map(str::to_owned))
+    };
+    // The child's creation triggers another reconcile (owns): its apply is a no-op.
+    eventually(|| ctx.runs.load(Ordering::SeqCst) >= 2).await;
+    assert_eq!(
+        db(&sim).as_deref(),
+        Some("dDE="),
+        "stringData is stored as base64 data"
+    );
+
+    sim.reset_counters();
+    let runs = ctx.runs.load(Ordering::SeqCst);
+    let change = json!({"data": {"db": "t2"}});
+    parents
+        .patch("tenant", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap();
+    // The parent's change, then the child's (which triggers one more, idle, reconcile).
+    eventually(|| ctx.runs.load(Ordering::SeqCst) >= runs + 2).await;
+    assert_eq!(db(&sim).as_deref(), Some("dDI="));
+    assert_eq!(sim.changes(), 2, "{:#?}", sim.write_log());
+    assert!(!sim.write_log().last().unwrap().changed);
+    task.abort();
+}
+
+#[tokio::test]
+async fn hostile_requests_get_status_answers() {
+    let sim = sim().await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1/namespaces/{NS}/configmaps", sim.url());
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, NS);
+    api.create(&PostParams::default(), &cm("x", json!({}), json!({})))
+        .await
+        .unwrap();
+    sim.reset_counters();
+
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let x = format!("{base}/x");
+    let apply = "application/apply-patch+yaml";
+    let json_ct = "application/json";
+    let jp = "application/json-patch+json";
+    let cases: Vec<(&str, String, &str, Vec<u8>, u16)> = vec![
+        ("POST", base.clone(), json_ct, b"{bad".to_vec(), 400),
+        ("POST", base.clone(), json_ct, b"[1,2]".to_vec(), 400),
+        ("POST", base.clone(), json_ct, vec![0xff, 0xfe, 0x00], 400),
+        ("POST", base.clone(), json_ct, deep.into_bytes(), 400),
+        (
+            "POST",
+            base.clone(),
+            json_ct,
+            br#"{"metadata": "x"}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            base.clone(),
+            json_ct,
+            br#"{"metadata": {"name": 5}}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            base.clone(),
+            json_ct,
+            br#"{"metadata": {"name": "l", "labels": {"a": 5}}}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            base.clone(),
+            json_ct,
+            br#"{"apiVersion": "apps/v1", "metadata": {"name": "v"}}"#.to_vec(),
+            400,
+        ),
+        ("PATCH", x.clone(), "text/plain", b"hi".to_vec(), 415),
+        (
+            "PATCH",
+            x.clone(),
+            apply,
+            br#"{"apiVersion": "v1", "kind": "ConfigMap"}"#.to_vec(),
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{x}?fieldManager=m"),
+            apply,
+            b"not: [valid".to_vec(),
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{x}?fieldManager=m"),
+            apply,
+            br#"{"data": {}}"#.to_vec(),
+            400,
+        ),
+        ("PATCH", x.clone(), jp, br#"{"op": "add"}"#.to_vec(), 400),
+        (
+            "PATCH",
+            x.clone(),
+            jp,
+            br#"[{"op": "remove", "path": "/nope"}]"#.to_vec(),
+            422,
+        ),
+        (
+            "PATCH",
+            x.clone(),
+            "application/merge-patch+json",
+            b"5".to_vec(),
+            400,
+        ),
+        (
+            "PATCH",
+            format!("{x}/status"),
+            "application/merge-patch+json",
+            b"{}".to_vec(),
+            404,
+        ),
+        (
+            "PUT",
+            x.clone(),
+            json_ct,
+            br#"{"metadata": {"name": "other"}}"#.to_vec(),
+            400,
+        ),
+        ("DELETE", x.clone(), json_ct, b"garbage".to_vec(), 400),
+        (
+            "GET",
+            format!("{base}?labelSelector=a%20b%20c"),
+            json_ct,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{base}?watch=1&resourceVersion=abc"),
+            json_ct,
+            vec![],
+            400,
+        ),
+        ("GET", format!("{x}/log"), json_ct, vec![], 404),
+        (
+            "GET",
+            format!("{}/nonsense", sim.url()),
+            json_ct,
+            vec![],
+            404,
+        ),
+        (
+            "GET",
+            format!(
+                "{}/apis/voice.switchboard.dev/v1alpha1/voicetenants?fieldSelector=spec.x%3D1",
+                sim.url()
+            ),
+            json_ct,
+            vec![],
+            400,
+        ),
+    ];
+    let mutating = cases.iter().filter(|c| c.0 != "GET").count() as u64;
+    for (method, url, ct, body, want) in cases {
+        let resp = http
+            .request(method.parse().unwrap(), &url)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let status: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(
+            (code, status["kind"].as_str(), status["code"].as_u64()),
+            (want, Some("Status"), Some(u64::from(want))),
+            "{method} {url}: {status}"
+        );
+    }
+    // Still serving, nothing changed, every mutating attempt counted.
+    assert!(api.get("x").await.unwrap().data.unwrap().is_empty());
+    let stats: Value = serde_json::from_str(
+        &http
+            .get(format!("{}/_sim/stats", sim.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (stats["writes"].as_u64(), stats["changes"].as_u64()),
+        (Some(mutating), Some(0))
+    );
+    assert_eq!(stats["objects"]["ConfigMap"], 1);
 }

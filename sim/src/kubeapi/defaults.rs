@@ -1,8 +1,8 @@
 //! Defaulting the real API server does on every write, for the kinds the operator owns,
 //! so that code comparing live objects with desired ones meets the same extra fields it
 //! would meet in a cluster: Service (type, clusterIP, protocols, target ports) and
-//! Deployment (replicas, strategy, history and pod template defaults). Other kinds are
-//! stored as sent.
+//! Deployment (replicas, strategy, history and pod template defaults), Secret (`type`,
+//! `stringData` folded into `data`). Other kinds are stored as sent.
 
 use serde_json::{Map, Value, json};
 
@@ -13,6 +13,7 @@ pub(crate) fn apply(gvr: &Gvr, obj: &mut Value) {
     match (gvr.group.as_str(), gvr.plural.as_str()) {
         ("", "services") => service(obj),
         ("apps", "deployments") => deployment(obj),
+        ("", "secrets") => secret(obj),
         _ => {}
     }
 }
@@ -66,6 +67,31 @@ fn service(obj: &mut Value) {
                 set_default(p, "targetPort", port);
             }
         }
+    }
+}
+
+/// `stringData` is write-only: the server folds it into `data` (base64), over `data`.
+fn secret(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    set_default(m, "type", json!("Opaque"));
+    let Some(Value::Object(strings)) = m.remove("stringData") else {
+        return;
+    };
+    let Some(data) = object_at(obj, "data") else {
+        return;
+    };
+    for (k, v) in strings {
+        let text = match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        data.insert(
+            k,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
     }
 }
 
@@ -144,6 +170,17 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(a["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let gvr = Gvr::new("", "v1", "secrets");
+        let mut s = json!({"stringData": {"password": "hunter2"}, "data": {"user": "YWRh"}});
+        apply(&gvr, &mut s);
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"user": "YWRh", "password": "aHVudGVyMg=="}})
+        );
     }
 
     #[test]

@@ -36,6 +36,11 @@ impl Filter {
         })
     }
 
+    /// The fields the field selector tests.
+    pub fn field_paths(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(path, _, _)| path.as_str())
+    }
+
     /// Whether `obj` is selected.
     pub fn matches(&self, obj: &Value) -> bool {
         let meta = obj.get("metadata");

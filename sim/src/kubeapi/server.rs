@@ -157,12 +157,24 @@ fn get(shared: &Shared, t: &Target, name: &str, meta_only: bool) -> Result<(u16,
 }
 
 fn filter(t: &Target, q: &HashMap<String, String>) -> Result<Filter, ApiError> {
-    Filter::new(
+    let f = Filter::new(
         t.namespace.clone(),
         q.get("labelSelector").map(String::as_str),
         q.get("fieldSelector").map(String::as_str),
     )
-    .map_err(ApiError::bad_request)
+    .map_err(ApiError::bad_request)?;
+    // Custom resources select on name and namespace only (built-in kinds each have a few
+    // more fields, which are all accepted here).
+    if !kinds::is_builtin_group(&t.gvr.group)
+        && let Some(field) = f
+            .field_paths()
+            .find(|p| !matches!(*p, "metadata.name" | "metadata.namespace"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "field label not supported: {field}"
+        )));
+    }
+    Ok(f)
 }
 
 fn list(
