@@ -9,6 +9,8 @@
 //!   [`Ctx`], so the same inputs always give the same objects, byte for byte: applying
 //!   them again is a no-op and never triggers another reconcile.
 //! - [`labels`]: names, labels, selectors and the owner reference shared by every child.
+//! - [`database`]: the tenant's own Postgres role and schema (names, credentials Secret,
+//!   provisioning and dropping).
 //! - [`status`]: the `Ready` / `Progressing` / `Degraded` conditions computed from
 //!   observed facts, with `lastTransitionTime` kept while a condition's status holds.
 //!
@@ -17,6 +19,7 @@
 
 pub mod build;
 pub mod ctx;
+pub mod database;
 pub mod error;
 pub mod labels;
 pub mod status;

@@ -36,6 +36,22 @@ fn migrator() -> Migrator {
     )])
 }
 
+/// Applies the gateway's Postgres migrations on `conn`, into the first schema of its
+/// `search_path`, owned by its current role: what the operator runs, as the tenant's
+/// role, when it provisions a tenant (one definition of the tables for both). The schema
+/// must exist. A store opened later on that schema finds nothing left to apply.
+///
+/// # Errors
+///
+/// [`MigrateError`] when the database cannot be reached, a migration fails, or the schema
+/// holds migrations this build does not know (a newer gateway ran there).
+pub async fn migrate(conn: &mut sqlx::PgConnection) -> Result<(), MigrateError> {
+    // `run_direct` on the connection itself: `Migrator::run`'s `Acquire` bound makes its
+    // future not provably `Send` for every lifetime of a borrowed connection, so callers
+    // could not await it in a spawned task (the operator's reconcile).
+    migrator().run_direct(None, conn, false).await
+}
+
 /// Postgres rejects NUL in text; a model may emit one, and one bad character must not
 /// make the whole call record unwritable.
 fn text(s: &str) -> Cow<'_, str> {

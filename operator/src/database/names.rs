@@ -1,0 +1,327 @@
+//! The names of a tenant's database objects: its Postgres role and schema, and the
+//! Kubernetes Secret holding the role's credentials.
+//!
+//! Role and schema share one name, `sb_<namespace>_<name>_<digest>`: readable in `psql`,
+//! a valid unquoted Postgres identifier, and unique per tenant *object*. The digest covers
+//! the namespace, the name and the tenant's UID, so a tenant deleted under `Retain` and
+//! created again gets a fresh role and schema (with a password its new Secret knows)
+//! instead of adopting a retained role whose password nobody has any more.
+//!
+//! The controller persists the names in `status.database` and uses those from then on
+//! ([`TenantDatabase::resolve`]), so a change of this scheme never orphans a tenant's data.
+
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+use switchboard_crds::{DatabaseStatus, VoiceTenant};
+
+use super::error::DatabaseError;
+use crate::labels::Owner;
+
+/// Prefix of every role and schema the operator creates. [`validate_identifier`]
+/// requires it, so names read back from a (user-writable) status can never point the
+/// operator at a schema or role it did not create, such as `public` or the admin.
+pub const PREFIX: &str = "sb_";
+/// Longest Postgres identifier (`NAMEDATALEN - 1`): longer names are silently truncated
+/// by the server, which would make two tenants share one.
+pub const MAX_IDENTIFIER_LEN: usize = 63;
+/// Hex digits of the digest at the end of every role and schema name.
+const DIGEST_LEN: usize = 8;
+/// Longest Kubernetes Secret name (a DNS subdomain).
+const MAX_SECRET_NAME_LEN: usize = 253;
+/// Suffix of the credentials Secret's name.
+const SECRET_SUFFIX: &str = "-database";
+
+/// Where a tenant's call records live on the shared Postgres.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantDatabase {
+    /// Login role of the tenant's gateways; owns [`Self::schema`].
+    pub role: String,
+    /// Schema holding the tenant's tables.
+    pub schema: String,
+    /// Secret (in the tenant's namespace) with the role's `username`, `password` and the
+    /// gateway's connection `url`.
+    pub secret_name: String,
+}
+
+impl TenantDatabase {
+    /// Derives the names for a tenant that has none in its status yet.
+    ///
+    /// Deterministic: the same tenant object always gets the same names.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError::Tenant`] when the tenant lacks a name, namespace or UID (it was
+    /// not read from an API server).
+    pub fn for_tenant(vt: &VoiceTenant) -> Result<Self, DatabaseError> {
+        let owner = Owner::of(vt)?;
+        let uid = vt.uid().unwrap_or_default();
+        Ok(Self::derive(&owner.namespace, &owner.tenant, &uid))
+    }
+
+    /// The names recorded in the tenant's status, if any, otherwise freshly derived ones
+    /// ([`Self::for_tenant`]). What the controller calls on every reconcile.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError::InvalidName`] when the status holds names this operator would
+    /// never have written; [`DatabaseError::Tenant`] as in [`Self::for_tenant`].
+    pub fn resolve(vt: &VoiceTenant) -> Result<Self, DatabaseError> {
+        match vt.status.as_ref().and_then(|s| s.database.as_ref()) {
+            Some(recorded) => Self::from_status(recorded),
+            None => Self::for_tenant(vt),
+        }
+    }
+
+    /// The names recorded in a status, validated: they end up in SQL (quoted, but a
+    /// `DROP SCHEMA … CASCADE` on a name someone wrote into the status must still be
+    /// impossible) and in a Secret name.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError::InvalidName`] when the role or schema is not an identifier
+    /// this operator creates (see [`validate_identifier`]) or the Secret name is not a
+    /// DNS subdomain.
+    pub fn from_status(status: &DatabaseStatus) -> Result<Self, DatabaseError> {
+        validate_identifier(&status.role)?;
+        validate_identifier(&status.schema)?;
+        if !switchboard_crds::format::is_dns_subdomain(&status.secret_name) {
+            return Err(DatabaseError::InvalidName {
+                name: status.secret_name.clone(),
+                reason: "not a Kubernetes object name",
+            });
+        }
+        Ok(Self {
+            role: status.role.clone(),
+            schema: status.schema.clone(),
+            secret_name: status.secret_name.clone(),
+        })
+    }
+
+    /// What the controller writes into `status.database`.
+    pub fn to_status(&self) -> DatabaseStatus {
+        DatabaseStatus {
+            role: self.role.clone(),
+            schema: self.schema.clone(),
+            secret_name: self.secret_name.clone(),
+        }
+    }
+
+    /// The names of the tenant `name` in `namespace` with UID `uid`.
+    fn derive(namespace: &str, name: &str, uid: &str) -> Self {
+        let identifier = identifier(namespace, name, uid);
+        Self {
+            role: identifier.clone(),
+            schema: identifier,
+            secret_name: secret_name(name),
+        }
+    }
+}
+
+/// `sb_<ns>_<name>_<digest>`, each part mapped to `[a-z0-9_]` and shortened to fit
+/// [`MAX_IDENTIFIER_LEN`]. Mapping loses information (`a-b`/`c` and `a`/`b-c` both give
+/// `a_b_c`), and so does shortening: the digest of the unmapped parts keeps names apart.
+fn identifier(namespace: &str, name: &str, uid: &str) -> String {
+    let digest = digest(&format!("{namespace}/{name}/{uid}"));
+    // Three separators: after the prefix's own `_`, between ns and name, before digest.
+    let budget = MAX_IDENTIFIER_LEN - PREFIX.len() - 2 - DIGEST_LEN;
+    let mut ns = sanitize(namespace);
+    let mut nm = sanitize(name);
+    // Share the budget, giving the name whatever the namespace leaves unused.
+    let ns_share = ns.len().min(budget / 2);
+    ns.truncate(ns_share);
+    nm.truncate(budget - ns_share);
+    // Repeated or trailing `_` add nothing readable and waste bytes.
+    let ns = ns.trim_matches('_');
+    let nm = nm.trim_matches('_');
+    let id = format!("{PREFIX}{ns}_{nm}_{digest}");
+    collapse_underscores(&id)
+}
+
+fn sanitize(part: &str) -> String {
+    part.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+fn collapse_underscores(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `<tenant>-database`, shortened with a digest when that would not fit a Secret name.
+fn secret_name(tenant: &str) -> String {
+    if tenant.len() + SECRET_SUFFIX.len() <= MAX_SECRET_NAME_LEN {
+        return format!("{tenant}{SECRET_SUFFIX}");
+    }
+    let keep = MAX_SECRET_NAME_LEN - SECRET_SUFFIX.len() - DIGEST_LEN - 1;
+    // Object names are ASCII, so any byte index is a char boundary; stay safe anyway.
+    let mut cut = keep.min(tenant.len());
+    while !tenant.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let base = tenant[..cut].trim_end_matches(['-', '.']);
+    format!("{base}-{}{SECRET_SUFFIX}", digest(tenant))
+}
+
+fn digest(text: &str) -> String {
+    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
+    hex.truncate(DIGEST_LEN);
+    hex
+}
+
+/// Checks that `name` is a role or schema name this operator creates: starts with
+/// [`PREFIX`], only `[a-z0-9_]`, at most [`MAX_IDENTIFIER_LEN`] bytes. Such a name is a
+/// valid unquoted Postgres identifier, never a `pg_` name, and never `public`.
+///
+/// # Errors
+///
+/// [`DatabaseError::InvalidName`] saying which rule `name` breaks.
+pub fn validate_identifier(name: &str) -> Result<(), DatabaseError> {
+    let reason = if !name.starts_with(PREFIX) {
+        Some("does not start with sb_")
+    } else if name.len() > MAX_IDENTIFIER_LEN {
+        Some("longer than 63 bytes")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        Some("not only lowercase letters, digits and _")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(DatabaseError::InvalidName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `name` as a quoted Postgres identifier. Names are validated before they reach SQL;
+/// quoting as well means a validation bug can never become an injection.
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ns: &str, name: &str, uid: &str) -> TenantDatabase {
+        TenantDatabase::derive(ns, name, uid)
+    }
+
+    #[test]
+    fn plain_names_stay_readable() {
+        let db = names("acme", "dental", "0b6e2a6c-1111-4a4a-8888-000000000001");
+        assert!(db.role.starts_with("sb_acme_dental_"), "{}", db.role);
+        assert_eq!(db.role.len(), "sb_acme_dental_".len() + DIGEST_LEN);
+        assert_eq!(db.schema, db.role);
+        assert_eq!(db.secret_name, "dental-database");
+        validate_identifier(&db.role).unwrap();
+    }
+
+    #[test]
+    fn names_are_stable() {
+        let a = names("team-a", "front.desk", "uid-1");
+        let b = names("team-a", "front.desk", "uid-1");
+        assert_eq!(a, b);
+        // A fixed value: a change of the derivation is a change of every new tenant's
+        // names, so it must be deliberate.
+        assert_eq!(a.role, "sb_team_a_front_desk_c0ac70f6");
+    }
+
+    #[test]
+    fn sanitising_collisions_get_different_names() {
+        let a = names("a-b", "c", "uid");
+        let b = names("a", "b-c", "uid");
+        assert_ne!(a.role, b.role);
+        assert!(a.role.starts_with("sb_a_b_c_") && b.role.starts_with("sb_a_b_c_"));
+    }
+
+    #[test]
+    fn a_recreated_tenant_gets_new_names() {
+        let before = names("acme", "dental", "uid-1");
+        let after = names("acme", "dental", "uid-2");
+        assert_ne!(before.role, after.role);
+        assert_eq!(before.secret_name, after.secret_name);
+    }
+
+    #[test]
+    fn long_names_fit_and_stay_distinct() {
+        let ns = "n".repeat(63);
+        let long = "x".repeat(253);
+        let mut other = long.clone();
+        other.replace_range(250.., "yyy");
+        let a = names(&ns, &long, "uid");
+        let b = names(&ns, &other, "uid");
+        for db in [&a, &b] {
+            assert!(db.role.len() <= MAX_IDENTIFIER_LEN, "{}", db.role);
+            validate_identifier(&db.role).unwrap();
+            assert!(db.secret_name.len() <= MAX_SECRET_NAME_LEN);
+            assert!(switchboard_crds::format::is_dns_subdomain(&db.secret_name));
+            assert!(db.secret_name.ends_with("-database"));
+        }
+        assert_ne!(a.role, b.role);
+        assert_ne!(a.secret_name, b.secret_name);
+        // The namespace does not eat the whole budget: the tenant's name shows.
+        assert!(a.role.contains("_xxxx"), "{}", a.role);
+    }
+
+    #[test]
+    fn odd_characters_become_underscores_never_doubled() {
+        let db = names("x--y", "-9.lives-", "uid");
+        validate_identifier(&db.role).unwrap();
+        assert!(!db.role.contains("__"), "{}", db.role);
+        assert!(db.role.starts_with("sb_x_y_9_lives_"), "{}", db.role);
+    }
+
+    #[test]
+    fn identifiers_are_checked() {
+        for bad in [
+            "public",
+            "pg_catalog",
+            "postgres",
+            "sb_Upper",
+            "sb_a\"; DROP ROLE x; --",
+            "sb_é",
+            &format!("sb_{}", "a".repeat(61)),
+        ] {
+            let err = validate_identifier(bad).unwrap_err();
+            assert_eq!(err.category(), "InvalidName", "{bad}");
+        }
+        validate_identifier("sb_ok_1").unwrap();
+        validate_identifier(&format!("sb_{}", "a".repeat(60))).unwrap();
+    }
+
+    #[test]
+    fn status_names_are_validated() {
+        let good = names("acme", "dental", "uid").to_status();
+        assert_eq!(
+            TenantDatabase::from_status(&good).unwrap(),
+            names("acme", "dental", "uid")
+        );
+        let mut hostile = good.clone();
+        hostile.schema = "public".into();
+        assert!(TenantDatabase::from_status(&hostile).is_err());
+        let mut hostile = good;
+        hostile.secret_name = "../x".into();
+        assert!(TenantDatabase::from_status(&hostile).is_err());
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote_ident("sb_a"), "\"sb_a\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
