@@ -813,30 +813,27 @@ fn any_label_values(collector: &dyn Collector) -> Vec<&'static str> {
         .collect()
 }
 
-/// Exported series names (histograms as their `_bucket`, `_sum` and `_count` series)
-/// with their label names.
-fn gathered(registry: &prometheus::Registry) -> BTreeMap<String, BTreeSet<String>> {
-    let mut names = BTreeMap::new();
-    for family in registry.gather() {
-        let labels: BTreeSet<String> = family
-            .get_metric()
-            .iter()
-            .flat_map(|m| m.get_label().iter().map(|l| l.name().to_string()))
-            .collect();
-        let name = family.name().to_string();
-        if family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
-            for suffix in ["_bucket", "_sum", "_count"] {
-                let mut l = labels.clone();
-                if suffix == "_bucket" {
-                    l.insert("le".to_string());
-                }
-                names.insert(format!("{name}{suffix}"), l);
-            }
-        } else {
-            names.insert(name, labels);
+/// Series names in a Prometheus text exposition (histograms as their `_bucket`, `_sum`
+/// and `_count` series), with their label names.
+fn exposition_series(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).unwrap();
+        let labels = series.entry(line[..name_end].to_string()).or_default();
+        if line[name_end..].starts_with('{') {
+            let body = &line[name_end + 1..line.find('}').unwrap()];
+            // Label values here are the placeholders set below: no `,` or `=` inside.
+            labels.extend(
+                body.split(',')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, _)| k.to_string()),
+            );
         }
     }
-    names
+    series
 }
 
 /// What the gateway (with its knowledge tool) and the operator export.
@@ -859,7 +856,7 @@ fn exported_metrics() -> BTreeMap<String, BTreeSet<String>> {
     for v in [&gateway.relay_latency, &gateway.setup_latency] {
         v.with_label_values(&any_label_values(v)).observe(0.001);
     }
-    let mut names = gathered(gateway.registry());
+    let mut names = exposition_series(&gateway.render());
     names.extend(operator_metrics());
     names
 }
