@@ -241,7 +241,9 @@ fn start_watch(
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|s| *s > 0)
-        .map_or(shared.opts.default_watch_timeout, Duration::from_secs);
+        .map_or(shared.opts.default_watch_timeout, Duration::from_secs)
+        // A day at most: far-future deadlines serve no test and risk clock overflow.
+        .min(Duration::from_secs(86_400));
     let bookmarks = truthy(q, "allowWatchBookmarks");
     let send_initial = truthy(q, "sendInitialEvents");
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");

@@ -56,7 +56,7 @@ fn max_unavailable(obj: &Value, replicas: i64) -> i64 {
         Some(Value::String(s)) => s
             .strip_suffix('%')
             .and_then(|p| p.parse::<i64>().ok())
-            .map(|p| replicas * p / 100)
+            .map(|p| replicas.saturating_mul(p) / 100)
             .unwrap_or(0),
         _ if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") => {
             replicas
@@ -104,8 +104,11 @@ fn desired_status(obj: &Value, ready_override: Option<i32>) -> Value {
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let rs = format!("{name}-{:x}", generation * 0x9e37 % 0xfffff + 0x10000);
-    let available = ready >= replicas - max_unavailable(obj, replicas);
+    let rs = format!(
+        "{name}-{:x}",
+        generation.wrapping_mul(0x9e37).rem_euclid(0xfffff) + 0x10000
+    );
+    let available = ready >= replicas.saturating_sub(max_unavailable(obj, replicas));
     let (av_status, av_reason, av_msg) = if available {
         (
             "True",
@@ -173,5 +176,18 @@ mod tests {
         let mut with = d.clone();
         with["status"] = s.clone();
         assert_eq!(desired_status(&with, None), s);
+    }
+
+    #[test]
+    fn absurd_specs_do_not_overflow() {
+        for strategy in [
+            json!({"rollingUpdate": {"maxUnavailable": "100%"}}),
+            json!({"rollingUpdate": {"maxUnavailable": i64::MIN}}),
+        ] {
+            let d = json!({"metadata": {"name": "gw", "generation": i64::MAX},
+                           "spec": {"replicas": i64::MAX, "strategy": strategy}});
+            let s = desired_status(&d, Some(-3));
+            assert!(s.get("readyReplicas").is_none());
+        }
     }
 }
