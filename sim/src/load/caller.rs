@@ -1,13 +1,11 @@
 //! One load call, as Twilio places it: signed webhook, TwiML, signed media stream with a
 //! tagged 20 ms frame every 20 ms of real time, marks echoed by a playout clock, `stop`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -15,6 +13,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::playout::Playout;
+use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
 use super::tag::{FrameEncoder, Tag, read_tag};
 use super::twilio::{self, Answer};
@@ -153,29 +152,6 @@ async fn open_stream(cfg: &CallSettings, url: &str) -> Result<Ws, Failure> {
     }
 }
 
-#[derive(Deserialize)]
-struct Outbound<'a> {
-    #[serde(borrow)]
-    event: Cow<'a, str>,
-    #[serde(default, rename = "streamSid", borrow)]
-    stream_sid: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    media: Option<OutboundMedia<'a>>,
-    #[serde(default)]
-    mark: Option<OutboundMark>,
-}
-
-#[derive(Deserialize)]
-struct OutboundMedia<'a> {
-    #[serde(borrow)]
-    payload: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct OutboundMark {
-    name: String,
-}
-
 /// Decoded length of standard base64 text.
 fn decoded_len(b64: &str) -> usize {
     let pad = b64.bytes().rev().take_while(|&b| b == b'=').count();
@@ -198,13 +174,15 @@ impl Stream<'_> {
         params: &[(String, String)],
         setup: &mut Option<Duration>,
     ) -> Result<(), Failure> {
-        let (mut tx, mut rx) = ws.split();
+        // One task owns the socket, so it is not split: a split's halves share it through
+        // a lock taken on every poll.
+        let mut ws = ws;
         let sid = self.stream_sid.as_str();
         let gone = |at: &str, e: &dyn std::fmt::Display| fail("closed_early", format!("{at}: {e}"));
-        tx.feed(Message::text(twilio::connected()))
+        ws.feed(Message::text(twilio::connected()))
             .await
             .map_err(|e| gone("connected", &e))?;
-        tx.send(Message::text(twilio::start(
+        ws.send(Message::text(twilio::start(
             sid,
             &self.cfg.account_sid,
             self.call_sid,
@@ -226,7 +204,7 @@ impl Stream<'_> {
 
         while sent < frames {
             tokio::select! {
-                msg = rx.next() => {
+                msg = ws.next() => {
                     let at_ns = self.shared.clock.now_ns();
                     let now = Instant::now();
                     let text = match msg {
@@ -243,9 +221,9 @@ impl Stream<'_> {
                         // Only `clear` makes marks due outside a send tick.
                         for name in marks.drain(..) {
                             seq_no += 1;
-                            tx.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
+                            ws.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
                         }
-                        tx.flush().await.map_err(|e| gone("mark", &e))?;
+                        ws.flush().await.map_err(|e| gone("mark", &e))?;
                     }
                 }
                 () = &mut timer => {
@@ -257,19 +235,18 @@ impl Stream<'_> {
                         Shared::bump(&self.shared.late_frames);
                     }
                     let tag = Tag { stream: self.index, seq: sent };
-                    let payload = encoder.payload(tag);
                     seq_no += 1;
                     let chunk = u64::from(sent) + 1;
                     let ts = u64::from(sent) * 20;
-                    let media = twilio::media(seq_no, sid, chunk, ts, &payload);
+                    let media = twilio::media_with(seq_no, sid, chunk, ts, encoder.payload_len(), |m| encoder.push_payload(tag, m));
                     self.shared.inbound.sending(tag, self.shared.clock.now_ns());
-                    tx.feed(Message::text(media)).await.map_err(|e| gone("media", &e))?;
+                    ws.feed(Message::text(media)).await.map_err(|e| gone("media", &e))?;
                     playout.due(now, &mut marks);
                     for name in marks.drain(..) {
                         seq_no += 1;
-                        tx.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
+                        ws.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
                     }
-                    tx.flush().await.map_err(|e| gone("media", &e))?;
+                    ws.flush().await.map_err(|e| gone("media", &e))?;
                     sent += 1;
                     timer.as_mut().reset((t0 + FRAME * sent).into());
                 }
@@ -279,10 +256,10 @@ impl Stream<'_> {
         tokio::time::sleep_until((t0 + FRAME * sent).into()).await;
         seq_no += 1;
         let stop = twilio::stop(seq_no, sid, &self.cfg.account_sid, self.call_sid);
-        let _ = tx.send(Message::text(stop)).await;
+        let _ = ws.send(Message::text(stop)).await;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            let _ = tx.close().await;
-            while let Some(Ok(m)) = rx.next().await {
+            let _ = SinkExt::close(&mut ws).await;
+            while let Some(Ok(m)) = ws.next().await {
                 if m.is_close() {
                     break;
                 }
@@ -307,27 +284,48 @@ impl Stream<'_> {
         marks: &mut Vec<String>,
         setup: &mut Option<Duration>,
     ) {
-        let Ok(msg) = serde_json::from_str::<Outbound<'_>>(text) else {
+        let Some([event, stream_sid, media, mark]) =
+            scan::fields(text, ["event", "streamSid", "media", "mark"])
+        else {
             Shared::bump(&self.shared.protocol_errors);
             return;
         };
-        if msg.stream_sid.as_deref() != Some(self.stream_sid.as_str()) {
+        if stream_sid.as_ref().and_then(Field::as_str) != Some(self.stream_sid.as_str()) {
             // Twilio refuses messages for another stream (warning 31951).
             Shared::bump(&self.shared.protocol_errors);
             return;
         }
-        match (msg.event.as_ref(), msg.media, msg.mark) {
-            ("media", Some(media), _) => {
+        match event.as_ref().and_then(Field::as_str) {
+            Some("media") => {
+                let payload = media
+                    .as_ref()
+                    .and_then(Field::as_object)
+                    .and_then(|m| scan::fields(m, ["payload"]))
+                    .and_then(|[p]| p);
+                let Some(Field::Str(payload)) = payload else {
+                    Shared::bump(&self.shared.protocol_errors);
+                    return;
+                };
                 if setup.is_none() {
                     *setup = Some(now.saturating_duration_since(self.webhook_at));
                 }
-                playout.audio(now, decoded_len(&media.payload));
-                if let Some(tag) = read_tag(&media.payload) {
+                playout.audio(now, decoded_len(&payload));
+                if let Some(tag) = read_tag(&payload) {
                     self.shared.outbound.received(tag, at_ns);
                 }
             }
-            ("mark", _, Some(mark)) => playout.mark(mark.name),
-            ("clear", _, _) => playout.clear(now, marks),
+            Some("mark") => {
+                let name = mark
+                    .as_ref()
+                    .and_then(Field::as_object)
+                    .and_then(|m| scan::fields(m, ["name"]))
+                    .and_then(|[n]| n);
+                match name {
+                    Some(Field::Str(name)) => playout.mark(name.into_owned()),
+                    _ => Shared::bump(&self.shared.protocol_errors),
+                }
+            }
+            Some("clear") => playout.clear(now, marks),
             _ => Shared::bump(&self.shared.protocol_errors),
         }
     }
@@ -336,6 +334,61 @@ impl Stream<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_messages_are_read_as_twilio_reads_them() {
+        let shared = Shared::new(1, 1, 0);
+        let cfg = CallSettings {
+            voice_url: "http://x/twilio/voice".into(),
+            to: "+1".into(),
+            account_sid: "AC1".into(),
+            auth_token: "t".into(),
+            duration: Duration::from_secs(1),
+            stream_delay: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        };
+        let t0 = Instant::now();
+        let call = Stream {
+            index: 0,
+            call_sid: "CA1",
+            stream_sid: "MZ1".into(),
+            cfg: &cfg,
+            shared: &shared,
+            webhook_at: t0,
+        };
+        let mut playout = Playout::new(t0);
+        let (mut marks, mut setup) = (Vec::new(), None);
+        let mut feed = |text: &str, marks: &mut Vec<String>| {
+            call.on_message(text, 5, t0, &mut playout, marks, &mut setup);
+        };
+        let payload = FrameEncoder::new(1).payload(Tag { stream: 0, seq: 0 });
+        feed(
+            &format!(r#"{{"event":"media","streamSid":"MZ1","media":{{"payload":"{payload}"}}}}"#),
+            &mut marks,
+        );
+        assert_eq!(Shared::get(&shared.outbound.received), 1, "tag read");
+        feed(
+            r#"{"streamSid":"MZ1","mark":{"name":"a\"1"},"event":"mark"}"#,
+            &mut marks,
+        );
+        assert_eq!(Shared::get(&shared.protocol_errors), 0);
+        feed(r#"{"event":"clear","streamSid":"MZ1"}"#, &mut marks);
+        assert_eq!(marks, ["a\"1"], "a clear echoes the pending mark");
+        assert_eq!(Shared::get(&shared.protocol_errors), 0);
+        for bad in [
+            r#"{"event":"media","streamSid":"MZ2","media":{"payload":"AAAA"}}"#,
+            r#"{"event":"media","media":{"payload":"AAAA"}}"#,
+            r#"{"event":"media","streamSid":"MZ1","media":{"track":"outbound"}}"#,
+            r#"{"event":"mark","streamSid":"MZ1","mark":{}}"#,
+            r#"{"event":"party","streamSid":"MZ1"}"#,
+            r#"{"event":"media","streamSid":"MZ1""#,
+            "not json",
+        ] {
+            feed(bad, &mut marks);
+        }
+        assert_eq!(Shared::get(&shared.protocol_errors), 7);
+        assert!(setup.is_some(), "the first media set the setup time");
+    }
 
     #[test]
     fn base64_lengths() {

@@ -134,11 +134,22 @@ pub fn delta_prefix(ids: &Ids) -> String {
 
 /// A complete delta event from its prefix, sequence number and base64 audio.
 pub fn delta(prefix: &str, seq: u32, audio_b64: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + audio_b64.len() + 24);
+    delta_with(prefix, seq, audio_b64.len(), |s| s.push_str(audio_b64))
+}
+
+/// A complete delta event whose audio `audio` writes straight into the event (one buffer
+/// per frame); `audio_len` is its length, for the allocation.
+pub fn delta_with(
+    prefix: &str,
+    seq: u32,
+    audio_len: usize,
+    audio: impl FnOnce(&mut String),
+) -> String {
+    let mut s = String::with_capacity(prefix.len() + audio_len + 24);
     s.push_str(prefix);
-    s.push_str(&seq.to_string());
+    super::twilio::push_u64(&mut s, u64::from(seq));
     s.push_str(r#"","delta":""#);
-    s.push_str(audio_b64);
+    audio(&mut s);
     s.push_str(r#""}"#);
     s
 }

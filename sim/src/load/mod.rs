@@ -11,7 +11,8 @@
 //!
 //! Modules: `tag` (frame tags), `timing` (send-time tables, histograms), `shared`
 //! (counters), `twilio` (webhook, TwiML, stream messages), `playout`, `caller` (one call),
-//! `ga` (Realtime events), `responder`, `procfs`, `monitor` (sampling), `report`.
+//! `ga` (Realtime events), `responder`, `scan` (reading a few fields of a JSON message),
+//! `procfs`, `monitor` (sampling), `report`.
 
 mod caller;
 mod ga;
@@ -20,6 +21,7 @@ mod playout;
 mod procfs;
 mod report;
 mod responder;
+mod scan;
 mod shared;
 mod tag;
 mod timing;

@@ -8,12 +8,10 @@
 //! the full simulator (`crate::realtime`) there is no VAD, no script and no validation:
 //! the point is steady traffic both ways at the lowest cost per frame.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -21,6 +19,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::ga::{self, Ids};
+use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
 use super::tag::{FrameEncoder, Tag, read_tag};
 
@@ -81,14 +80,6 @@ fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorRespons
     Ok(resp)
 }
 
-#[derive(Deserialize)]
-struct ClientEvent<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    audio: Option<Cow<'a, str>>,
-}
-
 async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Arc<Shared>) {
     let _open = Gauge::up(&shared.sessions_open);
     if !cfg.handshake_delay.is_zero() {
@@ -107,14 +98,15 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
             return;
         }
     };
-    let (mut tx, mut rx) = ws.split();
+    // One task owns the socket, so it is not split (a split takes a lock on every poll).
+    let mut ws = ws;
     let ids = Ids::new(shared.run_id, index);
     let mut events = 0u64;
     let mut event_id = || {
         events += 1;
         format!("event_{}_c{events}", ids.session)
     };
-    if tx
+    if ws
         .send(Message::text(ga::session_event(
             "session.created",
             &event_id(),
@@ -137,19 +129,19 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
     loop {
         let mut replies: Vec<String> = Vec::new();
         tokio::select! {
-            msg = rx.next() => {
+            msg = ws.next() => {
                 let at = shared.clock.now_ns();
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                let Ok(ev) = serde_json::from_str::<ClientEvent<'_>>(text.as_str()) else {
+                let Some([kind, audio]) = scan::fields(text.as_str(), ["type", "audio"]) else {
                     continue;
                 };
-                let start = match ev.kind.as_ref() {
+                let start = match kind.as_ref().and_then(Field::as_str).unwrap_or("") {
                     "input_audio_buffer.append" => {
-                        if let Some(tag) = ev.audio.as_deref().and_then(read_tag) {
+                        if let Some(tag) = audio.as_ref().and_then(Field::as_str).and_then(read_tag) {
                             shared.inbound.received(tag, at);
                         }
                         false
@@ -174,12 +166,12 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
                 let delta = if untagged {
                     ga::delta(&prefix, seq, encoder.plain())
                 } else {
-                    ga::delta(&prefix, seq, &encoder.payload(tag))
+                    ga::delta_with(&prefix, seq, encoder.payload_len(), |s| encoder.push_payload(tag, s))
                 };
                 if !untagged {
                     shared.outbound.sending(tag, shared.clock.now_ns());
                 }
-                if tx.send(Message::text(delta)).await.is_err() {
+                if ws.send(Message::text(delta)).await.is_err() {
                     break;
                 }
                 seq = seq.wrapping_add(1);
@@ -190,12 +182,12 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
             }
         }
         for r in replies {
-            if tx.send(Message::text(r)).await.is_err() {
+            if ws.send(Message::text(r)).await.is_err() {
                 return;
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), tx.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), SinkExt::close(&mut ws)).await;
 }
 
 #[cfg(test)]

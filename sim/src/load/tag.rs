@@ -52,15 +52,26 @@ impl FrameEncoder {
     }
 
     /// The base64 payload of frame `tag` (160 bytes decoded).
+    #[cfg(test)]
     pub fn payload(&self, tag: Tag) -> String {
+        let mut out = String::with_capacity(self.payload_len());
+        self.push_payload(tag, &mut out);
+        out
+    }
+
+    /// Base64 characters of a tagged payload.
+    pub fn payload_len(&self) -> usize {
+        TAG_CHARS + self.tail.len()
+    }
+
+    /// Appends the payload of frame `tag` to `out`, so a message is built in one buffer.
+    pub fn push_payload(&self, tag: Tag, out: &mut String) {
         let mut head = [0u8; TAG_BYTES];
         head[..4].copy_from_slice(&MAGIC);
         head[4..8].copy_from_slice(&tag.stream.to_be_bytes());
         head[8..].copy_from_slice(&tag.seq.to_be_bytes());
-        let mut out = String::with_capacity(TAG_CHARS + self.tail.len());
-        STANDARD.encode_string(head, &mut out);
+        STANDARD.encode_string(head, out);
         out.push_str(&self.tail);
-        out
     }
 }
 

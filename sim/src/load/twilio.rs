@@ -157,22 +157,78 @@ pub fn start(
     .to_string()
 }
 
+/// Appends the decimal digits of `n` (what `format!` would write, without its machinery).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends `s` as a JSON string literal (quoted; escaped only when it must be).
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// A `media` message; `chunk` counts from 1, `timestamp_ms` from the stream's start. The
+/// payload is written by `payload` straight into the message (one buffer per frame).
+pub fn media_with(
+    seq: u64,
+    stream_sid: &str,
+    chunk: u64,
+    timestamp_ms: u64,
+    payload_len: usize,
+    payload: impl FnOnce(&mut String),
+) -> String {
+    let mut m = String::with_capacity(128 + stream_sid.len() + payload_len);
+    m.push_str(r#"{"event":"media","sequenceNumber":""#);
+    push_u64(&mut m, seq);
+    m.push_str(r#"","streamSid":"#);
+    push_json_str(&mut m, stream_sid);
+    m.push_str(r#","media":{"track":"inbound","chunk":""#);
+    push_u64(&mut m, chunk);
+    m.push_str(r#"","timestamp":""#);
+    push_u64(&mut m, timestamp_ms);
+    m.push_str(r#"","payload":""#);
+    payload(&mut m);
+    m.push_str(r#""}}"#);
+    m
+}
+
 /// A `media` message; `chunk` counts from 1, `timestamp_ms` from the stream's start.
+#[cfg(test)]
 pub fn media(seq: u64, stream_sid: &str, chunk: u64, timestamp_ms: u64, payload: &str) -> String {
-    format!(
-        r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{timestamp_ms}","payload":"{payload}"}}}}"#
-    )
+    media_with(seq, stream_sid, chunk, timestamp_ms, payload.len(), |m| {
+        m.push_str(payload)
+    })
 }
 
 /// A `mark` echo.
 pub fn mark(seq: u64, stream_sid: &str, name: &str) -> String {
-    serde_json::json!({
-        "event": "mark",
-        "sequenceNumber": seq.to_string(),
-        "streamSid": stream_sid,
-        "mark": {"name": name}
-    })
-    .to_string()
+    let mut m = String::with_capacity(80 + stream_sid.len() + name.len());
+    m.push_str(r#"{"event":"mark","sequenceNumber":""#);
+    push_u64(&mut m, seq);
+    m.push_str(r#"","streamSid":"#);
+    push_json_str(&mut m, stream_sid);
+    m.push_str(r#","mark":{"name":"#);
+    push_json_str(&mut m, name);
+    m.push_str("}}");
+    m
 }
 
 /// Twilio's `stop` message.
@@ -259,6 +315,14 @@ mod tests {
         assert_eq!(s["start"]["mediaFormat"]["sampleRate"], 8000);
         let k: serde_json::Value = serde_json::from_str(&mark(9, "MZ1", "a\"b")).unwrap();
         assert_eq!(k["mark"]["name"], "a\"b");
+        let k: serde_json::Value = serde_json::from_str(&mark(0, "MZ\\1", "plain")).unwrap();
+        assert_eq!(k["sequenceNumber"], "0");
+        assert_eq!(k["streamSid"], "MZ\\1");
+        assert_eq!(k["mark"]["name"], "plain");
+        let m: serde_json::Value =
+            serde_json::from_str(&media(u64::MAX, "MZ1", 1, 0, "AAAA")).unwrap();
+        assert_eq!(m["sequenceNumber"], u64::MAX.to_string());
+        assert_eq!(m["media"]["track"], "inbound");
         let p: serde_json::Value = serde_json::from_str(&stop(10, "MZ1", "AC1", "CA1")).unwrap();
         assert_eq!(p["stop"]["callSid"], "CA1");
         assert!(serde_json::from_str::<serde_json::Value>(&connected()).is_ok());
