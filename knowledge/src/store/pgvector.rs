@@ -35,6 +35,11 @@ use super::{Hit, StoreError, StoredChunk, VectorStore};
 /// stays within the lookup budget left after the query embedding (about 7 ms).
 pub const DEFAULT_EF_SEARCH: u32 = 64;
 
+/// The table [`PgVectorStore::provision`] uses, shared by the schema's knowledge bases.
+const DEFAULT_TABLE: &str = "knowledge_chunks";
+/// The HNSW index name of [`DEFAULT_TABLE`] (kept from before per-table names).
+const LEGACY_INDEX: &str = "knowledge_chunks_embedding_hnsw";
+
 /// Rows per INSERT statement when upserting.
 const UPSERT_BATCH: usize = 500;
 
@@ -81,39 +86,29 @@ impl PgVectorStore {
         schema: &str,
         dimensions: usize,
     ) -> Result<Self, StoreError> {
-        if schema.is_empty() || schema.len() > 63 {
-            return Err(StoreError::Config(format!(
-                "invalid schema name {schema:?}"
-            )));
-        }
-        if dimensions == 0 || dimensions > 16000 {
-            return Err(StoreError::Config(format!(
-                "pgvector cannot hold {dimensions} dimensions"
-            )));
-        }
+        Self::provision_table(pool, schema, DEFAULT_TABLE, dimensions).await
+    }
+
+    /// [`PgVectorStore::provision`] with the table named `table` (its index
+    /// `{table}_hnsw`): one table per knowledge base ([`PgVectorStore::kb_table`]) lets knowledge bases
+    /// of one schema use embedders of different dimensions and be dropped one by one.
+    pub async fn provision_table(
+        pool: PgPool,
+        schema: &str,
+        table: &str,
+        dimensions: usize,
+    ) -> Result<Self, StoreError> {
+        check_names(schema, table, dimensions)?;
         ensure_extension(&pool).await?;
-        let ext_schema: String = sqlx::query_scalar(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-             WHERE e.extname = 'vector'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        let version: String =
-            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-                .fetch_one(&pool)
-                .await?;
-        let ext = quote_ident(&ext_schema);
+        let store = Self::open_table(pool, schema, table, dimensions).await?;
         let schema_q = quote_ident(schema);
-        let table = format!("{schema_q}.knowledge_chunks");
-        let store = Self {
-            pool,
-            dimensions,
-            ef_search: DEFAULT_EF_SEARCH,
-            iterative_scan: supports_iterative_scan(&version),
-            table,
-            vector_type: format!("{ext}.vector"),
-            cosine_op: format!("OPERATOR({ext}.<=>)"),
-        };
+        let table_is_default = table == DEFAULT_TABLE;
+        let index = format!("{table}_hnsw");
+        let ext = store
+            .vector_type
+            .strip_suffix(".vector")
+            .unwrap_or("public")
+            .to_string();
 
         // Concurrent provisioning of one schema (two replicas starting) races on the
         // catalog; a transaction-scoped advisory lock on the schema name serialises it.
@@ -122,11 +117,20 @@ impl PgVectorStore {
             .bind(schema)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema_q}"
-        )))
-        .execute(&mut *tx)
-        .await?;
+        // Only when missing: `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database
+        // even when the schema exists, which a tenant's own role does not have.
+        let schema_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !schema_exists {
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema_q}"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                 kb TEXT NOT NULL,
@@ -145,8 +149,9 @@ impl PgVectorStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(AssertSqlSafe(format!(
-            "CREATE INDEX IF NOT EXISTS knowledge_chunks_embedding_hnsw ON {table}
+            "CREATE INDEX IF NOT EXISTS {index} ON {table}
              USING hnsw (embedding {ext}.vector_cosine_ops)",
+            index = if table_is_default { LEGACY_INDEX.to_string() } else { index },
             table = store.table,
         )))
         .execute(&mut *tx)
@@ -166,6 +171,67 @@ impl PgVectorStore {
             });
         }
         Ok(store)
+    }
+
+    /// A store on table `table` of `schema` as it exists, without any DDL (for readers
+    /// whose role may not create anything, e.g. a tenant's gateway searching what the
+    /// operator indexed). Searches fail until the table exists.
+    pub async fn open_table(
+        pool: PgPool,
+        schema: &str,
+        table: &str,
+        dimensions: usize,
+    ) -> Result<Self, StoreError> {
+        check_names(schema, table, dimensions)?;
+        let ext_schema: String = sqlx::query_scalar(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+             WHERE e.extname = 'vector'",
+        )
+        .fetch_optional(&pool)
+        .await?
+        .ok_or_else(|| StoreError::Config("the vector extension is not installed".into()))?;
+        let version: String =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+                .fetch_one(&pool)
+                .await?;
+        let ext = quote_ident(&ext_schema);
+        Ok(Self {
+            pool,
+            dimensions,
+            ef_search: DEFAULT_EF_SEARCH,
+            iterative_scan: supports_iterative_scan(&version),
+            table: format!("{}.{table}", quote_ident(schema)),
+            vector_type: format!("{ext}.vector"),
+            cosine_op: format!("OPERATOR({ext}.<=>)"),
+        })
+    }
+
+    /// The table of knowledge base `kb` for [`PgVectorStore::provision_table`]: `kb_`
+    /// and the name with `-` as `_` when the name is short and made of lowercase letters,
+    /// digits and `-` (Kubernetes names mostly are); otherwise a cleaned prefix and a
+    /// hash of the whole name, so distinct names never share a table.
+    pub fn kb_table(kb: &str) -> String {
+        let plain = !kb.is_empty()
+            && kb.len() <= 40
+            && kb
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if plain {
+            return format!("kb_{}", kb.replace('-', "_"));
+        }
+        let clean: String = kb
+            .chars()
+            .take(40)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let hash = crate::chunk::sha256_hex(kb.as_bytes());
+        format!("kb_{clean}_{}", &hash[..12])
     }
 
     /// Uses `ef_search` for searches (higher: better recall, slower).
@@ -338,6 +404,30 @@ impl PgVectorStore {
     }
 }
 
+/// Table names are spliced into SQL unquoted: only `[a-z0-9_]`, short enough for the
+/// index name `{table}_hnsw` to fit Postgres' 63 bytes.
+fn check_names(schema: &str, table: &str, dimensions: usize) -> Result<(), StoreError> {
+    let valid_table = !table.is_empty()
+        && table.len() <= 58
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid_table {
+        return Err(StoreError::Config(format!("invalid table name {table:?}")));
+    }
+    if schema.is_empty() || schema.len() > 63 {
+        return Err(StoreError::Config(format!(
+            "invalid schema name {schema:?}"
+        )));
+    }
+    if dimensions == 0 || dimensions > 16000 {
+        return Err(StoreError::Config(format!(
+            "pgvector cannot hold {dimensions} dimensions"
+        )));
+    }
+    Ok(())
+}
+
 /// `CREATE EXTENSION IF NOT EXISTS` is not safe against a concurrent creator (it can fail
 /// with a duplicate-key error); losing that race is fine as long as the extension exists.
 async fn ensure_extension(pool: &PgPool) -> Result<(), StoreError> {
@@ -423,5 +513,17 @@ mod tests {
         assert!(supports_iterative_scan("0.8.1"));
         assert!(!supports_iterative_scan("0.7.4"));
         assert!(supports_iterative_scan("1.0"));
+    }
+
+    #[test]
+    fn kb_tables_are_distinct_valid_identifiers() {
+        assert_eq!(PgVectorStore::kb_table("demo-faq"), "kb_demo_faq");
+        let dotted = PgVectorStore::kb_table("demo.faq");
+        assert_ne!(dotted, "kb_demo_faq");
+        let long = PgVectorStore::kb_table(&"a".repeat(253));
+        for t in [dotted, long] {
+            assert!(t.len() <= 58, "{t}");
+            assert!(t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
     }
 }
