@@ -53,6 +53,11 @@ pub struct Ctx {
     /// also scale on active calls per pod, not only on CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_calls_metric: Option<String>,
+    /// The knowledge bases of the tenant's namespace that its agent lists
+    /// (`spec.agent.knowledgeBases`), read by the dereference step: rendered into the
+    /// ConfigMap for the gateway's `--knowledge`, their Secrets mounted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge_bases: Vec<crate::build::knowledge::KnowledgeMount>,
 }
 
 impl Ctx {
@@ -66,6 +71,7 @@ impl Ctx {
             public: None,
             service_account_annotations: BTreeMap::new(),
             active_calls_metric: None,
+            knowledge_bases: Vec::new(),
         }
     }
 }

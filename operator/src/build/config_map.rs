@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use switchboard_crds::VoiceTenant;
 
 use super::TENANT_FILE;
+use super::knowledge::{knowledge_file, searchable};
 use crate::ctx::Ctx;
 use crate::error::BuildError;
 use crate::labels::Owner;
@@ -28,19 +29,42 @@ pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
     Ok(serde_saphyr::to_string(&manifest)?)
 }
 
-/// Builds the ConfigMap `<tenant>-gateway` with the key [`TENANT_FILE`].
+/// Builds the ConfigMap `<tenant>-gateway` with the key [`TENANT_FILE`], and one key
+/// `knowledge-<name>.yaml` per knowledge base the gateway searches
+/// ([`super::knowledge::searchable`]).
 ///
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata or cannot be rendered.
-pub fn build_config_map(vt: &VoiceTenant, _ctx: &Ctx) -> Result<ConfigMap, BuildError> {
+pub fn build_config_map(vt: &VoiceTenant, ctx: &Ctx) -> Result<ConfigMap, BuildError> {
     let owner = Owner::of(vt)?;
+    let mut data = BTreeMap::from([(TENANT_FILE.to_string(), render_tenant_file(vt)?)]);
+    for kb in searchable(vt, ctx) {
+        data.insert(knowledge_file(&kb.name), kb.manifest.clone());
+    }
     Ok(ConfigMap {
         metadata: owner.meta(),
-        data: Some(BTreeMap::from([(
-            TENANT_FILE.to_string(),
-            render_tenant_file(vt)?,
-        )])),
+        data: Some(data),
         ..ConfigMap::default()
     })
+}
+
+/// Everything the gateway reads from the ConfigMap, for the pod template's checksum: the
+/// tenant file, then each knowledge base's manifest (length-prefixed). Without knowledge
+/// bases, exactly the tenant file.
+///
+/// # Errors
+///
+/// As [`render_tenant_file`].
+pub fn config_text(vt: &VoiceTenant, ctx: &Ctx) -> Result<String, BuildError> {
+    let mut text = render_tenant_file(vt)?;
+    for kb in searchable(vt, ctx) {
+        text.push_str(&format!(
+            "\n--- knowledge {} {}\n{}",
+            kb.name,
+            kb.manifest.len(),
+            kb.manifest
+        ));
+    }
+    Ok(text)
 }

@@ -32,10 +32,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_crds::{GatewaySpec, VoiceTenant};
 
-use super::secrets::{checksum, database_url, mounted_keys, secrets_volume};
+use super::secrets::{checksum, database_url, knowledge_keys, mounted_keys, secrets_volume};
 use super::{
     CHECKSUM_ANNOTATION, CONFIG_DIR, DATA_DIR, HTTP_PORT, HTTP_PORT_NAME, SECRETS_DIR, TENANT_FILE,
-    TENANT_PATH, public_url, referenced_secrets, render_tenant_file,
+    TENANT_PATH, public_url, referenced_secrets,
 };
 use crate::ctx::Ctx;
 use crate::error::BuildError;
@@ -83,7 +83,7 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &Ctx) -> Result<Deployment, Build
     if image.trim().is_empty() {
         return Err(BuildError::NoImage);
     }
-    let tenant_file = render_tenant_file(vt)?;
+    let tenant_file = super::config_map::config_text(vt, ctx)?;
     let checksum = checksum(&tenant_file, &referenced_secrets(vt, ctx)?, ctx)?;
     let drain_seconds =
         i64::from(spec.agent.max_call_duration_seconds) + ENDPOINT_PROPAGATION_SECONDS;
@@ -96,6 +96,9 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &Ctx) -> Result<Deployment, Build
         env_value("SWITCHBOARD_SECRETS_DIR", SECRETS_DIR),
         env_value("SWITCHBOARD_DRAIN_SECONDS", &drain_seconds.to_string()),
     ];
+    if let Some(paths) = super::knowledge::knowledge_paths(vt, ctx) {
+        env.push(env_value("SWITCHBOARD_KNOWLEDGE", &paths));
+    }
     if let Some(max_calls) = gateway.max_calls_per_pod {
         env.push(env_value("SWITCHBOARD_MAX_CALLS", &max_calls.to_string()));
     }
@@ -166,7 +169,10 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &Ctx) -> Result<Deployment, Build
         },
         Volume {
             name: SECRETS_VOLUME.to_string(),
-            projected: Some(secrets_volume(&mounted_keys(spec)?)),
+            projected: Some(secrets_volume(&mounted_keys(spec)?
+                .into_iter()
+                .chain(knowledge_keys(vt, ctx))
+                .collect::<Vec<_>>())),
             ..Volume::default()
         },
         empty_dir(DATA_VOLUME),

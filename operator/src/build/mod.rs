@@ -12,12 +12,14 @@
 //! variable: the tenant file from the ConfigMap at [`TENANT_PATH`], listening on
 //! [`HTTP_PORT`] (webhooks, media streams, `/healthz`, `/readyz`, `/metrics`), its data
 //! directory at [`DATA_DIR`], each Secret named by a `secretKeyRef` of the tenant mounted
-//! as `<SECRETS_DIR>/<secret>/<key>`.
+//! as `<SECRETS_DIR>/<secret>/<key>`. The knowledge bases the agent may search are in the
+//! ConfigMap too (`knowledge-<name>.yaml`, listed in `SWITCHBOARD_KNOWLEDGE`).
 
 pub mod config_map;
 pub mod deployment;
 pub mod hpa;
 pub mod ingress;
+pub mod knowledge;
 pub mod pdb;
 mod secrets;
 pub mod service;
@@ -34,6 +36,7 @@ pub use config_map::{build_config_map, render_tenant_file};
 pub use deployment::build_deployment;
 pub use hpa::build_hpa;
 pub use ingress::build_ingress;
+pub use knowledge::{KnowledgeMount, knowledge_file, render_knowledge_file};
 pub use pdb::build_pdb;
 pub use secrets::referenced_secrets;
 pub use service::build_service;

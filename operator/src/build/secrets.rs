@@ -32,6 +32,16 @@ pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelec
         .collect()
 }
 
+/// The secrets the knowledge bases the gateway searches read (Pinecone and OpenAI API
+/// keys), mounted like the tenant's own.
+pub(super) fn knowledge_keys<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a SecretKeySelector> {
+    super::knowledge::searchable(vt, ctx)
+        .into_iter()
+        .flat_map(|k| k.secrets.iter())
+        .filter(|s| mountable("knowledge base secret", s).is_ok())
+        .collect()
+}
+
 /// The Secret key the gateway's `SWITCHBOARD_DATABASE_URL` comes from: the operator's
 /// provisioned role when there is one, else the tenant's `spec.database.url`, else none
 /// (the gateway then keeps its records in SQLite in its data directory).
@@ -96,6 +106,7 @@ pub fn referenced_secrets(vt: &VoiceTenant, ctx: &Ctx) -> Result<BTreeSet<String
     if let Some(db) = database_url(&vt.spec, ctx)? {
         names.insert(db.name.clone());
     }
+    names.extend(knowledge_keys(vt, ctx).into_iter().map(|s| s.name.clone()));
     Ok(names)
 }
 

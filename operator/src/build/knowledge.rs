@@ -1,0 +1,104 @@
+//! The knowledge bases a tenant's gateway searches: their manifests in the tenant's
+//! ConfigMap (the gateway's `--knowledge` files) and the Secrets they need mounted.
+
+use serde::{Deserialize, Serialize};
+use switchboard_crds::{BackendKind, KnowledgeBase, SecretKeySelector, VoiceTenant};
+
+use super::CONFIG_DIR;
+use crate::ctx::Ctx;
+use crate::error::BuildError;
+
+/// A knowledge base as a tenant's gateway gets it, prepared by the tenant controller's
+/// dereference step from the `KnowledgeBase` objects named in `spec.agent.knowledgeBases`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnowledgeMount {
+    /// The knowledge base's name.
+    pub name: String,
+    /// Its manifest (name and spec only, as [`render_knowledge_file`] renders it).
+    pub manifest: String,
+    /// Indexed in the tenant's Postgres schema (the gateway needs the tenant's database).
+    pub pgvector: bool,
+    /// Secret keys its search reads (Pinecone and OpenAI API keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretKeySelector>,
+}
+
+impl KnowledgeMount {
+    /// Prepares `kb` for the builders.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+    pub fn of(kb: &KnowledgeBase) -> Result<Self, BuildError> {
+        let name = kb
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(BuildError::MissingName)?;
+        Ok(Self {
+            manifest: render_knowledge_file(kb)?,
+            pgvector: kb.spec.backend.kind == BackendKind::Pgvector,
+            secrets: crate::knowledge::target::secret_keys(kb),
+            name,
+        })
+    }
+}
+
+/// The knowledge base manifest the gateway reads: its name and spec, nothing else from
+/// the cluster (no status), so the file changes only when the spec does.
+///
+/// # Errors
+///
+/// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+pub fn render_knowledge_file(kb: &KnowledgeBase) -> Result<String, BuildError> {
+    let name = kb
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or(BuildError::MissingName)?;
+    Ok(serde_saphyr::to_string(&KnowledgeBase::new(
+        name,
+        kb.spec.clone(),
+    ))?)
+}
+
+/// Key of knowledge base `name`'s manifest in the tenant's ConfigMap.
+pub fn knowledge_file(name: &str) -> String {
+    format!("knowledge-{name}.yaml")
+}
+
+/// The knowledge bases the gateway is given, in name order: those of `ctx` that the
+/// tenant's agent lists and that the gateway can reach. A pgvector one needs the tenant's
+/// Postgres (the operator's provisioned role or `spec.database.url`); without it the
+/// gateway would run in laptop mode and try to index by itself, so it is left out (the
+/// knowledge base reports `TenantDatabasePending`).
+pub fn searchable<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a KnowledgeMount> {
+    let has_database = ctx.database_url_secret.is_some()
+        || vt
+            .spec
+            .database
+            .as_ref()
+            .is_some_and(|d| d.url.is_some());
+    let mut out: Vec<&KnowledgeMount> = ctx
+        .knowledge_bases
+        .iter()
+        .filter(|k| vt.spec.agent.knowledge_bases.contains(&k.name))
+        .filter(|k| has_database || !k.pgvector)
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// The gateway's `SWITCHBOARD_KNOWLEDGE`: the mounted manifest paths, comma-separated;
+/// `None` without knowledge bases.
+pub fn knowledge_paths(vt: &VoiceTenant, ctx: &Ctx) -> Option<String> {
+    let paths: Vec<String> = searchable(vt, ctx)
+        .iter()
+        .map(|k| format!("{CONFIG_DIR}/{}", knowledge_file(&k.name)))
+        .collect();
+    (!paths.is_empty()).then(|| paths.join(","))
+}

@@ -1,0 +1,260 @@
+//! What a knowledge-base reconcile runs on: the embedders and the vector stores.
+//!
+//! Shared by every reconcile of the controller: the local model is loaded once, on first
+//! use, off the async workers; Postgres pools are kept per database URL; embedding work is
+//! bounded by a semaphore so a burst of knowledge bases cannot take every core from the
+//! rest of the operator (the local model's forward pass already runs on a blocking thread).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use switchboard_knowledge::store::{PineconeConfig, PineconeStore};
+use switchboard_knowledge::{
+    EmbedError, Embedder, LocalMiniLm, OpenAiConfig, OpenAiEmbedder, PgVectorStore, StoreError,
+    VectorStore,
+};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+
+/// Connections per tenant database pool: a reconcile uses one at a time.
+const POOL_SIZE: u32 = 2;
+/// Connecting to a tenant database gives up after this long (the reconcile is retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of the [`Engine`].
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Directory of the all-MiniLM-L6-v2 files for `local` embedders.
+    pub model_dir: Option<PathBuf>,
+    /// Knowledge bases embedding at once (at least 1).
+    pub embed_concurrency: usize,
+    /// Retries of an OpenAI-compatible embedder request; `None`: the client's default.
+    pub openai_retries: Option<u32>,
+}
+
+/// Embedders, stores and the limits around them.
+pub struct Engine {
+    config: EngineConfig,
+    local: OnceCell<Arc<LocalMiniLm>>,
+    permits: Semaphore,
+    pools: Mutex<HashMap<String, PgPool>>,
+}
+
+/// A vector store opened for one knowledge base.
+pub enum OpenStore {
+    /// Its own pgvector table.
+    Pgvector(PgVectorStore),
+    /// A Pinecone index (the knowledge base is one namespace).
+    Pinecone(PineconeStore),
+}
+
+impl OpenStore {
+    /// The store behind the common trait.
+    pub fn as_store(&self) -> &dyn VectorStore {
+        match self {
+            Self::Pgvector(s) => s,
+            Self::Pinecone(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("local_loaded", &self.local.initialized())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine with `config`; nothing is loaded or connected yet.
+    pub fn new(config: EngineConfig) -> Self {
+        let permits = Semaphore::new(config.embed_concurrency.max(1));
+        Self {
+            config,
+            local: OnceCell::new(),
+            permits,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a turn to embed: hold the permit while ingesting.
+    pub async fn embed_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.permits.acquire().await.ok()
+    }
+
+    /// The local model, loaded on first use (on a blocking thread: reading and parsing
+    /// 90 MB of weights).
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::Load`] without a model directory or with unreadable files; a later
+    /// call tries again.
+    pub async fn local(&self) -> Result<Arc<LocalMiniLm>, EmbedError> {
+        self.local
+            .get_or_try_init(|| async {
+                let dir = self.config.model_dir.clone().ok_or_else(|| {
+                    EmbedError::Load(
+                        "no model directory: run the operator with --model-dir or SWITCHBOARD_MODEL_DIR"
+                            .into(),
+                    )
+                })?;
+                tokio::task::spawn_blocking(move || LocalMiniLm::load(&dir).map(Arc::new))
+                    .await
+                    .map_err(|e| EmbedError::Load(format!("loading task: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+
+    /// An OpenAI-compatible embedder.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::Config`] for unusable settings.
+    pub fn openai(
+        &self,
+        base_url: &str,
+        model: &str,
+        dimensions: Option<usize>,
+        api_key: String,
+    ) -> Result<Arc<dyn Embedder>, EmbedError> {
+        let mut config = OpenAiConfig::new(base_url, model);
+        config.api_key = Some(api_key);
+        config.dimensions = dimensions;
+        if let Some(retries) = self.config.openai_retries {
+            config.max_retries = retries;
+        }
+        Ok(Arc::new(OpenAiEmbedder::new(config)?))
+    }
+
+    /// A pool on the database `url` names, shared by reconciles of the same URL.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] for a URL that does not parse.
+    pub fn pool(&self, url: &str) -> Result<PgPool, StoreError> {
+        let mut pools = self
+            .pools
+            .lock()
+            .map_err(|_| StoreError::Config("pool cache poisoned".into()))?;
+        if let Some(pool) = pools.get(url) {
+            return Ok(pool.clone());
+        }
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("tenant database URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .connect_lazy_with(options);
+        pools.insert(url.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// Forgets the pool of `url` (after the URL's Secret changed or the database moved).
+    pub fn forget_pool(&self, url: &str) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.remove(url);
+        }
+    }
+
+    /// The pgvector table of knowledge base `kb` in `schema` (the connection's current
+    /// schema when `None`), created with its HNSW index when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database cannot be reached or the table holds vectors of
+    /// another dimension.
+    pub async fn pgvector(
+        &self,
+        url: &str,
+        schema: Option<&str>,
+        kb: &str,
+        dimensions: usize,
+    ) -> Result<PgVectorStore, StoreError> {
+        let pool = self.pool(url)?;
+        let schema = match schema {
+            Some(s) => s.to_string(),
+            None => sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
+                .fetch_one(&pool)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Config("the tenant database URL selects no schema".into())
+                })?,
+        };
+        PgVectorStore::provision_table(pool, &schema, &PgVectorStore::kb_table(kb), dimensions)
+            .await
+    }
+
+    /// The Pinecone index of `config`, created when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when Pinecone refuses or cannot be reached.
+    pub async fn pinecone(
+        &self,
+        config: PineconeConfig,
+        dimensions: usize,
+    ) -> Result<PineconeStore, StoreError> {
+        PineconeStore::ensure_index(config, dimensions).await
+    }
+}
+
+impl Engine {
+    /// Drops knowledge base `kb`'s pgvector table (and its index) in `schema`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database cannot be reached.
+    pub async fn drop_pgvector(
+        &self,
+        url: &str,
+        schema: Option<&str>,
+        kb: &str,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool(url)?;
+        let schema = match schema {
+            Some(s) => s.to_string(),
+            None => match sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
+                .fetch_one(&pool)
+                .await?
+            {
+                Some(s) => s,
+                None => return Ok(()),
+            },
+        };
+        let table = PgVectorStore::kb_table(kb);
+        let sql = format!(
+            "DROP TABLE IF EXISTS \"{}\".\"{table}\"",
+            schema.replace('"', "\"\"")
+        );
+        // The table name is [a-z0-9_] by construction and the schema is quoted.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        Ok(())
+    }
+
+    /// Deletes namespace `namespace` of the Pinecone index of `config`; an index that
+    /// does not exist holds nothing to delete.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when Pinecone refuses or cannot be reached.
+    pub async fn drop_pinecone(
+        &self,
+        config: PineconeConfig,
+        namespace: &str,
+    ) -> Result<(), StoreError> {
+        match PineconeStore::connect(config).await {
+            Ok(store) => store.delete_namespace(namespace).await,
+            Err(StoreError::Remote { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The KnowledgeBase controller: indexes a knowledge base's sources into its tenant's
+//! pgvector schema or a Pinecone namespace, keeps the index in sync as sources change,
+//! and reports what it holds.
+//!
+//! A reconcile follows the same pipeline as the tenant's:
+//!
+//! 1. **dereference** ([`api::KnowledgeApi`]): the tenant (same namespace), the
+//!    ConfigMaps of `configMap` sources, the Secrets the backend and embedder need;
+//! 2. **validate**: the spec's own rules, sources present ([`sources`]), the tenant's
+//!    database provisioned for pgvector ([`target`]);
+//! 3. **skip** when the status already describes a sync of this generation and of this
+//!    [`sources::content_hash`]: an idle cluster embeds nothing and writes nothing;
+//! 4. **provision** ([`engine::Engine`]): the knowledge base's own pgvector table + HNSW
+//!    index in the tenant's schema (`PgVectorStore::kb_table`), or the Pinecone index;
+//! 5. **ingest** incrementally (only changed chunks are embedded, removed ones deleted);
+//! 6. **status** ([`status`]): documents, chunks, lastSync, contentHash, conditions.
+//!
+//! The finalizer `voice.switchboard.dev/cleanup` drops the table (or deletes the Pinecone
+//! namespace) only when the tenant's `deletionPolicy` is `Delete`. A tenant that is
+//! already gone counts as Retain: the tenant's own finalizer decided the fate of its
+//! schema, and a knowledge base cannot tell any more whether its data was meant to stay.
+
+pub mod api;
+pub mod controller;
+pub mod engine;
+pub mod reconcile;
+pub mod sources;
+pub mod status;
+pub mod target;
+
+pub use api::{KnowledgeApi, KubeKnowledgeApi};
+pub use controller::{KnowledgeControllerConfig, run};
+pub use engine::{Engine, EngineConfig};
+pub use reconcile::{Cleanup, Decision, cleanup, sync, sync_detailed};
+pub use status::{Outcome, kb_status};
+
+/// The finalizer on every knowledge base (the tenant's, too).
+pub const FINALIZER: &str = "voice.switchboard.dev/cleanup";

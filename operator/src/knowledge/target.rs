@@ -1,0 +1,207 @@
+//! Where a knowledge base is indexed and what embeds it, resolved from the knowledge base
+//! and its tenant. Pure: names Secrets, never reads them.
+
+use switchboard_crds::{
+    BackendKind, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef, VoiceTenant,
+};
+
+use crate::status::Failure;
+
+/// Key of the tenant database Secret holding the connection URL of the tenant's role.
+pub const DATABASE_URL_KEY: &str = "url";
+
+/// The vector store of a knowledge base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A table in the tenant's Postgres schema.
+    Pgvector {
+        /// The Secret key holding a `postgres://` URL of the tenant's role.
+        url: SecretKeySelector,
+        /// The schema; `None`: the connection's `current_schema()` (its search path).
+        schema: Option<String>,
+    },
+    /// A namespace of a Pinecone index.
+    Pinecone {
+        /// Index name.
+        index: String,
+        /// Namespace (the spec's, else the knowledge base's name).
+        namespace: String,
+        /// Cloud for a new index (`aws`, `gcp`, `azure`).
+        cloud: String,
+        /// Region for a new index.
+        region: String,
+        /// Control-plane URL override.
+        api_url: Option<String>,
+        /// The API key.
+        api_key: SecretKeySelector,
+    },
+}
+
+impl Location {
+    /// A stable description (no secret values) that goes into the content hash.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Pgvector { url, schema } => format!(
+                "pgvector {}/{} schema {}",
+                url.name,
+                url.key,
+                schema.as_deref().unwrap_or("(search path)")
+            ),
+            Self::Pinecone {
+                index,
+                namespace,
+                api_url,
+                ..
+            } => format!(
+                "pinecone {} {index}/{namespace}",
+                api_url.as_deref().unwrap_or("default")
+            ),
+        }
+    }
+}
+
+/// The embedder of a knowledge base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmbedderChoice {
+    /// The in-process MiniLM model.
+    Local,
+    /// An OpenAI-compatible endpoint.
+    OpenAi {
+        /// API root.
+        base_url: String,
+        /// Model name.
+        model: String,
+        /// Requested dimensions.
+        dimensions: Option<usize>,
+        /// The API key.
+        api_key: SecretKeySelector,
+    },
+}
+
+/// Why a knowledge base cannot be indexed yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Expected to resolve by itself (Progressing).
+    Waiting {
+        /// CamelCase reason.
+        reason: &'static str,
+        /// For humans.
+        message: String,
+    },
+    /// Needs a human (Degraded).
+    Failed(Failure),
+}
+
+fn in_cluster(field: &str, r: &SecretRef) -> Result<SecretKeySelector, Blocked> {
+    match &r.secret_key_ref {
+        Some(s) if r.sources_set() == 1 => Ok(s.clone()),
+        _ => Err(Blocked::Failed(Failure::new(
+            "SecretNotInCluster",
+            format!(
+                "{field} must be a secretKeyRef for the operator to read it (it names {})",
+                r.describe()
+            ),
+        ))),
+    }
+}
+
+/// Where `kb` (of tenant `vt`) is indexed.
+///
+/// pgvector uses the database the operator provisioned for the tenant (its status names
+/// the Secret), else the tenant's own `spec.database.url`; a tenant with neither has no
+/// Postgres yet: [`Blocked::Waiting`].
+///
+/// # Errors
+///
+/// [`Blocked`] as above, or a Pinecone API key that is not a `secretKeyRef`.
+pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocked> {
+    match kb.spec.backend.kind {
+        BackendKind::Pgvector => {
+            if let Some(db) = vt.status.as_ref().and_then(|s| s.database.as_ref()) {
+                return Ok(Location::Pgvector {
+                    url: SecretKeySelector {
+                        name: db.secret_name.clone(),
+                        key: DATABASE_URL_KEY.to_string(),
+                    },
+                    schema: Some(db.schema.clone()),
+                });
+            }
+            match vt.spec.database.as_ref().and_then(|d| d.url.as_ref()) {
+                Some(r) => Ok(Location::Pgvector {
+                    url: in_cluster("the tenant's spec.database.url", r)?,
+                    schema: None,
+                }),
+                None => Err(Blocked::Waiting {
+                    reason: "TenantDatabasePending",
+                    message: format!(
+                        "tenant {} has no Postgres database yet (pgvector lives in the tenant's schema)",
+                        kb.spec.tenant
+                    ),
+                }),
+            }
+        }
+        BackendKind::Pinecone => {
+            let Some(p) = &kb.spec.backend.pinecone else {
+                return Err(Blocked::Failed(Failure::new(
+                    "InvalidSpec",
+                    "backend.pinecone must be set with type pinecone",
+                )));
+            };
+            let name = kb.metadata.name.as_deref().unwrap_or_default();
+            Ok(Location::Pinecone {
+                index: p.index.clone(),
+                namespace: p.namespace_or(name).to_string(),
+                cloud: serde_json::to_value(p.cloud)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "aws".into()),
+                region: p.region.clone(),
+                api_url: p.api_url.clone(),
+                api_key: in_cluster("backend.pinecone.apiKey", &p.api_key)?,
+            })
+        }
+    }
+}
+
+/// The embedder of `kb`.
+///
+/// # Errors
+///
+/// [`Blocked::Failed`] for an API key that is not a `secretKeyRef`, or a spec without its
+/// `openai` settings.
+pub fn embedder(kb: &KnowledgeBase) -> Result<EmbedderChoice, Blocked> {
+    match kb.spec.embedder.kind {
+        EmbedderKind::Local => Ok(EmbedderChoice::Local),
+        EmbedderKind::Openai => {
+            let Some(o) = &kb.spec.embedder.openai else {
+                return Err(Blocked::Failed(Failure::new(
+                    "InvalidSpec",
+                    "embedder.openai must be set with type openai",
+                )));
+            };
+            Ok(EmbedderChoice::OpenAi {
+                base_url: o.base_url.clone(),
+                model: o.model.clone(),
+                dimensions: o.dimensions.map(|d| d as usize),
+                api_key: in_cluster("embedder.openai.apiKey", &o.api_key)?,
+            })
+        }
+    }
+}
+
+/// Every Secret key the knowledge base's index and embedder read (what a gateway that
+/// searches it must have mounted).
+pub fn secret_keys(kb: &KnowledgeBase) -> Vec<SecretKeySelector> {
+    let mut keys = Vec::new();
+    if let Some(p) = &kb.spec.backend.pinecone
+        && let Some(s) = &p.api_key.secret_key_ref
+    {
+        keys.push(s.clone());
+    }
+    if let Some(o) = &kb.spec.embedder.openai
+        && let Some(s) = &o.api_key.secret_key_ref
+    {
+        keys.push(s.clone());
+    }
+    keys
+}
