@@ -21,6 +21,7 @@ pub mod build;
 pub mod ctx;
 pub mod database;
 pub mod error;
+pub mod knowledge;
 pub mod labels;
 pub mod status;
 
