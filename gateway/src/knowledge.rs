@@ -1,9 +1,17 @@
 //! Knowledge lookups mid-call: the `search_knowledge_base` tool.
 //!
-//! Laptop mode: `--knowledge FILE` KnowledgeBase manifests are ingested at start into the
-//! embedded store (SQLite in the data dir, exact search in memory) with the local MiniLM
-//! embedder, so a lookup never leaves the process. Only changed chunks are re-embedded on
-//! a restart. (In a cluster the operator indexes; the gateway side is the same runner.)
+//! Laptop mode (the call store is SQLite): `--knowledge FILE` KnowledgeBase manifests are
+//! ingested at start into the embedded store (SQLite in the data dir, exact search in
+//! memory) with the local MiniLM embedder, so a lookup never leaves the process. Only
+//! changed chunks are re-embedded on a restart.
+//!
+//! Cluster mode (the call store is `postgres://…`, or the backend is Pinecone): the
+//! operator indexes; the gateway only searches ([`cluster`]): a pgvector knowledge base
+//! in its own table of the tenant's schema, a Pinecone one in its namespace. Queries are
+//! embedded with the knowledge base's own embedder (local MiniLM, or its
+//! OpenAI-compatible endpoint with the key from the secrets directory).
+
+mod cluster;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,12 +22,14 @@ use std::time::Instant;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 use serde_json::json;
-use switchboard_crds::{EmbedderKind, KnowledgeBase, LoadError, parse_knowledge_base};
+use switchboard_crds::{BackendKind, EmbedderKind, KnowledgeBase, LoadError, parse_knowledge_base};
+use switchboard_knowledge::store::PineconeConfig;
 use switchboard_knowledge::{
-    ChunkingConfig, Document, EmbeddedStore, Embedder, LocalMiniLm, VectorStore, ingest,
+    ChunkingConfig, Document, EmbeddedStore, Embedder, LocalMiniLm, OpenAiConfig, OpenAiEmbedder,
+    VectorStore, ingest,
 };
 
-use crate::tenants::Tenant;
+use crate::tenants::{Tenant, resolve_secret};
 use crate::tools::ToolRunner;
 
 /// Name of the knowledge tool the model calls.
@@ -66,6 +76,21 @@ pub enum KnowledgeError {
         /// Cause.
         source: switchboard_knowledge::IngestError,
     },
+    /// A local embedder is needed but no model directory was given.
+    #[error(
+        "--knowledge needs --model-dir (or SWITCHBOARD_MODEL_DIR) for local embeddings: run scripts/model.sh, it prints the directory"
+    )]
+    NoModelDir,
+    /// A secret the knowledge base needs (API key) could not be read.
+    #[error("knowledge base {kb}: {field}: {problem}")]
+    Secret {
+        /// KB name.
+        kb: String,
+        /// Which setting.
+        field: &'static str,
+        /// What went wrong (never the value).
+        problem: String,
+    },
     /// Opening the SQLite file failed.
     #[error("opening {path}: {source}")]
     Sqlite {
@@ -76,12 +101,38 @@ pub enum KnowledgeError {
     },
 }
 
-/// Retrieval settings of one knowledge base.
-#[derive(Debug, Clone)]
+/// One knowledge base as this gateway searches it.
+#[derive(Clone)]
 struct Retrieval {
+    /// The knowledge base's name (the prefix of the passages' source ids).
     kb: String,
+    /// Its partition in `store`: the name, or its Pinecone namespace.
+    key: String,
     top_k: usize,
     min_score: f32,
+    embedder: Arc<dyn Embedder>,
+    store: Arc<dyn VectorStore>,
+}
+
+/// Where [`Knowledge::load_with`] finds what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct KnowledgeSetup<'a> {
+    /// The local model's directory (needed only by `local` embedders).
+    pub model_dir: Option<&'a Path>,
+    /// The gateway's data directory (the embedded store's SQLite file).
+    pub data_dir: &'a Path,
+    /// The call store URL: `postgres://…` means the tenant's schema holds the operator's
+    /// pgvector tables, searched in place; anything else is laptop mode.
+    pub database_url: Option<&'a str>,
+    /// Where `secretKeyRef`s are mounted (`<dir>/<secret>/<key>`).
+    pub secrets_dir: &'a Path,
+}
+
+impl<'a> KnowledgeSetup<'a> {
+    fn cluster_database(self) -> Option<&'a str> {
+        self.database_url
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
 }
 
 /// Lookup metrics.
@@ -120,8 +171,6 @@ impl KnowledgeMetrics {
 
 /// Knowledge bases loaded for the tenants of this gateway.
 pub struct Knowledge {
-    embedder: Arc<dyn Embedder>,
-    store: Arc<EmbeddedStore>,
     by_tenant: HashMap<String, Vec<Retrieval>>,
     metrics: KnowledgeMetrics,
 }
@@ -164,17 +213,37 @@ fn documents(kb: &KnowledgeBase, name: &str) -> Result<Vec<Document>, KnowledgeE
     Ok(docs)
 }
 
-impl Knowledge {
-    /// Loads the model from `model_dir`, opens `<data_dir>/knowledge.db` and ingests every
-    /// manifest (re-embedding only changed chunks).
-    pub async fn load(
-        kbs: &[KnowledgeBase],
-        model_dir: &Path,
-        data_dir: &Path,
-        metrics: KnowledgeMetrics,
-    ) -> Result<Self, KnowledgeError> {
-        let embedder: Arc<dyn Embedder> = Arc::new(LocalMiniLm::load(model_dir)?);
-        let path = data_dir.join("knowledge.db");
+/// Shared resources of one load: the local model (loaded once) and the laptop store.
+struct Loader<'a> {
+    setup: KnowledgeSetup<'a>,
+    local: Option<Arc<dyn Embedder>>,
+    embedded: Option<Arc<EmbeddedStore>>,
+    pools: cluster::Pools,
+}
+
+impl Loader<'_> {
+    async fn local(&mut self) -> Result<Arc<dyn Embedder>, KnowledgeError> {
+        if let Some(e) = &self.local {
+            return Ok(e.clone());
+        }
+        let dir = self.setup.model_dir.ok_or(KnowledgeError::NoModelDir)?;
+        let dir = dir.to_path_buf();
+        // Reading and parsing 90 MB of weights: off the async workers.
+        let model = tokio::task::spawn_blocking(move || LocalMiniLm::load(&dir))
+            .await
+            .map_err(|e| {
+                KnowledgeError::Embedder(switchboard_knowledge::EmbedError::Load(e.to_string()))
+            })??;
+        let embedder: Arc<dyn Embedder> = Arc::new(model);
+        self.local = Some(embedder.clone());
+        Ok(embedder)
+    }
+
+    async fn embedded(&mut self) -> Result<Arc<EmbeddedStore>, KnowledgeError> {
+        if let Some(s) = &self.embedded {
+            return Ok(s.clone());
+        }
+        let path = self.setup.data_dir.join("knowledge.db");
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true);
@@ -185,49 +254,174 @@ impl Knowledge {
                 source,
             })?;
         let store = Arc::new(EmbeddedStore::open(pool).await?);
+        self.embedded = Some(store.clone());
+        Ok(store)
+    }
+
+    fn secret(
+        &self,
+        kb: &str,
+        field: &'static str,
+        r: &switchboard_crds::SecretRef,
+    ) -> Result<String, KnowledgeError> {
+        resolve_secret(r, self.setup.secrets_dir).map_err(|problem| KnowledgeError::Secret {
+            kb: kb.to_string(),
+            field,
+            problem,
+        })
+    }
+
+    async fn embedder(
+        &mut self,
+        kb: &KnowledgeBase,
+        name: &str,
+    ) -> Result<Arc<dyn Embedder>, KnowledgeError> {
+        match (&kb.spec.embedder.kind, &kb.spec.embedder.openai) {
+            (EmbedderKind::Openai, Some(o)) => {
+                let mut config = OpenAiConfig::new(o.base_url.clone(), o.model.clone());
+                config.api_key = Some(self.secret(name, "embedder.openai.apiKey", &o.api_key)?);
+                config.dimensions = o.dimensions.map(|d| d as usize);
+                // A caller is waiting: one quick retry, not the indexer's patience.
+                config.max_retries = 1;
+                config.timeout = std::time::Duration::from_secs(5);
+                Ok(Arc::new(OpenAiEmbedder::new(config)?))
+            }
+            (EmbedderKind::Openai, None) => Err(KnowledgeError::Unsupported {
+                kb: name.to_string(),
+                problem: "embedder.openai must be set with type openai".into(),
+            }),
+            (EmbedderKind::Local, _) => self.local().await,
+        }
+    }
+
+    /// Opens `kb` for searching: in place (cluster) or ingested into the embedded store.
+    async fn open(&mut self, kb: &KnowledgeBase) -> Result<Retrieval, KnowledgeError> {
+        let name = kb.metadata.name.clone().unwrap_or_default();
+        let retrieval = |key: String, embedder, store| Retrieval {
+            kb: name.clone(),
+            key,
+            top_k: kb.spec.retrieval.top_k as usize,
+            min_score: kb.spec.retrieval.min_score as f32,
+            embedder,
+            store,
+        };
+        match (kb.spec.backend.kind, &kb.spec.backend.pinecone) {
+            (BackendKind::Pinecone, Some(p)) => {
+                let embedder = self.embedder(kb, &name).await?;
+                let mut config = PineconeConfig::new(
+                    self.secret(&name, "backend.pinecone.apiKey", &p.api_key)?,
+                    p.index.clone(),
+                );
+                if let Some(url) = &p.api_url {
+                    config.control_url = url.clone();
+                }
+                // A caller is waiting: fail fast rather than retry for long.
+                config.max_retries = 1;
+                config.timeout = std::time::Duration::from_secs(3);
+                let store: Arc<dyn VectorStore> = Arc::new(cluster::pinecone(config));
+                Ok(retrieval(
+                    p.namespace_or(&name).to_string(),
+                    embedder,
+                    store,
+                ))
+            }
+            (BackendKind::Pinecone, None) => Err(KnowledgeError::Unsupported {
+                kb: name.clone(),
+                problem: "backend.pinecone must be set with type pinecone".into(),
+            }),
+            (BackendKind::Pgvector, _) => match self.setup.cluster_database() {
+                Some(url) => {
+                    let embedder = self.embedder(kb, &name).await?;
+                    let store =
+                        cluster::pgvector(&mut self.pools, url, &name, embedder.dimensions())?;
+                    tracing::info!(
+                        kb = name,
+                        tenant = kb.spec.tenant,
+                        "knowledge base searched in the tenant's schema"
+                    );
+                    Ok(retrieval(name.clone(), embedder, Arc::new(store)))
+                }
+                None => {
+                    if kb.spec.embedder.kind != EmbedderKind::Local {
+                        return Err(KnowledgeError::Unsupported {
+                            kb: name,
+                            problem: "laptop mode embeds with the local model only".into(),
+                        });
+                    }
+                    let docs = documents(kb, &name)?;
+                    let embedder = self.local().await?;
+                    let store = self.embedded().await?;
+                    let chunking = ChunkingConfig {
+                        size: kb.spec.chunking.size as usize,
+                        overlap: kb.spec.chunking.overlap as usize,
+                    };
+                    let t0 = Instant::now();
+                    let report = ingest(&name, &docs, &chunking, embedder.as_ref(), store.as_ref())
+                        .await
+                        .map_err(|source| KnowledgeError::Ingest {
+                            kb: name.clone(),
+                            source,
+                        })?;
+                    tracing::info!(
+                        kb = name,
+                        tenant = kb.spec.tenant,
+                        ?report,
+                        ms = t0.elapsed().as_millis() as u64,
+                        "knowledge base ingested"
+                    );
+                    Ok(retrieval(name.clone(), embedder, store))
+                }
+            },
+        }
+    }
+}
+
+impl Knowledge {
+    /// Laptop mode: loads the model from `model_dir`, opens `<data_dir>/knowledge.db` and
+    /// ingests every manifest (re-embedding only changed chunks).
+    pub async fn load(
+        kbs: &[KnowledgeBase],
+        model_dir: &Path,
+        data_dir: &Path,
+        metrics: KnowledgeMetrics,
+    ) -> Result<Self, KnowledgeError> {
+        let secrets_dir = PathBuf::from(crate::tenants::DEFAULT_SECRETS_DIR);
+        Self::load_with(
+            kbs,
+            KnowledgeSetup {
+                model_dir: Some(model_dir),
+                data_dir,
+                database_url: None,
+                secrets_dir: &secrets_dir,
+            },
+            metrics,
+        )
+        .await
+    }
+
+    /// Opens every knowledge base for searching: pgvector ones in the tenant's schema when
+    /// the call store is Postgres and Pinecone ones in their namespace (indexed by the
+    /// operator), any other ingested into the embedded store (laptop mode).
+    pub async fn load_with(
+        kbs: &[KnowledgeBase],
+        setup: KnowledgeSetup<'_>,
+        metrics: KnowledgeMetrics,
+    ) -> Result<Self, KnowledgeError> {
+        let mut loader = Loader {
+            setup,
+            local: None,
+            embedded: None,
+            pools: cluster::Pools::default(),
+        };
         let mut by_tenant: HashMap<String, Vec<Retrieval>> = HashMap::new();
         for kb in kbs {
-            let name = kb.metadata.name.clone().unwrap_or_default();
-            if kb.spec.embedder.kind != EmbedderKind::Local {
-                return Err(KnowledgeError::Unsupported {
-                    kb: name,
-                    problem: "laptop mode embeds with the local model only".into(),
-                });
-            }
-            let docs = documents(kb, &name)?;
-            let chunking = ChunkingConfig {
-                size: kb.spec.chunking.size as usize,
-                overlap: kb.spec.chunking.overlap as usize,
-            };
-            let t0 = Instant::now();
-            let report = ingest(&name, &docs, &chunking, embedder.as_ref(), store.as_ref())
-                .await
-                .map_err(|source| KnowledgeError::Ingest {
-                    kb: name.clone(),
-                    source,
-                })?;
-            tracing::info!(
-                kb = name,
-                tenant = kb.spec.tenant,
-                ?report,
-                ms = t0.elapsed().as_millis() as u64,
-                "knowledge base ingested"
-            );
+            let retrieval = loader.open(kb).await?;
             by_tenant
                 .entry(kb.spec.tenant.clone())
                 .or_default()
-                .push(Retrieval {
-                    kb: name,
-                    top_k: kb.spec.retrieval.top_k as usize,
-                    min_score: kb.spec.retrieval.min_score as f32,
-                });
+                .push(retrieval);
         }
-        Ok(Self {
-            embedder,
-            store,
-            by_tenant,
-            metrics,
-        })
+        Ok(Self { by_tenant, metrics })
     }
 
     /// Names of the knowledge bases loaded for `tenant`.
@@ -250,19 +444,26 @@ impl Knowledge {
         if bases.is_empty() {
             return Err("no knowledge base is available for this business".into());
         }
-        let vectors = self
-            .embedder
-            .embed(&[query])
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(vector) = vectors.first() else {
-            return Err("the embedder returned nothing".into());
-        };
+        // One embedding per model, however many knowledge bases share it.
+        let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits = Vec::new();
         for r in &bases {
-            let found = self
+            let model = r.embedder.model_id().to_string();
+            if !vectors.contains_key(&model) {
+                let mut embedded = r
+                    .embedder
+                    .embed(&[query])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(vector) = embedded.pop() else {
+                    return Err("the embedder returned nothing".into());
+                };
+                vectors.insert(model.clone(), vector);
+            }
+            let vector = vectors.get(&model).map(Vec::as_slice).unwrap_or_default();
+            let found = r
                 .store
-                .search(&r.kb, vector, r.top_k, r.min_score)
+                .search(&r.key, vector, r.top_k, r.min_score)
                 .await
                 .map_err(|e| e.to_string())?;
             hits.extend(found.into_iter().map(|h| (r.kb.clone(), h)));

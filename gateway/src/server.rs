@@ -67,11 +67,20 @@ impl Gateway {
             None
         } else {
             let kbs = knowledge::read_manifests(&cli.knowledge)?;
-            let model_dir = cli.model_dir.as_deref().ok_or(StartError::NoModelDir)?;
             let km = knowledge::KnowledgeMetrics::register(metrics.registry())?;
-            Some(Arc::new(
-                knowledge::Knowledge::load(&kbs, model_dir, &cli.data_dir, km).await?,
-            ))
+            let setup = knowledge::KnowledgeSetup {
+                model_dir: cli.model_dir.as_deref(),
+                data_dir: &cli.data_dir,
+                database_url: cli.database_url.as_deref(),
+                secrets_dir: &secrets_dir,
+            };
+            let loaded = knowledge::Knowledge::load_with(&kbs, setup, km)
+                .await
+                .map_err(|e| match e {
+                    knowledge::KnowledgeError::NoModelDir => StartError::NoModelDir,
+                    other => other.into(),
+                })?;
+            Some(Arc::new(loaded))
         };
         let knowledge_of = |tenant: &str| {
             knowledge

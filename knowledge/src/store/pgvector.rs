@@ -151,7 +151,11 @@ impl PgVectorStore {
         sqlx::query(AssertSqlSafe(format!(
             "CREATE INDEX IF NOT EXISTS {index} ON {table}
              USING hnsw (embedding {ext}.vector_cosine_ops)",
-            index = if table_is_default { LEGACY_INDEX.to_string() } else { index },
+            index = if table_is_default {
+                LEGACY_INDEX.to_string()
+            } else {
+                index
+            },
             table = store.table,
         )))
         .execute(&mut *tx)
@@ -523,7 +527,10 @@ mod tests {
         let long = PgVectorStore::kb_table(&"a".repeat(253));
         for t in [dotted, long] {
             assert!(t.len() <= 58, "{t}");
-            assert!(t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
         }
     }
 }

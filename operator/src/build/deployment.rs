@@ -169,10 +169,12 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &Ctx) -> Result<Deployment, Build
         },
         Volume {
             name: SECRETS_VOLUME.to_string(),
-            projected: Some(secrets_volume(&mounted_keys(spec)?
-                .into_iter()
-                .chain(knowledge_keys(vt, ctx))
-                .collect::<Vec<_>>())),
+            projected: Some(secrets_volume(
+                &mounted_keys(spec)?
+                    .into_iter()
+                    .chain(knowledge_keys(vt, ctx))
+                    .collect::<Vec<_>>(),
+            )),
             ..Volume::default()
         },
         empty_dir(DATA_VOLUME),

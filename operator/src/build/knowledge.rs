@@ -77,11 +77,7 @@ pub fn knowledge_file(name: &str) -> String {
 /// knowledge base reports `TenantDatabasePending`).
 pub fn searchable<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a KnowledgeMount> {
     let has_database = ctx.database_url_secret.is_some()
-        || vt
-            .spec
-            .database
-            .as_ref()
-            .is_some_and(|d| d.url.is_some());
+        || vt.spec.database.as_ref().is_some_and(|d| d.url.is_some());
     let mut out: Vec<&KnowledgeMount> = ctx
         .knowledge_bases
         .iter()

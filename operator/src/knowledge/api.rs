@@ -87,7 +87,9 @@ impl KnowledgeApi for KubeKnowledgeApi {
 /// `data` but a hand-made object may carry), trimmed; `None` when absent or not UTF-8.
 pub fn secret_key(secret: &Secret, key: &str) -> Option<String> {
     if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return std::str::from_utf8(&bytes.0).ok().map(|s| s.trim().to_string());
+        return std::str::from_utf8(&bytes.0)
+            .ok()
+            .map(|s| s.trim().to_string());
     }
     secret
         .string_data

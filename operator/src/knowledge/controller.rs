@@ -23,12 +23,12 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
+use super::FINALIZER;
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
 use super::engine::{Engine, EngineConfig};
 use super::reconcile::{Decision, cleanup, sync};
 use super::sources::config_map_names;
 use super::status::{Outcome, kb_status};
-use super::FINALIZER;
 use crate::labels::MANAGER;
 
 /// How often an in-sync knowledge base is looked at again without any trigger (reads
@@ -112,11 +112,7 @@ impl Context {
 }
 
 fn key(kb: &KnowledgeBase) -> String {
-    format!(
-        "{}/{}",
-        kb.namespace().unwrap_or_default(),
-        kb.name_any()
-    )
+    format!("{}/{}", kb.namespace().unwrap_or_default(), kb.name_any())
 }
 
 async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
@@ -168,7 +164,11 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(delay)
         }
     };
-    tracing::debug!(kb = key(&kb), ms = started.elapsed().as_millis() as u64, "reconciled");
+    tracing::debug!(
+        kb = key(&kb),
+        ms = started.elapsed().as_millis() as u64,
+        "reconciled"
+    );
     Ok(action)
 }
 
@@ -264,9 +264,7 @@ pub async fn run(
                 by_config_map
                     .state()
                     .into_iter()
-                    .filter(|kb| {
-                        kb.namespace() == ns && config_map_names(&kb.spec).contains(&name)
-                    })
+                    .filter(|kb| kb.namespace() == ns && config_map_names(&kb.spec).contains(&name))
                     .map(|kb| ObjectRef::from_obj(kb.as_ref()))
                     .collect::<Vec<_>>()
             },

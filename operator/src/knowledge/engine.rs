@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use switchboard_knowledge::store::{PineconeConfig, PineconeStore};
 use switchboard_knowledge::{
     EmbedError, Embedder, LocalMiniLm, OpenAiConfig, OpenAiEmbedder, PgVectorStore, StoreError,
@@ -236,7 +236,9 @@ impl Engine {
             schema.replace('"', "\"\"")
         );
         // The table name is [a-z0-9_] by construction and the schema is quoted.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await?;
         Ok(())
     }
 

@@ -115,7 +115,10 @@ async fn sync_inner(
         kb.metadata.namespace.as_deref(),
         kb.metadata.name.as_deref(),
     ) else {
-        return Err(failed("InvalidObject", "the knowledge base has no name or namespace"));
+        return Err(failed(
+            "InvalidObject",
+            "the knowledge base has no name or namespace",
+        ));
     };
     // Validate: the API server's schema and CEL rules catch most of this, but not
     // everything (and a CRD may be older than this operator).
@@ -154,8 +157,7 @@ async fn sync_inner(
             }
         }
     }
-    let docs = documents(&kb.spec, &config_maps)
-        .map_err(|e| failed(e.reason(), e.to_string()))?;
+    let docs = documents(&kb.spec, &config_maps).map_err(|e| failed(e.reason(), e.to_string()))?;
     let hash = content_hash(&docs, &location.describe());
     if up_to_date(kb.status.as_ref(), kb.metadata.generation, &hash) {
         return Ok((Decision::UpToDate, None));
@@ -200,7 +202,10 @@ async fn sync_inner(
         } => {
             let key = secret(api, namespace, api_key).await?;
             let store = engine
-                .pinecone(pinecone_config(key, index, cloud, region, api_url), dimensions)
+                .pinecone(
+                    pinecone_config(key, index, cloud, region, api_url),
+                    dimensions,
+                )
                 .await
                 .map_err(|e| failed(store_reason(&e), format!("Pinecone: {e}")))?;
             (OpenStore::Pinecone(store), pc_namespace.clone())

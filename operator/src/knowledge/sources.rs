@@ -82,11 +82,12 @@ pub fn documents(
             }));
         }
         if let Some(cm_source) = &source.config_map {
-            let cm = config_maps
-                .get(&cm_source.name)
-                .ok_or_else(|| SourceError::ConfigMapMissing {
-                    name: cm_source.name.clone(),
-                })?;
+            let cm =
+                config_maps
+                    .get(&cm_source.name)
+                    .ok_or_else(|| SourceError::ConfigMapMissing {
+                        name: cm_source.name.clone(),
+                    })?;
             let empty = BTreeMap::new();
             let data = cm.data.as_ref().unwrap_or(&empty);
             let keys: Vec<&String> = if cm_source.keys.is_empty() {
@@ -199,7 +200,11 @@ mod tests {
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["inline/Hours", "configmap/faq/parking.md", "configmap/faq/wifi.md"]
+            [
+                "inline/Hours",
+                "configmap/faq/parking.md",
+                "configmap/faq/wifi.md"
+            ]
         );
         assert_eq!(docs[1].title, "parking.md");
         assert_eq!(docs[0].category.as_deref(), Some("hours"));
@@ -253,7 +258,11 @@ mod tests {
 
     #[test]
     fn config_map_names_are_deduplicated() {
-        let s = spec(vec![cm_source("b", &[]), cm_source("a", &[]), cm_source("b", &["k"])]);
+        let s = spec(vec![
+            cm_source("b", &[]),
+            cm_source("a", &[]),
+            cm_source("b", &["k"]),
+        ]);
         assert_eq!(config_map_names(&s), ["a", "b"]);
     }
 }

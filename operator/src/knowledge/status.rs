@@ -133,8 +133,7 @@ fn conditions(
                 PROGRESSING,
                 false,
                 "Blocked".into(),
-                "the sync is retried with backoff until the failure in Degraded is resolved"
-                    .into(),
+                "the sync is retried with backoff until the failure in Degraded is resolved".into(),
             ),
             (DEGRADED, true, f.reason.clone(), f.message.clone()),
         ],
