@@ -967,3 +967,49 @@ async fn hostile_requests_get_status_answers() {
     );
     assert_eq!(stats["objects"]["ConfigMap"], 1);
 }
+
+#[tokio::test]
+async fn crds_get_established_and_serve_their_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::runtime::wait::{await_condition, conditions};
+    use switchboard_crds::VoiceTenant;
+
+    let sim = sim().await;
+    let c = client(&sim).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd = VoiceTenant::crd();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply("switchboard").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    tokio::time::timeout(Duration::from_secs(10), established)
+        .await
+        .expect("the CRD becomes Established")
+        .unwrap();
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/tenants/demo.yaml"
+    ))
+    .unwrap();
+    let demo = switchboard_crds::parse_tenant(&text).unwrap();
+    let tenants: Api<VoiceTenant> = Api::namespaced(c, NS);
+    let applied = tenants
+        .patch(
+            "demo",
+            &PatchParams::apply("switchboard"),
+            &Patch::Apply(&demo),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.spec, demo.spec, "the tenant round-trips unchanged");
+    let listed = tenants.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].spec, demo.spec);
+}

@@ -1,13 +1,14 @@
-//! Stand-in for the deployment controller and the kubelet: after a Deployment changes,
-//! its status reports the rollout (all replicas ready unless a test holds them back), as
-//! a separate write by `kube-controller-manager`, the way a watcher sees it in a cluster.
+//! Stand-ins for the controllers behind the API: after a Deployment changes, its status
+//! reports the rollout (all replicas ready unless a test holds them back), as a separate
+//! write by `kube-controller-manager`, the way a watcher sees it in a cluster; a
+//! CustomResourceDefinition becomes `Established` (names accepted) the same way.
 
 use serde_json::{Value, json};
 
 use super::apply::{self, Scope};
 use super::meta;
 use super::path::Gvr;
-use super::store::{ObjKey, Store};
+use super::store::{ObjKey, Store, Stored};
 
 /// The controller's field manager.
 pub(crate) const CONTROLLER: &str = "kube-controller-manager";
@@ -16,11 +17,70 @@ fn deployments() -> Gvr {
     Gvr::new("apps", "v1", "deployments")
 }
 
+/// The API server's own CRD controller's field manager.
+const CRD_CONTROLLER: &str = "kube-apiserver";
+
 /// Runs the simulated controllers after a write to `gvr`/`key`.
 pub(crate) fn after_write(store: &mut Store, gvr: &Gvr, key: &ObjKey) {
     if store.simulate_workloads && *gvr == deployments() {
         reconcile_deployment(store, key);
     }
+    if gvr.group == "apiextensions.k8s.io" && gvr.plural == "customresourcedefinitions" {
+        establish_crd(store, gvr, key);
+    }
+}
+
+/// Sets a CRD's status the way the API server does once its names are accepted.
+fn establish_crd(store: &mut Store, gvr: &Gvr, key: &ObjKey) {
+    let Some(stored) = store.get(gvr, key).cloned() else {
+        return;
+    };
+    if meta::meta_str(&stored.obj, "deletionTimestamp").is_some() {
+        return;
+    }
+    let stored_versions: Vec<Value> = stored
+        .obj
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = json!({
+        "acceptedNames": stored.obj.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
+        "conditions": [
+            condition(&stored.obj, "NamesAccepted", "True", "NoConflicts", "no conflicts found".into()),
+            condition(&stored.obj, "Established", "True", "InitialNamesAccepted", "the initial names have been accepted".into()),
+        ],
+        "storedVersions": stored_versions,
+    });
+    write_status(store, gvr, key, &stored, status, CRD_CONTROLLER);
+}
+
+/// Writes `status` as `manager` unless it is already there.
+fn write_status(
+    store: &mut Store,
+    gvr: &Gvr,
+    key: &ObjKey,
+    stored: &Stored,
+    status: Value,
+    manager: &str,
+) {
+    if stored.obj.get("status") == Some(&status) {
+        return;
+    }
+    let mut new = stored.obj.clone();
+    if let Some(m) = new.as_object_mut() {
+        m.insert("status".into(), status);
+    }
+    let mut managed = stored.managed.clone();
+    apply::record_update(&mut managed, manager, &stored.obj, &new, Scope::Status);
+    apply::prune(&mut managed, &new);
+    store.put(gvr, key.clone(), new, managed);
+    store.counters.controller_changes += 1;
 }
 
 /// Brings a Deployment's status in line with its spec and the ready override.
@@ -34,18 +94,7 @@ pub(crate) fn reconcile_deployment(store: &mut Store, key: &ObjKey) {
     }
     let ready_override = store.ready_overrides.get(key).copied();
     let status = desired_status(&stored.obj, ready_override);
-    if stored.obj.get("status") == Some(&status) {
-        return;
-    }
-    let mut new = stored.obj.clone();
-    if let Some(m) = new.as_object_mut() {
-        m.insert("status".into(), status);
-    }
-    let mut managed = stored.managed.clone();
-    apply::record_update(&mut managed, CONTROLLER, &stored.obj, &new, Scope::Status);
-    apply::prune(&mut managed, &new);
-    store.put(&gvr, key.clone(), new, managed);
-    store.counters.controller_changes += 1;
+    write_status(store, &gvr, key, &stored, status, CONTROLLER);
 }
 
 /// `maxUnavailable` of a rolling update, in pods (25% by default, rounded down).
