@@ -1,0 +1,531 @@
+//! The KnowledgeBase controller against the simulated Kubernetes API server, real
+//! PostgreSQL with pgvector and the real MiniLM model: a knowledge base of inline
+//! documents and a ConfigMap is indexed into its tenant's schema and reports Ready; an
+//! edit of the ConfigMap re-embeds only that document; an idle controller writes and
+//! embeds nothing; a broken embedder is reported and retried until it works; deleting
+//! under the tenant's Delete policy drops the table.
+//!
+//! Needs `SWITCHBOARD_TEST_PG_URL` (`eval "$(scripts/postgres.sh start)"`) and
+//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`); skips with a message without them.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ::kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use ::kube::{Client, ResourceExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use switchboard_crds::{KnowledgeBase, VoiceTenant};
+use switchboard_knowledge::PgVectorStore;
+use switchboard_operator::database::{
+    Provisioner, TenantDatabase, build_database_secret, generate_password,
+};
+use switchboard_operator::knowledge::{
+    Decision, Engine, EngineConfig, KnowledgeControllerConfig, KubeKnowledgeApi, sync,
+};
+use switchboard_sim::kubeapi::KubeApiSim;
+use switchboard_tests::kube::client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const NS: &str = "kb-test";
+const CONVERGE: Duration = Duration::from_secs(120);
+
+fn env() -> Option<(String, PathBuf)> {
+    let pg = std::env::var("SWITCHBOARD_TEST_PG_URL")
+        .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG"))
+        .ok();
+    let model = std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from);
+    match (pg, model) {
+        (Some(pg), Some(model)) => Some((pg, model)),
+        _ => {
+            eprintln!(
+                "skipping: needs SWITCHBOARD_TEST_PG_URL (eval \"$(scripts/postgres.sh start)\") and SWITCHBOARD_MODEL_DIR (scripts/model.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it gives `Some`; fails the test after [`CONVERGE`].
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn unique() -> String {
+    generate_password()[..8].to_ascii_lowercase()
+}
+
+fn tenant_manifest(name: &str) -> VoiceTenant {
+    switchboard_crds::parse_tenant(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  displayName: Knowledge test
+  phoneNumbers: ["+15005550006"]
+  agent:
+    knowledgeBases: [faq]
+  twilio:
+    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
+    authToken: {{ secretKeyRef: {{ name: keys, key: twilio }} }}
+  openai:
+    apiKey: {{ secretKeyRef: {{ name: keys, key: openai }} }}
+  deletionPolicy: Delete
+"#
+    ))
+    .unwrap()
+}
+
+fn kb_manifest(name: &str, tenant: &str, embedder: &str) -> KnowledgeBase {
+    switchboard_crds::parse_knowledge_base(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  tenant: {tenant}
+{embedder}  sources:
+    - inline:
+        documents:
+          - title: Opening hours
+            content: We are open Monday to Friday 8am to 6pm and Saturday 9am to 1pm. Closed on Sunday.
+            category: hours
+    - configMap:
+        name: faq-docs
+"#
+    ))
+    .unwrap()
+}
+
+fn faq_docs(parking: &str) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("faq-docs".into());
+    cm.metadata.namespace = Some(NS.into());
+    cm.data = Some(BTreeMap::from([
+        ("parking.md".to_string(), parking.to_string()),
+        (
+            "insurance.md".to_string(),
+            "# Insurance\n\nWe accept Delta Dental, Aetna and Cigna. Bring your card to the first visit."
+                .to_string(),
+        ),
+    ]));
+    cm
+}
+
+/// A tenant in the simulated API server with a database provisioned on real Postgres
+/// (through the operator's Provisioner) and reported in its status, as the tenant
+/// controller leaves it.
+async fn provisioned_tenant(
+    c: &Client,
+    admin_url: &str,
+    name: &str,
+) -> (VoiceTenant, TenantDatabase, Provisioner) {
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let vt = tenants
+        .create(&PostParams::default(), &tenant_manifest(name))
+        .await
+        .unwrap();
+    let p = Provisioner::new(admin_url).unwrap();
+    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let password = generate_password();
+    p.ensure(&db, &password).await.unwrap();
+    let secret = build_database_secret(&vt, &db, &password, p.target()).unwrap();
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": "voice.switchboard.dev/v1alpha1",
+        "kind": "VoiceTenant",
+        "status": { "database": db.to_status() },
+    });
+    let vt = tenants
+        .patch_status(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(status),
+        )
+        .await
+        .unwrap();
+    (vt, db, p)
+}
+
+fn controller(c: &Client, model: PathBuf) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, mut rx) = watch::channel(false);
+    let config = KnowledgeControllerConfig {
+        namespace: Some(NS.into()),
+        engine: EngineConfig {
+            model_dir: Some(model),
+            embed_concurrency: 1,
+            openai_retries: Some(0),
+        },
+        first_backoff: Some(Duration::from_millis(200)),
+    };
+    let task = tokio::spawn(switchboard_operator::knowledge::run(
+        c.clone(),
+        config,
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    (stop, task)
+}
+
+fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
+    kb.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn wait_kb<F>(c: &Client, name: &str, what: &str, pred: F) -> KnowledgeBase
+where
+    F: Fn(&KnowledgeBase) -> bool,
+{
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    wait_for(what, || {
+        let kbs = kbs.clone();
+        let pred = &pred;
+        async move { kbs.get_opt(name).await.unwrap().filter(|kb| pred(kb)) }
+    })
+    .await
+}
+
+fn ready(kb: &KnowledgeBase) -> bool {
+    condition(kb, "Ready").is_some_and(|(s, _)| s == "True")
+        && kb.status.as_ref().and_then(|s| s.observed_generation) == kb.metadata.generation
+}
+
+/// `chunk_id → (doc_id, updated_at)` of knowledge base `kb`'s table in `schema`.
+async fn rows(pg: &mut PgConnection, schema: &str, kb: &str) -> BTreeMap<String, (String, String)> {
+    let table = PgVectorStore::kb_table(kb);
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT chunk_id, doc_id, updated_at::text FROM \"{schema}\".{table} WHERE kb = $1"
+    )))
+    .bind(kb)
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(c, d, u)| (c, (d, u))).collect()
+}
+
+async fn table_exists(pg: &mut PgConnection, schema: &str, kb: &str) -> bool {
+    let name = format!("\"{schema}\".{}", PgVectorStore::kb_table(kb));
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(pg)
+        .await
+        .unwrap()
+}
+
+/// A minimal OpenAI-compatible `POST /v1/embeddings`: deterministic 384-dimension
+/// vectors, one HTTP/1.1 request per connection.
+async fn serve_embeddings(listener: tokio::net::TcpListener) {
+    while let Ok((mut sock, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break buf[end + 4..end + 4 + len].to_vec();
+                    }
+                }
+            };
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let inputs = request["input"].as_array().cloned().unwrap_or_default();
+            let data: Vec<_> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let seed = text.as_str().unwrap_or_default().len() as f32;
+                    let v: Vec<f32> = (0..384).map(|d| ((d as f32 + seed) * 0.37).sin()).collect();
+                    json!({"object": "embedding", "index": i, "embedding": v})
+                })
+                .collect();
+            let out = json!({"object": "list", "data": data, "model": "test-embed"}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                out.len()
+            );
+            let _ = sock.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
+    let Some((admin_url, model)) = env() else {
+        return;
+    };
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    let tenant = format!("t-{}", unique());
+    let (_vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
+    cms.create(
+        &PostParams::default(),
+        &faq_docs("Free parking behind the building."),
+    )
+    .await
+    .unwrap();
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    kbs.create(&PostParams::default(), &kb_manifest("faq", &tenant, ""))
+        .await
+        .unwrap();
+    let (stop, task) = controller(&c, model.clone());
+
+    // Indexed: Ready with the counts, rows in the tenant's schema.
+    let kb = wait_kb(&c, "faq", "faq Ready", ready).await;
+    let status = kb.status.clone().unwrap();
+    assert_eq!(status.documents, 3, "1 inline document + 2 ConfigMap keys");
+    assert!(status.chunks >= 3, "{status:?}");
+    assert!(status.last_sync.is_some() && status.content_hash.is_some());
+    assert_eq!(
+        condition(&kb, "Degraded").unwrap(),
+        ("False".into(), "AsExpected".into())
+    );
+    assert!(
+        kb.finalizers()
+            .iter()
+            .any(|f| f == "voice.switchboard.dev/cleanup")
+    );
+    let mut pg = PgConnection::connect(&admin_url).await.unwrap();
+    let before = rows(&mut pg, &db.schema, "faq").await;
+    assert_eq!(before.len(), status.chunks as usize);
+    let docs: std::collections::BTreeSet<&str> = before.values().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(
+        docs.into_iter().collect::<Vec<_>>(),
+        [
+            "configmap/faq-docs/insurance.md",
+            "configmap/faq-docs/parking.md",
+            "inline/Opening hours"
+        ]
+    );
+
+    // Idle: a reconcile of the synced knowledge base decides there is nothing to do (no
+    // embedding, no write), and the running controller writes nothing.
+    let engine = Engine::new(EngineConfig {
+        model_dir: Some(model.clone()),
+        embed_concurrency: 1,
+        openai_retries: Some(0),
+    });
+    let api = KubeKnowledgeApi::new(c.clone());
+    assert_eq!(sync(&kb, &api, &engine).await, Decision::UpToDate);
+    sim.reset_counters();
+    // Metadata-only edits wake the controller without changing the spec.
+    let test_manager = PatchParams {
+        field_manager: Some("test".into()),
+        ..PatchParams::default()
+    };
+    kbs.patch(
+        "faq",
+        &test_manager,
+        &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes: Vec<_> = sim
+        .write_log()
+        .into_iter()
+        .filter(|w| w.field_manager != "test")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "an idle controller writes nothing: {writes:#?}"
+    );
+    assert_eq!(
+        rows(&mut pg, &db.schema, "faq").await,
+        before,
+        "nothing re-embedded"
+    );
+
+    // Edit one ConfigMap key: only that document's chunks are re-embedded.
+    let previous_hash = status.content_hash.clone();
+    cms.patch(
+        "faq-docs",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"parking.md": "Parking is free in the garage on Elm Street, level 2."}})),
+    )
+    .await
+    .unwrap();
+    let kb = wait_kb(&c, "faq", "faq re-synced", |kb| {
+        ready(kb) && kb.status.as_ref().unwrap().content_hash != previous_hash
+    })
+    .await;
+    assert_eq!(kb.status.as_ref().unwrap().documents, 3);
+    let after = rows(&mut pg, &db.schema, "faq").await;
+    for (chunk, (doc, updated)) in &after {
+        let unchanged = before.get(chunk).is_some_and(|(_, u)| u == updated);
+        if doc == "configmap/faq-docs/parking.md" {
+            assert!(
+                !unchanged,
+                "the edited document's chunk {chunk} was re-embedded"
+            );
+        } else {
+            assert!(unchanged, "chunk {chunk} of {doc} was not touched");
+        }
+    }
+
+    // A broken embedder (OpenAI-compatible, nothing listening): Degraded EmbedderFailed,
+    // retried with backoff until the endpoint answers.
+    let keys = Secret {
+        metadata: ::kube::api::ObjectMeta {
+            name: Some("embedder-key".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "key".to_string(),
+            ByteString(b"sk-test".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &keys)
+        .await
+        .unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let openai = format!(
+        "  embedder:\n    type: openai\n    openai:\n      model: test-embed\n      dimensions: 384\n      baseUrl: http://127.0.0.1:{port}/v1\n      apiKey: {{ secretKeyRef: {{ name: embedder-key, key: key }} }}\n"
+    );
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest("remote", &tenant, &openai),
+    )
+    .await
+    .unwrap();
+    let kb = wait_kb(&c, "remote", "remote Degraded", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "Degraded").unwrap(),
+        ("True".into(), "EmbedderFailed".into()),
+        "{:?}",
+        kb.status
+    );
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    // The endpoint comes up: the next retry indexes.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(serve_embeddings(listener));
+    let kb = wait_kb(
+        &c,
+        "remote",
+        "remote Ready after the endpoint came up",
+        ready,
+    )
+    .await;
+    assert_eq!(kb.status.as_ref().unwrap().documents, 3);
+    assert_eq!(condition(&kb, "Degraded").unwrap().0, "False");
+
+    // A tenant without its database yet: Progressing, and indexed as soon as the
+    // tenant's status names the database (the tenant's change triggers the reconcile).
+    let late = format!("t-{}", unique());
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    tenants
+        .create(&PostParams::default(), &tenant_manifest(&late))
+        .await
+        .unwrap();
+    kbs.create(&PostParams::default(), &kb_manifest("later", &late, ""))
+        .await
+        .unwrap();
+    let kb = wait_kb(&c, "later", "later Progressing", |kb| {
+        condition(kb, "Progressing").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "Progressing").unwrap().1,
+        "TenantDatabasePending"
+    );
+    assert_eq!(condition(&kb, "Degraded").unwrap().0, "False");
+    tenants
+        .patch_status(
+            &late,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "voice.switchboard.dev/v1alpha1",
+                "kind": "VoiceTenant",
+                "status": { "database": db.to_status() },
+            })),
+        )
+        .await
+        .unwrap();
+    wait_kb(&c, "later", "later Ready once the database exists", ready).await;
+
+    // A knowledge base of a tenant that does not exist.
+    kbs.create(&PostParams::default(), &kb_manifest("orphan", "nobody", ""))
+        .await
+        .unwrap();
+    let kb = wait_kb(&c, "orphan", "orphan Degraded", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    assert_eq!(condition(&kb, "Degraded").unwrap().1, "TenantNotFound");
+
+    // Delete under the tenant's Delete policy: the table goes, then the object.
+    assert!(table_exists(&mut pg, &db.schema, "faq").await);
+    kbs.delete("faq", &DeleteParams::default()).await.unwrap();
+    wait_for("faq gone", || {
+        let kbs = kbs.clone();
+        async move { kbs.get_opt("faq").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        !table_exists(&mut pg, &db.schema, "faq").await,
+        "the table was dropped"
+    );
+    assert!(
+        table_exists(&mut pg, &db.schema, "remote").await,
+        "other tables stay"
+    );
+
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(CONVERGE, task).await;
+    provisioner.drop(&db).await.unwrap();
+}
