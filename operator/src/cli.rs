@@ -40,7 +40,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "SWITCHBOARD_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OPERATOR_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen: SocketAddr,
     /// Gateway image of tenants that set none. Default: this operator's own version.
     #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE")]
@@ -70,7 +74,11 @@ pub struct RunArgs {
     )]
     pub leader_election: bool,
     /// Name of the leader Lease.
-    #[arg(long, env = "SWITCHBOARD_LEASE_NAME", default_value = "switchboard-operator")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LEASE_NAME",
+        default_value = "switchboard-operator"
+    )]
     pub lease_name: String,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
@@ -86,7 +94,11 @@ pub struct RunArgs {
     pub requeue_seconds: u64,
     /// Seconds after deletion during which an unreachable database is retried before
     /// the finalizer gives up and leaves the role and schema.
-    #[arg(long, env = "SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS",
+        default_value_t = 600
+    )]
     pub cleanup_timeout_seconds: u64,
     /// Tenants reconciled at once.
     #[arg(long, env = "SWITCHBOARD_CONCURRENCY", default_value_t = 16)]
@@ -156,7 +168,10 @@ mod tests {
         assert_eq!(c.lease_name, "switchboard-operator");
         assert_eq!(
             c.default_image,
-            format!("ghcr.io/switchboard-dev/switchboard:{}", env!("CARGO_PKG_VERSION"))
+            format!(
+                "ghcr.io/switchboard-dev/switchboard:{}",
+                env!("CARGO_PKG_VERSION")
+            )
         );
         assert_eq!(c.database_admin_url, None);
         assert_eq!(c.watch_namespace, None);

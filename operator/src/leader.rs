@@ -38,7 +38,8 @@ pub async fn run(
     });
     if !config.leader_election {
         metrics.leader.set(1);
-        let result = run_controllers(client, config, metrics.clone(), health, stopped(stop_rx)).await;
+        let result =
+            run_controllers(client, config, metrics.clone(), health, stopped(stop_rx)).await;
         metrics.leader.set(0);
         return result;
     }

@@ -18,12 +18,17 @@
 //! (k8s-openapi skips `None`), so it can be sent as a server-side apply body as is.
 
 pub mod build;
+pub mod cli;
+pub mod controller;
 pub mod ctx;
 pub mod database;
 pub mod error;
 pub mod knowledge;
 pub mod labels;
+pub mod leader;
+pub mod metrics;
 pub mod status;
+pub mod telemetry;
 
 pub use build::{Children, build_children, public_url, referenced_secrets, webhook_url};
 pub use ctx::{Ctx, IngressSettings, PublicAccess};

@@ -3,6 +3,7 @@
 //! simulated calls and read back what the gateway recorded.
 
 pub mod kube;
+pub mod operator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

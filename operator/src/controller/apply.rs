@@ -61,17 +61,44 @@ macro_rules! child {
     };
 }
 
-child!(k8s_openapi::api::apps::v1::Deployment, "Deployment", deployments);
-child!(k8s_openapi::api::core::v1::ConfigMap, "ConfigMap", config_maps);
+child!(
+    k8s_openapi::api::apps::v1::Deployment,
+    "Deployment",
+    deployments
+);
+child!(
+    k8s_openapi::api::core::v1::ConfigMap,
+    "ConfigMap",
+    config_maps
+);
 child!(k8s_openapi::api::core::v1::Service, "Service", services);
-child!(k8s_openapi::api::core::v1::ServiceAccount, "ServiceAccount", service_accounts);
-child!(k8s_openapi::api::policy::v1::PodDisruptionBudget, "PodDisruptionBudget", pdbs);
-child!(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler, "HorizontalPodAutoscaler", hpas);
-child!(k8s_openapi::api::networking::v1::Ingress, "Ingress", ingresses);
+child!(
+    k8s_openapi::api::core::v1::ServiceAccount,
+    "ServiceAccount",
+    service_accounts
+);
+child!(
+    k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    "PodDisruptionBudget",
+    pdbs
+);
+child!(
+    k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+    "HorizontalPodAutoscaler",
+    hpas
+);
+child!(
+    k8s_openapi::api::networking::v1::Ingress,
+    "Ingress",
+    ingresses
+);
 
 /// Applies `desired` (server-side apply, field manager `switchboard-operator`, forced)
 /// unless the live object already carries its digest and nobody changed it since.
-pub(crate) async fn apply<K: Child>(ctx: &Context, mut desired: K) -> Result<Applied<K>, ReconcileError> {
+pub(crate) async fn apply<K: Child>(
+    ctx: &Context,
+    mut desired: K,
+) -> Result<Applied<K>, ReconcileError> {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let hash = body_hash(&desired);
@@ -99,7 +126,11 @@ pub(crate) async fn apply<K: Child>(ctx: &Context, mut desired: K) -> Result<App
     let api: Api<K> = ctx.api(&namespace);
     ctx.count_write(K::KIND);
     let response = api
-        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
         .await
         .map_err(|e| ReconcileError::kube(format!("apply {} {namespace}/{name}", K::KIND), e))?;
     ctx.record(key, Live::of(response.meta()));

@@ -115,16 +115,19 @@ pub fn should_write_status(stored: Option<&VoiceTenantStatus>, next: &VoiceTenan
 /// deleted: only when its controller owner is this tenant (never someone else's object
 /// that happens to share the name).
 pub fn should_prune(live: &ObjectMeta, tenant_uid: &str) -> bool {
-    live.owner_references.iter().flatten().any(|o| {
-        o.uid == tenant_uid && o.controller == Some(true) && o.kind == "VoiceTenant"
-    })
+    live.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == tenant_uid && o.controller == Some(true) && o.kind == "VoiceTenant")
 }
 
 /// Delay before retry number `failures` (1 for the first failure): `min` doubling per
 /// consecutive failure, at most `max`.
 pub fn retry_delay(failures: u32, min: Duration, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(30);
-    min.saturating_mul(1u32 << doublings).min(max).max(min.min(max))
+    min.saturating_mul(1u32 << doublings)
+        .min(max)
+        .max(min.min(max))
 }
 
 #[cfg(test)]
@@ -165,7 +168,11 @@ mod tests {
     #[test]
     fn edits_by_others_are_taken_back() {
         let ours = live("h1", Some(2), "9");
-        assert!(should_apply("h1", Some(&live("h1", Some(3), "14")), Some(&ours)));
+        assert!(should_apply(
+            "h1",
+            Some(&live("h1", Some(3), "14")),
+            Some(&ours)
+        ));
         // Kinds without a generation: any later version.
         let cm = live("h1", None, "9");
         assert!(should_apply("h1", Some(&live("h1", None, "10")), Some(&cm)));
@@ -179,10 +186,22 @@ mod tests {
     fn a_lagging_cache_is_not_drift() {
         let applied = live("h2", Some(3), "20");
         // The cache still shows the version before our apply.
-        assert!(!should_apply("h2", Some(&live("h1", Some(2), "9")), Some(&applied)));
-        assert!(!should_apply("h2", Some(&live("h2", Some(3), "20")), Some(&applied)));
+        assert!(!should_apply(
+            "h2",
+            Some(&live("h1", Some(2), "9")),
+            Some(&applied)
+        ));
+        assert!(!should_apply(
+            "h2",
+            Some(&live("h2", Some(3), "20")),
+            Some(&applied)
+        ));
         // But a spec that changed again is applied.
-        assert!(should_apply("h3", Some(&live("h2", Some(3), "20")), Some(&applied)));
+        assert!(should_apply(
+            "h3",
+            Some(&live("h2", Some(3), "20")),
+            Some(&applied)
+        ));
     }
 
     #[test]
@@ -227,13 +246,19 @@ mod tests {
         assert_eq!(retry_delay(0, min, max), min);
         assert_eq!(retry_delay(u32::MAX, min, max), max);
         let ms = Duration::from_millis(50);
-        assert_eq!(retry_delay(3, ms, Duration::from_millis(150)), Duration::from_millis(150));
+        assert_eq!(
+            retry_delay(3, ms, Duration::from_millis(150)),
+            Duration::from_millis(150)
+        );
     }
 
     #[test]
     fn hash_ignores_nothing_but_is_stable() {
         let a = serde_json::json!({"a": 1, "b": [1, 2]});
         assert_eq!(body_hash(&a), body_hash(&a.clone()));
-        assert_ne!(body_hash(&a), body_hash(&serde_json::json!({"a": 2, "b": [1, 2]})));
+        assert_ne!(
+            body_hash(&a),
+            body_hash(&serde_json::json!({"a": 2, "b": [1, 2]}))
+        );
     }
 }

@@ -99,7 +99,9 @@ mod tests {
         assert_eq!(e.category(), "SecretConflict");
         let e = ReconcileError::kube(
             "apply",
-            kube::Error::Api(Box::new(kube::core::Status::failure("conflict", "Conflict").with_code(409))),
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("conflict", "Conflict").with_code(409),
+            )),
         );
         assert_eq!(e.category(), "Conflict");
     }

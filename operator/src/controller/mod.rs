@@ -48,10 +48,10 @@ pub use config::OperatorConfig;
 pub use error::ReconcileError;
 pub use tenant::FINALIZER;
 
-use context::{Context, Stores};
 use crate::database::{DatabaseError, Provisioner};
 use crate::labels::{MANAGED_BY_LABEL, MANAGER};
 use crate::metrics::{Health, Metrics};
+use context::{Context, Stores};
 
 /// Why the controllers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -163,16 +163,32 @@ pub async fn run_controllers(
         .modify(|d: &mut Deployment| d.managed_fields_mut().clear())
         .reflect(deployment_writer)
         .touched_objects();
-    let (config_maps, cm_stream) = metadata_watch(api::<PartialObjectMeta<ConfigMap>>(&client, ns), owned.clone());
-    let (services, svc_stream) = metadata_watch(api::<PartialObjectMeta<Service>>(&client, ns), owned.clone());
-    let (service_accounts, sa_stream) =
-        metadata_watch(api::<PartialObjectMeta<ServiceAccount>>(&client, ns), owned.clone());
-    let (pdbs, pdb_stream) = metadata_watch(api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns), owned.clone());
-    let (hpas, hpa_stream) =
-        metadata_watch(api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns), owned.clone());
-    let (ingresses, ing_stream) = metadata_watch(api::<PartialObjectMeta<Ingress>>(&client, ns), owned);
-    let (secrets, secret_stream) =
-        metadata_watch(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default());
+    let (config_maps, cm_stream) = metadata_watch(
+        api::<PartialObjectMeta<ConfigMap>>(&client, ns),
+        owned.clone(),
+    );
+    let (services, svc_stream) = metadata_watch(
+        api::<PartialObjectMeta<Service>>(&client, ns),
+        owned.clone(),
+    );
+    let (service_accounts, sa_stream) = metadata_watch(
+        api::<PartialObjectMeta<ServiceAccount>>(&client, ns),
+        owned.clone(),
+    );
+    let (pdbs, pdb_stream) = metadata_watch(
+        api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+        owned.clone(),
+    );
+    let (hpas, hpa_stream) = metadata_watch(
+        api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
+        owned.clone(),
+    );
+    let (ingresses, ing_stream) =
+        metadata_watch(api::<PartialObjectMeta<Ingress>>(&client, ns), owned);
+    let (secrets, secret_stream) = metadata_watch(
+        api::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default(),
+    );
 
     let controller = Controller::new(api::<VoiceTenant>(&client, ns), watcher::Config::default());
     let tenants = controller.store();
@@ -291,12 +307,24 @@ spec:
             n.sort();
             n
         };
-        assert_eq!(names(tenants_of_secret(&store, &secret("a", "s1", None))), ["one"]);
-        assert_eq!(names(tenants_of_secret(&store, &secret("a", "shared", None))), ["one", "two"]);
-        assert_eq!(names(tenants_of_secret(&store, &secret("b", "shared", None))), ["three"]);
+        assert_eq!(
+            names(tenants_of_secret(&store, &secret("a", "s1", None))),
+            ["one"]
+        );
+        assert_eq!(
+            names(tenants_of_secret(&store, &secret("a", "shared", None))),
+            ["one", "two"]
+        );
+        assert_eq!(
+            names(tenants_of_secret(&store, &secret("b", "shared", None))),
+            ["three"]
+        );
         assert!(tenants_of_secret(&store, &secret("a", "other", None)).is_empty());
         assert_eq!(
-            names(tenants_of_secret(&store, &secret("a", "two-database", Some("u2")))),
+            names(tenants_of_secret(
+                &store,
+                &secret("a", "two-database", Some("u2"))
+            )),
             ["two"]
         );
     }

@@ -30,7 +30,8 @@ use super::error::ReconcileError;
 use crate::build::{build_children, referenced_secrets, webhook_url};
 use crate::ctx::Ctx;
 use crate::database::{
-    DropOutcome, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of, url_key_selector,
+    DropOutcome, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
+    url_key_selector,
 };
 use crate::labels::{MANAGER, child_name};
 use crate::metrics::TENANT_CONTROLLER;
@@ -79,7 +80,11 @@ async fn reconcile_measured(
 }
 
 /// Retry policy: exponential per tenant, reset by a success.
-pub(crate) fn error_policy(vt: Arc<VoiceTenant>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(
+    vt: Arc<VoiceTenant>,
+    err: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
     let failures = ctx.failed(ObjectRef::from_obj(&*vt));
     let delay = retry_delay(failures, ctx.config.retry_min, ctx.config.retry_max);
     tracing::warn!(
@@ -124,8 +129,8 @@ async fn reconcile_tenant(
         }
     };
     let result = finalizer(&api, FINALIZER, vt.clone(), handle)
-    .await
-    .map_err(ReconcileError::from_finalizer);
+        .await
+        .map_err(ReconcileError::from_finalizer);
     if has_finalizer && deleting && result.is_ok() {
         ctx.count_write("VoiceTenant");
         forget(&vt, &ctx);
@@ -141,7 +146,13 @@ fn forget(vt: &VoiceTenant, ctx: &Context) {
 /// Whether the operator provisions this tenant's database: it has an admin connection
 /// and the tenant brings no database of its own.
 fn manages_database(vt: &VoiceTenant, ctx: &Context) -> bool {
-    ctx.provisioner.is_some() && vt.spec.database.as_ref().and_then(|d| d.url.as_ref()).is_none()
+    ctx.provisioner.is_some()
+        && vt
+            .spec
+            .database
+            .as_ref()
+            .and_then(|d| d.url.as_ref())
+            .is_none()
 }
 
 /// What a successful pass found.
@@ -228,9 +239,13 @@ async fn write_status(
         "status": status,
     });
     ctx.count_write("VoiceTenant/status");
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|e| ReconcileError::kube(format!("update status of {namespace}/{name}"), e))?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| ReconcileError::kube(format!("update status of {namespace}/{name}"), e))?;
     Ok(())
 }
 
@@ -336,7 +351,9 @@ async fn dereference(
                 let api: Api<Secret> = ctx.api(namespace);
                 api.get_metadata_opt(&name)
                     .await
-                    .map_err(|e| ReconcileError::kube(format!("read Secret {namespace}/{name}"), e))?
+                    .map_err(|e| {
+                        ReconcileError::kube(format!("read Secret {namespace}/{name}"), e)
+                    })?
                     .and_then(|s| s.metadata.resource_version)
             }
         };
@@ -416,7 +433,11 @@ async fn provision(
     let outcome = provisioner.ensure(&db, &password).await?;
     let version = secret.resource_version().unwrap_or_default();
     ctx.set_provisioned(&uid, provision_key(&db, &version));
-    let first = vt.status.as_ref().and_then(|s| s.database.as_ref()).is_none();
+    let first = vt
+        .status
+        .as_ref()
+        .and_then(|s| s.database.as_ref())
+        .is_none();
     if first || outcome.role_created || outcome.schema_created {
         ctx.event(
             vt,
@@ -433,7 +454,10 @@ async fn provision(
 }
 
 fn provision_key(db: &TenantDatabase, secret_version: &str) -> String {
-    format!("{}\n{}\n{}\n{secret_version}", db.role, db.schema, db.secret_name)
+    format!(
+        "{}\n{}\n{}\n{secret_version}",
+        db.role, db.schema, db.secret_name
+    )
 }
 
 /// The finalizer's cleanup: drop or keep the tenant's role and schema.
@@ -491,7 +515,8 @@ async fn cleanup(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Reconcil
                             db.schema, db.role
                         ),
                     };
-                    ctx.event(&vt, EventType::Normal, "DatabaseDropped", note).await;
+                    ctx.event(&vt, EventType::Normal, "DatabaseDropped", note)
+                        .await;
                     Ok(Action::await_change())
                 }
                 Err(e) if cleanup_expired(&vt, ctx) => {

@@ -1,0 +1,560 @@
+//! The real VoiceTenant controller against the simulated Kubernetes API server (and real
+//! Postgres for the database parts): what a platform engineer sees after
+//! `kubectl apply`, edit, rotate and delete.
+
+#![allow(clippy::unwrap_used)] // shared assertion helpers outside #[test] fns
+
+use std::time::Duration;
+
+use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::{Client, Resource};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::json;
+use switchboard_operator::controller::FINALIZER;
+use switchboard_operator::database::{Provisioner, TenantDatabase};
+use switchboard_operator::labels::child_name;
+use switchboard_sim::kubeapi::KubeApiSim;
+use switchboard_tests::kube::client;
+use switchboard_tests::operator::{
+    NAMESPACE, Operator, config, create, delete, get, put_secret, tenant, tenants, wait_condition,
+    wait_for, wait_ready,
+};
+use switchboard_tests::{Proxy, via};
+
+const CHECKSUM: &str = "voice.switchboard.dev/config-checksum";
+
+async fn setup() -> (KubeApiSim, Client) {
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    put_secret(&c, "token-1").await;
+    (sim, c)
+}
+
+fn api<K>(c: &Client) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    Api::namespaced(c.clone(), NAMESPACE)
+}
+
+async fn checksum(c: &Client, name: &str) -> String {
+    let d = api::<Deployment>(c).get(&child_name(name)).await.unwrap();
+    d.spec.template.metadata.unwrap().annotations.unwrap()[CHECKSUM].clone()
+}
+
+async fn patch_spec(c: &Client, name: &str, spec: serde_json::Value) {
+    tenants(c)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
+
+/// Converged: Ready, rollout complete, for the current generation.
+async fn wait_settled(c: &Client, name: &str) {
+    wait_ready(c, name).await;
+    wait_condition(c, name, "Progressing", "False", Some("RolloutComplete")).await;
+}
+
+/// Writes sent to the server over a short window once everything has settled.
+async fn writes_over_window(sim: &KubeApiSim, window: Duration) -> Vec<String> {
+    let before = sim.write_log().len();
+    tokio::time::sleep(window).await;
+    sim.write_log()[before..]
+        .iter()
+        .map(|w| format!("{} {}/{} {}", w.verb, w.resource, w.name, w.field_manager))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_gives_children_ready_status_and_then_silence() {
+    let (sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    // A short periodic requeue: the idle window below then covers several of them.
+    cfg.requeue_interval = Duration::from_millis(500);
+    let op = Operator::start(c.clone(), cfg);
+
+    let created = create(&c, &tenant("dental", "")).await;
+    let vt = wait_ready(&c, "dental").await;
+    let uid = created.metadata.uid.clone().unwrap();
+    let status = vt.status.clone().unwrap();
+    assert_eq!(status.observed_generation, vt.metadata.generation);
+    assert_eq!(
+        status.webhook_url.as_deref(),
+        Some("http://dental-gateway.voice.svc:8080/twilio/voice")
+    );
+    assert_eq!(status.ready_replicas, Some(1));
+    assert_eq!(
+        status.database, None,
+        "no admin URL: the gateway keeps SQLite"
+    );
+    // No database managed: no finalizer to block deletion.
+    assert!(
+        !vt.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&FINALIZER.to_string())
+    );
+
+    let name = child_name("dental");
+    let owners = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let refs = meta.owner_references.clone().unwrap_or_default();
+        assert_eq!(refs.len(), 1, "{:?}", meta.name);
+        assert_eq!(refs[0].uid, uid);
+        assert_eq!(refs[0].controller, Some(true));
+    };
+    owners(&api::<Deployment>(&c).get(&name).await.unwrap().metadata);
+    owners(&api::<ConfigMap>(&c).get(&name).await.unwrap().metadata);
+    owners(&api::<Service>(&c).get(&name).await.unwrap().metadata);
+    owners(&api::<ServiceAccount>(&c).get(&name).await.unwrap().metadata);
+    owners(
+        &api::<PodDisruptionBudget>(&c)
+            .get(&name)
+            .await
+            .unwrap()
+            .metadata,
+    );
+    assert!(
+        api::<HorizontalPodAutoscaler>(&c)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let cm = api::<ConfigMap>(&c).get(&name).await.unwrap();
+    assert!(cm.data.unwrap()["tenant.yaml"].contains("Hello from dental"));
+
+    // Idle: after convergence, nothing is written, not even by the periodic requeue.
+    wait_settled(&c, "dental").await;
+    let reconciles_before = reconciles(&op);
+    let writes = writes_over_window(&sim, Duration::from_secs(3)).await;
+    assert_eq!(writes, Vec::<String>::new(), "an idle operator wrote");
+    assert!(
+        reconciles(&op) > reconciles_before + 2,
+        "the periodic requeue ran during the window"
+    );
+    op.stop().await;
+}
+
+fn reconciles(op: &Operator) -> u64 {
+    op.metrics
+        .reconciliations
+        .with_label_values(&["voicetenant"])
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_changes_secret_rotation_and_autoscaling_roll_and_prune() {
+    let (sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    create(
+        &c,
+        &tenant(
+            "dental",
+            "  gateway:\n    autoscaling: { minReplicas: 2, maxReplicas: 5, targetCpuUtilization: 60 }\n",
+        ),
+    )
+    .await;
+    wait_settled(&c, "dental").await;
+    let name = child_name("dental");
+    let hpa = api::<HorizontalPodAutoscaler>(&c).get(&name).await.unwrap();
+    assert_eq!(hpa.spec.max_replicas, 5);
+    let first = checksum(&c, "dental").await;
+
+    // A greeting change: the ConfigMap follows, the pods roll, observedGeneration follows.
+    patch_spec(
+        &c,
+        "dental",
+        json!({"agent": {"greeting": {"text": "New greeting"}}}),
+    )
+    .await;
+    let vt = wait_settled_generation(&c, "dental").await;
+    assert_eq!(vt.metadata.generation, Some(2));
+    let cm = api::<ConfigMap>(&c).get(&name).await.unwrap();
+    assert!(cm.data.unwrap()["tenant.yaml"].contains("New greeting"));
+    let second = checksum(&c, "dental").await;
+    assert_ne!(first, second, "a config change rolls the pods");
+
+    // The referenced Secret is rotated: the pods roll, the tenant is unchanged.
+    put_secret(&c, "token-2").await;
+    let third = wait_for("checksum after rotation", || {
+        let c = c.clone();
+        let second = second.clone();
+        async move {
+            let now = checksum(&c, "dental").await;
+            (now != second).then_some(now)
+        }
+    })
+    .await;
+    assert_ne!(third, first);
+
+    // Autoscaling off, fixed replicas: the HPA is pruned, the Deployment scales.
+    patch_spec(
+        &c,
+        "dental",
+        json!({"gateway": {"autoscaling": null, "replicas": 3}}),
+    )
+    .await;
+    wait_settled_generation(&c, "dental").await;
+    wait_for("HPA pruned", || {
+        let c = c.clone();
+        let name = name.clone();
+        async move {
+            api::<HorizontalPodAutoscaler>(&c)
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let d = api::<Deployment>(&c).get(&name).await.unwrap();
+    assert_eq!(d.spec.replicas, Some(3));
+    let vt = wait_ready(&c, "dental").await;
+    assert_eq!(vt.status.unwrap().desired_replicas, Some(3));
+
+    // Settled again: silence.
+    wait_settled(&c, "dental").await;
+    let writes = writes_over_window(&sim, Duration::from_secs(2)).await;
+    assert_eq!(writes, Vec::<String>::new());
+    op.stop().await;
+}
+
+async fn wait_settled_generation(c: &Client, name: &str) -> switchboard_crds::VoiceTenant {
+    wait_settled(c, name).await;
+    get(c, name).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_refused_without_children() {
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    // The API server here does not run the CRD schema; the operator's own validation
+    // still refuses (as it would a tenant written before a schema rule existed).
+    let mut vt = tenant("broken", "");
+    vt.spec.phone_numbers = vec!["555-0100".into()];
+    create(&c, &vt).await;
+    let vt = wait_condition(&c, "broken", "Degraded", "True", Some("InvalidSpec")).await;
+    let status = vt.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "Degraded")
+        .unwrap();
+    assert!(
+        degraded.message.contains("phoneNumbers"),
+        "{}",
+        degraded.message
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|x| x.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    let name = child_name("broken");
+    assert!(
+        api::<Deployment>(&c)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(api::<ConfigMap>(&c).get_opt(&name).await.unwrap().is_none());
+    assert!(
+        api::<ServiceAccount>(&c)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        op.metrics
+            .failures
+            .with_label_values(&["voicetenant", "InvalidSpec"])
+            .get()
+            >= 1
+    );
+
+    // Fixed: it converges.
+    patch_spec(&c, "broken", json!({"phoneNumbers": ["+15005550006"]})).await;
+    wait_settled(&c, "broken").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_degrades_until_it_exists() {
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    create(&c, &tenant("dental", "")).await;
+    wait_condition(&c, "dental", "Degraded", "True", Some("SecretNotObserved")).await;
+    put_secret(&c, "token-1").await;
+    wait_settled(&c, "dental").await;
+    op.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Database: real Postgres.
+
+fn admin_url() -> Option<String> {
+    let url = std::env::var("SWITCHBOARD_TEST_PG").ok();
+    if url.is_none() {
+        eprintln!("skipped: SWITCHBOARD_TEST_PG is not set (scripts/postgres.sh start)");
+    }
+    url
+}
+
+async fn exists(admin: &str, db: &TenantDatabase) -> (bool, bool) {
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    let role: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&db.role)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let schema: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&db.schema)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    (role, schema)
+}
+
+/// A tenant name unique per run (roles are server-wide on the shared test Postgres).
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{:06x}", (nanos ^ std::process::id()) & 0xff_ffff)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_provisioned_then_dropped_or_retained_on_delete() {
+    let Some(admin) = admin_url() else { return };
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(admin.clone());
+    let op = Operator::start(c.clone(), cfg);
+
+    let gone = unique("gone");
+    let kept = unique("kept");
+    create(&c, &tenant(&gone, "  deletionPolicy: Delete\n")).await;
+    create(&c, &tenant(&kept, "")).await;
+    let mut dbs = Vec::new();
+    for name in [&gone, &kept] {
+        let vt = wait_ready(&c, name).await;
+        assert!(
+            vt.metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .contains(&FINALIZER.to_string())
+        );
+        let recorded = vt
+            .status
+            .clone()
+            .unwrap()
+            .database
+            .expect("database names in status");
+        let db = TenantDatabase::from_status(&recorded).unwrap();
+        assert_eq!(
+            exists(&admin, &db).await,
+            (true, true),
+            "{name}: role and schema"
+        );
+        // The credentials Secret exists, and the gateway reads its URL.
+        let secret = api::<Secret>(&c).get(&db.secret_name).await.unwrap();
+        assert!(secret.data.unwrap().contains_key("url"));
+        let d = api::<Deployment>(&c).get(&child_name(name)).await.unwrap();
+        let env = serde_json::to_string(&d.spec.template.spec.unwrap().containers[0].env).unwrap();
+        assert!(env.contains(&db.secret_name), "{env}");
+        dbs.push(db);
+    }
+
+    delete(&c, &gone).await;
+    delete(&c, &kept).await;
+    for name in [&gone, &kept] {
+        wait_for(&format!("{name} deleted"), || {
+            let c = c.clone();
+            async move { get(&c, name).await.is_none().then_some(()) }
+        })
+        .await;
+    }
+    assert_eq!(
+        exists(&admin, &dbs[0]).await,
+        (false, false),
+        "Delete drops role and schema"
+    );
+    assert_eq!(
+        exists(&admin, &dbs[1]).await,
+        (true, true),
+        "Retain keeps them"
+    );
+    op.stop().await;
+
+    // Clean the retained tenant up (roles are server-wide).
+    let p = Provisioner::new(&admin).unwrap();
+    p.drop(&dbs[1]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_degrades_and_recovers() {
+    let Some(admin) = admin_url() else { return };
+    let target = admin
+        .split_once('@')
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string())
+        .unwrap();
+    let proxy = Proxy::start(target).await.unwrap();
+    proxy.cut();
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(via(&admin, proxy.addr));
+    let op = Operator::start(c.clone(), cfg);
+
+    let name = unique("down");
+    create(&c, &tenant(&name, "  deletionPolicy: Delete\n")).await;
+    let vt = wait_condition(&c, &name, "Degraded", "True", Some("DatabaseUnreachable")).await;
+    let ready = vt
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|x| x.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    // Retried with backoff: more than one attempt, each failing the same way.
+    wait_for("retries", || async {
+        (op.metrics
+            .failures
+            .with_label_values(&["voicetenant", "DatabaseUnreachable"])
+            .get()
+            >= 3)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        api::<Deployment>(&c)
+            .get_opt(&child_name(&name))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    proxy.restore();
+    let vt = wait_ready(&c, &name).await;
+    let degraded = vt
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|x| x.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "False");
+
+    delete(&c, &name).await;
+    wait_for("deleted", || {
+        let c = c.clone();
+        let name = name.clone();
+        async move { get(&c, &name).await.is_none().then_some(()) }
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_gives_up_on_an_unreachable_database_after_its_bound() {
+    let Some(admin) = admin_url() else { return };
+    let target = admin
+        .split_once('@')
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string())
+        .unwrap();
+    let proxy = Proxy::start(target).await.unwrap();
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(via(&admin, proxy.addr));
+    cfg.cleanup_timeout = Duration::from_secs(2);
+    let op = Operator::start(c.clone(), cfg);
+
+    let name = unique("left");
+    create(&c, &tenant(&name, "  deletionPolicy: Delete\n")).await;
+    let vt = wait_ready(&c, &name).await;
+    let db = TenantDatabase::from_status(&vt.status.unwrap().database.unwrap()).unwrap();
+    proxy.cut();
+    delete(&c, &name).await;
+    wait_for("released after the cleanup bound", || {
+        let c = c.clone();
+        let name = name.clone();
+        async move { get(&c, &name).await.is_none().then_some(()) }
+    })
+    .await;
+    // Left on the server, as the Warning event says.
+    assert_eq!(exists(&admin, &db).await, (true, true));
+    let events: Api<k8s_openapi::api::events::v1::Event> = api(&c);
+    let list = events.list(&Default::default()).await.unwrap();
+    let left = list
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("DatabaseLeft"))
+        .expect("a DatabaseLeft event");
+    assert_eq!(left.type_.as_deref(), Some("Warning"));
+    assert!(
+        left.note
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&db.schema)
+    );
+    op.stop().await;
+    Provisioner::new(&admin).unwrap().drop(&db).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Leader election.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_the_standby_takes_over() {
+    let (sim, c) = setup().await;
+    let a = Operator::start(c.clone(), config("op-a"));
+    let b = Operator::start(client(&sim).await, config("op-b"));
+    wait_for("a leader", || async {
+        (a.is_leader() || b.is_leader()).then_some(())
+    })
+    .await;
+    let (leader, standby) = if a.is_leader() { (a, b) } else { (b, a) };
+    assert!(standby.health.ready(), "a standby reports ready");
+
+    create(&c, &tenant("one", "")).await;
+    wait_settled(&c, "one").await;
+    assert!(leader.metrics.writes_total() > 0);
+    assert_eq!(standby.metrics.writes_total(), 0, "the standby wrote");
+    assert!(!standby.is_leader());
+
+    // The leader stops (releasing the Lease): the standby takes over and reconciles.
+    leader.stop().await;
+    wait_for("takeover", || async { standby.is_leader().then_some(()) }).await;
+    create(&c, &tenant("two", "")).await;
+    wait_settled(&c, "two").await;
+    assert!(standby.metrics.writes_total() > 0);
+    standby.stop().await;
+}
