@@ -464,6 +464,10 @@ async fn a_non_superuser_admin_can_provision_and_drop() {
         .unwrap();
     calls.ping().await.unwrap();
     drop(calls);
+    // Ending a connected gateway's session needs the membership too.
+    let mut gateway = PgConnection::connect(&secret_url(&vt, &db, &password, p.target()))
+        .await
+        .unwrap();
 
     assert!(matches!(
         p.drop(&db).await.unwrap(),
@@ -473,6 +477,7 @@ async fn a_non_superuser_admin_can_provision_and_drop() {
         }
     ));
     assert!(!role_exists(&mut conn, &db.role).await);
+    assert!(sqlx::query("SELECT 1").execute(&mut gateway).await.is_err());
     p.close().await;
     for sql in [
         format!("DROP OWNED BY \"{admin_role}\""),
@@ -519,4 +524,57 @@ async fn a_missing_database_is_success_for_drop_and_an_error_for_ensure() {
     let err = p.ensure(&db, "pw").await.unwrap_err();
     assert_eq!(err.category(), "DatabaseMissing", "{err}");
     assert!(!err.is_transient());
+}
+
+/// Measurement, not a check: provisions, re-ensures and drops many tenants through one
+/// provisioner at its default pool size. Run with
+/// `cargo test -p switchboard-tests --test tenant_database -- --ignored --nocapture`
+/// (`SWITCHBOARD_PROVISION_N` tenants, default 100).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints timings"]
+async fn measure_provisioning_many_tenants() {
+    use futures_util::StreamExt;
+    use futures_util::stream::iter;
+
+    let Some(url) = admin_url() else { return };
+    let n: usize = std::env::var("SWITCHBOARD_PROVISION_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let p = Provisioner::new(&url).unwrap();
+    let dbs: Vec<TenantDatabase> = (0..n)
+        .map(|_| TenantDatabase::for_tenant(&tenant()).unwrap())
+        .collect();
+    let concurrency = 8;
+
+    for phase in ["ensure (new)", "ensure (again)", "drop"] {
+        let started = Instant::now();
+        let results: Vec<Result<(), String>> = iter(&dbs)
+            .map(|db| {
+                let p = &p;
+                async move {
+                    if phase == "drop" {
+                        p.drop(db).await.map(|_| ()).map_err(|e| e.to_string())
+                    } else {
+                        let pw = generate_password();
+                        p.ensure(db, &pw)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let elapsed = started.elapsed();
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        eprintln!(
+            "{phase}: {n} tenants in {elapsed:?} ({:.1} ms/tenant), {} failed {:?}",
+            elapsed.as_secs_f64() * 1000.0 / n as f64,
+            failed.len(),
+            failed.first()
+        );
+        assert!(failed.is_empty());
+    }
 }

@@ -35,6 +35,11 @@ pub enum DatabaseError {
     /// failure, closed socket. Transient: retry with backoff.
     #[error("database unreachable: {0}")]
     Unreachable(#[source] sqlx::Error),
+    /// The server is there but the statement gave up waiting: a lock held elsewhere
+    /// (`statement_timeout`, `lock_timeout`), a deadlock or serialization failure.
+    /// Transient: retry with backoff.
+    #[error("database busy: {0}")]
+    Busy(#[source] sqlx::Error),
     /// The server answered but refused: authentication failed, the admin lacks a
     /// privilege, or a statement failed. Usually needs a human.
     #[error("database refused: {0}")]
@@ -60,7 +65,7 @@ pub enum DatabaseError {
 
 impl DatabaseError {
     /// A short CamelCase category, from a small fixed set: `DatabaseUnreachable`,
-    /// `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`,
+    /// `DatabaseBusy`, `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`,
     /// `InvalidName`, `InvalidOperatorConfig`, or [`BuildError::category`].
     pub fn category(&self) -> &'static str {
         match self {
@@ -68,25 +73,33 @@ impl DatabaseError {
             Self::InvalidName { .. } => "InvalidName",
             Self::InvalidAdminUrl { .. } => "InvalidOperatorConfig",
             Self::Unreachable(_) => "DatabaseUnreachable",
+            Self::Busy(_) => "DatabaseBusy",
             Self::Refused(_) => "DatabaseRefused",
             Self::DatabaseMissing(_) => "DatabaseMissing",
             Self::SchemaConflict { .. } => "SchemaConflict",
-            Self::MigrationFailed(e) if migrate_unreachable(e) => "DatabaseUnreachable",
             Self::MigrationFailed(_) => "MigrationFailed",
         }
     }
 
     /// Whether the same call may succeed later without anyone changing anything: the
-    /// database was unreachable. Everything else needs a change of spec, config or
-    /// database first (retrying is harmless, but slowly).
+    /// database was unreachable or busy. Everything else needs a change of spec, config
+    /// or database first (retrying is harmless, but should be slow).
     pub fn is_transient(&self) -> bool {
-        self.category() == "DatabaseUnreachable"
+        matches!(self, Self::Unreachable(_) | Self::Busy(_))
+    }
+
+    /// Whether the server could not be reached at all (as opposed to answering). During
+    /// a delete, the difference between "the database is down" and "it said no".
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
     }
 
     /// Classifies a driver error.
     pub(super) fn from_sqlx(err: sqlx::Error) -> Self {
         if sqlx_unreachable(&err) {
             Self::Unreachable(err)
+        } else if sqlx_busy(&err) {
+            Self::Busy(err)
         } else if sqlstate(&err).as_deref() == Some(INVALID_CATALOG_NAME) {
             Self::DatabaseMissing(err)
         } else {
@@ -98,6 +111,7 @@ impl DatabaseError {
     pub(super) fn from_migrate(err: MigrateError) -> Self {
         match err {
             MigrateError::Execute(e) if sqlx_unreachable(&e) => Self::Unreachable(e),
+            MigrateError::Execute(e) if sqlx_busy(&e) => Self::Busy(e),
             other => Self::MigrationFailed(other),
         }
     }
@@ -134,8 +148,13 @@ fn sqlx_unreachable(err: &sqlx::Error) -> bool {
     }
 }
 
-fn migrate_unreachable(err: &MigrateError) -> bool {
-    matches!(err, MigrateError::Execute(e) if sqlx_unreachable(e))
+/// 57014: statement timeout (or cancel); 55P03: lock not available; 40001, 40P01:
+/// serialization failure, deadlock.
+fn sqlx_busy(err: &sqlx::Error) -> bool {
+    matches!(
+        sqlstate(err).as_deref(),
+        Some("57014" | "55P03" | "40001" | "40P01")
+    )
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ use super::target::{AdminTarget, parse_admin_url};
 
 /// SQLSTATE `42710`: the role exists (another `CREATE ROLE` won a race).
 const DUPLICATE_OBJECT: &str = "42710";
+/// SQLSTATE `42P06`: the schema exists.
+const DUPLICATE_SCHEMA: &str = "42P06";
 /// SQLSTATE `23505`: a concurrent `CREATE ROLE` of the same name hit the catalog's unique
 /// index first.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -93,7 +95,9 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
-    /// A provisioner for `admin_url` with [`ProvisionerConfig::default`].
+    /// A provisioner for `admin_url` with [`ProvisionerConfig::default`]. Call it
+    /// inside the Tokio runtime (the pool's maintenance task is spawned on it; sqlx
+    /// panics without one).
     ///
     /// # Errors
     ///
@@ -140,6 +144,19 @@ impl Provisioner {
         Ok(())
     }
 
+    /// Whether the tenant's role exists. Before writing a *new* credentials Secret for a
+    /// tenant whose Secret went missing, a controller asks this: an existing role keeps
+    /// its old password ([`Self::ensure`] never changes it), so a new Secret would not
+    /// log in.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError`]: `DatabaseUnreachable`, `DatabaseRefused`, `DatabaseMissing`.
+    pub async fn role_exists(&self, db: &TenantDatabase) -> Result<bool, DatabaseError> {
+        let mut conn = self.pool.acquire().await?;
+        role_exists(&mut conn, &db.role).await
+    }
+
     /// Closes the admin connections (on shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -168,7 +185,8 @@ impl Provisioner {
     /// # Errors
     ///
     /// [`DatabaseError`] with categories `InvalidName`, `DatabaseUnreachable`,
-    /// `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`.
+    /// `DatabaseBusy`, `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`,
+    /// `MigrationFailed`.
     pub async fn ensure(
         &self,
         db: &TenantDatabase,
@@ -203,7 +221,8 @@ impl Provisioner {
     /// # Errors
     ///
     /// [`DatabaseError`]: `DatabaseUnreachable` (the database may come back: retry, or
-    /// give up by policy), `DatabaseRefused` (e.g. the role still owns objects in another
+    /// give up by policy; [`DatabaseError::is_unreachable`]), `DatabaseBusy` (retry),
+    /// `DatabaseRefused` (e.g. the role still owns objects in another
     /// database), `SchemaConflict`, `InvalidName`.
     pub async fn drop(&self, db: &TenantDatabase) -> Result<DropOutcome, DatabaseError> {
         validate_identifier(&db.role)?;
@@ -254,15 +273,7 @@ async fn ensure_on(
                 role: db.role.clone(),
             });
         }
-        None => {
-            exec(
-                conn,
-                format!("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"),
-            )
-            .await?;
-            // A concurrent ensure may have created it first, under the same owner.
-            true
-        }
+        None => create_schema(conn, db).await?,
     };
     exec(conn, format!("REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")).await?;
     isolate(conn, &db.role).await?;
@@ -307,6 +318,40 @@ async fn create_role(
             ) =>
         {
             Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the schema owned by the role; `false` when a concurrent ensure created it
+/// first (`IF NOT EXISTS` does not cover a race: the loser hits the catalog's unique
+/// index), after checking that the winner made it for the same role.
+async fn create_schema(
+    conn: &mut PgConnection,
+    db: &TenantDatabase,
+) -> Result<bool, DatabaseError> {
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
+        quote_ident(&db.schema),
+        quote_ident(&db.role)
+    );
+    match sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                sqlstate(&e).as_deref(),
+                Some(DUPLICATE_SCHEMA | UNIQUE_VIOLATION)
+            ) =>
+        {
+            match schema_owner(conn, &db.schema).await? {
+                Some(owner) if owner == db.role => Ok(false),
+                Some(owner) => Err(DatabaseError::SchemaConflict {
+                    schema: db.schema.clone(),
+                    owner,
+                    role: db.role.clone(),
+                }),
+                None => Err(e.into()),
+            }
         }
         Err(e) => Err(e.into()),
     }
@@ -461,4 +506,34 @@ async fn drop_on(
 async fn exec(conn: &mut PgConnection, sql: String) -> Result<(), DatabaseError> {
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The controller awaits these inside spawned reconciles.
+    #[tokio::test]
+    async fn futures_are_send() {
+        let p = Provisioner::new("postgres://admin@db.example:5432/voice").unwrap();
+        let db = TenantDatabase {
+            role: "sb_a_b_00000000".into(),
+            schema: "sb_a_b_00000000".into(),
+            secret_name: "b-database".into(),
+        };
+        assert_send(&p.ensure(&db, "pw"));
+        assert_send(&p.drop(&db));
+        assert_send(&p.role_exists(&db));
+        assert_send(&p.ping());
+    }
+
+    #[tokio::test]
+    async fn creating_a_provisioner_needs_no_database() {
+        // Lazy: a database that is down must not keep the operator from starting.
+        let p = Provisioner::new("postgres://admin@127.0.0.1:1/voice").unwrap();
+        assert_eq!(p.target().port, 1);
+        assert!(Provisioner::new("not a url").is_err());
+    }
 }
