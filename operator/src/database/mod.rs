@@ -50,6 +50,7 @@
 pub mod error;
 pub mod names;
 pub mod provision;
+mod scram;
 pub mod secret;
 pub mod target;
 

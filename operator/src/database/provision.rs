@@ -275,7 +275,18 @@ async fn ensure_on(
         }
         None => create_schema(conn, db).await?,
     };
-    exec(conn, format!("REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")).await?;
+    // New schemas grant PUBLIC nothing; revoke only what someone added, so a no-op
+    // ensure writes nothing to the catalog.
+    let public_grants: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a \
+         WHERE n.nspname = $1 AND a.grantee = 0)",
+    )
+    .bind(&db.schema)
+    .fetch_one(&mut *conn)
+    .await?;
+    if public_grants {
+        exec(conn, format!("REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")).await?;
+    }
     isolate(conn, &db.role).await?;
     migrate_as(conn, &role, &schema).await?;
     Ok(EnsureOutcome {
@@ -299,14 +310,18 @@ async fn create_role(
     role: &str,
     password: &str,
 ) -> Result<bool, DatabaseError> {
-    // The server quotes both (`%I`, `%L`): the password never passes through our own
-    // escaping. Explicit attributes: nothing beyond logging in.
+    // The server quotes both (`%I`, `%L`): nothing passes through our own escaping.
+    // What it gets is the password's SCRAM verifier, so the password itself never
+    // appears in a statement (statement logs, pg_stat_activity). Explicit attributes:
+    // nothing beyond logging in.
+    let secret = super::scram::verifier(password);
+    let secret = secret.as_deref().unwrap_or(password);
     let sql: String = sqlx::query_scalar(
         "SELECT format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
          NOREPLICATION NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
     )
     .bind(role)
-    .bind(password)
+    .bind(secret)
     .fetch_one(&mut *conn)
     .await?;
     match sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await {
