@@ -6,6 +6,8 @@
 # Usage: bench/run.sh [CALLS ...]            default: 50 200 500 1000
 # Environment:
 #   DURATION=20          seconds of media per call
+#   RAMP=                calls start evenly over RAMP seconds (default: sim load's,
+#                        min(calls / 50, 10) s)
 #   RELAYS="floor gateway"  relays swept, in order; also: floor-defaults (the floor with the
 #                        stack's socket defaults: Nagle on, 128 KiB WebSocket read buffers),
 #                        node (bench/node-bridge; run `npm ci` there first)
@@ -27,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DURATION=${DURATION:-20}
+RAMP=${RAMP:-}
 RELAYS=${RELAYS:-floor gateway}
 PRECONNECT=${PRECONNECT:-1}
 PRECONNECT_CALLS=${PRECONNECT_CALLS:-50}
@@ -174,6 +177,7 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   shift 4
   wait_quiet
   log "$name: $calls calls x ${DURATION}s"
+  [ -n "$RAMP" ] && set -- --ramp "$RAMP" "$@"
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
     --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" "$@" \

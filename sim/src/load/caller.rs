@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::frames::{Conn, Frame, FrameError};
 use super::playout::Playout;
 use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
@@ -174,22 +173,19 @@ impl Stream<'_> {
         params: &[(String, String)],
         setup: &mut Option<Duration>,
     ) -> Result<(), Failure> {
-        // One task owns the socket, so it is not split: a split's halves share it through
-        // a lock taken on every poll.
-        let mut ws = ws;
+        // The handshake was tungstenite's; the open stream is framed by `frames` (see there
+        // why). Nothing can be buffered past the handshake: the relay speaks after `start`.
+        let mut conn = Conn::new(ws.into_inner(), true);
         let sid = self.stream_sid.as_str();
         let gone = |at: &str, e: &dyn std::fmt::Display| fail("closed_early", format!("{at}: {e}"));
-        ws.feed(Message::text(twilio::connected()))
-            .await
-            .map_err(|e| gone("connected", &e))?;
-        ws.send(Message::text(twilio::start(
+        conn.queue_text(&twilio::connected());
+        conn.queue_text(&twilio::start(
             sid,
             &self.cfg.account_sid,
             self.call_sid,
             params,
-        )))
-        .await
-        .map_err(|e| gone("start", &e))?;
+        ));
+        conn.flush().await.map_err(|e| gone("start", &e))?;
         let _streaming = Gauge::up(&self.shared.streaming);
         let frames =
             u32::try_from(self.cfg.duration.as_millis() / FRAME.as_millis()).unwrap_or(u32::MAX);
@@ -204,27 +200,33 @@ impl Stream<'_> {
 
         while sent < frames {
             tokio::select! {
-                msg = ws.next() => {
+                read = conn.fill() => {
                     let at_ns = self.shared.clock.now_ns();
                     let now = Instant::now();
-                    let text = match msg {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(Message::Close(frame))) => {
-                            return Err(gone(&format!("closed by the relay after {} of {frames} frames", sent), &format!("{frame:?}")));
-                        }
-                        None => return Err(gone(&format!("stream ended after {sent} of {frames} frames"), &"no close frame")),
-                        Some(Err(e)) => return Err(gone(&format!("after {sent} of {frames} frames"), &e)),
-                        Some(Ok(_)) => continue,
-                    };
-                    self.on_message(text.as_str(), at_ns, now, &mut playout, &mut marks, setup);
-                    if !marks.is_empty() {
-                        // Only `clear` makes marks due outside a send tick.
-                        for name in marks.drain(..) {
-                            seq_no += 1;
-                            ws.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
-                        }
-                        ws.flush().await.map_err(|e| gone("mark", &e))?;
+                    let after = |sent: u32| format!("after {sent} of {frames} frames");
+                    match read {
+                        Ok(()) => {}
+                        Err(FrameError::Eof) => return Err(gone(&format!("stream ended after {sent} of {frames} frames"), &"no close frame")),
+                        Err(e) => return Err(gone(&after(sent), &e)),
                     }
+                    while let Some(frame) = conn.next_frame().map_err(|e| gone(&after(sent), &e))? {
+                        match frame {
+                            Frame::Text(at) => {
+                                let text = conn.text(&at).map_err(|e| gone(&after(sent), &e))?;
+                                self.on_message(text, at_ns, now, &mut playout, &mut marks, setup);
+                            }
+                            Frame::Close => {
+                                return Err(gone(&format!("closed by the relay after {sent} of {frames} frames"), &"close frame"));
+                            }
+                            Frame::Other => {}
+                        }
+                    }
+                    // Only `clear` makes marks due outside a send tick.
+                    for name in marks.drain(..) {
+                        seq_no += 1;
+                        conn.queue_text(&twilio::mark(seq_no, sid, &name));
+                    }
+                    conn.flush().await.map_err(|e| gone("mark", &e))?;
                 }
                 () = &mut timer => {
                     let now = Instant::now();
@@ -240,13 +242,13 @@ impl Stream<'_> {
                     let ts = u64::from(sent) * 20;
                     let media = twilio::media_with(seq_no, sid, chunk, ts, encoder.payload_len(), |m| encoder.push_payload(tag, m));
                     self.shared.inbound.sending(tag, self.shared.clock.now_ns());
-                    ws.feed(Message::text(media)).await.map_err(|e| gone("media", &e))?;
+                    conn.queue_text(&media);
                     playout.due(now, &mut marks);
                     for name in marks.drain(..) {
                         seq_no += 1;
-                        ws.feed(Message::text(twilio::mark(seq_no, sid, &name))).await.map_err(|e| gone("mark", &e))?;
+                        conn.queue_text(&twilio::mark(seq_no, sid, &name));
                     }
-                    ws.flush().await.map_err(|e| gone("media", &e))?;
+                    conn.flush().await.map_err(|e| gone("media", &e))?;
                     sent += 1;
                     timer.as_mut().reset((t0 + FRAME * sent).into());
                 }
@@ -255,13 +257,21 @@ impl Stream<'_> {
         // The call lasted its duration; Twilio now sends `stop` and the gateway hangs up.
         tokio::time::sleep_until((t0 + FRAME * sent).into()).await;
         seq_no += 1;
-        let stop = twilio::stop(seq_no, sid, &self.cfg.account_sid, self.call_sid);
-        let _ = ws.send(Message::text(stop)).await;
+        conn.queue_text(&twilio::stop(
+            seq_no,
+            sid,
+            &self.cfg.account_sid,
+            self.call_sid,
+        ));
+        conn.queue_close();
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            let _ = SinkExt::close(&mut ws).await;
-            while let Some(Ok(m)) = ws.next().await {
-                if m.is_close() {
-                    break;
+            conn.flush().await?;
+            loop {
+                conn.fill().await?;
+                while let Some(frame) = conn.next_frame()? {
+                    if frame == Frame::Close {
+                        return Ok::<(), FrameError>(());
+                    }
                 }
             }
         })

@@ -15,6 +15,7 @@
 //! `procfs`, `monitor` (sampling), `report`.
 
 mod caller;
+mod frames;
 mod ga;
 mod monitor;
 mod playout;

@@ -11,13 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
+use super::frames::{Conn, Frame};
 use super::ga::{self, Ids};
 use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
@@ -98,23 +97,18 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
             return;
         }
     };
-    // One task owns the socket, so it is not split (a split takes a lock on every poll).
-    let mut ws = ws;
+    // The handshake was tungstenite's; the open connection is framed by `frames` (see
+    // there why). The relay sends nothing before the handshake's answer, so nothing is
+    // left in tungstenite's buffer.
+    let mut conn = Conn::new(ws.into_inner(), false);
     let ids = Ids::new(shared.run_id, index);
     let mut events = 0u64;
     let mut event_id = || {
         events += 1;
         format!("event_{}_c{events}", ids.session)
     };
-    if ws
-        .send(Message::text(ga::session_event(
-            "session.created",
-            &event_id(),
-            &ids,
-        )))
-        .await
-        .is_err()
-    {
+    conn.queue_text(&ga::session_event("session.created", &event_id(), &ids));
+    if conn.flush().await.is_err() {
         return;
     }
     let encoder = FrameEncoder::new(index % 7 + 1);
@@ -125,39 +119,61 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
     let mut seq = 0u32;
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
+    let mut replies: Vec<String> = Vec::new();
 
     loop {
-        let mut replies: Vec<String> = Vec::new();
         tokio::select! {
-            msg = ws.next() => {
+            read = conn.fill() => {
                 let at = shared.clock.now_ns();
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                    Some(Ok(_)) => continue,
-                };
-                let Some([kind, audio]) = scan::fields(text.as_str(), ["type", "audio"]) else {
-                    continue;
-                };
-                let start = match kind.as_ref().and_then(Field::as_str).unwrap_or("") {
-                    "input_audio_buffer.append" => {
-                        if let Some(tag) = audio.as_ref().and_then(Field::as_str).and_then(read_tag) {
-                            shared.inbound.received(tag, at);
+                if read.is_err() {
+                    break;
+                }
+                let mut closing = false;
+                loop {
+                    let text = match conn.next_frame() {
+                        Ok(Some(Frame::Text(r))) => match conn.text(&r) {
+                            Ok(t) => t,
+                            Err(_) => {
+                                closing = true;
+                                break;
+                            }
+                        },
+                        Ok(Some(Frame::Other)) => continue,
+                        Ok(None) => break,
+                        Ok(Some(Frame::Close)) | Err(_) => {
+                            closing = true;
+                            break;
                         }
-                        false
+                    };
+                    let Some([kind, audio]) = scan::fields(text, ["type", "audio"]) else {
+                        continue;
+                    };
+                    let start = match kind.as_ref().and_then(Field::as_str).unwrap_or("") {
+                        "input_audio_buffer.append" => {
+                            if let Some(tag) = audio.as_ref().and_then(Field::as_str).and_then(read_tag) {
+                                shared.inbound.received(tag, at);
+                            }
+                            false
+                        }
+                        "session.update" => {
+                            replies.push(ga::session_event("session.updated", &event_id(), &ids));
+                            cfg.talk_on_session_updated
+                        }
+                        "response.create" => true,
+                        _ => false,
+                    };
+                    if start && talk_start.is_none() {
+                        replies.extend(ga::response_start(&ids, &mut event_id));
+                        let now = Instant::now();
+                        talk_start = Some(now);
+                        timer.as_mut().reset(now);
                     }
-                    "session.update" => {
-                        replies.push(ga::session_event("session.updated", &event_id(), &ids));
-                        cfg.talk_on_session_updated
-                    }
-                    "response.create" => true,
-                    _ => false,
-                };
-                if start && talk_start.is_none() {
-                    replies.extend(ga::response_start(&ids, &mut event_id));
-                    let now = Instant::now();
-                    talk_start = Some(now);
-                    timer.as_mut().reset(now);
+                }
+                for r in replies.drain(..) {
+                    conn.queue_text(&r);
+                }
+                if closing || conn.flush().await.is_err() {
+                    break;
                 }
             }
             () = &mut timer, if talk_start.is_some() => {
@@ -171,7 +187,8 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
                 if !untagged {
                     shared.outbound.sending(tag, shared.clock.now_ns());
                 }
-                if ws.send(Message::text(delta)).await.is_err() {
+                conn.queue_text(&delta);
+                if conn.flush().await.is_err() {
                     break;
                 }
                 seq = seq.wrapping_add(1);
@@ -181,13 +198,9 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
                 }
             }
         }
-        for r in replies {
-            if ws.send(Message::text(r)).await.is_err() {
-                return;
-            }
-        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), SinkExt::close(&mut ws)).await;
+    conn.queue_close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.flush()).await;
 }
 
 #[cfg(test)]
