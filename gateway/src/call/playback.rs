@@ -17,6 +17,8 @@ pub const TRUNCATE_SLACK_MS: u64 = 50;
 #[derive(Debug)]
 struct Item {
     item_id: String,
+    /// `item_id` as it appears in mark names (computed once, not per chunk).
+    mark_prefix: String,
     response_id: String,
     content_index: u32,
     sent_bytes: u64,
@@ -86,6 +88,23 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
+/// Appends the decimal digits of `n`.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
 impl Playback {
     /// Forgets everything (a new `start`).
     pub fn reset(&mut self) {
@@ -96,7 +115,8 @@ impl Playback {
 
     /// Whether deltas of `response_id` must be dropped.
     pub fn is_discarded(&self, response_id: &str) -> bool {
-        self.discarded.contains(response_id)
+        // Checked for every delta; usually nothing was ever discarded, so skip the hash.
+        !self.discarded.is_empty() && self.discarded.contains(response_id)
     }
 
     /// Marks a response as cancelled: its late deltas are dropped.
@@ -118,6 +138,7 @@ impl Playback {
             None => {
                 self.items.push(Item {
                     item_id: item_id.to_string(),
+                    mark_prefix: sanitize(item_id),
                     response_id: response_id.to_string(),
                     content_index,
                     sent_bytes: 0,
@@ -130,13 +151,15 @@ impl Playback {
         let item = &mut self.items[idx];
         item.sent_bytes += bytes;
         self.seq += 1;
-        let name = format!(
-            "{}:{}:g{}:m{}",
-            sanitize(item_id),
-            item.sent_bytes / BYTES_PER_MS,
-            self.generation,
-            self.seq
-        );
+        // `{item}:{sent ms}:g{generation}:m{seq}`, built without `format!` (per chunk).
+        let mut name = String::with_capacity(item.mark_prefix.len() + 48);
+        name.push_str(&item.mark_prefix);
+        name.push(':');
+        push_u64(&mut name, item.sent_bytes / BYTES_PER_MS);
+        name.push_str(":g");
+        push_u64(&mut name, u64::from(self.generation));
+        name.push_str(":m");
+        push_u64(&mut name, self.seq);
         self.pending.insert(
             name.clone(),
             Pending::Chunk {
@@ -170,7 +193,7 @@ impl Playback {
 
     /// Twilio echoed mark `name`.
     pub fn on_mark(&mut self, name: &str) -> MarkEcho {
-        if self.cleared.remove(name) {
+        if !self.cleared.is_empty() && self.cleared.remove(name) {
             return MarkEcho::Cleared;
         }
         match self.pending.remove(name) {
@@ -276,6 +299,21 @@ mod tests {
         assert_eq!(p.on_mark(&m2), MarkEcho::Cleared);
         assert!(p.is_discarded("r1"));
         assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn mark_names_carry_item_position_generation_and_sequence() {
+        let mut p = Playback::default();
+        assert_eq!(p.on_chunk_sent("r", "item 1", 0, 160), "item_1:20:g0:m1");
+        assert_eq!(
+            p.on_chunk_sent("r", "item 1", 0, 80_000),
+            "item_1:10020:g0:m2"
+        );
+        p.interrupt();
+        assert_eq!(p.on_chunk_sent("r2", "i", 0, 8), "i:1:g1:m3");
+        let mut s = String::new();
+        push_u64(&mut s, u64::MAX);
+        assert_eq!(s, u64::MAX.to_string());
     }
 
     #[test]

@@ -55,9 +55,12 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         call_sid: path_call_sid.clone(),
         logged: 0,
     };
-    let (mut tw_tx, mut tw_rx) = socket.split();
-    let Some(start) = wait_for_start(&mut ctx, &mut tw_rx).await else {
-        let _ = tw_tx.close().await;
+    // The task owns both sockets and never reads and writes one at the same time, so
+    // they are not split: a split's halves share the socket through a lock taken on every
+    // poll, which is per-frame cost for nothing.
+    let mut tw = socket;
+    let Some(start) = wait_for_start(&mut ctx, &mut tw).await else {
+        let _ = tw.close().await;
         return;
     };
     let token = start
@@ -76,7 +79,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 start.call_sid, tenant.name
             ),
         );
-        let _ = tw_tx.close().await;
+        let _ = tw.close().await;
         return;
     }
     let _guard = state.drain.call_started();
@@ -95,10 +98,10 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         .await;
 
     let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
-        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw_tx, &mut tw_rx, rt).await,
+        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt).await,
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
-            let _ = tw_tx.close().await;
+            let _ = tw.close().await;
             CallEnd {
                 call_sid: start.call_sid.clone(),
                 tenant: tenant.name.clone(),
@@ -134,10 +137,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     state.writer.submit(StoreOp::End(record)).await;
 }
 
-async fn wait_for_start(
-    ctx: &mut Ctx,
-    rx: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Option<Start> {
+async fn wait_for_start(ctx: &mut Ctx, rx: &mut WebSocket) -> Option<Start> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         let msg = match tokio::time::timeout_at(deadline, rx.next()).await {
@@ -234,9 +234,8 @@ async fn relay(
     ctx: &mut Ctx,
     tenant: &Arc<Tenant>,
     start: &Start,
-    tw_tx: &mut futures_util::stream::SplitSink<WebSocket, TwMessage>,
-    tw_rx: &mut futures_util::stream::SplitStream<WebSocket>,
-    rt: RealtimeSocket,
+    tw: &mut WebSocket,
+    mut rt: RealtimeSocket,
 ) -> CallEnd {
     let state = ctx.state.clone();
     let m = &state.metrics;
@@ -244,13 +243,22 @@ async fn relay(
     let lat_out = m.relay_latency.with_label_values(&["outbound"]);
     let frames_in = m.frames.with_label_values(&["inbound"]);
     let frames_out = m.frames.with_label_values(&["outbound"]);
-    let (mut rt_tx, mut rt_rx) = rt.split();
     let clock = Instant::now();
-    let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut session = CallSession::new(tenant.settings.clone(), start.stream_sid.clone(), now_ms());
+    let ms_at = |at: Instant| {
+        u64::try_from(at.saturating_duration_since(clock).as_millis()).unwrap_or(u64::MAX)
+    };
+    let mut session = CallSession::new(
+        tenant.settings.clone(),
+        start.stream_sid.clone(),
+        ms_at(Instant::now()),
+    );
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut deadline = state.drain.deadline();
+    // The drain deadline is checked with an atomic load on every wake-up (frames every
+    // 20 ms, the tick every 250 ms) rather than awaited: awaiting a watch channel in the
+    // loop registers and unregisters this call under a mutex every gateway call shares,
+    // twice per frame.
+    let deadline = state.drain.deadline();
     let mut deadline_fired = *deadline.borrow();
     let mut inputs: VecDeque<(Input, Instant, Frame)> = VecDeque::new();
     let mut actions = Vec::with_capacity(8);
@@ -265,80 +273,31 @@ async fn relay(
     }
 
     while summary.is_none() {
+        if !deadline_fired {
+            match deadline.has_changed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    deadline_fired = true;
+                    inputs.push_back((Input::DrainDeadline, Instant::now(), Frame::None));
+                }
+                // The drain controller is gone: no deadline will ever come.
+                Err(_) => deadline_fired = true,
+            }
+        }
         if inputs.is_empty() {
             let item = tokio::select! {
-                msg = tw_rx.next(), if tw_open => {
+                msg = tw.next(), if tw_open => {
                     let at = Instant::now();
-                    match msg {
-                        Some(Ok(TwMessage::Text(t))) => match media::parse(t.as_str()) {
-                            Ok(Inbound::Media { timestamp_ms, payload, bytes }) => Some((Input::Media { timestamp_ms, payload, bytes }, at, Frame::Inbound)),
-                            Ok(Inbound::Mark { name }) => Some((Input::Mark(name), at, Frame::None)),
-                            Ok(Inbound::Dtmf { digit }) => Some((Input::Dtmf(digit), at, Frame::None)),
-                            Ok(Inbound::Stop) => Some((Input::Stop, at, Frame::None)),
-                            Ok(Inbound::Connected | Inbound::Start(_)) => {
-                                ctx.malformed("repeated_start", &"connected/start after the stream started");
-                                None
-                            }
-                            Err(e) => {
-                                ctx.malformed(e.kind(), &e);
-                                None
-                            }
-                        },
-                        Some(Ok(TwMessage::Binary(_))) => {
-                            ctx.malformed("binary_frame", &"binary frame from Twilio");
-                            None
-                        }
-                        Some(Ok(TwMessage::Ping(_) | TwMessage::Pong(_))) => None,
-                        Some(Ok(TwMessage::Close(_))) | None => {
-                            tw_open = false;
-                            Some((Input::TwilioClosed, at, Frame::None))
-                        }
-                        Some(Err(e)) => {
-                            ctx.malformed("twilio_socket_error", &e);
-                            tw_open = false;
-                            Some((Input::TwilioClosed, at, Frame::None))
-                        }
-                    }
+                    let (input, frame) = from_twilio(ctx, msg, &mut tw_open);
+                    input.map(|i| (i, at, frame))
                 }
-                msg = rt_rx.next(), if rt_open => {
+                msg = rt.next(), if rt_open => {
                     let at = Instant::now();
-                    match msg {
-                        Some(Ok(RtMessage::Text(t))) => match parse_server_event(t.as_str()) {
-                            Ok(ev) => {
-                                let frame = if matches!(ev, ServerEvent::AudioDelta { .. }) { Frame::Outbound } else { Frame::None };
-                                if let ServerEvent::Error(e) = &ev {
-                                    tracing::warn!(call_sid = ctx.call_sid, code = e.code.as_deref().unwrap_or(""), message = e.message.as_deref().unwrap_or(""), "Realtime error event");
-                                }
-                                Some((Input::Realtime(ev), at, frame))
-                            }
-                            Err(e) => {
-                                ctx.malformed("openai_bad_event", &e);
-                                None
-                            }
-                        },
-                        Some(Ok(RtMessage::Close(frame))) => {
-                            rt_open = false;
-                            tracing::info!(call_sid = ctx.call_sid, reason = ?frame, "Realtime closed the session");
-                            Some((Input::RealtimeClosed, at, Frame::None))
-                        }
-                        None => {
-                            rt_open = false;
-                            Some((Input::RealtimeClosed, at, Frame::None))
-                        }
-                        Some(Err(e)) => {
-                            rt_open = false;
-                            tracing::warn!(call_sid = ctx.call_sid, error = %e, "Realtime socket failed");
-                            Some((Input::RealtimeClosed, at, Frame::None))
-                        }
-                        Some(Ok(_)) => None,
-                    }
+                    let (input, frame) = from_realtime(ctx, msg, &mut rt_open);
+                    input.map(|i| (i, at, frame))
                 }
                 Some((call_id, output)) = tool_rx.recv() => Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None)),
                 _ = tick.tick() => Some((Input::Tick, Instant::now(), Frame::None)),
-                changed = deadline.changed(), if !deadline_fired => {
-                    deadline_fired = true;
-                    changed.ok().map(|()| (Input::DrainDeadline, Instant::now(), Frame::None))
-                }
             };
             match item {
                 Some(i) => inputs.push_back(i),
@@ -348,7 +307,7 @@ async fn relay(
         let Some((input, at, frame)) = inputs.pop_front() else {
             continue;
         };
-        session.handle(now_ms(), input, &mut actions);
+        session.handle(ms_at(at), input, &mut actions);
         let mut relayed = false;
         // Frames of one input (a media chunk and its mark) are queued with `feed` and
         // written with one flush per socket: one write syscall instead of one per frame.
@@ -356,7 +315,7 @@ async fn relay(
         for action in actions.drain(..) {
             match action {
                 Action::Twilio(text) => {
-                    if tw_open && tw_tx.feed(TwMessage::Text(text.into())).await.is_err() {
+                    if tw_open && tw.feed(TwMessage::Text(text.into())).await.is_err() {
                         tw_open = false;
                         inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
                     }
@@ -364,7 +323,7 @@ async fn relay(
                     relayed |= matches!(frame, Frame::Outbound);
                 }
                 Action::Realtime(text) => {
-                    if rt_open && rt_tx.feed(RtMessage::text(text)).await.is_err() {
+                    if rt_open && rt.feed(RtMessage::text(text)).await.is_err() {
                         rt_open = false;
                         inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
                     }
@@ -387,11 +346,11 @@ async fn relay(
                 Action::End(s) => summary = Some(s),
             }
         }
-        if tw_fed && tw_open && tw_tx.flush().await.is_err() {
+        if tw_fed && tw_open && tw.flush().await.is_err() {
             tw_open = false;
             inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
         }
-        if rt_fed && rt_open && rt_tx.flush().await.is_err() {
+        if rt_fed && rt_open && rt.flush().await.is_err() {
             rt_open = false;
             inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
         }
@@ -411,11 +370,10 @@ async fn relay(
     }
     // Close the model session first: a caller who hung up must stop costing tokens now.
     if rt_open {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), rt_tx.send(RtMessage::Close(None))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), rt.send(RtMessage::Close(None))).await;
     }
     if tw_open {
-        let _ = tokio::time::timeout(Duration::from_secs(1), tw_tx.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), tw.close()).await;
     }
     let s = summary.unwrap_or_else(unreachable_summary);
     CallEnd {
@@ -428,6 +386,108 @@ async fn relay(
         usage: s.usage,
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
+    }
+}
+
+/// The session input for one read from the Twilio socket (`None`: nothing to handle).
+fn from_twilio(
+    ctx: &mut Ctx,
+    msg: Option<Result<TwMessage, axum::Error>>,
+    open: &mut bool,
+) -> (Option<Input>, Frame) {
+    let input = match msg {
+        Some(Ok(TwMessage::Text(t))) => match media::parse(t.as_str()) {
+            Ok(Inbound::Media {
+                timestamp_ms,
+                payload,
+                bytes,
+            }) => {
+                return (
+                    Some(Input::Media {
+                        timestamp_ms,
+                        payload,
+                        bytes,
+                    }),
+                    Frame::Inbound,
+                );
+            }
+            Ok(Inbound::Mark { name }) => Some(Input::Mark(name)),
+            Ok(Inbound::Dtmf { digit }) => Some(Input::Dtmf(digit)),
+            Ok(Inbound::Stop) => Some(Input::Stop),
+            Ok(Inbound::Connected | Inbound::Start(_)) => {
+                ctx.malformed(
+                    "repeated_start",
+                    &"connected/start after the stream started",
+                );
+                None
+            }
+            Err(e) => {
+                ctx.malformed(e.kind(), &e);
+                None
+            }
+        },
+        Some(Ok(TwMessage::Binary(_))) => {
+            ctx.malformed("binary_frame", &"binary frame from Twilio");
+            None
+        }
+        Some(Ok(TwMessage::Ping(_) | TwMessage::Pong(_))) => None,
+        Some(Ok(TwMessage::Close(_))) | None => {
+            *open = false;
+            Some(Input::TwilioClosed)
+        }
+        Some(Err(e)) => {
+            ctx.malformed("twilio_socket_error", &e);
+            *open = false;
+            Some(Input::TwilioClosed)
+        }
+    };
+    (input, Frame::None)
+}
+
+/// The session input for one read from the Realtime socket (`None`: nothing to handle).
+fn from_realtime(
+    ctx: &mut Ctx,
+    msg: Option<Result<RtMessage, tokio_tungstenite::tungstenite::Error>>,
+    open: &mut bool,
+) -> (Option<Input>, Frame) {
+    match msg {
+        Some(Ok(RtMessage::Text(t))) => match parse_server_event(t.as_str()) {
+            Ok(ev) => {
+                let frame = if matches!(ev, ServerEvent::AudioDelta { .. }) {
+                    Frame::Outbound
+                } else {
+                    Frame::None
+                };
+                if let ServerEvent::Error(e) = &ev {
+                    tracing::warn!(
+                        call_sid = ctx.call_sid,
+                        code = e.code.as_deref().unwrap_or(""),
+                        message = e.message.as_deref().unwrap_or(""),
+                        "Realtime error event"
+                    );
+                }
+                (Some(Input::Realtime(ev)), frame)
+            }
+            Err(e) => {
+                ctx.malformed("openai_bad_event", &e);
+                (None, Frame::None)
+            }
+        },
+        Some(Ok(RtMessage::Close(frame))) => {
+            *open = false;
+            tracing::info!(call_sid = ctx.call_sid, reason = ?frame, "Realtime closed the session");
+            (Some(Input::RealtimeClosed), Frame::None)
+        }
+        None => {
+            *open = false;
+            (Some(Input::RealtimeClosed), Frame::None)
+        }
+        Some(Err(e)) => {
+            *open = false;
+            tracing::warn!(call_sid = ctx.call_sid, error = %e, "Realtime socket failed");
+            (Some(Input::RealtimeClosed), Frame::None)
+        }
+        Some(Ok(_)) => (None, Frame::None),
     }
 }
 

@@ -323,8 +323,15 @@ pub fn parse_server_event(text: &str) -> Result<ServerEvent, WireError> {
 
 /// `input_audio_buffer.append` with a base64 payload passed through untouched.
 pub fn append_audio(payload_b64: &str) -> String {
-    // Base64 needs no JSON escaping, so the payload is spliced in without re-encoding.
-    format!(r#"{{"type":"input_audio_buffer.append","audio":"{payload_b64}"}}"#)
+    // Base64 needs no JSON escaping, so the payload is spliced in without re-encoding
+    // (and without `format!`: this runs for every caller frame).
+    const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+    const TAIL: &str = r#""}"#;
+    let mut out = String::with_capacity(HEAD.len() + payload_b64.len() + TAIL.len());
+    out.push_str(HEAD);
+    out.push_str(payload_b64);
+    out.push_str(TAIL);
+    out
 }
 
 /// `response.create` with no overrides (the session's configuration applies).
