@@ -333,6 +333,19 @@ async fn dereference(
     ctx: &Context,
     build_ctx: &mut Ctx,
 ) -> Result<(), ReconcileError> {
+    // The knowledge bases the agent lists (of this tenant, in its namespace): rendered
+    // into the ConfigMap for the gateway's --knowledge, their Secrets mounted.
+    let kbs: Api<switchboard_crds::KnowledgeBase> = ctx.api(namespace);
+    for kb_name in &vt.spec.agent.knowledge_bases {
+        let kb = kbs.get_opt(kb_name).await.map_err(|e| {
+            ReconcileError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
+        })?;
+        if let Some(kb) = kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
+            build_ctx
+                .knowledge_bases
+                .push(crate::build::KnowledgeMount::of(&kb)?);
+        }
+    }
     let names = referenced_secrets(vt, build_ctx)?;
     let mut versions = BTreeMap::new();
     for name in names {
