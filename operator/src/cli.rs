@@ -103,6 +103,11 @@ pub struct RunArgs {
     /// Tenants reconciled at once.
     #[arg(long, env = "SWITCHBOARD_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Directory of the all-MiniLM-L6-v2 model (model.safetensors, tokenizer.json,
+    /// config.json) for knowledge bases with the local embedder; the image has it at
+    /// /opt/switchboard/model.
+    #[arg(long, env = "SWITCHBOARD_MODEL_DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -131,6 +136,7 @@ impl RunArgs {
         config.requeue_interval = Duration::from_secs(self.requeue_seconds.max(1));
         config.cleanup_timeout = Duration::from_secs(self.cleanup_timeout_seconds);
         config.concurrency = self.concurrency.max(1);
+        config.model_dir = self.model_dir.clone();
         config
     }
 }

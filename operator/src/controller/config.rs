@@ -43,6 +43,9 @@ pub struct OperatorConfig {
     pub cleanup_timeout: Duration,
     /// Tenants reconciled at once.
     pub concurrency: u16,
+    /// The all-MiniLM-L6-v2 model directory for knowledge bases with the local embedder
+    /// (the KnowledgeBase controller loads it once, on first use).
+    pub model_dir: Option<std::path::PathBuf>,
 }
 
 impl OperatorConfig {
@@ -66,6 +69,7 @@ impl OperatorConfig {
             retry_max: Duration::from_secs(300),
             cleanup_timeout: Duration::from_secs(600),
             concurrency: 16,
+            model_dir: None,
         }
     }
 

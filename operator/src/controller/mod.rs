@@ -150,6 +150,22 @@ pub async fn run_controllers(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
+    // One shutdown for both controllers.
+    let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+    let knowledge = tokio::spawn(crate::knowledge::run(
+        client.clone(),
+        crate::knowledge::KnowledgeControllerConfig {
+            namespace: config.watch_namespace.clone(),
+            engine: crate::knowledge::EngineConfig {
+                model_dir: config.model_dir.clone(),
+                embed_concurrency: 1,
+                openai_retries: None,
+            },
+            first_backoff: Some(config.retry_min),
+            metrics: Some(metrics.clone()),
+        },
+        shutdown.clone(),
+    ));
     let provisioner = match &config.database_admin_url {
         Some(url) => Some(Provisioner::new(url)?),
         None => None,
@@ -204,6 +220,27 @@ pub async fn run_controllers(
         .watches_stream(secret_stream, move |secret| {
             tenants_of_secret(&mapper_tenants, &secret)
         })
+        // A knowledge base the agent lists changed: its manifest in the ConfigMap too.
+        .watches(
+            api::<switchboard_crds::KnowledgeBase>(&client, ns),
+            watcher::Config::default().any_semantic(),
+            {
+                let tenants = tenants.clone();
+                move |kb: switchboard_crds::KnowledgeBase| {
+                    let namespace = kb.namespace();
+                    let name = kb.name_any();
+                    tenants
+                        .state()
+                        .into_iter()
+                        .filter(|vt| {
+                            vt.namespace() == namespace
+                                && vt.spec.agent.knowledge_bases.contains(&name)
+                        })
+                        .map(|vt| ObjectRef::from_obj(&*vt))
+                        .collect::<Vec<_>>()
+                }
+            },
+        )
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
         .graceful_shutdown_on(shutdown);
 
@@ -242,6 +279,7 @@ pub async fn run_controllers(
         })
         .await;
     synced.abort();
+    let _ = knowledge.await;
     health.set_synced(false);
     tracing::info!("VoiceTenant controller stopped");
     Ok(())

@@ -30,6 +30,7 @@ use super::reconcile::{Decision, cleanup, sync};
 use super::sources::config_map_names;
 use super::status::{Outcome, kb_status};
 use crate::labels::MANAGER;
+use crate::metrics::{KNOWLEDGE_CONTROLLER, Metrics};
 
 /// How often an in-sync knowledge base is looked at again without any trigger (reads
 /// only: an unchanged one is skipped).
@@ -51,6 +52,9 @@ pub struct KnowledgeControllerConfig {
     pub engine: EngineConfig,
     /// First retry delay after a failure (default 2 s; doubles up to 5 minutes).
     pub first_backoff: Option<Duration>,
+    /// The operator's metrics (controller label `knowledgebase`); `None` in tests that
+    /// do not look at them.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Why a reconcile could not even report its outcome (retried by the error policy).
@@ -88,6 +92,7 @@ struct Context {
     api: Arc<dyn KnowledgeApi>,
     engine: Engine,
     first_backoff: Duration,
+    metrics: Option<Arc<Metrics>>,
     /// Consecutive failures per knowledge base (namespace/name), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -142,6 +147,9 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
         )
         .await
         .map_err(Error::Status)?;
+        if let Some(m) = &ctx.metrics {
+            m.write(KNOWLEDGE_CONTROLLER, "KnowledgeBase");
+        }
     }
     let action = match &outcome {
         Outcome::Synced { .. } => {
@@ -153,6 +161,11 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(WAITING_RECHECK)
         }
         Outcome::Failed(f) => {
+            if let Some(m) = &ctx.metrics {
+                m.failures
+                    .with_label_values(&[KNOWLEDGE_CONTROLLER, f.reason.as_str()])
+                    .inc();
+            }
             let delay = ctx.backoff(&key(&kb), true);
             tracing::warn!(
                 kb = key(&kb),
@@ -187,12 +200,31 @@ async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> 
 }
 
 async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(kb, &ctx).await;
+    if let Some(m) = &ctx.metrics {
+        m.reconciliations
+            .with_label_values(&[KNOWLEDGE_CONTROLLER])
+            .inc();
+        m.duration
+            .with_label_values(&[KNOWLEDGE_CONTROLLER])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            m.failures
+                .with_label_values(&[KNOWLEDGE_CONTROLLER, e.category()])
+                .inc();
+        }
+    }
+    result
+}
+
+async fn reconcile_inner(kb: Arc<KnowledgeBase>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let api: Api<KnowledgeBase> =
         Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, kb, |event| async {
         match event {
-            FinalizerEvent::Apply(kb) => apply(kb, &ctx).await,
-            FinalizerEvent::Cleanup(kb) => remove(kb, &ctx).await,
+            FinalizerEvent::Apply(kb) => apply(kb, ctx).await,
+            FinalizerEvent::Cleanup(kb) => remove(kb, ctx).await,
         }
     })
     .await
@@ -235,6 +267,7 @@ pub async fn run(
         client,
         engine: Engine::new(config.engine.clone()),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
+        metrics: config.metrics.clone(),
         failures: Mutex::new(HashMap::new()),
     });
     let controller = Controller::new(kbs, watcher::Config::default().any_semantic());
