@@ -183,6 +183,7 @@ fn controller(c: &Client, model: PathBuf) -> (watch::Sender<bool>, tokio::task::
             openai_retries: Some(0),
         },
         first_backoff: Some(Duration::from_millis(200)),
+        metrics: None,
     };
     let task = tokio::spawn(switchboard_operator::knowledge::run(
         c.clone(),

@@ -1,0 +1,198 @@
+//! Cluster mode end to end: the operator's knowledge-base code indexes the demo FAQ into
+//! the tenant's own schema on real Postgres (as the tenant's role); a gateway whose call
+//! store is that tenant's Postgres URL searches the table in place (it ingests nothing)
+//! and answers a simulated call's `search_knowledge_base` call with the right passage.
+//!
+//! Needs `SWITCHBOARD_TEST_PG_URL` (`eval "$(scripts/postgres.sh start)"`) and
+//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`); skips with a message without them.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::json;
+use switchboard_crds::{KnowledgeBase, SecretKeySelector, VoiceTenant};
+use switchboard_operator::database::{
+    Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
+};
+use switchboard_operator::knowledge::{
+    Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
+};
+use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::realtime::{RealtimeConfig, Turn};
+use switchboard_tests::{Env, EnvOptions};
+
+/// What the operator would read from the cluster: the tenant (with its database in
+/// status) and its database Secret.
+struct Cluster {
+    tenant: VoiceTenant,
+    secret: String,
+    url: String,
+}
+
+impl KnowledgeApi for Cluster {
+    fn tenant<'a>(
+        &'a self,
+        _namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VoiceTenant>, kube::Error>> {
+        let found =
+            (self.tenant.metadata.name.as_deref() == Some(name)).then(|| self.tenant.clone());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn config_map<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, kube::Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn secret_value<'a>(
+        &'a self,
+        _namespace: &'a str,
+        selector: &'a SecretKeySelector,
+    ) -> BoxFuture<'a, Result<Option<String>, kube::Error>> {
+        let value =
+            (selector.name == self.secret && selector.key == URL_KEY).then(|| self.url.clone());
+        Box::pin(async move { Ok(value) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_postgres_answers_from_the_operators_pgvector_index() {
+    let (Some(admin_url), Some(model)) = (
+        std::env::var("SWITCHBOARD_TEST_PG_URL")
+            .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG"))
+            .ok(),
+        std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
+    ) else {
+        eprintln!(
+            "skipping: needs SWITCHBOARD_TEST_PG_URL (eval \"$(scripts/postgres.sh start)\") and SWITCHBOARD_MODEL_DIR (scripts/model.sh)"
+        );
+        return;
+    };
+
+    // The tenant "demo" (the name the test gateway serves) with its own role and schema.
+    let uid = generate_password()[..12].to_ascii_lowercase();
+    let mut vt = switchboard_crds::parse_tenant(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata: {{ name: demo, namespace: kb-cluster-{uid}, uid: {uid} }}
+spec:
+  displayName: Demo Dental
+  phoneNumbers: ["+15005550006"]
+  agent: {{ knowledgeBases: [demo-faq] }}
+  twilio:
+    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
+    authToken: {{ secretKeyRef: {{ name: keys, key: twilio }} }}
+  openai:
+    apiKey: {{ secretKeyRef: {{ name: keys, key: openai }} }}
+"#
+    ))
+    .unwrap();
+    let provisioner = Provisioner::new(&admin_url).unwrap();
+    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let password = generate_password();
+    provisioner.ensure(&db, &password).await.unwrap();
+    let secret = build_database_secret(&vt, &db, &password, provisioner.target()).unwrap();
+    let tenant_url = String::from_utf8(secret.data.unwrap()[URL_KEY].0.clone()).unwrap();
+    vt.status = Some(switchboard_crds::VoiceTenantStatus {
+        database: Some(db.to_status()),
+        ..Default::default()
+    });
+
+    // The operator's reconcile indexes the demo FAQ.
+    let manifest =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/knowledge/demo.yaml");
+    let mut kb: KnowledgeBase =
+        switchboard_crds::parse_knowledge_base(&std::fs::read_to_string(&manifest).unwrap())
+            .unwrap();
+    kb.metadata.namespace = vt.metadata.namespace.clone();
+    kb.metadata.generation = Some(1);
+    let cluster = Cluster {
+        tenant: vt,
+        secret: db.secret_name.clone(),
+        url: tenant_url.clone(),
+    };
+    let engine = Engine::new(EngineConfig {
+        model_dir: Some(model),
+        embed_concurrency: 1,
+        openai_retries: Some(0),
+    });
+    let decision = sync(&kb, &cluster, &engine).await;
+    let Decision::Report(Outcome::Synced { chunks, .. }) = decision else {
+        panic!("the operator did not index: {decision:?}");
+    };
+    assert!(chunks > 5, "{chunks} chunks");
+
+    // The gateway on the tenant's Postgres, with the same manifest as the operator
+    // renders into the tenant's ConfigMap.
+    let env = Env::start(EnvOptions {
+        realtime: RealtimeConfig {
+            script: vec![Turn::call(
+                "are you open on saturday",
+                "search_knowledge_base",
+                json!({"query": "opening hours on Saturday"}),
+                "Here is what I found: {output}",
+            )],
+            ..RealtimeConfig::default()
+        },
+        agent_extra: "    knowledgeBases: [demo-faq]\n".into(),
+        knowledge: vec![manifest],
+        database_url: Some(tenant_url),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let script = vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 15_000,
+        },
+        Step::Say { ms: 1200 },
+        Step::WaitAgentDone {
+            quiet_ms: 600,
+            timeout_ms: 30_000,
+        },
+        Step::Hangup,
+    ];
+    let report = place_call(&env.call(script)).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert!(
+        env.realtime
+            .wait_sessions_closed(1, std::time::Duration::from_secs(5))
+            .await
+    );
+    let s = &env.realtime.sessions()[0];
+    assert_eq!(s.function_outputs.len(), 1, "{:#?}", s.events);
+    let output: serde_json::Value = serde_json::from_str(&s.function_outputs[0].1).unwrap();
+    let first = &output["passages"][0];
+    assert!(
+        first["text"].as_str().unwrap().contains("Saturday"),
+        "top passage: {output:#}"
+    );
+    assert!(
+        first["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("demo-faq/inline/opening-hours#"),
+        "{output:#}"
+    );
+    assert!(
+        !env.dir.path().join("data/knowledge.db").exists(),
+        "the gateway searched in place and ingested nothing"
+    );
+    let rec = env.record(&report.call_sid).await.unwrap();
+    assert_eq!(rec.tool_calls.len(), 1);
+    assert!(
+        rec.tool_calls[0]
+            .output
+            .contains("demo-faq/inline/opening-hours#")
+    );
+
+    drop(env);
+    provisioner.drop(&db).await.unwrap();
+}
