@@ -98,3 +98,79 @@ pub fn knowledge_paths(vt: &VoiceTenant, ctx: &Ctx) -> Option<String> {
         .collect();
     (!paths.is_empty()).then(|| paths.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(extra: &str) -> VoiceTenant {
+        switchboard_crds::parse_tenant(&format!(
+            r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata: {{ name: demo, namespace: ns, uid: u1 }}
+spec:
+  displayName: Demo
+  phoneNumbers: ["+15005550006"]
+  agent: {{ knowledgeBases: [faq, prices] }}
+  twilio:
+    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
+    authToken: {{ secretKeyRef: {{ name: keys, key: twilio }} }}
+  openai:
+    apiKey: {{ secretKeyRef: {{ name: keys, key: openai }} }}
+{extra}"#
+        ))
+        .unwrap()
+    }
+
+    fn mount(name: &str, pgvector: bool) -> KnowledgeMount {
+        KnowledgeMount {
+            name: name.into(),
+            manifest: format!("name: {name}\n"),
+            pgvector,
+            secrets: Vec::new(),
+        }
+    }
+
+    fn names(vt: &VoiceTenant, ctx: &Ctx) -> Vec<String> {
+        searchable(vt, ctx).iter().map(|k| k.name.clone()).collect()
+    }
+
+    #[test]
+    fn only_listed_knowledge_bases_and_pgvector_only_with_a_database() {
+        let mut ctx = Ctx::new("img");
+        ctx.knowledge_bases = vec![
+            mount("prices", false),
+            mount("faq", true),
+            mount("internal", false),
+        ];
+        // No database: the gateway would index a pgvector knowledge base by itself.
+        assert_eq!(names(&tenant(""), &ctx), ["prices"]);
+        let with_url = tenant("  database: { url: { secretKeyRef: { name: db, key: url } } }\n");
+        assert_eq!(names(&with_url, &ctx), ["faq", "prices"]);
+        ctx.database_url_secret = Some(SecretKeySelector {
+            name: "sb-db".into(),
+            key: "url".into(),
+        });
+        assert_eq!(names(&tenant(""), &ctx), ["faq", "prices"]);
+        assert_eq!(
+            knowledge_paths(&tenant(""), &ctx).as_deref(),
+            Some("/etc/switchboard/knowledge-faq.yaml,/etc/switchboard/knowledge-prices.yaml")
+        );
+        ctx.knowledge_bases.clear();
+        assert_eq!(knowledge_paths(&tenant(""), &ctx), None);
+    }
+
+    #[test]
+    fn a_rendered_manifest_parses_back_without_cluster_fields() {
+        let mut kb = switchboard_crds::parse_knowledge_base(
+            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: KnowledgeBase\nmetadata: { name: faq, namespace: ns, uid: x, resourceVersion: \"9\" }\nspec:\n  tenant: demo\n  sources:\n    - inline:\n        documents:\n          - { title: Hours, content: Open 9 to 5 }\n",
+        )
+        .unwrap();
+        kb.status = Some(Default::default());
+        let m = KnowledgeMount::of(&kb).unwrap();
+        assert!(m.pgvector);
+        assert!(!m.manifest.contains("resourceVersion") && !m.manifest.contains("status"));
+        let back = switchboard_crds::parse_knowledge_base(&m.manifest).unwrap();
+        assert_eq!(back.spec, kb.spec);
+    }
+}
