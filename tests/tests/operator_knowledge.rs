@@ -530,3 +530,88 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     let _ = tokio::time::timeout(CONVERGE, task).await;
     provisioner.drop(&db).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_it() {
+    let Some((_, model)) = env() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pinecone = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    // Pinecone needs no tenant database.
+    let tenant = format!("t-{}", unique());
+    Api::<VoiceTenant>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .await
+        .unwrap();
+    let key = Secret {
+        metadata: ::kube::api::ObjectMeta {
+            name: Some("pinecone".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "api-key".to_string(),
+            ByteString(pinecone.api_key().as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &key)
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &faq_docs("Free parking."))
+        .await
+        .unwrap();
+    let mut kb = kb_manifest("prices", &tenant, "");
+    kb.spec.backend = serde_json::from_value(json!({
+        "type": "pinecone",
+        "pinecone": {
+            "index": "kb-test",
+            "cloud": "aws",
+            "region": "us-east-1",
+            "namespace": "acme-prices",
+            "apiUrl": pinecone.url(),
+            "apiKey": {"secretKeyRef": {"name": "pinecone", "key": "api-key"}},
+        }
+    }))
+    .unwrap();
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    kbs.create(&PostParams::default(), &kb).await.unwrap();
+    let (stop, task) = controller(&c, model);
+
+    let kb = wait_kb(&c, "prices", "prices Ready", ready).await;
+    let chunks = kb.status.as_ref().unwrap().chunks;
+    assert_eq!(kb.status.as_ref().unwrap().documents, 3);
+    let mut config =
+        switchboard_knowledge::store::PineconeConfig::new(pinecone.api_key(), "kb-test");
+    config.control_url = pinecone.url();
+    let store = switchboard_knowledge::store::PineconeStore::connect(config)
+        .await
+        .unwrap();
+    let count = |stats: switchboard_knowledge::store::pinecone::IndexStats| {
+        stats.namespaces.get("acme-prices").copied().unwrap_or(0)
+    };
+    assert_eq!(store.dimensions(), 384);
+    assert_eq!(count(store.stats().await.unwrap()), u64::from(chunks));
+
+    // The tenant's policy is Delete: the namespace is emptied before the object goes.
+    kbs.delete("prices", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("prices gone", || {
+        let kbs = kbs.clone();
+        async move { kbs.get_opt("prices").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(count(store.stats().await.unwrap()), 0);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(CONVERGE, task).await;
+}
