@@ -27,8 +27,8 @@ use switchboard_tests::{Env, EnvOptions};
 /// status) and its database Secret.
 struct Cluster {
     tenant: VoiceTenant,
-    secret: String,
-    url: String,
+    /// `(secret, key) → value`.
+    secrets: Vec<((String, String), String)>,
 }
 
 impl KnowledgeApi for Cluster {
@@ -55,8 +55,11 @@ impl KnowledgeApi for Cluster {
         _namespace: &'a str,
         selector: &'a SecretKeySelector,
     ) -> BoxFuture<'a, Result<Option<String>, kube::Error>> {
-        let value =
-            (selector.name == self.secret && selector.key == URL_KEY).then(|| self.url.clone());
+        let value = self
+            .secrets
+            .iter()
+            .find(|((name, key), _)| *name == selector.name && *key == selector.key)
+            .map(|(_, v)| v.clone());
         Box::pin(async move { Ok(value) })
     }
 }
@@ -114,8 +117,10 @@ spec:
     kb.metadata.generation = Some(1);
     let cluster = Cluster {
         tenant: vt,
-        secret: db.secret_name.clone(),
-        url: tenant_url.clone(),
+        secrets: vec![(
+            (db.secret_name.clone(), URL_KEY.to_string()),
+            tenant_url.clone(),
+        )],
     };
     let engine = Engine::new(EngineConfig {
         model_dir: Some(model),
@@ -130,16 +135,9 @@ spec:
 
     // The gateway on the tenant's Postgres, with the same manifest as the operator
     // renders into the tenant's ConfigMap.
+    let (realtime, script) = question();
     let env = Env::start(EnvOptions {
-        realtime: RealtimeConfig {
-            script: vec![Turn::call(
-                "are you open on saturday",
-                "search_knowledge_base",
-                json!({"query": "opening hours on Saturday"}),
-                "Here is what I found: {output}",
-            )],
-            ..RealtimeConfig::default()
-        },
+        realtime,
         agent_extra: "    knowledgeBases: [demo-faq]\n".into(),
         knowledge: vec![manifest],
         database_url: Some(tenant_url),
@@ -147,18 +145,6 @@ spec:
     })
     .await
     .unwrap();
-    let script = vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 15_000,
-        },
-        Step::Say { ms: 1200 },
-        Step::WaitAgentDone {
-            quiet_ms: 600,
-            timeout_ms: 30_000,
-        },
-        Step::Hangup,
-    ];
     let report = place_call(&env.call(script)).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     assert!(
@@ -195,4 +181,148 @@ spec:
 
     drop(env);
     provisioner.drop(&db).await.unwrap();
+}
+
+/// The script of one knowledge question, answered with the tool's output.
+fn question() -> (RealtimeConfig, Vec<Step>) {
+    (
+        RealtimeConfig {
+            script: vec![Turn::call(
+                "are you open on saturday",
+                "search_knowledge_base",
+                json!({"query": "opening hours on Saturday"}),
+                "Here is what I found: {output}",
+            )],
+            ..RealtimeConfig::default()
+        },
+        vec![
+            Step::WaitAgentDone {
+                quiet_ms: 400,
+                timeout_ms: 15_000,
+            },
+            Step::Say { ms: 1200 },
+            Step::WaitAgentDone {
+                quiet_ms: 600,
+                timeout_ms: 30_000,
+            },
+            Step::Hangup,
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_answers_from_the_operators_pinecone_namespace() {
+    let Some(model) = std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from) else {
+        eprintln!("skipping: needs SWITCHBOARD_MODEL_DIR (scripts/model.sh)");
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pinecone = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let backend = |api_key: &str| {
+        format!(
+            "  backend:\n    type: pinecone\n    pinecone:\n      index: demo\n      cloud: aws\n      region: us-east-1\n      apiUrl: {}\n      apiKey: {api_key}\n",
+            pinecone.url()
+        )
+    };
+    let demo = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/knowledge/demo.yaml"),
+    )
+    .unwrap();
+    let with_backend = |api_key: &str| {
+        demo.replacen(
+            "  sources:\n",
+            &format!("{}  sources:\n", backend(api_key)),
+            1,
+        )
+    };
+
+    // The operator indexes with the key from its Secret.
+    let mut kb = switchboard_crds::parse_knowledge_base(&with_backend(
+        "{ secretKeyRef: { name: pinecone, key: api-key } }",
+    ))
+    .unwrap();
+    kb.metadata.namespace = Some("kb-cluster".into());
+    kb.metadata.generation = Some(1);
+    let vt = switchboard_crds::parse_tenant(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata: { name: demo, namespace: kb-cluster }
+spec:
+  displayName: Demo Dental
+  phoneNumbers: ["+15005550006"]
+  twilio:
+    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
+    authToken: { secretKeyRef: { name: keys, key: twilio } }
+  openai:
+    apiKey: { secretKeyRef: { name: keys, key: openai } }
+"#,
+    )
+    .unwrap();
+    let cluster = Cluster {
+        tenant: vt,
+        secrets: vec![(
+            ("pinecone".into(), "api-key".into()),
+            pinecone.api_key().to_string(),
+        )],
+    };
+    let engine = Engine::new(EngineConfig {
+        model_dir: Some(model),
+        embed_concurrency: 1,
+        openai_retries: Some(0),
+    });
+    let decision = sync(&kb, &cluster, &engine).await;
+    assert!(
+        matches!(decision, Decision::Report(Outcome::Synced { .. })),
+        "{decision:?}"
+    );
+
+    // The gateway (SQLite call store) reads the same manifest, its key from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("pinecone-key");
+    std::fs::write(&key_file, pinecone.api_key()).unwrap();
+    let manifest = dir.path().join("demo-faq.yaml");
+    std::fs::write(
+        &manifest,
+        with_backend(&format!("{{ file: {} }}", key_file.display())),
+    )
+    .unwrap();
+    let (realtime, script) = question();
+    let env = Env::start(EnvOptions {
+        realtime,
+        agent_extra: "    knowledgeBases: [demo-faq]\n".into(),
+        knowledge: vec![manifest],
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let report = place_call(&env.call(script)).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert!(
+        env.realtime
+            .wait_sessions_closed(1, std::time::Duration::from_secs(5))
+            .await
+    );
+    let s = &env.realtime.sessions()[0];
+    assert_eq!(s.function_outputs.len(), 1, "{:#?}", s.events);
+    let output: serde_json::Value = serde_json::from_str(&s.function_outputs[0].1).unwrap();
+    let first = &output["passages"][0];
+    assert!(
+        first["text"].as_str().unwrap().contains("Saturday"),
+        "top passage: {output:#}"
+    );
+    assert!(
+        first["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("demo-faq/inline/opening-hours#"),
+        "{output:#}"
+    );
+    assert!(
+        !env.dir.path().join("data/knowledge.db").exists(),
+        "the gateway searched Pinecone and ingested nothing"
+    );
 }
