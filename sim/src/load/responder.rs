@@ -123,6 +123,9 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
 
     loop {
         tokio::select! {
+            // The socket first: its messages carry receive times, and a fixed order
+            // spares a random draw per wake-up.
+            biased;
             read = conn.fill() => {
                 let at = shared.clock.now_ns();
                 if read.is_err() {
