@@ -274,9 +274,10 @@ async fn connect_realtime(
 }
 
 async fn relay(st: Arc<FloorState>, socket: WebSocket) {
-    let (mut tw_tx, mut tw_rx) = socket.split();
+    // One task owns each socket, so neither is split (a split takes a lock on every poll).
+    let mut tw = socket;
     let stream_sid = loop {
-        match tw_rx.next().await {
+        match tw.next().await {
             Some(Ok(TwMessage::Text(t))) => {
                 if let Ok(m) = serde_json::from_str::<TwilioIn<'_>>(t.as_str())
                     && m.event == "start"
@@ -289,23 +290,22 @@ async fn relay(st: Arc<FloorState>, socket: WebSocket) {
             Some(Ok(_)) => {}
         }
     };
-    let Some(rt) = connect_realtime(&st).await else {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tw_tx.close()).await;
+    let Some(mut rt) = connect_realtime(&st).await else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tw.close()).await;
         return;
     };
-    let (mut rt_tx, mut rt_rx) = rt.split();
-    let mut rt_open = rt_tx.send(RtMessage::text(SESSION_UPDATE)).await.is_ok();
+    let mut rt_open = rt.send(RtMessage::text(SESSION_UPDATE)).await.is_ok();
     let mut tw_open = true;
     let mut greeted = false;
     let mut marks = 0u64;
     while rt_open && tw_open {
         tokio::select! {
-            msg = tw_rx.next() => match msg {
+            msg = tw.next() => match msg {
                 Some(Ok(TwMessage::Text(t))) => {
                     let Ok(m) = serde_json::from_str::<TwilioIn<'_>>(t.as_str()) else { continue };
                     match (m.event.as_ref(), m.media) {
                         ("media", Some(media)) => {
-                            rt_open = rt_tx.send(RtMessage::text(append(&media.payload))).await.is_ok();
+                            rt_open = rt.send(RtMessage::text(append(&media.payload))).await.is_ok();
                         }
                         ("stop", _) => tw_open = false,
                         _ => {}
@@ -314,18 +314,20 @@ async fn relay(st: Arc<FloorState>, socket: WebSocket) {
                 Some(Ok(TwMessage::Close(_)) | Err(_)) | None => tw_open = false,
                 Some(Ok(_)) => {}
             },
-            msg = rt_rx.next() => match msg {
+            msg = rt.next() => match msg {
                 Some(Ok(RtMessage::Text(t))) => {
                     let Ok(ev) = serde_json::from_str::<RealtimeIn<'_>>(t.as_str()) else { continue };
                     match (ev.kind.as_ref(), ev.delta) {
                         ("response.output_audio.delta", Some(delta)) => {
                             marks += 1;
-                            tw_open = tw_tx.send(TwMessage::Text(media(&stream_sid, &delta).into())).await.is_ok()
-                                && tw_tx.send(TwMessage::Text(mark(&stream_sid, marks).into())).await.is_ok();
+                            // Both frames in one write, as any bridge that batches would.
+                            tw_open = tw.feed(TwMessage::Text(media(&stream_sid, &delta).into())).await.is_ok()
+                                && tw.feed(TwMessage::Text(mark(&stream_sid, marks).into())).await.is_ok()
+                                && tw.flush().await.is_ok();
                         }
                         ("session.updated", _) if !greeted => {
                             greeted = true;
-                            rt_open = rt_tx.send(RtMessage::text(RESPONSE_CREATE)).await.is_ok();
+                            rt_open = rt.send(RtMessage::text(RESPONSE_CREATE)).await.is_ok();
                         }
                         _ => {}
                     }
@@ -336,10 +338,10 @@ async fn relay(st: Arc<FloorState>, socket: WebSocket) {
         }
     }
     if rt_open {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, rt_tx.send(RtMessage::Close(None))).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, rt.send(RtMessage::Close(None))).await;
     }
     if tw_open {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tw_tx.close()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tw.close()).await;
     }
 }
 
