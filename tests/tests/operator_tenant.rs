@@ -81,6 +81,11 @@ async fn create_gives_children_ready_status_and_then_silence() {
     // A short periodic requeue: the idle window below then covers several of them.
     cfg.requeue_interval = Duration::from_millis(500);
     let op = Operator::start(c.clone(), cfg);
+    // Ready (/readyz) once its watches listed, also in an empty cluster.
+    wait_for("operator ready", || async {
+        op.health.ready().then_some(())
+    })
+    .await;
 
     let created = create(&c, &tenant("dental", "")).await;
     let vt = wait_ready(&c, "dental").await;
@@ -426,7 +431,7 @@ async fn an_unreachable_database_degrades_and_recovers() {
         .unwrap();
     let proxy = Proxy::start(target).await.unwrap();
     proxy.cut();
-    let (_sim, c) = setup().await;
+    let (sim, c) = setup().await;
     let mut cfg = config("op-1");
     cfg.leader_election = false;
     cfg.database_admin_url = Some(via(&admin, proxy.addr));
@@ -435,6 +440,7 @@ async fn an_unreachable_database_degrades_and_recovers() {
     let name = unique("down");
     create(&c, &tenant(&name, "  deletionPolicy: Delete\n")).await;
     let vt = wait_condition(&c, &name, "Degraded", "True", Some("DatabaseUnreachable")).await;
+    let log_at_degraded = sim.write_log().len();
     let ready = vt
         .status
         .unwrap()
@@ -460,6 +466,18 @@ async fn an_unreachable_database_degrades_and_recovers() {
             .unwrap()
             .is_none()
     );
+    // Degraded was written once: the retries, failing the same way, write nothing.
+    let rewrites: Vec<String> = sim.write_log()[log_at_degraded..]
+        .iter()
+        .filter(|w| w.name == name)
+        .map(|w| {
+            format!(
+                "{} {} {:?} changed={}",
+                w.verb, w.resource, w.subresource, w.changed
+            )
+        })
+        .collect();
+    assert_eq!(rewrites, Vec::<String>::new());
 
     proxy.restore();
     let vt = wait_ready(&c, &name).await;
@@ -542,7 +560,11 @@ async fn only_the_leader_writes_and_the_standby_takes_over() {
     })
     .await;
     let (leader, standby) = if a.is_leader() { (a, b) } else { (b, a) };
-    assert!(standby.health.ready(), "a standby reports ready");
+    // A standby reports ready (a rolling update of the operator proceeds).
+    wait_for("standby ready", || async {
+        standby.health.ready().then_some(())
+    })
+    .await;
 
     create(&c, &tenant("one", "")).await;
     wait_settled(&c, "one").await;

@@ -3,6 +3,7 @@
 //! reconciles (what it applied, consecutive failures, what it provisioned).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,7 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
-use switchboard_crds::VoiceTenant;
+use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
 
 use super::config::OperatorConfig;
 use super::decide::Live;
@@ -22,10 +23,10 @@ use crate::database::Provisioner;
 use crate::labels::MANAGER;
 use crate::metrics::{Metrics, TENANT_CONTROLLER};
 
-/// The watch caches of the tenants and of every kind the controller writes.
+/// The watch caches of every kind the controller writes (the tenants' is the
+/// controller's own).
 #[derive(Clone)]
 pub(crate) struct Stores {
-    pub tenants: Store<VoiceTenant>,
     pub deployments: Store<Deployment>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub services: Store<PartialObjectMeta<Service>>,
@@ -36,26 +37,22 @@ pub(crate) struct Stores {
     /// Every Secret's metadata in the watched scope: referenced Secrets are not ours and
     /// carry no label of ours.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// One flag per watch, set once it has listed everything (its first `InitDone`).
+    pub synced: Arc<Vec<Arc<AtomicBool>>>,
 }
 
 impl Stores {
-    /// Waits until every cache has listed once; `false` when a cache's writer is gone
-    /// (the controller is stopping).
-    pub fn ready(&self) -> futures_util::future::BoxFuture<'static, bool> {
-        let stores = self.clone();
+    /// Waits until every cache has listed once.
+    ///
+    /// Polls flags set by the watch streams instead of `Store::wait_until_ready`: that
+    /// wakes only the last of several concurrent waiters (its one-shot channel keeps one
+    /// waker), and the controller itself waits on the tenants' store.
+    pub fn ready(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let synced = self.synced.clone();
         Box::pin(async move {
-            let results = [
-                stores.tenants.wait_until_ready().await.is_ok(),
-                stores.deployments.wait_until_ready().await.is_ok(),
-                stores.config_maps.wait_until_ready().await.is_ok(),
-                stores.services.wait_until_ready().await.is_ok(),
-                stores.service_accounts.wait_until_ready().await.is_ok(),
-                stores.pdbs.wait_until_ready().await.is_ok(),
-                stores.hpas.wait_until_ready().await.is_ok(),
-                stores.ingresses.wait_until_ready().await.is_ok(),
-                stores.secrets.wait_until_ready().await.is_ok(),
-            ];
-            results.iter().all(|ok| *ok)
+            while !synced.iter().all(|f| f.load(Ordering::Acquire)) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
         })
     }
 }
@@ -77,6 +74,9 @@ pub(crate) struct Context {
     failures: Mutex<HashMap<ObjectRef<VoiceTenant>, u32>>,
     /// Per tenant UID: the role, schema and Secret version last ensured on the database.
     provisioned: Mutex<HashMap<String, String>>,
+    /// Per tenant UID: the status this process last wrote, and the resourceVersion the
+    /// write returned (the watch cache may still show the tenant before it).
+    statuses: Mutex<HashMap<String, (u64, VoiceTenantStatus)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +110,7 @@ impl Context {
             applied: Mutex::default(),
             failures: Mutex::default(),
             provisioned: Mutex::default(),
+            statuses: Mutex::default(),
         }
     }
 
@@ -144,6 +145,7 @@ impl Context {
         lock(&self.applied).retain(|(_, ns, name), _| !(ns == namespace && name == child_name));
         if let Some(uid) = uid {
             lock(&self.provisioned).remove(uid);
+            lock(&self.statuses).remove(uid);
         }
     }
 
@@ -163,6 +165,28 @@ impl Context {
     /// `tenant` reconciled: its backoff starts over.
     pub fn succeeded(&self, tenant: &ObjectRef<VoiceTenant>) {
         lock(&self.failures).remove(tenant);
+    }
+
+    /// The tenant's status as last written by this process, when that write is newer
+    /// than the copy of the tenant being reconciled (a lagging watch cache).
+    pub fn newer_status(&self, vt: &VoiceTenant) -> Option<VoiceTenantStatus> {
+        let uid = vt.metadata.uid.as_deref()?;
+        let seen: u64 = vt.metadata.resource_version.as_deref()?.parse().ok()?;
+        let statuses = lock(&self.statuses);
+        let (written, status) = statuses.get(uid)?;
+        (*written > seen).then(|| status.clone())
+    }
+
+    /// Remembers a status written at `resource_version`.
+    pub fn wrote_status(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        status: VoiceTenantStatus,
+    ) {
+        if let Some(rv) = resource_version.and_then(|v| v.parse().ok()) {
+            lock(&self.statuses).insert(uid.to_string(), (rv, status));
+        }
     }
 
     pub fn provisioned(&self, uid: &str) -> Option<String> {

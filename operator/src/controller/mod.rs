@@ -29,6 +29,7 @@ pub mod tenant;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -82,6 +83,7 @@ where
 fn metadata_watch<K>(
     api: Api<PartialObjectMeta<K>>,
     config: watcher::Config,
+    synced: &Arc<AtomicBool>,
 ) -> (
     Store<PartialObjectMeta<K>>,
     impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
@@ -94,8 +96,21 @@ where
         .default_backoff()
         .modify(|o: &mut PartialObjectMeta<K>| o.managed_fields_mut().clear())
         .reflect(writer)
+        .inspect(mark_synced(synced))
         .touched_objects();
     (store, stream)
+}
+
+/// Sets `flag` once the watch has listed everything (after the reflector stored it).
+fn mark_synced<K>(
+    flag: &Arc<AtomicBool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
+    let flag = flag.clone();
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            flag.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The tenants in `secret`'s namespace that reference it or own it.
@@ -173,41 +188,59 @@ pub async fn run_controllers(
     let ns = config.watch_namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
+    let synced: Vec<Arc<AtomicBool>> = (0..9).map(|_| Arc::default()).collect();
+    let (tenants, tenant_writer) = reflector::store();
+    let tenant_stream = watcher(api::<VoiceTenant>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|vt: &mut VoiceTenant| vt.managed_fields_mut().clear())
+        .reflect(tenant_writer)
+        .inspect(mark_synced(&synced[0]))
+        .applied_objects();
     let (deployments, deployment_writer) = reflector::store();
     let deployment_stream = watcher(api::<Deployment>(&client, ns), owned.clone())
         .default_backoff()
         .modify(|d: &mut Deployment| d.managed_fields_mut().clear())
         .reflect(deployment_writer)
+        .inspect(mark_synced(&synced[1]))
         .touched_objects();
     let (config_maps, cm_stream) = metadata_watch(
         api::<PartialObjectMeta<ConfigMap>>(&client, ns),
         owned.clone(),
+        &synced[2],
     );
     let (services, svc_stream) = metadata_watch(
         api::<PartialObjectMeta<Service>>(&client, ns),
         owned.clone(),
+        &synced[3],
     );
     let (service_accounts, sa_stream) = metadata_watch(
         api::<PartialObjectMeta<ServiceAccount>>(&client, ns),
         owned.clone(),
+        &synced[4],
     );
     let (pdbs, pdb_stream) = metadata_watch(
         api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
         owned.clone(),
+        &synced[5],
     );
     let (hpas, hpa_stream) = metadata_watch(
         api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
         owned.clone(),
+        &synced[6],
     );
-    let (ingresses, ing_stream) =
-        metadata_watch(api::<PartialObjectMeta<Ingress>>(&client, ns), owned);
+    let (ingresses, ing_stream) = metadata_watch(
+        api::<PartialObjectMeta<Ingress>>(&client, ns),
+        owned,
+        &synced[7],
+    );
     let (secrets, secret_stream) = metadata_watch(
         api::<PartialObjectMeta<Secret>>(&client, ns),
         watcher::Config::default(),
+        &synced[8],
     );
 
-    let controller = Controller::new(api::<VoiceTenant>(&client, ns), watcher::Config::default());
-    let tenants = controller.store();
+    // The tenants' watch is ours too (not `Controller::new`'s), to know when it synced.
+    let controller = Controller::for_stream(tenant_stream, tenants.clone());
     let mapper_tenants = tenants.clone();
     let controller = controller
         .owns_stream(deployment_stream)
@@ -245,7 +278,6 @@ pub async fn run_controllers(
         .graceful_shutdown_on(shutdown);
 
     let stores = Stores {
-        tenants,
         deployments,
         config_maps,
         services,
@@ -254,14 +286,14 @@ pub async fn run_controllers(
         hpas,
         ingresses,
         secrets,
+        synced: Arc::new(synced),
     };
     let synced = {
         let (stores, health) = (stores.clone(), health.clone());
         tokio::spawn(async move {
-            if stores.ready().await {
-                health.set_synced(true);
-                tracing::info!("watch caches synced");
-            }
+            stores.ready().await;
+            health.set_synced(true);
+            tracing::info!("watch caches synced");
         })
     };
     let ctx = Arc::new(Context::new(client, config, provisioner, stores, metrics));

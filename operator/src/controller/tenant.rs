@@ -5,6 +5,31 @@
 //! ([`super::apply`]), the status only when it differs from the stored one, the
 //! database is ensured once per tenant and Secret version per process. An idle
 //! reconcile (the periodic requeue, a Deployment status echo) therefore sends nothing.
+//!
+//! # Failures
+//!
+//! A failed reconcile writes `Degraded=True` with the error's category as reason (once:
+//! an identical failure on retry computes an identical status, which is not written),
+//! emits a `ReconcileFailed` Warning event when the failure is new, counts
+//! `switchboard_operator_reconcile_failures_total{category}`, and is retried after a
+//! per-tenant exponential backoff (`retry_min` doubling to `retry_max`, reset by a
+//! success). An invalid spec changes no child.
+//!
+//! # Deletion
+//!
+//! Tenants whose database the operator manages (an admin URL is configured and the
+//! tenant has no `spec.database.url`) carry the finalizer [`FINALIZER`]. On deletion no
+//! child is re-applied (owner references let the garbage collector remove them), and:
+//!
+//! - `deletionPolicy: Retain` (default): role, schema and data stay; a `DatabaseRetained`
+//!   event names them;
+//! - `deletionPolicy: Delete`: schema and role are dropped (`DatabaseDropped`); one that
+//!   is already gone, or a database that no longer exists, counts as dropped;
+//! - the database unreachable: the drop is retried with the usual backoff until
+//!   `cleanup_timeout` (`--cleanup-timeout-seconds`, default 10 min) has passed since
+//!   `deletionTimestamp`; then a `DatabaseLeft` Warning event names the schema and role
+//!   left on the server, and the finalizer is removed so the tenant (and its namespace)
+//!   can go. A DBA drops them by hand (`DROP SCHEMA … CASCADE; DROP ROLE …`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,7 +202,7 @@ async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Rec
             None,
         ),
         Err(e) => {
-            let failure = Failure::new(e.category(), e.to_string());
+            let failure = Failure::new(e.category(), condition_message(e));
             (
                 Observed {
                     generation: vt.meta().generation,
@@ -191,12 +216,16 @@ async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Rec
         }
     };
     let now = Time(jiff::Timestamp::now());
-    let next = tenant_status(vt.status.as_ref(), &observed, &now);
-    if should_write_status(vt.status.as_ref(), &next) {
+    // Our own last write, if the cached tenant does not show it yet: comparing with the
+    // older copy would write again (and restart lastTransitionTime).
+    let newer = ctx.newer_status(&vt);
+    let previous = newer.as_ref().or(vt.status.as_ref());
+    let next = tenant_status(previous, &observed, &now);
+    if should_write_status(previous, &next) {
         let written = write_status(&vt, &next, ctx).await;
         let news = failure
             .as_ref()
-            .is_some_and(|f| degraded_changed(vt.status.as_ref(), f));
+            .is_some_and(|f| degraded_changed(previous, f));
         if news && let Some(failure) = &failure {
             ctx.event(
                 &vt,
@@ -214,6 +243,20 @@ async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Rec
         }
     }
     outcome.map(|_| Action::requeue(ctx.config.requeue_interval))
+}
+
+/// The `Degraded` message of a failure. An unreachable database fails each retry with
+/// whatever the network said this time (refused, reset, closed mid-handshake); the
+/// condition keeps one message so retries do not rewrite the status, and the details go
+/// to the logs.
+fn condition_message(e: &ReconcileError) -> String {
+    match e {
+        ReconcileError::Database(db) if db.is_transient() => {
+            "the database is unreachable; retrying with backoff (details in the operator's logs)"
+                .to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Whether `failure` is news: the stored `Degraded` condition says something else.
@@ -245,8 +288,16 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|e| ReconcileError::kube(format!("update status of {namespace}/{name}"), e))?;
-    Ok(())
+    .map_err(|e| ReconcileError::kube(format!("update status of {namespace}/{name}"), e))
+    .map(|written| {
+        if let Some(uid) = vt.metadata.uid.as_deref() {
+            ctx.wrote_status(
+                uid,
+                written.metadata.resource_version.as_deref(),
+                status.clone(),
+            );
+        }
+    })
 }
 
 fn live_rollout(vt: &VoiceTenant, ctx: &Context) -> Option<Rollout> {

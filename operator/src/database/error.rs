@@ -135,6 +135,9 @@ fn sqlx_unreachable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        // A connection closed mid-handshake (a proxy or load balancer with no server
+        // behind it) reads as a malformed answer to the SSLRequest.
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
