@@ -65,6 +65,14 @@ const ALL_ON: &[&str] = &[
     "priorityClassName=system-cluster-critical",
     "--set",
     "tolerations[0].operator=Exists",
+    "--set",
+    "leaderElection.leaseDurationSeconds=20",
+    "--set",
+    "reconcile.concurrency=32",
+    "--set",
+    "reconcile.requeueSeconds=900",
+    "--set",
+    "database.cleanupTimeoutSeconds=300",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -312,26 +320,38 @@ fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
 // The operator's side of the contract
 // ---------------------------------------------------------------------------------------
 
-/// Environment variables `operator run` reads (operator contract, "Operator command
-/// line"). RUST_LOG is the log filter, read by the tracing subscriber, not by clap.
-fn operator_env_names() -> BTreeSet<&'static str> {
-    [
-        "SWITCHBOARD_OPERATOR_LISTEN",
-        "SWITCHBOARD_GATEWAY_IMAGE",
-        "SWITCHBOARD_DATABASE_ADMIN_URL",
-        "SWITCHBOARD_WATCH_NAMESPACE",
-        "SWITCHBOARD_PUBLIC_DOMAIN",
-        "SWITCHBOARD_INGRESS_CLASS",
-        "SWITCHBOARD_INGRESS_TLS_SECRET",
-        "SWITCHBOARD_LEADER_ELECTION",
-        "SWITCHBOARD_LEASE_NAME",
-        "POD_NAMESPACE",
-        "POD_NAME",
-        "SWITCHBOARD_LOG_FORMAT",
-        "RUST_LOG",
-    ]
-    .into_iter()
-    .collect()
+/// Environment variables of `operator run` that the operator contract lists ("Operator
+/// command line"): the chart sets these.
+const CONTRACT_ENV: &[&str] = &[
+    "SWITCHBOARD_OPERATOR_LISTEN",
+    "SWITCHBOARD_GATEWAY_IMAGE",
+    "SWITCHBOARD_DATABASE_ADMIN_URL",
+    "SWITCHBOARD_WATCH_NAMESPACE",
+    "SWITCHBOARD_PUBLIC_DOMAIN",
+    "SWITCHBOARD_INGRESS_CLASS",
+    "SWITCHBOARD_INGRESS_TLS_SECRET",
+    "SWITCHBOARD_LEADER_ELECTION",
+    "SWITCHBOARD_LEASE_NAME",
+    "POD_NAMESPACE",
+    "POD_NAME",
+    "SWITCHBOARD_LOG_FORMAT",
+];
+
+/// Environment variables `operator run` reads: the `env` of every argument in its clap
+/// definition, and RUST_LOG (the log filter, read by the tracing subscriber).
+fn operator_env_names() -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let cli = switchboard_operator::cli::Cli::command();
+    let run = cli
+        .find_subcommand("run")
+        .expect("the operator has a `run` subcommand");
+    let mut names: BTreeSet<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    names.insert("RUST_LOG".to_string());
+    names
 }
 
 /// What the operator does to the API server (operator contract, "RBAC needs"):
@@ -430,6 +450,11 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
         "SWITCHBOARD_PUBLIC_DOMAIN",
         "SWITCHBOARD_INGRESS_CLASS",
         "SWITCHBOARD_INGRESS_TLS_SECRET",
+        // Tuning left to the operator's own defaults.
+        "SWITCHBOARD_LEASE_DURATION_SECONDS",
+        "SWITCHBOARD_CONCURRENCY",
+        "SWITCHBOARD_REQUEUE_SECONDS",
+        "SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS",
     ] {
         assert!(!env_map(c).contains_key(unset), "{unset} is set by default");
     }
@@ -467,6 +492,14 @@ fn every_toggle_on_renders_valid_objects_that_fit_together() {
         env_value(c, "SWITCHBOARD_INGRESS_TLS_SECRET"),
         Some("voice-wildcard-tls")
     );
+    for (name, value) in [
+        ("SWITCHBOARD_LEASE_DURATION_SECONDS", "20"),
+        ("SWITCHBOARD_CONCURRENCY", "32"),
+        ("SWITCHBOARD_REQUEUE_SECONDS", "900"),
+        ("SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS", "300"),
+    ] {
+        assert_eq!(env_value(c, name), Some(value), "{name}");
+    }
 
     // The admin URL comes from the Secret the chart made, by its name and key.
     let secret: Secret = one(&objects, "Secret").typed();
@@ -586,7 +619,7 @@ fn operator_deployment_speaks_the_operator_command_line() {
     let known = operator_env_names();
     for name in env_map(c).keys() {
         assert!(
-            known.contains(name.as_str()),
+            known.contains(name),
             "the Deployment sets {name}, which `operator run` does not read"
         );
     }
@@ -861,39 +894,16 @@ fn exported_metrics() -> BTreeMap<String, BTreeSet<String>> {
     names
 }
 
-/// The operator's metrics (operator contract, "Operator metrics").
+/// What the operator's metrics module exports.
 fn operator_metrics() -> BTreeMap<String, BTreeSet<String>> {
-    let set = |labels: &[&str]| {
-        labels
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<BTreeSet<_>>()
-    };
-    let mut names = BTreeMap::new();
-    names.insert(
-        "switchboard_operator_reconciliations_total".to_string(),
-        set(&["controller"]),
-    );
-    names.insert(
-        "switchboard_operator_reconcile_failures_total".to_string(),
-        set(&["controller", "category"]),
-    );
-    for suffix in ["_sum", "_count"] {
-        names.insert(
-            format!("switchboard_operator_reconcile_duration_seconds{suffix}"),
-            set(&["controller"]),
-        );
+    let m = switchboard_operator::metrics::Metrics::new().unwrap();
+    for v in [&m.reconciliations, &m.failures, &m.api_writes] {
+        v.with_label_values(&any_label_values(v)).inc();
     }
-    names.insert(
-        "switchboard_operator_reconcile_duration_seconds_bucket".to_string(),
-        set(&["controller", "le"]),
-    );
-    names.insert("switchboard_operator_leader".to_string(), set(&[]));
-    names.insert(
-        "switchboard_operator_api_writes_total".to_string(),
-        set(&["controller", "kind"]),
-    );
-    names
+    m.duration
+        .with_label_values(&any_label_values(&m.duration))
+        .observe(0.01);
+    exposition_series(&m.render())
 }
 
 /// Every PromQL string of the dashboard (panel targets, nested or not, and template
@@ -1271,4 +1281,39 @@ fn install_notes_tell_the_next_steps_for_the_cluster_example() {
     // Defaults leave Twilio without a way in and records in the pod: the notes say so.
     assert!(notes.contains("publicDomain is not set"));
     assert!(notes.contains("no database admin Secret"));
+}
+
+#[test]
+fn operator_cli_reads_every_variable_of_the_contract() {
+    let names = operator_env_names();
+    for name in CONTRACT_ENV {
+        assert!(names.contains(*name), "`operator run` has no {name}");
+    }
+}
+
+#[test]
+fn operator_exports_the_metrics_of_the_contract() {
+    let exported = operator_metrics();
+    for (name, labels) in [
+        (
+            "switchboard_operator_reconciliations_total",
+            &["controller"][..],
+        ),
+        (
+            "switchboard_operator_reconcile_failures_total",
+            &["controller", "category"],
+        ),
+        (
+            "switchboard_operator_reconcile_duration_seconds_bucket",
+            &["controller", "le"],
+        ),
+        ("switchboard_operator_leader", &[]),
+        (
+            "switchboard_operator_api_writes_total",
+            &["controller", "kind"],
+        ),
+    ] {
+        let expected: BTreeSet<String> = labels.iter().map(|l| l.to_string()).collect();
+        assert_eq!(exported.get(name), Some(&expected), "{name}");
+    }
 }
