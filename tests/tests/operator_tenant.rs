@@ -423,6 +423,34 @@ async fn database_provisioned_then_dropped_or_retained_on_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_secret_is_reported_not_replaced() {
+    let Some(admin) = admin_url() else { return };
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(admin.clone());
+    let op = Operator::start(c.clone(), cfg);
+
+    let name = unique("lost");
+    create(&c, &tenant(&name, "")).await;
+    let vt = wait_ready(&c, &name).await;
+    let db = TenantDatabase::from_status(&vt.status.unwrap().database.unwrap()).unwrap();
+    api::<Secret>(&c)
+        .delete(&db.secret_name, &Default::default())
+        .await
+        .unwrap();
+    // A fresh password would not match the existing role: the gateways could not log in.
+    wait_condition(&c, &name, "Degraded", "True", Some("DatabaseSecretLost")).await;
+    assert!(
+        api::<Secret>(&c).get_opt(&db.secret_name).await.unwrap().is_none(),
+        "no new Secret with a password the role does not have"
+    );
+    assert_eq!(exists(&admin, &db).await, (true, true), "role and schema kept");
+    op.stop().await;
+    Provisioner::new(&admin).unwrap().drop(&db).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_degrades_and_recovers() {
     let Some(admin) = admin_url() else { return };
     let target = admin

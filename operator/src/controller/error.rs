@@ -28,6 +28,18 @@ pub enum ReconcileError {
         /// The Secret.
         name: String,
     },
+    /// The tenant's role exists but its credentials Secret is gone. A new password would
+    /// not match the role (whose password is never changed by the operator), so the
+    /// gateways could not log in: a human restores the Secret or resets the role.
+    #[error(
+        "Secret {name} is missing but role {role} already exists; restore the Secret, or drop the role (or set its password to a new Secret's) by hand"
+    )]
+    LostSecret {
+        /// The Secret.
+        name: String,
+        /// The tenant's existing role.
+        role: String,
+    },
     /// The tenant's database Secret has no password (someone edited it); the role's
     /// password is never changed to match something else.
     #[error("Secret {name} has no password key; delete it to have a new one generated")]
@@ -63,6 +75,7 @@ impl ReconcileError {
             Self::Database(e) => e.category(),
             Self::ForeignSecret { .. } => "SecretConflict",
             Self::InvalidSecret { .. } => "InvalidDatabaseSecret",
+            Self::LostSecret { .. } => "DatabaseSecretLost",
             Self::Kube { source, .. } => match source {
                 kube::Error::Api(status) if status.is_conflict() => "Conflict",
                 kube::Error::Api(status) if status.is_forbidden() => "Forbidden",

@@ -466,6 +466,14 @@ async fn provision(
     let secret = match api.get_opt(&db.secret_name).await.map_err(read)? {
         Some(secret) => secret,
         None => {
+            // CNPG #9677 the other way round: never pair an existing role with a fresh
+            // password that the role does not have.
+            if provisioner.role_exists(&db).await? {
+                return Err(ReconcileError::LostSecret {
+                    name: db.secret_name.clone(),
+                    role: db.role.clone(),
+                });
+            }
             let password = crate::database::generate_password();
             let secret = build_database_secret(vt, &db, &password, provisioner.target())?;
             ctx.count_write("Secret");
