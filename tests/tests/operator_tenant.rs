@@ -442,10 +442,18 @@ async fn a_lost_database_secret_is_reported_not_replaced() {
     // A fresh password would not match the existing role: the gateways could not log in.
     wait_condition(&c, &name, "Degraded", "True", Some("DatabaseSecretLost")).await;
     assert!(
-        api::<Secret>(&c).get_opt(&db.secret_name).await.unwrap().is_none(),
+        api::<Secret>(&c)
+            .get_opt(&db.secret_name)
+            .await
+            .unwrap()
+            .is_none(),
         "no new Secret with a password the role does not have"
     );
-    assert_eq!(exists(&admin, &db).await, (true, true), "role and schema kept");
+    assert_eq!(
+        exists(&admin, &db).await,
+        (true, true),
+        "role and schema kept"
+    );
     op.stop().await;
     Provisioner::new(&admin).unwrap().drop(&db).await.unwrap();
 }
