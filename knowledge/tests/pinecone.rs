@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{CountingEmbedder, FAKE_DIMS};
+use common::FAKE_DIMS;
+use common::scenario::incremental_steps;
 use switchboard_knowledge::embed::normalize;
 use switchboard_knowledge::store::pinecone::{API_VERSION, PineconeConfig, PineconeStore};
-use switchboard_knowledge::{
-    ChunkingConfig, Document, StoreError, StoredChunk, VectorStore, chunk_document, ingest,
-};
+use switchboard_knowledge::{StoreError, StoredChunk, VectorStore};
 use switchboard_sim::pinecone::{PineconeSim, PineconeSimConfig};
 
 const INDEX: &str = "switchboard-test";
@@ -46,43 +44,6 @@ async fn store(sim: &PineconeSim, dims: usize) -> PineconeStore {
         .unwrap()
 }
 
-fn chunking() -> ChunkingConfig {
-    ChunkingConfig {
-        size: 200,
-        overlap: 40,
-    }
-}
-
-fn docs() -> Vec<Document> {
-    vec![
-        Document {
-            id: "hours".into(),
-            title: "Opening hours".into(),
-            content: "# Weekdays\nMonday to Friday 8am to 6pm.\n\n# Weekend\nSaturday 9am to 1pm. Closed on Sunday.".into(),
-            category: Some("general".into()),
-        },
-        Document {
-            id: "returns".into(),
-            title: "Returns".into(),
-            content: "Unused items can be returned within 30 days with a receipt. ".repeat(8),
-            category: None,
-        },
-        Document {
-            id: "parking".into(),
-            title: "Parking".into(),
-            content: "Free parking behind the building.".into(),
-            category: None,
-        },
-    ]
-}
-
-fn ids_of(doc: &Document) -> HashSet<String> {
-    chunk_document(doc, &chunking())
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
-}
-
 fn unit(v: &[f32]) -> Vec<f32> {
     let mut v = v.to_vec();
     normalize(&mut v);
@@ -104,64 +65,7 @@ fn chunk(id: &str, embedding: Vec<f32>) -> StoredChunk {
 async fn incremental_ingestion() {
     let sim = sim().await;
     let store = store(&sim, FAKE_DIMS).await;
-    let kb = "shop";
-    let embedder = CountingEmbedder::default();
-    let mut docs = docs();
-    let total: usize = docs.iter().map(|d| ids_of(d).len()).sum();
-    assert!(
-        total >= 5,
-        "fixture should make several chunks, made {total}"
-    );
-
-    // 1. First ingestion embeds everything.
-    let first = ingest(kb, &docs, &chunking(), &embedder, &store)
-        .await
-        .unwrap();
-    assert_eq!((first.chunks, first.embedded), (total, total));
-    assert_eq!(embedder.take().0, total);
-    assert_eq!(store.list_hashes(kb).await.unwrap().len(), total);
-
-    // Nothing changed: nothing embedded.
-    let again = ingest(kb, &docs, &chunking(), &embedder, &store)
-        .await
-        .unwrap();
-    assert_eq!(
-        (again.embedded, again.deleted, again.unchanged),
-        (0, 0, total)
-    );
-    assert_eq!(again.content_hash, first.content_hash);
-    assert_eq!(embedder.take().0, 0);
-
-    // 2. Update one section of one document: only that chunk is re-embedded.
-    docs[0].content = docs[0]
-        .content
-        .replace("Saturday 9am to 1pm", "Saturday 10am to 4pm");
-    let updated = ingest(kb, &docs, &chunking(), &embedder, &store)
-        .await
-        .unwrap();
-    let (n, seen) = embedder.take();
-    assert_eq!((updated.embedded, n), (1, 1));
-    assert!(seen[0].contains("Saturday 10am to 4pm"), "{seen:?}");
-    let q = CountingEmbedder::vector(&seen[0]);
-    let hits = store.search(kb, &q, 1, 0.0).await.unwrap();
-    assert_eq!(hits[0].doc_id, "hours");
-    assert!(hits[0].text.contains("10am to 4pm"));
-    assert!((hits[0].score - 1.0).abs() < 1e-4, "{}", hits[0].score);
-
-    // 3. Delete a document: its chunks are gone, nothing embedded.
-    let returns_ids = ids_of(&docs[1]);
-    docs.remove(1);
-    let deleted = ingest(kb, &docs, &chunking(), &embedder, &store)
-        .await
-        .unwrap();
-    assert_eq!((deleted.embedded, deleted.deleted), (0, returns_ids.len()));
-    assert_eq!(embedder.take().0, 0);
-    let stored = store.list_hashes(kb).await.unwrap();
-    assert_eq!(stored.len(), total - returns_ids.len());
-    assert!(stored.keys().all(|id| !returns_ids.contains(id)));
-    let all = store.search(kb, &q, 100, -1.0).await.unwrap();
-    assert_eq!(all.len(), stored.len());
-    assert!(all.iter().all(|h| h.doc_id != "returns"));
+    incremental_steps(&store).await;
 }
 
 #[tokio::test]

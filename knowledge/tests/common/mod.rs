@@ -2,6 +2,8 @@
 //! counting embedder double.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod scenario;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
