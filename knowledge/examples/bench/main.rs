@@ -195,8 +195,37 @@ fn chunks_of(docs: &[switchboard_knowledge::Document]) -> Vec<Chunk> {
         .collect()
 }
 
+/// The smallest cosine between this encoder's vectors and sentence-transformers' for the
+/// committed reference texts (knowledge/fixtures): how far the encoder's shortcuts
+/// (half-float weights, summation order) move the embeddings.
+fn reference_agreement(model: &LocalMiniLm) -> Result<f64> {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/reference_vectors.json"))?;
+    let cases = fixture["cases"].as_array().ok_or("fixture without cases")?;
+    let mut worst = 1.0f64;
+    for case in cases {
+        let text = case["text"].as_str().ok_or("case without text")?;
+        let want: Vec<f64> = case["embedding"]
+            .as_array()
+            .ok_or("case without embedding")?
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        let got = model.embed_blocking(&[text])?.remove(0);
+        let dot: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(*a) * b).sum();
+        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+        worst = worst.min(dot / norm);
+    }
+    Ok(worst)
+}
+
 async fn bench_embed(args: &Args) -> Result<()> {
     let model = model(args, 1)?;
+    let worst = reference_agreement(&model)?;
+    println!(
+        "agreement with sentence-transformers (knowledge/fixtures reference texts): smallest cosine {worst:.7}"
+    );
+    report(json!({"what": "reference_cosine_min", "cosine": worst}));
     let n_queries: usize = args.get("queries", 300)?;
     let n_passages: usize = args.get("passages", 640)?;
     let questions = corpus::questions(n_queries + 20, 7);

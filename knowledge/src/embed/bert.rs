@@ -81,8 +81,9 @@ struct Layer {
 
 /// The loaded encoder.
 pub(crate) struct Bert {
-    /// `[vocab][hidden]`.
-    word: Vec<f32>,
+    /// `[vocab][hidden]` as IEEE half floats: only a few rows are read per input, and at
+    /// half size the table (30k × 384 for MiniLM) costs 23 MB of the process instead of 47.
+    word: Vec<half::f16>,
     vocab: usize,
     /// Position embedding plus the token-type-0 embedding, `[max_positions][hidden]`.
     position_type: Vec<f32>,
@@ -205,10 +206,14 @@ impl Bert {
         let heads = config.num_attention_heads;
         let inner = config.intermediate_size;
 
-        let word = w.take(
-            "embeddings.word_embeddings.weight",
-            &[config.vocab_size, hidden],
-        )?;
+        let word = w
+            .take(
+                "embeddings.word_embeddings.weight",
+                &[config.vocab_size, hidden],
+            )?
+            .into_iter()
+            .map(half::f16::from_f32)
+            .collect();
         let mut position_type = w.take(
             "embeddings.position_embeddings.weight",
             &[config.max_position_embeddings, hidden],
@@ -309,7 +314,7 @@ impl Bert {
                 let word = &self.word[id_usize * h..(id_usize + 1) * h];
                 let position = &self.position_type[pos * h..(pos + 1) * h];
                 for ((v, a), b) in x[r * h..(r + 1) * h].iter_mut().zip(word).zip(position) {
-                    *v = a + b;
+                    *v = a.to_f32() + b;
                 }
                 r += 1;
             }
