@@ -108,6 +108,14 @@ pub struct RunArgs {
     /// /opt/switchboard/model.
     #[arg(long, env = "SWITCHBOARD_MODEL_DIR")]
     pub model_dir: Option<std::path::PathBuf>,
+    /// S3-compatible endpoint (MinIO, moto) for knowledge bases' S3 sources, with
+    /// path-style addressing. Default: AWS, or `AWS_ENDPOINT_URL_S3` when set.
+    #[arg(long, env = "SWITCHBOARD_S3_ENDPOINT_URL")]
+    pub s3_endpoint_url: Option<String>,
+    /// Seconds between re-listings of knowledge bases with an S3 source (S3 cannot be
+    /// watched; an unchanged bucket costs one listing and embeds nothing).
+    #[arg(long, env = "SWITCHBOARD_S3_RESYNC_SECONDS", default_value_t = 300)]
+    pub s3_resync_seconds: u64,
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -137,6 +145,14 @@ impl RunArgs {
         config.cleanup_timeout = Duration::from_secs(self.cleanup_timeout_seconds);
         config.concurrency = self.concurrency.max(1);
         config.model_dir = self.model_dir.clone();
+        // AWS_ENDPOINT_URL_S3 is the SDK's own variable; reading it here too tells the
+        // client to address buckets by path, as S3-compatible stores need.
+        config.s3.endpoint_url = self
+            .s3_endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .filter(|u| !u.is_empty());
+        config.s3.resync = Duration::from_secs(self.s3_resync_seconds.max(1));
         config
     }
 }
@@ -182,6 +198,7 @@ mod tests {
         assert_eq!(c.database_admin_url, None);
         assert_eq!(c.watch_namespace, None);
         assert_eq!(c.requeue_interval, Duration::from_secs(600));
+        assert_eq!(c.s3.resync, Duration::from_secs(300));
     }
 
     #[test]
@@ -203,6 +220,10 @@ mod tests {
             "json",
             "--lease-namespace",
             "ops",
+            "--s3-endpoint-url",
+            "http://127.0.0.1:9000",
+            "--s3-resync-seconds",
+            "60",
         ])
         .config();
         assert!(!c.leader_election);
@@ -210,6 +231,8 @@ mod tests {
         assert_eq!(c.database_admin_url.as_deref(), Some("postgres://a@h/d"));
         assert_eq!(c.watch_namespace.as_deref(), Some("voice"));
         assert_eq!(c.lease_namespace, "ops");
+        assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.s3.resync, Duration::from_secs(60));
         assert!(c.base_ctx("t", "n").public.unwrap().ingress.is_some());
     }
 

@@ -23,6 +23,7 @@ pub mod controller;
 pub mod ctx;
 pub mod database;
 pub mod error;
+pub mod events;
 pub mod knowledge;
 pub mod labels;
 pub mod leader;

@@ -184,6 +184,7 @@ fn controller(c: &Client, model: PathBuf) -> (watch::Sender<bool>, tokio::task::
         },
         first_backoff: Some(Duration::from_millis(200)),
         metrics: None,
+        ..Default::default()
     };
     let task = tokio::spawn(switchboard_operator::knowledge::run(
         c.clone(),

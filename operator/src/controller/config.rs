@@ -46,6 +46,8 @@ pub struct OperatorConfig {
     /// The all-MiniLM-L6-v2 model directory for knowledge bases with the local embedder
     /// (the KnowledgeBase controller loads it once, on first use).
     pub model_dir: Option<std::path::PathBuf>,
+    /// S3 sources of knowledge bases: endpoint (MinIO, moto) and re-list period.
+    pub s3: crate::knowledge::S3Settings,
 }
 
 impl OperatorConfig {
@@ -70,6 +72,7 @@ impl OperatorConfig {
             cleanup_timeout: Duration::from_secs(600),
             concurrency: 16,
             model_dir: None,
+            s3: crate::knowledge::S3Settings::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
@@ -20,7 +20,7 @@ use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
 use super::config::OperatorConfig;
 use super::decide::Live;
 use crate::database::Provisioner;
-use crate::labels::MANAGER;
+use crate::events::Events;
 use crate::metrics::{Metrics, TENANT_CONTROLLER};
 
 /// The watch caches of every kind the controller writes (the tenants' is the
@@ -67,7 +67,7 @@ pub(crate) struct Context {
     pub provisioner: Option<Provisioner>,
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: Events,
     /// What this process last applied per child (from the apply response).
     applied: Mutex<HashMap<ChildKey, Live>>,
     /// Consecutive failed reconciles per tenant (the retry backoff).
@@ -93,12 +93,11 @@ impl Context {
         stores: Stores,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let recorder = Recorder::new(
+        let events = Events::new(
             client.clone(),
-            Reporter {
-                controller: MANAGER.to_string(),
-                instance: Some(config.identity.clone()),
-            },
+            config.identity.clone(),
+            TENANT_CONTROLLER,
+            Some(metrics.clone()),
         );
         Self {
             client,
@@ -106,7 +105,7 @@ impl Context {
             provisioner,
             stores,
             metrics,
-            recorder,
+            events,
             applied: Mutex::default(),
             failures: Mutex::default(),
             provisioned: Mutex::default(),
@@ -200,16 +199,6 @@ impl Context {
     /// Publishes an Event about `vt`; a failure is logged (an Event is never worth failing
     /// a reconcile).
     pub async fn event(&self, vt: &VoiceTenant, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
-        self.count_write("Event");
-        if let Err(e) = self.recorder.publish(&event, &vt.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "publishing an event failed");
-        }
+        self.events.publish(vt, type_, reason, note).await;
     }
 }

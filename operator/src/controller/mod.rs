@@ -178,6 +178,8 @@ pub async fn run_controllers(
             },
             first_backoff: Some(config.retry_min),
             metrics: Some(metrics.clone()),
+            s3: config.s3.clone(),
+            identity: Some(config.identity.clone()),
         },
         shutdown.clone(),
     ));

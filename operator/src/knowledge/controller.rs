@@ -5,6 +5,12 @@
 //! its status unblocks a pgvector knowledge base); ConfigMaps a knowledge base reads
 //! (mapped to the knowledge bases naming them through the controller's reflector store,
 //! so an edit re-ingests). Status is written only when it differs from the stored one.
+//! S3 cannot be watched: knowledge bases with an S3 source are requeued every
+//! [`S3Settings::resync`] instead of [`RESYNC`].
+//!
+//! Events: `Synced` (Normal, with the counts) when a sync changed the index, `SyncFailed`
+//! (Warning, reason = the Degraded reason) when a failure is new (not on every retry),
+//! `BackendDropped`/`BackendRetained` on deletion. An idle reconcile publishes nothing.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,6 +22,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -26,11 +33,14 @@ use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use super::FINALIZER;
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
 use super::engine::{Engine, EngineConfig};
-use super::reconcile::{Decision, cleanup, sync};
-use super::sources::config_map_names;
+use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
+use super::s3::{S3Settings, S3Sources};
+use super::sources::{config_map_names, s3_sources};
 use super::status::{Outcome, kb_status};
+use crate::events::Events;
 use crate::labels::MANAGER;
 use crate::metrics::{KNOWLEDGE_CONTROLLER, Metrics};
+use crate::status::{DEGRADED, Failure};
 
 /// How often an in-sync knowledge base is looked at again without any trigger (reads
 /// only: an unchanged one is skipped).
@@ -55,6 +65,10 @@ pub struct KnowledgeControllerConfig {
     /// The operator's metrics (controller label `knowledgebase`); `None` in tests that
     /// do not look at them.
     pub metrics: Option<Arc<Metrics>>,
+    /// How S3 sources are reached, and how often they are re-listed.
+    pub s3: S3Settings,
+    /// This replica's name in the Events it publishes (default: the field manager).
+    pub identity: Option<String>,
 }
 
 /// Why a reconcile could not even report its outcome (retried by the error policy).
@@ -93,6 +107,9 @@ struct Context {
     engine: Engine,
     first_backoff: Duration,
     metrics: Option<Arc<Metrics>>,
+    events: Events,
+    /// Requeue period of knowledge bases with an S3 source.
+    s3_resync: Duration,
     /// Consecutive failures per knowledge base (namespace/name), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -120,13 +137,22 @@ fn key(kb: &KnowledgeBase) -> String {
     format!("{}/{}", kb.namespace().unwrap_or_default(), kb.name_any())
 }
 
+/// The periodic re-check of a synced knowledge base: S3 cannot be watched.
+fn resync(kb: &KnowledgeBase, ctx: &Context) -> Duration {
+    if s3_sources(&kb.spec).is_empty() {
+        RESYNC
+    } else {
+        ctx.s3_resync
+    }
+}
+
 async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
     let started = Instant::now();
-    let decision = sync(&kb, ctx.api.as_ref(), &ctx.engine).await;
+    let (decision, detail) = sync_detailed(&kb, ctx.api.as_ref(), &ctx.engine).await;
     let outcome = match decision {
         Decision::UpToDate => {
             ctx.backoff(&key(&kb), false);
-            return Ok(Action::requeue(RESYNC));
+            return Ok(Action::requeue(resync(&kb, ctx)));
         }
         Decision::Report(outcome) => outcome,
     };
@@ -152,9 +178,22 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     let action = match &outcome {
-        Outcome::Synced { .. } => {
+        Outcome::Synced { content_hash, .. } => {
             ctx.backoff(&key(&kb), false);
-            Action::requeue(RESYNC)
+            let previous = kb.status.as_ref().and_then(|s| s.content_hash.as_deref());
+            if let Some(detail) = &detail
+                && changed(previous, content_hash, detail)
+            {
+                ctx.events
+                    .publish(
+                        kb.as_ref(),
+                        EventType::Normal,
+                        "Synced",
+                        synced_note(detail),
+                    )
+                    .await;
+            }
+            Action::requeue(resync(&kb, ctx))
         }
         Outcome::Waiting { .. } => {
             ctx.backoff(&key(&kb), false);
@@ -165,6 +204,16 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
                 m.failures
                     .with_label_values(&[KNOWLEDGE_CONTROLLER, f.reason.as_str()])
                     .inc();
+            }
+            if new_failure(&kb, f) {
+                ctx.events
+                    .publish(
+                        kb.as_ref(),
+                        EventType::Warning,
+                        "SyncFailed",
+                        format!("{}: {}", f.reason, f.message),
+                    )
+                    .await;
             }
             let delay = ctx.backoff(&key(&kb), true);
             tracing::warn!(
@@ -185,10 +234,74 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
     Ok(action)
 }
 
+/// Whether a sync changed the index (or what it reports): a first sync, new content, or
+/// chunks written or deleted. A re-sync of the same content (a spec change that touches
+/// no chunk) is no news.
+fn changed(previous_hash: Option<&str>, hash: &str, detail: &SyncDetail) -> bool {
+    previous_hash != Some(hash) || detail.report.embedded > 0 || detail.report.deleted > 0
+}
+
+/// Whether `failure` is news: the stored status does not already report it as Degraded
+/// (retries of the same failure publish nothing).
+fn new_failure(kb: &KnowledgeBase, failure: &Failure) -> bool {
+    !kb.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == DEGRADED
+                && c.status == "True"
+                && c.reason == failure.reason
+                && c.observed_generation == kb.metadata.generation
+        })
+    })
+}
+
+/// The note of a `Synced` event: counts, and the objects left out.
+pub fn synced_note(detail: &SyncDetail) -> String {
+    let r = &detail.report;
+    let mut note = format!(
+        "{} documents in {} chunks: {} embedded, {} deleted, {} unchanged",
+        r.documents, r.chunks, r.embedded, r.deleted, r.unchanged
+    );
+    if !detail.skipped.is_empty() {
+        // An Event note holds at most 1 kB: name the first few.
+        const NAMED: usize = 5;
+        let named: Vec<String> = detail
+            .skipped
+            .iter()
+            .take(NAMED)
+            .map(|s| format!("{} ({})", s.id, s.reason.as_str()))
+            .collect();
+        let more = detail.skipped.len().saturating_sub(NAMED);
+        note.push_str(&format!(
+            "; {} objects skipped: {}{}",
+            detail.skipped.len(),
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    note
+}
+
 async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
     match cleanup(&kb, ctx.api.as_ref(), &ctx.engine).await {
         Ok(done) => {
             tracing::info!(kb = key(&kb), ?done, "knowledge base cleaned up");
+            let (reason, note) = match done {
+                Cleanup::Removed => (
+                    "BackendDropped",
+                    "the index was removed (the tenant's deletionPolicy is Delete)",
+                ),
+                Cleanup::Retained => (
+                    "BackendRetained",
+                    "the index was kept (the tenant's deletionPolicy is Retain, or the tenant is gone)",
+                ),
+            };
+            ctx.events
+                .publish(kb.as_ref(), EventType::Normal, reason, note.to_string())
+                .await;
             ctx.backoff(&key(&kb), false);
             Ok(Action::await_change())
         }
@@ -262,12 +375,23 @@ pub async fn run(
                 Api::all(client.clone()),
             ),
         };
+    let events = Events::new(
+        client.clone(),
+        config
+            .identity
+            .clone()
+            .unwrap_or_else(|| MANAGER.to_string()),
+        KNOWLEDGE_CONTROLLER,
+        config.metrics.clone(),
+    );
     let ctx = Arc::new(Context {
         api: Arc::new(KubeKnowledgeApi::new(client.clone())),
         client,
-        engine: Engine::new(config.engine.clone()),
+        engine: Engine::new(config.engine.clone()).with_s3(S3Sources::aws(&config.s3)),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
         metrics: config.metrics.clone(),
+        events,
+        s3_resync: config.s3.resync,
         failures: Mutex::new(HashMap::new()),
     });
     let controller = Controller::new(kbs, watcher::Config::default().any_semantic());

@@ -19,6 +19,8 @@ use switchboard_knowledge::{
 };
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
+use super::s3::{S3Settings, S3Sources};
+
 /// Connections per tenant database pool: a reconcile uses one at a time.
 const POOL_SIZE: u32 = 2;
 /// Connecting to a tenant database gives up after this long (the reconcile is retried).
@@ -41,6 +43,7 @@ pub struct Engine {
     local: OnceCell<Arc<LocalMiniLm>>,
     permits: Semaphore,
     pools: Mutex<HashMap<String, PgPool>>,
+    s3: S3Sources,
 }
 
 /// A vector store opened for one knowledge base.
@@ -79,7 +82,20 @@ impl Engine {
             local: OnceCell::new(),
             permits,
             pools: Mutex::new(HashMap::new()),
+            s3: S3Sources::aws(&S3Settings::default()),
         }
+    }
+
+    /// This engine reading S3 sources through `s3` (default: AWS with the default
+    /// chain and settings).
+    pub fn with_s3(mut self, s3: S3Sources) -> Self {
+        self.s3 = s3;
+        self
+    }
+
+    /// The S3 sources and what each knowledge base last read from them.
+    pub fn s3(&self) -> &S3Sources {
+        &self.s3
     }
 
     /// Waits for a turn to embed: hold the permit while ingesting.

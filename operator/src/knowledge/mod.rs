@@ -7,13 +7,19 @@
 //! 1. **dereference** ([`api::KnowledgeApi`]): the tenant (same namespace), the
 //!    ConfigMaps of `configMap` sources, the Secrets the backend and embedder need;
 //! 2. **validate**: the spec's own rules, sources present ([`sources`]), the tenant's
-//!    database provisioned for pgvector ([`target`]);
+//!    database provisioned for pgvector ([`target`]); S3 prefixes listed, new or changed
+//!    objects downloaded ([`s3`]; S3 cannot be watched, so S3-backed knowledge bases are
+//!    re-listed every few minutes);
 //! 3. **skip** when the status already describes a sync of this generation and of this
 //!    [`sources::content_hash`]: an idle cluster embeds nothing and writes nothing;
 //! 4. **provision** ([`engine::Engine`]): the knowledge base's own pgvector table + HNSW
 //!    index in the tenant's schema (`PgVectorStore::kb_table`), or the Pinecone index;
 //! 5. **ingest** incrementally (only changed chunks are embedded, removed ones deleted);
 //! 6. **status** ([`status`]): documents, chunks, lastSync, contentHash, conditions.
+//!
+//! Events: `Synced` (Normal) when a sync changed the index, `SyncFailed` (Warning, the
+//! Degraded reason) when a failure is new, `BackendDropped`/`BackendRetained` on
+//! deletion.
 //!
 //! The finalizer `voice.switchboard.dev/cleanup` drops the table (or deletes the Pinecone
 //! namespace) only when the tenant's `deletionPolicy` is `Delete`. A tenant that is
@@ -24,6 +30,7 @@ pub mod api;
 pub mod controller;
 pub mod engine;
 pub mod reconcile;
+pub mod s3;
 pub mod sources;
 pub mod status;
 pub mod target;
@@ -31,7 +38,8 @@ pub mod target;
 pub use api::{KnowledgeApi, KubeKnowledgeApi};
 pub use controller::{KnowledgeControllerConfig, run};
 pub use engine::{Engine, EngineConfig};
-pub use reconcile::{Cleanup, Decision, cleanup, sync, sync_detailed};
+pub use reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync, sync_detailed};
+pub use s3::{S3Settings, S3Sources};
 pub use status::{Outcome, kb_status};
 
 /// The finalizer on every knowledge base (the tenant's, too).

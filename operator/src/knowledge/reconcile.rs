@@ -16,7 +16,8 @@ use switchboard_knowledge::{
 
 use super::api::KnowledgeApi;
 use super::engine::{Engine, OpenStore};
-use super::sources::{config_map_names, content_hash, documents};
+use super::s3::Skipped;
+use super::sources::{config_map_names, content_hash, documents, s3_sources};
 use super::status::{Outcome, up_to_date};
 use super::target::{self, Blocked, EmbedderChoice, Location};
 use crate::status::Failure;
@@ -36,6 +37,13 @@ pub enum Decision {
 pub struct SyncDetail {
     /// Chunks embedded and written by this sync.
     pub report: IngestReport,
+    /// S3 objects left out of the index (other types, too large, not UTF-8, empty).
+    pub skipped: Vec<Skipped>,
+}
+
+/// The key of a knowledge base in the engine's per-knowledge-base memory (S3 reads).
+pub fn kb_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
 fn failed(reason: &str, message: impl Into<String>) -> Decision {
@@ -157,8 +165,33 @@ async fn sync_inner(
             }
         }
     }
-    let docs = documents(&kb.spec, &config_maps).map_err(|e| failed(e.reason(), e.to_string()))?;
-    let hash = content_hash(&docs, &location.describe());
+    // S3 cannot be watched: every reconcile lists, and downloads only what changed.
+    let buckets = s3_sources(&kb.spec);
+    let listings = if buckets.is_empty() {
+        BTreeMap::new()
+    } else {
+        let (listings, stats) = engine
+            .s3()
+            .read(&kb_key(namespace, name), &buckets)
+            .await
+            .map_err(|e| failed(e.reason(), e.to_string()))?;
+        tracing::debug!(
+            namespace,
+            kb = name,
+            listed = stats.listed,
+            fetched = stats.fetched,
+            removed = stats.removed,
+            "S3 sources read"
+        );
+        listings
+    };
+    let skipped: Vec<Skipped> = listings
+        .values()
+        .flat_map(|l| l.skipped.iter().cloned())
+        .collect();
+    let docs = documents(&kb.spec, &config_maps, &listings)
+        .map_err(|e| failed(e.reason(), e.to_string()))?;
+    let hash = content_hash(&docs, &skipped, &location.describe());
     if up_to_date(kb.status.as_ref(), kb.metadata.generation, &hash) {
         return Ok((Decision::UpToDate, None));
     }
@@ -240,6 +273,7 @@ async fn sync_inner(
         chunks = report.chunks,
         embedded = report.embedded,
         deleted = report.deleted,
+        skipped = skipped.len(),
         "knowledge base synced"
     );
     let outcome = Outcome::Synced {
@@ -247,7 +281,10 @@ async fn sync_inner(
         chunks: u32::try_from(report.chunks).unwrap_or(u32::MAX),
         content_hash: hash,
     };
-    Ok((Decision::Report(outcome), Some(SyncDetail { report })))
+    Ok((
+        Decision::Report(outcome),
+        Some(SyncDetail { report, skipped }),
+    ))
 }
 
 fn embed_message(e: &EmbedError) -> String {
@@ -295,6 +332,8 @@ pub async fn cleanup(
 ) -> Result<Cleanup, Failure> {
     let namespace = kb.metadata.namespace.as_deref().unwrap_or_default();
     let name = kb.metadata.name.as_deref().unwrap_or_default();
+    // What it read from S3 is of no use any more, whatever happens to its index.
+    engine.s3().forget(&kb_key(namespace, name));
     let tenant = match api.tenant(namespace, &kb.spec.tenant).await {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(Cleanup::Retained),

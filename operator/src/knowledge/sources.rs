@@ -1,8 +1,9 @@
 //! A knowledge base's documents, read from its sources, and the hash that tells whether
 //! anything changed since the last sync.
 //!
-//! Pure: the ConfigMaps arrive already fetched, so the same spec and ConfigMaps always
-//! give the same documents in the same order and the same hash.
+//! Pure: the ConfigMaps and the S3 listings arrive already fetched, so the same spec,
+//! ConfigMaps and listings always give the same documents in the same order and the
+//! same hash.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 use switchboard_crds::KnowledgeBaseSpec;
 use switchboard_knowledge::Document;
+
+use super::s3::{S3Listing, Skipped, source_key};
 
 /// Why the documents cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,9 +31,9 @@ pub enum SourceError {
         /// The missing key.
         key: String,
     },
-    /// An S3 source: not read by this operator yet.
-    #[error("S3 sources are not supported by this operator version (bucket {bucket})")]
-    S3Unsupported {
+    /// An S3 source whose listing was not read (a caller's mistake, not S3's).
+    #[error("S3 source {bucket} was not listed")]
+    S3NotListed {
         /// The source's bucket.
         bucket: String,
     },
@@ -41,7 +44,7 @@ impl SourceError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ConfigMapMissing { .. } | Self::KeyMissing { .. } => "SourceMissing",
-            Self::S3Unsupported { .. } => "S3SourceUnsupported",
+            Self::S3NotListed { .. } => "S3Error",
         }
     }
 }
@@ -58,18 +61,25 @@ pub fn config_map_names(spec: &KnowledgeBaseSpec) -> Vec<String> {
     names
 }
 
+/// The S3 sources of the spec, in source order.
+pub fn s3_sources(spec: &KnowledgeBaseSpec) -> Vec<&switchboard_crds::S3Source> {
+    spec.sources.iter().filter_map(|s| s.s3.as_ref()).collect()
+}
+
 /// The documents of every source, in source order.
 ///
 /// Inline documents get the id `inline/<id or title>` (as in the gateway's laptop mode);
 /// ConfigMap keys `configmap/<name>/<key>` with the key as title. Keys of a ConfigMap are
 /// read in key order; with no key list, every key of `data` (binaryData is not text).
+/// S3 objects come from `s3` (keyed by [`source_key`]) with ids `s3://bucket/key`.
 ///
 /// # Errors
 ///
-/// [`SourceError`] for a missing ConfigMap or key, or an S3 source.
+/// [`SourceError`] for a missing ConfigMap or key, or an S3 source not in `s3`.
 pub fn documents(
     spec: &KnowledgeBaseSpec,
     config_maps: &BTreeMap<String, ConfigMap>,
+    s3: &BTreeMap<String, S3Listing>,
 ) -> Result<Vec<Document>, SourceError> {
     let mut docs = Vec::new();
     for source in &spec.sources {
@@ -108,19 +118,23 @@ pub fn documents(
                 });
             }
         }
-        if let Some(s3) = &source.s3 {
-            return Err(SourceError::S3Unsupported {
-                bucket: s3.bucket.clone(),
-            });
+        if let Some(s3_source) = &source.s3 {
+            let listing =
+                s3.get(&source_key(s3_source))
+                    .ok_or_else(|| SourceError::S3NotListed {
+                        bucket: s3_source.bucket.clone(),
+                    })?;
+            docs.extend(listing.documents.iter().cloned());
         }
     }
     Ok(docs)
 }
 
-/// sha256 (hex) of the documents and of `target` (where they are indexed: a new schema or
+/// sha256 (hex) of the documents, of the objects skipped (a newly skipped object is news
+/// worth a status update) and of `target` (where they are indexed: a new schema or
 /// namespace needs a sync even when no document changed). Every part is
 /// length-prefixed, so no two different inputs hash alike.
-pub fn content_hash(documents: &[Document], target: &str) -> String {
+pub fn content_hash(documents: &[Document], skipped: &[Skipped], target: &str) -> String {
     let mut h = Sha256::new();
     let mut part = |label: &str, value: &str| {
         h.update(format!("{label} {}\n", value.len()));
@@ -133,6 +147,10 @@ pub fn content_hash(documents: &[Document], target: &str) -> String {
         part("title", &d.title);
         part("content", &d.content);
         part("category", d.category.as_deref().unwrap_or(""));
+    }
+    for s in skipped {
+        part("skipped", &s.id);
+        part("reason", s.reason.as_str());
     }
     hex::encode(h.finalize())
 }
@@ -196,7 +214,7 @@ mod tests {
             "faq".to_string(),
             cm(&[("parking.md", "Free parking"), ("wifi.md", "Password: x")]),
         )]);
-        let docs = documents(&spec, &cms).unwrap();
+        let docs = documents(&spec, &cms, &BTreeMap::new()).unwrap();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -213,12 +231,23 @@ mod tests {
     #[test]
     fn listed_keys_only_and_missing_keys_or_maps_are_errors() {
         let cms = BTreeMap::from([("faq".to_string(), cm(&[("a", "1"), ("b", "2")]))]);
-        let docs = documents(&spec(vec![cm_source("faq", &["b"])]), &cms).unwrap();
+        let docs = documents(
+            &spec(vec![cm_source("faq", &["b"])]),
+            &cms,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].content, "2");
-        let err = documents(&spec(vec![cm_source("faq", &["c"])]), &cms).unwrap_err();
+        let err = documents(
+            &spec(vec![cm_source("faq", &["c"])]),
+            &cms,
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason(), "SourceMissing");
-        let err = documents(&spec(vec![cm_source("other", &[])]), &cms).unwrap_err();
+        let err =
+            documents(&spec(vec![cm_source("other", &[])]), &cms, &BTreeMap::new()).unwrap_err();
         assert_eq!(
             err,
             SourceError::ConfigMapMissing {
@@ -228,17 +257,32 @@ mod tests {
     }
 
     #[test]
-    fn s3_sources_are_reported_unsupported() {
+    fn s3_documents_come_from_their_listing_in_source_order() {
+        let source = switchboard_crds::S3Source {
+            bucket: "docs".into(),
+            prefix: Some("faq/".into()),
+            region: None,
+        };
         let s3 = SourceSpec {
-            s3: Some(switchboard_crds::S3Source {
-                bucket: "docs".into(),
-                prefix: None,
-                region: None,
-            }),
+            s3: Some(source.clone()),
             ..SourceSpec::default()
         };
-        let err = documents(&spec(vec![s3]), &BTreeMap::new()).unwrap_err();
-        assert_eq!(err.reason(), "S3SourceUnsupported");
+        let spec = spec(vec![s3, inline("Hours", "Open 9-5")]);
+        let err = documents(&spec, &BTreeMap::new(), &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.reason(), "S3Error");
+        let listing = S3Listing {
+            documents: vec![Document {
+                id: "s3://docs/faq/a.md".into(),
+                title: "a.md".into(),
+                content: "A".into(),
+                category: None,
+            }],
+            skipped: vec![],
+        };
+        let listings = BTreeMap::from([(source_key(&source), listing)]);
+        let docs = documents(&spec, &BTreeMap::new(), &listings).unwrap();
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["s3://docs/faq/a.md", "inline/Hours"]);
     }
 
     #[test]
@@ -249,11 +293,19 @@ mod tests {
             content: content.into(),
             category: None,
         };
-        let base = content_hash(&[doc("x")], "pgvector:acme");
-        assert_eq!(base, content_hash(&[doc("x")], "pgvector:acme"));
-        assert_ne!(base, content_hash(&[doc("y")], "pgvector:acme"));
-        assert_ne!(base, content_hash(&[doc("x")], "pgvector:other"));
-        assert_ne!(base, content_hash(&[doc("x"), doc("x")], "pgvector:acme"));
+        let base = content_hash(&[doc("x")], &[], "pgvector:acme");
+        assert_eq!(base, content_hash(&[doc("x")], &[], "pgvector:acme"));
+        assert_ne!(base, content_hash(&[doc("y")], &[], "pgvector:acme"));
+        assert_ne!(base, content_hash(&[doc("x")], &[], "pgvector:other"));
+        assert_ne!(
+            base,
+            content_hash(&[doc("x"), doc("x")], &[], "pgvector:acme")
+        );
+        let png = Skipped {
+            id: "s3://b/logo.png".into(),
+            reason: crate::knowledge::s3::SkipReason::NotADocument,
+        };
+        assert_ne!(base, content_hash(&[doc("x")], &[png], "pgvector:acme"));
     }
 
     #[test]
