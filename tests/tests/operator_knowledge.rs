@@ -10,31 +10,24 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ::kube::ResourceExt;
 use ::kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use ::kube::{Client, ResourceExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
-use switchboard_knowledge::PgVectorStore;
-use switchboard_operator::database::{
-    Provisioner, TenantDatabase, build_database_secret, generate_password,
-};
-use switchboard_operator::knowledge::{
-    Decision, Engine, EngineConfig, KnowledgeControllerConfig, KubeKnowledgeApi, sync,
-};
+use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
 use switchboard_sim::kubeapi::KubeApiSim;
+use switchboard_tests::knowledge::{
+    CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller,
+    table_exists, tenant_manifest, unique, wait_for, wait_kb,
+};
 use switchboard_tests::kube::client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-
-const NS: &str = "kb-test";
-const CONVERGE: Duration = Duration::from_secs(120);
 
 fn env() -> Option<(String, PathBuf)> {
     let pg = std::env::var("SWITCHBOARD_TEST_PG_URL")
@@ -50,52 +43,6 @@ fn env() -> Option<(String, PathBuf)> {
             None
         }
     }
-}
-
-/// Polls `check` every 50 ms until it gives `Some`; fails the test after [`CONVERGE`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn unique() -> String {
-    generate_password()[..8].to_ascii_lowercase()
-}
-
-fn tenant_manifest(name: &str) -> VoiceTenant {
-    switchboard_crds::parse_tenant(&format!(
-        r#"apiVersion: voice.switchboard.dev/v1alpha1
-kind: VoiceTenant
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  displayName: Knowledge test
-  phoneNumbers: ["+15005550006"]
-  agent:
-    knowledgeBases: [faq]
-  twilio:
-    accountSid: ACe5b9b91d74144c1eab5502f239bd8ed9
-    authToken: {{ secretKeyRef: {{ name: keys, key: twilio }} }}
-  openai:
-    apiKey: {{ secretKeyRef: {{ name: keys, key: openai }} }}
-  deletionPolicy: Delete
-"#
-    ))
-    .unwrap()
 }
 
 fn kb_manifest(name: &str, tenant: &str, embedder: &str) -> KnowledgeBase {
@@ -133,116 +80,6 @@ fn faq_docs(parking: &str) -> ConfigMap {
         ),
     ]));
     cm
-}
-
-/// A tenant in the simulated API server with a database provisioned on real Postgres
-/// (through the operator's Provisioner) and reported in its status, as the tenant
-/// controller leaves it.
-async fn provisioned_tenant(
-    c: &Client,
-    admin_url: &str,
-    name: &str,
-) -> (VoiceTenant, TenantDatabase, Provisioner) {
-    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
-    let vt = tenants
-        .create(&PostParams::default(), &tenant_manifest(name))
-        .await
-        .unwrap();
-    let p = Provisioner::new(admin_url).unwrap();
-    let db = TenantDatabase::for_tenant(&vt).unwrap();
-    let password = generate_password();
-    p.ensure(&db, &password).await.unwrap();
-    let secret = build_database_secret(&vt, &db, &password, p.target()).unwrap();
-    Api::<Secret>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let status = json!({
-        "apiVersion": "voice.switchboard.dev/v1alpha1",
-        "kind": "VoiceTenant",
-        "status": { "database": db.to_status() },
-    });
-    let vt = tenants
-        .patch_status(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(status),
-        )
-        .await
-        .unwrap();
-    (vt, db, p)
-}
-
-fn controller(c: &Client, model: PathBuf) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let (stop, mut rx) = watch::channel(false);
-    let config = KnowledgeControllerConfig {
-        namespace: Some(NS.into()),
-        engine: EngineConfig {
-            model_dir: Some(model),
-            embed_concurrency: 1,
-            openai_retries: Some(0),
-        },
-        first_backoff: Some(Duration::from_millis(200)),
-        metrics: None,
-        ..Default::default()
-    };
-    let task = tokio::spawn(switchboard_operator::knowledge::run(
-        c.clone(),
-        config,
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        },
-    ));
-    (stop, task)
-}
-
-fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
-    kb.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-async fn wait_kb<F>(c: &Client, name: &str, what: &str, pred: F) -> KnowledgeBase
-where
-    F: Fn(&KnowledgeBase) -> bool,
-{
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
-    wait_for(what, || {
-        let kbs = kbs.clone();
-        let pred = &pred;
-        async move { kbs.get_opt(name).await.unwrap().filter(|kb| pred(kb)) }
-    })
-    .await
-}
-
-fn ready(kb: &KnowledgeBase) -> bool {
-    condition(kb, "Ready").is_some_and(|(s, _)| s == "True")
-        && kb.status.as_ref().and_then(|s| s.observed_generation) == kb.metadata.generation
-}
-
-/// `chunk_id → (doc_id, updated_at)` of knowledge base `kb`'s table in `schema`.
-async fn rows(pg: &mut PgConnection, schema: &str, kb: &str) -> BTreeMap<String, (String, String)> {
-    let table = PgVectorStore::kb_table(kb);
-    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT chunk_id, doc_id, updated_at::text FROM \"{schema}\".{table} WHERE kb = $1"
-    )))
-    .bind(kb)
-    .fetch_all(pg)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(c, d, u)| (c, (d, u))).collect()
-}
-
-async fn table_exists(pg: &mut PgConnection, schema: &str, kb: &str) -> bool {
-    let name = format!("\"{schema}\".{}", PgVectorStore::kb_table(kb));
-    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
-        .bind(name)
-        .fetch_one(pg)
-        .await
-        .unwrap()
 }
 
 /// A minimal OpenAI-compatible `POST /v1/embeddings`: deterministic 384-dimension
@@ -314,7 +151,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     kbs.create(&PostParams::default(), &kb_manifest("faq", &tenant, ""))
         .await
         .unwrap();
-    let (stop, task) = controller(&c, model.clone());
+    let (stop, task) = start_controller(&c, controller_config(model.clone()));
 
     // Indexed: Ready with the counts, rows in the tenant's schema.
     let kb = wait_kb(&c, "faq", "faq Ready", ready).await;
@@ -586,7 +423,7 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
     .unwrap();
     let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
     kbs.create(&PostParams::default(), &kb).await.unwrap();
-    let (stop, task) = controller(&c, model);
+    let (stop, task) = start_controller(&c, controller_config(model));
 
     let kb = wait_kb(&c, "prices", "prices Ready", ready).await;
     let chunks = kb.status.as_ref().unwrap().chunks;
