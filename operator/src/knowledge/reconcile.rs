@@ -168,6 +168,8 @@ async fn sync_inner(
     // S3 cannot be watched: every reconcile lists, and downloads only what changed.
     let buckets = s3_sources(&kb.spec);
     let listings = if buckets.is_empty() {
+        // Its S3 sources may just have been removed from the spec.
+        engine.s3().forget(&kb_key(namespace, name));
         BTreeMap::new()
     } else {
         let (listings, stats) = engine

@@ -111,6 +111,12 @@ where
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
             return S3Error::Unreachable { message };
         }
+        SdkError::DispatchFailure(_) if credentials_failed(&e) => {
+            return S3Error::AccessDenied {
+                bucket: bucket.to_string(),
+                message: format!("no usable AWS credentials: {message}"),
+            };
+        }
         SdkError::ServiceError(s) => (
             Some(s.raw().status().as_u16()),
             s.err().code().map(str::to_string),
@@ -143,6 +149,19 @@ where
         },
         _ => S3Error::Other { message },
     }
+}
+
+/// Whether loading credentials failed (no web identity, keys or instance role reachable):
+/// the request never left, and the fix is the same as for a 403.
+fn credentials_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl S3Reader for AwsS3 {
@@ -232,5 +251,130 @@ impl S3Reader for AwsS3 {
             }
             Ok(Fetched::Body { etag, bytes })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::knowledge::s3::StaticCredentials;
+
+    /// An endpoint answering every request with `status` and `body` (S3's XML errors).
+    async fn endpoint(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let _ = sock.read(&mut buf).await;
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn s3(url: String) -> AwsS3 {
+        AwsS3::new(S3Settings {
+            endpoint_url: Some(url),
+            credentials: Some(StaticCredentials {
+                access_key_id: "AKIDTEST".into(),
+                secret_access_key: "secret".into(),
+            }),
+            ..S3Settings::default()
+        })
+    }
+
+    fn source() -> S3Source {
+        S3Source {
+            bucket: "docs".into(),
+            prefix: Some("faq/".into()),
+            region: Some("eu-central-1".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn s3_errors_map_to_their_reasons() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cases = [
+            (
+                "403 Forbidden",
+                "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+                "S3AccessDenied",
+            ),
+            (
+                "404 Not Found",
+                "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
+                "S3BucketNotFound",
+            ),
+            ("404 Not Found", "", "S3BucketNotFound"),
+            (
+                "301 Moved Permanently",
+                "<Error><Code>PermanentRedirect</Code><Message>use the right endpoint</Message></Error>",
+                "S3Error",
+            ),
+        ];
+        for (status, body, reason) in cases {
+            let err = s3(endpoint(status, body).await)
+                .list(&source())
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), reason, "{status} {body}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_credentials_failure_is_found_in_the_cause_chain() {
+        #[derive(Debug)]
+        struct Wrapper(aws_credential_types::provider::error::CredentialsError);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let no_role = Wrapper(
+            aws_credential_types::provider::error::CredentialsError::not_loaded("no web identity"),
+        );
+        assert!(credentials_failed(&no_role));
+        assert!(!credentials_failed(&std::io::Error::other("refused")));
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = s3(format!("http://127.0.0.1:{port}"))
+            .list(&source())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "S3Unreachable", "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_is_gone_not_an_error() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = endpoint(
+            "404 Not Found",
+            "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>",
+        )
+        .await;
+        let got = s3(url).get(&source(), "faq/a.md", 1024).await.unwrap();
+        assert_eq!(got, Fetched::Gone);
     }
 }
