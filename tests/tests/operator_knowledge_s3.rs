@@ -141,6 +141,15 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let kb = wait_kb(&c, "docs", "docs Ready", ready).await;
     let status = kb.status.clone().unwrap();
     assert_eq!(status.documents, 3, "{status:?}");
+    let (_, reason) = condition(&kb, "Ready").unwrap();
+    assert_eq!(reason, "Synced");
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(message.contains("; 1 S3 object(s) skipped"), "{message}");
     let mut pg = PgConnection::connect(&admin_url).await.unwrap();
     let before = rows(&mut pg, &db.schema, "docs").await;
     assert_eq!(before.len(), status.chunks as usize);

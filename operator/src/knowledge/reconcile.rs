@@ -282,6 +282,7 @@ async fn sync_inner(
         documents: u32::try_from(report.documents).unwrap_or(u32::MAX),
         chunks: u32::try_from(report.chunks).unwrap_or(u32::MAX),
         content_hash: hash,
+        skipped: u32::try_from(skipped.len()).unwrap_or(u32::MAX),
     };
     Ok((
         Decision::Report(outcome),

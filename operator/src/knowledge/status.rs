@@ -26,6 +26,8 @@ pub enum Outcome {
         chunks: u32,
         /// [`super::sources::content_hash`] of what was indexed.
         content_hash: String,
+        /// S3 objects left out (other types, too large, not UTF-8, empty).
+        skipped: u32,
     },
     /// Waiting for something expected to arrive (e.g. the tenant's database).
     Waiting {
@@ -54,6 +56,7 @@ pub fn kb_status(
         documents,
         chunks,
         content_hash,
+        ..
     } = outcome
     {
         status.documents = *documents;
@@ -96,13 +99,21 @@ fn conditions(
 ) -> Vec<Condition> {
     let ours: [(&str, bool, String, String); 3] = match outcome {
         Outcome::Synced {
-            documents, chunks, ..
+            documents,
+            chunks,
+            skipped,
+            ..
         } => [
             (
                 READY,
                 true,
                 "Synced".into(),
-                format!("{documents} documents in {chunks} chunks indexed"),
+                match skipped {
+                    0 => format!("{documents} documents in {chunks} chunks indexed"),
+                    n => format!(
+                        "{documents} documents in {chunks} chunks indexed; {n} S3 object(s) skipped (not text, Markdown or HTML, over the size limit, not UTF-8, or empty)"
+                    ),
+                },
             ),
             (
                 PROGRESSING,
@@ -178,6 +189,7 @@ mod tests {
             documents: 2,
             chunks: 5,
             content_hash: hash.into(),
+            skipped: 0,
         }
     }
 
@@ -228,6 +240,25 @@ mod tests {
         }
         let again = kb_status(Some(&second), Some(2), &synced("b"), &at(20));
         assert_eq!(again, second, "the same facts give the same status");
+    }
+
+    #[test]
+    fn skipped_objects_are_counted_in_ready() {
+        let outcome = Outcome::Synced {
+            documents: 3,
+            chunks: 7,
+            content_hash: "h".into(),
+            skipped: 2,
+        };
+        let s = kb_status(None, Some(1), &outcome, &at(10));
+        assert!(
+            get(&s, READY)
+                .message
+                .starts_with("3 documents in 7 chunks indexed; 2 S3 object(s) skipped"),
+            "{s:?}"
+        );
+        let s = kb_status(None, Some(1), &synced("h"), &at(10));
+        assert_eq!(get(&s, READY).message, "2 documents in 5 chunks indexed");
     }
 
     #[test]
