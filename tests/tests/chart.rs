@@ -73,6 +73,10 @@ const ALL_ON: &[&str] = &[
     "reconcile.requeueSeconds=900",
     "--set",
     "database.cleanupTimeoutSeconds=300",
+    "--set",
+    "knowledge.s3EndpointUrl=https://minio.storage.svc:9000",
+    "--set",
+    "knowledge.s3ResyncSeconds=120",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -455,6 +459,9 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
         "SWITCHBOARD_CONCURRENCY",
         "SWITCHBOARD_REQUEUE_SECONDS",
         "SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS",
+        // AWS S3 itself, at the operator's resync period.
+        "SWITCHBOARD_S3_ENDPOINT_URL",
+        "SWITCHBOARD_S3_RESYNC_SECONDS",
     ] {
         assert!(!env_map(c).contains_key(unset), "{unset} is set by default");
     }
@@ -497,6 +504,11 @@ fn every_toggle_on_renders_valid_objects_that_fit_together() {
         ("SWITCHBOARD_CONCURRENCY", "32"),
         ("SWITCHBOARD_REQUEUE_SECONDS", "900"),
         ("SWITCHBOARD_CLEANUP_TIMEOUT_SECONDS", "300"),
+        (
+            "SWITCHBOARD_S3_ENDPOINT_URL",
+            "https://minio.storage.svc:9000",
+        ),
+        ("SWITCHBOARD_S3_RESYNC_SECONDS", "120"),
     ] {
         assert_eq!(env_value(c, name), Some(value), "{name}");
     }
