@@ -477,7 +477,8 @@ impl Knowledge {
                 "source": format!("{kb}/{}", h.chunk_id),
                 "title": h.title,
                 "text": h.text,
-                "score": (h.score * 1000.0).round() / 1000.0,
+                // Rounded in f64: an f32 rounded to 3 places prints as 0.6940000057220459.
+                "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
             })).collect::<Vec<_>>(),
         }))
     }

@@ -71,6 +71,10 @@ async fn a_knowledge_question_is_answered_from_the_tenants_documents() {
         first["source"].as_str().unwrap().starts_with("demo-faq/"),
         "{output:#}"
     );
+    // Scores reach the model as short decimals, not f32 noise (0.6940000057220459).
+    let score = &s.function_outputs[0].1[s.function_outputs[0].1.find("\"score\":").unwrap()..];
+    let digits = score[8..].split([',', '}']).next().unwrap();
+    assert!(digits.len() <= 5, "score written as {digits}");
     let spoken = s.responses.last().unwrap();
     assert!(
         spoken.text.starts_with("Here is what I found"),

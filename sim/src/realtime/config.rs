@@ -114,7 +114,8 @@ impl ToolRequest {
     }
 }
 
-/// The script a session follows when none is configured: an answer, a knowledge lookup,
+/// The script a session follows when none is configured: an answer, a knowledge lookup
+/// (a question the demo tenant's knowledge base, examples/knowledge/demo.yaml, answers),
 /// and a goodbye.
 pub fn default_script() -> Vec<Turn> {
     vec![
@@ -123,9 +124,9 @@ pub fn default_script() -> Vec<Turn> {
             "Yes, we are open from nine to five on Saturdays.",
         ),
         Turn::call(
-            "What is your return policy?",
+            "Which insurance do you take?",
             "search_knowledge_base",
-            serde_json::json!({"query": "return policy"}),
+            serde_json::json!({"query": "which dental insurance plans are accepted"}),
             "Here is what I found: {output}",
         ),
         Turn::say("Great, thanks. Goodbye!", "You're welcome. Goodbye!"),
