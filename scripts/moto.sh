@@ -57,7 +57,7 @@ ensure_install() {
         log "python3 -m venv unavailable; installing moto[server]==$VERSION into $TARGET"
         rm -rf "$TARGET"
         python3 -m pip install --disable-pip-version-check -q --target "$TARGET" "moto[server]==$VERSION" >&2 \
-            || die "pip install --target failed"
+            || die "pip install --target failed (needs pip: apt-get install python3-pip, or python3-venv for the venv route)"
         touch "$TARGET/.complete-$VERSION"
     fi
 }
@@ -69,7 +69,13 @@ port_in_use() {
 running() {
     local pid
     pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # After a reboot the pid may belong to another process: never trust (or kill) it
+    # unless it is moto's server.
+    if ! grep -q moto "/proc/$pid/cmdline" 2>/dev/null; then
+        rm -f "$PID_FILE"
+        return 1
+    fi
 }
 
 # moto answers GET / on its S3 port with a ListBuckets document.

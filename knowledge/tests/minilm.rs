@@ -42,18 +42,20 @@ async fn matches_sentence_transformers_reference_vectors() {
     assert_eq!(model.dimensions(), 384);
     let texts: Vec<&str> = reference.cases.iter().map(|c| c.text.as_str()).collect();
 
-    // As a padded batch, and one by one (no padding at all): both must match.
+    // As one ragged batch, and one by one: both must match. The bound is far tighter than
+    // the 0.999: the encoder's half-float weights and summation order move the
+    // vectors by about 1e-7, and a real mistake would show far above that.
     let batch = model.embed(&texts).await.unwrap();
     for (case, got) in reference.cases.iter().zip(&batch) {
         let c = cosine(got, &case.embedding);
-        assert!(c >= 0.999, "batch: cosine {c} for {:?}", case.text);
+        assert!(c >= 0.99999, "batch: cosine {c} for {:?}", case.text);
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
     }
     for case in &reference.cases {
         let got = model.embed(&[case.text.as_str()]).await.unwrap().remove(0);
         let c = cosine(&got, &case.embedding);
-        assert!(c >= 0.999, "single: cosine {c} for {:?}", case.text);
+        assert!(c >= 0.99999, "single: cosine {c} for {:?}", case.text);
     }
 }
 

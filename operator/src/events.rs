@@ -48,7 +48,7 @@ impl Events {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note),
+            note: Some(truncate_note(note)),
             action: "Reconcile".to_string(),
             secondary: None,
         };
@@ -58,5 +58,41 @@ impl Events {
         if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "publishing an event failed");
         }
+    }
+}
+
+/// Longest note the API server accepts on an Event (events.k8s.io/v1 validates 1 kB);
+/// a longer one would lose the whole Event.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note` cut to [`MAX_NOTE_BYTES`] on a character boundary, marked with `…` when cut.
+fn truncate_note(mut note: String) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push('…');
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate_note("short".into()), "short");
+        let exact = "a".repeat(MAX_NOTE_BYTES);
+        assert_eq!(truncate_note(exact.clone()), exact);
+        // Multi-byte characters straddling the limit (S3 keys may be any UTF-8).
+        let long = "é".repeat(MAX_NOTE_BYTES);
+        let cut = truncate_note(long);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
     }
 }

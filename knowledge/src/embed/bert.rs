@@ -32,6 +32,10 @@ pub(crate) struct BertConfig {
     pub hidden_act: String,
     #[serde(default)]
     pub position_embedding_type: Option<String>,
+    /// `bert` (RoBERTa-family files use the same tensor names but other position ids,
+    /// and would load and embed wrongly without a word).
+    #[serde(default)]
+    pub model_type: Option<String>,
 }
 
 fn default_eps() -> f64 {
@@ -167,6 +171,23 @@ impl Bert {
     /// Builds the encoder from a safetensors file with the Hugging Face BERT names
     /// (`embeddings.*`, `encoder.layer.N.*`, optionally prefixed with `bert.`).
     pub(crate) fn load(config: &BertConfig, safetensors: &[u8]) -> Result<Self, BertError> {
+        if config.model_type.as_deref().is_some_and(|t| t != "bert") {
+            return Err(BertError::Unsupported(format!(
+                "model_type {} (only bert)",
+                config.model_type.as_deref().unwrap_or_default()
+            )));
+        }
+        if config.hidden_size == 0
+            || config.intermediate_size == 0
+            || config.vocab_size == 0
+            || config.max_position_embeddings < 2
+        {
+            return Err(BertError::Unsupported(
+                "hidden_size, intermediate_size and vocab_size must be positive and \
+                 max_position_embeddings at least 2"
+                    .into(),
+            ));
+        }
         if config.hidden_act != "gelu" {
             return Err(BertError::Unsupported(format!(
                 "hidden_act {}",

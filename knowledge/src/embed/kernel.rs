@@ -53,8 +53,9 @@ impl Dense {
     ///
     /// # Panics
     ///
-    /// Never on model data: the caller checks the shapes; `weight.len()` must be
-    /// `outputs * inputs` and `bias.len()` `outputs` (asserted, a programming error).
+    /// Never on model data: the encoder checks the shapes and that no dimension is zero
+    /// before packing; `weight.len()` must be `outputs * inputs` and `bias.len()`
+    /// `outputs` (asserted, a programming error).
     pub(crate) fn new(weight: &[f32], bias: Vec<f32>, outputs: usize, inputs: usize) -> Self {
         Self::packed(weight, bias, outputs, inputs, true)
     }
@@ -348,6 +349,62 @@ mod tests {
     #[test]
     fn portable_kernel_matches_the_definition_for_every_tail() {
         check(false, |w| w);
+    }
+
+    /// The portable kernel at each SIMD width this CPU can run, not only the widest one
+    /// `Arch::dispatch` picks: other machines (AVX2-only, ARM) take the other paths.
+    #[test]
+    fn portable_kernel_is_right_at_every_simd_width() {
+        type RunAt = Box<dyn Fn(Forward<'_>)>;
+        let levels: Vec<(&str, RunAt)> = vec![
+            (
+                "scalar",
+                Box::new(|op: Forward<'_>| op.with_simd(pulp::Scalar)),
+            ),
+            #[cfg(target_arch = "x86_64")]
+            (
+                "avx2",
+                Box::new(|op: Forward<'_>| {
+                    if let Some(v3) = pulp::x86::V3::try_new() {
+                        pulp::Simd::vectorize(v3, op);
+                    }
+                }),
+            ),
+        ];
+        for (name, run) in levels {
+            #[cfg(target_arch = "x86_64")]
+            if name == "avx2" && pulp::x86::V3::try_new().is_none() {
+                continue;
+            }
+            for (o, i, rows) in [(130, 40, 7), (64, 8, 5), (7, 3, 1)] {
+                let w: Vec<f32> = (0..o * i)
+                    .map(|k| ((k * 37 % 101) as f32 - 50.0) / 37.0)
+                    .collect();
+                let b: Vec<f32> = (0..o).map(|k| k as f32 / 10.0).collect();
+                let x: Vec<f32> = (0..rows * i)
+                    .map(|k| ((k * 13 % 29) as f32 - 14.0) / 7.0)
+                    .collect();
+                let d = Dense::packed(&w, b.clone(), o, i, false);
+                let Packed::F32 { weights, .. } = &d.packed else {
+                    unreachable!("allow_half false packs f32");
+                };
+                let mut y = vec![f32::NAN; rows * o];
+                run(Forward {
+                    d: &d,
+                    packed: weights,
+                    x: &x,
+                    rows,
+                    y: &mut y,
+                });
+                let want = reference(&w, &b, &x, rows, o, i);
+                for (k, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*got) - want).abs() < 1e-3,
+                        "{name}: o {o} i {i} rows {rows} at {k}: {got} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -105,7 +105,26 @@ fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = DisplayErrorContext(&e).to_string();
+    let full = DisplayErrorContext(&e).to_string();
+    // The condition message must be the same on every retry of the same failure: the full
+    // context carries S3's request ids, new on every request, and a status that changes on
+    // every retry would trigger the next reconcile at once, defeating the backoff.
+    let message = match &e {
+        SdkError::ServiceError(s) => {
+            tracing::debug!(bucket, error = %full, "S3 service error");
+            format!(
+                "{} (HTTP {}): {}",
+                s.err().code().unwrap_or("error"),
+                s.raw().status().as_u16(),
+                s.err().message().unwrap_or("no message")
+            )
+        }
+        SdkError::ResponseError(r) => {
+            tracing::debug!(bucket, error = %full, "unreadable S3 response");
+            format!("unreadable response (HTTP {})", r.raw().status().as_u16())
+        }
+        _ => full,
+    };
     let (status, code) = match &e {
         SdkError::TimeoutError(_) => return S3Error::Unreachable { message },
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
@@ -267,12 +286,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
+            let mut request = 0u64;
             while let Ok((mut sock, _)) = listener.accept().await {
+                // As S3 does: a new request id on every answer.
+                request += 1;
                 tokio::spawn(async move {
                     let mut buf = [0u8; 8192];
                     let _ = sock.read(&mut buf).await;
                     let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\nx-amz-request-id: REQ{request:08}\r\nx-amz-id-2: ext{request}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(response.as_bytes()).await;
@@ -329,6 +351,26 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.reason(), reason, "{status} {body}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_failure_reads_the_same_each_time() {
+        // The message becomes the Degraded condition's: if it changed per request (S3's
+        // request ids), every retry would write status and trigger the next at once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let s3 = s3(endpoint(
+            "403 Forbidden",
+            "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>R</RequestId></Error>",
+        )
+        .await);
+        let first = s3.list(&source()).await.unwrap_err().to_string();
+        let second = s3.list(&source()).await.unwrap_err().to_string();
+        assert_eq!(first, second);
+        assert!(first.contains("AccessDenied"), "{first}");
+        assert!(
+            !first.contains("REQ0"),
+            "request id in the message: {first}"
+        );
     }
 
     #[test]

@@ -12,9 +12,9 @@
 //! stray `<`, truncated entities are kept as text).
 
 /// Elements whose content is never text for the agent.
-const DROPPED: [&str; 7] = [
-    "head", "script", "style", "template", "noscript", "svg", "title",
-];
+// Not `head`: its end tag is optional (minifiers drop it), and skipping to a `</head>`
+// that never comes would drop the whole page; its text-bearing children are listed here.
+const DROPPED: [&str; 6] = ["script", "style", "template", "noscript", "svg", "title"];
 
 /// Elements that start and end a paragraph.
 const BLOCKS: [&str; 33] = [
@@ -85,9 +85,11 @@ pub fn to_text(html: &str) -> String {
             rest = &rest[1..];
             continue;
         };
+        let self_closing = rest[..tag.len].ends_with("/>");
         rest = &rest[tag.len..];
         let name = tag.name.as_str();
-        if !tag.closing && DROPPED.contains(&name) {
+        // `<svg …/>` has no content to skip.
+        if !tag.closing && !self_closing && DROPPED.contains(&name) {
             // Skip to the matching end tag (none: the rest of the document is dropped).
             rest = skip_element(rest, name);
             continue;
@@ -433,6 +435,14 @@ mod tests {
             to_text(html),
             "# Visiting us\n\nWe are open Monday to Friday.\n\nClosed on Sunday.\n\n## Parking\n\nFree parking\nbehind the building."
         );
+    }
+
+    #[test]
+    fn pages_without_a_head_end_tag_or_with_self_closing_svg_keep_their_text() {
+        // Minifiers omit `</head>` (it is optional); an inline `<svg/>` has no content.
+        let html = "<html><head><meta charset=utf-8><title>T</title><body>\
+                    <h1>Hours</h1><p>Open <svg class=i/>daily from nine.</p></body></html>";
+        assert_eq!(to_text(html), "# Hours\n\nOpen daily from nine.");
     }
 
     #[test]
