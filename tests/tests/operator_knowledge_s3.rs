@@ -283,6 +283,9 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
             .starts_with("S3BucketNotFound:"),
         "{failed:#?}"
     );
+    // Let the controller retry the failure a few times first (backoff 0.2, 0.4, 0.8 s in
+    // the harness), so the "one event" check below sees retries, not just the first try.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     late.create().await;
     late.put("faq/hours.md", HOURS).await;
     let kb = wait_kb(&c, "later", "later Ready once the bucket exists", ready).await;
