@@ -138,7 +138,19 @@ impl ObjectCache {
             self.objects.remove(key);
         }
         for object in plan.fetch {
-            let fetched = reader.get(source, &object.key, max_bytes).await?;
+            let fetched = match reader.get(source, &object.key, max_bytes).await {
+                Ok(f) => f,
+                // One object the role may not read must not stop the rest of the bucket.
+                // Not remembered, so the next resync tries again (a permission fix does not
+                // change the ETag); a version read before stays indexed meanwhile.
+                Err(S3Error::AccessDenied { .. }) => {
+                    if !self.objects.contains_key(&object.key) {
+                        skipped.push(skip(source, &object.key, SkipReason::Unreadable));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             stats.fetched += 1;
             let (etag, content) = match fetched {
                 Fetched::Gone => {
@@ -262,6 +274,8 @@ mod tests {
     struct Bucket {
         objects: Mutex<BTreeMap<String, (String, Vec<u8>)>>,
         gets: Mutex<Vec<String>>,
+        /// Keys whose GET is refused (listed, not readable).
+        denied: Mutex<Vec<String>>,
     }
 
     impl Bucket {
@@ -301,7 +315,14 @@ mod tests {
         ) -> BoxFuture<'a, Result<Fetched, S3Error>> {
             self.gets.lock().unwrap().push(key.to_string());
             let found = self.objects.lock().unwrap().get(key).cloned();
+            let denied = self.denied.lock().unwrap().iter().any(|k| k == key);
             Box::pin(async move {
+                if denied {
+                    return Err(S3Error::AccessDenied {
+                        bucket: "docs".into(),
+                        message: "AccessDenied (HTTP 403): Access Denied".into(),
+                    });
+                }
                 Ok(match found {
                     Some((etag, bytes)) => Fetched::Body {
                         etag: Some(etag),
@@ -370,5 +391,34 @@ mod tests {
         assert_eq!(stats.removed, 1);
         let contents: Vec<&str> = after.documents.iter().map(|d| d.content.as_str()).collect();
         assert_eq!(contents, ["# Menu\n\nSoup", "Parking in the garage"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_object_is_skipped_and_retried_not_fatal() {
+        let bucket = Bucket::default();
+        bucket.put("faq/hours.md", b"Open 9-5");
+        bucket.put("faq/secret.md", b"KMS key the role may not use");
+        bucket.denied.lock().unwrap().push("faq/secret.md".into());
+        let source = S3Source {
+            bucket: "docs".into(),
+            prefix: Some("faq/".into()),
+            region: None,
+        };
+        let mut c = ObjectCache::default();
+        let (listing, _) = c.read(&bucket, &source, 1024).await.unwrap();
+        assert_eq!(listing.documents.len(), 1, "the readable object is indexed");
+        assert_eq!(
+            listing.skipped,
+            [Skipped {
+                id: "s3://docs/faq/secret.md".into(),
+                reason: SkipReason::Unreadable,
+            }]
+        );
+        // Access fixed, ETag unchanged: the next resync reads it.
+        bucket.denied.lock().unwrap().clear();
+        let (listing, stats) = c.read(&bucket, &source, 1024).await.unwrap();
+        assert_eq!(stats.fetched, 1);
+        assert_eq!(listing.documents.len(), 2);
+        assert!(listing.skipped.is_empty());
     }
 }

@@ -174,6 +174,9 @@ pub enum SkipReason {
     NotUtf8,
     /// No text once converted.
     Empty,
+    /// Listed, but its GET was refused (an object ACL, a KMS key the role may not use):
+    /// retried at every resync.
+    Unreadable,
 }
 
 impl SkipReason {
@@ -184,6 +187,7 @@ impl SkipReason {
             Self::TooLarge => "too large",
             Self::NotUtf8 => "not UTF-8",
             Self::Empty => "empty",
+            Self::Unreadable => "access denied",
         }
     }
 }
