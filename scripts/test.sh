@@ -34,9 +34,10 @@ trap 'scripts/postgres.sh stop >&2 || true' EXIT
 echo "SWITCHBOARD_TEST_PG=$SWITCHBOARD_TEST_PG" >&2
 
 step "moto (S3 API)"
+# The trap first: a server that was spawned but never answered is stopped too.
+trap 'scripts/moto.sh stop >&2 || true; scripts/postgres.sh stop >&2 || true' EXIT
 s3_env="$(scripts/moto.sh start)"
 eval "$s3_env"
-trap 'scripts/moto.sh stop >&2 || true; scripts/postgres.sh stop >&2 || true' EXIT
 echo "SWITCHBOARD_TEST_S3_URL=$SWITCHBOARD_TEST_S3_URL" >&2
 
 step "all-MiniLM-L6-v2 model (local embedder)"
