@@ -4,6 +4,7 @@
 //! pure; [`ObjectCache::read`] is the I/O around them.
 
 use std::collections::BTreeMap;
+use std::ops::Not;
 
 use switchboard_crds::S3Source;
 use switchboard_knowledge::Document;
@@ -59,11 +60,23 @@ pub struct Plan {
     pub removed: Vec<String>,
 }
 
+/// ETags compared without their quotes: the cached one comes from the GET, the other from
+/// the listing, and S3-compatible stores do not all quote both alike (a mismatch would
+/// download the object again at every resync).
+fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
+}
+
 /// The difference between `cache` and a fresh `listing` (document candidates only).
 pub fn plan(cache: &ObjectCache, listing: &[ObjectInfo]) -> Plan {
     let fetch = listing
         .iter()
-        .filter(|o| cache.objects.get(&o.key).is_none_or(|e| e.etag != o.etag))
+        .filter(|o| {
+            cache
+                .objects
+                .get(&o.key)
+                .is_none_or(|e| same_etag(&e.etag, &o.etag).not())
+        })
         .cloned()
         .collect();
     let listed: std::collections::BTreeSet<&str> = listing.iter().map(|o| o.key.as_str()).collect();
@@ -251,6 +264,8 @@ mod tests {
         assert_eq!(fetch, ["b.md", "new.txt"]);
         assert_eq!(p.removed, ["gone.md"]);
         assert_eq!(plan(&c, &[]).removed.len(), 3);
+        // The same ETag, quoted by one side only, is no change.
+        assert!(plan(&c, &[info("a.md", "1")]).fetch.is_empty());
         assert!(plan(&ObjectCache::default(), &[]).fetch.is_empty());
     }
 
