@@ -88,7 +88,10 @@ mod tests {
         assert!(local.status.success(), "without CI a missing service skips");
         assert!(String::from_utf8_lossy(&local.stderr).contains("SKIPPED"));
         let ci = run("true");
-        assert!(!ci.status.success(), "under CI=true a missing service fails");
+        assert!(
+            !ci.status.success(),
+            "under CI=true a missing service fails"
+        );
         let out = format!(
             "{}{}",
             String::from_utf8_lossy(&ci.stdout),
