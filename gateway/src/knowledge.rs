@@ -1,4 +1,5 @@
-//! Knowledge lookups mid-call: the `search_knowledge_base` tool.
+//! Knowledge lookups mid-call: what the `search_knowledge_base` tool searches
+//! (`tools/search_knowledge.rs` declares and runs the tool).
 //!
 //! Laptop mode (the call store is SQLite): `--knowledge FILE` KnowledgeBase manifests are
 //! ingested at start into the embedded store (SQLite in the data dir, exact search in
@@ -14,9 +15,7 @@
 mod cluster;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,11 +28,7 @@ use switchboard_knowledge::{
     VectorStore, ingest,
 };
 
-use crate::tenants::{Tenant, resolve_secret};
-use crate::tools::ToolRunner;
-
-/// Name of the knowledge tool the model calls.
-pub const SEARCH_TOOL: &str = "search_knowledge_base";
+use crate::secrets::{DEFAULT_SECRETS_DIR, resolve_secret};
 
 /// Why knowledge bases could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +380,7 @@ impl Knowledge {
         data_dir: &Path,
         metrics: KnowledgeMetrics,
     ) -> Result<Self, KnowledgeError> {
-        let secrets_dir = PathBuf::from(crate::tenants::DEFAULT_SECRETS_DIR);
+        let secrets_dir = PathBuf::from(DEFAULT_SECRETS_DIR);
         Self::load_with(
             kbs,
             KnowledgeSetup {
@@ -432,13 +427,23 @@ impl Knowledge {
             .unwrap_or_default()
     }
 
-    /// Embeds `query` and searches the tenant's knowledge bases it may use; the output is
-    /// the JSON the model receives.
-    pub async fn search(&self, tenant: &Tenant, query: &str) -> Result<serde_json::Value, String> {
-        let allowed = &tenant.spec.agent.knowledge_bases;
+    /// The lookup metrics.
+    pub fn metrics(&self) -> &KnowledgeMetrics {
+        &self.metrics
+    }
+
+    /// Embeds `query` and searches the knowledge bases of `tenant` its agent may use
+    /// (`allowed`, the agent's `knowledgeBases`); the output is the JSON the model
+    /// receives.
+    pub async fn search(
+        &self,
+        tenant: &str,
+        allowed: &[String],
+        query: &str,
+    ) -> Result<serde_json::Value, String> {
         let bases: Vec<&Retrieval> = self
             .by_tenant
-            .get(&tenant.name)
+            .get(tenant)
             .map(|v| v.iter().filter(|r| allowed.contains(&r.kb)).collect())
             .unwrap_or_default();
         if bases.is_empty() {
@@ -481,65 +486,5 @@ impl Knowledge {
                 "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
             })).collect::<Vec<_>>(),
         }))
-    }
-}
-
-/// Runs [`SEARCH_TOOL`] calls against [`Knowledge`]; any other tool gets an error output.
-pub struct KnowledgeRunner(pub Arc<Knowledge>);
-
-impl ToolRunner for KnowledgeRunner {
-    fn run(
-        &self,
-        tenant: &Arc<Tenant>,
-        name: &str,
-        arguments: &str,
-    ) -> Pin<Box<dyn Future<Output = String> + Send>> {
-        let knowledge = self.0.clone();
-        let tenant = tenant.clone();
-        let name = name.to_string();
-        let arguments = arguments.to_string();
-        Box::pin(async move {
-            if name != SEARCH_TOOL {
-                return json!({ "error": format!("tool {name:?} is not available") }).to_string();
-            }
-            let t0 = Instant::now();
-            let query = serde_json::from_str::<serde_json::Value>(&arguments)
-                .ok()
-                .and_then(|v| v.get("query").and_then(|q| q.as_str()).map(str::to_string))
-                .filter(|q| !q.trim().is_empty());
-            let Some(query) = query else {
-                knowledge
-                    .metrics
-                    .lookups
-                    .with_label_values(&["error"])
-                    .inc();
-                return json!({ "error": "arguments must be an object with a non-empty \"query\" string" }).to_string();
-            };
-            let out = match knowledge.search(&tenant, &query).await {
-                Ok(v) => {
-                    let empty = v["passages"].as_array().is_none_or(Vec::is_empty);
-                    knowledge
-                        .metrics
-                        .lookups
-                        .with_label_values(&[if empty { "empty" } else { "hits" }])
-                        .inc();
-                    v.to_string()
-                }
-                Err(e) => {
-                    knowledge
-                        .metrics
-                        .lookups
-                        .with_label_values(&["error"])
-                        .inc();
-                    tracing::warn!(tenant = tenant.name, error = e, "knowledge lookup failed");
-                    json!({ "error": format!("knowledge lookup failed: {e}") }).to_string()
-                }
-            };
-            knowledge
-                .metrics
-                .latency
-                .observe(t0.elapsed().as_secs_f64());
-            out
-        })
     }
 }

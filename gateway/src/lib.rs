@@ -1,22 +1,29 @@
 //! Switchboard gateway: answers Twilio calls for the tenants it serves and bridges their
 //! audio to the OpenAI Realtime API (GA).
 //!
-//! Layout: [`twilio`] and [`realtime`] hold wire protocols; [`call`] the per-call state
-//! machine and the task that drives it; [`http`] the thin handlers; [`store`] call
-//! records behind a write-behind queue; [`server`] wires it together.
+//! Layout, from the bottom up (no module uses one above it; `tests/tests/layout.rs`
+//! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`] are
+//! leaves; [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
+//! lookups; [`tools`] defines each tool the model may call (name, schema, runner);
+//! [`tenants`] the tenants served and their agents' settings; [`state`] what handlers and
+//! call tasks share; [`call`] the per-call state machine and the task that drives it;
+//! [`http`] the thin handlers; [`server`] wires it together. Call records go through the
+//! `switchboard-store` crate's write-behind queue.
 
 pub mod call;
 pub mod cli;
+pub mod clock;
 pub mod drain;
 pub mod http;
 pub mod knowledge;
 pub mod metrics;
 pub mod preconnect;
 pub mod realtime;
+pub mod secrets;
 pub mod server;
-pub mod store;
+pub mod state;
 pub mod tenants;
 pub mod tools;
 pub mod twilio;
 
-pub use http::unix_ms;
+pub use clock::unix_ms;

@@ -10,14 +10,17 @@ use tokio::task::JoinHandle;
 
 use crate::cli::Cli;
 use crate::drain::Drain;
-use crate::http::{AppState, Shared, router};
+use crate::http::router;
 use crate::knowledge;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::WsBackend;
-use crate::store::queue::QueueMetrics;
-use crate::store::{self, WriteBehind, WriteBehindConfig};
-use crate::tenants::{DEFAULT_SECRETS_DIR, Tenants};
+use crate::secrets::DEFAULT_SECRETS_DIR;
+use crate::state::{AppState, Shared};
+use crate::tenants::Tenants;
+use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
+use switchboard_store::queue::QueueMetrics;
+use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +92,9 @@ impl Gateway {
                 .unwrap_or_default()
         };
         let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir, &knowledge_of)?;
-        let tools: Arc<dyn crate::tools::ToolRunner> = match &knowledge {
-            Some(k) => Arc::new(knowledge::KnowledgeRunner(k.clone())),
-            None => Arc::new(crate::tools::NoExternalTools),
+        let tools: Arc<dyn ToolRunner> = match &knowledge {
+            Some(k) => Arc::new(KnowledgeRunner(k.clone())),
+            None => Arc::new(NoExternalTools),
         };
         let store = store::open(&cli.store_url()).await?;
         let (writer, writer_task) = WriteBehind::start(

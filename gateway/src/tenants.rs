@@ -9,12 +9,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 
-use crate::call::session::SessionSettings;
 use crate::realtime::session_config;
-
-/// Where secrets named by `secretKeyRef` are mounted: `<dir>/<secret>/<key>` (the
-/// operator mounts each referenced Secret there).
-pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/switchboard";
+use crate::secrets::resolve_secret;
+use crate::tools;
 
 /// Why the tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +45,27 @@ pub enum TenantError {
     /// Two tenants claim one number, or one name.
     #[error("{0}")]
     Conflict(String),
+}
+
+/// Per-call settings of the call state machine (`call/session.rs`), derived from the
+/// tenant once, when it is loaded.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Greeting text, if any.
+    pub greeting: Option<String>,
+    /// Whether the caller may interrupt the greeting.
+    pub greeting_interruptible: bool,
+    /// `session.update` that turns `interrupt_response` on, sent after a
+    /// non-interruptible greeting has played.
+    pub interruptible_update: String,
+    /// Hard limit of the call, ms.
+    pub max_call_ms: u64,
+    /// End the call after this much silence from both sides, ms (0 = never).
+    pub silence_timeout_ms: u64,
+    /// Tools answered outside the state machine (e.g. `search_knowledge_base`): a call
+    /// to one becomes [`Action::RunTool`](crate::call::session::Action::RunTool) and its answer comes back as
+    /// [`Input::ToolResult`](crate::call::session::Input::ToolResult).
+    pub external_tools: Vec<String>,
 }
 
 /// One tenant, ready to serve.
@@ -102,33 +120,6 @@ impl Tenant {
 pub struct Tenants {
     by_number: HashMap<String, Arc<Tenant>>,
     by_name: HashMap<String, Arc<Tenant>>,
-}
-
-/// Reads a secret value from where `r` says it lives.
-pub fn resolve_secret(r: &SecretRef, secrets_dir: &Path) -> Result<String, String> {
-    if let Some(name) = &r.env {
-        return match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-            Ok(_) => Err(format!("environment variable {name} is empty")),
-            Err(_) => Err(format!("environment variable {name} is not set")),
-        };
-    }
-    let path = if let Some(f) = &r.file {
-        PathBuf::from(f)
-    } else if let Some(s) = &r.secret_key_ref {
-        secrets_dir.join(&s.name).join(&s.key)
-    } else {
-        return Err("no source set".into());
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        Ok(_) => Err(format!("{} is empty", path.display())),
-        Err(e) => Err(format!(
-            "reading {} ({}): {e}",
-            path.display(),
-            r.describe()
-        )),
-    }
 }
 
 impl Tenants {
@@ -201,17 +192,14 @@ impl Tenants {
     ) -> Tenant {
         let agent = &spec.agent;
         let greeting_interruptible = agent.greeting.as_ref().is_none_or(|g| g.interruptible);
+        let tools = tools::for_agent(knowledge);
         let settings = SessionSettings {
             greeting: agent.greeting.as_ref().map(|g| g.text.clone()),
             greeting_interruptible,
             interruptible_update: session_config::set_interruptible(agent, true),
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
-            external_tools: if knowledge {
-                vec![crate::knowledge::SEARCH_TOOL.to_string()]
-            } else {
-                Vec::new()
-            },
+            external_tools: tools::external_names(&tools),
         };
         Tenant {
             realtime_url: spec
@@ -222,7 +210,7 @@ impl Tenants {
             session_update: session_config::session_update(
                 agent,
                 greeting_interruptible,
-                knowledge,
+                tools::declarations(&tools),
             ),
             settings,
             name,

@@ -118,12 +118,10 @@ async fn sigterm_during_live_calls_cuts_none() {
         .unwrap();
     assert!(status.success(), "gateway exit status {status:?}");
 
-    let store = switchboard_gateway::store::open(&format!(
-        "sqlite:{}",
-        data.join("switchboard.db").display()
-    ))
-    .await
-    .unwrap();
+    let store =
+        switchboard_store::open(&format!("sqlite:{}", data.join("switchboard.db").display()))
+            .await
+            .unwrap();
     for sid in sids {
         let rec = store.get_call(&sid).await.unwrap().expect("record kept");
         assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));

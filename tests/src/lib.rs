@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use switchboard_gateway::cli::Cli;
 use switchboard_gateway::server::Gateway;
-use switchboard_gateway::store::CallRecord;
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+use switchboard_store::CallRecord;
 
 /// The tenant's Twilio account.
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";

@@ -1,9 +1,9 @@
 //! A simulated call end to end: Twilio caller ⇄ gateway ⇄ Realtime simulator, over real
 //! sockets, with the record read back from the gateway's store.
 
-use switchboard_gateway::store::Role;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
+use switchboard_store::Role;
 use switchboard_tests::{Env, EnvOptions, GREETING, metric};
 
 const ANSWER: &str = "Yes, we are open from nine to five on Saturdays.";

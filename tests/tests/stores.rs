@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use switchboard_gateway::server::Gateway;
-use switchboard_gateway::store::{self, Role};
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
+use switchboard_store::{self as store, Role};
 use switchboard_tests::{Env, EnvOptions, GREETING, Proxy, metric, pg_url, via};
 
 const QUESTION: &str = "do you take new patients";

@@ -15,11 +15,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::VoiceTenant;
-use switchboard_gateway::store::{self, CallStart, StoreOp};
 use switchboard_operator::database::{
     AdminTarget, DropOutcome, Provisioner, TenantDatabase, URL_KEY, build_database_secret,
     generate_password,
 };
+use switchboard_store::{self as store, CallStart, StoreOp};
 
 /// The test server's admin URL (a superuser), or `None` to skip.
 fn admin_url() -> Option<String> {

@@ -11,10 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::playback::{MarkEcho, Playback};
-use crate::realtime::session_config::END_CALL_TOOL;
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
-use crate::store::{Role, ToolCallRecord, TranscriptEntry, Usage};
+use crate::tenants::SessionSettings;
+use crate::tools::end_call;
 use crate::twilio::media;
+use switchboard_store::{Role, ToolCallRecord, TranscriptEntry, Usage};
 
 /// Largest gap in caller audio filled with silence (longer gaps are not real-time audio).
 const MAX_GAP_PAD_MS: u64 = 10_000;
@@ -23,26 +24,6 @@ const MAX_GAP_PAD_MS: u64 = 10_000;
 const STALL_MS: u64 = 750;
 /// Silence appended on a stall.
 const STALL_PAD_MS: u64 = 1_000;
-
-/// Per-call settings derived from the tenant.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    /// Greeting text, if any.
-    pub greeting: Option<String>,
-    /// Whether the caller may interrupt the greeting.
-    pub greeting_interruptible: bool,
-    /// `session.update` that turns `interrupt_response` on, sent after a
-    /// non-interruptible greeting has played.
-    pub interruptible_update: String,
-    /// Hard limit of the call, ms.
-    pub max_call_ms: u64,
-    /// End the call after this much silence from both sides, ms (0 = never).
-    pub silence_timeout_ms: u64,
-    /// Tools answered outside the state machine (e.g. `search_knowledge_base`): a call
-    /// to one becomes [`Action::RunTool`] and its answer comes back as
-    /// [`Input::ToolResult`].
-    pub external_tools: Vec<String>,
-}
 
 /// One event for the session.
 #[derive(Debug, Clone)]
@@ -123,7 +104,7 @@ pub enum Action {
 /// Everything a finished call leaves behind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
-    /// See [`crate::store::CallEnd::outcome`].
+    /// See [`switchboard_store::CallEnd::outcome`].
     pub outcome: &'static str,
     /// Detail (e.g. an OpenAI error code).
     pub detail: Option<String>,
@@ -614,16 +595,16 @@ impl CallSession {
             });
             return;
         }
-        let output = if name == END_CALL_TOOL {
+        let output = if name == end_call::NAME {
             self.hangup_requested = true;
-            r#"{"ok":true}"#.to_string()
+            end_call::OUTPUT.to_string()
         } else {
             serde_json::json!({"error": format!("unknown tool {name:?}")}).to_string()
         };
         out.push(Action::Realtime(wire::function_call_output(
             &call_id, &output,
         )));
-        if name != END_CALL_TOOL {
+        if name != end_call::NAME {
             // The model does not speak after a tool output until asked.
             self.request_response(out);
         }

@@ -356,7 +356,7 @@ fn end_call_tool_hangs_up_after_the_goodbye_has_played() {
     h.rt(ServerEvent::FunctionCall {
         response_id: "r1".into(),
         call_id: "c".into(),
-        name: END_CALL_TOOL.into(),
+        name: end_call::NAME.into(),
         arguments: "{}".into(),
     });
     assert!(
@@ -370,7 +370,7 @@ fn end_call_tool_hangs_up_after_the_goodbye_has_played() {
     h.feed(Input::Mark(m));
     let out = h.feed(Input::Mark(done));
     assert_eq!(ended(&out).map(|s| s.outcome), Some("agent_hangup"));
-    assert_eq!(ended(&out).unwrap().tool_calls[0].name, END_CALL_TOOL);
+    assert_eq!(ended(&out).unwrap().tool_calls[0].name, end_call::NAME);
 }
 
 #[test]

@@ -13,13 +13,14 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as RtMessage;
 
 use super::session::{Action, CallSession, Input, Observation};
-use crate::http::AppState;
+use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
-use crate::store::{CallEnd, CallStart, StoreOp};
+use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::twilio::media::{self, Inbound, Start};
+use switchboard_store::{CallEnd, CallStart, StoreOp};
 
 /// How long Twilio has to send `start` after the upgrade.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,13 +29,15 @@ const TICK: Duration = Duration::from_millis(250);
 /// Peer errors logged per call before going quiet (all are counted).
 const LOGGED_ERRORS_PER_CALL: u32 = 5;
 
-struct Ctx {
+/// The running call's own handles: the gateway's shared state, which call this is (the
+/// path's CallSid until `start` confirms it), and how many peer errors it has logged.
+struct CallTask {
     state: AppState,
     call_sid: String,
     logged: u32,
 }
 
-impl Ctx {
+impl CallTask {
     fn malformed(&mut self, kind: &str, detail: &dyn std::fmt::Display) {
         self.state
             .metrics
@@ -50,7 +53,7 @@ impl Ctx {
 
 /// Runs one call on an upgraded Twilio media stream.
 pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, socket: WebSocket) {
-    let mut ctx = Ctx {
+    let mut ctx = CallTask {
         state: state.clone(),
         call_sid: path_call_sid.clone(),
         logged: 0,
@@ -93,7 +96,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
             tenant: tenant.name.clone(),
             from: param("from"),
             to: param("to"),
-            started_at_ms: crate::http::unix_ms(),
+            started_at_ms: unix_ms(),
         }))
         .await;
 
@@ -116,7 +119,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         }
     };
     let mut record = outcome;
-    record.ended_at_ms = crate::http::unix_ms();
+    record.ended_at_ms = unix_ms();
     state
         .metrics
         .calls_total
@@ -137,7 +140,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     state.writer.submit(StoreOp::End(record)).await;
 }
 
-async fn wait_for_start(ctx: &mut Ctx, rx: &mut WebSocket) -> Option<Start> {
+async fn wait_for_start(ctx: &mut CallTask, rx: &mut WebSocket) -> Option<Start> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         let msg = match tokio::time::timeout_at(deadline, rx.next()).await {
@@ -231,7 +234,7 @@ enum Frame {
 }
 
 async fn relay(
-    ctx: &mut Ctx,
+    ctx: &mut CallTask,
     tenant: &Arc<Tenant>,
     start: &Start,
     tw: &mut WebSocket,
@@ -336,7 +339,9 @@ async fn relay(
                     name,
                     arguments,
                 } => {
-                    let run = state.tools.run(tenant, &name, &arguments);
+                    let run = state
+                        .tools
+                        .run(&tenant.name, &tenant.spec, &name, &arguments);
                     let tx = tool_tx.clone();
                     tokio::spawn(async move {
                         let output = run.await;
@@ -391,7 +396,7 @@ async fn relay(
 
 /// The session input for one read from the Twilio socket (`None`: nothing to handle).
 fn from_twilio(
-    ctx: &mut Ctx,
+    ctx: &mut CallTask,
     msg: Option<Result<TwMessage, axum::Error>>,
     open: &mut bool,
 ) -> (Option<Input>, Frame) {
@@ -446,7 +451,7 @@ fn from_twilio(
 
 /// The session input for one read from the Realtime socket (`None`: nothing to handle).
 fn from_realtime(
-    ctx: &mut Ctx,
+    ctx: &mut CallTask,
     msg: Option<Result<RtMessage, tokio_tungstenite::tungstenite::Error>>,
     open: &mut bool,
 ) -> (Option<Input>, Frame) {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::AppState;
+use crate::state::AppState;
 
 fn same(a: &str, b: &str) -> bool {
     // Compare MACs of both strings: constant time whatever their lengths.

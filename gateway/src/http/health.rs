@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use crate::state::AppState;
 
 /// Liveness: the process serves HTTP.
 pub async fn healthz() -> &'static str {

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::form;
 use super::voice::tenant_for;
-use super::{AppState, form};
-use crate::store::{CallStatusUpdate, StoreOp};
+use crate::state::AppState;
 use crate::twilio::media;
+use switchboard_store::{CallStatusUpdate, StoreOp};
 
 const ROUTE: &str = "status";
 

@@ -4,8 +4,9 @@ use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, form};
+use super::form;
 use crate::call::task;
+use crate::state::AppState;
 
 /// Largest WebSocket message accepted from Twilio. A media message is ~300 bytes; the
 /// `start` message with custom parameters a few KB.

@@ -1,18 +1,19 @@
 //! `POST /twilio/voice`: the incoming-call webhook.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, form};
+use super::form;
+use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
-use crate::store::{CallStart, StoreOp};
+use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::twilio::{media, twiml};
+use switchboard_store::{CallStart, StoreOp};
 
 const ROUTE: &str = "voice";
 
@@ -23,13 +24,6 @@ fn xml(state: &AppState, status: StatusCode, body: String) -> Response {
         .with_label_values(&[ROUTE, status.as_str()])
         .inc();
     (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
-}
-
-/// Unix time now, in ms.
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Finds the tenant for a status callback: by the called number, else by the account

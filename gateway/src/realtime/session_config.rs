@@ -4,9 +4,6 @@
 use serde_json::{Value, json};
 use switchboard_crds::{AgentSpec, Eagerness, NoiseReduction, TurnDetectionKind};
 
-/// Name of the tool that lets the agent end the call.
-pub const END_CALL_TOOL: &str = "end_call";
-
 /// `audio.input.turn_detection` for the agent; `interrupt_response` says whether the
 /// model's own speech is cut when the caller starts talking.
 pub fn turn_detection(agent: &AgentSpec, interrupt_response: bool) -> Value {
@@ -40,35 +37,9 @@ pub fn turn_detection(agent: &AgentSpec, interrupt_response: bool) -> Value {
     }
 }
 
-/// The tools of an agent; `knowledge` adds the knowledge-base search.
-pub fn tools(knowledge: bool) -> Value {
-    let mut tools = json!([{
-        "type": "function",
-        "name": END_CALL_TOOL,
-        "description": "End the phone call. Use only after saying goodbye, when the caller has nothing more to ask.",
-        "parameters": {
-            "type": "object",
-            "properties": {"reason": {"type": "string", "description": "Why the call ends."}},
-            "required": []
-        }
-    }]);
-    if knowledge && let Some(list) = tools.as_array_mut() {
-        list.push(json!({
-            "type": "function",
-            "name": crate::knowledge::SEARCH_TOOL,
-            "description": "Search this business's own documents (opening hours, prices, services, policies, directions, contact details). Call it before answering any factual question about the business, and answer only from the passages it returns; if nothing relevant comes back, say you do not know.",
-            "parameters": {
-                "type": "object",
-                "properties": {"query": {"type": "string", "description": "The caller's question, rephrased as a short search query."}},
-                "required": ["query"]
-            }
-        }));
-    }
-    tools
-}
-
-/// The full `session.update` event for `agent` (`knowledge`: declare the search tool).
-pub fn session_update(agent: &AgentSpec, interrupt_response: bool, knowledge: bool) -> String {
+/// The full `session.update` event for `agent`, declaring `tools` (the `tools` array,
+/// see `crate::tools::declarations`).
+pub fn session_update(agent: &AgentSpec, interrupt_response: bool, tools: Value) -> String {
     let noise = match agent.noise_reduction {
         NoiseReduction::NearField => json!({"type": "near_field"}),
         NoiseReduction::FarField => json!({"type": "far_field"}),
@@ -100,7 +71,7 @@ pub fn session_update(agent: &AgentSpec, interrupt_response: bool, knowledge: bo
                     "voice": agent.voice,
                 }
             },
-            "tools": tools(knowledge),
+            "tools": tools,
             "tool_choice": "auto",
             "max_output_tokens": "inf",
             "truncation": "auto",
@@ -129,7 +100,7 @@ mod tests {
     #[test]
     fn ga_shape_with_pcmu_and_no_beta_fields() {
         let v: Value =
-            serde_json::from_str(&session_update(&AgentSpec::default(), true, false)).unwrap();
+            serde_json::from_str(&session_update(&AgentSpec::default(), true, json!([]))).unwrap();
         let s = &v["session"];
         assert_eq!(s["type"], "realtime");
         assert_eq!(s["audio"]["input"]["format"]["type"], "audio/pcmu");

@@ -461,7 +461,7 @@ async fn migrate_as(
 ) -> Result<(), DatabaseError> {
     exec(conn, format!("SET ROLE {role}")).await?;
     exec(conn, format!("SET search_path TO {schema}")).await?;
-    switchboard_gateway::store::postgres::migrate(conn)
+    switchboard_store::postgres::migrate(conn)
         .await
         .map_err(DatabaseError::from_migrate)?;
     exec(conn, "RESET search_path".to_string()).await?;

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::super::{StoreError, StoreOp};
+use crate::{StoreError, StoreOp};
 
 const SPOOL: &str = "spool.jsonl";
 const BAD: &str = "spool.jsonl.bad";

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pg_escape::quote_identifier;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, SqlStr};
@@ -31,12 +32,12 @@ fn migrator() -> Migrator {
         1,
         "calls".into(),
         MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/postgres/0001_calls.sql")),
+        SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
         false,
     )])
 }
 
-/// Applies the gateway's Postgres migrations on `conn`, into the first schema of its
+/// Applies the call store's Postgres migrations on `conn`, into the first schema of its
 /// `search_path`, owned by its current role: what the operator runs, as the tenant's
 /// role, when it provisions a tenant (one definition of the tables for both). The schema
 /// must exist. A store opened later on that schema finds nothing left to apply.
@@ -90,10 +91,6 @@ fn first_schema(search_path: &str) -> Option<String> {
             return Some(name);
         }
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The server could not be reached (as opposed to refusing us): worth waiting for.
@@ -361,7 +358,7 @@ async fn ensure_schema(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(pool)
         .await?;
     if let Some(schema) = first_schema(&path) {
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_identifier(&schema));
         sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
     }
     Ok(())
@@ -401,7 +398,7 @@ impl CallStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_schema, quote_ident, text};
+    use super::{first_schema, quote_identifier, text};
 
     #[test]
     fn first_schema_parses_search_paths() {
@@ -421,7 +418,7 @@ mod tests {
 
     #[test]
     fn quote_ident_escapes_quotes() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
     }
 
     #[test]

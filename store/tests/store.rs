@@ -1,5 +1,5 @@
 //! Call store tests against real databases: SQLite in a temp dir, and Postgres at
-//! `SWITCHBOARD_TEST_PG` (see scripts/postgres.sh; skipped with a notice when unset).
+//! `SWITCHBOARD_TEST_PG` (see scripts/postgres.sh; gated by `switchboard_testenv`).
 //! Every Postgres test works in its own schema, so tests run in parallel.
 
 #![allow(clippy::unwrap_used)]
@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
-use switchboard_gateway::store::postgres::PgStore;
-use switchboard_gateway::store::queue::QueueMetrics;
-use switchboard_gateway::store::sqlite::SqliteStore;
-use switchboard_gateway::store::{
-    self, BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, Role, StoreError,
-    StoreOp, ToolCallRecord, TranscriptEntry, Usage, WriteBehind, WriteBehindConfig,
+use switchboard_store::postgres::PgStore;
+use switchboard_store::queue::QueueMetrics;
+use switchboard_store::sqlite::SqliteStore;
+use switchboard_store::{
+    self as store, BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, Role,
+    StoreError, StoreOp, ToolCallRecord, TranscriptEntry, Usage, WriteBehind, WriteBehindConfig,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -170,12 +170,10 @@ struct PgSchema {
 
 impl PgSchema {
     fn new() -> Option<Self> {
-        let Ok(base) = std::env::var("SWITCHBOARD_TEST_PG") else {
-            eprintln!(
-                "SWITCHBOARD_TEST_PG is unset: skipping Postgres test (scripts/postgres.sh start)"
-            );
-            return None;
-        };
+        let base = switchboard_testenv::service(
+            "SWITCHBOARD_TEST_PG",
+            "eval \"$(scripts/postgres.sh start)\"",
+        )?;
         Some(Self {
             base,
             schema: unique("store_test"),

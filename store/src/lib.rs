@@ -1,5 +1,7 @@
-//! Call records: what is written, the store trait, its SQLite and Postgres
-//! implementations, and the write-behind queue that keeps writes off the audio path.
+//! Switchboard's call store. Call records: what is written, the store trait, its SQLite
+//! and Postgres implementations, and the write-behind queue that keeps writes off the
+//! gateway's audio path. The gateway writes and reads through it; the operator runs its
+//! Postgres migrations ([`postgres::migrate`]) as each tenant's role.
 //!
 //! Every write is a [`StoreOp`], an idempotent upsert keyed by `call_sid`, so the queue
 //! may replay a spooled op after a crash without duplicating anything.

@@ -25,7 +25,7 @@ fn migrator() -> Migrator {
         1,
         "calls".into(),
         MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/sqlite/0001_calls.sql")),
+        SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
         false,
     )])
 }

@@ -1,0 +1,55 @@
+//! What every request and every call shares: the gateway's state, built once by
+//! [`crate::server`] and handed to the HTTP handlers and the call tasks.
+
+use std::sync::Arc;
+
+use switchboard_store::{CallStore, WriteBehind};
+
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::preconnect::Parking;
+use crate::realtime::RealtimeBackend;
+use crate::tenants::Tenants;
+use crate::tools::ToolRunner;
+
+/// Everything handlers share.
+pub struct Shared {
+    /// Tenants served.
+    pub tenants: Tenants,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Pre-connected sessions.
+    pub parking: Parking,
+    /// How Realtime sessions are opened.
+    pub backend: Arc<dyn RealtimeBackend>,
+    /// Where records are written (never blocks a call).
+    pub writer: WriteBehind,
+    /// Where records are read from.
+    pub store: Arc<dyn CallStore>,
+    /// Public base URL (`https://gw.example.com`), no trailing slash.
+    pub public_base: String,
+    /// Concurrent call limit.
+    pub max_calls: usize,
+    /// Whether to pre-connect on the webhook.
+    pub preconnect: bool,
+    /// Shutdown state.
+    pub drain: Arc<Drain>,
+    /// Tools answered outside the call's state machine.
+    pub tools: Arc<dyn ToolRunner>,
+}
+
+/// Handler state.
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    /// The WebSocket base for stream URLs (`wss://…` for an `https://` public URL).
+    pub fn ws_base(&self) -> String {
+        if let Some(rest) = self.public_base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.public_base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            self.public_base.clone()
+        }
+    }
+}
