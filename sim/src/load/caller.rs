@@ -111,7 +111,7 @@ async fn webhook(
 ) -> Result<(String, Vec<(String, String)>), Failure> {
     let from = format!("+1555{:07}", index % 10_000_000);
     let params = twilio::webhook_params(&cfg.account_sid, call_sid, &from, &cfg.to);
-    let signature = twilio::signature(&cfg.auth_token, &cfg.voice_url, &params);
+    let signature = crate::signature::twilio_signature(&cfg.auth_token, &cfg.voice_url, &params);
     let response = http
         .post(&cfg.voice_url)
         .header("X-Twilio-Signature", signature)
@@ -139,7 +139,7 @@ async fn open_stream(cfg: &CallSettings, url: &str) -> Result<Ws, Failure> {
     let mut req = url
         .into_client_request()
         .map_err(|e| fail("stream_url", format!("{url}: {e}")))?;
-    let signature = twilio::signature(&cfg.auth_token, url, &[]);
+    let signature = crate::signature::twilio_signature(&cfg.auth_token, url, &[]);
     let header =
         HeaderValue::from_str(&signature).map_err(|e| fail("stream_url", e.to_string()))?;
     req.headers_mut().insert("x-twilio-signature", header);

@@ -1,26 +1,5 @@
-//! The Twilio side of a load call: webhook parameters and signature, the TwiML answer, and
+//! The Twilio side of a load call: webhook parameters, the TwiML answer, and
 //! Media Streams messages as Twilio writes them (numbers as strings).
-
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
-
-/// `X-Twilio-Signature`: base64 HMAC-SHA1 over the URL and the name-sorted parameters.
-pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
-        // HMAC takes keys of any length; an empty signature simply fails validation.
-        return String::new();
-    };
-    mac.update(url.as_bytes());
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    STANDARD.encode(mac.finalize().into_bytes())
-}
 
 /// The form parameters Twilio sends with an inbound call's webhook.
 pub fn webhook_params(
@@ -241,29 +220,6 @@ pub fn stop(seq: u64, stream_sid: &str, account_sid: &str, call_sid: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_matches_twilios_documented_example() {
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+14158675310"),
-            ("Digits", "1234"),
-            ("From", "+14158675310"),
-            ("To", "+18005551212"),
-        ]
-        .into_iter()
-        .rev()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        assert_eq!(
-            signature(
-                "12345",
-                "https://example.com/myapp.php?foo=1&bar=2",
-                &params
-            ),
-            "L/OH5YylLD5NRKLltdqwSvS0BnU="
-        );
-    }
 
     #[test]
     fn stream_answer_with_parameters() {
