@@ -17,7 +17,7 @@ mod status;
 mod stream;
 mod turns;
 mod twiml;
-mod xml;
+pub(crate) mod xml;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
