@@ -10,7 +10,6 @@
 
 mod call;
 mod ids;
-mod playout;
 mod script;
 mod session;
 mod status;
@@ -25,10 +24,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::playout::{Playout, Tick};
 pub use crate::signature::{SignatureMode, signing_url, twilio_signature};
 pub use call::place_call;
 pub use ids::new_sid;
-pub use playout::{Playout, Tick};
 pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};

@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frames::{Conn, Frame, FrameError};
-use super::playout::Playout;
 use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
 use super::tag::{FrameEncoder, Tag, read_tag};
 use super::twilio::{self, Answer};
+use crate::playout::TimedPlayout;
 
 /// One caller frame.
 const FRAME: Duration = Duration::from_millis(20);
@@ -192,7 +192,7 @@ impl Stream<'_> {
         let encoder = FrameEncoder::new(self.index % 5 + 11);
         let mut seq_no: u64 = 1;
         let mut sent: u32 = 0;
-        let mut playout = Playout::new(Instant::now());
+        let mut playout = TimedPlayout::new(Instant::now());
         let mut marks = Vec::new();
         let t0 = Instant::now();
         let timer = tokio::time::sleep_until(t0.into());
@@ -293,7 +293,7 @@ impl Stream<'_> {
         text: &str,
         at_ns: u64,
         now: Instant,
-        playout: &mut Playout,
+        playout: &mut TimedPlayout,
         marks: &mut Vec<String>,
         setup: &mut Option<Duration>,
     ) {
@@ -369,7 +369,7 @@ mod tests {
             shared: &shared,
             webhook_at: t0,
         };
-        let mut playout = Playout::new(t0);
+        let mut playout = TimedPlayout::new(t0);
         let (mut marks, mut setup) = (Vec::new(), None);
         let mut feed = |text: &str, marks: &mut Vec<String>| {
             call.on_message(text, 5, t0, &mut playout, marks, &mut setup);
