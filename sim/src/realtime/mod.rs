@@ -10,7 +10,8 @@
 //! Modules: `config` (script and knobs), `settings` (session object and `session.update`
 //! validation), `vad`, `codec`/`audio` (formats and the assistant's voice), `script`
 //! (what gets said), `session`/`items`/`respond` (the per-connection state machine),
-//! `log`, `protocol` (wire helpers), `server` (I/O).
+//! `log`, `protocol` (wire helpers), `server` (I/O), `wire` (the handshake check and the
+//! session/item shapes the load responder shares).
 
 mod audio;
 mod codec;
@@ -24,6 +25,7 @@ mod server;
 mod session;
 mod settings;
 mod vad;
+pub(crate) mod wire;
 
 pub use config::{RealtimeConfig, ToolRequest, Turn, default_script};
 pub use log::{ResponseLog, SessionLog, TruncateLog};
