@@ -650,8 +650,10 @@ async fn cli_call_reports_turns_and_the_gateway_transcript() {
     println!("{out}");
     assert!(ok, "{out}");
     assert!(out.contains("violations: none"), "{out}");
+    // Greeting, the interrupted answer, the answer to the barge-in, the key press and the
+    // farewell: the default conversation ends with a goodbye exchange.
     assert!(
-        out.contains("in 4 turn(s); marks 4 received / 4 echoed"),
+        out.contains("in 5 turn(s); marks 5 received / 5 echoed"),
         "{out}"
     );
     assert!(out.contains("cut by clear"), "{out}");

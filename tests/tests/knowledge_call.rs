@@ -81,6 +81,24 @@ async fn a_knowledge_question_is_answered_from_the_tenants_documents() {
         "{:#?}",
         s.responses
     );
+    // The model says a sentence of the best passage, as a real one would, not the JSON.
+    let sentence = spoken.text["Here is what I found: ".len()..].trim_end_matches('.');
+    assert!(!sentence.is_empty(), "{:#?}", s.responses);
+    let passage = first["text"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        passage.contains(sentence),
+        "{sentence:?} not in {passage:?}"
+    );
+    assert!(
+        !spoken.text.contains('{') && !spoken.text.contains("passages"),
+        "{:#?}",
+        s.responses
+    );
 
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.tool_calls.len(), 1);
@@ -92,6 +110,17 @@ async fn a_knowledge_question_is_answered_from_the_tenants_documents() {
         "the grounding trail keeps the chunk ids"
     );
     assert!(tc.latency_ms < 5_000);
+    // The record keeps the raw output the model was given ...
+    let raw: serde_json::Value = serde_json::from_str(&tc.output).unwrap();
+    assert_eq!(raw["passages"][0]["text"], first["text"]);
+    // ... and the agent's transcript turn is the spoken sentence.
+    let said = rec
+        .transcript
+        .iter()
+        .find(|e| e.text.starts_with("Here is what I found"))
+        .unwrap_or_else(|| panic!("no answer in {:#?}", rec.transcript));
+    assert!(said.text.contains(sentence), "{:#?}", rec.transcript);
+    assert!(!said.text.contains('{'), "{:#?}", rec.transcript);
     let m = env.metrics().await;
     assert_eq!(
         metric(&m, "switchboard_knowledge_lookups_total{result=\"hits\"}"),

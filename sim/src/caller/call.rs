@@ -7,9 +7,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::ids::new_sid;
 use super::session::{self, Stream};
-use super::signature::{header_for, signing_url};
 use super::twiml::{Twiml, parse_twiml, resolve_stream_url};
 use super::{CallConfig, CallError, CallReport, ensure_crypto_provider, http_client};
+use crate::signature::{header_for, signing_url};
 
 /// Places one simulated inbound call and runs its script to the end.
 ///

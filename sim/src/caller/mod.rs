@@ -10,15 +10,13 @@
 
 mod call;
 mod ids;
-mod playout;
 mod script;
 mod session;
-mod signature;
 mod status;
 mod stream;
 mod turns;
 mod twiml;
-mod xml;
+pub(crate) mod xml;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -26,11 +24,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::playout::{Playout, Tick};
+pub use crate::signature::{SignatureMode, signing_url, twilio_signature};
 pub use call::place_call;
 pub use ids::new_sid;
-pub use playout::{Playout, Tick};
 pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
-pub use signature::{SignatureMode, signing_url, twilio_signature};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};
 pub use twiml::{StreamTarget, Twiml, TwimlError, parse_twiml, resolve_stream_url};

@@ -67,9 +67,11 @@ pub enum Step {
     },
 }
 
-/// A plain conversation: hear the greeting out, ask a question (~1.5 s of speech), hear
-/// the answer out; with `barge_in`, interrupt the answer after 800 ms and hear the reply to
-/// that; with `dtmf`, press the key and hear the reaction out; then hang up.
+/// A plain conversation, in step with the Realtime simulator's default script (a caller
+/// of Demo Dental): hear the greeting out, ask a question (~1.5 s of speech) and hear the
+/// answer out; ask a second one, with `barge_in` by interrupting that answer after 800 ms;
+/// with `dtmf`, press the key and hear the reaction out; say goodbye, hear the farewell
+/// out and hang up.
 pub fn default_script(barge_in: bool, dtmf: Option<char>) -> Vec<Step> {
     const TURN_START_MS: u64 = 15_000;
     const TURN_END_MS: u64 = 30_000;
@@ -91,12 +93,19 @@ pub fn default_script(barge_in: bool, dtmf: Option<char>) -> Vec<Step> {
             after_heard_ms: 800,
             say_ms: 1200,
         });
+    } else {
+        steps.extend(hear_out.clone());
+        steps.push(Step::Silence { ms: 300 });
+        steps.push(Step::Say { ms: 1200 });
     }
     steps.extend(hear_out.clone());
     if let Some(digit) = dtmf {
         steps.push(Step::Dtmf { digit });
-        steps.extend(hear_out);
+        steps.extend(hear_out.clone());
     }
+    steps.push(Step::Silence { ms: 300 });
+    steps.push(Step::Say { ms: 1000 });
+    steps.extend(hear_out);
     steps.push(Step::Silence { ms: 300 });
     steps.push(Step::Hangup);
     steps
@@ -347,6 +356,24 @@ impl Until {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_conversation_asks_two_questions_and_says_goodbye() {
+        let utterances = |steps: &[Step]| {
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Say { .. } | Step::BargeIn { .. }))
+                .count()
+        };
+        let plain = default_script(false, None);
+        let demo = default_script(true, Some('5'));
+        assert_eq!(utterances(&plain), 3);
+        assert_eq!(utterances(&demo), 3);
+        assert!(demo.iter().any(|s| matches!(s, Step::BargeIn { .. })));
+        assert!(demo.contains(&Step::Dtmf { digit: '5' }));
+        assert_eq!(plain.last(), Some(&Step::Hangup));
+        assert_eq!(demo.last(), Some(&Step::Hangup));
+    }
 
     fn ear(turn: Option<u64>, buffer_empty: bool, idle_ms: u64) -> Ear {
         Ear {

@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::CallReport;
-use super::playout::Playout;
 use super::script::{Action, Ear, ScriptRunner};
 use super::stream::{GatewayMessage, Outbound, parse_gateway_text};
 use super::turns::Turns;
 use crate::mulaw::BYTES_PER_MS;
+use crate::playout::Playout;
 
 /// The media-stream WebSocket as `connect_async` returns it.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -2,8 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::signature::{signing_url, twilio_signature};
 use super::{CallError, http_client};
+use crate::signature::{signing_url, twilio_signature};
 
 /// One call-progress event, as Twilio posts it to the number's status callback.
 #[derive(Debug, Clone, PartialEq, Eq)]

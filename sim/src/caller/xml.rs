@@ -1,8 +1,9 @@
-//! A small, strict XML reader: enough for TwiML, and loud about anything malformed.
+//! Reading TwiML as XML: `roxmltree` parses, this module keeps the small owned tree
+//! `twiml` walks and the error type callers see.
 //!
-//! Supports the XML declaration, processing instructions, comments, CDATA, the five
-//! predefined entities and character references. Refuses DTDs, unknown entities,
-//! mismatched or unclosed tags, duplicate attributes and content after the root.
+//! roxmltree is strict the way Twilio is: it refuses DTDs (by default), unknown entities,
+//! mismatched or unclosed tags, duplicate attributes and content after the root; comments
+//! and processing instructions are skipped and CDATA is read as text.
 
 /// A node in the element tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,230 +70,42 @@ pub struct XmlError {
 
 /// Parses a whole document and returns its root element.
 pub(crate) fn parse(input: &str) -> Result<Element, XmlError> {
-    let mut p = Parser {
-        src: input.strip_prefix('\u{feff}').unwrap_or(input),
-        pos: 0,
+    let src = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let doc = roxmltree::Document::parse(src).map_err(|e| XmlError {
+        at: byte_offset(src, e.pos()),
+        what: e.to_string(),
+    })?;
+    Ok(element(doc.root_element()))
+}
+
+/// The owned copy of an element and everything under it.
+fn element(node: roxmltree::Node<'_, '_>) -> Element {
+    let mut el = Element {
+        name: node.tag_name().name().to_owned(),
+        attrs: node
+            .attributes()
+            .map(|a| (a.name().to_owned(), a.value().to_owned()))
+            .collect(),
+        children: Vec::new(),
     };
-    p.skip_misc()?;
-    if p.rest().starts_with("<!DOCTYPE") {
-        return Err(p.err("DTDs are not accepted"));
+    for child in node.children() {
+        if child.is_element() {
+            el.children.push(Node::Element(element(child)));
+        } else if let Some(text) = child.text().filter(|_| child.is_text()) {
+            el.children.push(Node::Text(text.to_owned()));
+        }
     }
-    if !p.rest().starts_with('<') {
-        return Err(p.err("expected the root element"));
-    }
-    let root = p.element()?;
-    p.skip_misc()?;
-    if !p.rest().is_empty() {
-        return Err(p.err("content after the root element"));
-    }
-    Ok(root)
+    el
 }
 
-struct Parser<'a> {
-    src: &'a str,
-    pos: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn rest(&self) -> &'a str {
-        &self.src[self.pos..]
-    }
-
-    fn err(&self, what: &str) -> XmlError {
-        XmlError {
-            at: self.pos,
-            what: what.to_owned(),
-        }
-    }
-
-    fn skip_ws(&mut self) {
-        let rest = self.rest();
-        self.pos += rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
-    }
-
-    fn eat(&mut self, s: &str) -> bool {
-        if self.rest().starts_with(s) {
-            self.pos += s.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Consumes everything up to and including `end`, returning what came before it.
-    fn until(&mut self, end: &str, what: &str) -> Result<&'a str, XmlError> {
-        let rest = self.rest();
-        let Some(i) = rest.find(end) else {
-            return Err(self.err(what));
-        };
-        self.pos += i + end.len();
-        Ok(&rest[..i])
-    }
-
-    /// Whitespace, comments and processing instructions (incl. the XML declaration).
-    fn skip_misc(&mut self) -> Result<(), XmlError> {
-        loop {
-            self.skip_ws();
-            if self.eat("<!--") {
-                self.until("-->", "unterminated comment")?;
-            } else if self.eat("<?") {
-                self.until("?>", "unterminated processing instruction")?;
-            } else {
-                return Ok(());
-            }
-        }
-    }
-
-    fn name(&mut self) -> Result<&'a str, XmlError> {
-        let rest = self.rest();
-        let len = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '>' | '=' | '<' | '"' | '\''))
-            .unwrap_or(rest.len());
-        let name = &rest[..len];
-        let starts_ok = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':');
-        if !starts_ok {
-            return Err(self.err("expected a name"));
-        }
-        self.pos += len;
-        Ok(name)
-    }
-
-    fn element(&mut self) -> Result<Element, XmlError> {
-        if !self.eat("<") {
-            return Err(self.err("expected '<'"));
-        }
-        let mut el = Element {
-            name: self.name()?.to_owned(),
-            ..Element::default()
-        };
-        loop {
-            let before = self.pos;
-            self.skip_ws();
-            if self.eat("/>") {
-                return Ok(el);
-            }
-            if self.eat(">") {
-                break;
-            }
-            if self.pos == before {
-                return Err(self.err("expected whitespace before an attribute"));
-            }
-            let name = self.name()?.to_owned();
-            self.skip_ws();
-            if !self.eat("=") {
-                return Err(self.err("expected '=' after attribute name"));
-            }
-            self.skip_ws();
-            let quote = if self.eat("\"") {
-                "\""
-            } else if self.eat("'") {
-                "'"
-            } else {
-                return Err(self.err("attribute value must be quoted"));
-            };
-            let start = self.pos;
-            let raw = self.until(quote, "unterminated attribute value")?;
-            if raw.contains('<') {
-                return Err(XmlError {
-                    at: start,
-                    what: "'<' in attribute value".to_owned(),
-                });
-            }
-            let value = decode_entities(raw, start)?;
-            if el.attr(&name).is_some() {
-                return Err(self.err("duplicate attribute"));
-            }
-            el.attrs.push((name, value));
-        }
-        self.content(&mut el)?;
-        Ok(el)
-    }
-
-    /// Children up to and including the matching end tag.
-    fn content(&mut self, el: &mut Element) -> Result<(), XmlError> {
-        let mut text = String::new();
-        loop {
-            let rest = self.rest();
-            if rest.is_empty() {
-                return Err(self.err("unclosed element"));
-            }
-            if self.eat("</") {
-                let name = self.name()?;
-                if name != el.name {
-                    return Err(self.err("mismatched end tag"));
-                }
-                self.skip_ws();
-                if !self.eat(">") {
-                    return Err(self.err("expected '>' to end the end tag"));
-                }
-                flush_text(&mut text, el);
-                return Ok(());
-            } else if self.eat("<!--") {
-                self.until("-->", "unterminated comment")?;
-            } else if self.eat("<![CDATA[") {
-                text.push_str(self.until("]]>", "unterminated CDATA section")?);
-            } else if self.eat("<?") {
-                self.until("?>", "unterminated processing instruction")?;
-            } else if rest.starts_with('<') {
-                flush_text(&mut text, el);
-                let child = self.element()?;
-                el.children.push(Node::Element(child));
-            } else {
-                let len = rest.find('<').unwrap_or(rest.len());
-                let start = self.pos;
-                self.pos += len;
-                text.push_str(&decode_entities(&rest[..len], start)?);
-            }
-        }
-    }
-}
-
-fn flush_text(text: &mut String, el: &mut Element) {
-    if !text.is_empty() {
-        el.children.push(Node::Text(std::mem::take(text)));
-    }
-}
-
-fn decode_entities(raw: &str, at: usize) -> Result<String, XmlError> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let Some(semi) = after.find(';') else {
-            return Err(XmlError {
-                at: at + raw.len() - rest.len() + amp,
-                what: "'&' without ';'".to_owned(),
-            });
-        };
-        let entity = &after[..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .map(|hex| u32::from_str_radix(hex, 16))
-                .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        let Some(c) = decoded else {
-            return Err(XmlError {
-                at: at + raw.len() - rest.len() + amp,
-                what: format!("unknown entity &{entity};"),
-            });
-        };
-        out.push(c);
-        rest = &after[semi + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// roxmltree reports a 1-based row and column (in characters); the error keeps the byte
+/// offset it always had.
+fn byte_offset(src: &str, pos: roxmltree::TextPos) -> usize {
+    let row = usize::try_from(pos.row.saturating_sub(1)).unwrap_or(usize::MAX);
+    let col = usize::try_from(pos.col.saturating_sub(1)).unwrap_or(usize::MAX);
+    let line_start: usize = src.split_inclusive('\n').take(row).map(str::len).sum();
+    let line = &src[line_start..];
+    line_start + line.char_indices().nth(col).map_or(line.len(), |(i, _)| i)
 }
 
 #[cfg(test)]

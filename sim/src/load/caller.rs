@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frames::{Conn, Frame, FrameError};
-use super::playout::Playout;
 use super::scan::{self, Field};
 use super::shared::{Gauge, Shared};
 use super::tag::{FrameEncoder, Tag, read_tag};
 use super::twilio::{self, Answer};
+use crate::playout::TimedPlayout;
 
 /// One caller frame.
 const FRAME: Duration = Duration::from_millis(20);
@@ -111,7 +111,7 @@ async fn webhook(
 ) -> Result<(String, Vec<(String, String)>), Failure> {
     let from = format!("+1555{:07}", index % 10_000_000);
     let params = twilio::webhook_params(&cfg.account_sid, call_sid, &from, &cfg.to);
-    let signature = twilio::signature(&cfg.auth_token, &cfg.voice_url, &params);
+    let signature = crate::signature::twilio_signature(&cfg.auth_token, &cfg.voice_url, &params);
     let response = http
         .post(&cfg.voice_url)
         .header("X-Twilio-Signature", signature)
@@ -139,7 +139,7 @@ async fn open_stream(cfg: &CallSettings, url: &str) -> Result<Ws, Failure> {
     let mut req = url
         .into_client_request()
         .map_err(|e| fail("stream_url", format!("{url}: {e}")))?;
-    let signature = twilio::signature(&cfg.auth_token, url, &[]);
+    let signature = crate::signature::twilio_signature(&cfg.auth_token, url, &[]);
     let header =
         HeaderValue::from_str(&signature).map_err(|e| fail("stream_url", e.to_string()))?;
     req.headers_mut().insert("x-twilio-signature", header);
@@ -192,7 +192,7 @@ impl Stream<'_> {
         let encoder = FrameEncoder::new(self.index % 5 + 11);
         let mut seq_no: u64 = 1;
         let mut sent: u32 = 0;
-        let mut playout = Playout::new(Instant::now());
+        let mut playout = TimedPlayout::new(Instant::now());
         let mut marks = Vec::new();
         let t0 = Instant::now();
         let timer = tokio::time::sleep_until(t0.into());
@@ -293,7 +293,7 @@ impl Stream<'_> {
         text: &str,
         at_ns: u64,
         now: Instant,
-        playout: &mut Playout,
+        playout: &mut TimedPlayout,
         marks: &mut Vec<String>,
         setup: &mut Option<Duration>,
     ) {
@@ -369,7 +369,7 @@ mod tests {
             shared: &shared,
             webhook_at: t0,
         };
-        let mut playout = Playout::new(t0);
+        let mut playout = TimedPlayout::new(t0);
         let (mut marks, mut setup) = (Vec::new(), None);
         let mut feed = |text: &str, marks: &mut Vec<String>| {
             call.on_message(text, 5, t0, &mut playout, marks, &mut setup);

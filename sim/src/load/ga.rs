@@ -2,9 +2,12 @@
 //!
 //! Shapes follow the GA API (`session.type`, `audio.input/output`,
 //! `response.output_audio.delta`); the session object is fixed (PCMU both ways), because a
-//! load responder does not act on the configuration it is sent.
+//! load responder does not act on the configuration it is sent. Session, item and part
+//! objects come from the full simulator (`crate::realtime::wire`).
 
 use serde_json::{Value, json};
+
+use crate::realtime::wire;
 
 /// Ids of one responder session's single, endless response.
 #[derive(Debug, Clone)]
@@ -33,28 +36,7 @@ impl Ids {
 }
 
 fn session_object(ids: &Ids) -> Value {
-    json!({
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": ids.session,
-        "model": "gpt-realtime",
-        "expires_at": 0,
-        "output_modalities": ["audio"],
-        "instructions": "",
-        "audio": {
-            "input": {
-                "format": {"type": "audio/pcmu"},
-                "noise_reduction": null,
-                "transcription": null,
-                "turn_detection": null
-            },
-            "output": {"format": {"type": "audio/pcmu"}, "voice": "marin", "speed": 1.0}
-        },
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "truncation": "auto"
-    })
+    wire::pcmu_session(&ids.session, "gpt-realtime", "marin")
 }
 
 /// `session.created` or `session.updated`.
@@ -63,14 +45,7 @@ pub fn session_event(kind: &str, event_id: &str, ids: &Ids) -> String {
 }
 
 fn item(ids: &Ids) -> Value {
-    json!({
-        "id": ids.item,
-        "object": "realtime.item",
-        "type": "message",
-        "status": "in_progress",
-        "role": "assistant",
-        "content": []
-    })
+    wire::assistant_json(&ids.item, "in_progress", true, None)
 }
 
 /// The events that open the response, in the order OpenAI sends them; `event_ids` gives one
@@ -117,7 +92,7 @@ pub fn response_start(ids: &Ids, mut event_id: impl FnMut() -> String) -> Vec<St
             "item_id": ids.item,
             "output_index": 0,
             "content_index": 0,
-            "part": {"type": "audio", "transcript": ""}
+            "part": wire::empty_part(true)
         })
         .to_string(),
     ]

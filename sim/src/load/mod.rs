@@ -10,7 +10,8 @@
 //! where the load generator itself was the bottleneck.
 //!
 //! Modules: `tag` (frame tags), `timing` (send-time tables, histograms), `shared`
-//! (counters), `twilio` (webhook, TwiML, stream messages), `playout`, `caller` (one call),
+//! (counters), `twilio` (webhook, TwiML, stream messages), `caller` (one call; its playout
+//! clock is [`crate::playout::TimedPlayout`]),
 //! `ga` (Realtime events), `responder`, `scan` (reading a few fields of a JSON message),
 //! `procfs`, `monitor` (sampling), `report`.
 
@@ -18,7 +19,6 @@ mod caller;
 mod frames;
 mod ga;
 mod monitor;
-mod playout;
 mod procfs;
 mod report;
 mod responder;

@@ -6,7 +6,8 @@
 //! opens and streams 20 ms µ-law deltas at real time until the socket closes. Each
 //! `input_audio_buffer.append` is read only for its tag, to time the inbound relay. Unlike
 //! the full simulator (`crate::realtime`) there is no VAD, no script and no validation:
-//! the point is steady traffic both ways at the lowest cost per frame.
+//! the point is steady traffic both ways at the lowest cost per frame. The handshake check
+//! and the session and item objects are the full simulator's (`crate::realtime::wire`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +68,11 @@ fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorRespons
     if !req.uri().path().starts_with("/v1/realtime") {
         return Err(refuse(StatusCode::NOT_FOUND, "not a Realtime endpoint"));
     }
-    let bearer = req
+    let authorization = req
         .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| !key.trim().is_empty());
-    if !bearer {
+        .and_then(|v| v.to_str().ok());
+    if crate::realtime::wire::bearer_key(authorization).is_none() {
         return Err(refuse(StatusCode::UNAUTHORIZED, "missing bearer API key"));
     }
     Ok(resp)

@@ -43,7 +43,8 @@ impl Default for RealtimeConfig {
 ///
 /// Either `agent` (speak this), or `tool` (call a function, then speak `agent_template`
 /// with `{output}` replaced by the function output once the client has sent it and asked
-/// for a response). With both `agent` and `tool`, the response speaks `agent` as a
+/// for a response; the knowledge tool's `{"passages":…}` is replaced by a sentence from the
+/// best passage, as a model would say it). With both `agent` and `tool`, the response speaks `agent` as a
 /// preamble item and then calls the tool, as reasoning models do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +57,8 @@ pub struct Turn {
     /// A function call the agent makes instead of (or after) answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolRequest>,
-    /// What the agent says after the tool output arrives; `{output}` is replaced by it.
+    /// What the agent says after the tool output arrives; `{output}` is replaced by it (by a
+    /// sentence from the best passage when it is the knowledge tool's output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_template: Option<String>,
 }
@@ -118,18 +120,23 @@ impl ToolRequest {
 /// (a question the demo tenant's knowledge base, examples/knowledge/demo.yaml, answers),
 /// and a goodbye.
 pub fn default_script() -> Vec<Turn> {
+    // Demo Dental's receptionist (examples/tenants/demo.yaml): hours as the tenant's
+    // instructions give them, insurance from its knowledge base (examples/knowledge).
     vec![
         Turn::say(
             "Hi, are you open on Saturday?",
-            "Yes, we are open from nine to five on Saturdays.",
+            "Yes, on Saturday we are open from 9am to 1pm, and Monday to Friday from 8am to 6pm.",
         ),
         Turn::call(
             "Which insurance do you take?",
             "search_knowledge_base",
             serde_json::json!({"query": "which dental insurance plans are accepted"}),
-            "Here is what I found: {output}",
+            "{output} Is there anything else I can help you with?",
         ),
-        Turn::say("Great, thanks. Goodbye!", "You're welcome. Goodbye!"),
+        Turn::say(
+            "Great, thanks. Goodbye!",
+            "You're welcome. Thank you for calling Demo Dental, goodbye!",
+        ),
     ]
 }
 

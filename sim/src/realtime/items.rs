@@ -4,6 +4,7 @@ use super::log::TruncateLog;
 use super::protocol::{self, ApiError};
 use super::script;
 use super::session::{Item, ItemKind, Session, expect_keys};
+use super::wire::assistant_json;
 use serde_json::{Value, json};
 
 impl Item {
@@ -49,23 +50,6 @@ impl Item {
             }),
         }
     }
-}
-
-/// An assistant message item; `text` is `None` while no content part exists yet.
-pub(super) fn assistant_json(id: &str, status: &str, audio: bool, text: Option<&str>) -> Value {
-    let content = match text {
-        None => json!([]),
-        Some(t) if audio => json!([{"type": "output_audio", "transcript": t}]),
-        Some(t) => json!([{"type": "output_text", "text": t}]),
-    };
-    json!({
-        "id": id,
-        "object": "realtime.item",
-        "type": "message",
-        "status": status,
-        "role": "assistant",
-        "content": content,
-    })
 }
 
 fn str_field<'a>(v: &'a Value, key: &str, path: &str) -> Result<&'a str, ApiError> {

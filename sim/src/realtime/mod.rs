@@ -10,8 +10,10 @@
 //! Modules: `config` (script and knobs), `settings` (session object and `session.update`
 //! validation), `vad`, `codec`/`audio` (formats and the assistant's voice), `script`
 //! (what gets said), `session`/`items`/`respond` (the per-connection state machine),
-//! `log`, `protocol` (wire helpers), `server` (I/O).
+//! `answer` (a spoken sentence from a tool output or a key press), `log`, `protocol` (wire helpers), `server` (I/O), `wire` (the handshake check and the
+//! session/item shapes the load responder shares).
 
+mod answer;
 mod audio;
 mod codec;
 mod config;
@@ -24,6 +26,7 @@ mod server;
 mod session;
 mod settings;
 mod vad;
+pub(crate) mod wire;
 
 pub use config::{RealtimeConfig, ToolRequest, Turn, default_script};
 pub use log::{ResponseLog, SessionLog, TruncateLog};

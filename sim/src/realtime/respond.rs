@@ -2,12 +2,12 @@
 //! cancellation (client or barge-in) and the closing `response.done`.
 
 use super::codec::AudioFormat;
-use super::items::assistant_json;
 use super::log::ResponseLog;
 use super::protocol::{self, ApiError, ContentDelta, Usage};
 use super::script::{self, OutPlan, Prompt};
 use super::session::{Item, ItemKind, Out, Session, expect_keys};
 use super::settings;
+use super::wire::{assistant_json, empty_part};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -467,11 +467,7 @@ impl Session {
             self.emit(json!({"type": "conversation.item.added", "previous_item_id": previous, "item": item_json}));
         }
         if is_message {
-            let part = if audio {
-                json!({"type": "audio", "transcript": ""})
-            } else {
-                json!({"type": "text", "text": ""})
-            };
+            let part = empty_part(audio);
             self.emit(json!({
                 "type": "response.content_part.added",
                 "response_id": response_id,

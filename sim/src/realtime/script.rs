@@ -1,6 +1,7 @@
 //! What the simulated model says: choosing a response's output from the conversation and
 //! the script, and splitting text into transcript deltas.
 
+use super::answer;
 use super::config::Turn;
 
 /// Said when a caller turn arrives after the script is exhausted.
@@ -13,7 +14,8 @@ pub const IDLE_REPLY: &str = "Are you still there?";
 pub const NO_TOOL_REPLY: &str = "I'm sorry, I can't look that up right now.";
 /// Template when a function output arrives for a call the script did not make.
 const DEFAULT_TEMPLATE: &str = "Here is what I found: {output}";
-/// Longest function output spoken verbatim; real models summarise, this one just clips.
+/// Longest function output spoken verbatim when it is not the knowledge tool's passages
+/// (those are answered with a sentence, see [`answer`]).
 const MAX_SPOKEN_OUTPUT: usize = 300;
 /// Longest client-supplied text spoken, so a huge instruction cannot stream for hours.
 const MAX_SPOKEN_TEXT: usize = 1000;
@@ -87,6 +89,11 @@ pub fn plan(
         }
         Prompt::CallerAudio(None) => vec![OutPlan::Speak(UNSCRIPTED_REPLY.to_owned())],
         Prompt::Idle => vec![OutPlan::Speak(IDLE_REPLY.to_owned())],
+        // The gateway's note of a key press quotes the key; it is not text to say.
+        Prompt::UserText(text) if answer::pressed_key(text).is_some() => {
+            let key = answer::pressed_key(text).unwrap_or_default();
+            vec![OutPlan::Speak(answer::key_press_reply(key))]
+        }
         // A user message can carry a greeting to say ("Greet the caller: '…'").
         Prompt::UserText(text) if said_text(text).is_some() => {
             let said = said_text(text).unwrap_or_default();
@@ -98,9 +105,9 @@ pub fn plan(
         }
         Prompt::FunctionOutput { template, output } => {
             let template = template.unwrap_or(DEFAULT_TEMPLATE);
-            vec![OutPlan::Speak(
-                template.replace("{output}", clip(output.trim(), MAX_SPOKEN_OUTPUT)),
-            )]
+            let said = answer::from_passages(output)
+                .unwrap_or_else(|| clip(output.trim(), MAX_SPOKEN_OUTPUT).to_owned());
+            vec![OutPlan::Speak(template.replace("{output}", &said))]
         }
         Prompt::Nothing => vec![OutPlan::Speak(GENERIC_REPLY.to_owned())],
     }
@@ -254,6 +261,35 @@ mod tests {
             ),
             vec![OutPlan::Speak("We open at nine.".into())]
         );
+    }
+
+    #[test]
+    fn knowledge_passages_and_key_presses_are_answered_in_sentences() {
+        let output = r#"{"passages":[{"score":0.694,"text":"We are in network with most PPO dental plans, including Delta Dental PPO, MetLife, Cigna, Aetna, Guardian and United Concordia. We do not take HMO plans."}]}"#;
+        let [OutPlan::Speak(said)] = &plan(
+            None,
+            Prompt::FunctionOutput {
+                template: Some("Here is what I found: {output}"),
+                output,
+            },
+            |_| true,
+        )[..] else {
+            panic!("not one spoken item");
+        };
+        assert_eq!(
+            said,
+            "Here is what I found: We are in network with most PPO dental plans, including Delta Dental PPO, MetLife, Cigna, Aetna, Guardian and United Concordia."
+        );
+        assert!(!said.contains('{') && !said.contains("score"), "{said}");
+        let [OutPlan::Speak(reply)] = &plan(
+            None,
+            Prompt::UserText("[The caller pressed the key \"5\" on their phone keypad.]"),
+            |_| true,
+        )[..] else {
+            panic!("not one spoken item");
+        };
+        assert!(reply.starts_with("You pressed 5, but"), "{reply}");
+        assert!(!reply.contains('['), "{reply}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The caller's ear: a sans-I/O playout clock for the audio a gateway sends.
+//! The caller's ear (`sim call`): a sans-I/O 20 ms frame clock for the audio a gateway
+//! sends.
 //!
 //! Audio is queued as it arrives and played one 20 ms frame per [`Playout::tick`]. A mark
 //! sits at the end of the audio queued before it and is released once that audio has
@@ -8,6 +9,7 @@
 
 use std::collections::VecDeque;
 
+use super::Marks;
 use crate::mulaw::FRAME_BYTES;
 
 /// What one 20 ms tick did.
@@ -29,7 +31,7 @@ pub struct Playout {
     started: u64,
     /// Bytes whose playout has finished.
     finished: u64,
-    marks: VecDeque<(u64, String)>,
+    marks: Marks<u64>,
     idle_ticks: u64,
     record: Option<Vec<u8>>,
 }
@@ -55,7 +57,7 @@ impl Playout {
         if self.queued == self.finished && self.marks.is_empty() {
             Some(name)
         } else {
-            self.marks.push_back((self.queued, name));
+            self.marks.push(self.queued, name);
             None
         }
     }
@@ -65,7 +67,9 @@ impl Playout {
         self.buffer.clear();
         self.queued = self.started;
         self.finished = self.started;
-        self.marks.drain(..).map(|(_, name)| name).collect()
+        let mut out = Vec::new();
+        self.marks.release_all(&mut out);
+        out
     }
 
     /// Advances the clock by one 20 ms frame: the frame that was sounding has finished
@@ -73,15 +77,7 @@ impl Playout {
     pub fn tick(&mut self) -> Tick {
         self.finished = self.started;
         let mut marks = Vec::new();
-        while self
-            .marks
-            .front()
-            .is_some_and(|(at, _)| *at <= self.finished)
-        {
-            if let Some((_, name)) = self.marks.pop_front() {
-                marks.push(name);
-            }
-        }
+        self.marks.release(self.finished, &mut marks);
         let played = self.buffer.len().min(FRAME_BYTES);
         if let Some(record) = &mut self.record {
             record.extend(self.buffer.iter().take(played));

@@ -1,26 +1,27 @@
-//! The caller's playout clock: when Twilio would echo each mark.
+//! The load caller's playout clock (`sim load`): when Twilio would echo each mark, from
+//! instants alone.
 //!
-//! Twilio plays outbound audio in order at real time and echoes a mark once the audio
-//! queued before it has played, at once if nothing is queued, and every pending mark on
-//! `clear`. A gateway that is never sent its marks back grows its per-call mark table, so
-//! the load caller must behave the same way.
+//! A gateway that is never sent its marks back grows its per-call mark table, so the load
+//! caller must echo them as Twilio does; it keeps no audio, only when the queued audio
+//! ends.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use super::Marks;
 
 /// Outbound audio queued for playing and the marks waiting behind it.
 #[derive(Debug)]
-pub struct Playout {
+pub struct TimedPlayout {
     played_until: Instant,
-    pending: VecDeque<(Instant, String)>,
+    pending: Marks<Instant>,
 }
 
-impl Playout {
+impl TimedPlayout {
     /// Nothing queued at `now`.
     pub fn new(now: Instant) -> Self {
         Self {
             played_until: now,
-            pending: VecDeque::new(),
+            pending: Marks::default(),
         }
     }
 
@@ -32,25 +33,18 @@ impl Playout {
 
     /// A mark arrived: it is due when the audio queued so far has played.
     pub fn mark(&mut self, name: String) {
-        self.pending.push_back((self.played_until, name));
+        self.pending.push(self.played_until, name);
     }
 
     /// Marks due by `now`, in order.
     pub fn due(&mut self, now: Instant, out: &mut Vec<String>) {
-        while let Some((at, _)) = self.pending.front() {
-            if *at > now {
-                break;
-            }
-            if let Some((_, name)) = self.pending.pop_front() {
-                out.push(name);
-            }
-        }
+        self.pending.release(now, out);
     }
 
     /// `clear` at `now`: queued audio is dropped and every pending mark is due.
     pub fn clear(&mut self, now: Instant, out: &mut Vec<String>) {
         self.played_until = now;
-        out.extend(self.pending.drain(..).map(|(_, name)| name));
+        self.pending.release_all(out);
     }
 }
 
@@ -62,7 +56,7 @@ mod tests {
     fn marks_wait_for_the_audio_before_them() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        let mut p = Playout::new(t0);
+        let mut p = TimedPlayout::new(t0);
         let mut out = Vec::new();
         p.mark("empty".into());
         p.due(t0, &mut out);
@@ -85,7 +79,7 @@ mod tests {
     #[test]
     fn audio_after_a_gap_starts_playing_when_it_arrives() {
         let t0 = Instant::now();
-        let mut p = Playout::new(t0);
+        let mut p = TimedPlayout::new(t0);
         let mut out = Vec::new();
         p.audio(t0 + Duration::from_millis(100), 160);
         p.mark("late".into());
@@ -98,7 +92,7 @@ mod tests {
     #[test]
     fn clear_echoes_everything_pending() {
         let t0 = Instant::now();
-        let mut p = Playout::new(t0);
+        let mut p = TimedPlayout::new(t0);
         let mut out = Vec::new();
         p.audio(t0, 8000);
         p.mark("x".into());
