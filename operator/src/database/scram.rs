@@ -40,15 +40,9 @@ fn verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
     )
 }
 
-/// PBKDF2-HMAC-SHA256 with one output block (32 bytes, SCRAM's `Hi()`).
+/// SCRAM's `Hi()`: PBKDF2-HMAC-SHA256 with one output block (32 bytes).
 fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut u = hmac(password, &[salt, &1u32.to_be_bytes()].concat());
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac(password, &u);
-        out.iter_mut().zip(u).for_each(|(o, x)| *o ^= x);
-    }
-    out
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations)
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {

@@ -173,7 +173,7 @@ impl ObjectCache {
                 Fetched::TooLarge { etag } => (etag, Content::Skipped(SkipReason::TooLarge)),
                 Fetched::Body { etag, bytes } => (
                     etag,
-                    match object_text(&object.key, &bytes) {
+                    match text_off_runtime(&object.key, bytes).await? {
                         Ok(text) => Content::Text(text),
                         Err(reason) => Content::Skipped(reason),
                     },
@@ -206,6 +206,24 @@ impl ObjectCache {
         }
         skipped.sort();
         Ok((S3Listing { documents, skipped }, stats))
+    }
+}
+
+/// [`object_text`] on the blocking pool: converting an object of up to the size limit is
+/// CPU work that must not hold up the runtime's worker (other reconciles, the watches).
+async fn text_off_runtime(
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<Result<String, SkipReason>, S3Error> {
+    let owned = key.to_string();
+    match tokio::task::spawn_blocking(move || object_text(&owned, &bytes)).await {
+        Ok(text) => Ok(text),
+        // A panic is the converter's bug: it surfaces as it would have inline.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down: not remembered, so the next sync reads it again.
+        Err(e) => Err(S3Error::Other {
+            message: format!("converting {key}: {e}"),
+        }),
     }
 }
 

@@ -1,15 +1,22 @@
 //! HTML → text for the chunker: headings become Markdown `#` lines (so a chunk never spans
 //! two sections), block elements become blank-line-separated paragraphs, list items
 //! `- ` lines; `<head>`, `<title>`, `<script>`, `<style>`, `<template>`, `<noscript>`,
-//! `<svg>` and comments are dropped; character references are decoded; inline whitespace collapses to one
-//! space (kept as is inside `<pre>`).
+//! `<svg>` and comments are dropped; character references are decoded; inline whitespace
+//! collapses to one space (kept as is inside `<pre>`).
 //!
-//! Why not a crate: `html2text` (the well-kept option) brings html5ever's full parser,
-//! its generated atom tables and a renderer that wraps lines at a fixed width and adds
-//! link footnotes, all for what amounts to "text, headings, paragraphs" here. Documents
-//! are the customer's FAQ pages, not hostile markup that must render exactly; this
-//! tolerant tokenizer never fails and never panics, whatever the input (unclosed tags,
-//! stray `<`, truncated entities are kept as text).
+//! Tokenizing and character references are `html5gum`'s: a WHATWG-compliant streaming
+//! tokenizer with the spec's full table of named references, linear in its input, that
+//! never fails. Why not `scraper`/`html5ever`: they build the whole document tree (and
+//! bring the tree builder's atom tables) for what is a single pass over tokens here —
+//! text, headings, paragraphs — and `html2text` adds a renderer that wraps lines at a fixed
+//! width and adds link footnotes. Without a tree builder, which elements hold raw text
+//! (`<script>`, `<style>`…) comes from `html5gum::naive_next_state`.
+//!
+//! Kept from the tolerant converter this replaced: a tag cut off by the end of the
+//! document stays as text, and `<svg …/>` is empty even when the `/` ends an unquoted
+//! attribute value.
+
+use html5gum::{DefaultEmitter, Error, HtmlString, Token, Tokenizer, naive_next_state};
 
 /// Elements whose content is never text for the agent.
 // Not `head`: its end tag is optional (minifiers drop it), and skipping to a `</head>`
@@ -53,76 +60,165 @@ const BLOCKS: [&str; 33] = [
     "ul",
 ];
 
+/// At most this many bytes of an HTML document are converted (the rest is ignored).
+///
+/// Objects are already refused over [`super::S3Settings::max_object_bytes`] (5 MiB by
+/// default) before they are downloaded; this bounds the conversion's work even when that
+/// limit is raised. The tokenizer is linear, so the work per object is at most a constant
+/// times this.
+pub const MAX_HTML_BYTES: usize = 16 * 1024 * 1024;
+
+/// Characters that say nothing to a reader (soft hyphen, zero-width non-joiner and
+/// joiner): dropped from the text rather than left inside words.
+const INVISIBLE: [char; 3] = ['\u{ad}', '\u{200c}', '\u{200d}'];
+
 /// The text of `html`, with headings as Markdown `#` lines and paragraphs separated by
 /// one blank line.
 pub fn to_text(html: &str) -> String {
+    convert(html, MAX_HTML_BYTES).text
+}
+
+/// What a conversion produced, and how much work it took (for the tests' work bounds).
+struct Converted {
+    text: String,
+    /// Tokens read from the tokenizer.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the tests' work bounds")
+    )]
+    tokens: usize,
+}
+
+/// [`to_text`] of the first `cap` bytes of `html` (cut at a character boundary).
+fn convert(html: &str, cap: usize) -> Converted {
+    let html = &html[..floor_char_boundary(html, cap)];
+    let mut emitter = DefaultEmitter::<usize>::new_with_span();
+    // Text after <script>, <style>, <title>, <textarea>… is raw text up to its end tag, as
+    // a browser's tree builder would tell the tokenizer: `if (a<b)` opens no tag.
+    emitter.naively_switch_states(true);
     let mut out = Writer::default();
-    let mut rest = html;
     // Depth inside <pre> (whitespace kept).
     let mut pre = 0usize;
-    while !rest.is_empty() {
-        let Some(lt) = rest.find('<') else {
-            out.text(&decode_entities(rest), pre > 0);
-            break;
-        };
-        if lt > 0 {
-            out.text(&decode_entities(&rest[..lt]), pre > 0);
+    // Inside a dropped element: everything up to its end tag is skipped.
+    let mut skipping: Option<HtmlString> = None;
+    // Where the last token ended, and whether the document ended inside a tag.
+    let mut consumed = 0usize;
+    let mut cut_tag = false;
+    let mut tokens = 0usize;
+    for token in Tokenizer::new_with_emitter(html, emitter) {
+        let Ok(token) = token;
+        tokens += 1;
+        match token {
+            Token::Error(error) => {
+                cut_tag |= error.value == Error::EofInTag;
+                continue;
+            }
+            Token::String(ref text) | Token::Comment(ref text) => {
+                consumed = consumed.max(text.span.end);
+            }
+            Token::StartTag(ref tag) => consumed = consumed.max(tag.span.end),
+            Token::EndTag(ref tag) => consumed = consumed.max(tag.span.end),
+            Token::Doctype(ref doctype) => consumed = consumed.max(doctype.span.end),
         }
-        rest = &rest[lt..];
-        if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after.find("-->").map_or("", |end| &after[end + 3..]);
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix("<![CDATA[") {
-            let end = after.find("]]>").unwrap_or(after.len());
-            out.text(&after[..end], pre > 0);
-            rest = after.get(end + 3..).unwrap_or("");
-            continue;
-        }
-        let Some(tag) = parse_tag(rest) else {
-            // A `<` that opens no tag ("a < b") is text.
-            out.text("<", pre > 0);
-            rest = &rest[1..];
-            continue;
-        };
-        let self_closing = rest[..tag.len].ends_with("/>");
-        rest = &rest[tag.len..];
-        let name = tag.name.as_str();
-        // `<svg …/>` has no content to skip.
-        if !tag.closing && !self_closing && DROPPED.contains(&name) {
-            // Skip to the matching end tag (none: the rest of the document is dropped).
-            rest = skip_element(rest, name);
-            continue;
-        }
-        if let Some(level) = heading_level(name) {
-            out.paragraph();
-            if !tag.closing {
-                out.heading(level);
+        if let Some(name) = &skipping {
+            if matches!(&token, Token::EndTag(tag) if tag.name == *name) {
+                skipping = None;
             }
             continue;
         }
-        match name {
-            "br" => out.line(),
-            "li" => {
-                out.line();
-                if !tag.closing {
-                    out.literal("- ");
+        match token {
+            Token::String(text) => {
+                out.text(&visible(&String::from_utf8_lossy(&text.value)), pre > 0);
+            }
+            Token::StartTag(tag) => {
+                // `<svg class=i/>`: the spec reads `i/` as the value, but minified pages
+                // mean an empty element, and skipping to a `</svg>` that never comes would
+                // drop the rest of the page.
+                let self_closing = tag.self_closing
+                    || html
+                        .get(tag.span.start..tag.span.end)
+                        .is_some_and(|source| source.ends_with("/>"));
+                let name = String::from_utf8_lossy(&tag.name);
+                // The tokenizer reads a raw-text element's content up to its end tag
+                // whatever the start tag's syntax (`<script/>` too), as browsers do.
+                let raw_text = naive_next_state(&tag.name).is_some();
+                if DROPPED.contains(&name.as_ref()) && (raw_text || !self_closing) {
+                    skipping = Some(tag.name);
+                    continue;
                 }
+                start_tag(&mut out, &name, &mut pre);
             }
-            "td" | "th" if !tag.closing => out.space(),
-            "pre" => {
-                out.paragraph();
-                pre = if tag.closing {
-                    pre.saturating_sub(1)
-                } else {
-                    pre + 1
-                };
-            }
-            _ if BLOCKS.contains(&name) => out.paragraph(),
-            _ => {}
+            Token::EndTag(tag) => end_tag(&mut out, &String::from_utf8_lossy(&tag.name), &mut pre),
+            Token::Comment(_) | Token::Doctype(_) | Token::Error(_) => {}
         }
     }
-    out.finish()
+    // A tag cut off by the end of the document was never markup: keep it as text.
+    if cut_tag && skipping.is_none() {
+        out.text(html.get(consumed..).unwrap_or_default(), pre > 0);
+    }
+    Converted {
+        text: out.finish(),
+        tokens,
+    }
+}
+
+fn start_tag(out: &mut Writer, name: &str, pre: &mut usize) {
+    if let Some(level) = heading_level(name) {
+        out.paragraph();
+        out.heading(level);
+        return;
+    }
+    match name {
+        "br" => out.line(),
+        "li" => {
+            out.line();
+            out.literal("- ");
+        }
+        "td" | "th" => out.space(),
+        "pre" => {
+            out.paragraph();
+            *pre += 1;
+        }
+        _ if BLOCKS.contains(&name) => out.paragraph(),
+        _ => {}
+    }
+}
+
+fn end_tag(out: &mut Writer, name: &str, pre: &mut usize) {
+    if heading_level(name).is_some() {
+        out.paragraph();
+        return;
+    }
+    match name {
+        "br" | "li" => out.line(),
+        "pre" => {
+            out.paragraph();
+            *pre = pre.saturating_sub(1);
+        }
+        _ if BLOCKS.contains(&name) => out.paragraph(),
+        _ => {}
+    }
+}
+
+/// `s` without [`INVISIBLE`] characters.
+fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(INVISIBLE) {
+        s.replace(INVISIBLE, "").into()
+    } else {
+        s.into()
+    }
+}
+
+/// The largest character boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    // A UTF-8 character is at most 4 bytes: a boundary is among the last 4 positions.
+    (at.saturating_sub(3)..=at)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 /// `h1`…`h6` → 1…6.
@@ -132,77 +228,6 @@ fn heading_level(name: &str) -> Option<usize> {
         "1" | "2" | "3" | "4" | "5" | "6" => digit.parse().ok(),
         _ => None,
     }
-}
-
-struct Tag {
-    /// Lowercased element name (`!doctype` and `?xml` included).
-    name: String,
-    closing: bool,
-    /// Bytes of `<…>`.
-    len: usize,
-}
-
-/// The tag at the start of `s` (which starts with `<`), or `None` when the `<` opens no
-/// tag (followed by a space, a digit, …) or is never closed.
-fn parse_tag(s: &str) -> Option<Tag> {
-    let body = &s[1..];
-    let (closing, body) = match body.strip_prefix('/') {
-        Some(b) => (true, b),
-        None => (false, body),
-    };
-    let first = body.chars().next()?;
-    if !(first.is_ascii_alphabetic() || (!closing && (first == '!' || first == '?'))) {
-        return None;
-    }
-    let name: String = body
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
-        .collect::<String>()
-        .to_ascii_lowercase();
-    // The end of the tag: the first `>` outside a quoted attribute value.
-    let mut quote: Option<char> = None;
-    for (i, c) in s.char_indices().skip(1) {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '>') => {
-                return Some(Tag {
-                    name,
-                    closing,
-                    len: i + 1,
-                });
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// What follows the end tag of `name` in `s` (ASCII case-insensitive), or "" when it is
-/// never closed.
-fn skip_element<'a>(s: &'a str, name: &str) -> &'a str {
-    let needle = format!("</{name}");
-    let bytes = s.as_bytes();
-    let mut from = 0;
-    while let Some(pos) = find_ascii_ci(&bytes[from..], needle.as_bytes()) {
-        let start = from + pos;
-        let after = start + needle.len();
-        // `</scripts>` is not `</script>`.
-        match bytes.get(after) {
-            Some(b) if b.is_ascii_alphanumeric() => from = after,
-            _ => {
-                return s[after..].find('>').map_or("", |gt| &s[after + gt + 1..]);
-            }
-        }
-    }
-    ""
-}
-
-fn find_ascii_ci(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Builds the output: pending breaks are resolved when text arrives, so a run of block
@@ -295,8 +320,9 @@ fn trim_end_spaces(s: &mut String) {
     s.truncate(len);
 }
 
-/// `s` with character references (`&amp;`, `&#233;`, `&#xE9;`, common named ones)
-/// decoded; unknown or malformed references stay as written.
+/// `s` with character references (`&amp;`, `&#233;`, `&#xE9;`, `&aring;`: all of
+/// HTML's named references) decoded; a reference must end with `;`, and unknown or
+/// malformed ones stay as written.
 pub fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
         return s.to_string();
@@ -306,21 +332,11 @@ pub fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        // The longest reference we decode is well under 12 bytes.
-        let window_end = rest
-            .char_indices()
-            .take(12)
-            .last()
-            .map_or(rest.len(), |(i, c)| i + c.len_utf8());
-        let decoded = rest[..window_end]
-            .find(';')
-            .and_then(|semi| reference(&rest[1..semi]).map(|c| (c, semi + 1)));
+        let decoded = reference_len(rest).and_then(|len| Some((reference(&rest[..len])?, len)));
         match decoded {
-            Some((c, used)) => {
-                if let Some(c) = c {
-                    out.push(c);
-                }
-                rest = &rest[used..];
+            Some((text, len)) => {
+                out.push_str(&visible(&text));
+                rest = &rest[len..];
             }
             None => {
                 out.push('&');
@@ -332,86 +348,35 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// The character of reference `name` (between `&` and `;`): `Some(None)` for a
-/// reference that decodes to nothing (soft hyphen), `None` when unknown.
-fn reference(name: &str) -> Option<Option<char>> {
-    if let Some(num) = name.strip_prefix('#') {
-        let code = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse::<u32>().ok()?,
-        };
-        // NUL and invalid scalars become U+FFFD, as browsers do.
-        let c = char::from_u32(code)
-            .filter(|c| *c != '\0')
-            .unwrap_or('\u{FFFD}');
-        return Some(Some(c));
+/// The longest reference looked at: HTML's longest name
+/// (`&CounterClockwiseContourIntegral;`, 33 bytes) with room for zero-padded numbers.
+const MAX_REFERENCE_BYTES: usize = 40;
+
+/// Bytes of the `&name;` or `&#…;` at the start of `s` (which starts with `&`).
+fn reference_len(s: &str) -> Option<usize> {
+    let body = s.as_bytes().get(1..)?;
+    let semi = body
+        .iter()
+        .take(MAX_REFERENCE_BYTES)
+        .position(|b| *b == b';')?;
+    let name = &body[..semi];
+    let name = name.strip_prefix(b"#").unwrap_or(name);
+    (!name.is_empty() && name.iter().all(u8::is_ascii_alphanumeric)).then_some(semi + 2)
+}
+
+/// What the spec's tokenizer makes of one complete reference, or `None` when it is not one
+/// (unknown names stay as written; a longer unknown name that merely starts with a legacy
+/// one, like `&notit;`, is unknown here).
+fn reference(reference: &str) -> Option<String> {
+    let mut text = String::new();
+    for token in Tokenizer::new(reference) {
+        let Ok(token) = token;
+        if let Token::String(s) = token {
+            text.push_str(&String::from_utf8_lossy(&s.value));
+        }
     }
-    let c = match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        "nbsp" | "ensp" | "emsp" | "thinsp" => ' ',
-        "shy" | "zwnj" | "zwj" => return Some(None),
-        "copy" => '©',
-        "reg" => '®',
-        "trade" => '™',
-        "hellip" => '…',
-        "mdash" => '—',
-        "ndash" => '–',
-        "minus" => '−',
-        "lsquo" => '‘',
-        "rsquo" => '’',
-        "sbquo" => '‚',
-        "ldquo" => '“',
-        "rdquo" => '”',
-        "bdquo" => '„',
-        "laquo" => '«',
-        "raquo" => '»',
-        "bull" => '•',
-        "middot" => '·',
-        "deg" => '°',
-        "plusmn" => '±',
-        "times" => '×',
-        "divide" => '÷',
-        "frac12" => '½',
-        "frac14" => '¼',
-        "frac34" => '¾',
-        "sect" => '§',
-        "para" => '¶',
-        "euro" => '€',
-        "pound" => '£',
-        "yen" => '¥',
-        "cent" => '¢',
-        "iexcl" => '¡',
-        "iquest" => '¿',
-        "rarr" => '→',
-        "larr" => '←',
-        "auml" => 'ä',
-        "ouml" => 'ö',
-        "uuml" => 'ü',
-        "Auml" => 'Ä',
-        "Ouml" => 'Ö',
-        "Uuml" => 'Ü',
-        "szlig" => 'ß',
-        "eacute" => 'é',
-        "egrave" => 'è',
-        "ecirc" => 'ê',
-        "Eacute" => 'É',
-        "aacute" => 'á',
-        "agrave" => 'à',
-        "acirc" => 'â',
-        "iacute" => 'í',
-        "oacute" => 'ó',
-        "ocirc" => 'ô',
-        "uacute" => 'ú',
-        "ccedil" => 'ç',
-        "ntilde" => 'ñ',
-        "Ntilde" => 'Ñ',
-        _ => return None,
-    };
-    Some(Some(c))
+    // A whole reference consumes its `;`; a partial match leaves it.
+    (text != reference && !text.ends_with(';')).then_some(text)
 }
 
 #[cfg(test)]
@@ -500,5 +465,83 @@ mod tests {
             let _ = to_text(s);
         }
         assert_eq!(to_text("<a href='a>b'>link</a>"), "link");
+    }
+
+    #[test]
+    fn all_named_references_decode() {
+        assert_eq!(
+            to_text(
+                "<p>&aring;ngstr&ouml;m &Aring; &oslash; &hearts; &CounterClockwiseContourIntegral; &nGt; Kranken&shy;haus</p>"
+            ),
+            "ångström Å ø ♥ \u{2233} \u{226B}\u{20D2} Krankenhaus"
+        );
+        assert_eq!(
+            decode_entities("&aring; &Omega; &notit; &amp;&lt;"),
+            "å Ω &notit; &<"
+        );
+    }
+
+    /// Inputs that made the hand-written tokenizer rescan the rest of the document at
+    /// every `<` (quadratic), each `n` repetitions of a piece.
+    fn pathological(n: usize) -> Vec<String> {
+        [
+            "<div",
+            "<a x='",
+            "<!--",
+            "<script>",
+            "<svg>",
+            "</",
+            "<",
+            "&",
+            "&#x",
+            "&aring",
+            "<h1>",
+            "<li>",
+            "<pre>",
+            "<p>a<b",
+            "<![CDATA[",
+        ]
+        .iter()
+        .map(|piece| piece.repeat(n))
+        .collect()
+    }
+
+    #[test]
+    fn pathological_inputs_take_linear_work() {
+        for html in pathological(100_000) {
+            let converted = convert(&html, MAX_HTML_BYTES);
+            let head = &html[..12];
+            // Every token consumes input: no rescans, no token without progress.
+            assert!(
+                converted.tokens <= html.len() + 1,
+                "{head}…: {} tokens for {} bytes",
+                converted.tokens,
+                html.len()
+            );
+            // No input byte turns into more than a few output bytes (`<h1>` → `\n\n# `).
+            assert!(
+                converted.text.len() <= 3 * html.len(),
+                "{head}…: {} bytes of text for {} bytes",
+                converted.text.len(),
+                html.len()
+            );
+        }
+        // 100k unclosed `<div`: one tag cut off by the end of the document, kept as text.
+        let html = "<div".repeat(100_000);
+        let converted = convert(&html, MAX_HTML_BYTES);
+        assert!(converted.tokens <= 2, "{} tokens", converted.tokens);
+        assert_eq!(converted.text, html);
+    }
+
+    #[test]
+    fn input_over_the_cap_is_cut_at_a_character_boundary() {
+        assert_eq!(convert("<p>abcdef</p>", 5).text, "ab");
+        assert_eq!(convert("<p>éé</p>", 6).text, "é");
+        assert_eq!(convert("éé", 0).text, "");
+        // The cap bounds the work whatever the document.
+        let html = "<p>x</p>".repeat(100_000);
+        let converted = convert(&html, 8_000);
+        assert_eq!(converted.text.matches('x').count(), 1_000);
+        assert!(converted.tokens <= 8_000);
     }
 }
