@@ -11,11 +11,11 @@ use crate::format::{
     NOT_BLANK_PATTERN, PINECONE_INDEX_MAX, PINECONE_INDEX_PATTERN, S3_BUCKET_PATTERN,
     SECRET_KEY_PATTERN,
 };
-use crate::secret::SecretRef;
-use crate::validate::{
+use crate::limits::{
     CATEGORY_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, DESCRIPTION_MAX, EMBEDDING_DIMENSIONS_MAX,
     MODEL_NAME_MAX, SOURCES_MAX, TITLE_MAX, TOP_K_MAX,
 };
+use crate::secret::SecretRef;
 
 /// The local embedder's model (run in-process; the lookup never leaves the pod).
 pub const LOCAL_EMBEDDER_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";

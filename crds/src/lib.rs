@@ -9,6 +9,7 @@
 
 pub mod format;
 pub mod knowledge;
+pub mod limits;
 pub mod load;
 mod schema;
 pub mod secret;

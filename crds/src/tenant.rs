@@ -9,11 +9,11 @@ use crate::format::{
     ACCOUNT_SID_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, E164_PATTERN, LANGUAGE_PATTERN,
     NOT_BLANK_PATTERN, S3_BUCKET_PATTERN, WS_URL_PATTERN,
 };
-use crate::secret::SecretRef;
-use crate::validate::{
+use crate::limits::{
     DISPLAY_NAME_MAX, MAX_CALL_DURATION_LIMIT, MAX_CALL_DURATION_MIN, PREFIX_PADDING_MAX_MS,
     SILENCE_DURATION_MAX_MS, SILENCE_DURATION_MIN_MS,
 };
+use crate::secret::SecretRef;
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -47,23 +47,9 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
-/// Longest `displayName`, in characters.
-pub const DISPLAY_NAME_MAX: u32 = 200;
-/// Shortest `maxCallDurationSeconds`.
-pub const MAX_CALL_DURATION_MIN: u32 = 10;
-/// Upper bound for `maxCallDurationSeconds`: one Realtime session lasts at most 60 minutes.
-pub const MAX_CALL_DURATION_LIMIT: u32 = 3600;
-/// Shortest `turnDetection.silenceDurationMs`.
-pub const SILENCE_DURATION_MIN_MS: u32 = 100;
-/// Longest `turnDetection.silenceDurationMs`.
-pub const SILENCE_DURATION_MAX_MS: u32 = 10_000;
-/// Longest `turnDetection.prefixPaddingMs`.
-pub const PREFIX_PADDING_MAX_MS: u32 = 5_000;
-
-pub use knowledge::{
-    CATEGORY_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, DESCRIPTION_MAX, EMBEDDING_DIMENSIONS_MAX,
-    MODEL_NAME_MAX, SOURCES_MAX, TITLE_MAX, TOP_K_MAX,
-};
+// The bounds live in `limits` (the types publish them in their schemas, the rules here
+// check them); re-exported so callers find every rule's number here too.
+pub use crate::limits::*;
 
 /// Collects broken rules instead of stopping at the first, so one run reports them all.
 struct Collector(Vec<FieldError>);

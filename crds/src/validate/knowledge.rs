@@ -10,25 +10,10 @@ use crate::knowledge::{
 };
 
 use super::{Collector, ValidationErrors, name_rules};
-
-/// Longest `description`, in characters.
-pub const DESCRIPTION_MAX: u32 = 1000;
-/// Most entries in `sources` (also keeps the CRD's CEL cost estimate small).
-pub const SOURCES_MAX: u32 = 32;
-/// Longest inline document title, in characters.
-pub const TITLE_MAX: u32 = 200;
-/// Longest inline document category, in characters.
-pub const CATEGORY_MAX: u32 = 100;
-/// Shortest `chunking.size`.
-pub const CHUNK_SIZE_MIN: u32 = 100;
-/// Longest `chunking.size`.
-pub const CHUNK_SIZE_MAX: u32 = 8000;
-/// Largest `retrieval.topK`: passages beyond a handful only lengthen the model's input.
-pub const TOP_K_MAX: u32 = 20;
-/// Longest `embedder.openai.model`, in characters (also bounds the CEL rules' cost).
-pub const MODEL_NAME_MAX: u32 = 200;
-/// Largest `embedder.openai.dimensions` (Pinecone's limit).
-pub const EMBEDDING_DIMENSIONS_MAX: u32 = 20_000;
+use crate::limits::{
+    CATEGORY_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, DESCRIPTION_MAX, EMBEDDING_DIMENSIONS_MAX,
+    MODEL_NAME_MAX, SOURCES_MAX, TITLE_MAX, TOP_K_MAX,
+};
 
 impl KnowledgeBase {
     /// Checks `metadata.name` (the knowledge base's identity, also the default Pinecone
