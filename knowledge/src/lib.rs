@@ -10,6 +10,7 @@
 
 pub mod chunk;
 pub mod embed;
+mod http;
 pub mod ingest;
 pub mod store;
 
