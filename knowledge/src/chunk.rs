@@ -243,8 +243,13 @@ fn byte_at_char(s: &str, n: usize) -> usize {
 fn split_long(paragraph: &str, size: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = paragraph.trim();
-    while char_len(rest) > size {
+    loop {
+        // Only the first `size + 1` characters are looked at: recounting the whole rest at
+        // every cut made one huge unbroken paragraph cost time quadratic in its length.
         let limit = byte_at_char(rest, size);
+        if limit == rest.len() {
+            break;
+        }
         let window = &rest[..limit];
         // Never cut in the first third: tiny fragments carry no meaning.
         let floor = byte_at_char(rest, size / 3);

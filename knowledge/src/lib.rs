@@ -1,6 +1,6 @@
 //! Switchboard's knowledge engine, shared by the operator (indexing) and the gateway
 //! (lookups mid-call): documents are cut into chunks ([`chunk`]), turned into vectors by
-//! an [`Embedder`] (local MiniLM run in-process by this crate's encoder, or any
+//! an [`Embedder`] (local MiniLM run in-process on `switchboard-encoder`, or any
 //! OpenAI-compatible endpoint), kept in a [`VectorStore`] (in-process exact search
 //! persisted in SQLite, pgvector, or Pinecone) and kept in sync by [`ingest()`], which
 //! embeds only what changed.
@@ -10,6 +10,7 @@
 
 pub mod chunk;
 pub mod embed;
+mod http;
 pub mod ingest;
 pub mod store;
 

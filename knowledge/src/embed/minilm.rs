@@ -18,9 +18,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use switchboard_encoder::{Bert, BertConfig, mean_pool};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::bert::{Bert, BertConfig, mean_pool};
 use super::{EmbedError, Embedder, normalize};
 
 /// Tuning for [`LocalMiniLm`].

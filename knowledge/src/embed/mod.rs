@@ -1,7 +1,5 @@
 //! Turning text into vectors: one trait, a local in-process model and an HTTP client.
 
-mod bert;
-mod kernel;
 mod minilm;
 mod openai;
 

@@ -12,12 +12,11 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use rand::Rng;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::{EmbedError, Embedder};
+use crate::http::{backoff, error_chain, retry_after_or_ms};
 
 /// Settings of an [`OpenAiEmbedder`].
 #[derive(Debug, Clone)]
@@ -161,36 +160,28 @@ impl OpenAiEmbedder {
         }
         let body = serde_json::to_vec(&body)
             .map_err(|e| EmbedError::Config(format!("request body: {e}")))?;
-        let mut retries = 0u32;
+        let mut delays = backoff(
+            self.config.initial_backoff,
+            self.config.max_backoff,
+            self.config.max_retries,
+        );
+        let mut attempt = 1u32;
         loop {
             let (error, wait) = match self.attempt(&body, texts.len()).await {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { error, wait } => (error, wait),
             };
-            if retries >= self.config.max_retries {
+            let Some(backoff) = delays.next() else {
                 return Err(error);
-            }
-            let backoff = self.backoff(retries);
+            };
             let delay = wait
                 .map_or(backoff, |w| w.max(backoff))
                 .min(self.config.max_backoff);
-            tracing::warn!(%error, attempt = retries + 1, ?delay, "embedding request failed, retrying");
+            tracing::warn!(%error, attempt, ?delay, "embedding request failed, retrying");
             tokio::time::sleep(delay).await;
-            retries += 1;
+            attempt += 1;
         }
-    }
-
-    /// Exponential delay for retry `n` with ±25 % jitter, so clients that failed together
-    /// do not retry together.
-    fn backoff(&self, n: u32) -> Duration {
-        let base = self
-            .config
-            .initial_backoff
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.config.max_backoff);
-        let factor = rand::rng().random_range(0.75..=1.25);
-        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
     }
 
     async fn attempt(&self, body: &[u8], expected: usize) -> Attempt {
@@ -213,7 +204,7 @@ impl OpenAiEmbedder {
             }
         };
         let status = response.status();
-        let wait = retry_after(response.headers());
+        let wait = retry_after_or_ms(response.headers());
         let bytes = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -273,30 +264,6 @@ impl OpenAiEmbedder {
     }
 }
 
-/// `Retry-After` in seconds, or OpenAI's `retry-after-ms`. HTTP-date values are ignored
-/// (the backoff applies instead).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let secs = match text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        Some(ms) => ms / 1000.0,
-        None => text(RETRY_AFTER.as_str())?.trim().parse::<f64>().ok()?,
-    };
-    // A peer's number: clamp before converting, so no value can panic the conversion.
-    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
-}
-
-/// reqwest's error with its causes, which hold the useful part (DNS, TLS, refused).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl Embedder for OpenAiEmbedder {
     fn embed<'a>(
         &'a self,
@@ -323,30 +290,6 @@ impl Embedder for OpenAiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
-        // Hostile values neither panic nor wait forever.
-        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
-        h.insert("retry-after-ms", HeaderValue::from_static("-5"));
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert("retry-after-ms", HeaderValue::from_static("NaN"));
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn dimensions_must_be_known() {

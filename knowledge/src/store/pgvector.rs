@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use futures_util::future::BoxFuture;
+use pg_escape::quote_identifier;
 // Every dynamic statement below interpolates only identifiers passed through
-// `quote_ident`, the extension's schema (read from the catalog, quoted) and integers.
+// `quote_identifier`, the extension's schema (read from the catalog, quoted) and integers.
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use super::{Hit, StoreError, StoredChunk, VectorStore};
@@ -50,17 +51,12 @@ pub struct PgVectorStore {
     dimensions: usize,
     ef_search: u32,
     iterative_scan: bool,
-    /// `"schema".knowledge_chunks`, quoted.
+    /// `schema.knowledge_chunks`, the schema quoted when it needs to be.
     table: String,
-    /// The pgvector type, schema-qualified and quoted, e.g. `"public".vector`.
+    /// The pgvector type, schema-qualified (quoted as needed), e.g. `public.vector`.
     vector_type: String,
-    /// The cosine distance operator, e.g. `OPERATOR("public".<=>)`.
+    /// The cosine distance operator, e.g. `OPERATOR(public.<=>)`.
     cosine_op: String,
-}
-
-/// `name` as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// pgvector's text form of `v`. Rust's shortest round-trip formatting keeps every bit.
@@ -101,7 +97,7 @@ impl PgVectorStore {
         check_names(schema, table, dimensions)?;
         ensure_extension(&pool).await?;
         let store = Self::open_table(pool, schema, table, dimensions).await?;
-        let schema_q = quote_ident(schema);
+        let schema_q = quote_identifier(schema);
         let table_is_default = table == DEFAULT_TABLE;
         let index = format!("{table}_hnsw");
         let ext = store
@@ -198,13 +194,13 @@ impl PgVectorStore {
             sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
                 .fetch_one(&pool)
                 .await?;
-        let ext = quote_ident(&ext_schema);
+        let ext = quote_identifier(&ext_schema);
         Ok(Self {
             pool,
             dimensions,
             ef_search: DEFAULT_EF_SEARCH,
             iterative_scan: supports_iterative_scan(&version),
-            table: format!("{}.{table}", quote_ident(schema)),
+            table: format!("{}.{table}", quote_identifier(schema)),
             vector_type: format!("{ext}.vector"),
             cosine_op: format!("OPERATOR({ext}.<=>)"),
         })
@@ -513,7 +509,7 @@ mod tests {
     #[test]
     fn literals_and_identifiers() {
         assert_eq!(vector_literal(&[1.0, -0.5, 1e-7]), "[1,-0.5,0.0000001]");
-        assert_eq!(quote_ident("ten\"ant"), "\"ten\"\"ant\"");
+        assert_eq!(quote_identifier("ten\"ant"), "\"ten\"\"ant\"");
         assert!(supports_iterative_scan("0.8.1"));
         assert!(!supports_iterative_scan("0.7.4"));
         assert!(supports_iterative_scan("1.0"));

@@ -13,30 +13,22 @@ use switchboard_knowledge::chunk::sha256_hex;
 use switchboard_knowledge::embed::{EmbedError, Embedder, normalize};
 
 /// The MiniLM directory from `SWITCHBOARD_MODEL_DIR` (exported by scripts/test.sh from
-/// scripts/model.sh); `None`, with a notice, when unset.
-pub fn model_dir(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("SWITCHBOARD_MODEL_DIR") {
-        Some(d) => Some(PathBuf::from(d)),
-        None => {
-            eprintln!(
-                "SWITCHBOARD_MODEL_DIR is unset: skipping {test} (export SWITCHBOARD_MODEL_DIR=\"$(scripts/model.sh)\")"
-            );
-            None
-        }
-    }
+/// scripts/model.sh); `None` when unset, through the shared service gate (skips locally,
+/// fails under CI).
+pub fn model_dir() -> Option<PathBuf> {
+    switchboard_testenv::service_path(
+        "SWITCHBOARD_MODEL_DIR",
+        "export SWITCHBOARD_MODEL_DIR=\"$(scripts/model.sh)\"",
+    )
 }
 
-/// Base Postgres URL from `SWITCHBOARD_TEST_PG`; `None`, with a notice, when unset.
-pub fn pg_base(test: &str) -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_PG") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            eprintln!(
-                "SWITCHBOARD_TEST_PG is unset: skipping {test} (eval \"$(scripts/postgres.sh start)\")"
-            );
-            None
-        }
-    }
+/// Base Postgres URL from `SWITCHBOARD_TEST_PG`; `None` when unset, through the shared
+/// service gate (skips locally, fails under CI).
+pub fn pg_base() -> Option<String> {
+    switchboard_testenv::service(
+        "SWITCHBOARD_TEST_PG",
+        "eval \"$(scripts/postgres.sh start)\"",
+    )
 }
 
 /// A fresh schema name for one test.

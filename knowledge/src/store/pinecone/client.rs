@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 
 use super::wire::error_message;
+use crate::http::{backoff, error_chain, retry_after};
 use crate::store::StoreError;
 
 /// How requests are retried.
@@ -85,30 +85,37 @@ impl Http {
         url: &str,
         body: Option<&[u8]>,
     ) -> Result<Answer, StoreError> {
-        let mut retries = 0u32;
+        let mut delays = backoff(
+            self.retry.initial_backoff,
+            self.retry.max_backoff,
+            self.retry.max_retries,
+        );
+        let mut attempt = 1u32;
         loop {
             let (outcome, wait) = self.attempt(method.clone(), url, body).await;
             let retryable = match &outcome {
                 Ok(a) => a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error(),
                 Err(_) => true,
             };
-            if !retryable || retries >= self.retry.max_retries {
+            if !retryable {
                 return outcome;
             }
-            let backoff = self.backoff(retries);
+            let Some(backoff) = delays.next() else {
+                return outcome;
+            };
             let delay = wait
                 .map_or(backoff, |w| w.max(backoff))
                 .min(self.retry.max_backoff);
             match &outcome {
                 Ok(a) => {
-                    tracing::warn!(status = a.status.as_u16(), %method, url, attempt = retries + 1, ?delay, "Pinecone request failed, retrying")
+                    tracing::warn!(status = a.status.as_u16(), %method, url, attempt, ?delay, "Pinecone request failed, retrying")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, %method, url, attempt = retries + 1, ?delay, "Pinecone request failed, retrying")
+                    tracing::warn!(error = %e, %method, url, attempt, ?delay, "Pinecone request failed, retrying")
                 }
             }
             tokio::time::sleep(delay).await;
-            retries += 1;
+            attempt += 1;
         }
     }
 
@@ -146,66 +153,11 @@ impl Http {
             Err(e) => (Err(StoreError::Transport(error_chain(&e))), None),
         }
     }
-
-    /// Exponential delay for retry `n` with ±25 % jitter, so clients that failed together
-    /// do not retry together.
-    fn backoff(&self, n: u32) -> Duration {
-        let base = self
-            .retry
-            .initial_backoff
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.retry.max_backoff);
-        let factor = rand::rng().random_range(0.75..=1.25);
-        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
-    }
-}
-
-/// `Retry-After` in seconds; HTTP-date values are ignored (the backoff applies instead).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
-    // A peer's number: clamp before converting, so no value can panic the conversion.
-    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).ok()
-}
-
-/// reqwest's error with its causes, which hold the useful part (DNS, TLS, refused).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn retry_after_is_bounded() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("1e300"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("NaN"));
-        assert_eq!(retry_after(&h), None);
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn auth_errors_say_so() {

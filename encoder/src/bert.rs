@@ -10,26 +10,35 @@
 //! Written here rather than taken from candle or candle-transformers: for the ten-odd
 //! tokens of a caller's question, a general tensor library's per-operation overhead
 //! (allocation, repacking, thread dispatch) was most of the 9 ms a query took; see
-//! [`super::kernel`] for the dense layer.
+//! the `kernel` module for the dense layer.
 
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use super::kernel::Dense;
+use crate::kernel::Dense;
 
 /// The fields of a Hugging Face `config.json` this encoder needs.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct BertConfig {
+pub struct BertConfig {
+    /// Rows of the word embedding table.
     pub vocab_size: usize,
+    /// Width of every hidden state (the embedding dimension after pooling).
     pub hidden_size: usize,
+    /// Transformer layers.
     pub num_hidden_layers: usize,
+    /// Attention heads per layer; must divide `hidden_size`.
     pub num_attention_heads: usize,
+    /// Width of each layer's feed-forward block.
     pub intermediate_size: usize,
+    /// Rows of the position table: the longest input in tokens.
     pub max_position_embeddings: usize,
+    /// Layer normalisation epsilon (BERT's 1e-12 when absent).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Feed-forward activation; only `gelu` is supported.
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// Only `absolute` (or absent) is supported.
     #[serde(default)]
     pub position_embedding_type: Option<String>,
     /// `bert` (RoBERTa-family files use the same tensor names but other position ids,
@@ -85,7 +94,7 @@ struct Layer {
 }
 
 /// The loaded encoder.
-pub(crate) struct Bert {
+pub struct Bert {
     /// `[vocab][hidden]` as IEEE half floats: only a few rows are read per input, and at
     /// half size the table (30k × 384 for MiniLM) costs 23 MB of the process instead of 47.
     word: Vec<half::f16>,
@@ -101,17 +110,32 @@ pub(crate) struct Bert {
 
 /// Why weights could not be turned into an encoder, or an input not encoded.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BertError {
+pub enum BertError {
+    /// The weights file lacks a tensor the config calls for (named).
     #[error("missing tensor {0}")]
     Missing(String),
+    /// The config or a tensor's shape or type is one this encoder does not run.
     #[error("unsupported config: {0}")]
     Unsupported(String),
+    /// The weights file is not valid safetensors.
     #[error("model.safetensors: {0}")]
     Format(String),
+    /// An input holds a token id past the word embedding table.
     #[error("token id {id} is outside the vocabulary of {vocab}")]
-    TokenOutOfRange { id: u32, vocab: usize },
+    TokenOutOfRange {
+        /// The offending id.
+        id: u32,
+        /// Rows of the word embedding table.
+        vocab: usize,
+    },
+    /// An input is longer than the position table.
     #[error("input of {len} tokens is longer than the model's {max} positions")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Tokens in the input.
+        len: usize,
+        /// The model's position count.
+        max: usize,
+    },
 }
 
 /// The tensors of a safetensors file, converted to `f32` on demand.
@@ -170,7 +194,7 @@ impl Weights<'_> {
 impl Bert {
     /// Builds the encoder from a safetensors file with the Hugging Face BERT names
     /// (`embeddings.*`, `encoder.layer.N.*`, optionally prefixed with `bert.`).
-    pub(crate) fn load(config: &BertConfig, safetensors: &[u8]) -> Result<Self, BertError> {
+    pub fn load(config: &BertConfig, safetensors: &[u8]) -> Result<Self, BertError> {
         if config.model_type.as_deref().is_some_and(|t| t != "bert") {
             return Err(BertError::Unsupported(format!(
                 "model_type {} (only bert)",
@@ -302,18 +326,18 @@ impl Bert {
     }
 
     /// Longest input the position table allows.
-    pub(crate) fn max_positions(&self) -> usize {
+    pub fn max_positions(&self) -> usize {
         self.max_positions
     }
 
     /// Hidden size (the embedding dimension after pooling).
-    pub(crate) fn hidden(&self) -> usize {
+    pub fn hidden(&self) -> usize {
         self.hidden
     }
 
     /// Last hidden states of every token of every input, stacked: `[Σ len][hidden]`, the
     /// rows of input `k` following those of input `k - 1`.
-    pub(crate) fn forward(&self, inputs: &[&[u32]]) -> Result<Vec<f32>, BertError> {
+    pub fn forward(&self, inputs: &[&[u32]]) -> Result<Vec<f32>, BertError> {
         // Everything between the dense layers (attention, GELU, layer norms) is plain
         // loops; run inside the widest SIMD level the CPU has so the compiler vectorises
         // them for it (they were a third of a passage's time at SSE2 width).
@@ -482,7 +506,7 @@ fn erf(x: f32) -> f32 {
 
 /// Mean of the hidden states of each input over its tokens: `hidden` is the stacked
 /// `[Σ lengths][dim]` output of [`Bert::forward`].
-pub(crate) fn mean_pool(hidden: &[f32], dim: usize, lengths: &[usize]) -> Vec<Vec<f32>> {
+pub fn mean_pool(hidden: &[f32], dim: usize, lengths: &[usize]) -> Vec<Vec<f32>> {
     let mut start = 0;
     lengths
         .iter()
