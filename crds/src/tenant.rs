@@ -29,11 +29,14 @@ use crate::secret::SecretRef;
     doc = "One business served by Switchboard: its phone numbers, its voice agent, where its secrets live and how its gateway runs.",
     // JSON form: the list form trips clippy's duplicated_attributes on repeated `type_`.
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers"}"#,
+    // The whole list would print as a JSON array: the default view shows the first number,
+    // `-o wide` all of them.
+    printcolumn = r#"{"name":"Number","type":"string","jsonPath":".spec.phoneNumbers[0]","description":"First phone number (all of them: -o wide)"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas","description":"Gateway replicas ready"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas","description":"Gateway replicas wanted"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Display","type":"string","jsonPath":".spec.displayName","priority":1}"#,
+    printcolumn = r#"{"name":"Numbers","type":"string","jsonPath":".spec.phoneNumbers","priority":1}"#,
     printcolumn = r#"{"name":"Webhook","type":"string","jsonPath":".status.webhookUrl","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -117,6 +117,22 @@ fn unknown_fields_inside_sources_are_named() {
 }
 
 #[test]
+fn misspelt_required_fields_are_named_with_their_lines_before_the_missing_one() {
+    let text = MINIMAL
+        .replace("  tenant: demo", "  tenat: demo")
+        .replace("            content:", "            contnet:");
+    let err = parse_knowledge_base(&text).unwrap_err();
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
+    let msg = err.to_string();
+    let expected = "not a valid KnowledgeBase manifest: \
+        spec.sources[0].inline.documents[0].contnet: is not a known field (line 11); \
+        did you mean `content`?; \
+        spec.tenat: is not a known field (line 6); did you mean `tenant`?; \
+        missing field";
+    assert!(msg.starts_with(expected), "{msg}");
+}
+
+#[test]
 fn broken_rules_name_the_kind_and_field() {
     let text = with_spec("  chunking: {size: 200, overlap: 150}\n");
     let msg = parse_knowledge_base(&text).unwrap_err().to_string();

@@ -359,7 +359,7 @@ const CRDS: &[(&str, &str, &str, &[&str])] = &[
         "voicetenants.voice.switchboard.dev",
         "vt",
         &[
-            "Ready", "Numbers", "Replicas", "Desired", "Age", "Display", "Webhook",
+            "Ready", "Number", "Replicas", "Desired", "Age", "Display", "Numbers", "Webhook",
         ],
     ),
     (
@@ -389,6 +389,16 @@ fn crd_metadata() {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, *expected_columns, "{kind}");
+        // A list prints as a JSON array: the default view shows one number, only `-o wide`
+        // (priority 1) the whole list.
+        for column in columns {
+            let wide = column["priority"].as_i64().unwrap_or(0) > 0;
+            match column["name"].as_str().unwrap() {
+                "Number" => assert_eq!(column["jsonPath"], ".spec.phoneNumbers[0]"),
+                "Numbers" => assert!(wide, "{column}"),
+                _ => {}
+            }
+        }
         // Every column's path must exist in the schema, or kubectl shows it empty forever.
         let schema = &version["schema"]["openAPIV3Schema"];
         for column in columns {

@@ -1,12 +1,24 @@
 //! `gateway`: serve VoiceTenants' phone calls (see `gateway --help`).
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use switchboard_gateway::cli::Cli;
 use switchboard_gateway::server::Gateway;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -41,4 +53,22 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// The error and its causes on one line, each text once: a message that already quotes
+/// its cause (`{path}: {source}`) is not followed by that cause again. Printed instead of
+/// anyhow's `Debug` so that a user's mistake never comes with a stack backtrace (those are
+/// for panics).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }

@@ -1,6 +1,7 @@
 //! The `operator` binary: `operator run` (the controllers, leader election, `/metrics`)
 //! and `operator crd` (the CRDs as YAML).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -10,7 +11,17 @@ use switchboard_operator::metrics::{self, Health, Metrics};
 use switchboard_operator::{leader, telemetry};
 use tokio::sync::watch;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match dispatch() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("operator: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
@@ -95,4 +106,22 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The error and its causes on one line, each text once: a message that already quotes
+/// its cause (`{path}: {source}`) is not followed by that cause again. Printed instead of
+/// anyhow's `Debug` so that a user's mistake never comes with a stack backtrace (those are
+/// for panics).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }

@@ -210,7 +210,7 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("sim: {e:#}");
+            eprintln!("sim: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -511,4 +511,22 @@ async fn serve_kubeapi(args: KubeapiArgs) -> Result<()> {
         .context("waiting for Ctrl-C")?;
     sim.shutdown();
     Ok(())
+}
+
+/// The error and its causes on one line, each text once: a message that already quotes
+/// its cause (`{path}: {source}`) is not followed by that cause again. Printed instead of
+/// anyhow's `Debug` so that a user's mistake never comes with a stack backtrace (those are
+/// for panics).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }

@@ -6,6 +6,7 @@ pub mod knowledge;
 pub mod kube;
 pub mod operator;
 pub mod s3;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -295,10 +296,13 @@ pub fn start_message(
     .to_string()
 }
 
-/// The test Postgres URL (`SWITCHBOARD_TEST_PG`, set by scripts/test.sh) with a fresh
-/// schema as search path, or `None` when no Postgres was started.
+/// The test Postgres URL ([`services::postgres`]) with a fresh schema as search path, or
+/// `None` (after the gate's notice) when no Postgres was started.
+///
+/// # Panics
+/// When no Postgres was started under `CI=true`.
 pub fn pg_url(schema_hint: &str) -> Option<String> {
-    let base = std::env::var("SWITCHBOARD_TEST_PG").ok()?;
+    let base = services::postgres()?;
     let schema = format!("t_{schema_hint}_{:08x}", rand_u32());
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))

@@ -9,11 +9,12 @@
 use switchboard_operator::knowledge::S3Settings;
 use switchboard_operator::knowledge::s3::StaticCredentials;
 
-/// The moto server's URL, or `None` when none was started.
+/// The moto server's URL, or `None` (after the gate's notice) when none was started.
+///
+/// # Panics
+/// When none was started under `CI=true`.
 pub fn url() -> Option<String> {
-    std::env::var("SWITCHBOARD_TEST_S3_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    crate::services::s3()
 }
 
 /// Operator settings for the moto server at `url`: its endpoint, moto's fixed keys,

@@ -10,7 +10,8 @@
 //! - The Dockerfile lays the image out as the chart and the operator expect.
 //!
 //! Helm comes from `scripts/helm.sh`; `scripts/test.sh` exports `SWITCHBOARD_HELM`. The
-//! tests that run Helm skip, saying why, only when that variable is unset.
+//! tests that run Helm go through the shared gate when that variable is unset (skip
+//! locally, saying why; fail under `CI=true`).
 #![allow(clippy::unwrap_used)] // shared assertion helpers outside #[test] fns
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,19 +96,10 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// The Helm binary, or `None` (after saying why the test skips) when SWITCHBOARD_HELM is
-/// unset.
+/// The Helm binary, or `None` (after the gate says why the test skips) when
+/// SWITCHBOARD_HELM is unset.
 fn helm() -> Option<PathBuf> {
-    match std::env::var_os("SWITCHBOARD_HELM") {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => {
-            eprintln!(
-                "SKIPPED: SWITCHBOARD_HELM is unset. Install Helm with scripts/helm.sh and \
-                 export SWITCHBOARD_HELM=\"$(scripts/helm.sh)/helm\" (scripts/test.sh does)."
-            );
-            None
-        }
-    }
+    switchboard_tests::services::helm()
 }
 
 /// Runs Helm in the workspace root; `Err` carries its output when it fails.

@@ -3,8 +3,9 @@
 //! store is that tenant's Postgres URL searches the table in place (it ingests nothing)
 //! and answers a simulated call's `search_knowledge_base` call with the right passage.
 //!
-//! Needs `SWITCHBOARD_TEST_PG_URL` (`eval "$(scripts/postgres.sh start)"`) and
-//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`); skips with a message without them.
+//! Needs `SWITCHBOARD_TEST_PG` (`eval "$(scripts/postgres.sh start)"`) and
+//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`), through the shared gate (skips locally,
+//! fails under `CI=true`).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use switchboard_operator::knowledge::{
 };
 use switchboard_sim::caller::{CallReport, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
-use switchboard_tests::{Env, EnvOptions};
+use switchboard_tests::{Env, EnvOptions, services};
 
 /// What the operator would read from the cluster: the tenant (with its database in
 /// status) and its database Secret.
@@ -66,15 +67,7 @@ impl KnowledgeApi for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_on_postgres_answers_from_the_operators_pgvector_index() {
-    let (Some(admin_url), Some(model)) = (
-        std::env::var("SWITCHBOARD_TEST_PG_URL")
-            .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG"))
-            .ok(),
-        std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
-    ) else {
-        eprintln!(
-            "skipping: needs SWITCHBOARD_TEST_PG_URL (eval \"$(scripts/postgres.sh start)\") and SWITCHBOARD_MODEL_DIR (scripts/model.sh)"
-        );
+    let (Some(admin_url), Some(model)) = (services::postgres(), services::model_dir()) else {
         return;
     };
 
@@ -221,8 +214,7 @@ fn question() -> (RealtimeConfig, Vec<Step>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_answers_from_the_operators_pinecone_namespace() {
-    let Some(model) = std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from) else {
-        eprintln!("skipping: needs SWITCHBOARD_MODEL_DIR (scripts/model.sh)");
+    let Some(model) = services::model_dir() else {
         return;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -5,8 +5,9 @@
 //! embeds nothing; a broken embedder is reported and retried until it works; deleting
 //! under the tenant's Delete policy drops the table.
 //!
-//! Needs `SWITCHBOARD_TEST_PG_URL` (`eval "$(scripts/postgres.sh start)"`) and
-//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`); skips with a message without them.
+//! Needs `SWITCHBOARD_TEST_PG` (`eval "$(scripts/postgres.sh start)"`) and
+//! `SWITCHBOARD_MODEL_DIR` (`scripts/model.sh`), through the shared gate (skips locally,
+//! fails under `CI=true`).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
 use std::collections::BTreeMap;
@@ -27,21 +28,13 @@ use switchboard_tests::knowledge::{
     table_exists, tenant_manifest, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::client;
+use switchboard_tests::services;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env() -> Option<(String, PathBuf)> {
-    let pg = std::env::var("SWITCHBOARD_TEST_PG_URL")
-        .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG"))
-        .ok();
-    let model = std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from);
-    match (pg, model) {
+    match (services::postgres(), services::model_dir()) {
         (Some(pg), Some(model)) => Some((pg, model)),
-        _ => {
-            eprintln!(
-                "skipping: needs SWITCHBOARD_TEST_PG_URL (eval \"$(scripts/postgres.sh start)\") and SWITCHBOARD_MODEL_DIR (scripts/model.sh)"
-            );
-            None
-        }
+        _ => None,
     }
 }
 
@@ -371,7 +364,8 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_it() {
-    let Some((_, model)) = env() else {
+    // Pinecone needs no Postgres: only the model.
+    let Some(model) = services::model_dir() else {
         return;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();

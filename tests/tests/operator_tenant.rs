@@ -318,11 +318,7 @@ async fn a_missing_secret_degrades_until_it_exists() {
 // Database: real Postgres.
 
 fn admin_url() -> Option<String> {
-    let url = std::env::var("SWITCHBOARD_TEST_PG").ok();
-    if url.is_none() {
-        eprintln!("skipped: SWITCHBOARD_TEST_PG is not set (scripts/postgres.sh start)");
-    }
-    url
+    switchboard_tests::services::postgres()
 }
 
 async fn exists(admin: &str, db: &TenantDatabase) -> (bool, bool) {

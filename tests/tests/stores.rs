@@ -68,10 +68,7 @@ async fn sqlite_keeps_calls_and_transcripts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_calls_and_transcripts() {
-    let Some(url) = pg_url("e2e") else {
-        eprintln!("SWITCHBOARD_TEST_PG is not set: run scripts/test.sh (it starts Postgres)");
-        return;
-    };
+    let Some(url) = pg_url("e2e") else { return };
     let env = Env::start(options(Some(url.clone()))).await.unwrap();
     let report = place_call(&env.call(conversation())).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
@@ -84,10 +81,7 @@ async fn postgres_keeps_calls_and_transcripts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_down_mid_call_loses_nothing_even_across_a_restart() {
-    let Some(url) = pg_url("down") else {
-        eprintln!("SWITCHBOARD_TEST_PG is not set: run scripts/test.sh (it starts Postgres)");
-        return;
-    };
+    let Some(url) = pg_url("down") else { return };
     let target = url
         .split("://")
         .nth(1)

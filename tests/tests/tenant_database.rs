@@ -1,8 +1,8 @@
 //! Per-tenant Postgres provisioning on a real PostgreSQL: roles, schemas, isolation,
 //! the gateway's own store on the provisioned URL, dropping, and failures.
 //!
-//! Needs `SWITCHBOARD_TEST_PG` (`eval "$(scripts/postgres.sh start)"`); every test skips
-//! with a message without it. Tests share one server and run in parallel, so each uses
+//! Needs `SWITCHBOARD_TEST_PG` (`eval "$(scripts/postgres.sh start)"`); every test goes
+//! through the shared gate (skips locally, fails under `CI=true`). Tests share one server and run in parallel, so each uses
 //! tenants of its own (random names and UIDs).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
@@ -23,15 +23,7 @@ use switchboard_store::{self as store, CallStart, StoreOp};
 
 /// The test server's admin URL (a superuser), or `None` to skip.
 fn admin_url() -> Option<String> {
-    let url = std::env::var("SWITCHBOARD_TEST_PG")
-        .or_else(|_| std::env::var("SWITCHBOARD_TEST_PG_URL"))
-        .ok();
-    if url.is_none() {
-        eprintln!(
-            "SWITCHBOARD_TEST_PG is not set: skipping (eval \"$(scripts/postgres.sh start)\")"
-        );
-    }
-    url
+    switchboard_tests::services::postgres()
 }
 
 /// A few random lowercase letters and digits.

@@ -90,6 +90,19 @@ fn missing_required_field_is_a_parse_error_naming_it() {
 }
 
 #[test]
+fn a_misspelt_required_field_is_named_with_its_line_before_the_missing_one() {
+    let text = MINIMAL.replace("  phoneNumbers:", "  phoneNumber:");
+    let err = parse_tenant(&text).unwrap_err();
+    assert!(matches!(err, LoadError::Parse { .. }), "{err:?}");
+    let msg = err.to_string();
+    let unknown = "spec.phoneNumber: is not a known field (line 7); did you mean `phoneNumbers`?";
+    let (Some(first), Some(then)) = (msg.find(unknown), msg.find("missing field")) else {
+        panic!("{msg}");
+    };
+    assert!(first < then, "the unknown key comes first: {msg}");
+}
+
+#[test]
 fn duplicate_keys_are_refused() {
     let text = with_spec("  displayName: Other\n");
     let err = parse_tenant(&text).unwrap_err();
@@ -140,6 +153,14 @@ fn unknown_fields_are_named() {
     let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["spec.agent.greeting.interuptible", "spec.colour"]);
     assert!(err.to_string().contains("is not a known field"), "{err}");
+    let rules: Vec<&str> = errors.0.iter().map(|e| e.rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "is not a known field (line 7); did you mean `interruptible`?",
+            "is not a known field (line 8); misspelt?"
+        ]
+    );
 }
 
 #[test]
