@@ -12,9 +12,8 @@
 //! (Warning, reason = the Degraded reason) when a failure is new (not on every retry),
 //! `BackendDropped`/`BackendRetained` on deletion. An idle reconcile publishes nothing.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -30,17 +29,18 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
-use super::FINALIZER;
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
 use super::engine::{Engine, EngineConfig};
 use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
 use super::s3::{S3Settings, S3Sources};
 use super::sources::{config_map_names, s3_sources};
 use super::status::{Outcome, kb_status};
+use crate::FINALIZER;
+use crate::backoff::{Failures, retry_delay};
+use crate::conditions::{DEGRADED, Failure};
 use crate::events::Events;
 use crate::labels::MANAGER;
 use crate::metrics::{KNOWLEDGE_CONTROLLER, Metrics};
-use crate::status::{DEGRADED, Failure};
 
 /// How often an in-sync knowledge base is looked at again without any trigger (reads
 /// only: an unchanged one is skipped).
@@ -101,7 +101,9 @@ impl Error {
     }
 }
 
-struct Context {
+/// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
+/// reads, the engine, Events, metrics and the retry memory.
+struct KnowledgeReconciler {
     client: Client,
     api: Arc<dyn KnowledgeApi>,
     engine: Engine,
@@ -111,25 +113,19 @@ struct Context {
     /// Requeue period of knowledge bases with an S3 source.
     s3_resync: Duration,
     /// Consecutive failures per knowledge base (namespace/name), for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Failures<String>,
 }
 
-impl Context {
+impl KnowledgeReconciler {
+    /// Records the outcome of a reconcile of `key`: a failure returns the delay before
+    /// its retry, a success resets the backoff (and returns zero).
     fn backoff(&self, key: &str, failed: bool) -> Duration {
-        let Ok(mut failures) = self.failures.lock() else {
-            return self.first_backoff;
-        };
         if !failed {
-            failures.remove(key);
+            self.failures.succeeded(&key.to_string());
             return Duration::ZERO;
         }
-        let n = failures.entry(key.to_string()).or_insert(0);
-        let delay = self
-            .first_backoff
-            .saturating_mul(1u32 << (*n).min(16))
-            .min(MAX_BACKOFF);
-        *n = n.saturating_add(1);
-        delay
+        let failures = self.failures.failed(key.to_string());
+        retry_delay(failures, self.first_backoff, MAX_BACKOFF)
     }
 }
 
@@ -138,7 +134,7 @@ fn key(kb: &KnowledgeBase) -> String {
 }
 
 /// The periodic re-check of a synced knowledge base: S3 cannot be watched.
-fn resync(kb: &KnowledgeBase, ctx: &Context) -> Duration {
+fn resync(kb: &KnowledgeBase, ctx: &KnowledgeReconciler) -> Duration {
     if s3_sources(&kb.spec).is_empty() {
         RESYNC
     } else {
@@ -146,7 +142,7 @@ fn resync(kb: &KnowledgeBase, ctx: &Context) -> Duration {
     }
 }
 
-async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
+async fn apply(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Action, Error> {
     let started = Instant::now();
     let (decision, detail) = sync_detailed(&kb, ctx.api.as_ref(), &ctx.engine).await;
     let outcome = match decision {
@@ -285,7 +281,7 @@ pub fn synced_note(detail: &SyncDetail) -> String {
     note
 }
 
-async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
+async fn remove(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Action, Error> {
     match cleanup(&kb, ctx.api.as_ref(), &ctx.engine).await {
         Ok(done) => {
             tracing::info!(kb = key(&kb), ?done, "knowledge base cleaned up");
@@ -312,7 +308,7 @@ async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> 
     }
 }
 
-async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<KnowledgeReconciler>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(kb, &ctx).await;
     if let Some(m) = &ctx.metrics {
@@ -331,7 +327,10 @@ async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<Context>) -> Result<Action, 
     result
 }
 
-async fn reconcile_inner(kb: Arc<KnowledgeBase>, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_inner(
+    kb: Arc<KnowledgeBase>,
+    ctx: &Arc<KnowledgeReconciler>,
+) -> Result<Action, Error> {
     let api: Api<KnowledgeBase> =
         Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, kb, |event| async {
@@ -344,7 +343,7 @@ async fn reconcile_inner(kb: Arc<KnowledgeBase>, ctx: &Arc<Context>) -> Result<A
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(kb: Arc<KnowledgeBase>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(kb: Arc<KnowledgeBase>, error: &Error, ctx: Arc<KnowledgeReconciler>) -> Action {
     let delay = ctx.backoff(&key(&kb), true);
     tracing::warn!(
         kb = key(&kb),
@@ -384,7 +383,7 @@ pub async fn run(
         KNOWLEDGE_CONTROLLER,
         config.metrics.clone(),
     );
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(KnowledgeReconciler {
         api: Arc::new(KubeKnowledgeApi::new(client.clone())),
         client,
         engine: Engine::new(config.engine.clone()).with_s3(S3Sources::aws(&config.s3)),
@@ -392,7 +391,7 @@ pub async fn run(
         metrics: config.metrics.clone(),
         events,
         s3_resync: config.s3.resync,
-        failures: Mutex::new(HashMap::new()),
+        failures: Failures::default(),
     });
     let controller = Controller::new(kbs, watcher::Config::default().any_semantic());
     let by_tenant = controller.store();

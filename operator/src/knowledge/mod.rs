@@ -21,7 +21,7 @@
 //! Degraded reason) when a failure is new, `BackendDropped`/`BackendRetained` on
 //! deletion.
 //!
-//! The finalizer `voice.switchboard.dev/cleanup` drops the table (or deletes the Pinecone
+//! The finalizer [`crate::FINALIZER`] drops the table (or deletes the Pinecone
 //! namespace) only when the tenant's `deletionPolicy` is `Delete`. A tenant that is
 //! already gone counts as Retain: the tenant's own finalizer decided the fate of its
 //! schema, and a knowledge base cannot tell any more whether its data was meant to stay.
@@ -41,6 +41,3 @@ pub use engine::{Engine, EngineConfig};
 pub use reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync, sync_detailed};
 pub use s3::{S3Settings, S3Sources};
 pub use status::{Outcome, kb_status};
-
-/// The finalizer on every knowledge base (the tenant's, too).
-pub const FINALIZER: &str = "voice.switchboard.dev/cleanup";

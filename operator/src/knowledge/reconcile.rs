@@ -20,7 +20,7 @@ use super::s3::Skipped;
 use super::sources::{config_map_names, content_hash, documents, s3_sources};
 use super::status::{Outcome, up_to_date};
 use super::target::{self, Blocked, EmbedderChoice, Location};
-use crate::status::Failure;
+use crate::conditions::Failure;
 
 /// What a reconcile decided.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use switchboard_crds::{
     BackendKind, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef, VoiceTenant,
 };
 
-use crate::status::Failure;
+use crate::conditions::Failure;
 
 /// Key of the tenant database Secret holding the connection URL of the tenant's role.
 pub const DATABASE_URL_KEY: &str = "url";

@@ -18,7 +18,7 @@
 //! # Deletion
 //!
 //! Tenants whose database the operator manages (an admin URL is configured and the
-//! tenant has no `spec.database.url`) carry the finalizer [`FINALIZER`]. On deletion no
+//! tenant has no `spec.database.url`) carry the finalizer [`crate::FINALIZER`]. On deletion no
 //! child is re-applied (owner references let the garbage collector remove them), and:
 //!
 //! - `deletionPolicy: Retain` (default): role, schema and data stay; a `DatabaseRetained`
@@ -49,35 +49,35 @@ use kube::{Api, Resource, ResourceExt};
 use switchboard_crds::{DatabaseStatus, DeletionPolicy, VoiceTenant, VoiceTenantStatus};
 
 use super::apply::{apply, prune};
-use super::context::Context;
-use super::decide::{retry_delay, should_write_status};
-use super::error::ReconcileError;
-use crate::build::{build_children, referenced_secrets, webhook_url};
-use crate::ctx::Ctx;
-use crate::database::{
+use super::decide::should_write_status;
+use super::error::TenantError;
+use super::reconciler::TenantReconciler;
+use super::status::{Observed, Rollout, tenant_status};
+use crate::FINALIZER;
+use crate::backoff::retry_delay;
+use crate::conditions::{DEGRADED, Failure};
+use crate::labels::{MANAGER, child_name};
+use crate::metrics::TENANT_CONTROLLER;
+use crate::tenant::build::{build_children, referenced_secrets, webhook_url};
+use crate::tenant::database::{
     DropOutcome, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
     url_key_selector,
 };
-use crate::labels::{MANAGER, child_name};
-use crate::metrics::TENANT_CONTROLLER;
-use crate::status::{DEGRADED, Failure, Observed, Rollout, tenant_status};
-
-/// The finalizer that keeps a tenant until its database is dropped or released.
-pub const FINALIZER: &str = "voice.switchboard.dev/cleanup";
+use crate::tenant::inputs::BuildInputs;
 
 /// Reconciles one tenant (the controller's entry point): metrics around
 /// [`reconcile_tenant`].
 pub(crate) fn reconcile(
     vt: Arc<VoiceTenant>,
-    ctx: Arc<Context>,
-) -> BoxFuture<'static, Result<Action, ReconcileError>> {
+    ctx: Arc<TenantReconciler>,
+) -> BoxFuture<'static, Result<Action, TenantError>> {
     Box::pin(reconcile_measured(vt, ctx))
 }
 
 async fn reconcile_measured(
     vt: Arc<VoiceTenant>,
-    ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
+    ctx: Arc<TenantReconciler>,
+) -> Result<Action, TenantError> {
     let started = Instant::now();
     let metrics = &ctx.metrics;
     metrics
@@ -93,7 +93,7 @@ async fn reconcile_measured(
         .with_label_values(&[TENANT_CONTROLLER])
         .observe(started.elapsed().as_secs_f64());
     match &result {
-        Ok(_) => ctx.succeeded(&tenant),
+        Ok(_) => ctx.failures.succeeded(&tenant),
         Err(e) => {
             metrics
                 .failures
@@ -107,10 +107,10 @@ async fn reconcile_measured(
 /// Retry policy: exponential per tenant, reset by a success.
 pub(crate) fn error_policy(
     vt: Arc<VoiceTenant>,
-    err: &ReconcileError,
-    ctx: Arc<Context>,
+    err: &TenantError,
+    ctx: Arc<TenantReconciler>,
 ) -> Action {
-    let failures = ctx.failed(ObjectRef::from_obj(&*vt));
+    let failures = ctx.failures.failed(ObjectRef::from_obj(&*vt));
     let delay = retry_delay(failures, ctx.config.retry_min, ctx.config.retry_max);
     tracing::warn!(
         tenant = %vt.name_any(),
@@ -126,8 +126,8 @@ pub(crate) fn error_policy(
 
 async fn reconcile_tenant(
     vt: Arc<VoiceTenant>,
-    ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
+    ctx: Arc<TenantReconciler>,
+) -> Result<Action, TenantError> {
     let namespace = vt.namespace().unwrap_or_default();
     let deleting = vt.meta().deletion_timestamp.is_some();
     let has_finalizer = vt.finalizers().iter().any(|f| f == FINALIZER);
@@ -147,7 +147,7 @@ async fn reconcile_tenant(
     let inner = ctx.clone();
     // Boxed: the Send check of the nested futures then happens here, with concrete
     // lifetimes (rustc cannot prove it through the generic finalizer otherwise).
-    let handle = move |event| -> BoxFuture<'static, Result<Action, ReconcileError>> {
+    let handle = move |event| -> BoxFuture<'static, Result<Action, TenantError>> {
         match event {
             FinalizerEvent::Apply(vt) => Box::pin(async move { apply_tenant(vt, &inner).await }),
             FinalizerEvent::Cleanup(vt) => Box::pin(async move { cleanup(vt, &inner).await }),
@@ -155,7 +155,7 @@ async fn reconcile_tenant(
     };
     let result = finalizer(&api, FINALIZER, vt.clone(), handle)
         .await
-        .map_err(ReconcileError::from_finalizer);
+        .map_err(TenantError::from_finalizer);
     if has_finalizer && deleting && result.is_ok() {
         ctx.count_write("VoiceTenant");
         forget(&vt, &ctx);
@@ -163,14 +163,14 @@ async fn reconcile_tenant(
     result
 }
 
-fn forget(vt: &VoiceTenant, ctx: &Context) {
+fn forget(vt: &VoiceTenant, ctx: &TenantReconciler) {
     let namespace = vt.namespace().unwrap_or_default();
     ctx.forget_tenant(&namespace, &child_name(&vt.name_any()), vt.uid().as_deref());
 }
 
 /// Whether the operator provisions this tenant's database: it has an admin connection
 /// and the tenant brings no database of its own.
-fn manages_database(vt: &VoiceTenant, ctx: &Context) -> bool {
+fn manages_database(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool {
     ctx.provisioner.is_some()
         && vt
             .spec
@@ -188,7 +188,7 @@ struct Converged {
 }
 
 /// Converges the children, then writes the status (also after a failure: `Degraded`).
-async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &TenantReconciler) -> Result<Action, TenantError> {
     let outcome = converge(&vt, ctx).await;
     let (observed, failure) = match &outcome {
         Ok(c) => (
@@ -249,9 +249,9 @@ async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Rec
 /// whatever the network said this time (refused, reset, closed mid-handshake); the
 /// condition keeps one message so retries do not rewrite the status, and the details go
 /// to the logs.
-fn condition_message(e: &ReconcileError) -> String {
+fn condition_message(e: &TenantError) -> String {
     match e {
-        ReconcileError::Database(db) if db.is_transient() => {
+        TenantError::Database(db) if db.is_transient() => {
             "the database is unreachable; retrying with backoff (details in the operator's logs)"
                 .to_string()
         }
@@ -270,8 +270,8 @@ fn degraded_changed(stored: Option<&VoiceTenantStatus>, failure: &Failure) -> bo
 async fn write_status(
     vt: &VoiceTenant,
     status: &VoiceTenantStatus,
-    ctx: &Context,
-) -> Result<(), ReconcileError> {
+    ctx: &TenantReconciler,
+) -> Result<(), TenantError> {
     let namespace = vt.namespace().unwrap_or_default();
     let name = vt.name_any();
     let api: Api<VoiceTenant> = ctx.api(&namespace);
@@ -288,7 +288,7 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|e| ReconcileError::kube(format!("update status of {namespace}/{name}"), e))
+    .map_err(|e| TenantError::kube(format!("update status of {namespace}/{name}"), e))
     .map(|written| {
         if let Some(uid) = vt.metadata.uid.as_deref() {
             ctx.wrote_status(
@@ -300,7 +300,7 @@ async fn write_status(
     })
 }
 
-fn live_rollout(vt: &VoiceTenant, ctx: &Context) -> Option<Rollout> {
+fn live_rollout(vt: &VoiceTenant, ctx: &TenantReconciler) -> Option<Rollout> {
     let namespace = vt.namespace().unwrap_or_default();
     ctx.stores
         .deployments
@@ -308,13 +308,13 @@ fn live_rollout(vt: &VoiceTenant, ctx: &Context) -> Option<Rollout> {
         .map(|d| Rollout::of(&d))
 }
 
-async fn converge(vt: &VoiceTenant, ctx: &Context) -> Result<Converged, ReconcileError> {
+async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged, TenantError> {
     // validate: refuse before anything is written.
-    vt.validate().map_err(ReconcileError::InvalidSpec)?;
+    vt.validate().map_err(TenantError::InvalidSpec)?;
     let namespace = vt.namespace().unwrap_or_default();
     let name = vt.name_any();
     let uid = vt.uid().unwrap_or_default();
-    let mut build_ctx = ctx.config.base_ctx(&name, &namespace);
+    let mut inputs = ctx.config.base_inputs(&name, &namespace);
 
     // database: the role, schema and credentials Secret, when the operator manages them.
     let mut database = None;
@@ -325,19 +325,19 @@ async fn converge(vt: &VoiceTenant, ctx: &Context) -> Result<Converged, Reconcil
     };
     if let Some(provisioner) = provisioner {
         let (db, secret_version) = provision(vt, ctx, provisioner).await?;
-        build_ctx.database_url_secret = Some(url_key_selector(&db));
-        build_ctx
+        inputs.database_url_secret = Some(url_key_selector(&db));
+        inputs
             .secret_versions
             .insert(db.secret_name.clone(), secret_version);
         database = Some(db.to_status());
     }
 
     // dereference: the versions of the Secrets the gateway reads.
-    dereference(vt, &namespace, ctx, &mut build_ctx).await?;
+    dereference(vt, &namespace, ctx, &mut inputs).await?;
 
     // build
-    let children = build_children(vt, &build_ctx)?;
-    let webhook_url = webhook_url(vt, &build_ctx)?;
+    let children = build_children(vt, &inputs)?;
+    let webhook_url = webhook_url(vt, &inputs)?;
 
     // apply
     let (_, _, deployment, _, _) = tokio::try_join!(
@@ -376,31 +376,31 @@ async fn converge(vt: &VoiceTenant, ctx: &Context) -> Result<Converged, Reconcil
     })
 }
 
-/// Puts the resourceVersion of every Secret the gateway reads into `build_ctx`; a Secret
+/// Puts the resourceVersion of every Secret the gateway reads into `inputs`; a Secret
 /// that does not exist is left out (the build then fails with `SecretNotObserved`).
 async fn dereference(
     vt: &VoiceTenant,
     namespace: &str,
-    ctx: &Context,
-    build_ctx: &mut Ctx,
-) -> Result<(), ReconcileError> {
+    ctx: &TenantReconciler,
+    inputs: &mut BuildInputs,
+) -> Result<(), TenantError> {
     // The knowledge bases the agent lists (of this tenant, in its namespace): rendered
     // into the ConfigMap for the gateway's --knowledge, their Secrets mounted.
     let kbs: Api<switchboard_crds::KnowledgeBase> = ctx.api(namespace);
     for kb_name in &vt.spec.agent.knowledge_bases {
         let kb = kbs.get_opt(kb_name).await.map_err(|e| {
-            ReconcileError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
+            TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
         })?;
         if let Some(kb) = kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            build_ctx
+            inputs
                 .knowledge_bases
-                .push(crate::build::KnowledgeMount::of(&kb)?);
+                .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
         }
     }
-    let names = referenced_secrets(vt, build_ctx)?;
+    let names = referenced_secrets(vt, inputs)?;
     let mut versions = BTreeMap::new();
     for name in names {
-        if build_ctx.secret_versions.contains_key(&name) {
+        if inputs.secret_versions.contains_key(&name) {
             continue;
         }
         let cached = ctx
@@ -415,9 +415,7 @@ async fn dereference(
                 let api: Api<Secret> = ctx.api(namespace);
                 api.get_metadata_opt(&name)
                     .await
-                    .map_err(|e| {
-                        ReconcileError::kube(format!("read Secret {namespace}/{name}"), e)
-                    })?
+                    .map_err(|e| TenantError::kube(format!("read Secret {namespace}/{name}"), e))?
                     .and_then(|s| s.metadata.resource_version)
             }
         };
@@ -425,7 +423,7 @@ async fn dereference(
             versions.insert(name, v);
         }
     }
-    build_ctx.secret_versions.extend(versions);
+    inputs.secret_versions.extend(versions);
     Ok(())
 }
 
@@ -433,9 +431,9 @@ async fn dereference(
 /// and schema; returns the names and the Secret's resourceVersion.
 async fn provision(
     vt: &VoiceTenant,
-    ctx: &Context,
+    ctx: &TenantReconciler,
     provisioner: &Provisioner,
-) -> Result<(TenantDatabase, String), ReconcileError> {
+) -> Result<(TenantDatabase, String), TenantError> {
     let namespace = vt.namespace().unwrap_or_default();
     let uid = vt.uid().unwrap_or_default();
     let db = TenantDatabase::resolve(vt)?;
@@ -462,19 +460,19 @@ async fn provision(
     }
 
     let api: Api<Secret> = ctx.api(&namespace);
-    let read = |e| ReconcileError::kube(format!("read Secret {namespace}/{}", db.secret_name), e);
+    let read = |e| TenantError::kube(format!("read Secret {namespace}/{}", db.secret_name), e);
     let secret = match api.get_opt(&db.secret_name).await.map_err(read)? {
         Some(secret) => secret,
         None => {
             // CNPG #9677 the other way round: never pair an existing role with a fresh
             // password that the role does not have.
             if provisioner.role_exists(&db).await? {
-                return Err(ReconcileError::LostSecret {
+                return Err(TenantError::LostSecret {
                     name: db.secret_name.clone(),
                     role: db.role.clone(),
                 });
             }
-            let password = crate::database::generate_password();
+            let password = crate::tenant::database::generate_password();
             let secret = build_database_secret(vt, &db, &password, provisioner.target())?;
             ctx.count_write("Secret");
             match api.create(&PostParams::default(), &secret).await {
@@ -484,7 +482,7 @@ async fn provision(
                     api.get(&db.secret_name).await.map_err(read)?
                 }
                 Err(e) => {
-                    return Err(ReconcileError::kube(
+                    return Err(TenantError::kube(
                         format!("create Secret {namespace}/{}", db.secret_name),
                         e,
                     ));
@@ -493,12 +491,12 @@ async fn provision(
         }
     };
     if !is_owned_by(&secret, vt) {
-        return Err(ReconcileError::ForeignSecret {
+        return Err(TenantError::ForeignSecret {
             name: db.secret_name.clone(),
         });
     }
     let Some(password) = password_of(&secret) else {
-        return Err(ReconcileError::InvalidSecret {
+        return Err(TenantError::InvalidSecret {
             name: db.secret_name.clone(),
         });
     };
@@ -533,7 +531,7 @@ fn provision_key(db: &TenantDatabase, secret_version: &str) -> String {
 }
 
 /// The finalizer's cleanup: drop or keep the tenant's role and schema.
-async fn cleanup(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn cleanup(vt: Arc<VoiceTenant>, ctx: &TenantReconciler) -> Result<Action, TenantError> {
     let recorded = vt.status.as_ref().and_then(|s| s.database.clone());
     let Some(provisioner) = &ctx.provisioner else {
         if let Some(db) = recorded
@@ -605,7 +603,7 @@ async fn cleanup(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Reconcil
                     Ok(Action::await_change())
                 }
                 Err(e) => {
-                    if ctx.failures(&ObjectRef::from_obj(&*vt)) == 0 {
+                    if ctx.failures.count(&ObjectRef::from_obj(&*vt)) == 0 {
                         ctx.event(
                             &vt,
                             EventType::Warning,
@@ -623,7 +621,7 @@ async fn cleanup(vt: Arc<VoiceTenant>, ctx: &Context) -> Result<Action, Reconcil
 
 /// Whether the cleanup has been retried for longer than the configured bound since the
 /// tenant was deleted.
-fn cleanup_expired(vt: &VoiceTenant, ctx: &Context) -> bool {
+fn cleanup_expired(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool {
     let Some(deleted) = &vt.meta().deletion_timestamp else {
         return false;
     };
