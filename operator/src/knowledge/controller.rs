@@ -31,6 +31,7 @@ use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
 use super::engine::{Engine, EngineConfig};
+use super::error::KnowledgeError;
 use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
 use super::s3::{S3Settings, S3Sources};
 use super::sources::{config_map_names, s3_sources};
@@ -69,36 +70,6 @@ pub struct KnowledgeControllerConfig {
     pub s3: S3Settings,
     /// This replica's name in the Events it publishes (default: the field manager).
     pub identity: Option<String>,
-}
-
-/// Why a reconcile could not even report its outcome (retried by the error policy).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing the status failed.
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-    /// Adding or removing the finalizer failed, or cleanup failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The finalizer's cleanup failed; it stays and is retried.
-    #[error("cleanup: {reason}: {message}")]
-    Cleanup {
-        /// Category.
-        reason: String,
-        /// For humans.
-        message: String,
-    },
-}
-
-impl Error {
-    /// The error's category (metric label, log field).
-    pub fn category(&self) -> &str {
-        match self {
-            Self::Status(_) => "StatusWrite",
-            Self::Finalizer(_) => "Finalizer",
-            Self::Cleanup { reason, .. } => reason,
-        }
-    }
 }
 
 /// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
@@ -142,7 +113,10 @@ fn resync(kb: &KnowledgeBase, ctx: &KnowledgeReconciler) -> Duration {
     }
 }
 
-async fn apply(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Action, Error> {
+async fn apply(
+    kb: Arc<KnowledgeBase>,
+    ctx: &KnowledgeReconciler,
+) -> Result<Action, KnowledgeError> {
     let started = Instant::now();
     let (decision, detail) = sync_detailed(&kb, ctx.api.as_ref(), &ctx.engine).await;
     let outcome = match decision {
@@ -168,7 +142,7 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Acti
             })),
         )
         .await
-        .map_err(Error::Status)?;
+        .map_err(KnowledgeError::Status)?;
         if let Some(m) = &ctx.metrics {
             m.write(KNOWLEDGE_CONTROLLER, "KnowledgeBase");
         }
@@ -281,7 +255,10 @@ pub fn synced_note(detail: &SyncDetail) -> String {
     note
 }
 
-async fn remove(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Action, Error> {
+async fn remove(
+    kb: Arc<KnowledgeBase>,
+    ctx: &KnowledgeReconciler,
+) -> Result<Action, KnowledgeError> {
     match cleanup(&kb, ctx.api.as_ref(), &ctx.engine).await {
         Ok(done) => {
             tracing::info!(kb = key(&kb), ?done, "knowledge base cleaned up");
@@ -301,14 +278,14 @@ async fn remove(kb: Arc<KnowledgeBase>, ctx: &KnowledgeReconciler) -> Result<Act
             ctx.backoff(&key(&kb), false);
             Ok(Action::await_change())
         }
-        Err(f) => Err(Error::Cleanup {
-            reason: f.reason,
-            message: f.message,
-        }),
+        Err(e) => Err(e),
     }
 }
 
-async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<KnowledgeReconciler>) -> Result<Action, Error> {
+async fn reconcile(
+    kb: Arc<KnowledgeBase>,
+    ctx: Arc<KnowledgeReconciler>,
+) -> Result<Action, KnowledgeError> {
     let started = Instant::now();
     let result = reconcile_inner(kb, &ctx).await;
     if let Some(m) = &ctx.metrics {
@@ -330,7 +307,7 @@ async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<KnowledgeReconciler>) -> Res
 async fn reconcile_inner(
     kb: Arc<KnowledgeBase>,
     ctx: &Arc<KnowledgeReconciler>,
-) -> Result<Action, Error> {
+) -> Result<Action, KnowledgeError> {
     let api: Api<KnowledgeBase> =
         Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, kb, |event| async {
@@ -340,10 +317,14 @@ async fn reconcile_inner(
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(KnowledgeError::from_finalizer)
 }
 
-fn error_policy(kb: Arc<KnowledgeBase>, error: &Error, ctx: Arc<KnowledgeReconciler>) -> Action {
+fn error_policy(
+    kb: Arc<KnowledgeBase>,
+    error: &KnowledgeError,
+    ctx: Arc<KnowledgeReconciler>,
+) -> Action {
     let delay = ctx.backoff(&key(&kb), true);
     tracing::warn!(
         kb = key(&kb),
