@@ -21,9 +21,11 @@
 
 mod apply;
 pub mod build;
+mod cleanup;
 pub mod controller;
 pub mod database;
 pub mod decide;
+mod dereference;
 pub mod error;
 pub mod inputs;
 mod reconcile;

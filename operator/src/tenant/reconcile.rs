@@ -1,5 +1,6 @@
-//! The VoiceTenant reconcile: dereference → validate → database → build → apply →
-//! prune → update status, and the finalizer's cleanup.
+//! The VoiceTenant reconcile: validate → dereference (database, knowledge bases, Secret
+//! versions; `dereference.rs`) → build (pure) → apply and prune → update status; the
+//! finalizer's cleanup is in `cleanup.rs`.
 //!
 //! Every write is conditional: children are applied only when their digest changed
 //! ([`super::apply`]), the status only when it differs from the stored one, the
@@ -31,26 +32,28 @@
 //!   left on the server, and the finalizer is removed so the tenant (and its namespace)
 //!   can go. A DBA drops them by hand (`DROP SCHEMA … CASCADE; DROP ROLE …`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use switchboard_crds::{DatabaseStatus, DeletionPolicy, VoiceTenant, VoiceTenantStatus};
+use switchboard_crds::{DatabaseStatus, VoiceTenant, VoiceTenantStatus};
 
 use super::apply::{apply, prune};
+use super::build::{BuildError, Children, build_children, webhook_url};
+use super::cleanup::cleanup;
 use super::decide::should_write_status;
+use super::dereference::dereference;
 use super::error::TenantError;
+use super::inputs::BuildInputs;
 use super::reconciler::TenantReconciler;
 use super::status::{Observed, Rollout, tenant_status};
 use crate::FINALIZER;
@@ -58,12 +61,6 @@ use crate::backoff::retry_delay;
 use crate::conditions::{DEGRADED, Failure};
 use crate::labels::{MANAGER, child_name};
 use crate::metrics::TENANT_CONTROLLER;
-use crate::tenant::build::{build_children, referenced_secrets, webhook_url};
-use crate::tenant::database::{
-    DropOutcome, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
-    url_key_selector,
-};
-use crate::tenant::inputs::BuildInputs;
 
 /// Reconciles one tenant (the controller's entry point): metrics around
 /// [`reconcile_tenant`].
@@ -170,7 +167,7 @@ fn forget(vt: &VoiceTenant, ctx: &TenantReconciler) {
 
 /// Whether the operator provisions this tenant's database: it has an admin connection
 /// and the tenant brings no database of its own.
-fn manages_database(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool {
+pub(super) fn manages_database(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool {
     ctx.provisioner.is_some()
         && vt
             .spec
@@ -307,39 +304,35 @@ fn live_rollout(vt: &VoiceTenant, ctx: &TenantReconciler) -> Option<Rollout> {
         .get(&ObjectRef::new(&child_name(&vt.name_any())).within(&namespace))
         .map(|d| Rollout::of(&d))
 }
-
+/// validate → dereference → build → apply; what the status reports on success.
 async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged, TenantError> {
-    // validate: refuse before anything is written.
+    // Refuse before anything is written.
     vt.validate().map_err(TenantError::InvalidSpec)?;
+    let (inputs, database) = dereference(vt, ctx).await?;
+    let (children, webhook_url) = build(vt, &inputs)?;
+    let rollout = apply_children(vt, ctx, children).await?;
+    Ok(Converged {
+        rollout,
+        webhook_url,
+        database,
+    })
+}
+
+/// The pure step: every child and the webhook URL from the tenant and its inputs.
+fn build(vt: &VoiceTenant, inputs: &BuildInputs) -> Result<(Children, String), BuildError> {
+    Ok((build_children(vt, inputs)?, webhook_url(vt, inputs)?))
+}
+
+/// Applies every child whose digest changed and prunes the optional ones the tenant no
+/// longer wants; returns the gateway's rollout as the apply (or the cache) shows it.
+async fn apply_children(
+    vt: &VoiceTenant,
+    ctx: &TenantReconciler,
+    children: Children,
+) -> Result<Option<Rollout>, TenantError> {
     let namespace = vt.namespace().unwrap_or_default();
-    let name = vt.name_any();
     let uid = vt.uid().unwrap_or_default();
-    let mut inputs = ctx.config.base_inputs(&name, &namespace);
-
-    // database: the role, schema and credentials Secret, when the operator manages them.
-    let mut database = None;
-    let provisioner = if manages_database(vt, ctx) {
-        ctx.provisioner.as_ref()
-    } else {
-        None
-    };
-    if let Some(provisioner) = provisioner {
-        let (db, secret_version) = provision(vt, ctx, provisioner).await?;
-        inputs.database_url_secret = Some(url_key_selector(&db));
-        inputs
-            .secret_versions
-            .insert(db.secret_name.clone(), secret_version);
-        database = Some(db.to_status());
-    }
-
-    // dereference: the versions of the Secrets the gateway reads.
-    dereference(vt, &namespace, ctx, &mut inputs).await?;
-
-    // build
-    let children = build_children(vt, &inputs)?;
-    let webhook_url = webhook_url(vt, &inputs)?;
-
-    // apply
+    let child = child_name(&vt.name_any());
     let (_, _, deployment, _, _) = tokio::try_join!(
         apply(ctx, children.service_account),
         apply(ctx, children.config_map),
@@ -347,7 +340,6 @@ async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged,
         apply(ctx, children.service),
         apply(ctx, children.pdb),
     )?;
-    let child = child_name(&name);
     match children.hpa {
         Some(hpa) => drop(apply(ctx, hpa).await?),
         None => drop(prune::<HorizontalPodAutoscaler>(ctx, &namespace, &child, &uid).await?),
@@ -365,266 +357,8 @@ async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged,
         )
         .await;
     }
-    let rollout = match &deployment.response {
+    Ok(match &deployment.response {
         Some(d) => Some(Rollout::of(d)),
         None => live_rollout(vt, ctx),
-    };
-    Ok(Converged {
-        rollout,
-        webhook_url,
-        database,
     })
-}
-
-/// Puts the resourceVersion of every Secret the gateway reads into `inputs`; a Secret
-/// that does not exist is left out (the build then fails with `SecretNotObserved`).
-async fn dereference(
-    vt: &VoiceTenant,
-    namespace: &str,
-    ctx: &TenantReconciler,
-    inputs: &mut BuildInputs,
-) -> Result<(), TenantError> {
-    // The knowledge bases the agent lists (of this tenant, in its namespace): rendered
-    // into the ConfigMap for the gateway's --knowledge, their Secrets mounted.
-    let kbs: Api<switchboard_crds::KnowledgeBase> = ctx.api(namespace);
-    for kb_name in &vt.spec.agent.knowledge_bases {
-        let kb = kbs.get_opt(kb_name).await.map_err(|e| {
-            TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
-        })?;
-        if let Some(kb) = kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            inputs
-                .knowledge_bases
-                .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
-        }
-    }
-    let names = referenced_secrets(vt, inputs)?;
-    let mut versions = BTreeMap::new();
-    for name in names {
-        if inputs.secret_versions.contains_key(&name) {
-            continue;
-        }
-        let cached = ctx
-            .stores
-            .secrets
-            .get(&ObjectRef::new(&name).within(namespace))
-            .and_then(|s| s.metadata.resource_version.clone());
-        let version = match cached {
-            Some(v) => Some(v),
-            // Not in the cache: created a moment ago, or really missing.
-            None => {
-                let api: Api<Secret> = ctx.api(namespace);
-                api.get_metadata_opt(&name)
-                    .await
-                    .map_err(|e| TenantError::kube(format!("read Secret {namespace}/{name}"), e))?
-                    .and_then(|s| s.metadata.resource_version)
-            }
-        };
-        if let Some(v) = version {
-            versions.insert(name, v);
-        }
-    }
-    inputs.secret_versions.extend(versions);
-    Ok(())
-}
-
-/// Ensures the tenant's database Secret (created once, never rewritten) and its role
-/// and schema; returns the names and the Secret's resourceVersion.
-async fn provision(
-    vt: &VoiceTenant,
-    ctx: &TenantReconciler,
-    provisioner: &Provisioner,
-) -> Result<(TenantDatabase, String), TenantError> {
-    let namespace = vt.namespace().unwrap_or_default();
-    let uid = vt.uid().unwrap_or_default();
-    let db = TenantDatabase::resolve(vt)?;
-
-    // The cache says whether the Secret exists; its data (the password) is only read
-    // when the role has to be ensured.
-    let cached = ctx
-        .stores
-        .secrets
-        .get(&ObjectRef::new(&db.secret_name).within(&namespace));
-    if let Some(meta) = &cached
-        && let Some(version) = &meta.metadata.resource_version
-    {
-        let key = provision_key(&db, version);
-        let owned = meta
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true) && o.uid == uid);
-        if owned && ctx.provisioned(&uid).as_deref() == Some(key.as_str()) {
-            return Ok((db, version.clone()));
-        }
-    }
-
-    let api: Api<Secret> = ctx.api(&namespace);
-    let read = |e| TenantError::kube(format!("read Secret {namespace}/{}", db.secret_name), e);
-    let secret = match api.get_opt(&db.secret_name).await.map_err(read)? {
-        Some(secret) => secret,
-        None => {
-            // CNPG #9677 the other way round: never pair an existing role with a fresh
-            // password that the role does not have.
-            if provisioner.role_exists(&db).await? {
-                return Err(TenantError::LostSecret {
-                    name: db.secret_name.clone(),
-                    role: db.role.clone(),
-                });
-            }
-            let password = crate::tenant::database::generate_password();
-            let secret = build_database_secret(vt, &db, &password, provisioner.target())?;
-            ctx.count_write("Secret");
-            match api.create(&PostParams::default(), &secret).await {
-                Ok(created) => created,
-                // Created by a concurrent reconcile (or a previous leader) meanwhile.
-                Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                    api.get(&db.secret_name).await.map_err(read)?
-                }
-                Err(e) => {
-                    return Err(TenantError::kube(
-                        format!("create Secret {namespace}/{}", db.secret_name),
-                        e,
-                    ));
-                }
-            }
-        }
-    };
-    if !is_owned_by(&secret, vt) {
-        return Err(TenantError::ForeignSecret {
-            name: db.secret_name.clone(),
-        });
-    }
-    let Some(password) = password_of(&secret) else {
-        return Err(TenantError::InvalidSecret {
-            name: db.secret_name.clone(),
-        });
-    };
-    let outcome = provisioner.ensure(&db, &password).await?;
-    let version = secret.resource_version().unwrap_or_default();
-    ctx.set_provisioned(&uid, provision_key(&db, &version));
-    let first = vt
-        .status
-        .as_ref()
-        .and_then(|s| s.database.as_ref())
-        .is_none();
-    if first || outcome.role_created || outcome.schema_created {
-        ctx.event(
-            vt,
-            EventType::Normal,
-            "DatabaseProvisioned",
-            format!(
-                "role {} and schema {} ready; credentials in Secret {}",
-                db.role, db.schema, db.secret_name
-            ),
-        )
-        .await;
-    }
-    Ok((db, version))
-}
-
-fn provision_key(db: &TenantDatabase, secret_version: &str) -> String {
-    format!(
-        "{}\n{}\n{}\n{secret_version}",
-        db.role, db.schema, db.secret_name
-    )
-}
-
-/// The finalizer's cleanup: drop or keep the tenant's role and schema.
-async fn cleanup(vt: Arc<VoiceTenant>, ctx: &TenantReconciler) -> Result<Action, TenantError> {
-    let recorded = vt.status.as_ref().and_then(|s| s.database.clone());
-    let Some(provisioner) = &ctx.provisioner else {
-        if let Some(db) = recorded
-            && vt.spec.deletion_policy == DeletionPolicy::Delete
-        {
-            ctx.event(
-                &vt,
-                EventType::Warning,
-                "DatabaseLeft",
-                format!(
-                    "the operator has no database admin URL: role {} and schema {} were not dropped",
-                    db.role, db.schema
-                ),
-            )
-            .await;
-        }
-        return Ok(Action::await_change());
-    };
-    match vt.spec.deletion_policy {
-        DeletionPolicy::Retain => {
-            if let Some(db) = recorded {
-                ctx.event(
-                    &vt,
-                    EventType::Normal,
-                    "DatabaseRetained",
-                    format!(
-                        "deletionPolicy Retain: role {} and schema {} are kept",
-                        db.role, db.schema
-                    ),
-                )
-                .await;
-            }
-            Ok(Action::await_change())
-        }
-        DeletionPolicy::Delete => {
-            // Names from status, or derived: a tenant deleted before its status was
-            // written may still have had its role created.
-            let db = TenantDatabase::resolve(&vt)?;
-            match provisioner.drop(&db).await {
-                Ok(outcome) => {
-                    let note = match outcome {
-                        DropOutcome::Dropped { .. } => {
-                            format!("dropped schema {} and role {}", db.schema, db.role)
-                        }
-                        DropOutcome::AlreadyGone => format!(
-                            "schema {} and role {} were already gone",
-                            db.schema, db.role
-                        ),
-                        DropOutcome::DatabaseMissing => format!(
-                            "the database is gone, and schema {} with it (role {} may remain on the server)",
-                            db.schema, db.role
-                        ),
-                    };
-                    ctx.event(&vt, EventType::Normal, "DatabaseDropped", note)
-                        .await;
-                    Ok(Action::await_change())
-                }
-                Err(e) if cleanup_expired(&vt, ctx) => {
-                    ctx.event(
-                        &vt,
-                        EventType::Warning,
-                        "DatabaseLeft",
-                        format!(
-                            "gave up dropping the database after {:?}: schema {} and role {} are left on the server ({e})",
-                            ctx.config.cleanup_timeout, db.schema, db.role
-                        ),
-                    )
-                    .await;
-                    Ok(Action::await_change())
-                }
-                Err(e) => {
-                    if ctx.failures.count(&ObjectRef::from_obj(&*vt)) == 0 {
-                        ctx.event(
-                            &vt,
-                            EventType::Warning,
-                            "ReconcileFailed",
-                            format!("{}: dropping the database: {e}", e.category()),
-                        )
-                        .await;
-                    }
-                    Err(e.into())
-                }
-            }
-        }
-    }
-}
-
-/// Whether the cleanup has been retried for longer than the configured bound since the
-/// tenant was deleted.
-fn cleanup_expired(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool {
-    let Some(deleted) = &vt.meta().deletion_timestamp else {
-        return false;
-    };
-    let elapsed = jiff::Timestamp::now().duration_since(deleted.0);
-    elapsed.unsigned_abs() >= ctx.config.cleanup_timeout && elapsed.is_positive()
 }
