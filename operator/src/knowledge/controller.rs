@@ -6,7 +6,7 @@
 //! (mapped to the knowledge bases naming them through the controller's reflector store,
 //! so an edit re-ingests). Status is written only when it differs from the stored one.
 //! S3 cannot be watched: knowledge bases with an S3 source are requeued every
-//! [`S3Settings::resync`] instead of [`RESYNC`].
+//! [`S3Settings::resync`] instead of `RESYNC` (30 minutes).
 //!
 //! Events: `Synced` (Normal, with the counts) when a sync changed the index, `SyncFailed`
 //! (Warning, reason = the Degraded reason) when a failure is new (not on every retry),

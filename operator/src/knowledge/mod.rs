@@ -8,7 +8,7 @@
 //!    namespace), the ConfigMaps of `configMap` sources, the S3 prefixes listed and new
 //!    or changed objects downloaded ([`s3`]; S3 cannot be watched, so S3-backed
 //!    knowledge bases are re-listed every few minutes);
-//! 2. **validate** and 3. **build**, pure ([`plan`]): the spec's own rules, the tenant's
+//! 2. **validate** and 3. **build**, pure ([`plan`](mod@plan)): the spec's own rules, the tenant's
 //!    database provisioned for pgvector ([`target`]), the documents and their
 //!    [`sources::content_hash`]; the plan is to skip when the status already describes
 //!    a sync of this generation and hash (an idle cluster embeds nothing and writes

@@ -13,7 +13,7 @@
 //!   and carry no label of ours. A Secret event reconciles the tenants that reference it
 //!   (a rotated secret rolls the pods) or own it (the database Secret).
 //!
-//! Each watch feeds both the controller's triggers and a cache ([`Stores`]) that the
+//! Each watch feeds both the controller's triggers and a cache (`Stores`) that the
 //! reconcile compares with, which is what makes an idle reconcile free.
 
 use std::fmt::Debug;
