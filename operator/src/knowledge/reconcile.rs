@@ -1,6 +1,7 @@
 //! One knowledge-base sync: read ([`super::read`](mod@super::read)) → plan, pure
-//! ([`super::plan`](mod@super::plan)) → apply (open the embedder and the store with their credentials, ingest) → the outcome
-//! the status is computed from; and the finalizer's cleanup.
+//! ([`super::plan`](mod@super::plan)) → apply (open the embedder and the store with
+//! their credentials, ingest) → the outcome the status is computed from; and the
+//! finalizer's cleanup.
 //!
 //! Written over [`KnowledgeApi`] and the [`Engine`], so it runs the same against an API
 //! server, a test API server or test doubles.
