@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::controller::OperatorConfig;
-use crate::ctx::{DEFAULT_IMAGE_REPOSITORY, default_gateway_image};
+use crate::config::OperatorConfig;
+use crate::tenant::inputs::{DEFAULT_IMAGE_REPOSITORY, default_gateway_image};
 
 /// Turns VoiceTenants into running Switchboard gateways.
 #[derive(Debug, Clone, Parser)]
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(c.lease_namespace, "ops");
         assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.s3.resync, Duration::from_secs(60));
-        assert!(c.base_ctx("t", "n").public.unwrap().ingress.is_some());
+        assert!(c.base_inputs("t", "n").public.unwrap().ingress.is_some());
     }
 
     #[test]

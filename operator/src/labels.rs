@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use switchboard_crds::VoiceTenant;
 
-use crate::error::BuildError;
+use crate::tenant::build::BuildError;
 
 /// `app.kubernetes.io/name`: what the children are.
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";

@@ -1,37 +1,36 @@
-//! The Switchboard operator: turns each `VoiceTenant` into a running, isolated gateway.
+//! The Switchboard operator: the controller of `VoiceTenant`s and `KnowledgeBase`s.
 //!
-//! A reconcile follows the pipeline *dereference → validate → build → apply → update
-//! status*. This crate holds the pure steps:
+//! Each resource has its own module, shaped the same way, and each reconcile follows the
+//! pipeline *dereference → validate → build (pure) → apply → update status*:
 //!
-//! - [`build`]: one module per owned kind, each a pure function
-//!   `build_x(&VoiceTenant, &Ctx) -> Result<X, BuildError>`. Everything a builder needs
-//!   from the cluster (Secret versions, the default image, the public host) arrives in
-//!   [`Ctx`], so the same inputs always give the same objects, byte for byte: applying
-//!   them again is a no-op and never triggers another reconcile.
-//! - [`labels`]: names, labels, selectors and the owner reference shared by every child.
-//! - [`database`]: the tenant's own Postgres role and schema (names, credentials Secret,
-//!   provisioning and dropping).
-//! - [`status`]: the `Ready` / `Progressing` / `Degraded` conditions computed from
-//!   observed facts, with `lastTransitionTime` kept while a condition's status holds.
+//! - [`tenant`]: turns each `VoiceTenant` into a running, isolated gateway (its pure
+//!   builders, its Postgres role and schema, its controller and status);
+//! - [`knowledge`]: indexes each `KnowledgeBase`'s sources into the tenant's pgvector
+//!   schema or a Pinecone namespace (sources, plan, ingestion, controller and status).
 //!
-//! Every built object serializes with its `apiVersion` and `kind` and without `null`s
-//! (k8s-openapi skips `None`), so it can be sent as a server-side apply body as is.
+//! Shared by both, at the root: the process ([`cli`], [`config`], [`run`], [`leader`],
+//! [`telemetry`]), what every controller reports ([`conditions`], [`events`],
+//! [`metrics`]), how it retries ([`backoff`]) and names what it owns ([`labels`],
+//! [`FINALIZER`]).
 
-pub mod build;
+pub mod backoff;
 pub mod cli;
-pub mod controller;
-pub mod ctx;
-pub mod database;
-pub mod error;
+pub mod conditions;
+pub mod config;
 pub mod events;
 pub mod knowledge;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
-pub mod status;
+pub mod run;
 pub mod telemetry;
+pub mod tenant;
 
-pub use build::{Children, build_children, public_url, referenced_secrets, webhook_url};
-pub use ctx::{Ctx, IngressSettings, PublicAccess};
-pub use error::BuildError;
-pub use status::{Failure, Observed, Rollout, conditions, tenant_status};
+pub use tenant::build::{
+    BuildError, Children, build_children, public_url, referenced_secrets, webhook_url,
+};
+pub use tenant::inputs::{BuildInputs, IngressSettings, PublicAccess};
+
+/// The finalizer on every resource the operator cleans up after: a tenant whose database
+/// it manages, every knowledge base.
+pub const FINALIZER: &str = "voice.switchboard.dev/cleanup";

@@ -12,11 +12,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use switchboard_crds::{AutoscalingSpec, SecretRef, VoiceTenant, parse_tenant};
-use switchboard_operator::build::{
+use switchboard_operator::labels::{MAX_NAME_LEN, children_selector, labels, selector_labels};
+use switchboard_operator::tenant::build::{
     CHECKSUM_ANNOTATION, HTTP_PORT, SECRETS_DIR, TENANT_FILE, TENANT_PATH, build_config_map,
     build_deployment, build_hpa, build_ingress, public_url,
 };
-use switchboard_operator::labels::{MAX_NAME_LEN, children_selector, labels, selector_labels};
 use switchboard_operator::{BuildError, Children, build_children, referenced_secrets, webhook_url};
 
 fn children(name: &str) -> (common::Fixture, Children) {

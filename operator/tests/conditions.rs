@@ -7,10 +7,10 @@ mod common;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use switchboard_crds::VoiceTenantStatus;
-use switchboard_operator::status::{DEGRADED, MAX_MESSAGE_LEN, PROGRESSING, READY};
-use switchboard_operator::{
-    BuildError, Failure, Observed, Rollout, build::build_deployment, conditions, tenant_status,
-};
+use switchboard_operator::BuildError;
+use switchboard_operator::conditions::{DEGRADED, Failure, MAX_MESSAGE_LEN, PROGRESSING, READY};
+use switchboard_operator::tenant::build::build_deployment;
+use switchboard_operator::tenant::status::{Observed, Rollout, conditions, tenant_status};
 
 fn t0() -> Time {
     common::time("2026-05-01T10:00:00Z")

@@ -458,8 +458,8 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
         assert!(!env_map(c).contains_key(unset), "{unset} is set by default");
     }
     // Gateways run the operator's own image, of this version, by default.
-    let image = switchboard_operator::ctx::default_gateway_image(
-        switchboard_operator::ctx::DEFAULT_IMAGE_REPOSITORY,
+    let image = switchboard_operator::tenant::inputs::default_gateway_image(
+        switchboard_operator::tenant::inputs::DEFAULT_IMAGE_REPOSITORY,
     );
     assert_eq!(c.image.as_deref(), Some(image.as_str()));
     assert_eq!(
@@ -676,7 +676,7 @@ fn operator_deployment_speaks_the_operator_command_line() {
     assert_eq!(pod_sc.run_as_non_root, Some(true));
     assert_eq!(
         pod_sc.run_as_user,
-        Some(switchboard_operator::build::deployment::RUN_AS_USER)
+        Some(switchboard_operator::tenant::build::deployment::RUN_AS_USER)
     );
     assert_eq!(
         pod_sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
@@ -1154,7 +1154,7 @@ fn dockerfile_lays_the_image_out_as_the_chart_and_operator_expect() {
     }
     // What the chart and the operator run must be in the image.
     assert!(copied.contains("operator"));
-    assert!(copied.contains(switchboard_operator::build::deployment::GATEWAY_COMMAND));
+    assert!(copied.contains(switchboard_operator::tenant::build::deployment::GATEWAY_COMMAND));
 
     // The model, where SWITCHBOARD_MODEL_DIR says, from the wheel version scripts/model.sh
     // uses.
@@ -1175,7 +1175,7 @@ fn dockerfile_lays_the_image_out_as_the_chart_and_operator_expect() {
     // Non-root, as the user the gateway Deployment and the chart run as.
     let runtime = lines.iter().rfind(|l| l.starts_with("FROM ")).unwrap();
     assert!(runtime.ends_with(":nonroot"), "{runtime}");
-    let uid = switchboard_operator::build::deployment::RUN_AS_USER;
+    let uid = switchboard_operator::tenant::build::deployment::RUN_AS_USER;
     assert!(lines.contains(&format!("USER {uid}:{uid}").as_str()));
     let values = read("charts/switchboard/values.yaml");
     assert!(values.contains(&format!("  runAsUser: {uid}\n")));

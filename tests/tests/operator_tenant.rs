@@ -13,9 +13,9 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
-use switchboard_operator::controller::FINALIZER;
-use switchboard_operator::database::{Provisioner, TenantDatabase};
+use switchboard_operator::FINALIZER;
 use switchboard_operator::labels::child_name;
+use switchboard_operator::tenant::database::{Provisioner, TenantDatabase};
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::kube::client;
 use switchboard_tests::operator::{

@@ -6,15 +6,14 @@
 //! (mapped to the knowledge bases naming them through the controller's reflector store,
 //! so an edit re-ingests). Status is written only when it differs from the stored one.
 //! S3 cannot be watched: knowledge bases with an S3 source are requeued every
-//! [`S3Settings::resync`] instead of [`RESYNC`].
+//! [`S3Settings::resync`] instead of `RESYNC` (30 minutes).
 //!
 //! Events: `Synced` (Normal, with the counts) when a sync changed the index, `SyncFailed`
 //! (Warning, reason = the Degraded reason) when a failure is new (not on every retry),
 //! `BackendDropped`/`BackendRetained` on deletion. An idle reconcile publishes nothing.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -30,17 +29,19 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
-use super::FINALIZER;
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
 use super::engine::{Engine, EngineConfig};
+use super::error::KnowledgeError;
 use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
 use super::s3::{S3Settings, S3Sources};
 use super::sources::{config_map_names, s3_sources};
 use super::status::{Outcome, kb_status};
+use crate::FINALIZER;
+use crate::backoff::{Failures, retry_delay};
+use crate::conditions::{DEGRADED, Failure};
 use crate::events::Events;
 use crate::labels::MANAGER;
 use crate::metrics::{KNOWLEDGE_CONTROLLER, Metrics};
-use crate::status::{DEGRADED, Failure};
 
 /// How often an in-sync knowledge base is looked at again without any trigger (reads
 /// only: an unchanged one is skipped).
@@ -71,37 +72,9 @@ pub struct KnowledgeControllerConfig {
     pub identity: Option<String>,
 }
 
-/// Why a reconcile could not even report its outcome (retried by the error policy).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing the status failed.
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-    /// Adding or removing the finalizer failed, or cleanup failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The finalizer's cleanup failed; it stays and is retried.
-    #[error("cleanup: {reason}: {message}")]
-    Cleanup {
-        /// Category.
-        reason: String,
-        /// For humans.
-        message: String,
-    },
-}
-
-impl Error {
-    /// The error's category (metric label, log field).
-    pub fn category(&self) -> &str {
-        match self {
-            Self::Status(_) => "StatusWrite",
-            Self::Finalizer(_) => "Finalizer",
-            Self::Cleanup { reason, .. } => reason,
-        }
-    }
-}
-
-struct Context {
+/// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
+/// reads, the engine, Events, metrics and the retry memory.
+struct KnowledgeReconciler {
     client: Client,
     api: Arc<dyn KnowledgeApi>,
     engine: Engine,
@@ -111,25 +84,19 @@ struct Context {
     /// Requeue period of knowledge bases with an S3 source.
     s3_resync: Duration,
     /// Consecutive failures per knowledge base (namespace/name), for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Failures<String>,
 }
 
-impl Context {
+impl KnowledgeReconciler {
+    /// Records the outcome of a reconcile of `key`: a failure returns the delay before
+    /// its retry, a success resets the backoff (and returns zero).
     fn backoff(&self, key: &str, failed: bool) -> Duration {
-        let Ok(mut failures) = self.failures.lock() else {
-            return self.first_backoff;
-        };
         if !failed {
-            failures.remove(key);
+            self.failures.succeeded(&key.to_string());
             return Duration::ZERO;
         }
-        let n = failures.entry(key.to_string()).or_insert(0);
-        let delay = self
-            .first_backoff
-            .saturating_mul(1u32 << (*n).min(16))
-            .min(MAX_BACKOFF);
-        *n = n.saturating_add(1);
-        delay
+        let failures = self.failures.failed(key.to_string());
+        retry_delay(failures, self.first_backoff, MAX_BACKOFF)
     }
 }
 
@@ -138,7 +105,7 @@ fn key(kb: &KnowledgeBase) -> String {
 }
 
 /// The periodic re-check of a synced knowledge base: S3 cannot be watched.
-fn resync(kb: &KnowledgeBase, ctx: &Context) -> Duration {
+fn resync(kb: &KnowledgeBase, ctx: &KnowledgeReconciler) -> Duration {
     if s3_sources(&kb.spec).is_empty() {
         RESYNC
     } else {
@@ -146,7 +113,10 @@ fn resync(kb: &KnowledgeBase, ctx: &Context) -> Duration {
     }
 }
 
-async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
+async fn apply(
+    kb: Arc<KnowledgeBase>,
+    ctx: &KnowledgeReconciler,
+) -> Result<Action, KnowledgeError> {
     let started = Instant::now();
     let (decision, detail) = sync_detailed(&kb, ctx.api.as_ref(), &ctx.engine).await;
     let outcome = match decision {
@@ -172,7 +142,7 @@ async fn apply(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
             })),
         )
         .await
-        .map_err(Error::Status)?;
+        .map_err(KnowledgeError::Status)?;
         if let Some(m) = &ctx.metrics {
             m.write(KNOWLEDGE_CONTROLLER, "KnowledgeBase");
         }
@@ -285,7 +255,10 @@ pub fn synced_note(detail: &SyncDetail) -> String {
     note
 }
 
-async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> {
+async fn remove(
+    kb: Arc<KnowledgeBase>,
+    ctx: &KnowledgeReconciler,
+) -> Result<Action, KnowledgeError> {
     match cleanup(&kb, ctx.api.as_ref(), &ctx.engine).await {
         Ok(done) => {
             tracing::info!(kb = key(&kb), ?done, "knowledge base cleaned up");
@@ -305,14 +278,14 @@ async fn remove(kb: Arc<KnowledgeBase>, ctx: &Context) -> Result<Action, Error> 
             ctx.backoff(&key(&kb), false);
             Ok(Action::await_change())
         }
-        Err(f) => Err(Error::Cleanup {
-            reason: f.reason,
-            message: f.message,
-        }),
+        Err(e) => Err(e),
     }
 }
 
-async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    kb: Arc<KnowledgeBase>,
+    ctx: Arc<KnowledgeReconciler>,
+) -> Result<Action, KnowledgeError> {
     let started = Instant::now();
     let result = reconcile_inner(kb, &ctx).await;
     if let Some(m) = &ctx.metrics {
@@ -331,7 +304,10 @@ async fn reconcile(kb: Arc<KnowledgeBase>, ctx: Arc<Context>) -> Result<Action, 
     result
 }
 
-async fn reconcile_inner(kb: Arc<KnowledgeBase>, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_inner(
+    kb: Arc<KnowledgeBase>,
+    ctx: &Arc<KnowledgeReconciler>,
+) -> Result<Action, KnowledgeError> {
     let api: Api<KnowledgeBase> =
         Api::namespaced(ctx.client.clone(), &kb.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, kb, |event| async {
@@ -341,10 +317,14 @@ async fn reconcile_inner(kb: Arc<KnowledgeBase>, ctx: &Arc<Context>) -> Result<A
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(KnowledgeError::from_finalizer)
 }
 
-fn error_policy(kb: Arc<KnowledgeBase>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    kb: Arc<KnowledgeBase>,
+    error: &KnowledgeError,
+    ctx: Arc<KnowledgeReconciler>,
+) -> Action {
     let delay = ctx.backoff(&key(&kb), true);
     tracing::warn!(
         kb = key(&kb),
@@ -384,7 +364,7 @@ pub async fn run(
         KNOWLEDGE_CONTROLLER,
         config.metrics.clone(),
     );
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(KnowledgeReconciler {
         api: Arc::new(KubeKnowledgeApi::new(client.clone())),
         client,
         engine: Engine::new(config.engine.clone()).with_s3(S3Sources::aws(&config.s3)),
@@ -392,7 +372,7 @@ pub async fn run(
         metrics: config.metrics.clone(),
         events,
         s3_resync: config.s3.resync,
-        failures: Mutex::new(HashMap::new()),
+        failures: Failures::default(),
     });
     let controller = Controller::new(kbs, watcher::Config::default().any_semantic());
     let by_tenant = controller.store();

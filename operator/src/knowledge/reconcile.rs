@@ -1,26 +1,25 @@
-//! One knowledge-base reconcile: dereference (tenant, sources, secrets) → validate →
-//! provision the backend → ingest → the outcome the status is computed from; and the
+//! One knowledge-base sync: read ([`super::read`](mod@super::read)) → plan, pure
+//! ([`super::plan`](mod@super::plan)) → apply (open the embedder and the store with
+//! their credentials, ingest) → the outcome the status is computed from; and the
 //! finalizer's cleanup.
 //!
 //! Written over [`KnowledgeApi`] and the [`Engine`], so it runs the same against an API
 //! server, a test API server or test doubles.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use switchboard_crds::{DeletionPolicy, KnowledgeBase, SecretKeySelector};
 use switchboard_knowledge::store::PineconeConfig;
-use switchboard_knowledge::{
-    ChunkingConfig, EmbedError, Embedder, IngestError, IngestReport, StoreError, ingest,
-};
+use switchboard_knowledge::{Embedder, IngestReport, ingest};
 
 use super::api::KnowledgeApi;
 use super::engine::{Engine, OpenStore};
+use super::error::KnowledgeError;
+use super::plan::{Plan, SyncPlan, plan};
+use super::read::{kb_key, read};
 use super::s3::Skipped;
-use super::sources::{config_map_names, content_hash, documents, s3_sources};
-use super::status::{Outcome, up_to_date};
+use super::status::Outcome;
 use super::target::{self, Blocked, EmbedderChoice, Location};
-use crate::status::Failure;
 
 /// What a reconcile decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,65 +40,10 @@ pub struct SyncDetail {
     pub skipped: Vec<Skipped>,
 }
 
-/// The key of a knowledge base in the engine's per-knowledge-base memory (S3 reads).
-pub fn kb_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-fn failed(reason: &str, message: impl Into<String>) -> Decision {
-    Decision::Report(Outcome::Failed(Failure::new(reason, message)))
-}
-
-fn blocked(b: Blocked) -> Decision {
-    match b {
-        Blocked::Waiting { reason, message } => Decision::Report(Outcome::Waiting {
-            reason: reason.to_string(),
-            message,
-        }),
-        Blocked::Failed(f) => Decision::Report(Outcome::Failed(f)),
-    }
-}
-
-/// The condition reason of an embedder failure.
-pub const EMBEDDER_FAILED: &str = "EmbedderFailed";
-/// The condition reason of a vector store that cannot be reached or refuses.
-pub const BACKEND_UNREACHABLE: &str = "BackendUnreachable";
-
-fn store_reason(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Dimensions { .. } => "DimensionMismatch",
-        StoreError::Config(_) => "BackendMisconfigured",
-        StoreError::Remote { status, .. } if *status == 401 || *status == 403 => {
-            "BackendUnauthorized"
-        }
-        _ => BACKEND_UNREACHABLE,
-    }
-}
-
-async fn secret(
-    api: &dyn KnowledgeApi,
-    namespace: &str,
-    selector: &SecretKeySelector,
-) -> Result<String, Decision> {
-    match api.secret_value(namespace, selector).await {
-        Ok(Some(v)) if !v.is_empty() => Ok(v),
-        Ok(_) => Err(failed(
-            "SecretMissing",
-            format!("Secret {} has no key {:?}", selector.name, selector.key),
-        )),
-        Err(e) => Err(failed(
-            "KubernetesApi",
-            format!("reading Secret {}: {e}", selector.name),
-        )),
-    }
-}
-
 /// Reconciles `kb`: brings its index in line with its sources unless the status says it
 /// already is. Never panics; every failure becomes an [`Outcome::Failed`] with its reason.
 pub async fn sync(kb: &KnowledgeBase, api: &dyn KnowledgeApi, engine: &Engine) -> Decision {
-    match sync_inner(kb, api, engine).await {
-        Ok((decision, _)) | Err(decision) => decision,
-    }
+    sync_detailed(kb, api, engine).await.0
 }
 
 /// [`sync`], with what ingestion did when it ran.
@@ -108,103 +52,74 @@ pub async fn sync_detailed(
     api: &dyn KnowledgeApi,
     engine: &Engine,
 ) -> (Decision, Option<SyncDetail>) {
-    match sync_inner(kb, api, engine).await {
-        Ok((decision, detail)) => (decision, detail),
-        Err(decision) => (decision, None),
+    match try_sync(kb, api, engine).await {
+        Ok(Some((outcome, detail))) => (Decision::Report(outcome), detail),
+        Ok(None) => (Decision::UpToDate, None),
+        Err(e) => (Decision::Report(Outcome::Failed(e.failure())), None),
     }
 }
 
-async fn sync_inner(
+/// read → plan → apply; `None` when the index is up to date.
+async fn try_sync(
     kb: &KnowledgeBase,
     api: &dyn KnowledgeApi,
     engine: &Engine,
-) -> Result<(Decision, Option<SyncDetail>), Decision> {
+) -> Result<Option<(Outcome, Option<SyncDetail>)>, KnowledgeError> {
     let (Some(namespace), Some(name)) = (
         kb.metadata.namespace.as_deref(),
         kb.metadata.name.as_deref(),
     ) else {
-        return Err(failed(
-            "InvalidObject",
-            "the knowledge base has no name or namespace",
-        ));
+        return Err(KnowledgeError::Unnamed);
     };
-    // Validate: the API server's schema and CEL rules catch most of this, but not
-    // everything (and a CRD may be older than this operator).
-    if let Err(e) = kb.spec.validate() {
-        return Err(failed("InvalidSpec", e.to_string()));
-    }
-
-    // Dereference.
-    let tenant = match api.tenant(namespace, &kb.spec.tenant).await {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            return Err(failed(
-                "TenantNotFound",
-                format!(
-                    "VoiceTenant {} does not exist in namespace {namespace}",
-                    kb.spec.tenant
-                ),
-            ));
-        }
-        Err(e) => return Err(failed("KubernetesApi", format!("reading the tenant: {e}"))),
-    };
-    let location = target::location(kb, &tenant).map_err(blocked)?;
-    let embedder_choice = target::embedder(kb).map_err(blocked)?;
-    let mut config_maps = BTreeMap::new();
-    for cm in config_map_names(&kb.spec) {
-        match api.config_map(namespace, &cm).await {
-            Ok(Some(found)) => {
-                config_maps.insert(cm, found);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(failed(
-                    "KubernetesApi",
-                    format!("reading ConfigMap {cm}: {e}"),
-                ));
-            }
+    let read = read(kb, namespace, name, api, engine).await;
+    match plan(kb, namespace, read)? {
+        Plan::UpToDate => Ok(None),
+        Plan::Wait { reason, message } => Ok(Some((
+            Outcome::Waiting {
+                reason: reason.to_string(),
+                message,
+            },
+            None,
+        ))),
+        Plan::Sync(sync) => {
+            let (outcome, detail) = apply(namespace, name, *sync, api, engine).await?;
+            Ok(Some((outcome, Some(detail))))
         }
     }
-    // S3 cannot be watched: every reconcile lists, and downloads only what changed.
-    let buckets = s3_sources(&kb.spec);
-    let listings = if buckets.is_empty() {
-        // Its S3 sources may just have been removed from the spec.
-        engine.s3().forget(&kb_key(namespace, name));
-        BTreeMap::new()
-    } else {
-        let (listings, stats) = engine
-            .s3()
-            .read(&kb_key(namespace, name), &buckets)
-            .await
-            .map_err(|e| failed(e.reason(), e.to_string()))?;
-        tracing::debug!(
-            namespace,
-            kb = name,
-            listed = stats.listed,
-            fetched = stats.fetched,
-            removed = stats.removed,
-            "S3 sources read"
-        );
-        listings
-    };
-    let skipped: Vec<Skipped> = listings
-        .values()
-        .flat_map(|l| l.skipped.iter().cloned())
-        .collect();
-    let docs = documents(&kb.spec, &config_maps, &listings)
-        .map_err(|e| failed(e.reason(), e.to_string()))?;
-    let hash = content_hash(&docs, &skipped, &location.describe());
-    if up_to_date(kb.status.as_ref(), kb.metadata.generation, &hash) {
-        return Ok((Decision::UpToDate, None));
-    }
+}
 
-    // Provision.
-    let embedder: Arc<dyn Embedder> = match &embedder_choice {
+/// The value of a Secret key the backend or embedder needs.
+async fn secret(
+    api: &dyn KnowledgeApi,
+    namespace: &str,
+    selector: &SecretKeySelector,
+) -> Result<String, KnowledgeError> {
+    match api.secret_value(namespace, selector).await {
+        Ok(Some(v)) if !v.is_empty() => Ok(v),
+        Ok(_) => Err(KnowledgeError::SecretMissing {
+            name: selector.name.clone(),
+            key: selector.key.clone(),
+        }),
+        Err(e) => Err(KnowledgeError::kube(format!("Secret {}", selector.name), e)),
+    }
+}
+
+/// Step 4, **apply**: opens the embedder and the store (reading the credentials they
+/// need: only a sync that has work to do reads Secret values) and ingests the plan's
+/// documents, embedding only changed chunks.
+async fn apply(
+    namespace: &str,
+    name: &str,
+    plan: SyncPlan,
+    api: &dyn KnowledgeApi,
+    engine: &Engine,
+) -> Result<(Outcome, SyncDetail), KnowledgeError> {
+    let embedder: Arc<dyn Embedder> = match &plan.embedder {
         EmbedderChoice::Local => engine
             .local()
             .await
             .map(|m| m as Arc<dyn Embedder>)
-            .map_err(|e| failed(EMBEDDER_FAILED, e.to_string()))?,
+            .map_err(KnowledgeError::Embedder)?,
         EmbedderChoice::OpenAi {
             base_url,
             model,
@@ -214,17 +129,20 @@ async fn sync_inner(
             let key = secret(api, namespace, api_key).await?;
             engine
                 .openai(base_url, model, *dimensions, key)
-                .map_err(|e| failed(EMBEDDER_FAILED, e.to_string()))?
+                .map_err(KnowledgeError::Embedder)?
         }
     };
     let dimensions = embedder.dimensions();
-    let (store, kb_key) = match &location {
+    let (store, kb_key) = match &plan.location {
         Location::Pgvector { url, schema } => {
             let url = secret(api, namespace, url).await?;
             let store = engine
                 .pgvector(&url, schema.as_deref(), name, dimensions)
                 .await
-                .map_err(|e| failed(store_reason(&e), format!("pgvector: {e}")))?;
+                .map_err(|source| KnowledgeError::Store {
+                    backend: "pgvector",
+                    source,
+                })?;
             (OpenStore::Pgvector(store), name.to_string())
         }
         Location::Pinecone {
@@ -242,32 +160,25 @@ async fn sync_inner(
                     dimensions,
                 )
                 .await
-                .map_err(|e| failed(store_reason(&e), format!("Pinecone: {e}")))?;
+                .map_err(|source| KnowledgeError::Store {
+                    backend: "Pinecone",
+                    source,
+                })?;
             (OpenStore::Pinecone(store), pc_namespace.clone())
         }
     };
 
-    // Ingest.
-    let chunking = ChunkingConfig {
-        size: kb.spec.chunking.size as usize,
-        overlap: kb.spec.chunking.overlap as usize,
-    };
     let _permit = engine.embed_permit().await;
     let report = ingest(
         &kb_key,
-        &docs,
-        &chunking,
+        &plan.documents,
+        &plan.chunking,
         embedder.as_ref(),
         store.as_store(),
     )
     .await
-    .map_err(|e| match &e {
-        IngestError::Embed(inner) => failed(EMBEDDER_FAILED, embed_message(inner)),
-        IngestError::Store(inner) => failed(store_reason(inner), e.to_string()),
-        IngestError::DuplicateDocument(_) | IngestError::DuplicateChunk(_) => {
-            failed("InvalidSpec", e.to_string())
-        }
-    })?;
+    .map_err(KnowledgeError::Ingest)?;
+    let skipped = plan.skipped;
     tracing::info!(
         namespace,
         kb = name,
@@ -281,17 +192,10 @@ async fn sync_inner(
     let outcome = Outcome::Synced {
         documents: u32::try_from(report.documents).unwrap_or(u32::MAX),
         chunks: u32::try_from(report.chunks).unwrap_or(u32::MAX),
-        content_hash: hash,
+        content_hash: plan.content_hash,
         skipped: u32::try_from(skipped.len()).unwrap_or(u32::MAX),
     };
-    Ok((
-        Decision::Report(outcome),
-        Some(SyncDetail { report, skipped }),
-    ))
-}
-
-fn embed_message(e: &EmbedError) -> String {
-    format!("embedding failed: {e}")
+    Ok((outcome, SyncDetail { report, skipped }))
 }
 
 fn pinecone_config(
@@ -326,13 +230,13 @@ pub enum Cleanup {
 ///
 /// # Errors
 ///
-/// A [`Failure`] when the tenant, its Secrets or the backend cannot be read; the
+/// A [`KnowledgeError`] when the tenant, its Secrets or the backend cannot be read; the
 /// finalizer stays and the cleanup is retried.
 pub async fn cleanup(
     kb: &KnowledgeBase,
     api: &dyn KnowledgeApi,
     engine: &Engine,
-) -> Result<Cleanup, Failure> {
+) -> Result<Cleanup, KnowledgeError> {
     let namespace = kb.metadata.namespace.as_deref().unwrap_or_default();
     let name = kb.metadata.name.as_deref().unwrap_or_default();
     // What it read from S3 is of no use any more, whatever happens to its index.
@@ -340,12 +244,7 @@ pub async fn cleanup(
     let tenant = match api.tenant(namespace, &kb.spec.tenant).await {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(Cleanup::Retained),
-        Err(e) => {
-            return Err(Failure::new(
-                "KubernetesApi",
-                format!("reading the tenant: {e}"),
-            ));
-        }
+        Err(e) => return Err(KnowledgeError::kube("the tenant", e)),
     };
     if tenant.spec.deletion_policy != DeletionPolicy::Delete {
         return Ok(Cleanup::Retained);
@@ -354,27 +253,27 @@ pub async fn cleanup(
         Ok(l) => l,
         // Never indexed (no database yet): nothing to remove.
         Err(Blocked::Waiting { .. }) => return Ok(Cleanup::Removed),
-        Err(Blocked::Failed(f)) => return Err(f),
+        Err(Blocked::Failed(e)) => return Err(e.into()),
     };
-    let read = |selector: SecretKeySelector| async move {
+    let secret_value = |selector: SecretKeySelector| async move {
         match api.secret_value(namespace, &selector).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(Failure::new(
-                "KubernetesApi",
-                format!("reading Secret {}: {e}", selector.name),
-            )),
+            Err(e) => Err(KnowledgeError::kube(format!("Secret {}", selector.name), e)),
         }
     };
     match location {
         Location::Pgvector { url, schema } => {
             // Without its Secret the tenant's database is being torn down with it.
-            let Some(url) = read(url).await? else {
+            let Some(url) = secret_value(url).await? else {
                 return Ok(Cleanup::Retained);
             };
             engine
                 .drop_pgvector(&url, schema.as_deref(), name)
                 .await
-                .map_err(|e| Failure::new(store_reason(&e), format!("pgvector: {e}")))?;
+                .map_err(|source| KnowledgeError::Store {
+                    backend: "pgvector",
+                    source,
+                })?;
         }
         Location::Pinecone {
             index,
@@ -384,11 +283,8 @@ pub async fn cleanup(
             api_url,
             api_key,
         } => {
-            let Some(key) = read(api_key).await? else {
-                return Err(Failure::new(
-                    "SecretMissing",
-                    "the Pinecone API key Secret is gone; cannot delete the namespace",
-                ));
+            let Some(key) = secret_value(api_key).await? else {
+                return Err(KnowledgeError::PineconeKeyGone);
             };
             engine
                 .drop_pinecone(
@@ -396,7 +292,10 @@ pub async fn cleanup(
                     &pc_namespace,
                 )
                 .await
-                .map_err(|e| Failure::new(store_reason(&e), format!("Pinecone: {e}")))?;
+                .map_err(|source| KnowledgeError::Store {
+                    backend: "Pinecone",
+                    source,
+                })?;
         }
     }
     Ok(Cleanup::Removed)

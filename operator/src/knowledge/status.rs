@@ -1,7 +1,8 @@
 //! A knowledge base's status, computed from the outcome of one reconcile.
 //!
-//! Like the tenant's ([`crate::status`]): a pure function of the outcome and the previous
-//! status, and a condition whose status holds keeps its `lastTransitionTime`, so a
+//! Like the tenant's ([`crate::tenant::status`]): a pure function of the outcome and the
+//! previous status, and a condition whose status holds keeps its `lastTransitionTime`
+//! ([`crate::conditions::merge`]), so a
 //! reconcile with nothing new computes the status already stored and writes nothing.
 //!
 //! | Condition | `True` when |
@@ -13,7 +14,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use switchboard_crds::KnowledgeBaseStatus;
 
-use crate::status::{DEGRADED, Failure, PROGRESSING, READY};
+use crate::conditions::{Computed, DEGRADED, Failure, PROGRESSING, READY, merge};
 
 /// What one reconcile achieved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +98,7 @@ fn conditions(
     previous: &[Condition],
     now: &Time,
 ) -> Vec<Condition> {
-    let ours: [(&str, bool, String, String); 3] = match outcome {
+    let ours: [(&'static str, bool, String, String); 3] = match outcome {
         Outcome::Synced {
             documents,
             chunks,
@@ -149,31 +150,9 @@ fn conditions(
             (DEGRADED, true, f.reason.clone(), f.message.clone()),
         ],
     };
-    let mut out: Vec<Condition> = ours
-        .into_iter()
-        .map(|(type_, status, reason, message)| {
-            let status = if status { "True" } else { "False" };
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason,
-                message,
-                observed_generation: generation,
-                last_transition_time,
-            }
-        })
-        .collect();
-    out.extend(
-        previous
-            .iter()
-            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    out
+    let ours =
+        ours.map(|(type_, status, reason, message)| Computed::new(type_, status, reason, message));
+    merge(ours, previous, generation, now)
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use switchboard_crds::{
     BackendKind, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef, VoiceTenant,
 };
 
-use crate::status::Failure;
-
 /// Key of the tenant database Secret holding the connection URL of the tenant's role.
 pub const DATABASE_URL_KEY: &str = "url";
 
@@ -89,19 +87,42 @@ pub enum Blocked {
         message: String,
     },
     /// Needs a human (Degraded).
-    Failed(Failure),
+    Failed(TargetError),
 }
 
-fn in_cluster(field: &str, r: &SecretRef) -> Result<SecretKeySelector, Blocked> {
+/// Why the index's location or embedder cannot be resolved from the spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// A Secret the operator must read is not named by a `secretKeyRef`.
+    #[error("{field} must be a secretKeyRef for the operator to read it (it names {reference})")]
+    SecretNotInCluster {
+        /// Field path of the reference.
+        field: &'static str,
+        /// The reference, described (never its value).
+        reference: String,
+    },
+    /// The settings block of the chosen kind is missing.
+    #[error("{0}")]
+    MissingSettings(&'static str),
+}
+
+impl TargetError {
+    /// The condition reason.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::SecretNotInCluster { .. } => "SecretNotInCluster",
+            Self::MissingSettings(_) => "InvalidSpec",
+        }
+    }
+}
+
+fn in_cluster(field: &'static str, r: &SecretRef) -> Result<SecretKeySelector, Blocked> {
     match &r.secret_key_ref {
         Some(s) if r.sources_set() == 1 => Ok(s.clone()),
-        _ => Err(Blocked::Failed(Failure::new(
-            "SecretNotInCluster",
-            format!(
-                "{field} must be a secretKeyRef for the operator to read it (it names {})",
-                r.describe()
-            ),
-        ))),
+        _ => Err(Blocked::Failed(TargetError::SecretNotInCluster {
+            field,
+            reference: r.describe(),
+        })),
     }
 }
 
@@ -142,8 +163,7 @@ pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocke
         }
         BackendKind::Pinecone => {
             let Some(p) = &kb.spec.backend.pinecone else {
-                return Err(Blocked::Failed(Failure::new(
-                    "InvalidSpec",
+                return Err(Blocked::Failed(TargetError::MissingSettings(
                     "backend.pinecone must be set with type pinecone",
                 )));
             };
@@ -174,8 +194,7 @@ pub fn embedder(kb: &KnowledgeBase) -> Result<EmbedderChoice, Blocked> {
         EmbedderKind::Local => Ok(EmbedderChoice::Local),
         EmbedderKind::Openai => {
             let Some(o) = &kb.spec.embedder.openai else {
-                return Err(Blocked::Failed(Failure::new(
-                    "InvalidSpec",
+                return Err(Blocked::Failed(TargetError::MissingSettings(
                     "embedder.openai must be set with type openai",
                 )));
             };

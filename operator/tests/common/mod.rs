@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_crds::VoiceTenant;
-use switchboard_operator::Ctx;
+use switchboard_operator::BuildInputs;
 
 /// A tenant as an API server returns it, with the context the controller would build.
 #[derive(Debug, serde::Deserialize)]
 pub struct Fixture {
-    pub ctx: Ctx,
+    pub ctx: BuildInputs,
     pub tenant: VoiceTenant,
 }
 

@@ -7,9 +7,9 @@ use switchboard_crds::VoiceTenant;
 
 use super::TENANT_FILE;
 use super::knowledge::{knowledge_file, searchable};
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::Owner;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// The tenant file: a VoiceTenant manifest with the tenant's name and its spec as
 /// applied (defaults filled), and nothing else from the cluster (no namespace, uid or
@@ -36,7 +36,7 @@ pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata or cannot be rendered.
-pub fn build_config_map(vt: &VoiceTenant, ctx: &Ctx) -> Result<ConfigMap, BuildError> {
+pub fn build_config_map(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<ConfigMap, BuildError> {
     let owner = Owner::of(vt)?;
     let mut data = BTreeMap::from([(TENANT_FILE.to_string(), render_tenant_file(vt)?)]);
     for kb in searchable(vt, ctx) {
@@ -56,7 +56,7 @@ pub fn build_config_map(vt: &VoiceTenant, ctx: &Ctx) -> Result<ConfigMap, BuildE
 /// # Errors
 ///
 /// As [`render_tenant_file`].
-pub fn config_text(vt: &VoiceTenant, ctx: &Ctx) -> Result<String, BuildError> {
+pub fn config_text(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<String, BuildError> {
     let mut text = render_tenant_file(vt)?;
     for kb in searchable(vt, ctx) {
         text.push_str(&format!(

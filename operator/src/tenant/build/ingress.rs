@@ -7,9 +7,9 @@ use k8s_openapi::api::networking::v1::{
 use switchboard_crds::VoiceTenant;
 
 use super::{HTTP_PORT_NAME, public_url};
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::Owner;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// The only paths exposed publicly: Twilio's webhooks and media streams. Metrics, health
 /// and the call API stay inside the cluster.
@@ -22,7 +22,7 @@ pub const PUBLIC_PATH_PREFIX: &str = "/twilio";
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata or the host is not a DNS name.
-pub fn build_ingress(vt: &VoiceTenant, ctx: &Ctx) -> Result<Option<Ingress>, BuildError> {
+pub fn build_ingress(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Option<Ingress>, BuildError> {
     let owner = Owner::of(vt)?;
     let Some(public) = &ctx.public else {
         return Ok(None);

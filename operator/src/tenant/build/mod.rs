@@ -1,6 +1,6 @@
 //! Pure builders of a tenant's children, one module per owned kind.
 //!
-//! Each `build_x(&VoiceTenant, &Ctx)` returns the complete object to server-side apply:
+//! Each `build_x(&VoiceTenant, &BuildInputs)` returns the complete object to server-side apply:
 //! name and namespace, [`crate::labels::labels`], a controller owner reference and
 //! everything this operator owns in it. Optional kinds return `Ok(None)` when the tenant
 //! does not want them; the controller then deletes (prunes) the object of that kind
@@ -17,6 +17,7 @@
 
 pub mod config_map;
 pub mod deployment;
+mod error;
 pub mod hpa;
 pub mod ingress;
 pub mod knowledge;
@@ -34,6 +35,7 @@ use switchboard_crds::VoiceTenant;
 
 pub use config_map::{build_config_map, render_tenant_file};
 pub use deployment::build_deployment;
+pub use error::BuildError;
 pub use hpa::build_hpa;
 pub use ingress::build_ingress;
 pub use knowledge::{KnowledgeMount, knowledge_file, render_knowledge_file};
@@ -42,9 +44,8 @@ pub use secrets::referenced_secrets;
 pub use service::build_service;
 pub use service_account::build_service_account;
 
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::Owner;
+use crate::tenant::inputs::BuildInputs;
 
 /// The one port the gateway listens on, and the Service's `http` port.
 pub const HTTP_PORT: i32 = 8080;
@@ -99,7 +100,7 @@ pub struct Children {
 /// The first [`BuildError`] of any builder: missing metadata, a secret reference that
 /// cannot work in a cluster, a referenced Secret absent from `ctx.secret_versions`, an
 /// operator configuration without an image or with an invalid public host.
-pub fn build_children(vt: &VoiceTenant, ctx: &Ctx) -> Result<Children, BuildError> {
+pub fn build_children(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Children, BuildError> {
     Ok(Children {
         service_account: build_service_account(vt, ctx)?,
         config_map: build_config_map(vt, ctx)?,
@@ -117,7 +118,7 @@ pub fn build_children(vt: &VoiceTenant, ctx: &Ctx) -> Result<Children, BuildErro
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata or the public host is not a DNS name.
-pub fn public_url(vt: &VoiceTenant, ctx: &Ctx) -> Result<String, BuildError> {
+pub fn public_url(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<String, BuildError> {
     let owner = Owner::of(vt)?;
     match &ctx.public {
         Some(public) => {
@@ -141,6 +142,6 @@ pub fn public_url(vt: &VoiceTenant, ctx: &Ctx) -> Result<String, BuildError> {
 /// # Errors
 ///
 /// As [`public_url`].
-pub fn webhook_url(vt: &VoiceTenant, ctx: &Ctx) -> Result<String, BuildError> {
+pub fn webhook_url(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<String, BuildError> {
     Ok(public_url(vt, ctx)? + VOICE_WEBHOOK_PATH)
 }

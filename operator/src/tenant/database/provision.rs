@@ -17,12 +17,13 @@
 
 use std::time::Duration;
 
+use pg_escape::quote_identifier;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::error::{DatabaseError, INVALID_CATALOG_NAME, sqlstate};
-use super::names::{TenantDatabase, quote_ident, validate_identifier};
+use super::names::{TenantDatabase, validate_identifier};
 use super::target::{AdminTarget, parse_admin_url};
 
 /// SQLSTATE `42710`: the role exists (another `CREATE ROLE` won a race).
@@ -254,8 +255,8 @@ async fn ensure_on(
     db: &TenantDatabase,
     password: &str,
 ) -> Result<EnsureOutcome, DatabaseError> {
-    let role = quote_ident(&db.role);
-    let schema = quote_ident(&db.schema);
+    let role = quote_identifier(&db.role);
+    let schema = quote_identifier(&db.schema);
 
     let role_created = if role_exists(conn, &db.role).await? {
         false
@@ -347,8 +348,8 @@ async fn create_schema(
 ) -> Result<bool, DatabaseError> {
     let sql = format!(
         "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}",
-        quote_ident(&db.schema),
-        quote_ident(&db.role)
+        quote_identifier(&db.schema),
+        quote_identifier(&db.role)
     );
     match sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await {
         Ok(_) => Ok(true),
@@ -401,7 +402,7 @@ async fn grant_membership(conn: &mut PgConnection, role: &str) -> Result<(), Dat
     if !has_set {
         exec(
             conn,
-            format!("GRANT {} TO CURRENT_USER{with}", quote_ident(role)),
+            format!("GRANT {} TO CURRENT_USER{with}", quote_identifier(role)),
         )
         .await?;
     }
@@ -473,8 +474,8 @@ async fn drop_on(
     conn: &mut PgConnection,
     db: &TenantDatabase,
 ) -> Result<DropOutcome, DatabaseError> {
-    let role = quote_ident(&db.role);
-    let schema = quote_ident(&db.schema);
+    let role = quote_identifier(&db.role);
+    let schema = quote_identifier(&db.schema);
     let role_existed = role_exists(conn, &db.role).await?;
     let schema_existed = match schema_owner(conn, &db.schema).await? {
         Some(owner) if owner == db.role => true,

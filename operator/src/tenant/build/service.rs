@@ -5,9 +5,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_crds::VoiceTenant;
 
 use super::{HTTP_PORT, HTTP_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME};
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::{Owner, selector_labels};
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// Builds the ClusterIP Service `<tenant>-gateway` with the ports `http` ([`HTTP_PORT`])
 /// and `metrics` ([`METRICS_PORT`]), both to the gateway's one listener.
@@ -15,7 +15,7 @@ use crate::labels::{Owner, selector_labels};
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata.
-pub fn build_service(vt: &VoiceTenant, _ctx: &Ctx) -> Result<Service, BuildError> {
+pub fn build_service(vt: &VoiceTenant, _ctx: &BuildInputs) -> Result<Service, BuildError> {
     let owner = Owner::of(vt)?;
     Ok(Service {
         metadata: owner.meta(),

@@ -207,12 +207,6 @@ pub fn validate_identifier(name: &str) -> Result<(), DatabaseError> {
     }
 }
 
-/// `name` as a quoted Postgres identifier. Names are validated before they reach SQL;
-/// quoting as well means a validation bug can never become an injection.
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,9 +313,17 @@ mod tests {
         assert!(TenantDatabase::from_status(&hostile).is_err());
     }
 
+    /// SQL quotes names with `pg_escape::quote_identifier` (Postgres's `quote_ident`):
+    /// a valid name stays as it is, which Postgres reads as the same identifier (it is
+    /// lowercase and no keyword); anything else is quoted, quotes doubled.
     #[test]
-    fn quoting_doubles_quotes() {
-        assert_eq!(quote_ident("sb_a"), "\"sb_a\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    fn valid_names_mean_themselves_in_sql() {
+        let db = names("acme", "dental", "0b6e2a6c-1111-4a4a-8888-000000000001");
+        for name in [&db.role, &db.schema] {
+            validate_identifier(name).unwrap();
+            assert_eq!(pg_escape::quote_identifier(name), name.as_str());
+        }
+        assert_eq!(pg_escape::quote_identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(pg_escape::quote_identifier("Sb_A"), "\"Sb_A\"");
     }
 }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_crds::{BackendKind, KnowledgeBase, SecretKeySelector, VoiceTenant};
 
 use super::CONFIG_DIR;
-use crate::ctx::Ctx;
-use crate::error::BuildError;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// A knowledge base as a tenant's gateway gets it, prepared by the tenant controller's
 /// dereference step from the `KnowledgeBase` objects named in `spec.agent.knowledgeBases`.
@@ -75,7 +75,7 @@ pub fn knowledge_file(name: &str) -> String {
 /// Postgres (the operator's provisioned role or `spec.database.url`); without it the
 /// gateway would run in laptop mode and try to index by itself, so it is left out (the
 /// knowledge base reports `TenantDatabasePending`).
-pub fn searchable<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a KnowledgeMount> {
+pub fn searchable<'a>(vt: &VoiceTenant, ctx: &'a BuildInputs) -> Vec<&'a KnowledgeMount> {
     let has_database = ctx.database_url_secret.is_some()
         || vt.spec.database.as_ref().is_some_and(|d| d.url.is_some());
     let mut out: Vec<&KnowledgeMount> = ctx
@@ -91,7 +91,7 @@ pub fn searchable<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a KnowledgeMount>
 
 /// The gateway's `SWITCHBOARD_KNOWLEDGE`: the mounted manifest paths, comma-separated;
 /// `None` without knowledge bases.
-pub fn knowledge_paths(vt: &VoiceTenant, ctx: &Ctx) -> Option<String> {
+pub fn knowledge_paths(vt: &VoiceTenant, ctx: &BuildInputs) -> Option<String> {
     let paths: Vec<String> = searchable(vt, ctx)
         .iter()
         .map(|k| format!("{CONFIG_DIR}/{}", knowledge_file(&k.name)))
@@ -131,13 +131,13 @@ spec:
         }
     }
 
-    fn names(vt: &VoiceTenant, ctx: &Ctx) -> Vec<String> {
+    fn names(vt: &VoiceTenant, ctx: &BuildInputs) -> Vec<String> {
         searchable(vt, ctx).iter().map(|k| k.name.clone()).collect()
     }
 
     #[test]
     fn only_listed_knowledge_bases_and_pgvector_only_with_a_database() {
-        let mut ctx = Ctx::new("img");
+        let mut ctx = BuildInputs::new("img");
         ctx.knowledge_bases = vec![
             mount("prices", false),
             mount("faq", true),

@@ -4,12 +4,12 @@
 use kube::runtime::finalizer;
 use switchboard_crds::ValidationErrors;
 
-use crate::database::DatabaseError;
-use crate::error::BuildError;
+use crate::tenant::build::BuildError;
+use crate::tenant::database::DatabaseError;
 
 /// A failed reconcile of a VoiceTenant.
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub enum TenantError {
     /// The spec breaks a rule the API server's schema could not express: nothing is
     /// changed until the spec is fixed.
     #[error("invalid spec: {0}")]
@@ -58,7 +58,7 @@ pub enum ReconcileError {
     },
 }
 
-impl ReconcileError {
+impl TenantError {
     /// Wraps an API error with what was being done.
     pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         Self::Kube {
@@ -86,7 +86,7 @@ impl ReconcileError {
 
     /// Unwraps the finalizer helper's error: our own errors keep their category, its
     /// own patch failures are API errors.
-    pub fn from_finalizer(err: finalizer::Error<ReconcileError>) -> Self {
+    pub fn from_finalizer(err: finalizer::Error<TenantError>) -> Self {
         match err {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
             finalizer::Error::AddFinalizer(e) => Self::kube("add finalizer", e),
@@ -104,13 +104,13 @@ mod tests {
 
     #[test]
     fn categories_come_from_the_cause() {
-        let e = ReconcileError::Build(BuildError::NoImage);
+        let e = TenantError::Build(BuildError::NoImage);
         assert_eq!(e.category(), "InvalidOperatorConfig");
-        let e = ReconcileError::from_finalizer(finalizer::Error::ApplyFailed(
-            ReconcileError::ForeignSecret { name: "x".into() },
+        let e = TenantError::from_finalizer(finalizer::Error::ApplyFailed(
+            TenantError::ForeignSecret { name: "x".into() },
         ));
         assert_eq!(e.category(), "SecretConflict");
-        let e = ReconcileError::kube(
+        let e = TenantError::kube(
             "apply",
             kube::Error::Api(Box::new(
                 kube::core::Status::failure("conflict", "Conflict").with_code(409),

@@ -1,6 +1,6 @@
 //! What the builders need beyond the `VoiceTenant` itself.
 //!
-//! The controller fills a [`Ctx`] per reconcile from its own configuration (Helm values)
+//! The controller fills a [`BuildInputs`] per reconcile from its own configuration (Helm values)
 //! and from what the dereference step observed (Secret versions). Builders never read the
 //! cluster, so everything that can change their output is in here.
 
@@ -28,7 +28,7 @@ fn default_image() -> String {
 /// Inputs of the builders that do not come from the tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Ctx {
+pub struct BuildInputs {
     /// Gateway image for tenants that set no `spec.gateway.image`.
     #[serde(default = "default_image")]
     pub default_image: String,
@@ -57,10 +57,10 @@ pub struct Ctx {
     /// (`spec.agent.knowledgeBases`), read by the dereference step: rendered into the
     /// ConfigMap for the gateway's `--knowledge`, their Secrets mounted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub knowledge_bases: Vec<crate::build::knowledge::KnowledgeMount>,
+    pub knowledge_bases: Vec<crate::tenant::build::knowledge::KnowledgeMount>,
 }
 
-impl Ctx {
+impl BuildInputs {
     /// A context with `default_image` and nothing else: no Secret versions, no public
     /// access, no provisioned database.
     pub fn new(default_image: impl Into<String>) -> Self {

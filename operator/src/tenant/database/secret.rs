@@ -70,7 +70,7 @@ pub fn build_database_secret(
 }
 
 /// The Secret key the gateway's database URL comes from: what the controller puts in
-/// `Ctx::database_url_secret` once the tenant is provisioned.
+/// `BuildInputs::database_url_secret` once the tenant is provisioned.
 pub fn url_key_selector(db: &TenantDatabase) -> SecretKeySelector {
     SecretKeySelector {
         name: db.secret_name.clone(),

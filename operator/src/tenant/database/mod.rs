@@ -21,7 +21,7 @@
 //! 3. **Ensure**: [`Provisioner::ensure`] creates the role (only if missing: an
 //!    existing role's password is never changed), the schema owned by it, isolation
 //!    grants, and runs the gateway's migrations as the role. Idempotent.
-//! 4. **Gateway**: `Ctx::database_url_secret` = [`url_key_selector`]; the gateway reads
+//! 4. **Gateway**: `BuildInputs::database_url_secret` = [`url_key_selector`]; the gateway reads
 //!    the URL from the Secret and finds its tables already migrated.
 //! 5. **Delete**: the finalizer calls [`Provisioner::drop`] only under
 //!    `deletionPolicy: Delete`; under `Retain` (the default) role, schema and data stay

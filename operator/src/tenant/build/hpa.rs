@@ -7,9 +7,9 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use switchboard_crds::VoiceTenant;
 
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::Owner;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// CPU utilisation target when the tenant sets none, percent of the CPU request. Below
 /// Kubernetes' implicit 80 %: relay latency suffers before the CPU is saturated.
@@ -32,7 +32,7 @@ pub const GATEWAY_DEFAULT_MAX_CALLS: u32 = 1000;
 /// [`BuildError`] when the tenant lacks metadata.
 pub fn build_hpa(
     vt: &VoiceTenant,
-    ctx: &Ctx,
+    ctx: &BuildInputs,
 ) -> Result<Option<HorizontalPodAutoscaler>, BuildError> {
     let owner = Owner::of(vt)?;
     let Some(gateway) = &vt.spec.gateway else {

@@ -11,9 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_crds::VoiceTenant;
 
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::{Owner, selector_labels};
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// Builds the PodDisruptionBudget `<tenant>-gateway`: at most one gateway pod evicted at a
 /// time; pods that are not ready may always be evicted (they carry no calls and must not
@@ -22,7 +22,7 @@ use crate::labels::{Owner, selector_labels};
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata.
-pub fn build_pdb(vt: &VoiceTenant, _ctx: &Ctx) -> Result<PodDisruptionBudget, BuildError> {
+pub fn build_pdb(vt: &VoiceTenant, _ctx: &BuildInputs) -> Result<PodDisruptionBudget, BuildError> {
     let owner = Owner::of(vt)?;
     Ok(PodDisruptionBudget {
         metadata: owner.meta(),

@@ -3,7 +3,7 @@
 
 use sqlx::migrate::MigrateError;
 
-use crate::error::BuildError;
+use crate::tenant::build::BuildError;
 
 /// SQLSTATE `3D000`: the database named in the connection does not exist.
 pub(super) const INVALID_CATALOG_NAME: &str = "3D000";

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ctx::{Ctx, IngressSettings, PublicAccess};
+use crate::tenant::inputs::{BuildInputs, IngressSettings, PublicAccess};
 
 /// Everything the controllers and the leader election need besides a client.
 #[derive(Clone, Debug)]
@@ -54,7 +54,9 @@ impl OperatorConfig {
     /// Defaults of the command line, with `identity` as the Lease holder.
     pub fn new(identity: impl Into<String>) -> Self {
         Self {
-            default_image: crate::ctx::default_gateway_image(crate::ctx::DEFAULT_IMAGE_REPOSITORY),
+            default_image: crate::tenant::inputs::default_gateway_image(
+                crate::tenant::inputs::DEFAULT_IMAGE_REPOSITORY,
+            ),
             database_admin_url: None,
             watch_namespace: None,
             public_domain: None,
@@ -78,8 +80,8 @@ impl OperatorConfig {
 
     /// The builders' context for a tenant named `name` in `namespace`, before the
     /// dereference step adds Secret versions and the provisioned database.
-    pub fn base_ctx(&self, name: &str, namespace: &str) -> Ctx {
-        let mut ctx = Ctx::new(self.default_image.clone());
+    pub fn base_inputs(&self, name: &str, namespace: &str) -> BuildInputs {
+        let mut ctx = BuildInputs::new(self.default_image.clone());
         ctx.public = self.public_domain.as_ref().map(|domain| PublicAccess {
             host: format!("{name}.{namespace}.{domain}"),
             // Either setting asks for an Ingress: a class alone uses no TLS (a terminating
@@ -103,13 +105,18 @@ mod tests {
     #[test]
     fn public_host_and_ingress_from_flags() {
         let mut c = OperatorConfig::new("me");
-        assert_eq!(c.base_ctx("acme", "prod").public, None);
+        assert_eq!(c.base_inputs("acme", "prod").public, None);
         c.public_domain = Some("voice.example.com".into());
-        let public = c.base_ctx("acme", "prod").public.unwrap();
+        let public = c.base_inputs("acme", "prod").public.unwrap();
         assert_eq!(public.host, "acme.prod.voice.example.com");
         assert_eq!(public.ingress, None);
         c.ingress_class = Some("nginx".into());
-        let ingress = c.base_ctx("acme", "prod").public.unwrap().ingress.unwrap();
+        let ingress = c
+            .base_inputs("acme", "prod")
+            .public
+            .unwrap()
+            .ingress
+            .unwrap();
         assert_eq!(ingress.class_name.as_deref(), Some("nginx"));
         assert_eq!(ingress.tls_secret_name, None);
     }

@@ -1,7 +1,5 @@
-//! The controller's pure decisions: whether to send a write, how long to wait before a
-//! retry, what to prune. No I/O here, so each is unit-tested directly.
-
-use std::time::Duration;
+//! The tenant controller's pure decisions: whether to send a write, whether to write
+//! the status, what to prune. No I/O here, so each is unit-tested directly.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -121,15 +119,6 @@ pub fn should_prune(live: &ObjectMeta, tenant_uid: &str) -> bool {
         .any(|o| o.uid == tenant_uid && o.controller == Some(true) && o.kind == "VoiceTenant")
 }
 
-/// Delay before retry number `failures` (1 for the first failure): `min` doubling per
-/// consecutive failure, at most `max`.
-pub fn retry_delay(failures: u32, min: Duration, max: Duration) -> Duration {
-    let doublings = failures.saturating_sub(1).min(30);
-    min.saturating_mul(1u32 << doublings)
-        .min(max)
-        .max(min.min(max))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,22 +223,6 @@ mod tests {
         assert!(!should_prune(&owned("t1", "VoiceTenant", false), "t1"));
         assert!(!should_prune(&owned("t1", "Deployment", true), "t1"));
         assert!(!should_prune(&ObjectMeta::default(), "t1"));
-    }
-
-    #[test]
-    fn retry_delays_double_up_to_the_cap() {
-        let (min, max) = (Duration::from_secs(1), Duration::from_secs(300));
-        let delays: Vec<u64> = (1..=11)
-            .map(|n| retry_delay(n, min, max).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(retry_delay(0, min, max), min);
-        assert_eq!(retry_delay(u32::MAX, min, max), max);
-        let ms = Duration::from_millis(50);
-        assert_eq!(
-            retry_delay(3, ms, Duration::from_millis(150)),
-            Duration::from_millis(150)
-        );
     }
 
     #[test]

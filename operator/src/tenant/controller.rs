@@ -1,9 +1,6 @@
-//! The controllers and their wiring.
-//!
-//! [`run_controllers`] runs the VoiceTenant controller until its shutdown future
-//! resolves; [`crate::leader::run`] wraps it in leader election. Tests start either
-//! in-process against the simulated API server, with short backoffs from
-//! [`OperatorConfig`].
+//! Wiring of the VoiceTenant controller onto the kube runtime: watches, caches and
+//! triggers. [`crate::run::run_controllers`] starts it beside the KnowledgeBase
+//! controller.
 //!
 //! # Watches
 //!
@@ -16,15 +13,8 @@
 //!   and carry no label of ours. A Secret event reconciles the tenants that reference it
 //!   (a rotated secret rolls the pods) or own it (the database Secret).
 //!
-//! Each watch feeds both the controller's triggers and a cache ([`Stores`]) that the
+//! Each watch feeds both the controller's triggers and a cache (`Stores`) that the
 //! reconcile compares with, which is what makes an idle reconcile free.
-
-mod apply;
-pub mod config;
-mod context;
-pub mod decide;
-pub mod error;
-pub mod tenant;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -45,28 +35,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use switchboard_crds::VoiceTenant;
 
-pub use config::OperatorConfig;
-pub use error::ReconcileError;
-pub use tenant::FINALIZER;
-
-use crate::database::{DatabaseError, Provisioner};
+use super::reconcile::{error_policy, reconcile};
+use super::reconciler::{Stores, TenantReconciler};
+use crate::config::OperatorConfig;
 use crate::labels::{MANAGED_BY_LABEL, MANAGER};
 use crate::metrics::{Health, Metrics};
-use context::{Context, Stores};
-
-/// Why the controllers could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The database admin URL is unusable.
-    #[error("database admin connection: {0}")]
-    Database(#[from] DatabaseError),
-    /// Leader election failed to start (the Lease could not be read or created).
-    #[error("leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
-    /// The HTTP endpoint failed.
-    #[error("metrics endpoint: {0}")]
-    Http(#[from] std::io::Error),
-}
+use crate::tenant::database::Provisioner;
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -153,40 +127,15 @@ fn references_secret(vt: &VoiceTenant, secret: &str) -> bool {
 }
 
 /// Runs the VoiceTenant controller until `shutdown` resolves (then finishes the
-/// reconciles in flight).
-///
-/// # Errors
-///
-/// [`RunError::Database`] when the admin URL is configured but unusable.
-pub async fn run_controllers(
+/// reconciles in flight). `health` reports whether its watch caches have synced.
+pub(crate) async fn run(
     client: Client,
     config: OperatorConfig,
+    provisioner: Option<Provisioner>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), RunError> {
-    // One shutdown for both controllers.
-    let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
-    let knowledge = tokio::spawn(crate::knowledge::run(
-        client.clone(),
-        crate::knowledge::KnowledgeControllerConfig {
-            namespace: config.watch_namespace.clone(),
-            engine: crate::knowledge::EngineConfig {
-                model_dir: config.model_dir.clone(),
-                embed_concurrency: 1,
-                openai_retries: None,
-            },
-            first_backoff: Some(config.retry_min),
-            metrics: Some(metrics.clone()),
-            s3: config.s3.clone(),
-            identity: Some(config.identity.clone()),
-        },
-        shutdown.clone(),
-    ));
-    let provisioner = match &config.database_admin_url {
-        Some(url) => Some(Provisioner::new(url)?),
-        None => None,
-    };
+) {
     let ns = config.watch_namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
@@ -298,10 +247,16 @@ pub async fn run_controllers(
             tracing::info!("watch caches synced");
         })
     };
-    let ctx = Arc::new(Context::new(client, config, provisioner, stores, metrics));
+    let ctx = Arc::new(TenantReconciler::new(
+        client,
+        config,
+        provisioner,
+        stores,
+        metrics,
+    ));
     tracing::info!("VoiceTenant controller started");
     controller
-        .run(tenant::reconcile, tenant::error_policy, ctx)
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((tenant, _)) => tracing::debug!(%tenant, "reconciled"),
@@ -313,10 +268,8 @@ pub async fn run_controllers(
         })
         .await;
     synced.abort();
-    let _ = knowledge.await;
     health.set_synced(false);
     tracing::info!("VoiceTenant controller stopped");
-    Ok(())
 }
 
 #[cfg(test)]

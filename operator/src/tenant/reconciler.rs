@@ -17,11 +17,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
 
-use super::config::OperatorConfig;
 use super::decide::Live;
-use crate::database::Provisioner;
+use crate::backoff::Failures;
+use crate::config::OperatorConfig;
 use crate::events::Events;
 use crate::metrics::{Metrics, TENANT_CONTROLLER};
+use crate::tenant::database::Provisioner;
 
 /// The watch caches of every kind the controller writes (the tenants' is the
 /// controller's own).
@@ -60,8 +61,9 @@ impl Stores {
 /// Identity of a child in the controller's memory: kind, namespace, name.
 pub(crate) type ChildKey = (&'static str, String, String);
 
-/// Shared by every reconcile of the VoiceTenant controller.
-pub(crate) struct Context {
+/// What every reconcile of the VoiceTenant controller shares: the client, the
+/// configuration, the watch caches, Events, metrics and the controller's memory.
+pub(crate) struct TenantReconciler {
     pub client: Client,
     pub config: OperatorConfig,
     pub provisioner: Option<Provisioner>,
@@ -71,7 +73,7 @@ pub(crate) struct Context {
     /// What this process last applied per child (from the apply response).
     applied: Mutex<HashMap<ChildKey, Live>>,
     /// Consecutive failed reconciles per tenant (the retry backoff).
-    failures: Mutex<HashMap<ObjectRef<VoiceTenant>, u32>>,
+    pub failures: Failures<ObjectRef<VoiceTenant>>,
     /// Per tenant UID: the role, schema and Secret version last ensured on the database.
     provisioned: Mutex<HashMap<String, String>>,
     /// Per tenant UID: the status this process last wrote, and the resourceVersion the
@@ -85,7 +87,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Context {
+impl TenantReconciler {
     pub fn new(
         client: Client,
         config: OperatorConfig,
@@ -107,7 +109,7 @@ impl Context {
             metrics,
             events,
             applied: Mutex::default(),
-            failures: Mutex::default(),
+            failures: Failures::default(),
             provisioned: Mutex::default(),
             statuses: Mutex::default(),
         }
@@ -146,24 +148,6 @@ impl Context {
             lock(&self.provisioned).remove(uid);
             lock(&self.statuses).remove(uid);
         }
-    }
-
-    /// One more consecutive failure of `tenant`; returns the count.
-    pub fn failed(&self, tenant: ObjectRef<VoiceTenant>) -> u32 {
-        let mut failures = lock(&self.failures);
-        let n = failures.entry(tenant).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    /// Consecutive failures of `tenant` so far.
-    pub fn failures(&self, tenant: &ObjectRef<VoiceTenant>) -> u32 {
-        lock(&self.failures).get(tenant).copied().unwrap_or(0)
-    }
-
-    /// `tenant` reconciled: its backoff starts over.
-    pub fn succeeded(&self, tenant: &ObjectRef<VoiceTenant>) {
-        lock(&self.failures).remove(tenant);
     }
 
     /// The tenant's status as last written by this process, when that write is newer

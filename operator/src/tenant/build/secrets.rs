@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use switchboard_crds::format::is_dns_subdomain;
 use switchboard_crds::{SecretKeySelector, SecretRef, VoiceTenant, VoiceTenantSpec};
 
-use crate::ctx::Ctx;
-use crate::error::BuildError;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// Owner read, group read: the pod's fsGroup owns the files, nobody else reads them.
 const SECRET_FILE_MODE: i32 = 0o440;
@@ -34,7 +34,10 @@ pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelec
 
 /// The secrets the knowledge bases the gateway searches read (Pinecone and OpenAI API
 /// keys), mounted like the tenant's own.
-pub(super) fn knowledge_keys<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a SecretKeySelector> {
+pub(super) fn knowledge_keys<'a>(
+    vt: &VoiceTenant,
+    ctx: &'a BuildInputs,
+) -> Vec<&'a SecretKeySelector> {
     super::knowledge::searchable(vt, ctx)
         .into_iter()
         .flat_map(|k| k.secrets.iter())
@@ -47,7 +50,7 @@ pub(super) fn knowledge_keys<'a>(vt: &VoiceTenant, ctx: &'a Ctx) -> Vec<&'a Secr
 /// (the gateway then keeps its records in SQLite in its data directory).
 pub(super) fn database_url<'a>(
     spec: &'a VoiceTenantSpec,
-    ctx: &'a Ctx,
+    ctx: &'a BuildInputs,
 ) -> Result<Option<&'a SecretKeySelector>, BuildError> {
     if let Some(provisioned) = &ctx.database_url_secret {
         return Ok(Some(provisioned));
@@ -98,7 +101,10 @@ fn mountable(field: &'static str, selector: &SecretKeySelector) -> Result<(), Bu
 ///
 /// [`BuildError::SecretNotInCluster`] or [`BuildError::UnmountableSecretKey`] for a
 /// reference that cannot work in a pod.
-pub fn referenced_secrets(vt: &VoiceTenant, ctx: &Ctx) -> Result<BTreeSet<String>, BuildError> {
+pub fn referenced_secrets(
+    vt: &VoiceTenant,
+    ctx: &BuildInputs,
+) -> Result<BTreeSet<String>, BuildError> {
     let mut names: BTreeSet<String> = mounted_keys(&vt.spec)?
         .into_iter()
         .map(|selector| selector.name.clone())
@@ -151,7 +157,7 @@ pub(super) fn secrets_volume(keys: &[&SecretKeySelector]) -> ProjectedVolumeSour
 pub(super) fn checksum(
     tenant_file: &str,
     secrets: &BTreeSet<String>,
-    ctx: &Ctx,
+    ctx: &BuildInputs,
 ) -> Result<String, BuildError> {
     let mut hash = Sha256::new();
     hash.update(format!("tenant.yaml {}\n", tenant_file.len()));

@@ -11,9 +11,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::context::{ChildKey, Context};
 use super::decide::{APPLIED_HASH_ANNOTATION, Live, body_hash, should_apply, should_prune};
-use super::error::ReconcileError;
+use super::error::TenantError;
+use super::reconciler::{ChildKey, TenantReconciler};
 use crate::labels::MANAGER;
 
 /// What applying one child did.
@@ -38,7 +38,7 @@ pub(crate) trait Child:
     /// `kind`, for logs, metrics and the controller's memory.
     const KIND: &'static str;
     /// The live object's metadata, from the cache.
-    fn live(ctx: &Context, namespace: &str, name: &str) -> Option<ObjectMeta>;
+    fn live(ctx: &TenantReconciler, namespace: &str, name: &str) -> Option<ObjectMeta>;
 }
 
 fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<ObjectMeta>
@@ -54,7 +54,7 @@ macro_rules! child {
     ($ty:ty, $kind:literal, $store:ident) => {
         impl Child for $ty {
             const KIND: &'static str = $kind;
-            fn live(ctx: &Context, namespace: &str, name: &str) -> Option<ObjectMeta> {
+            fn live(ctx: &TenantReconciler, namespace: &str, name: &str) -> Option<ObjectMeta> {
                 cached(&ctx.stores.$store, namespace, name)
             }
         }
@@ -96,9 +96,9 @@ child!(
 /// Applies `desired` (server-side apply, field manager `switchboard-operator`, forced)
 /// unless the live object already carries its digest and nobody changed it since.
 pub(crate) async fn apply<K: Child>(
-    ctx: &Context,
+    ctx: &TenantReconciler,
     mut desired: K,
-) -> Result<Applied<K>, ReconcileError> {
+) -> Result<Applied<K>, TenantError> {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let hash = body_hash(&desired);
@@ -132,7 +132,7 @@ pub(crate) async fn apply<K: Child>(
             &Patch::Apply(&desired),
         )
         .await
-        .map_err(|e| ReconcileError::kube(format!("apply {} {namespace}/{name}", K::KIND), e))?;
+        .map_err(|e| TenantError::kube(format!("apply {} {namespace}/{name}", K::KIND), e))?;
     ctx.record(key, Live::of(response.meta()));
     Ok(Applied {
         response: Some(response),
@@ -143,11 +143,11 @@ pub(crate) async fn apply<K: Child>(
 /// Deletes the child of kind `K` named `name` when it exists and is controlled by the
 /// tenant with `tenant_uid`.
 pub(crate) async fn prune<K: Child>(
-    ctx: &Context,
+    ctx: &TenantReconciler,
     namespace: &str,
     name: &str,
     tenant_uid: &str,
-) -> Result<bool, ReconcileError> {
+) -> Result<bool, TenantError> {
     let key: ChildKey = (K::KIND, namespace.to_string(), name.to_string());
     let Some(live) = K::live(ctx, namespace, name) else {
         ctx.forget(&key);
@@ -162,7 +162,7 @@ pub(crate) async fn prune<K: Child>(
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.is_not_found() => {}
         Err(e) => {
-            return Err(ReconcileError::kube(
+            return Err(TenantError::kube(
                 format!("delete {} {namespace}/{name}", K::KIND),
                 e,
             ));

@@ -3,9 +3,9 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use switchboard_crds::VoiceTenant;
 
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::Owner;
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// Builds the ServiceAccount `<tenant>-gateway`, annotated from
 /// `ctx.service_account_annotations` (an IAM role for S3 recordings through IRSA).
@@ -13,7 +13,10 @@ use crate::labels::Owner;
 /// # Errors
 ///
 /// [`BuildError`] when the tenant lacks metadata.
-pub fn build_service_account(vt: &VoiceTenant, ctx: &Ctx) -> Result<ServiceAccount, BuildError> {
+pub fn build_service_account(
+    vt: &VoiceTenant,
+    ctx: &BuildInputs,
+) -> Result<ServiceAccount, BuildError> {
     let owner = Owner::of(vt)?;
     let mut metadata = owner.meta();
     if !ctx.service_account_annotations.is_empty() {

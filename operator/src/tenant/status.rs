@@ -16,49 +16,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use switchboard_crds::{DatabaseStatus, VoiceTenantStatus};
 
-use crate::error::BuildError;
-
-/// The tenant can take calls.
-pub const READY: &str = "Ready";
-/// The gateway is converging on the tenant's spec.
-pub const PROGRESSING: &str = "Progressing";
-/// Something needs a human.
-pub const DEGRADED: &str = "Degraded";
+use super::build::BuildError;
+use crate::conditions::{Computed, DEGRADED, Failure, PROGRESSING, READY, merge};
 
 /// The Deployment's reason for a rollout that stopped making progress.
 const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
-
-/// Why the last reconcile failed: a category (the condition's reason, an Event reason
-/// and a metric label) and a message for humans.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// CamelCase category, from a small fixed set.
-    pub reason: String,
-    /// What went wrong, for `kubectl describe`.
-    pub message: String,
-}
-
-/// Longest message kept in a condition: a status is written on every change, and a
-/// cause's full text (a database's error chain) belongs in the logs.
-pub const MAX_MESSAGE_LEN: usize = 1024;
-
-impl Failure {
-    /// A failure of category `reason`; `message` is cut to [`MAX_MESSAGE_LEN`] bytes.
-    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut message = message.into();
-        if message.len() > MAX_MESSAGE_LEN {
-            let mut end = MAX_MESSAGE_LEN;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        Self {
-            reason: reason.into(),
-            message,
-        }
-    }
-}
 
 impl From<&BuildError> for Failure {
     fn from(e: &BuildError) -> Self {
@@ -144,30 +106,7 @@ pub struct Observed {
 /// unchanged (its reason and message may change); otherwise it gets `now`.
 pub fn conditions(observed: &Observed, previous: &[Condition], now: &Time) -> Vec<Condition> {
     let ours = [ready(observed), progressing(observed), degraded(observed)];
-    let mut out: Vec<Condition> = ours
-        .into_iter()
-        .map(|(type_, status, reason, message)| {
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason,
-                message,
-                observed_generation: observed.generation,
-                last_transition_time,
-            }
-        })
-        .collect();
-    out.extend(
-        previous
-            .iter()
-            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    out
+    merge(ours, previous, observed.generation, now)
 }
 
 /// The tenant's status after a reconcile: `observedGeneration`, [`conditions`], replica
@@ -198,11 +137,8 @@ pub fn tenant_status(
     }
 }
 
-type Computed = (&'static str, &'static str, String, String);
-
 fn condition(type_: &'static str, status: bool, reason: &str, message: String) -> Computed {
-    let status = if status { "True" } else { "False" };
-    (type_, status, reason.to_string(), message)
+    Computed::new(type_, status, reason, message)
 }
 
 fn ready(observed: &Observed) -> Computed {

@@ -37,9 +37,9 @@ use super::{
     CHECKSUM_ANNOTATION, CONFIG_DIR, DATA_DIR, HTTP_PORT, HTTP_PORT_NAME, SECRETS_DIR, TENANT_FILE,
     TENANT_PATH, public_url, referenced_secrets,
 };
-use crate::ctx::Ctx;
-use crate::error::BuildError;
 use crate::labels::{Owner, labels, selector_labels};
+use crate::tenant::build::BuildError;
+use crate::tenant::inputs::BuildInputs;
 
 /// Name of the gateway container.
 pub const CONTAINER_NAME: &str = "gateway";
@@ -72,7 +72,7 @@ const TMP_VOLUME: &str = "tmp";
 /// [`BuildError`] when the tenant lacks metadata, a secret reference cannot work in a
 /// pod, a referenced Secret is missing from `ctx.secret_versions`, there is no image, or
 /// the public host is invalid.
-pub fn build_deployment(vt: &VoiceTenant, ctx: &Ctx) -> Result<Deployment, BuildError> {
+pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deployment, BuildError> {
     let owner = Owner::of(vt)?;
     let spec = &vt.spec;
     let gateway = spec.gateway.clone().unwrap_or_default();
