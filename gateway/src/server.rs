@@ -91,7 +91,13 @@ impl Gateway {
                 .map(|k| k.bases_of(tenant))
                 .unwrap_or_default()
         };
-        let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir, &knowledge_of)?;
+        let tenants = Tenants::load(
+            &cli.tenants,
+            &cli.realtime_url,
+            &secrets_dir,
+            &knowledge_of,
+            cli.allow_unsigned_webhooks,
+        )?;
         let tools: Arc<dyn ToolRunner> = match &knowledge {
             Some(k) => Arc::new(KnowledgeRunner(k.clone())),
             None => Arc::new(NoExternalTools),

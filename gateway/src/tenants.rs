@@ -45,6 +45,20 @@ pub enum TenantError {
     /// Two tenants claim one number, or one name.
     #[error("{0}")]
     Conflict(String),
+    /// A tenant turns signature validation off and the gateway was not told it may serve
+    /// unsigned webhooks.
+    #[error(
+        "{path}: tenant {tenant} sets spec.twilio.validateSignatures: false, which lets anyone \
+         who reaches this gateway open calls on the tenant's OpenAI key; refusing to start. \
+         For local experiments only, pass --allow-unsigned-webhooks \
+         (SWITCHBOARD_ALLOW_UNSIGNED_WEBHOOKS=true)"
+    )]
+    UnsignedWebhooks {
+        /// File.
+        path: PathBuf,
+        /// Tenant.
+        tenant: String,
+    },
 }
 
 /// Per-call settings of the call state machine (`call/session.rs`), derived from the
@@ -125,12 +139,14 @@ pub struct Tenants {
 impl Tenants {
     /// Loads every manifest, resolving secrets (from `secrets_dir` for `secretKeyRef`).
     /// `knowledge_of(tenant)` names the knowledge bases loaded for a tenant: the agent gets
-    /// the search tool when it may use one of them.
+    /// the search tool when it may use one of them. A tenant without signature validation
+    /// is refused unless `allow_unsigned` (the gateway's `--allow-unsigned-webhooks`).
     pub fn load(
         paths: &[PathBuf],
         default_realtime_url: &str,
         secrets_dir: &Path,
         knowledge_of: &dyn Fn(&str) -> Vec<String>,
+        allow_unsigned: bool,
     ) -> Result<Self, TenantError> {
         let mut out = Tenants::default();
         for path in paths {
@@ -144,6 +160,21 @@ impl Tenants {
             })?;
             let name = vt.metadata.name.clone().unwrap_or_else(|| "default".into());
             let spec = vt.spec;
+            if !spec.twilio.validate_signatures {
+                if !allow_unsigned {
+                    return Err(TenantError::UnsignedWebhooks {
+                        path: path.clone(),
+                        tenant: name,
+                    });
+                }
+                tracing::warn!(
+                    tenant = name,
+                    path = %path.display(),
+                    "SIGNATURE VALIDATION IS OFF for this tenant (--allow-unsigned-webhooks): \
+                     anyone who can reach this gateway can place calls on its OpenAI key. \
+                     Never run this way outside a laptop."
+                );
+            }
             let secret = |field: &'static str, r: &SecretRef| {
                 resolve_secret(r, secrets_dir).map_err(|problem| TenantError::Secret {
                     tenant: name.clone(),

@@ -247,3 +247,35 @@ async fn unknown_numbers_are_refused_politely_and_capacity_answers_busy() {
     );
     assert!(first.await.unwrap().unwrap().is_clean());
 }
+
+/// A tenant without signature validation would hand a stream (and the tenant's OpenAI
+/// key) to anyone: the gateway refuses to start with it unless told it is a laptop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_webhooks_are_served_only_with_the_laptop_flag() {
+    let unsigned = EnvOptions {
+        twilio_extra: "    validateSignatures: false\n".into(),
+        ..EnvOptions::default()
+    };
+    let Err(err) = Env::start(unsigned.clone()).await else {
+        panic!("a gateway started with an unsigned tenant and no --allow-unsigned-webhooks");
+    };
+    let msg = format!("{err:#}");
+    assert!(msg.contains("demo.yaml"), "names the tenant file: {msg}");
+    assert!(msg.contains("validateSignatures"), "{msg}");
+    assert!(
+        msg.contains("--allow-unsigned-webhooks"),
+        "names the flag: {msg}"
+    );
+
+    let env = Env::start(EnvOptions {
+        allow_unsigned_webhooks: true,
+        ..unsigned
+    })
+    .await
+    .unwrap();
+    let mut cfg = env.call(vec![Step::Hangup]);
+    cfg.signature = SignatureMode::Missing;
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 200, "{report:#?}");
+    assert!(report.stream_sid.is_some(), "{report:#?}");
+}

@@ -29,6 +29,13 @@ pub fn signed(
     websocket: bool,
 ) -> bool {
     if !tenant.spec.twilio.validate_signatures {
+        // Only reachable with --allow-unsigned-webhooks (tenants.rs refuses it otherwise);
+        // said on every request so nobody runs this way without noticing.
+        tracing::warn!(
+            tenant = tenant.name,
+            path,
+            "accepting an UNSIGNED Twilio request: signature validation is off (laptop mode)"
+        );
         return true;
     }
     let Some(sig) = headers
