@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 
+use crate::admission::StreamKey;
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
@@ -91,6 +90,12 @@ pub struct Tenant {
     pub spec: VoiceTenantSpec,
     /// Twilio Auth Token (HMAC key of signatures).
     pub auth_token: String,
+    /// Secondary Twilio Auth Token during a rotation: signatures made with it are
+    /// accepted too.
+    pub secondary_auth_token: Option<String>,
+    /// Key of this tenant's stream tokens, derived from the auth token (never the auth
+    /// token itself: see [`crate::admission`]).
+    pub stream_key: StreamKey,
     /// OpenAI API key.
     pub api_key: String,
     /// Realtime URL (tenant override, else the gateway's).
@@ -106,26 +111,20 @@ impl Tenant {
     /// cannot be opened for a call this tenant never answered. Any replica holding the
     /// tenant's config can check it.
     pub fn stream_token(&self, call_sid: &str) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
-        };
-        mac.update(b"switchboard-stream:");
-        mac.update(call_sid.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        self.stream_key
+            .tag(&[self.name.as_bytes(), call_sid.as_bytes()])
     }
 
     /// Constant-time check of a stream token.
     pub fn check_stream_token(&self, call_sid: &str, token: &str) -> bool {
-        let Ok(bytes) = hex::decode(token) else {
-            return false;
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) else {
-            return false;
-        };
-        mac.update(b"switchboard-stream:");
-        mac.update(call_sid.as_bytes());
-        mac.verify_truncated_left(&bytes).is_ok() && bytes.len() == 16
+        self.stream_key
+            .verify(&[self.name.as_bytes(), call_sid.as_bytes()], token)
+    }
+
+    /// The Twilio auth tokens whose signatures this tenant accepts: the primary, and the
+    /// secondary during a rotation.
+    pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.auth_token.as_str()).chain(self.secondary_auth_token.as_deref())
     }
 }
 
@@ -183,6 +182,10 @@ impl Tenants {
                 })
             };
             let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token)?;
+            let secondary_auth_token = match &spec.twilio.secondary_auth_token {
+                Some(r) => Some(secret("spec.twilio.secondaryAuthToken", r)?),
+                None => None,
+            };
             let api_key = secret("spec.openai.apiKey", &spec.openai.api_key)?;
             let loaded = knowledge_of(&name);
             let knowledge = spec
@@ -199,15 +202,16 @@ impl Tenants {
                     );
                 }
             }
-            let tenant = Arc::new(Self::build(
+            let mut tenant = Self::build(
                 name.clone(),
                 spec,
                 auth_token,
                 api_key,
                 default_realtime_url,
                 knowledge,
-            ));
-            out.insert(tenant)?;
+            );
+            tenant.secondary_auth_token = secondary_auth_token;
+            out.insert(Arc::new(tenant))?;
         }
         Ok(out)
     }
@@ -246,7 +250,9 @@ impl Tenants {
             settings,
             name,
             spec,
+            stream_key: StreamKey::derive(&auth_token),
             auth_token,
+            secondary_auth_token: None,
             api_key,
         }
     }

@@ -279,3 +279,30 @@ async fn unsigned_webhooks_are_served_only_with_the_laptop_flag() {
     assert_eq!(report.webhook_status, 200, "{report:#?}");
     assert!(report.stream_sid.is_some(), "{report:#?}");
 }
+
+/// During an auth token rotation Twilio may sign with the secondary token: a tenant that
+/// declares it accepts both, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_signed_with_the_secondary_token_are_accepted_during_rotation() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secondary = "rotated-secondary-token-9876";
+    let file = secrets.path().join("secondary");
+    std::fs::write(&file, secondary).unwrap();
+    let env = Env::start(EnvOptions {
+        twilio_extra: format!("    secondaryAuthToken:\n      file: {}\n", file.display()),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = env.call(vec![Step::Hangup]);
+    cfg.auth_token = secondary.into();
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 200, "{report:#?}");
+    assert!(
+        report.stream_sid.is_some(),
+        "the handshake signed with the secondary token was accepted too: {report:#?}"
+    );
+    cfg.auth_token = "neither-primary-nor-secondary".into();
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 403, "{report:#?}");
+}

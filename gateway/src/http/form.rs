@@ -45,5 +45,8 @@ pub fn signed(
         return false;
     };
     let urls = signature::candidate_urls(public_base, path, websocket);
-    signature::verify(&tenant.auth_token, &urls, params, sig)
+    // During a rotation Twilio may sign with either token; each is tried in turn.
+    tenant
+        .signing_tokens()
+        .any(|token| signature::verify(token, &urls, params, sig))
 }
