@@ -4,10 +4,25 @@
 //! stream that follows carries a token the webhook issued. The token is MAC'd with a key
 //! derived from the tenant's Twilio auth token for this one purpose (HKDF-SHA256), so a
 //! stream token never doubles as a webhook signature key and vice versa.
+//!
+//! A token alone would be replayable: a captured `start` message (the token travels in
+//! its custom parameters) would reopen the call, start a second model session and
+//! overwrite the real transcript. So each webhook also records an admission in this
+//! process's [`Admissions`] table; the token expires (it carries its expiry under the MAC)
+//! and the stream consumes the admission exactly once. A CallSid whose stream was opened
+//! stays refused while it is live and for [`ENDED_RETENTION`] after it ended. The table's
+//! lock is taken on the webhook, on the handshake, on `start` and at the call's end,
+//! never per audio frame.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::clock::unix_ms;
 
 /// HKDF `info` of the stream admission key: names the purpose, so the same auth token
 /// yields unrelated keys for anything else derived from it later.
@@ -67,6 +82,226 @@ fn unreachable_hmac() -> ! {
     panic!("HMAC-SHA256 accepts keys of any length")
 }
 
+/// How long an ended call's CallSid stays refused. Past it a replayed token has long
+/// expired anyway; only a replayed *webhook* (Twilio signatures carry no time) could
+/// admit it again.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Why a webhook got no admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// This CallSid's stream was already opened (live or recently ended): a replayed
+    /// webhook.
+    #[error("the stream of this call was already opened")]
+    AlreadyStreamed,
+}
+
+/// Why a media stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The CallSid's stream was already opened (live or ended).
+    #[error("replayed stream: this call's stream was already opened")]
+    Replay,
+    /// The admission expired before the stream used it.
+    #[error("the stream admission expired")]
+    Expired,
+    /// No admission for this CallSid in this process (never announced, or swept).
+    #[error("no webhook of this gateway announced this stream")]
+    Unknown,
+    /// The token is malformed or not MAC'd for this tenant and CallSid.
+    #[error("bad stream token")]
+    BadToken,
+}
+
+impl Refusal {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Replay => "replay",
+            Refusal::Expired => "expired",
+            Refusal::Unknown => "unknown",
+            Refusal::BadToken => "bad_token",
+        }
+    }
+}
+
+struct Pending {
+    tenant: String,
+    expires: Instant,
+    /// Tells a re-issued admission (a retried webhook) from the one a timer expires.
+    id: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    pending: HashMap<String, Pending>,
+    /// CallSids whose stream was opened: `true` while live.
+    spent: HashMap<String, bool>,
+    /// Ended calls, oldest first, for the retention sweep.
+    ended: VecDeque<(Instant, String)>,
+    next_id: u64,
+}
+
+impl Table {
+    fn sweep(&mut self, now: Instant) {
+        while let Some((at, _)) = self.ended.front() {
+            if now.saturating_duration_since(*at) < ENDED_RETENTION {
+                break;
+            }
+            if let Some((_, sid)) = self.ended.pop_front()
+                && self.spent.get(&sid) == Some(&false)
+            {
+                self.spent.remove(&sid);
+            }
+        }
+    }
+}
+
+/// The in-process admission table (see the module docs).
+pub struct Admissions {
+    table: Mutex<Table>,
+    ttl: Duration,
+}
+
+/// A consumed admission: the call holds it until it ends, then the CallSid is marked
+/// ended (still refused for [`ENDED_RETENTION`]).
+pub struct CallSlot {
+    admissions: Arc<Admissions>,
+    call_sid: String,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        let mut t = self.admissions.lock();
+        let sid = std::mem::take(&mut self.call_sid);
+        t.spent.insert(sid.clone(), false);
+        t.ended.push_back((Instant::now(), sid));
+    }
+}
+
+impl Admissions {
+    /// An empty table whose admissions expire after `ttl`.
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            table: Mutex::new(Table::default()),
+            ttl,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Every critical section is a few map operations that cannot leave the table
+        // half-updated, so a poisoned lock is still consistent.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits a stream for `call_sid` of `tenant` (the webhook was signed); returns the
+    /// token the stream must present. A retried webhook for a call whose stream has not
+    /// opened yet gets a fresh token for the same admission.
+    pub fn admit(
+        self: &Arc<Self>,
+        tenant: &str,
+        key: &StreamKey,
+        call_sid: &str,
+    ) -> Result<String, AdmitError> {
+        let now = Instant::now();
+        let expires_ms = now_ms().saturating_add(ttl_ms(self.ttl));
+        let id = {
+            let mut t = self.lock();
+            t.sweep(now);
+            if t.spent.contains_key(call_sid) {
+                return Err(AdmitError::AlreadyStreamed);
+            }
+            t.next_id += 1;
+            let id = t.next_id;
+            t.pending.insert(
+                call_sid.to_string(),
+                Pending {
+                    tenant: tenant.to_string(),
+                    expires: now + self.ttl,
+                    id,
+                },
+            );
+            id
+        };
+        let table = Arc::downgrade(self);
+        let sid = call_sid.to_string();
+        let ttl = self.ttl;
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Some(a) = table.upgrade() {
+                let mut t = a.lock();
+                if t.pending.get(&sid).is_some_and(|p| p.id == id) {
+                    t.pending.remove(&sid);
+                    tracing::info!(call_sid = sid, "stream admission expired unused");
+                }
+            }
+        });
+        let expires = expires_ms.to_string();
+        let tag = key.tag(&[tenant.as_bytes(), call_sid.as_bytes(), expires.as_bytes()]);
+        Ok(format!("{expires}.{tag}"))
+    }
+
+    /// Whether `call_sid`'s stream was already opened (live or ended): a handshake for it
+    /// is a replay, refused before the upgrade.
+    pub fn is_spent(&self, call_sid: &str) -> bool {
+        self.lock().spent.contains_key(call_sid)
+    }
+
+    /// Consumes the admission of `call_sid` with the `token` from the stream's `start`:
+    /// exactly one stream per admission, before its expiry.
+    pub fn consume(
+        self: &Arc<Self>,
+        tenant: &str,
+        key: &StreamKey,
+        call_sid: &str,
+        token: &str,
+    ) -> Result<CallSlot, Refusal> {
+        let (expires, tag) = token.split_once('.').ok_or(Refusal::BadToken)?;
+        if !key.verify(
+            &[tenant.as_bytes(), call_sid.as_bytes(), expires.as_bytes()],
+            tag,
+        ) {
+            return Err(Refusal::BadToken);
+        }
+        let expires_ms: u64 = expires.parse().map_err(|_| Refusal::BadToken)?;
+        let mut t = self.lock();
+        if t.spent.contains_key(call_sid) {
+            return Err(Refusal::Replay);
+        }
+        if now_ms() >= expires_ms {
+            return Err(Refusal::Expired);
+        }
+        let Some(p) = t.pending.remove(call_sid) else {
+            return Err(Refusal::Unknown);
+        };
+        if p.tenant != tenant {
+            t.pending.insert(call_sid.to_string(), p);
+            return Err(Refusal::BadToken);
+        }
+        if Instant::now() >= p.expires {
+            return Err(Refusal::Expired);
+        }
+        t.spent.insert(call_sid.to_string(), true);
+        Ok(CallSlot {
+            admissions: self.clone(),
+            call_sid: call_sid.to_string(),
+        })
+    }
+
+    /// Admissions waiting for their stream.
+    pub fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(unix_ms()).unwrap_or(0)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +323,43 @@ mod tests {
         assert!(!key.verify(&[b"CA1"], "zz"));
         assert!(!key.verify(&[b"CA1"], &key.tag(&[b"CA1"])[..30]));
         assert_eq!(format!("{key:?}"), "StreamKey(..)");
+    }
+
+    #[tokio::test]
+    async fn an_admission_is_consumed_once_and_expires() {
+        let key = StreamKey::derive("t");
+        let a = Admissions::new(Duration::from_millis(300));
+        let token = a.admit("demo", &key, "CA1").unwrap();
+        assert_eq!(
+            a.consume("other", &key, "CA1", &token).err(),
+            Some(Refusal::BadToken)
+        );
+        assert_eq!(
+            a.consume("demo", &key, "CA2", &token).err(),
+            Some(Refusal::BadToken)
+        );
+        let slot = a.consume("demo", &key, "CA1", &token).unwrap();
+        assert_eq!(
+            a.consume("demo", &key, "CA1", &token).err(),
+            Some(Refusal::Replay)
+        );
+        assert_eq!(
+            a.admit("demo", &key, "CA1"),
+            Err(AdmitError::AlreadyStreamed)
+        );
+        drop(slot);
+        assert!(a.is_spent("CA1"), "an ended call stays refused");
+        assert_eq!(
+            a.consume("demo", &key, "CA1", &token).err(),
+            Some(Refusal::Replay)
+        );
+
+        let token = a.admit("demo", &key, "CA3").unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(a.pending(), 0, "the expired admission was swept");
+        assert_eq!(
+            a.consume("demo", &key, "CA3", &token).err(),
+            Some(Refusal::Expired)
+        );
     }
 }

@@ -68,6 +68,15 @@ pub struct Cli {
     /// this flag is given; the operator never sets it.
     #[arg(long, env = "SWITCHBOARD_ALLOW_UNSIGNED_WEBHOOKS")]
     pub allow_unsigned_webhooks: bool,
+    /// How long the stream admission a webhook issues stays valid, seconds: Twilio opens
+    /// the stream right after the TwiML, so a short window limits what a leaked token is
+    /// worth.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_STREAM_ADMISSION_SECONDS",
+        default_value_t = 60
+    )]
+    pub stream_admission_seconds: u64,
 }
 
 impl Cli {

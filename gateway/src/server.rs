@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admission::Admissions;
 use crate::cli::Cli;
 use crate::drain::Drain;
 use crate::http::router;
@@ -136,6 +137,7 @@ impl Gateway {
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
             tools,
+            admissions: Admissions::new(Duration::from_secs(cli.stream_admission_seconds)),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

@@ -107,20 +107,6 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// The token that ties a media stream to the webhook that created it, so a stream
-    /// cannot be opened for a call this tenant never answered. Any replica holding the
-    /// tenant's config can check it.
-    pub fn stream_token(&self, call_sid: &str) -> String {
-        self.stream_key
-            .tag(&[self.name.as_bytes(), call_sid.as_bytes()])
-    }
-
-    /// Constant-time check of a stream token.
-    pub fn check_stream_token(&self, call_sid: &str, token: &str) -> bool {
-        self.stream_key
-            .verify(&[self.name.as_bytes(), call_sid.as_bytes()], token)
-    }
-
     /// The Twilio auth tokens whose signatures this tenant accepts: the primary, and the
     /// secondary during a rotation.
     pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {

@@ -49,6 +49,8 @@ pub struct EnvOptions {
     pub twilio_extra: String,
     /// `--allow-unsigned-webhooks`.
     pub allow_unsigned_webhooks: bool,
+    /// `--stream-admission-seconds`.
+    pub stream_admission_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -64,6 +66,7 @@ impl Default for EnvOptions {
             knowledge: Vec::new(),
             twilio_extra: String::new(),
             allow_unsigned_webhooks: false,
+            stream_admission_seconds: 60,
         }
     }
 }
@@ -152,6 +155,7 @@ impl Env {
             knowledge: opts.knowledge.clone(),
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
+            stream_admission_seconds: opts.stream_admission_seconds,
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

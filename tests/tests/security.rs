@@ -306,3 +306,170 @@ async fn webhooks_signed_with_the_secondary_token_are_accepted_during_rotation()
     let report = place_call(&cfg).await.unwrap();
     assert_eq!(report.webhook_status, 403, "{report:#?}");
 }
+
+/// Opens the stream at `url` (signed) and sends `connected` and `start` with `params`.
+async fn open_and_start(
+    env: &Env,
+    url: &str,
+    call_sid: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> switchboard_tests::RawWs {
+    let mut ws = env
+        .raw_stream(url, Some(twilio_signature(AUTH_TOKEN, url, &[])))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(start_message(
+        &new_sid("MZ"),
+        call_sid,
+        params,
+    )))
+    .await
+    .unwrap();
+    ws
+}
+
+/// Whether the gateway closes `ws` within 5 s.
+async fn closed_by_gateway(ws: &mut switchboard_tests::RawWs) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A captured handshake (same CallSid, same token) cannot reopen a call: not while it is
+/// live, not after it ended; a captured webhook cannot admit it again either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_stream_handshakes_are_refused_live_and_after_the_call() {
+    // Without pre-connect a model session exists only once the stream was admitted.
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (status, twiml) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 200);
+    let (url, params) = stream_target(&twiml).unwrap();
+    let mut live = open_and_start(&env, &url, &sid, &params).await;
+    // The call is up once its model session exists.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.realtime.sessions().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.realtime.sessions().len(), 1);
+
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let Err(err) = env.raw_stream(&url, Some(sig.clone())).await else {
+        panic!("a second stream for a live call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    let (status, _) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 409, "a replayed webhook for a live call");
+
+    live.send(Message::text(
+        serde_json::json!({"event": "stop", "sequenceNumber": "9", "streamSid": "MZ1",
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": sid}})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    let Err(err) = env.raw_stream(&url, Some(sig.clone())).await else {
+        panic!("a stream for an ended call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    let (status, _) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 409, "a replayed webhook for an ended call");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "no second model session");
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(&m, "switchboard_stream_refusals_total{reason=\"replay\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_stream_refusals_total{reason=\"webhook_replay\"}"
+        ),
+        2.0
+    );
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(
+        rec.outcome.as_deref(),
+        Some("caller_hangup"),
+        "record intact"
+    );
+}
+
+/// Two streams racing for one admission: exactly one becomes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_admission_opens_one_stream_even_when_two_race() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    // Both handshakes complete before either sends `start`.
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let mut a = env.raw_stream(&url, Some(sig.clone())).await.unwrap();
+    let mut b = env.raw_stream(&url, Some(sig)).await.unwrap();
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "one model session");
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_stream_refusals_total{reason=\"replay\"}"
+        ),
+        1.0
+    );
+}
+
+/// An admission not used within its lifetime is dead: the stream is closed before any
+/// model session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_an_expired_admission_is_refused() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        stream_admission_seconds: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut ws = open_and_start(&env, &url, &sid, &params).await;
+    assert!(closed_by_gateway(&mut ws).await);
+    assert!(env.realtime.sessions().is_empty());
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_stream_refusals_total{reason=\"expired\"}"
+        ),
+        1.0
+    );
+}

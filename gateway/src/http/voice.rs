@@ -26,6 +26,23 @@ fn xml(state: &AppState, status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
+/// A signed webhook for a call whose stream was already opened: Twilio sends one per
+/// call, so this is a captured webhook replayed to reopen the call. Nothing is started.
+fn replayed_webhook(
+    state: &AppState,
+    tenant: &Tenant,
+    call_sid: &str,
+    e: crate::admission::AdmitError,
+) -> Response {
+    state
+        .metrics
+        .stream_refusals
+        .with_label_values(&["webhook_replay"])
+        .inc();
+    tracing::warn!(tenant = tenant.name, call_sid, error = %e, "refused webhook");
+    xml(state, StatusCode::CONFLICT, String::new())
+}
+
 /// Finds the tenant for a status callback: by the called number, else by the account
 /// (a call only reaches a tenant through its numbers; see [`incoming_call`]).
 pub(super) fn tenant_for(state: &AppState, params: &[(String, String)]) -> Option<Arc<Tenant>> {
@@ -94,6 +111,13 @@ pub async fn incoming_call(
         );
         return xml(&state, StatusCode::OK, twiml::reject_busy());
     }
+    let token = match state
+        .admissions
+        .admit(&tenant.name, &tenant.stream_key, &call_sid)
+    {
+        Ok(t) => t,
+        Err(e) => return replayed_webhook(&state, &tenant, &call_sid, e),
+    };
     let from = form::get(&params, "From").unwrap_or_default().to_string();
     state
         .writer
@@ -124,7 +148,6 @@ pub async fn incoming_call(
         tenant.name,
         call_sid
     );
-    let token = tenant.stream_token(&call_sid);
     tracing::info!(
         tenant = tenant.name,
         call_sid,
