@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::unix_ms;
 
@@ -94,6 +95,9 @@ pub enum AdmitError {
     /// webhook.
     #[error("the stream of this call was already opened")]
     AlreadyStreamed,
+    /// Every call slot (`--max-calls`) is taken by a live call or a pending admission.
+    #[error("at capacity")]
+    AtCapacity,
 }
 
 /// Why a media stream was refused.
@@ -126,6 +130,8 @@ impl Refusal {
 }
 
 struct Pending {
+    /// The call slot this admission reserves; dropped (released) if it expires unused.
+    permit: OwnedSemaphorePermit,
     tenant: String,
     expires: Instant,
     /// Tells a re-issued admission (a retried webhook) from the one a timer expires.
@@ -157,10 +163,14 @@ impl Table {
     }
 }
 
-/// The in-process admission table (see the module docs).
+/// The in-process admission table (see the module docs), and the call slots of
+/// `--max-calls`: the webhook takes a slot atomically with its admission (no
+/// check-then-act), the stream inherits it, the call holds it until it ends.
 pub struct Admissions {
     table: Mutex<Table>,
     ttl: Duration,
+    slots: Arc<Semaphore>,
+    max_calls: usize,
 }
 
 /// A consumed admission: the call holds it until it ends, then the CallSid is marked
@@ -168,6 +178,7 @@ pub struct Admissions {
 pub struct CallSlot {
     admissions: Arc<Admissions>,
     call_sid: String,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for CallSlot {
@@ -180,12 +191,20 @@ impl Drop for CallSlot {
 }
 
 impl Admissions {
-    /// An empty table whose admissions expire after `ttl`.
-    pub fn new(ttl: Duration) -> Arc<Self> {
+    /// An empty table whose admissions expire after `ttl`, with `max_calls` call slots.
+    pub fn new(ttl: Duration, max_calls: usize) -> Arc<Self> {
+        let max_calls = max_calls.min(Semaphore::MAX_PERMITS);
         Arc::new(Self {
             table: Mutex::new(Table::default()),
             ttl,
+            slots: Arc::new(Semaphore::new(max_calls)),
+            max_calls,
         })
+    }
+
+    /// Call slots taken (live calls and admissions waiting for their stream).
+    pub fn slots_in_use(&self) -> usize {
+        self.max_calls - self.slots.available_permits()
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -211,11 +230,21 @@ impl Admissions {
             if t.spent.contains_key(call_sid) {
                 return Err(AdmitError::AlreadyStreamed);
             }
+            // A retried webhook keeps the slot its first attempt took.
+            let permit = match t.pending.remove(call_sid) {
+                Some(p) => p.permit,
+                None => self
+                    .slots
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| AdmitError::AtCapacity)?,
+            };
             t.next_id += 1;
             let id = t.next_id;
             t.pending.insert(
                 call_sid.to_string(),
                 Pending {
+                    permit,
                     tenant: tenant.to_string(),
                     expires: now + self.ttl,
                     id,
@@ -285,6 +314,7 @@ impl Admissions {
         Ok(CallSlot {
             admissions: self.clone(),
             call_sid: call_sid.to_string(),
+            _permit: p.permit,
         })
     }
 
@@ -328,7 +358,7 @@ mod tests {
     #[tokio::test]
     async fn an_admission_is_consumed_once_and_expires() {
         let key = StreamKey::derive("t");
-        let a = Admissions::new(Duration::from_millis(300));
+        let a = Admissions::new(Duration::from_millis(300), 10);
         let token = a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(
             a.consume("other", &key, "CA1", &token).err(),
@@ -361,5 +391,29 @@ mod tests {
             a.consume("demo", &key, "CA3", &token).err(),
             Some(Refusal::Expired)
         );
+    }
+
+    #[tokio::test]
+    async fn slots_pass_from_admission_to_call_and_come_back() {
+        let key = StreamKey::derive("t");
+        let a = Admissions::new(Duration::from_millis(300), 2);
+        let t1 = a.admit("demo", &key, "CA1").unwrap();
+        a.admit("demo", &key, "CA2").unwrap();
+        assert_eq!(a.admit("demo", &key, "CA3"), Err(AdmitError::AtCapacity));
+        // A retried webhook reuses its slot.
+        let t1 = {
+            let _ = t1;
+            a.admit("demo", &key, "CA1").unwrap()
+        };
+        assert_eq!(a.slots_in_use(), 2);
+        let call = a.consume("demo", &key, "CA1", &t1).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            a.slots_in_use(),
+            1,
+            "the unused admission gave its slot back"
+        );
+        drop(call);
+        assert_eq!(a.slots_in_use(), 0, "the ended call gave its slot back");
     }
 }

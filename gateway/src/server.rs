@@ -137,7 +137,10 @@ impl Gateway {
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
             tools,
-            admissions: Admissions::new(Duration::from_secs(cli.stream_admission_seconds)),
+            admissions: Admissions::new(
+                Duration::from_secs(cli.stream_admission_seconds),
+                cli.max_calls,
+            ),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

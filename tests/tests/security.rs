@@ -473,3 +473,81 @@ async fn a_stream_with_an_expired_admission_is_refused() {
         1.0
     );
 }
+
+/// `--max-calls` is taken atomically at the webhook: of N+k concurrent webhooks exactly
+/// N get a stream and k a busy signal; a stream without an admission never gets a slot;
+/// the slots come back when the calls end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_webhooks_over_capacity_answer_busy_and_streams_need_a_slot() {
+    const MAX: usize = 3;
+    const EXTRA: usize = 5;
+    let env = Env::start(EnvOptions {
+        max_calls: MAX,
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sids: Vec<String> = (0..MAX + EXTRA).map(|_| new_sid("CA")).collect();
+    let answers = futures_util::future::join_all(sids.iter().map(|sid| env.webhook(sid))).await;
+    let mut admitted = Vec::new();
+    let mut busy = Vec::new();
+    for (sid, answer) in sids.iter().zip(answers) {
+        let (status, twiml) = answer.unwrap();
+        assert_eq!(status, 200, "{twiml}");
+        match stream_target(&twiml) {
+            Ok(target) => admitted.push((sid.clone(), target)),
+            Err(why) => {
+                assert!(why.to_string().contains("busy"), "{why}");
+                busy.push(sid.clone());
+            }
+        }
+    }
+    assert_eq!((admitted.len(), busy.len()), (MAX, EXTRA));
+
+    // A stream for a call that got the busy signal, with a token borrowed from an
+    // admitted call: no slot, no model session.
+    let (_, (_, borrowed)) = &admitted[0];
+    let url = format!(
+        "{}/twilio/stream/demo/{}",
+        env.base.replace("http://", "ws://"),
+        busy[0]
+    );
+    let mut ws = open_and_start(&env, &url, &busy[0], borrowed).await;
+    assert!(closed_by_gateway(&mut ws).await);
+
+    let mut calls = Vec::new();
+    for (sid, (url, params)) in &admitted {
+        calls.push((sid.clone(), open_and_start(&env, url, sid, params).await));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.realtime.sessions().len() < MAX && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.realtime.sessions().len(), MAX);
+    let (_, twiml) = env.webhook(&new_sid("CA")).await.unwrap();
+    assert!(
+        twiml.contains("busy"),
+        "full while the calls are live: {twiml}"
+    );
+
+    for (sid, ws) in &mut calls {
+        ws.send(Message::text(
+            serde_json::json!({"event": "stop", "sequenceNumber": "9", "streamSid": "MZ1",
+                "stop": {"accountSid": ACCOUNT_SID, "callSid": sid}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    for (sid, _) in &calls {
+        env.record(sid).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.gw().state.admissions.slots_in_use() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.gw().state.admissions.slots_in_use(), 0);
+    let (_, twiml) = env.webhook(&new_sid("CA")).await.unwrap();
+    assert!(stream_target(&twiml).is_ok(), "slots came back: {twiml}");
+}

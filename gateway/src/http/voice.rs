@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::form;
+use crate::admission::AdmitError;
 use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::state::AppState;
@@ -28,12 +29,7 @@ fn xml(state: &AppState, status: StatusCode, body: String) -> Response {
 
 /// A signed webhook for a call whose stream was already opened: Twilio sends one per
 /// call, so this is a captured webhook replayed to reopen the call. Nothing is started.
-fn replayed_webhook(
-    state: &AppState,
-    tenant: &Tenant,
-    call_sid: &str,
-    e: crate::admission::AdmitError,
-) -> Response {
+fn replayed_webhook(state: &AppState, tenant: &Tenant, call_sid: &str, e: AdmitError) -> Response {
     state
         .metrics
         .stream_refusals
@@ -102,20 +98,22 @@ pub async fn incoming_call(
             twiml::say_and_hangup("We're sorry, this call could not be connected."),
         );
     }
-    if state.drain.active() + state.parking.len() >= state.max_calls {
-        tracing::warn!(
-            tenant = tenant.name,
-            call_sid,
-            max = state.max_calls,
-            "at capacity: answering busy"
-        );
-        return xml(&state, StatusCode::OK, twiml::reject_busy());
-    }
+    // The call slot is taken with the admission, atomically: concurrent webhooks cannot
+    // all pass a check and then all start calls.
     let token = match state
         .admissions
         .admit(&tenant.name, &tenant.stream_key, &call_sid)
     {
         Ok(t) => t,
+        Err(AdmitError::AtCapacity) => {
+            tracing::warn!(
+                tenant = tenant.name,
+                call_sid,
+                max = state.max_calls,
+                "at capacity: answering busy"
+            );
+            return xml(&state, StatusCode::OK, twiml::reject_busy());
+        }
         Err(e) => return replayed_webhook(&state, &tenant, &call_sid, e),
     };
     let from = form::get(&params, "From").unwrap_or_default().to_string();
