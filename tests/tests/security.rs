@@ -551,3 +551,49 @@ async fn concurrent_webhooks_over_capacity_answer_busy_and_streams_need_a_slot()
     let (_, twiml) = env.webhook(&new_sid("CA")).await.unwrap();
     assert!(stream_target(&twiml).is_ok(), "slots came back: {twiml}");
 }
+
+/// Without a valid signature an unknown number and a served one get the same answer:
+/// the gateway is no oracle of the numbers it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_known_numbers_are_indistinguishable_without_a_signature() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let url = format!("{}/twilio/voice", env.base);
+    let answer = |to: &'static str, token: &'static str| {
+        let url = url.clone();
+        async move {
+            let params: Vec<(String, String)> = [
+                ("CallSid", new_sid("CA")),
+                ("AccountSid", ACCOUNT_SID.to_string()),
+                ("From", "+15551230000".to_string()),
+                ("To", to.to_string()),
+                ("CallStatus", "ringing".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let sig = twilio_signature(token, &url, &params);
+            let resp = switchboard_sim::caller::http_client()
+                .unwrap()
+                .post(&url)
+                .header("X-Twilio-Signature", sig)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            (status, ctype, resp.text().await.unwrap())
+        }
+    };
+    let known = answer(switchboard_tests::NUMBER, "not-the-token").await;
+    let unknown = answer("+15559999999", "not-the-token").await;
+    assert_eq!(known.0, 403);
+    assert_eq!(known, unknown);
+    // Signed by the account's tenant, an unknown number still hears "not in service".
+    let (status, _, body) = answer("+15559999999", AUTH_TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("not in service"), "{body}");
+}

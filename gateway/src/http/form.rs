@@ -50,3 +50,18 @@ pub fn signed(
         .signing_tokens()
         .any(|token| signature::verify(token, &urls, params, sig))
 }
+
+/// Whether a webhook for a number no tenant answers carries a valid signature of a tenant
+/// on the Twilio account it names. There is no tenant to check it against, so the
+/// candidates are the tenants of the claimed `AccountSid` (signed too, so a forger gains
+/// nothing by choosing it; bounded, unlike trying every tenant of the gateway).
+pub fn signed_by_account<'a>(
+    tenants: impl Iterator<Item = &'a std::sync::Arc<Tenant>>,
+    public_base: &str,
+    path: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> bool {
+    let mut tenants = tenants;
+    tenants.any(|t| signed(t, public_base, path, headers, params, false))
+}

@@ -39,6 +39,27 @@ fn replayed_webhook(state: &AppState, tenant: &Tenant, call_sid: &str, e: AdmitE
     xml(state, StatusCode::CONFLICT, String::new())
 }
 
+/// The answer to a webhook without a valid signature, the same whether or not its number
+/// is served (see [`incoming_call`]).
+fn unsigned(state: &AppState, tenant: &str, params: &[(String, String)]) -> Response {
+    state
+        .metrics
+        .signature_failures
+        .with_label_values(&[ROUTE])
+        .inc();
+    state
+        .metrics
+        .webhook_responses
+        .with_label_values(&[ROUTE, "403"])
+        .inc();
+    tracing::warn!(
+        tenant,
+        call_sid = form::get(params, "CallSid").unwrap_or(""),
+        "refused webhook: bad or missing X-Twilio-Signature"
+    );
+    StatusCode::FORBIDDEN.into_response()
+}
+
 /// Finds the tenant for a status callback: by the called number, else by the account
 /// (a call only reaches a tenant through its numbers; see [`incoming_call`]).
 pub(super) fn tenant_for(state: &AppState, params: &[(String, String)]) -> Option<Arc<Tenant>> {
@@ -60,7 +81,22 @@ pub async fn incoming_call(
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let to = form::get(&params, "To").unwrap_or_default().to_string();
     // Routing is by the called number only: a tenant answers the numbers it declares.
+    // Nothing number-specific is revealed before a signature checks out: an unsigned
+    // request for an unknown number gets exactly the 403 of a bad signature on a known
+    // one, so the gateway is no oracle of which numbers it serves. A request signed by a
+    // tenant of the claimed account (a number just removed from its manifest) still gets
+    // the polite "not in service" a real caller should hear.
+    let account = form::get(&params, "AccountSid").unwrap_or_default();
     let Some(tenant) = state.tenants.by_number(&to).cloned() else {
+        if !form::signed_by_account(
+            state.tenants.by_account(account),
+            &state.public_base,
+            path,
+            &headers,
+            &params,
+        ) {
+            return unsigned(&state, "-", &params);
+        }
         tracing::info!(to, "call for a number no tenant answers");
         return xml(
             &state,
@@ -71,22 +107,7 @@ pub async fn incoming_call(
         );
     };
     if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
-        state
-            .metrics
-            .signature_failures
-            .with_label_values(&[ROUTE])
-            .inc();
-        state
-            .metrics
-            .webhook_responses
-            .with_label_values(&[ROUTE, "403"])
-            .inc();
-        tracing::warn!(
-            tenant = tenant.name,
-            call_sid = form::get(&params, "CallSid").unwrap_or(""),
-            "refused webhook: bad or missing X-Twilio-Signature"
-        );
-        return StatusCode::FORBIDDEN.into_response();
+        return unsigned(&state, &tenant.name, &params);
     }
     let call_sid = form::get(&params, "CallSid")
         .unwrap_or_default()
