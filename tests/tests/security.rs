@@ -317,19 +317,19 @@ async fn open_and_start(
     let mut ws = env
         .raw_stream(url, Some(twilio_signature(AUTH_TOKEN, url, &[])))
         .await
-        .unwrap();
+        .expect("signed handshake accepted");
     ws.send(Message::text(
         r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
     ))
     .await
-    .unwrap();
+    .expect("connected sent");
     ws.send(Message::text(start_message(
         &new_sid("MZ"),
         call_sid,
         params,
     )))
     .await
-    .unwrap();
+    .expect("start sent");
     ws
 }
 
