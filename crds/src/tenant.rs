@@ -301,6 +301,11 @@ pub struct TwilioSpec {
     pub account_sid: String,
     /// The account's Auth Token: the key of every webhook signature.
     pub auth_token: SecretRef,
+    /// The account's secondary Auth Token, while the primary is being rotated: webhooks
+    /// signed with either token are accepted. Remove it once Twilio has promoted it (and
+    /// `authToken` names the new token). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_auth_token: Option<SecretRef>,
     /// Refuse webhooks and streams without a valid `X-Twilio-Signature` (default true).
     #[serde(default = "default_true")]
     pub validate_signatures: bool,

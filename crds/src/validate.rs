@@ -171,6 +171,9 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
         "must be 'AC' followed by 32 hex digits",
     );
     c.secret("spec.twilio.authToken", &spec.twilio.auth_token);
+    if let Some(r) = &spec.twilio.secondary_auth_token {
+        c.secret("spec.twilio.secondaryAuthToken", r);
+    }
     c.secret("spec.openai.apiKey", &spec.openai.api_key);
     if let Some(u) = &spec.openai.realtime_url {
         c.check(

@@ -20,6 +20,7 @@ fn base() -> VoiceTenantSpec {
         twilio: TwilioSpec {
             account_sid: "AC0123456789abcdef0123456789ABCDEF".into(),
             auth_token: SecretRef::env("TWILIO_AUTH_TOKEN"),
+            secondary_auth_token: None,
             validate_signatures: true,
         },
         openai: OpenAiSpec {

@@ -62,6 +62,21 @@ pub struct Cli {
     /// config.json) for the local embedder; `scripts/model.sh` fetches it and prints it.
     #[arg(long, env = "SWITCHBOARD_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+    /// Serve tenants that set `spec.twilio.validateSignatures: false` (laptop mode only).
+    /// Without signatures anyone who can reach the gateway gets a media stream and spends
+    /// the tenant's OpenAI key, so a gateway refuses to start with such a tenant unless
+    /// this flag is given; the operator never sets it.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_UNSIGNED_WEBHOOKS")]
+    pub allow_unsigned_webhooks: bool,
+    /// How long the stream admission a webhook issues stays valid, seconds: Twilio opens
+    /// the stream right after the TwiML, so a short window limits what a leaked token is
+    /// worth.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_STREAM_ADMISSION_SECONDS",
+        default_value_t = 60
+    )]
+    pub stream_admission_seconds: u64,
 }
 
 impl Cli {

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub store_spooled: IntGauge,
     /// Messages refused from a peer, by kind.
     pub malformed: IntCounterVec,
+    /// Media streams and webhooks refused by stream admission, by reason (`replay`,
+    /// `expired`, `unknown`, `bad_token`, `webhook_replay`).
+    pub stream_refusals: IntCounterVec,
     /// Pre-connected Realtime sessions by fate (`adopted`, `expired`, `failed`, `fresh`).
     pub preconnect: IntCounterVec,
     /// Webhook → Realtime session ready for the stream, seconds.
@@ -137,6 +140,13 @@ impl Metrics {
                 ),
                 &["kind"],
             )?,
+            stream_refusals: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_stream_refusals_total",
+                    "Media streams (and replayed webhooks) refused by stream admission, by reason",
+                ),
+                &["reason"],
+            )?,
             preconnect: IntCounterVec::new(
                 Opts::new(
                     "switchboard_preconnect_total",
@@ -176,6 +186,7 @@ impl Metrics {
         r.register(Box::new(m.store_queue_depth.clone()))?;
         r.register(Box::new(m.store_spooled.clone()))?;
         r.register(Box::new(m.malformed.clone()))?;
+        r.register(Box::new(m.stream_refusals.clone()))?;
         r.register(Box::new(m.preconnect.clone()))?;
         r.register(Box::new(m.setup_latency.clone()))?;
         r.register(Box::new(m.late_deltas_dropped.clone()))?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admission::Admissions;
 use crate::cli::Cli;
 use crate::drain::Drain;
 use crate::http::router;
@@ -91,7 +92,13 @@ impl Gateway {
                 .map(|k| k.bases_of(tenant))
                 .unwrap_or_default()
         };
-        let tenants = Tenants::load(&cli.tenants, &cli.realtime_url, &secrets_dir, &knowledge_of)?;
+        let tenants = Tenants::load(
+            &cli.tenants,
+            &cli.realtime_url,
+            &secrets_dir,
+            &knowledge_of,
+            cli.allow_unsigned_webhooks,
+        )?;
         let tools: Arc<dyn ToolRunner> = match &knowledge {
             Some(k) => Arc::new(KnowledgeRunner(k.clone())),
             None => Arc::new(NoExternalTools),
@@ -130,6 +137,10 @@ impl Gateway {
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
             tools,
+            admissions: Admissions::new(
+                Duration::from_secs(cli.stream_admission_seconds),
+                cli.max_calls,
+            ),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 
+use crate::admission::StreamKey;
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
@@ -45,6 +44,20 @@ pub enum TenantError {
     /// Two tenants claim one number, or one name.
     #[error("{0}")]
     Conflict(String),
+    /// A tenant turns signature validation off and the gateway was not told it may serve
+    /// unsigned webhooks.
+    #[error(
+        "{path}: tenant {tenant} sets spec.twilio.validateSignatures: false, which lets anyone \
+         who reaches this gateway open calls on the tenant's OpenAI key; refusing to start. \
+         For local experiments only, pass --allow-unsigned-webhooks \
+         (SWITCHBOARD_ALLOW_UNSIGNED_WEBHOOKS=true)"
+    )]
+    UnsignedWebhooks {
+        /// File.
+        path: PathBuf,
+        /// Tenant.
+        tenant: String,
+    },
 }
 
 /// Per-call settings of the call state machine (`call/session.rs`), derived from the
@@ -77,6 +90,12 @@ pub struct Tenant {
     pub spec: VoiceTenantSpec,
     /// Twilio Auth Token (HMAC key of signatures).
     pub auth_token: String,
+    /// Secondary Twilio Auth Token during a rotation: signatures made with it are
+    /// accepted too.
+    pub secondary_auth_token: Option<String>,
+    /// Key of this tenant's stream tokens, derived from the auth token (never the auth
+    /// token itself: see [`crate::admission`]).
+    pub stream_key: StreamKey,
     /// OpenAI API key.
     pub api_key: String,
     /// Realtime URL (tenant override, else the gateway's).
@@ -88,30 +107,10 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// The token that ties a media stream to the webhook that created it, so a stream
-    /// cannot be opened for a call this tenant never answered. Any replica holding the
-    /// tenant's config can check it.
-    pub fn stream_token(&self, call_sid: &str) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
-        };
-        mac.update(b"switchboard-stream:");
-        mac.update(call_sid.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
-    }
-
-    /// Constant-time check of a stream token.
-    pub fn check_stream_token(&self, call_sid: &str, token: &str) -> bool {
-        let Ok(bytes) = hex::decode(token) else {
-            return false;
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.auth_token.as_bytes()) else {
-            return false;
-        };
-        mac.update(b"switchboard-stream:");
-        mac.update(call_sid.as_bytes());
-        mac.verify_truncated_left(&bytes).is_ok() && bytes.len() == 16
+    /// The Twilio auth tokens whose signatures this tenant accepts: the primary, and the
+    /// secondary during a rotation.
+    pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.auth_token.as_str()).chain(self.secondary_auth_token.as_deref())
     }
 }
 
@@ -125,12 +124,14 @@ pub struct Tenants {
 impl Tenants {
     /// Loads every manifest, resolving secrets (from `secrets_dir` for `secretKeyRef`).
     /// `knowledge_of(tenant)` names the knowledge bases loaded for a tenant: the agent gets
-    /// the search tool when it may use one of them.
+    /// the search tool when it may use one of them. A tenant without signature validation
+    /// is refused unless `allow_unsigned` (the gateway's `--allow-unsigned-webhooks`).
     pub fn load(
         paths: &[PathBuf],
         default_realtime_url: &str,
         secrets_dir: &Path,
         knowledge_of: &dyn Fn(&str) -> Vec<String>,
+        allow_unsigned: bool,
     ) -> Result<Self, TenantError> {
         let mut out = Tenants::default();
         for path in paths {
@@ -144,6 +145,21 @@ impl Tenants {
             })?;
             let name = vt.metadata.name.clone().unwrap_or_else(|| "default".into());
             let spec = vt.spec;
+            if !spec.twilio.validate_signatures {
+                if !allow_unsigned {
+                    return Err(TenantError::UnsignedWebhooks {
+                        path: path.clone(),
+                        tenant: name,
+                    });
+                }
+                tracing::warn!(
+                    tenant = name,
+                    path = %path.display(),
+                    "SIGNATURE VALIDATION IS OFF for this tenant (--allow-unsigned-webhooks): \
+                     anyone who can reach this gateway can place calls on its OpenAI key. \
+                     Never run this way outside a laptop."
+                );
+            }
             let secret = |field: &'static str, r: &SecretRef| {
                 resolve_secret(r, secrets_dir).map_err(|problem| TenantError::Secret {
                     tenant: name.clone(),
@@ -152,6 +168,10 @@ impl Tenants {
                 })
             };
             let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token)?;
+            let secondary_auth_token = match &spec.twilio.secondary_auth_token {
+                Some(r) => Some(secret("spec.twilio.secondaryAuthToken", r)?),
+                None => None,
+            };
             let api_key = secret("spec.openai.apiKey", &spec.openai.api_key)?;
             let loaded = knowledge_of(&name);
             let knowledge = spec
@@ -168,15 +188,16 @@ impl Tenants {
                     );
                 }
             }
-            let tenant = Arc::new(Self::build(
+            let mut tenant = Self::build(
                 name.clone(),
                 spec,
                 auth_token,
                 api_key,
                 default_realtime_url,
                 knowledge,
-            ));
-            out.insert(tenant)?;
+            );
+            tenant.secondary_auth_token = secondary_auth_token;
+            out.insert(Arc::new(tenant))?;
         }
         Ok(out)
     }
@@ -215,7 +236,9 @@ impl Tenants {
             settings,
             name,
             spec,
+            stream_key: StreamKey::derive(&auth_token),
             auth_token,
+            secondary_auth_token: None,
             api_key,
         }
     }

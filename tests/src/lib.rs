@@ -46,6 +46,12 @@ pub struct EnvOptions {
     pub preconnect_ttl_seconds: u64,
     /// `--knowledge` manifests.
     pub knowledge: Vec<PathBuf>,
+    /// Extra YAML lines under `spec.twilio` (indented by 4 spaces).
+    pub twilio_extra: String,
+    /// `--allow-unsigned-webhooks`.
+    pub allow_unsigned_webhooks: bool,
+    /// `--stream-admission-seconds`.
+    pub stream_admission_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -59,6 +65,9 @@ impl Default for EnvOptions {
             agent_extra: String::new(),
             preconnect_ttl_seconds: 15,
             knowledge: Vec::new(),
+            twilio_extra: String::new(),
+            allow_unsigned_webhooks: false,
+            stream_admission_seconds: 60,
         }
     }
 }
@@ -110,11 +119,12 @@ spec:
     accountSid: {ACCOUNT_SID}
     authToken:
       file: {token}
-  openai:
+{twilio_extra}  openai:
     apiKey:
       file: {key}
 ",
         extra = opts.agent_extra,
+        twilio_extra = opts.twilio_extra,
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
     )
@@ -145,6 +155,8 @@ impl Env {
             no_preconnect: opts.no_preconnect,
             knowledge: opts.knowledge.clone(),
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
+            allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
+            stream_admission_seconds: opts.stream_admission_seconds,
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

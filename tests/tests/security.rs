@@ -247,3 +247,353 @@ async fn unknown_numbers_are_refused_politely_and_capacity_answers_busy() {
     );
     assert!(first.await.unwrap().unwrap().is_clean());
 }
+
+/// A tenant without signature validation would hand a stream (and the tenant's OpenAI
+/// key) to anyone: the gateway refuses to start with it unless told it is a laptop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_webhooks_are_served_only_with_the_laptop_flag() {
+    let unsigned = EnvOptions {
+        twilio_extra: "    validateSignatures: false\n".into(),
+        ..EnvOptions::default()
+    };
+    let Err(err) = Env::start(unsigned.clone()).await else {
+        panic!("a gateway started with an unsigned tenant and no --allow-unsigned-webhooks");
+    };
+    let msg = format!("{err:#}");
+    assert!(msg.contains("demo.yaml"), "names the tenant file: {msg}");
+    assert!(msg.contains("validateSignatures"), "{msg}");
+    assert!(
+        msg.contains("--allow-unsigned-webhooks"),
+        "names the flag: {msg}"
+    );
+
+    let env = Env::start(EnvOptions {
+        allow_unsigned_webhooks: true,
+        ..unsigned
+    })
+    .await
+    .unwrap();
+    let mut cfg = env.call(vec![Step::Hangup]);
+    cfg.signature = SignatureMode::Missing;
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 200, "{report:#?}");
+    assert!(report.stream_sid.is_some(), "{report:#?}");
+}
+
+/// During an auth token rotation Twilio may sign with the secondary token: a tenant that
+/// declares it accepts both, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_signed_with_the_secondary_token_are_accepted_during_rotation() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secondary = "rotated-secondary-token-9876";
+    let file = secrets.path().join("secondary");
+    std::fs::write(&file, secondary).unwrap();
+    let env = Env::start(EnvOptions {
+        twilio_extra: format!("    secondaryAuthToken:\n      file: {}\n", file.display()),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = env.call(vec![Step::Hangup]);
+    cfg.auth_token = secondary.into();
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 200, "{report:#?}");
+    assert!(
+        report.stream_sid.is_some(),
+        "the handshake signed with the secondary token was accepted too: {report:#?}"
+    );
+    cfg.auth_token = "neither-primary-nor-secondary".into();
+    let report = place_call(&cfg).await.unwrap();
+    assert_eq!(report.webhook_status, 403, "{report:#?}");
+}
+
+/// Opens the stream at `url` (signed) and sends `connected` and `start` with `params`.
+async fn open_and_start(
+    env: &Env,
+    url: &str,
+    call_sid: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> switchboard_tests::RawWs {
+    let mut ws = env
+        .raw_stream(url, Some(twilio_signature(AUTH_TOKEN, url, &[])))
+        .await
+        .expect("signed handshake accepted");
+    ws.send(Message::text(
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+    ))
+    .await
+    .expect("connected sent");
+    ws.send(Message::text(start_message(
+        &new_sid("MZ"),
+        call_sid,
+        params,
+    )))
+    .await
+    .expect("start sent");
+    ws
+}
+
+/// Whether the gateway closes `ws` within 5 s.
+async fn closed_by_gateway(ws: &mut switchboard_tests::RawWs) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A captured handshake (same CallSid, same token) cannot reopen a call: not while it is
+/// live, not after it ended; a captured webhook cannot admit it again either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_stream_handshakes_are_refused_live_and_after_the_call() {
+    // Without pre-connect a model session exists only once the stream was admitted.
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (status, twiml) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 200);
+    let (url, params) = stream_target(&twiml).unwrap();
+    let mut live = open_and_start(&env, &url, &sid, &params).await;
+    // The call is up once its model session exists.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.realtime.sessions().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.realtime.sessions().len(), 1);
+
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let Err(err) = env.raw_stream(&url, Some(sig.clone())).await else {
+        panic!("a second stream for a live call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    let (status, _) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 409, "a replayed webhook for a live call");
+
+    live.send(Message::text(
+        serde_json::json!({"event": "stop", "sequenceNumber": "9", "streamSid": "MZ1",
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": sid}})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    let Err(err) = env.raw_stream(&url, Some(sig.clone())).await else {
+        panic!("a stream for an ended call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    let (status, _) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 409, "a replayed webhook for an ended call");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "no second model session");
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(&m, "switchboard_stream_refusals_total{reason=\"replay\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_stream_refusals_total{reason=\"webhook_replay\"}"
+        ),
+        2.0
+    );
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(
+        rec.outcome.as_deref(),
+        Some("caller_hangup"),
+        "record intact"
+    );
+}
+
+/// Two streams racing for one admission: exactly one becomes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_admission_opens_one_stream_even_when_two_race() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    // Both handshakes complete before either sends `start`.
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let mut a = env.raw_stream(&url, Some(sig.clone())).await.unwrap();
+    let mut b = env.raw_stream(&url, Some(sig)).await.unwrap();
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "one model session");
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_stream_refusals_total{reason=\"replay\"}"
+        ),
+        1.0
+    );
+}
+
+/// An admission not used within its lifetime is dead: the stream is closed before any
+/// model session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_an_expired_admission_is_refused() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        stream_admission_seconds: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut ws = open_and_start(&env, &url, &sid, &params).await;
+    assert!(closed_by_gateway(&mut ws).await);
+    assert!(env.realtime.sessions().is_empty());
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_stream_refusals_total{reason=\"expired\"}"
+        ),
+        1.0
+    );
+}
+
+/// `--max-calls` is taken atomically at the webhook: of N+k concurrent webhooks exactly
+/// N get a stream and k a busy signal; a stream without an admission never gets a slot;
+/// the slots come back when the calls end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_webhooks_over_capacity_answer_busy_and_streams_need_a_slot() {
+    const MAX: usize = 3;
+    const EXTRA: usize = 5;
+    let env = Env::start(EnvOptions {
+        max_calls: MAX,
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sids: Vec<String> = (0..MAX + EXTRA).map(|_| new_sid("CA")).collect();
+    let answers = futures_util::future::join_all(sids.iter().map(|sid| env.webhook(sid))).await;
+    let mut admitted = Vec::new();
+    let mut busy = Vec::new();
+    for (sid, answer) in sids.iter().zip(answers) {
+        let (status, twiml) = answer.unwrap();
+        assert_eq!(status, 200, "{twiml}");
+        match stream_target(&twiml) {
+            Ok(target) => admitted.push((sid.clone(), target)),
+            Err(why) => {
+                assert!(why.to_string().contains("busy"), "{why}");
+                busy.push(sid.clone());
+            }
+        }
+    }
+    assert_eq!((admitted.len(), busy.len()), (MAX, EXTRA));
+
+    // A stream for a call that got the busy signal, with a token borrowed from an
+    // admitted call: no slot, no model session.
+    let (_, (_, borrowed)) = &admitted[0];
+    let url = format!(
+        "{}/twilio/stream/demo/{}",
+        env.base.replace("http://", "ws://"),
+        busy[0]
+    );
+    let mut ws = open_and_start(&env, &url, &busy[0], borrowed).await;
+    assert!(closed_by_gateway(&mut ws).await);
+
+    let mut calls = Vec::new();
+    for (sid, (url, params)) in &admitted {
+        calls.push((sid.clone(), open_and_start(&env, url, sid, params).await));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.realtime.sessions().len() < MAX && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.realtime.sessions().len(), MAX);
+    let (_, twiml) = env.webhook(&new_sid("CA")).await.unwrap();
+    assert!(
+        twiml.contains("busy"),
+        "full while the calls are live: {twiml}"
+    );
+
+    for (sid, ws) in &mut calls {
+        ws.send(Message::text(
+            serde_json::json!({"event": "stop", "sequenceNumber": "9", "streamSid": "MZ1",
+                "stop": {"accountSid": ACCOUNT_SID, "callSid": sid}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    for (sid, _) in &calls {
+        env.record(sid).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.gw().state.admissions.slots_in_use() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.gw().state.admissions.slots_in_use(), 0);
+    let (_, twiml) = env.webhook(&new_sid("CA")).await.unwrap();
+    assert!(stream_target(&twiml).is_ok(), "slots came back: {twiml}");
+}
+
+/// Without a valid signature an unknown number and a served one get the same answer:
+/// the gateway is no oracle of the numbers it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_known_numbers_are_indistinguishable_without_a_signature() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let url = format!("{}/twilio/voice", env.base);
+    let answer = |to: &'static str, token: &'static str| {
+        let url = url.clone();
+        async move {
+            let params: Vec<(String, String)> = [
+                ("CallSid", new_sid("CA")),
+                ("AccountSid", ACCOUNT_SID.to_string()),
+                ("From", "+15551230000".to_string()),
+                ("To", to.to_string()),
+                ("CallStatus", "ringing".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let sig = twilio_signature(token, &url, &params);
+            let resp = switchboard_sim::caller::http_client()
+                .unwrap()
+                .post(&url)
+                .header("X-Twilio-Signature", sig)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            (status, ctype, resp.text().await.unwrap())
+        }
+    };
+    let known = answer(switchboard_tests::NUMBER, "not-the-token").await;
+    let unknown = answer("+15559999999", "not-the-token").await;
+    assert_eq!(known.0, 403);
+    assert_eq!(known, unknown);
+    // Signed by the account's tenant, an unknown number still hears "not in service".
+    let (status, _, body) = answer("+15559999999", AUTH_TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("not in service"), "{body}");
+}

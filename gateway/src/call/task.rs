@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as RtMessage;
 
 use super::session::{Action, CallSession, Input, Observation};
+use crate::admission::Refusal;
 use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
@@ -71,10 +72,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         .get("token")
         .map(String::as_str)
         .unwrap_or("");
-    if start.call_sid != path_call_sid
-        || start.account_sid != tenant.spec.twilio.account_sid
-        || !tenant.check_stream_token(&start.call_sid, token)
-    {
+    if start.call_sid != path_call_sid || start.account_sid != tenant.spec.twilio.account_sid {
         ctx.malformed(
             "stream_without_webhook",
             &format_args!(
@@ -85,6 +83,36 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         let _ = tw.close().await;
         return;
     }
+    // Consumed here, before any Realtime session is adopted or opened: a stream without
+    // a live admission never costs a model session. Held until the call ends.
+    let _admitted = match state.admissions.consume(
+        &tenant.name,
+        &tenant.stream_key,
+        &start.call_sid,
+        token,
+    ) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            state
+                .metrics
+                .stream_refusals
+                .with_label_values(&[refusal.label()])
+                .inc();
+            if matches!(refusal, Refusal::Unknown | Refusal::BadToken) {
+                ctx.malformed(
+                    "stream_without_webhook",
+                    &format_args!(
+                        "start for {} does not match a webhook of tenant {}: {refusal}",
+                        start.call_sid, tenant.name
+                    ),
+                );
+            } else {
+                tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, %refusal, "refused media stream");
+            }
+            let _ = tw.close().await;
+            return;
+        }
+    };
     let _guard = state.drain.call_started();
     state.metrics.active_calls.inc();
     let started = Instant::now();

@@ -29,6 +29,13 @@ pub fn signed(
     websocket: bool,
 ) -> bool {
     if !tenant.spec.twilio.validate_signatures {
+        // Only reachable with --allow-unsigned-webhooks (tenants.rs refuses it otherwise);
+        // said on every request so nobody runs this way without noticing.
+        tracing::warn!(
+            tenant = tenant.name,
+            path,
+            "accepting an UNSIGNED Twilio request: signature validation is off (laptop mode)"
+        );
         return true;
     }
     let Some(sig) = headers
@@ -38,5 +45,23 @@ pub fn signed(
         return false;
     };
     let urls = signature::candidate_urls(public_base, path, websocket);
-    signature::verify(&tenant.auth_token, &urls, params, sig)
+    // During a rotation Twilio may sign with either token; each is tried in turn.
+    tenant
+        .signing_tokens()
+        .any(|token| signature::verify(token, &urls, params, sig))
+}
+
+/// Whether a webhook for a number no tenant answers carries a valid signature of a tenant
+/// on the Twilio account it names. There is no tenant to check it against, so the
+/// candidates are the tenants of the claimed `AccountSid` (signed too, so a forger gains
+/// nothing by choosing it; bounded, unlike trying every tenant of the gateway).
+pub fn signed_by_account<'a>(
+    tenants: impl Iterator<Item = &'a std::sync::Arc<Tenant>>,
+    public_base: &str,
+    path: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> bool {
+    let mut tenants = tenants;
+    tenants.any(|t| signed(t, public_base, path, headers, params, false))
 }

@@ -49,6 +49,27 @@ pub async fn media_stream(
         );
         return StatusCode::FORBIDDEN.into_response();
     }
+    // A CallSid whose stream was already opened (live or ended) is a replayed handshake:
+    // refused before the upgrade. The token itself is checked on `start` (it travels in
+    // the custom parameters), before any Realtime session is adopted or opened.
+    if state.admissions.is_spent(&call_sid) {
+        state
+            .metrics
+            .stream_refusals
+            .with_label_values(&["replay"])
+            .inc();
+        state
+            .metrics
+            .webhook_responses
+            .with_label_values(&["stream", "409"])
+            .inc();
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid,
+            "refused media stream: this call's stream was already opened"
+        );
+        return StatusCode::CONFLICT.into_response();
+    }
     state
         .metrics
         .webhook_responses

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::form;
+use crate::admission::AdmitError;
 use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::state::AppState;
@@ -24,6 +25,39 @@ fn xml(state: &AppState, status: StatusCode, body: String) -> Response {
         .with_label_values(&[ROUTE, status.as_str()])
         .inc();
     (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// A signed webhook for a call whose stream was already opened: Twilio sends one per
+/// call, so this is a captured webhook replayed to reopen the call. Nothing is started.
+fn replayed_webhook(state: &AppState, tenant: &Tenant, call_sid: &str, e: AdmitError) -> Response {
+    state
+        .metrics
+        .stream_refusals
+        .with_label_values(&["webhook_replay"])
+        .inc();
+    tracing::warn!(tenant = tenant.name, call_sid, error = %e, "refused webhook");
+    xml(state, StatusCode::CONFLICT, String::new())
+}
+
+/// The answer to a webhook without a valid signature, the same whether or not its number
+/// is served (see [`incoming_call`]).
+fn unsigned(state: &AppState, tenant: &str, params: &[(String, String)]) -> Response {
+    state
+        .metrics
+        .signature_failures
+        .with_label_values(&[ROUTE])
+        .inc();
+    state
+        .metrics
+        .webhook_responses
+        .with_label_values(&[ROUTE, "403"])
+        .inc();
+    tracing::warn!(
+        tenant,
+        call_sid = form::get(params, "CallSid").unwrap_or(""),
+        "refused webhook: bad or missing X-Twilio-Signature"
+    );
+    StatusCode::FORBIDDEN.into_response()
 }
 
 /// Finds the tenant for a status callback: by the called number, else by the account
@@ -47,7 +81,22 @@ pub async fn incoming_call(
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let to = form::get(&params, "To").unwrap_or_default().to_string();
     // Routing is by the called number only: a tenant answers the numbers it declares.
+    // Nothing number-specific is revealed before a signature checks out: an unsigned
+    // request for an unknown number gets exactly the 403 of a bad signature on a known
+    // one, so the gateway is no oracle of which numbers it serves. A request signed by a
+    // tenant of the claimed account (a number just removed from its manifest) still gets
+    // the polite "not in service" a real caller should hear.
+    let account = form::get(&params, "AccountSid").unwrap_or_default();
     let Some(tenant) = state.tenants.by_number(&to).cloned() else {
+        if !form::signed_by_account(
+            state.tenants.by_account(account),
+            &state.public_base,
+            path,
+            &headers,
+            &params,
+        ) {
+            return unsigned(&state, "-", &params);
+        }
         tracing::info!(to, "call for a number no tenant answers");
         return xml(
             &state,
@@ -58,22 +107,7 @@ pub async fn incoming_call(
         );
     };
     if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
-        state
-            .metrics
-            .signature_failures
-            .with_label_values(&[ROUTE])
-            .inc();
-        state
-            .metrics
-            .webhook_responses
-            .with_label_values(&[ROUTE, "403"])
-            .inc();
-        tracing::warn!(
-            tenant = tenant.name,
-            call_sid = form::get(&params, "CallSid").unwrap_or(""),
-            "refused webhook: bad or missing X-Twilio-Signature"
-        );
-        return StatusCode::FORBIDDEN.into_response();
+        return unsigned(&state, &tenant.name, &params);
     }
     let call_sid = form::get(&params, "CallSid")
         .unwrap_or_default()
@@ -85,15 +119,24 @@ pub async fn incoming_call(
             twiml::say_and_hangup("We're sorry, this call could not be connected."),
         );
     }
-    if state.drain.active() + state.parking.len() >= state.max_calls {
-        tracing::warn!(
-            tenant = tenant.name,
-            call_sid,
-            max = state.max_calls,
-            "at capacity: answering busy"
-        );
-        return xml(&state, StatusCode::OK, twiml::reject_busy());
-    }
+    // The call slot is taken with the admission, atomically: concurrent webhooks cannot
+    // all pass a check and then all start calls.
+    let token = match state
+        .admissions
+        .admit(&tenant.name, &tenant.stream_key, &call_sid)
+    {
+        Ok(t) => t,
+        Err(AdmitError::AtCapacity) => {
+            tracing::warn!(
+                tenant = tenant.name,
+                call_sid,
+                max = state.max_calls,
+                "at capacity: answering busy"
+            );
+            return xml(&state, StatusCode::OK, twiml::reject_busy());
+        }
+        Err(e) => return replayed_webhook(&state, &tenant, &call_sid, e),
+    };
     let from = form::get(&params, "From").unwrap_or_default().to_string();
     state
         .writer
@@ -124,7 +167,6 @@ pub async fn incoming_call(
         tenant.name,
         call_sid
     );
-    let token = tenant.stream_token(&call_sid);
     tracing::info!(
         tenant = tenant.name,
         call_sid,
