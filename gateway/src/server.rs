@@ -130,6 +130,7 @@ impl Gateway {
             preconnect: !cli.no_preconnect,
             drain: Arc::new(Drain::default()),
             tools,
+            endings: Default::default(),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

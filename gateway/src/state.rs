@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use switchboard_store::{CallStore, WriteBehind};
 
+use crate::call::endings::Endings;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub drain: Arc<Drain>,
     /// Tools answered outside the call's state machine.
     pub tools: Arc<dyn ToolRunner>,
+    /// How recent calls ended, for the `<Connect action>` answer.
+    pub endings: Endings,
 }
 
 /// Handler state.

@@ -12,6 +12,7 @@ use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
+use crate::twilio::twiml::Fallback;
 
 /// Why the tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,9 @@ pub struct Tenant {
     pub session_update: String,
     /// Settings for each call's state machine.
     pub settings: SessionSettings,
+    /// What the caller hears when a stream ends without the gateway ending the call on
+    /// purpose (the default apology until `spec.agent.fallback` exists).
+    pub fallback: Fallback,
 }
 
 impl Tenant {
@@ -213,6 +217,7 @@ impl Tenants {
                 tools::declarations(&tools),
             ),
             settings,
+            fallback: Fallback::default(),
             name,
             spec,
             auth_token,

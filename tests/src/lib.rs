@@ -45,6 +45,8 @@ pub struct EnvOptions {
     pub preconnect_ttl_seconds: u64,
     /// `--knowledge` manifests.
     pub knowledge: Vec<PathBuf>,
+    /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
+    pub realtime_url: Option<String>,
 }
 
 impl Default for EnvOptions {
@@ -58,6 +60,7 @@ impl Default for EnvOptions {
             agent_extra: String::new(),
             preconnect_ttl_seconds: 15,
             knowledge: Vec::new(),
+            realtime_url: None,
         }
     }
 }
@@ -135,7 +138,7 @@ impl Env {
             tenants: vec![tenant],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
-            realtime_url: realtime.url(),
+            realtime_url: opts.realtime_url.clone().unwrap_or_else(|| realtime.url()),
             data_dir: dir.path().join("data"),
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,

@@ -6,6 +6,7 @@ use axum::routing::{any, get, post};
 
 use crate::state::AppState;
 
+mod after_stream;
 mod api;
 mod form;
 mod health;
@@ -21,6 +22,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/twilio/stream/{tenant}/{call_sid}",
             any(stream::media_stream),
+        )
+        .route(
+            "/twilio/after-stream/{tenant}/{call_sid}",
+            post(after_stream::after_stream),
         )
         .route("/api/calls/{call_sid}", get(api::get_call))
         .route("/metrics", get(health::metrics))

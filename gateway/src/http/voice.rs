@@ -124,6 +124,10 @@ pub async fn incoming_call(
         tenant.name,
         call_sid
     );
+    let action = format!(
+        "{}/twilio/after-stream/{}/{}",
+        state.public_base, tenant.name, call_sid
+    );
     let token = tenant.stream_token(&call_sid);
     tracing::info!(
         tenant = tenant.name,
@@ -137,6 +141,7 @@ pub async fn incoming_call(
         StatusCode::OK,
         twiml::connect_stream(
             &url,
+            &action,
             &[
                 ("tenant", &tenant.name),
                 ("from", &from),
