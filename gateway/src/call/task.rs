@@ -92,16 +92,25 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     state.metrics.active_calls.inc();
     let started = Instant::now();
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
-    state
-        .writer
-        .submit(StoreOp::Start(CallStart {
-            call_sid: start.call_sid.clone(),
-            tenant: tenant.name.clone(),
-            from: param("from"),
-            to: param("to"),
-            started_at_ms: unix_ms(),
-        }))
-        .await;
+    // As at the webhook: a full queue must not hold up the greeting.
+    let start_op = StoreOp::Start(CallStart {
+        call_sid: start.call_sid.clone(),
+        tenant: tenant.name.clone(),
+        from: param("from"),
+        to: param("to"),
+        started_at_ms: unix_ms(),
+    });
+    if state.writer.try_submit(start_op).is_err() {
+        state
+            .metrics
+            .store_dropped
+            .with_label_values(&["start"])
+            .inc();
+        tracing::warn!(
+            call_sid = start.call_sid,
+            "write-behind queue full: start record dropped"
+        );
+    }
 
     let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
         Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt).await,

@@ -13,6 +13,8 @@ mod health;
 mod status;
 mod stream;
 mod voice;
+#[cfg(test)]
+mod webhook_tests;
 
 /// The gateway's routes.
 pub fn router(state: AppState) -> Router {

@@ -95,16 +95,27 @@ pub async fn incoming_call(
         return xml(&state, StatusCode::OK, twiml::reject_busy());
     }
     let from = form::get(&params, "From").unwrap_or_default().to_string();
-    state
-        .writer
-        .submit(StoreOp::Start(CallStart {
-            call_sid: call_sid.clone(),
-            tenant: tenant.name.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            started_at_ms: unix_ms(),
-        }))
-        .await;
+    // Never wait on the store here: Twilio gives the webhook seconds, and a full queue
+    // (store hanging) must cost the start record, not the call.
+    let start = StoreOp::Start(CallStart {
+        call_sid: call_sid.clone(),
+        tenant: tenant.name.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        started_at_ms: unix_ms(),
+    });
+    if state.writer.try_submit(start).is_err() {
+        state
+            .metrics
+            .store_dropped
+            .with_label_values(&["start"])
+            .inc();
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid,
+            "write-behind queue full: call answered, start record dropped"
+        );
+    }
     if state.preconnect {
         let backend = state.backend.clone();
         let params = ConnectParams {
