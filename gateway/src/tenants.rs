@@ -69,8 +69,7 @@ pub struct SessionSettings {
     pub external_tools: Vec<String>,
 }
 
-/// One tenant, ready to serve.
-#[derive(Debug)]
+/// One tenant, ready to serve. Its `Debug` never prints the auth token or the API key.
 pub struct Tenant {
     /// `metadata.name`.
     pub name: String,
@@ -89,6 +88,20 @@ pub struct Tenant {
     /// What the caller hears when a stream ends without the gateway ending the call on
     /// purpose (the default apology until `spec.agent.fallback` exists).
     pub fallback: Fallback,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .field("auth_token", &"<redacted>")
+            .field("api_key", &"<redacted>")
+            .field("realtime_url", &self.realtime_url)
+            .field("settings", &self.settings)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tenant {

@@ -289,10 +289,15 @@ impl WriteBehind {
     }
 }
 
-/// Last resort when neither the store nor the disk takes an op: the log keeps it.
+/// Neither the store nor the disk took an op: say which call lost what. The record itself
+/// (caller numbers, transcript, tool I/O) is personal data and never goes to the log.
 fn log_lost(op: &StoreOp, error: &StoreError) {
-    let json = serde_json::to_string(op).unwrap_or_default();
-    tracing::error!(call_sid = op.call_sid(), %error, op = %json, "call record op could not be stored or spooled");
+    let kind = match op {
+        StoreOp::Start(_) => "start",
+        StoreOp::End(_) => "end",
+        StoreOp::Status(_) => "status",
+    };
+    tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }
 
 /// Errors the store returns while reachable that every retry would hit again.

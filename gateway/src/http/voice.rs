@@ -12,7 +12,7 @@ use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::state::AppState;
 use crate::tenants::Tenant;
-use crate::twilio::{media, twiml};
+use crate::twilio::{self, media, twiml};
 use switchboard_store::{CallStart, StoreOp};
 
 const ROUTE: &str = "voice";
@@ -48,7 +48,10 @@ pub async fn incoming_call(
     let to = form::get(&params, "To").unwrap_or_default().to_string();
     // Routing is by the called number only: a tenant answers the numbers it declares.
     let Some(tenant) = state.tenants.by_number(&to).cloned() else {
-        tracing::info!(to, "call for a number no tenant answers");
+        tracing::info!(
+            to = twilio::redact::mask_number(&to),
+            "call for a number no tenant answers"
+        );
         return xml(
             &state,
             StatusCode::OK,
@@ -143,8 +146,8 @@ pub async fn incoming_call(
     tracing::info!(
         tenant = tenant.name,
         call_sid,
-        from,
-        to,
+        from = twilio::redact::mask_number(&from),
+        to = twilio::redact::mask_number(&to),
         "answering call with a media stream"
     );
     xml(

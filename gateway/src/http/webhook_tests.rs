@@ -143,3 +143,26 @@ async fn a_full_store_queue_does_not_hold_up_the_webhook() {
         .get();
     assert!(dropped >= 3, "dropped starts counted: {dropped}");
 }
+
+#[test]
+fn tenant_debug_prints_neither_token_nor_key() {
+    let manifest = switchboard_crds::parse_tenant(TENANT).expect("tenant");
+    let tenant = Tenants::build(
+        "demo".into(),
+        manifest.spec,
+        "twilio-token-s3cr3t".into(),
+        "sk-live-s3cr3t".into(),
+        "ws://127.0.0.1:1/v1/realtime",
+        false,
+    );
+    let shown = format!("{tenant:?}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+    let params = crate::realtime::client::ConnectParams {
+        url: tenant.realtime_url.clone(),
+        model: "gpt-realtime".into(),
+        api_key: tenant.api_key.clone(),
+        session_update: String::new(),
+    };
+    assert!(!format!("{params:?}").contains("s3cr3t"));
+}
