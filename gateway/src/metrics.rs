@@ -36,6 +36,8 @@ pub struct Metrics {
     pub store_queue_depth: IntGauge,
     /// Store ops spooled to disk while the store is unreachable.
     pub store_spooled: IntGauge,
+    /// Store ops dropped because the write-behind queue was full, by op (`start`).
+    pub store_dropped: IntCounterVec,
     /// Messages refused from a peer, by kind.
     pub malformed: IntCounterVec,
     /// Media streams and webhooks refused by stream admission, by reason (`replay`,
@@ -133,6 +135,13 @@ impl Metrics {
                 "switchboard_store_spooled_records",
                 "Store writes spooled to disk while the store is down",
             )?,
+            store_dropped: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_store_dropped_total",
+                    "Store writes dropped because the write-behind queue was full",
+                ),
+                &["op"],
+            )?,
             malformed: IntCounterVec::new(
                 Opts::new(
                     "switchboard_malformed_messages_total",
@@ -185,6 +194,7 @@ impl Metrics {
         r.register(Box::new(m.webhook_responses.clone()))?;
         r.register(Box::new(m.store_queue_depth.clone()))?;
         r.register(Box::new(m.store_spooled.clone()))?;
+        r.register(Box::new(m.store_dropped.clone()))?;
         r.register(Box::new(m.malformed.clone()))?;
         r.register(Box::new(m.stream_refusals.clone()))?;
         r.register(Box::new(m.preconnect.clone()))?;

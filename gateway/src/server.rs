@@ -141,6 +141,7 @@ impl Gateway {
                 Duration::from_secs(cli.stream_admission_seconds),
                 cli.max_calls,
             ),
+            endings: Default::default(),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use switchboard_store::{CallStore, WriteBehind};
 
 use crate::admission::Admissions;
+use crate::call::endings::Endings;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
@@ -39,6 +40,8 @@ pub struct Shared {
     pub tools: Arc<dyn ToolRunner>,
     /// Stream admissions issued by webhooks and consumed once by their streams.
     pub admissions: Arc<Admissions>,
+    /// How recent calls ended, for the `<Connect action>` answer.
+    pub endings: Endings,
 }
 
 /// Handler state.

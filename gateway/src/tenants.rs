@@ -11,6 +11,7 @@ use crate::admission::StreamKey;
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
+use crate::twilio::twiml::Fallback;
 
 /// Why the tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +82,7 @@ pub struct SessionSettings {
     pub external_tools: Vec<String>,
 }
 
-/// One tenant, ready to serve.
-#[derive(Debug)]
+/// One tenant, ready to serve. Its `Debug` never prints the auth token or the API key.
 pub struct Tenant {
     /// `metadata.name`.
     pub name: String,
@@ -104,6 +104,23 @@ pub struct Tenant {
     pub session_update: String,
     /// Settings for each call's state machine.
     pub settings: SessionSettings,
+    /// What the caller hears when a stream ends without the gateway ending the call on
+    /// purpose (the default apology until `spec.agent.fallback` exists).
+    pub fallback: Fallback,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .field("auth_token", &"<redacted>")
+            .field("api_key", &"<redacted>")
+            .field("realtime_url", &self.realtime_url)
+            .field("settings", &self.settings)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tenant {
@@ -234,6 +251,7 @@ impl Tenants {
                 tools::declarations(&tools),
             ),
             settings,
+            fallback: Fallback::default(),
             name,
             spec,
             stream_key: StreamKey::derive(&auth_token),

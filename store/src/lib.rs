@@ -16,7 +16,7 @@ pub mod queue;
 mod rows;
 pub mod sqlite;
 
-pub use queue::{WriteBehind, WriteBehindConfig};
+pub use queue::{QueueFull, WriteBehind, WriteBehindConfig};
 
 /// A boxed future, so the store trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

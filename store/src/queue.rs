@@ -6,6 +6,13 @@
 //! previous process is replayed before anything new. An op the store refuses while it is
 //! reachable (a constraint or data error, which every retry would hit again) is kept in
 //! `rejected.jsonl` so it cannot wedge the queue.
+//!
+//! Two ways in: [`WriteBehind::submit`] waits while the channel is full and never drops;
+//! [`WriteBehind::try_submit`] never waits and drops the op when the channel is full. The
+//! incoming-call webhook uses `try_submit` for a call's start record (a store that hangs
+//! must not stop calls being answered; the caller counts `switchboard_store_dropped_total`
+//! and logs a warning, and the end record recreates the row); the end of a call uses
+//! `submit`, since the call is over and its record is what must not be lost.
 
 mod spool;
 
@@ -41,7 +48,7 @@ const ABSORB_BATCH: usize = 1024;
 /// How the queue is sized and where it spools.
 #[derive(Debug, Clone)]
 pub struct WriteBehindConfig {
-    /// Ops the channel holds before `submit` waits.
+    /// Ops the channel holds before `submit` waits and `try_submit` drops.
     pub capacity: usize,
     /// Directory for the spool (`spool.jsonl`), corrupt lines (`spool.jsonl.bad`) and
     /// refused ops (`rejected.jsonl`). Must survive a restart for the spool to.
@@ -122,6 +129,11 @@ where
     })
 }
 
+/// [`WriteBehind::try_submit`] found the queue full; the op was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("write-behind queue full: op dropped")]
+pub struct QueueFull;
+
 /// A handle for submitting ops; clones share one worker.
 #[derive(Clone)]
 pub struct WriteBehind {
@@ -190,6 +202,35 @@ impl WriteBehind {
         }
     }
 
+    /// Queues an op without ever waiting: the path for callers that must not stall on
+    /// the store (the incoming-call webhook answers Twilio within its timeout whatever the
+    /// database does).
+    ///
+    /// Unlike [`submit`](Self::submit) this *drops* the op when the channel is full (the
+    /// worker is stuck behind a store that hangs and the spool cannot absorb fast enough):
+    /// it returns [`QueueFull`] and the caller counts and logs the loss. Dropping a call's
+    /// start record is the chosen trade: the call is still answered, and its end record
+    /// (submitted with [`submit`](Self::submit), which waits) recreates the row. After
+    /// [`close`](Self::close) the op is spooled on a task of its own, as `submit` would.
+    pub fn try_submit(&self, op: StoreOp) -> Result<(), QueueFull> {
+        self.shared.metrics.depth.inc();
+        match self.tx.try_send(Msg::Op(Box::new(op))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.depth.dec();
+                Err(QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                self.shared.metrics.depth.dec();
+                if let Msg::Op(op) = msg {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.spool_direct(*op).await });
+                }
+                Ok(())
+            }
+        }
+    }
+
     async fn spool_direct(&self, op: StoreOp) {
         let _after_worker = self.shared.closing.lock().await;
         tracing::warn!(
@@ -248,10 +289,15 @@ impl WriteBehind {
     }
 }
 
-/// Last resort when neither the store nor the disk takes an op: the log keeps it.
+/// Neither the store nor the disk took an op: say which call lost what. The record itself
+/// (caller numbers, transcript, tool I/O) is personal data and never goes to the log.
 fn log_lost(op: &StoreOp, error: &StoreError) {
-    let json = serde_json::to_string(op).unwrap_or_default();
-    tracing::error!(call_sid = op.call_sid(), %error, op = %json, "call record op could not be stored or spooled");
+    let kind = match op {
+        StoreOp::Start(_) => "start",
+        StoreOp::End(_) => "end",
+        StoreOp::Status(_) => "status",
+    };
+    tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }
 
 /// Errors the store returns while reachable that every retry would hit again.

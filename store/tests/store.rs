@@ -1064,3 +1064,49 @@ async fn postgres_with_nothing_listening_spools() {
         .collect();
     assert_eq!(spooled, ops);
 }
+
+/// A store that takes the connection and never answers.
+struct Hanging;
+
+impl CallStore for Hanging {
+    fn apply<'a>(&'a self, _op: &'a StoreOp) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn get_call<'a>(
+        &'a self,
+        _call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn recent_calls(&self, _limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn try_submit_drops_instead_of_waiting_when_the_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = metrics();
+    let (q, _worker) = WriteBehind::start(
+        Arc::new(Hanging),
+        WriteBehindConfig {
+            capacity: 2,
+            ..cfg(dir.path())
+        },
+        m.clone(),
+    )
+    .unwrap();
+    let mut refused = 0;
+    for i in 0..10 {
+        if q.try_submit(start(&format!("CA{i}"), 1)).is_err() {
+            refused += 1;
+        }
+    }
+    // One op is stuck in the store, two wait in the channel; the rest are refused at
+    // once, and the depth gauge does not count them.
+    assert!(refused >= 7, "refused {refused}");
+    assert!(m.depth.get() <= 3, "depth {}", m.depth.get());
+}

@@ -52,6 +52,8 @@ pub struct EnvOptions {
     pub allow_unsigned_webhooks: bool,
     /// `--stream-admission-seconds`.
     pub stream_admission_seconds: u64,
+    /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
+    pub realtime_url: Option<String>,
 }
 
 impl Default for EnvOptions {
@@ -68,6 +70,7 @@ impl Default for EnvOptions {
             twilio_extra: String::new(),
             allow_unsigned_webhooks: false,
             stream_admission_seconds: 60,
+            realtime_url: None,
         }
     }
 }
@@ -146,7 +149,7 @@ impl Env {
             tenants: vec![tenant],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
-            realtime_url: realtime.url(),
+            realtime_url: opts.realtime_url.clone().unwrap_or_else(|| realtime.url()),
             data_dir: dir.path().join("data"),
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,

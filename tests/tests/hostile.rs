@@ -128,3 +128,43 @@ async fn malformed_messages_are_counted_and_a_concurrent_call_is_unharmed() {
     }
     assert_eq!(metric(&m, "switchboard_active_calls"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_media_timestamps_do_not_end_the_call() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    // One 20 ms frame of µ-law silence: a frame moves the media clock by 20 ms.
+    const FRAME: &str = "/////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////w==";
+    let raw = |ts: &str| Step::SendRaw {
+        text: format!(
+            r#"{{"event":"media","sequenceNumber":"18446744073709551615","streamSid":"MZ1","media":{{"track":"inbound","chunk":"-3","timestamp":"{ts}","payload":"{FRAME}"}}}}"#
+        ),
+    };
+    let report = place_call(&env.call(vec![
+        Step::Silence { ms: 200 },
+        raw("18446744073709551615"),
+        raw("18446744073709551615"),
+        raw("18446744073709551614"),
+        raw("-1"),
+        raw("99999999999999999999999"),
+        raw("soon"),
+        raw("0"),
+        Step::WaitAgentDone {
+            quiet_ms: 300,
+            timeout_ms: 15_000,
+        },
+        Step::Silence { ms: 300 },
+        Step::Hangup,
+    ]))
+    .await
+    .unwrap();
+    assert!(!report.ended_by_gateway, "{report:#?}");
+    assert!(report.is_clean(), "{report:#?}");
+    let rec = env.record(&report.call_sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    assert!(
+        metric(
+            &env.metrics().await,
+            "switchboard_malformed_messages_total{kind=\"bad_field\"}"
+        ) >= 3.0
+    );
+}

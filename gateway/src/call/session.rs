@@ -283,10 +283,10 @@ impl CallSession {
             out.push(Action::Observe(Observation::PaddedSilence(gap)));
         }
         let frame_ms = bytes as u64 / 8;
-        self.next_media_ts = Some(
-            self.next_media_ts
-                .map_or(ts + frame_ms, |e| e.max(ts + frame_ms)),
-        );
+        // `timestamp` is the peer's number: saturate, a value near u64::MAX must not
+        // overflow (a panic in debug, a wrapped clock and bogus padding in release).
+        let frame_end = ts.saturating_add(frame_ms);
+        self.next_media_ts = Some(self.next_media_ts.map_or(frame_end, |e| e.max(frame_end)));
         self.last_media_at = now_ms;
         self.stall_padded = false;
         out.push(Action::Realtime(wire::append_audio(payload)));

@@ -138,6 +138,30 @@ fn caller_audio_passes_through_and_gaps_are_padded() {
 }
 
 #[test]
+fn hostile_media_timestamps_saturate() {
+    let mut h = Harness::new(None, true);
+    let payload = STANDARD.encode([0x12u8; 160]);
+    let mut padded = 0;
+    for ts in [u64::MAX, u64::MAX, u64::MAX - 1, 0, u64::MAX - 25, 40] {
+        let out = h.feed(Input::Media {
+            timestamp_ms: ts,
+            payload: payload.clone(),
+            bytes: 160,
+        });
+        let rt = realtime_msgs(&out);
+        assert_eq!(rt.last().unwrap()["audio"], payload.as_str(), "ts {ts}");
+        for a in &out {
+            if let Action::Observe(Observation::PaddedSilence(ms)) = a {
+                assert!(*ms <= MAX_GAP_PAD_MS);
+                padded += 1;
+            }
+        }
+    }
+    // The clock saturated at u64::MAX: nothing after it is a gap.
+    assert_eq!(padded, 0);
+}
+
+#[test]
 fn agent_audio_is_forwarded_with_a_unique_mark_per_chunk() {
     let mut h = Harness::new(None, true);
     h.rt(ServerEvent::ResponseCreated {

@@ -27,6 +27,9 @@ use switchboard_store::{CallEnd, CallStart, StoreOp};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timer resolution of the session (stall padding, limits).
 const TICK: Duration = Duration::from_millis(250);
+/// Bound on one write (or close) to Twilio's socket: a peer that stops reading must not
+/// hold the call task (and the model session) forever.
+pub const TWILIO_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Peer errors logged per call before going quiet (all are counted).
 const LOGGED_ERRORS_PER_CALL: u32 = 5;
 
@@ -64,7 +67,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     // poll, which is per-frame cost for nothing.
     let mut tw = socket;
     let Some(start) = wait_for_start(&mut ctx, &mut tw).await else {
-        let _ = tw.close().await;
+        let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
         return;
     };
     let token = start
@@ -80,7 +83,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 start.call_sid, tenant.name
             ),
         );
-        let _ = tw.close().await;
+        let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
         return;
     }
     // Consumed here, before any Realtime session is adopted or opened: a stream without
@@ -117,22 +120,36 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     state.metrics.active_calls.inc();
     let started = Instant::now();
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
-    state
-        .writer
-        .submit(StoreOp::Start(CallStart {
-            call_sid: start.call_sid.clone(),
-            tenant: tenant.name.clone(),
-            from: param("from"),
-            to: param("to"),
-            started_at_ms: unix_ms(),
-        }))
-        .await;
+    // As at the webhook: a full queue must not hold up the greeting.
+    let start_op = StoreOp::Start(CallStart {
+        call_sid: start.call_sid.clone(),
+        tenant: tenant.name.clone(),
+        from: param("from"),
+        to: param("to"),
+        started_at_ms: unix_ms(),
+    });
+    if state.writer.try_submit(start_op).is_err() {
+        state
+            .metrics
+            .store_dropped
+            .with_label_values(&["start"])
+            .inc();
+        tracing::warn!(
+            call_sid = start.call_sid,
+            "write-behind queue full: start record dropped"
+        );
+    }
 
     let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
         Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt).await,
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
-            let _ = tw.close().await;
+            // Closing the stream is what makes Twilio request `<Connect action>`, which
+            // answers the fallback: the caller hears an apology, not silence.
+            state
+                .endings
+                .record(&start.call_sid, "openai_connect_failed");
+            let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
             CallEnd {
                 call_sid: start.call_sid.clone(),
                 tenant: tenant.name.clone(),
@@ -405,10 +422,13 @@ async fn relay(
     if rt_open {
         let _ = tokio::time::timeout(Duration::from_secs(1), rt.send(RtMessage::Close(None))).await;
     }
-    if tw_open {
-        let _ = tokio::time::timeout(Duration::from_secs(1), tw.close()).await;
-    }
     let s = summary.unwrap_or_else(unreachable_summary);
+    // Before the stream closes: Twilio requests `<Connect action>` right after, and its
+    // answer (hang up, or the fallback) depends on how the call ended.
+    state.endings.record(&start.call_sid, s.outcome);
+    if tw_open {
+        let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
+    }
     CallEnd {
         call_sid: start.call_sid.clone(),
         tenant: tenant.name.clone(),

@@ -6,12 +6,15 @@ use axum::routing::{any, get, post};
 
 use crate::state::AppState;
 
+mod after_stream;
 mod api;
 mod form;
 mod health;
 mod status;
 mod stream;
 mod voice;
+#[cfg(test)]
+mod webhook_tests;
 
 /// The gateway's routes.
 pub fn router(state: AppState) -> Router {
@@ -21,6 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/twilio/stream/{tenant}/{call_sid}",
             any(stream::media_stream),
+        )
+        .route(
+            "/twilio/after-stream/{tenant}/{call_sid}",
+            post(after_stream::after_stream),
         )
         .route("/api/calls/{call_sid}", get(api::get_call))
         .route("/metrics", get(health::metrics))

@@ -13,7 +13,7 @@ use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::state::AppState;
 use crate::tenants::Tenant;
-use crate::twilio::{media, twiml};
+use crate::twilio::{self, media, twiml};
 use switchboard_store::{CallStart, StoreOp};
 
 const ROUTE: &str = "voice";
@@ -97,7 +97,10 @@ pub async fn incoming_call(
         ) {
             return unsigned(&state, "-", &params);
         }
-        tracing::info!(to, "call for a number no tenant answers");
+        tracing::info!(
+            to = twilio::redact::mask_number(&to),
+            "call for a number no tenant answers"
+        );
         return xml(
             &state,
             StatusCode::OK,
@@ -138,16 +141,27 @@ pub async fn incoming_call(
         Err(e) => return replayed_webhook(&state, &tenant, &call_sid, e),
     };
     let from = form::get(&params, "From").unwrap_or_default().to_string();
-    state
-        .writer
-        .submit(StoreOp::Start(CallStart {
-            call_sid: call_sid.clone(),
-            tenant: tenant.name.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            started_at_ms: unix_ms(),
-        }))
-        .await;
+    // Never wait on the store here: Twilio gives the webhook seconds, and a full queue
+    // (store hanging) must cost the start record, not the call.
+    let start = StoreOp::Start(CallStart {
+        call_sid: call_sid.clone(),
+        tenant: tenant.name.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        started_at_ms: unix_ms(),
+    });
+    if state.writer.try_submit(start).is_err() {
+        state
+            .metrics
+            .store_dropped
+            .with_label_values(&["start"])
+            .inc();
+        tracing::warn!(
+            tenant = tenant.name,
+            call_sid,
+            "write-behind queue full: call answered, start record dropped"
+        );
+    }
     if state.preconnect {
         let backend = state.backend.clone();
         let params = ConnectParams {
@@ -167,11 +181,15 @@ pub async fn incoming_call(
         tenant.name,
         call_sid
     );
+    let action = format!(
+        "{}/twilio/after-stream/{}/{}",
+        state.public_base, tenant.name, call_sid
+    );
     tracing::info!(
         tenant = tenant.name,
         call_sid,
-        from,
-        to,
+        from = twilio::redact::mask_number(&from),
+        to = twilio::redact::mask_number(&to),
         "answering call with a media stream"
     );
     xml(
@@ -179,6 +197,7 @@ pub async fn incoming_call(
         StatusCode::OK,
         twiml::connect_stream(
             &url,
+            &action,
             &[
                 ("tenant", &tenant.name),
                 ("from", &from),

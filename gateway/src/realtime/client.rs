@@ -39,8 +39,8 @@ pub enum RealtimeError {
     Timeout(String),
 }
 
-/// What a backend needs to open one session.
-#[derive(Debug, Clone)]
+/// What a backend needs to open one session. Its `Debug` never prints the API key.
+#[derive(Clone)]
 pub struct ConnectParams {
     /// Base WebSocket URL (`wss://api.openai.com/v1/realtime`).
     pub url: String,
@@ -50,6 +50,16 @@ pub struct ConnectParams {
     pub api_key: String,
     /// The `session.update` sent right after the handshake, before any audio.
     pub session_update: String,
+}
+
+impl std::fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectParams")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// The seam between a call and its voice model backend. The GA Realtime WebSocket is the

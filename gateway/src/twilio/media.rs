@@ -380,6 +380,18 @@ mod tests {
                 r#"{"event":"media","media":{"timestamp":"1","payload":"!!!"}}"#,
                 "bad_payload",
             ),
+            (
+                r#"{"event":"media","media":{"timestamp":"-1","payload":"AA=="}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"event":"media","media":{"timestamp":"18446744073709551616","payload":"AA=="}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"event":"media","media":{"timestamp":"1e30","payload":"AA=="}}"#,
+                "bad_field",
+            ),
             (r#"{"event":"dtmf","dtmf":{"digit":"55"}}"#, "bad_field"),
             (
                 r#"{"event":"start","start":{"accountSid":"AC\"1","callSid":"CA1","streamSid":"MZ1","mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000}}}"#,

@@ -18,10 +18,50 @@ pub fn xml_escape(s: &str) -> String {
 
 const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
-/// `<Connect><Stream>`: a bidirectional media stream to `url` with custom parameters.
-pub fn connect_stream(url: &str, params: &[(&str, &str)]) -> String {
+/// What the caller gets when the media stream ends without the gateway having ended the
+/// call on purpose (OpenAI unreachable, a fatal session error, a drain deadline, a pod
+/// that died mid-call): never silence.
+///
+/// Only the apology exists today; per-tenant variants (`spec.agent.fallback`: dial a
+/// number, voicemail) will be further variants rendered by [`Fallback::verbs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// `<Say>` the text, then `<Hangup/>`.
+    Apologize(String),
+}
+
+/// The apology spoken when a call cannot be continued.
+pub const DEFAULT_APOLOGY: &str = "We're sorry, we are having technical difficulties and cannot continue this call. Please call again later. Goodbye.";
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self::Apologize(DEFAULT_APOLOGY.to_owned())
+    }
+}
+
+impl Fallback {
+    /// The verbs, without `<Response>`.
+    pub fn verbs(&self) -> String {
+        match self {
+            Self::Apologize(text) => format!("<Say>{}</Say><Hangup/>", xml_escape(text)),
+        }
+    }
+
+    /// A whole TwiML document running the fallback.
+    pub fn twiml(&self) -> String {
+        format!("{HEAD}<Response>{}</Response>", self.verbs())
+    }
+}
+
+/// `<Connect action><Stream>`: a bidirectional media stream to `url` with custom
+/// parameters. When the gateway closes the stream Twilio requests `action` (POST, signed)
+/// and runs what it answers: [`hangup`] when the gateway ended the call on purpose,
+/// [`Fallback::twiml`] otherwise. Verbs after `</Connect>` would be ignored by Twilio once
+/// `action` is set, so none are written.
+pub fn connect_stream(url: &str, action: &str, params: &[(&str, &str)]) -> String {
     let mut s = format!(
-        "{HEAD}<Response><Connect><Stream url=\"{}\">",
+        "{HEAD}<Response><Connect action=\"{}\" method=\"POST\"><Stream url=\"{}\">",
+        xml_escape(action),
         xml_escape(url)
     );
     for (name, value) in params {
@@ -33,6 +73,11 @@ pub fn connect_stream(url: &str, params: &[(&str, &str)]) -> String {
     }
     s.push_str("</Stream></Connect></Response>");
     s
+}
+
+/// Ends the call without another word (the agent already said goodbye).
+pub fn hangup() -> String {
+    format!("{HEAD}<Response><Hangup/></Response>")
 }
 
 /// A polite spoken refusal followed by a hang-up (unknown number).
@@ -54,9 +99,17 @@ mod tests {
 
     #[test]
     fn stream_twiml_escapes_values() {
-        let t = connect_stream("wss://gw/x", &[("from", "a\"<b>&")]);
+        let t = connect_stream("wss://gw/x", "https://gw/a?b&c", &[("from", "a\"<b>&")]);
         assert!(t.contains("<Stream url=\"wss://gw/x\">"));
+        assert!(t.contains("<Connect action=\"https://gw/a?b&amp;c\" method=\"POST\">"));
         assert!(t.contains("value=\"a&quot;&lt;b&gt;&amp;\""));
         assert!(t.ends_with("</Stream></Connect></Response>"));
+    }
+
+    #[test]
+    fn fallback_apologizes_then_hangs_up() {
+        let t = Fallback::Apologize("Sorry & goodbye".into()).twiml();
+        assert!(t.ends_with("<Response><Say>Sorry &amp; goodbye</Say><Hangup/></Response>"));
+        assert!(hangup().ends_with("<Response><Hangup/></Response>"));
     }
 }

@@ -7,7 +7,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::ids::new_sid;
 use super::session::{self, Stream};
-use super::twiml::{Twiml, parse_twiml, resolve_stream_url};
+use super::twiml::{
+    FollowUp, StreamTarget, Twiml, parse_follow_up, parse_twiml, resolve_stream_url,
+};
 use super::{CallConfig, CallError, CallReport, ensure_crypto_provider, http_client};
 use crate::signature::{header_for, signing_url};
 
@@ -69,10 +71,10 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
         Twiml::Connect(target) => target,
     };
     let (stream_url, warnings) = resolve_stream_url(&target.url, &webhook_url)?;
-    report.violations.extend(target.warnings);
+    report.violations.extend(target.warnings.clone());
     report.violations.extend(warnings);
     report.stream_url = Some(stream_url.clone());
-    report.custom_parameters = target.parameters;
+    report.custom_parameters = target.parameters.clone();
 
     let ws = connect_stream(cfg, &stream_url).await?;
     let stream_sid = new_sid("MZ");
@@ -85,7 +87,85 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
         record_audio: cfg.record_audio,
     };
     session::run(ws, &stream, cfg.script.clone(), &mut report).await;
+    if report.ended_by_gateway {
+        after_stream(cfg, &call_sid, &webhook_url, &target, &mut report).await;
+    }
     Ok(report)
+}
+
+/// What Twilio says when it cannot fetch or run the TwiML of a call.
+const APPLICATION_ERROR: &str = "We are sorry, an application error has occurred. Goodbye.";
+
+/// Does what Twilio does once the gateway has closed a `<Connect><Stream>`: request
+/// `<Connect action>` (signed POST) and run its answer, or run the verbs after
+/// `</Connect>`; with neither, the call ends in silence (nothing is heard).
+async fn after_stream(
+    cfg: &CallConfig,
+    call_sid: &str,
+    webhook_url: &str,
+    target: &StreamTarget,
+    report: &mut CallReport,
+) {
+    let verbs = match &target.action {
+        None => target.after.clone(),
+        Some(action) => match request_action(cfg, call_sid, webhook_url, action).await {
+            Ok(verbs) => verbs,
+            Err(why) => {
+                report
+                    .violations
+                    .push(format!("11200 <Connect action> failed: {why}"));
+                vec![
+                    FollowUp::Say(APPLICATION_ERROR.to_owned()),
+                    FollowUp::Hangup,
+                ]
+            }
+        },
+    };
+    for verb in verbs {
+        match verb {
+            FollowUp::Say(text) => report.heard_after_stream.push(text),
+            FollowUp::Hangup => {
+                report.hangup_after_stream = true;
+                return;
+            }
+            FollowUp::Other(name) => report
+                .violations
+                .push(format!("simulator does not run <{name}> after a stream")),
+        }
+    }
+}
+
+async fn request_action(
+    cfg: &CallConfig,
+    call_sid: &str,
+    webhook_url: &str,
+    action: &str,
+) -> Result<Vec<FollowUp>, String> {
+    let url = url::Url::parse(webhook_url)
+        .and_then(|base| base.join(action))
+        .map_err(|e| format!("action url {action:?}: {e}"))?
+        .to_string();
+    let mut params = webhook_params(cfg, call_sid);
+    for (name, value) in &mut params {
+        if name == "CallStatus" {
+            *value = "in-progress".to_owned();
+        }
+    }
+    let mut request = http_client()
+        .map_err(|e| e.to_string())?
+        .post(&url)
+        .timeout(cfg.connect_timeout)
+        .header(reqwest::header::USER_AGENT, "TwilioProxy/1.1")
+        .form(&params);
+    if let Some(sig) = header_for(cfg.signature, &cfg.auth_token, &signing_url(&url), &params) {
+        request = request.header("X-Twilio-Signature", sig);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status().as_u16()));
+    }
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    parse_follow_up(&body).map_err(|e| e.to_string())
 }
 
 fn is_xml(content_type: &str) -> bool {

@@ -31,7 +31,9 @@ pub use ids::new_sid;
 pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};
-pub use twiml::{StreamTarget, Twiml, TwimlError, parse_twiml, resolve_stream_url};
+pub use twiml::{
+    FollowUp, StreamTarget, Twiml, TwimlError, parse_follow_up, parse_twiml, resolve_stream_url,
+};
 pub use xml::XmlError;
 
 /// One simulated inbound call.
@@ -107,6 +109,14 @@ pub struct CallReport {
     pub violations: Vec<String>,
     /// The gateway ended the stream before the caller hung up.
     pub ended_by_gateway: bool,
+    /// What the caller heard after the gateway ended the stream, as Twilio runs it (the
+    /// `<Connect action>` answer, else the verbs after `</Connect>`): `<Say>` texts in
+    /// order; Twilio's own "application error" message when the action request failed.
+    #[serde(default)]
+    pub heard_after_stream: Vec<String>,
+    /// A `<Hangup/>` ended the call after the stream.
+    #[serde(default)]
+    pub hangup_after_stream: bool,
     /// Inbound `media` frames sent.
     pub frames_sent: u64,
     /// 20 ms slots whose frame was never sent because the simulator fell behind real time

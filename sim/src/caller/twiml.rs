@@ -28,8 +28,47 @@ pub struct StreamTarget {
     pub parameters: BTreeMap<String, String>,
     /// Verbs that run before `<Connect>` (e.g. a `<Say>` pre-roll), as short descriptions.
     pub preamble: Vec<String>,
+    /// `<Connect action>`: requested when the gateway closes the stream; when set, Twilio
+    /// ignores the verbs after `</Connect>`.
+    pub action: Option<String>,
+    /// Verbs after `</Connect>`, run when the gateway closes the stream (no `action`).
+    pub after: Vec<FollowUp>,
     /// Things Twilio would reject or silently change (reported as violations).
     pub warnings: Vec<String>,
+}
+
+/// A verb Twilio runs after a media stream the gateway closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUp {
+    /// `<Say>`: the caller hears the text.
+    Say(String),
+    /// `<Hangup/>`: the call ends; later verbs are not run.
+    Hangup,
+    /// Any other verb, described (`play …`, `dial`, …); the simulator does not act on it.
+    Other(String),
+}
+
+/// Reads verbs to run in order (after `</Connect>`, or a `<Connect action>` answer).
+fn follow_ups<'a>(verbs: impl Iterator<Item = &'a Element>) -> Vec<FollowUp> {
+    verbs
+        .map(|verb| match verb.name.as_str() {
+            "Say" => FollowUp::Say(verb.text().trim().to_owned()),
+            "Hangup" => FollowUp::Hangup,
+            other => FollowUp::Other(other.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// Parses the answer to a `<Connect action>` request: a `<Response>` of verbs.
+pub fn parse_follow_up(body: &str) -> Result<Vec<FollowUp>, TwimlError> {
+    let root = xml::parse(body)?;
+    if root.name != "Response" {
+        return Err(invalid(format!(
+            "root element is <{}>, not <Response>",
+            root.name
+        )));
+    }
+    Ok(follow_ups(root.elements()))
 }
 
 /// Why a webhook answer is not TwiML the simulator can act on.
@@ -62,7 +101,8 @@ pub fn parse_twiml(body: &str) -> Result<Twiml, TwimlError> {
         return Err(invalid("text directly inside <Response>"));
     }
     let mut preamble = Vec::new();
-    for verb in root.elements() {
+    let mut verbs = root.elements();
+    while let Some(verb) = verbs.next() {
         match verb.name.as_str() {
             "Say" => preamble.push(format!("say \"{}\"", verb.text().trim())),
             "Play" => preamble.push(format!("play {}", verb.text().trim())),
@@ -71,6 +111,8 @@ pub fn parse_twiml(body: &str) -> Result<Twiml, TwimlError> {
             "Connect" => {
                 let mut target = connect(verb)?;
                 target.preamble = preamble;
+                target.action = verb.attr("action").map(str::to_owned);
+                target.after = follow_ups(verbs);
                 return Ok(Twiml::Connect(target));
             }
             "Reject" => {
@@ -202,7 +244,33 @@ mod tests {
             Some("+15551234567")
         );
         assert_eq!(t.preamble, ["say \"One moment & please.\""]);
+        assert_eq!(
+            t.action.as_deref(),
+            Some("https://gw.example.com/twilio/connect-done")
+        );
+        assert!(t.after.is_empty());
         assert!(t.warnings.is_empty());
+    }
+
+    #[test]
+    fn verbs_after_connect_are_kept_for_when_the_stream_ends() {
+        let doc = r#"<Response><Connect><Stream url="wss://a/b"/></Connect><Say>Sorry.</Say><Hangup/><Say>never</Say></Response>"#;
+        let Twiml::Connect(t) = parse_twiml(doc).unwrap() else {
+            panic!("not a connect");
+        };
+        assert_eq!(t.action, None);
+        assert_eq!(
+            t.after,
+            [
+                FollowUp::Say("Sorry.".into()),
+                FollowUp::Hangup,
+                FollowUp::Say("never".into())
+            ]
+        );
+        assert_eq!(
+            parse_follow_up("<Response><Hangup/></Response>").unwrap(),
+            [FollowUp::Hangup]
+        );
     }
 
     #[test]
