@@ -15,6 +15,7 @@ pub mod call;
 pub mod cli;
 pub mod clock;
 pub mod drain;
+pub mod endings;
 pub mod http;
 pub mod knowledge;
 pub mod metrics;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use switchboard_store::{CallStore, WriteBehind};
 
 use crate::admission::Admissions;
-use crate::call::endings::Endings;
 use crate::drain::Drain;
+use crate::endings::Endings;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::RealtimeBackend;

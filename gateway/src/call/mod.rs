@@ -1,7 +1,6 @@
 //! One phone call: the sans-I/O [`session::CallSession`] state machine, its barge-in
 //! bookkeeping in [`playback`], and the task that moves bytes for it in [`task`].
 
-pub mod endings;
 pub mod playback;
 pub mod session;
 pub mod task;

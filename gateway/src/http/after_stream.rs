@@ -2,7 +2,7 @@
 //! when the gateway has closed a call's media stream.
 //!
 //! It answers `<Hangup/>` when the call task recorded that it ended the call on purpose
-//! (see [`crate::call::endings`]) and the tenant's fallback otherwise, so a stream that
+//! (see [`crate::endings`]) and the tenant's fallback otherwise, so a stream that
 //! ends for any other reason never leaves the caller in silence.
 
 use axum::body::Bytes;
@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::form;
-use crate::call::endings::AfterStream;
+use crate::endings::AfterStream;
 use crate::state::AppState;
 use crate::twilio::twiml;
 

@@ -28,6 +28,7 @@ pub mod decide;
 mod dereference;
 pub mod error;
 pub mod inputs;
+pub(crate) mod owner;
 mod reconcile;
 mod reconciler;
 pub mod status;

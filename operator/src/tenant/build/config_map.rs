@@ -7,9 +7,9 @@ use switchboard_crds::VoiceTenant;
 
 use super::TENANT_FILE;
 use super::knowledge::{knowledge_file, searchable};
-use crate::labels::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
+use crate::tenant::owner::Owner;
 
 /// The tenant file: a VoiceTenant manifest with the tenant's name and its spec as
 /// applied (defaults filled), and nothing else from the cluster (no namespace, uid or

@@ -37,9 +37,10 @@ use super::{
     CHECKSUM_ANNOTATION, CONFIG_DIR, DATA_DIR, HTTP_PORT, HTTP_PORT_NAME, SECRETS_DIR, TENANT_FILE,
     TENANT_PATH, public_url, referenced_secrets,
 };
-use crate::labels::{Owner, labels, selector_labels};
+use crate::labels::{labels, selector_labels};
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
+use crate::tenant::owner::Owner;
 
 /// Name of the gateway container.
 pub const CONTAINER_NAME: &str = "gateway";

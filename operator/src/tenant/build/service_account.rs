@@ -3,9 +3,9 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use switchboard_crds::VoiceTenant;
 
-use crate::labels::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
+use crate::tenant::owner::Owner;
 
 /// Builds the ServiceAccount `<tenant>-gateway`, annotated from
 /// `ctx.service_account_annotations` (an IAM role for S3 recordings through IRSA).

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::error::DatabaseError;
-use crate::labels::Owner;
+use crate::tenant::owner::Owner;
 
 /// Prefix of every role and schema the operator creates. [`validate_identifier`]
 /// requires it, so names read back from a (user-writable) status can never point the
