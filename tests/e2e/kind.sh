@@ -202,13 +202,11 @@ for file in examples/tenants/*.yaml; do
         *) die "$file is new: say here whether it is a cluster or a laptop tenant" ;;
     esac
 done
-# acme's manifest names these Secrets (the Twilio token, the OpenAI key, and a database
-# URL the operator's own provisioned role takes precedence over).
+# acme's manifest names these Secrets (the Twilio token, the OpenAI key); its database role
+# is the operator's to provision (the admin URL stays in the operator's namespace).
 kubectl create namespace acme
 kubectl -n acme create secret generic acme-twilio --from-literal=auth-token="$AUTH_TOKEN"
 kubectl -n acme create secret generic acme-openai --from-literal=api-key=sk-e2e-simulator
-kubectl -n acme create secret generic switchboard-postgres \
-    --from-literal=url="postgres://postgres:$PG_PASSWORD@postgres.$DB_NS.svc:5432/postgres"
 # The same manifest, with the Realtime simulator instead of OpenAI.
 kubectl patch --local -f examples/tenants/acme-cluster.yaml --type merge -o yaml \
     -p "{\"spec\":{\"openai\":{\"realtimeUrl\":\"$REALTIME_URL\"}}}" | kubectl apply -f -
