@@ -146,6 +146,9 @@ helm install switchboard charts/switchboard --namespace "$OPERATOR_NS" \
     --set image.pullPolicy=Never \
     --set database.adminSecret.name=switchboard-db-admin --set database.adminSecret.key=url \
     --set logFormat=text \
+    `# The simulated call comes from switchboard-sim and the Realtime simulator listens` \
+    `# on 8081: the gateways' NetworkPolicy (ingress-nginx in, 443 out) would refuse both.` \
+    --set gateway.networkPolicy.enabled=false \
     --wait --timeout "$TIMEOUT"
 kubectl -n "$OPERATOR_NS" rollout status deploy/switchboard --timeout="$TIMEOUT"
 holder=""

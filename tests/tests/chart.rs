@@ -333,6 +333,11 @@ const CONTRACT_ENV: &[&str] = &[
     "POD_NAMESPACE",
     "POD_NAME",
     "SWITCHBOARD_LOG_FORMAT",
+    "SWITCHBOARD_GATEWAY_NETWORK_POLICY",
+    "SWITCHBOARD_INGRESS_NAMESPACE",
+    "SWITCHBOARD_METRICS_NAMESPACE",
+    "SWITCHBOARD_GATEWAY_RESOURCES",
+    "SWITCHBOARD_GATEWAY_DATA_VOLUME",
 ];
 
 /// Environment variables `operator run` reads: the `env` of every argument in its clap
@@ -1489,6 +1494,98 @@ fn the_database_admin_url_lives_only_in_the_operators_namespace() {
         .and_then(|v| v.secret_key_ref.as_ref())
         .unwrap();
     assert_eq!(Some(&from.name), secret.metadata.name.as_ref());
+}
+
+#[test]
+fn gateway_network_policy_resources_and_spool_reach_the_operator() {
+    use switchboard_operator::tenant::inputs::{DataVolume, GatewayResources};
+    let Some(helm) = helm() else { return };
+    let env_of = |args: &[&str]| -> BTreeMap<String, String> {
+        let objects = render(&helm, args);
+        let d: Deployment = one(&objects, "Deployment").typed();
+        env_map(operator_container(&d))
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.value.clone()?)))
+            .collect()
+    };
+    // Defaults: a NetworkPolicy admitting ingress-nginx and monitoring, Burstable
+    // gateways (requests, a memory limit), a bounded emptyDir spool.
+    let env = env_of(&[]);
+    assert_eq!(env["SWITCHBOARD_GATEWAY_NETWORK_POLICY"], "true");
+    assert_eq!(env["SWITCHBOARD_INGRESS_NAMESPACE"], "ingress-nginx");
+    assert_eq!(env["SWITCHBOARD_METRICS_NAMESPACE"], "monitoring");
+    let resources: GatewayResources =
+        serde_json::from_str(&env["SWITCHBOARD_GATEWAY_RESOURCES"]).unwrap();
+    assert_eq!(resources.requests["cpu"], "100m");
+    assert_eq!(resources.requests["memory"], "128Mi");
+    assert_eq!(resources.limits["memory"], "512Mi");
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::EmptyDir {
+            size_limit: "1Gi".into()
+        }
+    );
+    // The chart's defaults are the operator's own.
+    assert_eq!(
+        resources,
+        serde_json::from_str(switchboard_operator::cli::DEFAULT_GATEWAY_RESOURCES).unwrap()
+    );
+    assert_eq!(
+        spool,
+        serde_json::from_str(switchboard_operator::cli::DEFAULT_GATEWAY_DATA_VOLUME).unwrap()
+    );
+
+    let env = env_of(&[
+        "--set",
+        "gateway.networkPolicy.enabled=false",
+        "--set",
+        "gateway.spool.type=ephemeral",
+        "--set",
+        "gateway.spool.size=5Gi",
+        "--set",
+        "gateway.spool.storageClassName=gp3",
+    ]);
+    assert_eq!(env["SWITCHBOARD_GATEWAY_NETWORK_POLICY"], "false");
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::Ephemeral {
+            size: "5Gi".into(),
+            storage_class_name: Some("gp3".into())
+        }
+    );
+    let env = env_of(&[
+        "--set",
+        "gateway.spool.type=claim",
+        "--set",
+        "gateway.spool.claimName=spool",
+    ]);
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::Claim {
+            claim_name: "spool".into()
+        }
+    );
+    let base = ["template", RELEASE, "charts/switchboard"];
+    for (bad, says) in [
+        (
+            &["--set", "gateway.spool.type=ephemeral"][..],
+            "gateway.spool.size",
+        ),
+        (
+            &["--set", "gateway.spool.type=claim"][..],
+            "gateway.spool.claimName",
+        ),
+        (
+            &["--set", "gateway.spool.type=hostPath"][..],
+            "gateway.spool.type",
+        ),
+    ] {
+        let err = try_helm(&helm, &[&base[..], bad].concat()).unwrap_err();
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]
