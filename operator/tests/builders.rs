@@ -390,6 +390,9 @@ fn the_data_directory_is_bounded_or_on_a_claim() {
     );
 }
 
+/// An egress rule as (namespaces, (protocol, port)s).
+type EgressRule = (Vec<String>, Vec<(String, IntOrString)>);
+
 #[test]
 fn network_policy_admits_the_ingress_and_the_scraper_and_lets_out_dns_db_https() {
     let (fixture, built) = children("acme");
@@ -435,7 +438,7 @@ fn network_policy_admits_the_ingress_and_the_scraper_and_lets_out_dns_db_https()
         );
     }
     let egress = spec.egress.unwrap();
-    let ports: Vec<(Vec<String>, Vec<(String, IntOrString)>)> = egress
+    let ports: Vec<EgressRule> = egress
         .iter()
         .map(|r| {
             (
