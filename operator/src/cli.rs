@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::OperatorConfig;
-use crate::tenant::inputs::{DEFAULT_IMAGE_REPOSITORY, default_gateway_image};
+use crate::config::{GatewayNetwork, OperatorConfig};
+use crate::tenant::inputs::{
+    DEFAULT_IMAGE_REPOSITORY, DataVolume, GatewayResources, default_gateway_image,
+};
 
 /// Turns VoiceTenants into running Switchboard gateways.
 #[derive(Debug, Clone, Parser)]
@@ -119,6 +121,63 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    // Least privilege in the cluster (the gateways' NetworkPolicy, resources, data volume).
+    /// Build a NetworkPolicy per tenant: ingress only from --ingress-namespace and
+    /// --metrics-namespace, egress only to DNS, the database's port and 443.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GATEWAY_NETWORK_POLICY",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub gateway_network_policy: bool,
+    /// Namespace of the ingress controller (may reach the gateways' http port).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
+    pub ingress_namespace: String,
+    /// Namespace of the metrics scraper (may reach the gateways' /metrics).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_METRICS_NAMESPACE",
+        default_value = "monitoring"
+    )]
+    pub metrics_namespace: String,
+    /// Resources of gateways whose tenant sets no spec.gateway.resources, as JSON
+    /// (`{"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"memory":"512Mi"}}`).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GATEWAY_RESOURCES",
+        default_value = DEFAULT_GATEWAY_RESOURCES,
+        value_parser = parse_json::<GatewayResources>
+    )]
+    pub gateway_resources: GatewayResources,
+    /// The gateways' data directory (spool, SQLite), as JSON:
+    /// `{"type":"emptyDir","sizeLimit":"1Gi"}`,
+    /// `{"type":"ephemeral","size":"5Gi","storageClassName":"gp3"}` (a claim per pod,
+    /// deleted with it) or `{"type":"claim","claimName":"spool"}` (an existing claim in
+    /// each tenant's namespace, shared, a directory per pod).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GATEWAY_DATA_VOLUME",
+        default_value = DEFAULT_GATEWAY_DATA_VOLUME,
+        value_parser = parse_json::<DataVolume>
+    )]
+    pub gateway_data_volume: DataVolume,
+}
+
+/// `--gateway-resources` by default: Burstable pods, never evicted before BestEffort
+/// ones, killed only above 512 MiB.
+pub const DEFAULT_GATEWAY_RESOURCES: &str =
+    r#"{"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"memory":"512Mi"}}"#;
+/// `--gateway-data-volume` by default.
+pub const DEFAULT_GATEWAY_DATA_VOLUME: &str = r#"{"type":"emptyDir","sizeLimit":"1Gi"}"#;
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 impl RunArgs {
@@ -153,6 +212,12 @@ impl RunArgs {
             .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
             .filter(|u| !u.is_empty());
         config.s3.resync = Duration::from_secs(self.s3_resync_seconds.max(1));
+        config.gateway_network = self.gateway_network_policy.then(|| GatewayNetwork {
+            ingress_namespace: self.ingress_namespace.clone(),
+            metrics_namespace: self.metrics_namespace.clone(),
+        });
+        config.gateway_resources = self.gateway_resources.clone();
+        config.gateway_data_volume = Some(self.gateway_data_volume.clone());
         config
     }
 }
@@ -199,6 +264,36 @@ mod tests {
         assert_eq!(c.watch_namespace, None);
         assert_eq!(c.requeue_interval, Duration::from_secs(600));
         assert_eq!(c.s3.resync, Duration::from_secs(300));
+        // Gateways: a NetworkPolicy, Burstable resources, a bounded spool by default.
+        let inputs = c.base_inputs("t", "n");
+        let policy = inputs.network_policy.unwrap();
+        assert_eq!(policy.ingress_namespace, "ingress-nginx");
+        assert_eq!(policy.metrics_namespace, "monitoring");
+        assert_eq!(policy.database_port, 5432);
+        assert_eq!(inputs.gateway_resources.limits["memory"], "512Mi");
+        assert_eq!(
+            inputs.data_volume,
+            Some(DataVolume::EmptyDir {
+                size_limit: "1Gi".into()
+            })
+        );
+        let off = run_args(&[
+            "--gateway-network-policy",
+            "false",
+            "--database-admin-url",
+            "postgres://a@h:6543/d",
+        ])
+        .config();
+        assert!(off.base_inputs("t", "n").network_policy.is_none());
+        let on = run_args(&["--database-admin-url", "postgres://a@h:6543/d"]).config();
+        assert_eq!(
+            on.base_inputs("t", "n")
+                .network_policy
+                .unwrap()
+                .database_port,
+            6543
+        );
+        assert!(Cli::try_parse_from(["operator", "run", "--gateway-data-volume", "{}"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::tenant::inputs::{BuildInputs, IngressSettings, PublicAccess};
+use crate::tenant::inputs::{
+    BuildInputs, DEFAULT_DATABASE_PORT, DataVolume, GatewayResources, IngressSettings,
+    NetworkPolicySettings, PublicAccess,
+};
 
 /// Everything the controllers and the leader election need besides a client.
 #[derive(Clone, Debug)]
@@ -48,10 +51,27 @@ pub struct OperatorConfig {
     pub model_dir: Option<std::path::PathBuf>,
     /// S3 sources of knowledge bases: endpoint (MinIO, moto) and re-list period.
     pub s3: crate::knowledge::S3Settings,
+    /// Build a NetworkPolicy per tenant admitting these namespaces; `None`: none.
+    pub gateway_network: Option<GatewayNetwork>,
+    /// Resources of gateways whose tenant sets none.
+    pub gateway_resources: GatewayResources,
+    /// The gateways' data volume; `None`: the builder's default (`emptyDir`, 1Gi).
+    pub gateway_data_volume: Option<DataVolume>,
+}
+
+/// Who may reach the gateways (`--ingress-namespace`, `--metrics-namespace`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayNetwork {
+    /// The ingress controller's namespace.
+    pub ingress_namespace: String,
+    /// The metrics scraper's namespace.
+    pub metrics_namespace: String,
 }
 
 impl OperatorConfig {
-    /// Defaults of the command line, with `identity` as the Lease holder.
+    /// Defaults of the command line, with `identity` as the Lease holder; except that the
+    /// gateways get no NetworkPolicy, no default resources and the builder's default data
+    /// volume (the command line's defaults turn all three on: [`crate::cli::RunArgs`]).
     pub fn new(identity: impl Into<String>) -> Self {
         Self {
             default_image: crate::tenant::inputs::default_gateway_image(
@@ -75,6 +95,9 @@ impl OperatorConfig {
             concurrency: 16,
             model_dir: None,
             s3: crate::knowledge::S3Settings::default(),
+            gateway_network: None,
+            gateway_resources: GatewayResources::default(),
+            gateway_data_volume: None,
         }
     }
 
@@ -94,7 +117,25 @@ impl OperatorConfig {
                 },
             ),
         });
+        ctx.network_policy = self
+            .gateway_network
+            .as_ref()
+            .map(|n| NetworkPolicySettings {
+                ingress_namespace: n.ingress_namespace.clone(),
+                metrics_namespace: n.metrics_namespace.clone(),
+                database_port: self.database_port(),
+            });
+        ctx.gateway_resources = self.gateway_resources.clone();
+        ctx.data_volume = self.gateway_data_volume.clone();
         ctx
+    }
+
+    /// The port of the admin URL's server (where the gateways connect), else Postgres'.
+    fn database_port(&self) -> u16 {
+        self.database_admin_url
+            .as_deref()
+            .and_then(|url| crate::tenant::database::AdminTarget::from_admin_url(url).ok())
+            .map_or(DEFAULT_DATABASE_PORT, |t| t.port)
     }
 }
 

@@ -8,15 +8,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use switchboard_crds::{AutoscalingSpec, SecretRef, VoiceTenant, parse_tenant};
 use switchboard_operator::labels::{MAX_NAME_LEN, children_selector, labels, selector_labels};
+use switchboard_operator::tenant::build::DATA_DIR;
+use switchboard_operator::tenant::build::deployment::DEFAULT_DATA_SIZE_LIMIT;
 use switchboard_operator::tenant::build::{
     CHECKSUM_ANNOTATION, HTTP_PORT, SECRETS_DIR, TENANT_FILE, TENANT_PATH, build_config_map,
     build_deployment, build_hpa, build_ingress, public_url,
 };
+use switchboard_operator::tenant::inputs::DataVolume;
 use switchboard_operator::{BuildError, Children, build_children, referenced_secrets, webhook_url};
 
 fn children(name: &str) -> (common::Fixture, Children) {
@@ -51,6 +56,9 @@ fn all(c: &Children) -> Vec<(&ObjectMeta, Value)> {
     }
     if let Some(ingress) = &c.ingress {
         out.push((&ingress.metadata, serde_json::to_value(ingress).unwrap()));
+    }
+    if let Some(policy) = &c.network_policy {
+        out.push((&policy.metadata, serde_json::to_value(policy).unwrap()));
     }
     out
 }
@@ -288,9 +296,179 @@ fn resources_come_from_the_spec() {
         .resources
         .clone();
     assert!(wanted.is_some());
+    // The tenant's own resources win over the operator's defaults (acme's context has
+    // them too).
+    assert!(!fixture.ctx.gateway_resources.is_empty());
     assert_eq!(container(&built.deployment).resources, wanted);
+}
+
+#[test]
+fn gateways_without_resources_get_the_operators_defaults_never_best_effort() {
+    let (mut fixture, built) = children("minimal");
+    assert!(
+        fixture
+            .tenant
+            .spec
+            .gateway
+            .as_ref()
+            .is_none_or(|g| g.resources.is_none())
+    );
+    let resources = container(&built.deployment).resources.clone().unwrap();
+    let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| m.as_ref().unwrap()[k].0.clone();
+    assert_eq!(q(&resources.requests, "cpu"), "100m");
+    assert_eq!(q(&resources.requests, "memory"), "128Mi");
+    assert_eq!(q(&resources.limits, "memory"), "512Mi");
+    // No defaults and none of its own: nothing (what the operator's flag can turn off).
+    fixture.ctx.gateway_resources = Default::default();
+    let d = build_deployment(&fixture.tenant, &fixture.ctx).unwrap();
+    assert_eq!(container(&d).resources, None);
+}
+
+#[test]
+fn the_data_directory_is_bounded_or_on_a_claim() {
+    let volume = |d: &Deployment, name: &str| {
+        pod(d)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .unwrap()
+            .clone()
+    };
+    // Default: an emptyDir with a sizeLimit (the spool grows while the database is down).
+    let (mut fixture, built) = children("minimal");
+    assert_eq!(fixture.ctx.data_volume, None);
+    let data = volume(&built.deployment, "data");
+    assert_eq!(
+        data.empty_dir.unwrap().size_limit,
+        Some(Quantity(DEFAULT_DATA_SIZE_LIMIT.into()))
+    );
+    assert_eq!(
+        env(&built.deployment, "SWITCHBOARD_DATA_DIR").unwrap(),
+        DATA_DIR
+    );
+    let tmp = volume(&built.deployment, "tmp");
+    assert!(tmp.empty_dir.unwrap().size_limit.is_some());
+    // Configured size.
+    fixture.ctx.data_volume = Some(DataVolume::EmptyDir {
+        size_limit: "3Gi".into(),
+    });
+    let d = build_deployment(&fixture.tenant, &fixture.ctx).unwrap();
+    assert_eq!(
+        volume(&d, "data").empty_dir.unwrap().size_limit,
+        Some(Quantity("3Gi".into()))
+    );
+    // A claim per pod from a template.
+    let (_, acme) = children("acme");
+    let template = volume(&acme.deployment, "data")
+        .ephemeral
+        .unwrap()
+        .volume_claim_template
+        .unwrap();
+    assert_eq!(template.spec.storage_class_name.as_deref(), Some("gp3"));
+    // A shared claim: one directory per pod.
+    let (_, long) = children("long-name");
+    let data = volume(&long.deployment, "data");
+    assert_eq!(
+        data.persistent_volume_claim.unwrap().claim_name,
+        "switchboard-spool"
+    );
+    assert_eq!(
+        env(&long.deployment, "SWITCHBOARD_DATA_DIR").unwrap(),
+        format!("{DATA_DIR}/$(POD_NAME)")
+    );
+    let names: Vec<String> = container(&long.deployment)
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(
+        pos("POD_NAME") < pos("SWITCHBOARD_DATA_DIR"),
+        "expanded in order"
+    );
+}
+
+/// An egress rule as (namespaces, (protocol, port)s).
+type EgressRule = (Vec<String>, Vec<(String, IntOrString)>);
+
+#[test]
+fn network_policy_admits_the_ingress_and_the_scraper_and_lets_out_dns_db_https() {
+    let (fixture, built) = children("acme");
+    let policy = built.network_policy.unwrap();
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels,
+        Some(selector_labels("acme"))
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string(), "Egress".to_string()][..])
+    );
+    let ns_of = |peers: &Option<Vec<NetworkPolicyPeer>>| -> Vec<String> {
+        peers
+            .iter()
+            .flatten()
+            .map(|p| {
+                assert!(p.pod_selector.is_none() && p.ip_block.is_none());
+                p.namespace_selector
+                    .as_ref()
+                    .unwrap()
+                    .match_labels
+                    .as_ref()
+                    .unwrap()["kubernetes.io/metadata.name"]
+                    .clone()
+            })
+            .collect()
+    };
+    let ingress = spec.ingress.unwrap();
+    let from: Vec<Vec<String>> = ingress.iter().map(|r| ns_of(&r.from)).collect();
+    assert_eq!(from, [["ingress-nginx"], ["monitoring"]]);
+    for rule in &ingress {
+        let ports = rule.ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(IntOrString::String("http".into())));
+        // The named port is the container's only one: the gateway's listener.
+        assert_eq!(
+            container(&built.deployment).ports.as_ref().unwrap()[0]
+                .name
+                .as_deref(),
+            Some("http")
+        );
+    }
+    let egress = spec.egress.unwrap();
+    let ports: Vec<EgressRule> = egress
+        .iter()
+        .map(|r| {
+            (
+                ns_of(&r.to),
+                r.ports
+                    .iter()
+                    .flatten()
+                    .map(|p| (p.protocol.clone().unwrap(), p.port.clone().unwrap()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let db = i32::from(fixture.ctx.network_policy.unwrap().database_port);
+    assert_eq!(
+        ports,
+        [
+            (
+                vec!["kube-system".to_string()],
+                vec![
+                    ("UDP".to_string(), IntOrString::Int(53)),
+                    ("TCP".to_string(), IntOrString::Int(53))
+                ]
+            ),
+            (vec![], vec![("TCP".to_string(), IntOrString::Int(db))]),
+            (vec![], vec![("TCP".to_string(), IntOrString::Int(443))]),
+        ]
+    );
+    // Without settings, no policy (the controller prunes one built before).
     let (_, minimal) = children("minimal");
-    assert_eq!(container(&minimal.deployment).resources, None);
+    assert!(minimal.network_policy.is_none());
 }
 
 #[test]

@@ -26,6 +26,9 @@ fn render(name: &str) -> String {
     if let Some(ingress) = &children.ingress {
         docs.push(common::round_trip(ingress));
     }
+    if let Some(policy) = &children.network_policy {
+        docs.push(common::round_trip(policy));
+    }
     let mut out = format!("{HEADER}{name}.yaml; UPDATE_GOLDEN=1 regenerates it.\n");
     for doc in docs {
         out.push_str("---\n");

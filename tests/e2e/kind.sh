@@ -146,6 +146,9 @@ helm install switchboard charts/switchboard --namespace "$OPERATOR_NS" \
     --set image.pullPolicy=Never \
     --set database.adminSecret.name=switchboard-db-admin --set database.adminSecret.key=url \
     --set logFormat=text \
+    `# The simulated call comes from switchboard-sim and the Realtime simulator listens` \
+    `# on 8081: the gateways' NetworkPolicy (ingress-nginx in, 443 out) would refuse both.` \
+    --set gateway.networkPolicy.enabled=false \
     --wait --timeout "$TIMEOUT"
 kubectl -n "$OPERATOR_NS" rollout status deploy/switchboard --timeout="$TIMEOUT"
 holder=""
@@ -202,13 +205,11 @@ for file in examples/tenants/*.yaml; do
         *) die "$file is new: say here whether it is a cluster or a laptop tenant" ;;
     esac
 done
-# acme's manifest names these Secrets (the Twilio token, the OpenAI key, and a database
-# URL the operator's own provisioned role takes precedence over).
+# acme's manifest names these Secrets (the Twilio token, the OpenAI key); its database role
+# is the operator's to provision (the admin URL stays in the operator's namespace).
 kubectl create namespace acme
 kubectl -n acme create secret generic acme-twilio --from-literal=auth-token="$AUTH_TOKEN"
 kubectl -n acme create secret generic acme-openai --from-literal=api-key=sk-e2e-simulator
-kubectl -n acme create secret generic switchboard-postgres \
-    --from-literal=url="postgres://postgres:$PG_PASSWORD@postgres.$DB_NS.svc:5432/postgres"
 # The same manifest, with the Realtime simulator instead of OpenAI.
 kubectl patch --local -f examples/tenants/acme-cluster.yaml --type merge -o yaml \
     -p "{\"spec\":{\"openai\":{\"realtimeUrl\":\"$REALTIME_URL\"}}}" | kubectl apply -f -

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use prometheus::core::Collector;
 use serde::Serialize;
@@ -224,6 +224,8 @@ fn check_types(objects: &[Object]) -> BTreeMap<String, usize> {
             "ServiceAccount" => drop(o.typed::<ServiceAccount>()),
             "ClusterRole" => drop(o.typed::<ClusterRole>()),
             "ClusterRoleBinding" => drop(o.typed::<ClusterRoleBinding>()),
+            "Role" => drop(o.typed::<Role>()),
+            "RoleBinding" => drop(o.typed::<RoleBinding>()),
             "Service" => drop(o.typed::<Service>()),
             "ConfigMap" => drop(o.typed::<ConfigMap>()),
             "Secret" => drop(o.typed::<Secret>()),
@@ -331,6 +333,11 @@ const CONTRACT_ENV: &[&str] = &[
     "POD_NAMESPACE",
     "POD_NAME",
     "SWITCHBOARD_LOG_FORMAT",
+    "SWITCHBOARD_GATEWAY_NETWORK_POLICY",
+    "SWITCHBOARD_INGRESS_NAMESPACE",
+    "SWITCHBOARD_METRICS_NAMESPACE",
+    "SWITCHBOARD_GATEWAY_RESOURCES",
+    "SWITCHBOARD_GATEWAY_DATA_VOLUME",
 ];
 
 /// Environment variables `operator run` reads: the `env` of every argument in its clap
@@ -350,9 +357,10 @@ fn operator_env_names() -> BTreeSet<String> {
     names
 }
 
-/// What the operator does to the API server (operator contract, "RBAC needs"):
-/// (API group, resource, verbs).
-const OPERATOR_NEEDS: &[(&str, &str, &[&str])] = &[
+/// What the operator does to the API server in the tenants' namespaces (operator
+/// contract, "RBAC needs"): (API group, resource, verbs). The Lease is apart, in the
+/// release namespace (`check_leader_role`).
+const TENANT_NEEDS: &[(&str, &str, &[&str])] = &[
     (
         "voice.switchboard.dev",
         "voicetenants",
@@ -386,17 +394,15 @@ const OPERATOR_NEEDS: &[(&str, &str, &[&str])] = &[
     ("", "configmaps", CHILD_VERBS),
     ("", "services", CHILD_VERBS),
     ("", "serviceaccounts", CHILD_VERBS),
-    ("", "secrets", CHILD_VERBS),
+    // Read (metadata watch, the database Secret's password, knowledge API keys) and
+    // create the tenant's database Secret; never update, patch or delete one.
+    ("", "secrets", &["get", "list", "watch", "create"]),
     ("apps", "deployments", CHILD_VERBS),
     ("autoscaling", "horizontalpodautoscalers", CHILD_VERBS),
     ("policy", "poddisruptionbudgets", CHILD_VERBS),
     ("networking.k8s.io", "ingresses", CHILD_VERBS),
+    ("networking.k8s.io", "networkpolicies", CHILD_VERBS),
     ("events.k8s.io", "events", &["create", "patch"]),
-    (
-        "coordination.k8s.io",
-        "leases",
-        &["get", "create", "update", "patch"],
-    ),
 ];
 const CHILD_VERBS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
@@ -428,6 +434,9 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
         ("ClusterRole", 1),
         ("ClusterRoleBinding", 1),
         ("CustomResourceDefinition", 2),
+        // The leader Lease, in the release namespace only.
+        ("Role", 1),
+        ("RoleBinding", 1),
         ("Deployment", 1),
         ("Service", 1),
         ("ServiceAccount", 1),
@@ -690,16 +699,25 @@ fn operator_deployment_speaks_the_operator_command_line() {
         Some(&["ALL".to_string()][..])
     );
 
-    // The pods run as the ServiceAccount the ClusterRoleBinding grants the ClusterRole to.
+    // The pods run as the ServiceAccount every binding grants its role to: with
+    // watchNamespace (ALL_ON), a Role there and the leader Role here, no ClusterRole.
     let sa: ServiceAccount = one(&objects, "ServiceAccount").typed();
-    let binding: ClusterRoleBinding = one(&objects, "ClusterRoleBinding").typed();
-    let role: ClusterRole = one(&objects, "ClusterRole").typed();
     assert_eq!(pod.service_account_name, sa.metadata.name);
-    let subject = &binding.subjects.as_ref().unwrap()[0];
-    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
-    assert_eq!(subject.namespace.as_deref(), Some(NAMESPACE));
-    assert_eq!(binding.role_ref.kind, "ClusterRole");
-    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    assert!(objects.iter().all(|o| o.kind() != "ClusterRoleBinding"));
+    let roles: Vec<Role> = all(&objects, "Role");
+    let bindings: Vec<RoleBinding> = all(&objects, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for binding in &bindings {
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
+        assert_eq!(subject.namespace.as_deref(), Some(NAMESPACE));
+        assert_eq!(binding.role_ref.kind, "Role");
+        let role = roles
+            .iter()
+            .find(|r| r.metadata.name.as_ref() == Some(&binding.role_ref.name))
+            .expect("the bound Role is rendered");
+        assert_eq!(role.metadata.namespace, binding.metadata.namespace);
+    }
 
     // The metrics Service reaches these pods.
     let service: Service = one(&objects, "Service").typed();
@@ -740,13 +758,41 @@ fn leader_election_off_is_refused_with_more_than_one_replica() {
     );
 }
 
-#[test]
-fn cluster_role_grants_what_the_operator_needs_and_nothing_wild() {
-    let Some(helm) = helm() else { return };
-    let objects = render(&helm, &[]);
-    let role: ClusterRole = one(&objects, "ClusterRole").typed();
-    let rules = role.rules.unwrap();
-    for rule in &rules {
+/// Every object of `kind`, typed.
+fn all<T: DeserializeOwned + Serialize>(objects: &[Object], kind: &str) -> Vec<T> {
+    objects
+        .iter()
+        .filter(|o| o.kind() == kind)
+        .map(Object::typed)
+        .collect()
+}
+
+/// The rules of every ClusterRole (`cluster`) and of every Role, by namespace.
+fn rbac_rules(objects: &[Object]) -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
+    let cluster = all::<ClusterRole>(objects, "ClusterRole")
+        .into_iter()
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .collect();
+    let mut namespaced: BTreeMap<String, Vec<PolicyRule>> = BTreeMap::new();
+    for role in all::<Role>(objects, "Role") {
+        namespaced
+            .entry(role.metadata.namespace.clone().unwrap())
+            .or_default()
+            .extend(role.rules.unwrap_or_default());
+    }
+    (cluster, namespaced)
+}
+
+fn grants(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        r.api_groups.iter().flatten().any(|g| g == group)
+            && r.resources.iter().flatten().any(|x| x == resource)
+            && r.verbs.iter().any(|v| v == verb)
+    })
+}
+
+fn check_no_wildcards(rules: &[PolicyRule]) {
+    for rule in rules {
         for list in [
             &rule.verbs,
             rule.resources.as_ref().unwrap(),
@@ -755,20 +801,123 @@ fn cluster_role_grants_what_the_operator_needs_and_nothing_wild() {
             assert!(!list.iter().any(|s| s == "*"), "wildcard in {rule:?}");
         }
     }
-    for (group, resource, verbs) in OPERATOR_NEEDS {
+}
+
+/// The operator may read Secrets and create its own, never change or delete one.
+fn check_secret_verbs(rules: &[PolicyRule]) {
+    for rule in rules {
+        if rule.resources.iter().flatten().any(|r| r == "secrets") {
+            let mut verbs = rule.verbs.clone();
+            verbs.sort();
+            assert_eq!(verbs, ["create", "get", "list", "watch"], "{rule:?}");
+        }
+    }
+}
+
+#[test]
+fn rbac_all_namespaces_grants_the_documented_minimum() {
+    let Some(helm) = helm() else { return };
+    let objects = render(&helm, &[]);
+    let (cluster, namespaced) = rbac_rules(&objects);
+    check_no_wildcards(&cluster);
+    check_secret_verbs(&cluster);
+    for (group, resource, verbs) in TENANT_NEEDS {
         for verb in *verbs {
-            let granted = rules.iter().any(|r| {
-                r.api_groups.iter().flatten().any(|g| g == group)
-                    && r.resources.iter().flatten().any(|x| x == resource)
-                    && r.verbs.iter().any(|v| v == verb)
-            });
             assert!(
-                granted,
+                grants(&cluster, group, resource, verb),
                 "the ClusterRole does not grant {verb} on {resource} ({group:?})"
             );
         }
     }
+    check_exactly_documented(&cluster);
+    // The Lease only in the release namespace, renewed by name.
+    assert!(!grants(&cluster, "coordination.k8s.io", "leases", "get"));
+    check_leader_role(&namespaced);
+}
 
+#[test]
+fn rbac_with_watch_namespace_has_no_cluster_wide_grant() {
+    let Some(helm) = helm() else { return };
+    let objects = render(&helm, &["--set", "watchNamespace=tenants"]);
+    let (cluster, namespaced) = rbac_rules(&objects);
+    assert!(
+        cluster
+            .iter()
+            .all(|r| !r.resources.iter().flatten().any(|x| x == "secrets")),
+        "a ClusterRole rule names secrets: {cluster:#?}"
+    );
+    assert!(cluster.is_empty(), "nothing cluster-wide: {cluster:#?}");
+    assert!(objects.iter().all(|o| o.kind() != "ClusterRoleBinding"));
+    let tenants = &namespaced["tenants"];
+    check_no_wildcards(tenants);
+    check_secret_verbs(tenants);
+    for (group, resource, verbs) in TENANT_NEEDS {
+        for verb in *verbs {
+            assert!(
+                grants(tenants, group, resource, verb),
+                "the Role in tenants does not grant {verb} on {resource} ({group:?})"
+            );
+        }
+    }
+    check_exactly_documented(tenants);
+    check_leader_role(&namespaced);
+    // Without leader election, no Lease grant at all.
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "watchNamespace=tenants",
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "replicaCount=1",
+        ],
+    );
+    let (_, namespaced) = rbac_rules(&objects);
+    assert_eq!(namespaced.keys().collect::<Vec<_>>(), ["tenants"]);
+}
+
+/// Each rule grants on each of its resources exactly the documented verbs, nothing more.
+fn check_exactly_documented(rules: &[PolicyRule]) {
+    for rule in rules {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                let (_, _, verbs) = TENANT_NEEDS
+                    .iter()
+                    .find(|(g, r, _)| g == group && r == resource)
+                    .unwrap_or_else(|| panic!("{resource} ({group:?}) is not documented"));
+                let mut documented = verbs.to_vec();
+                documented.sort_unstable();
+                let mut granted: Vec<&str> = rule.verbs.iter().map(String::as_str).collect();
+                granted.sort_unstable();
+                assert_eq!(granted, documented, "{resource} ({group:?})");
+            }
+        }
+    }
+}
+
+/// The release namespace's Role: create a Lease, get/update/patch only the named one.
+fn check_leader_role(namespaced: &BTreeMap<String, Vec<PolicyRule>>) {
+    let own = &namespaced[NAMESPACE];
+    check_no_wildcards(own);
+    for rule in own {
+        assert_eq!(rule.resources.as_deref(), Some(&["leases".to_string()][..]));
+        if rule.verbs != ["create"] {
+            assert_eq!(
+                rule.resource_names.as_deref(),
+                Some(&[format!("{RELEASE}-switchboard")][..]),
+                "{rule:?}"
+            );
+        }
+    }
+    for verb in ["get", "create", "update", "patch"] {
+        assert!(grants(own, "coordination.k8s.io", "leases", verb), "{verb}");
+    }
+}
+
+#[test]
+fn every_rbac_rule_says_why() {
+    let Some(helm) = helm() else { return };
     // Every rule says why it is there: the line before each `- apiGroups:` of the
     // template is a comment.
     let template = read("charts/switchboard/templates/rbac.yaml");
@@ -784,11 +933,16 @@ fn cluster_role_grants_what_the_operator_needs_and_nothing_wild() {
             );
         }
     }
-    assert_eq!(
-        rule_lines,
-        rules.len(),
-        "every rendered rule is a commented template rule"
-    );
+    // The tenant rules (a ClusterRole or a Role) and the leader Role's: every rendered
+    // rule is one of the commented template rules.
+    for extra in [&[][..], &["--set", "watchNamespace=tenants"][..]] {
+        let (cluster, namespaced) = rbac_rules(&render(&helm, extra));
+        let rendered = cluster.len() + namespaced.values().map(Vec::len).sum::<usize>();
+        assert_eq!(
+            rule_lines, rendered,
+            "every rendered rule is a commented template rule"
+        );
+    }
 }
 
 #[test]
@@ -1285,6 +1439,153 @@ fn install_notes_tell_the_next_steps_for_the_cluster_example() {
     // Defaults leave Twilio without a way in and records in the pod: the notes say so.
     assert!(notes.contains("publicDomain is not set"));
     assert!(notes.contains("no database admin Secret"));
+}
+
+/// `kubectl -n NS create secret …` commands of `text` (joined over `\` continuations)
+/// whose literal holds a Postgres URL: (namespace, command).
+fn postgres_secrets(text: &str) -> Vec<(String, String)> {
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("kubectl -n ") && l.contains("create secret"))
+        .filter(|l| l.contains("postgres://") || l.contains("postgresql://"))
+        .map(|l| {
+            let ns = l["kubectl -n ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            (ns, l.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_database_admin_url_lives_only_in_the_operators_namespace() {
+    // The admin URL (a role that can create roles and read every tenant's schema) is
+    // put in the operator's namespace only; a tenant's namespace never gets a Secret with
+    // a Postgres URL from the docs or the install notes (the operator provisions each
+    // tenant's own role).
+    for doc in [
+        "docs/getting-started.md",
+        "docs/operations.md",
+        "tests/e2e/kind.sh",
+    ] {
+        for (ns, command) in postgres_secrets(&read(doc)) {
+            assert!(
+                ns == NAMESPACE || ns == "\"$OPERATOR_NS\"",
+                "{doc} puts a Postgres URL into namespace {ns}: {command}"
+            );
+        }
+    }
+    assert!(!read("charts/switchboard/templates/NOTES.txt").contains("postgres://"));
+    // The chart's own admin Secret is in the release namespace, and the operator gets the
+    // URL from it through its environment (the kubelet), not through the API.
+    let Some(helm) = helm() else { return };
+    let objects = render(&helm, ALL_ON);
+    let secret: Secret = one(&objects, "Secret").typed();
+    assert_eq!(secret.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let d: Deployment = one(&objects, "Deployment").typed();
+    let env = env_map(operator_container(&d));
+    let from = env["SWITCHBOARD_DATABASE_ADMIN_URL"]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .unwrap();
+    assert_eq!(Some(&from.name), secret.metadata.name.as_ref());
+}
+
+#[test]
+fn gateway_network_policy_resources_and_spool_reach_the_operator() {
+    use switchboard_operator::tenant::inputs::{DataVolume, GatewayResources};
+    let Some(helm) = helm() else { return };
+    let env_of = |args: &[&str]| -> BTreeMap<String, String> {
+        let objects = render(&helm, args);
+        let d: Deployment = one(&objects, "Deployment").typed();
+        env_map(operator_container(&d))
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.value.clone()?)))
+            .collect()
+    };
+    // Defaults: a NetworkPolicy admitting ingress-nginx and monitoring, Burstable
+    // gateways (requests, a memory limit), a bounded emptyDir spool.
+    let env = env_of(&[]);
+    assert_eq!(env["SWITCHBOARD_GATEWAY_NETWORK_POLICY"], "true");
+    assert_eq!(env["SWITCHBOARD_INGRESS_NAMESPACE"], "ingress-nginx");
+    assert_eq!(env["SWITCHBOARD_METRICS_NAMESPACE"], "monitoring");
+    let resources: GatewayResources =
+        serde_json::from_str(&env["SWITCHBOARD_GATEWAY_RESOURCES"]).unwrap();
+    assert_eq!(resources.requests["cpu"], "100m");
+    assert_eq!(resources.requests["memory"], "128Mi");
+    assert_eq!(resources.limits["memory"], "512Mi");
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::EmptyDir {
+            size_limit: "1Gi".into()
+        }
+    );
+    // The chart's defaults are the operator's own.
+    assert_eq!(
+        resources,
+        serde_json::from_str(switchboard_operator::cli::DEFAULT_GATEWAY_RESOURCES).unwrap()
+    );
+    assert_eq!(
+        spool,
+        serde_json::from_str(switchboard_operator::cli::DEFAULT_GATEWAY_DATA_VOLUME).unwrap()
+    );
+
+    let env = env_of(&[
+        "--set",
+        "gateway.networkPolicy.enabled=false",
+        "--set",
+        "gateway.spool.type=ephemeral",
+        "--set",
+        "gateway.spool.size=5Gi",
+        "--set",
+        "gateway.spool.storageClassName=gp3",
+    ]);
+    assert_eq!(env["SWITCHBOARD_GATEWAY_NETWORK_POLICY"], "false");
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::Ephemeral {
+            size: "5Gi".into(),
+            storage_class_name: Some("gp3".into())
+        }
+    );
+    let env = env_of(&[
+        "--set",
+        "gateway.spool.type=claim",
+        "--set",
+        "gateway.spool.claimName=spool",
+    ]);
+    let spool: DataVolume = serde_json::from_str(&env["SWITCHBOARD_GATEWAY_DATA_VOLUME"]).unwrap();
+    assert_eq!(
+        spool,
+        DataVolume::Claim {
+            claim_name: "spool".into()
+        }
+    );
+    let base = ["template", RELEASE, "charts/switchboard"];
+    for (bad, says) in [
+        (
+            &["--set", "gateway.spool.type=ephemeral"][..],
+            "gateway.spool.size",
+        ),
+        (
+            &["--set", "gateway.spool.type=claim"][..],
+            "gateway.spool.claimName",
+        ),
+        (
+            &["--set", "gateway.spool.type=hostPath"][..],
+            "gateway.spool.type",
+        ),
+    ] {
+        let err = try_helm(&helm, &[&base[..], bad].concat()).unwrap_err();
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]

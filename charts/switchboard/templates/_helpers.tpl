@@ -70,3 +70,19 @@ app.kubernetes.io/component: operator
 {{- .Values.database.adminSecret.name }}
 {{- end }}
 {{- end }}
+
+{{/* The operator's --gateway-data-volume (JSON) from gateway.spool. */}}
+{{- define "switchboard.gatewayDataVolume" -}}
+{{- $s := .Values.gateway.spool }}
+{{- if eq $s.type "emptyDir" }}
+{{- dict "type" "emptyDir" "sizeLimit" (required "gateway.spool.sizeLimit is required" $s.sizeLimit) | toJson }}
+{{- else if eq $s.type "ephemeral" }}
+{{- $v := dict "type" "ephemeral" "size" (required "gateway.spool.size is required with type ephemeral" $s.size) }}
+{{- with $s.storageClassName }}{{ $_ := set $v "storageClassName" . }}{{ end }}
+{{- $v | toJson }}
+{{- else if eq $s.type "claim" }}
+{{- dict "type" "claim" "claimName" (required "gateway.spool.claimName is required with type claim" $s.claimName) | toJson }}
+{{- else }}
+{{- fail "gateway.spool.type must be emptyDir, ephemeral or claim" }}
+{{- end }}
+{{- end }}

@@ -92,6 +92,11 @@ child!(
     "Ingress",
     ingresses
 );
+child!(
+    k8s_openapi::api::networking::v1::NetworkPolicy,
+    "NetworkPolicy",
+    network_policies
+);
 
 /// Applies `desired` (server-side apply, field manager `switchboard-operator`, forced)
 /// unless the live object already carries its digest and nobody changed it since.

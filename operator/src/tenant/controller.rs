@@ -6,7 +6,7 @@
 //!
 //! - VoiceTenants (all, or one namespace);
 //! - every owned kind (Deployment, ConfigMap, Service, ServiceAccount, PDB, HPA,
-//!   Ingress) by the operator's `managed-by` label, so memory grows with the tenants, not
+//!   Ingress, NetworkPolicy) by the operator's `managed-by` label, so memory grows with the tenants, not
 //!   with the cluster. Deployments are cached whole (their status is the tenant's
 //!   readiness, managed fields stripped), the others as metadata only;
 //! - Secrets, metadata only, all of them: a tenant's referenced Secrets are the user's
@@ -25,7 +25,7 @@ use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -139,7 +139,7 @@ pub(crate) async fn run(
     let ns = config.watch_namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
-    let synced: Vec<Arc<AtomicBool>> = (0..9).map(|_| Arc::default()).collect();
+    let synced: Vec<Arc<AtomicBool>> = (0..10).map(|_| Arc::default()).collect();
     let (tenants, tenant_writer) = reflector::store();
     let tenant_stream = watcher(api::<VoiceTenant>(&client, ns), watcher::Config::default())
         .default_backoff()
@@ -181,8 +181,13 @@ pub(crate) async fn run(
     );
     let (ingresses, ing_stream) = metadata_watch(
         api::<PartialObjectMeta<Ingress>>(&client, ns),
-        owned,
+        owned.clone(),
         &synced[7],
+    );
+    let (network_policies, netpol_stream) = metadata_watch(
+        api::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+        owned,
+        &synced[9],
     );
     let (secrets, secret_stream) = metadata_watch(
         api::<PartialObjectMeta<Secret>>(&client, ns),
@@ -201,6 +206,7 @@ pub(crate) async fn run(
         .owns_stream(pdb_stream)
         .owns_stream(hpa_stream)
         .owns_stream(ing_stream)
+        .owns_stream(netpol_stream)
         .watches_stream(secret_stream, move |secret| {
             tenants_of_secret(&mapper_tenants, &secret)
         })
@@ -236,6 +242,7 @@ pub(crate) async fn run(
         pdbs,
         hpas,
         ingresses,
+        network_policies,
         secrets,
         synced: Arc::new(synced),
     };

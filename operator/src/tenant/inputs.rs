@@ -58,6 +58,98 @@ pub struct BuildInputs {
     /// ConfigMap for the gateway's `--knowledge`, their Secrets mounted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge_bases: Vec<crate::tenant::build::knowledge::KnowledgeMount>,
+    /// Who may reach the gateway pods and where they may connect. Absent: no
+    /// NetworkPolicy (the controller prunes one it built before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySettings>,
+    /// Resources of the gateway container when the tenant sets no
+    /// `spec.gateway.resources`. Empty: none (a BestEffort pod, evicted first).
+    #[serde(default, skip_serializing_if = "GatewayResources::is_empty")]
+    pub gateway_resources: GatewayResources,
+    /// The volume behind the gateway's data directory (write-behind spool, SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<DataVolume>,
+}
+
+/// Namespaces and ports of the tenant's NetworkPolicy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySettings {
+    /// Namespace of the ingress controller: may reach the gateway's http port.
+    pub ingress_namespace: String,
+    /// Namespace of the metrics scraper (Prometheus): may reach the gateway's listener for
+    /// `/metrics`.
+    pub metrics_namespace: String,
+    /// TCP port of the Postgres server the gateways connect to (the admin URL's).
+    #[serde(default = "default_database_port")]
+    pub database_port: u16,
+}
+
+/// Postgres' port.
+pub const DEFAULT_DATABASE_PORT: u16 = 5432;
+
+fn default_database_port() -> u16 {
+    DEFAULT_DATABASE_PORT
+}
+
+/// Default resource requests and limits of the gateway container (`cpu`, `memory`, …
+/// to a Kubernetes quantity), as the operator's `--gateway-resources` JSON reads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayResources {
+    /// Requests: what the scheduler reserves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    /// Limits: memory above it is killed by the kernel.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
+}
+
+impl GatewayResources {
+    /// Neither requests nor limits.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// The volume behind the gateway's data directory.
+///
+/// A Deployment cannot give each pod its own PersistentVolumeClaim (only a StatefulSet's
+/// `volumeClaimTemplates` can, and pods of a Deployment are interchangeable). So:
+///
+/// - [`DataVolume::EmptyDir`] (the default): node-local, bounded by `sizeLimit` (the
+///   kubelet evicts a pod that exceeds it); lost with the pod.
+/// - [`DataVolume::Ephemeral`]: a generic ephemeral volume, a PVC per pod created from a
+///   template and deleted with the pod: a real disk of a fixed size (a full disk fails
+///   the write rather than evicting the pod), still lost with the pod.
+/// - [`DataVolume::Claim`]: an existing PVC shared by every pod (ReadWriteMany with more
+///   than one replica); each pod keeps its data in its own sub-directory (its pod name),
+///   which survives the pod. A successor pod has another name and does not replay a
+///   predecessor's spool by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum DataVolume {
+    /// An `emptyDir` of at most `size_limit`.
+    #[serde(rename_all = "camelCase")]
+    EmptyDir {
+        /// `sizeLimit`, a quantity (`1Gi`).
+        size_limit: String,
+    },
+    /// A per-pod claim from a template.
+    #[serde(rename_all = "camelCase")]
+    Ephemeral {
+        /// Size requested.
+        size: String,
+        /// Storage class; absent: the cluster's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storage_class_name: Option<String>,
+    },
+    /// An existing claim in the tenant's namespace.
+    #[serde(rename_all = "camelCase")]
+    Claim {
+        /// The PersistentVolumeClaim's name.
+        claim_name: String,
+    },
 }
 
 impl BuildInputs {
@@ -72,6 +164,9 @@ impl BuildInputs {
             service_account_annotations: BTreeMap::new(),
             active_calls_metric: None,
             knowledge_bases: Vec::new(),
+            network_policy: None,
+            gateway_resources: GatewayResources::default(),
+            data_volume: None,
         }
     }
 }

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -347,6 +347,10 @@ async fn apply_children(
     match children.ingress {
         Some(ingress) => drop(apply(ctx, ingress).await?),
         None => drop(prune::<Ingress>(ctx, &namespace, &child, &uid).await?),
+    }
+    match children.network_policy {
+        Some(policy) => drop(apply(ctx, policy).await?),
+        None => drop(prune::<NetworkPolicy>(ctx, &namespace, &child, &uid).await?),
     }
     if !deployment.existed && deployment.response.is_some() {
         ctx.event(

@@ -24,10 +24,13 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, TopologySpreadConstraint, Volume,
-    VolumeMount,
+    EnvVarSource, EphemeralVolumeSource, HTTPGetAction, KeyToPath, ObjectFieldSelector,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_crds::{GatewaySpec, VoiceTenant};
@@ -39,7 +42,7 @@ use super::{
 };
 use crate::labels::{labels, selector_labels};
 use crate::tenant::build::BuildError;
-use crate::tenant::inputs::BuildInputs;
+use crate::tenant::inputs::{BuildInputs, DataVolume, GatewayResources};
 use crate::tenant::owner::Owner;
 
 /// Name of the gateway container.
@@ -56,6 +59,14 @@ pub const SHUTDOWN_TAIL_SECONDS: i64 = 45;
 /// UID and GID the gateway runs as (distroless `nonroot`).
 pub const RUN_AS_USER: i64 = 65532;
 
+/// `sizeLimit` of the data directory's `emptyDir` when the operator is given no other
+/// data volume: the spool grows while the database is down, and an unbounded `emptyDir`
+/// fills the node's disk.
+pub const DEFAULT_DATA_SIZE_LIMIT: &str = "1Gi";
+
+/// `sizeLimit` of `/tmp` (SQLite's temporary files).
+pub const TMP_SIZE_LIMIT: &str = "256Mi";
+
 const CONFIG_VOLUME: &str = "config";
 const SECRETS_VOLUME: &str = "secrets";
 const DATA_VOLUME: &str = "data";
@@ -65,8 +76,10 @@ const TMP_VOLUME: &str = "tmp";
 ///
 /// The image is `spec.gateway.image`, else `ctx.default_image`. Replicas are left to the
 /// HorizontalPodAutoscaler when `spec.gateway.autoscaling` is set (owning them here would
-/// fight it), else `spec.gateway.replicas` or [`DEFAULT_REPLICAS`]. The data directory
-/// is an `emptyDir`: it survives container restarts, not the pod's replacement.
+/// fight it), else `spec.gateway.replicas` or [`DEFAULT_REPLICAS`]. Resources are
+/// `spec.gateway.resources`, else `ctx.gateway_resources`. The data directory is
+/// `ctx.data_volume`, by default an `emptyDir` of [`DEFAULT_DATA_SIZE_LIMIT`]: it
+/// survives container restarts, not the pod's replacement (see [`DataVolume`]).
 ///
 /// # Errors
 ///
@@ -89,14 +102,39 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
     let drain_seconds =
         i64::from(spec.agent.max_call_duration_seconds) + ENDPOINT_PROPAGATION_SECONDS;
 
+    let data_volume = ctx.data_volume.clone().unwrap_or(DataVolume::EmptyDir {
+        size_limit: DEFAULT_DATA_SIZE_LIMIT.to_string(),
+    });
     let mut env = vec![
         env_value("SWITCHBOARD_TENANT", TENANT_PATH),
         env_value("SWITCHBOARD_LISTEN", &format!("0.0.0.0:{HTTP_PORT}")),
         env_value("SWITCHBOARD_PUBLIC_URL", &public_url(vt, ctx)?),
-        env_value("SWITCHBOARD_DATA_DIR", DATA_DIR),
+    ];
+    if let DataVolume::Claim { .. } = data_volume {
+        // A claim shared by every pod: each keeps its spool and SQLite in a directory of
+        // its own, named after the pod (expanded by the kubelet from the variable above).
+        env.push(EnvVar {
+            name: "POD_NAME".to_string(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_string(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+        env.push(env_value(
+            "SWITCHBOARD_DATA_DIR",
+            &format!("{DATA_DIR}/$(POD_NAME)"),
+        ));
+    } else {
+        env.push(env_value("SWITCHBOARD_DATA_DIR", DATA_DIR));
+    }
+    env.extend([
         env_value("SWITCHBOARD_SECRETS_DIR", SECRETS_DIR),
         env_value("SWITCHBOARD_DRAIN_SECONDS", &drain_seconds.to_string()),
-    ];
+    ]);
     if let Some(paths) = super::knowledge::knowledge_paths(vt, ctx) {
         env.push(env_value("SWITCHBOARD_KNOWLEDGE", &paths));
     }
@@ -134,7 +172,10 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
         startup_probe: Some(http_probe("/healthz", 2, 30)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        resources: gateway.resources.clone(),
+        resources: gateway
+            .resources
+            .clone()
+            .or_else(|| default_resources(&ctx.gateway_resources)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -178,7 +219,7 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
             )),
             ..Volume::default()
         },
-        empty_dir(DATA_VOLUME),
+        data(&data_volume),
         empty_dir(TMP_VOLUME),
     ];
 
@@ -282,10 +323,74 @@ fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// The operator's default resources, or `None` when it has none.
+fn default_resources(defaults: &GatewayResources) -> Option<ResourceRequirements> {
+    let quantities = |m: &BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    (!defaults.is_empty()).then(|| ResourceRequirements {
+        requests: quantities(&defaults.requests),
+        limits: quantities(&defaults.limits),
+        ..ResourceRequirements::default()
+    })
+}
+
+/// The data directory's volume.
+fn data(volume: &DataVolume) -> Volume {
+    let mut v = Volume {
+        name: DATA_VOLUME.to_string(),
+        ..Volume::default()
+    };
+    match volume {
+        DataVolume::EmptyDir { size_limit } => {
+            v.empty_dir = Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity(size_limit.clone())),
+                ..EmptyDirVolumeSource::default()
+            });
+        }
+        DataVolume::Ephemeral {
+            size,
+            storage_class_name,
+        } => {
+            v.ephemeral = Some(EphemeralVolumeSource {
+                volume_claim_template: Some(PersistentVolumeClaimTemplate {
+                    metadata: None,
+                    spec: PersistentVolumeClaimSpec {
+                        access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+                        storage_class_name: storage_class_name.clone(),
+                        resources: Some(VolumeResourceRequirements {
+                            requests: Some(BTreeMap::from([(
+                                "storage".to_string(),
+                                Quantity(size.clone()),
+                            )])),
+                            limits: None,
+                        }),
+                        ..PersistentVolumeClaimSpec::default()
+                    },
+                }),
+            });
+        }
+        DataVolume::Claim { claim_name } => {
+            v.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name.clone(),
+                read_only: None,
+            });
+        }
+    }
+    v
+}
+
 fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(TMP_SIZE_LIMIT.to_string())),
+            ..EmptyDirVolumeSource::default()
+        }),
         ..Volume::default()
     }
 }

@@ -21,6 +21,7 @@ mod error;
 pub mod hpa;
 pub mod ingress;
 pub mod knowledge;
+pub mod networkpolicy;
 pub mod pdb;
 mod secrets;
 pub mod service;
@@ -29,7 +30,7 @@ pub mod service_account;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use switchboard_crds::VoiceTenant;
 
@@ -39,6 +40,7 @@ pub use error::BuildError;
 pub use hpa::build_hpa;
 pub use ingress::build_ingress;
 pub use knowledge::{KnowledgeMount, knowledge_file, render_knowledge_file};
+pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
 pub use secrets::referenced_secrets;
 pub use service::build_service;
@@ -91,6 +93,8 @@ pub struct Children {
     pub hpa: Option<HorizontalPodAutoscaler>,
     /// Present when the context asks for an Ingress.
     pub ingress: Option<Ingress>,
+    /// Present when the context asks for a NetworkPolicy.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every child of the tenant.
@@ -109,6 +113,7 @@ pub fn build_children(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Children, B
         pdb: build_pdb(vt, ctx)?,
         hpa: build_hpa(vt, ctx)?,
         ingress: build_ingress(vt, ctx)?,
+        network_policy: build_network_policy(vt, ctx)?,
     })
 }
 
