@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{GatewayNetwork, OperatorConfig};
+use crate::tenant::config::{GatewayNetwork, OperatorConfig};
 use crate::tenant::inputs::{
     DEFAULT_IMAGE_REPOSITORY, DataVolume, GatewayResources, default_gateway_image,
 };

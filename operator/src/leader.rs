@@ -14,9 +14,9 @@ use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 
-use crate::config::OperatorConfig;
 use crate::metrics::{Health, Metrics};
 use crate::run::{RunError, run_controllers};
+use crate::tenant::config::OperatorConfig;
 
 /// Runs the operator until `shutdown` resolves: the controllers directly when leader
 /// election is off, otherwise whenever this replica holds the Lease.

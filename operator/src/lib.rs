@@ -16,7 +16,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod conditions;
-pub mod config;
+
 pub mod events;
 pub mod knowledge;
 pub mod labels;

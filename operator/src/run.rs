@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use kube::Client;
 
-use crate::config::OperatorConfig;
 use crate::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use crate::metrics::{Health, Metrics};
+use crate::tenant::config::OperatorConfig;
 use crate::tenant::database::{DatabaseError, Provisioner};
 
 /// Why the controllers could not start.

@@ -9,9 +9,9 @@ use ::kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use switchboard_crds::VoiceTenant;
-use switchboard_operator::config::OperatorConfig;
 use switchboard_operator::metrics::{Health, Metrics};
 use switchboard_operator::run::RunError;
+use switchboard_operator::tenant::config::OperatorConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -22,6 +22,7 @@
 mod apply;
 pub mod build;
 mod cleanup;
+pub mod config;
 pub mod controller;
 pub mod database;
 pub mod decide;

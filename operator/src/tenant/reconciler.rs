@@ -19,9 +19,9 @@ use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
 
 use super::decide::Live;
 use crate::backoff::Failures;
-use crate::config::OperatorConfig;
 use crate::events::Events;
 use crate::metrics::{Metrics, TENANT_CONTROLLER};
+use crate::tenant::config::OperatorConfig;
 use crate::tenant::database::Provisioner;
 
 /// The watch caches of every kind the controller writes (the tenants' is the

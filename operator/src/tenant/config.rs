@@ -1,4 +1,6 @@
-//! How the operator process is configured (from the command line, or by a test).
+//! How the operator process is configured (from the command line, or by a test). It
+//! lives with the tenant controller, whose builders most of it feeds; the lease and the
+//! knowledge controller read their parts of it too.
 
 use std::time::Duration;
 
