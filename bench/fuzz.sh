@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 SECS="${1:-600}"
 [ $# -gt 0 ] && shift
-ALL="twilio_media realtime_event twilio_signature twiml manifest chunk html"
+ALL="twilio_media realtime_event twilio_signature twiml twiml_roundtrip manifest chunk html"
 TARGETS="${*:-$ALL}"
 CACHE="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
 FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-$CACHE/fuzz-target}"

@@ -22,7 +22,7 @@ pub use knowledge::{chunk, html};
 pub use manifest::manifest;
 pub use realtime::realtime_event;
 pub use twilio::{twilio_media, twilio_signature};
-pub use twiml::twiml;
+pub use twiml::{twiml, twiml_roundtrip};
 
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
@@ -34,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("realtime_event", realtime_event),
     ("twilio_signature", twilio_signature),
     ("twiml", twiml),
+    ("twiml_roundtrip", twiml_roundtrip),
     ("manifest", manifest),
     ("chunk", chunk),
     ("html", html),

@@ -1,5 +1,5 @@
-//! TwiML: the simulator's reader on arbitrary documents, and the gateway's builder with
-//! arbitrary strings read back by that reader.
+//! TwiML: the simulator's reader on arbitrary documents ([`twiml`]), and the gateway's
+//! builders with arbitrary strings read back by that reader ([`twiml_roundtrip`]).
 
 use std::collections::BTreeMap;
 
@@ -9,21 +9,25 @@ use switchboard_sim::caller::{Twiml, parse_twiml, resolve_stream_url};
 /// The webhook URL the simulator resolves relative stream URLs against.
 const WEBHOOK: &str = "https://gw.example.com/twilio/voice";
 
-/// Two checks on one input.
-///
-/// 1. `switchboard_sim::caller::parse_twiml` on the input as a webhook answer, and
-///    `resolve_stream_url` on any stream URL it finds: no panic.
-/// 2. The gateway's builders with strings from the input (split at newlines: the stream
-///    URL, then parameter names and values in turn; the whole input as `<Say>` text):
-///    what `connect_stream` writes must read back as `<Connect><Stream>` with the same URL
-///    and parameters (the last of equal names wins, as in the reader's map), and what
-///    `say_and_hangup` writes as a refusal saying the same (trimmed) text.
+/// `switchboard_sim::caller::parse_twiml` on the input as a webhook answer, and
+/// `resolve_stream_url` on any stream URL it finds (what the caller simulator does with
+/// a gateway's answer). Must hold: no panic.
 pub fn twiml(data: &[u8]) {
     let text = crate::text(data);
     if let Ok(Twiml::Connect(target)) = parse_twiml(&text) {
         let _ = resolve_stream_url(&target.url, WEBHOOK);
     }
+}
 
+/// The gateway's TwiML builders with strings from the input (split at newlines: the
+/// stream URL, then parameter names and values in turn; the whole input as `<Say>` text),
+/// read back by the simulator's reader.
+///
+/// Must hold: what `connect_stream` writes reads back as `<Connect><Stream>` with the same
+/// URL and parameters (the last of equal names wins, as in the reader's map), and what
+/// `say_and_hangup` writes as a refusal saying the same (trimmed) text.
+pub fn twiml_roundtrip(data: &[u8]) {
+    let text = crate::text(data);
     let mut fields = text.split('\n');
     let url = fields.next().unwrap_or_default();
     let rest: Vec<&str> = fields.collect();
