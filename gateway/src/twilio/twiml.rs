@@ -10,10 +10,24 @@ pub fn xml_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // As references: a reader normalises literal ones (in attributes to spaces,
+            // CR LF to LF), so only these come back as written.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            // No XML 1.0 document may hold them, not even as references: a peer's NUL in
+            // a `From` would otherwise make the whole answer unreadable to Twilio.
+            c if !is_xml_char(c) => out.push(char::REPLACEMENT_CHARACTER),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Whether XML 1.0 allows `c` in a document (the `Char` production, §2.2); the builders
+/// write U+FFFD in place of any other.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
@@ -96,6 +110,13 @@ pub fn reject_busy() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_keeps_whitespace_as_references_and_replaces_what_xml_cannot_hold() {
+        assert_eq!(xml_escape("a\tb\nc\rd"), "a&#9;b&#10;c&#13;d");
+        assert_eq!(xml_escape("x\0y\u{1}z\u{FFFE}"), "x\u{FFFD}y\u{FFFD}z\u{FFFD}");
+        assert_eq!(xml_escape("<&\"'>"), "&lt;&amp;&quot;&apos;&gt;");
+    }
 
     #[test]
     fn stream_twiml_escapes_values() {
