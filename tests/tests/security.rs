@@ -838,3 +838,84 @@ async fn a_full_replica_refuses_an_adopted_stream_busy() {
     hang_up(&mut live, &first).await;
     b.record(&first).await.unwrap();
 }
+
+/// `/twilio/status` is no oracle of the tenants either: an unknown account or number and
+/// a bad signature on a served one get the same bare 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_callbacks_for_unknown_tenants_and_bad_signatures_look_alike() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let url = format!("{}/twilio/status", env.base);
+    let answer = |account: &'static str, to: Option<&'static str>, token: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut params: Vec<(String, String)> = [
+                ("CallSid", new_sid("CA")),
+                ("AccountSid", account.to_string()),
+                ("CallStatus", "completed".to_string()),
+                ("SequenceNumber", "3".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            if let Some(to) = to {
+                params.push(("To".into(), to.into()));
+            }
+            let sig = twilio_signature(token, &url, &params);
+            let resp = switchboard_sim::caller::http_client()
+                .unwrap()
+                .post(&url)
+                .header("X-Twilio-Signature", sig)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            (status, ctype, resp.text().await.unwrap())
+        }
+    };
+    const OTHER_ACCOUNT: &str = "AC99999999999999999999999999999999";
+    let known = answer(
+        ACCOUNT_SID,
+        Some(switchboard_tests::NUMBER),
+        "not-the-token",
+    )
+    .await;
+    assert_eq!(known.0, 403);
+    for (account, to) in [
+        (ACCOUNT_SID, Some("+15559999999")),
+        (ACCOUNT_SID, None),
+        (OTHER_ACCOUNT, Some("+15559999999")),
+        (OTHER_ACCOUNT, None),
+    ] {
+        assert_eq!(
+            answer(account, to, "not-the-token").await,
+            known,
+            "{account} {to:?}"
+        );
+    }
+    // An unknown account signed with some token of its own: still the same 403.
+    assert_eq!(answer(OTHER_ACCOUNT, None, "its-own-token").await, known);
+    // Signed by the tenant: by its number, and by its account for a number it no longer
+    // declares.
+    for to in [Some(switchboard_tests::NUMBER), Some("+15559999999"), None] {
+        assert_eq!(answer(ACCOUNT_SID, to, AUTH_TOKEN).await.0, 204, "{to:?}");
+    }
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_signature_failures_total{route=\"status\"}"
+        ),
+        6.0
+    );
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_webhook_responses_total{route=\"status\",status=\"404\"}"
+        ),
+        0.0
+    );
+}
