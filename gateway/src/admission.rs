@@ -3,16 +3,44 @@
 //! The webhook (signed by Twilio) is the only thing that proves a call is real; the
 //! stream that follows carries a token the webhook issued. The token is MAC'd with a key
 //! derived from the tenant's Twilio auth token for this one purpose (HKDF-SHA256), so a
-//! stream token never doubles as a webhook signature key and vice versa.
+//! stream token never doubles as a webhook signature key and vice versa. It covers the
+//! tenant, the CallSid and an expiry (`--stream-admission-seconds`, default 60 s), so any
+//! replica of the tenant's gateway can verify it without asking anyone.
 //!
 //! A token alone would be replayable: a captured `start` message (the token travels in
 //! its custom parameters) would reopen the call, start a second model session and
 //! overwrite the real transcript. So each webhook also records an admission in this
-//! process's [`Admissions`] table; the token expires (it carries its expiry under the MAC)
-//! and the stream consumes the admission exactly once. A CallSid whose stream was opened
-//! stays refused while it is live and for [`ENDED_RETENTION`] after it ended. The table's
-//! lock is taken on the webhook, on the handshake, on `start` and at the call's end,
-//! never per audio frame.
+//! process's [`Admissions`] table, and a CallSid whose stream was opened stays refused
+//! while it is live and for [`ENDED_RETENTION`] after it ended. The table's lock is taken
+//! on the webhook, on the handshake, on `start` and at the call's end, never per audio
+//! frame.
+//!
+//! # Several replicas
+//!
+//! A tenant's gateway runs as several replicas behind one Service, and Twilio's webhook
+//! and its stream are separate connections: the stream may reach a replica that did not
+//! answer the webhook. [`Admissions::consume`] therefore has two ways to admit a stream
+//! whose token verifies and has not expired:
+//!
+//! - this replica holds the admission (it answered the webhook): the stream consumes it
+//!   and inherits the call slot the webhook took;
+//! - it does not: the stream is *adopted*: the CallSid is recorded as opened here and a
+//!   call slot (`--max-calls`) is taken now, or the stream is refused busy
+//!   ([`Refusal::AtCapacity`]). The webhook replica's unused admission expires with its
+//!   TTL and releases its slot.
+//!
+//! Either way a second open of the same CallSid on the same replica is refused, live or
+//! ended.
+//!
+//! **Residual risk.** Without a store shared by the replicas, "opened" is known per
+//! replica: a captured token can open the call once more on every replica that has not
+//! seen it opened, within the token's lifetime, including the webhook's replica when the
+//! real stream went elsewhere (it still holds the unused admission). The token travels
+//! only inside TLS (the `start` message on the wss connection), every handshake must
+//! carry a valid Twilio signature, and the token dies after its TTL; replicas' clocks must
+//! agree to well within that TTL (the expiry is wall-clock time). Recording opened
+//! CallSids in a shared store (the call store's Postgres) would close the gap; that is not
+//! built.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -109,9 +137,10 @@ pub enum Refusal {
     /// The admission expired before the stream used it.
     #[error("the stream admission expired")]
     Expired,
-    /// No admission for this CallSid in this process (never announced, or swept).
-    #[error("no webhook of this gateway announced this stream")]
-    Unknown,
+    /// A valid token for a call this replica never admitted, and every call slot
+    /// (`--max-calls`) is taken.
+    #[error("at capacity: no call slot for a stream admitted by another replica")]
+    AtCapacity,
     /// The token is malformed or not MAC'd for this tenant and CallSid.
     #[error("bad stream token")]
     BadToken,
@@ -123,7 +152,7 @@ impl Refusal {
         match self {
             Refusal::Replay => "replay",
             Refusal::Expired => "expired",
-            Refusal::Unknown => "unknown",
+            Refusal::AtCapacity => "busy",
             Refusal::BadToken => "bad_token",
         }
     }
@@ -178,7 +207,15 @@ pub struct Admissions {
 pub struct CallSlot {
     admissions: Arc<Admissions>,
     call_sid: String,
+    adopted: bool,
     _permit: OwnedSemaphorePermit,
+}
+
+impl CallSlot {
+    /// Whether the stream was adopted: its webhook was answered by another replica.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
 }
 
 impl Drop for CallSlot {
@@ -276,8 +313,10 @@ impl Admissions {
         self.lock().spent.contains_key(call_sid)
     }
 
-    /// Consumes the admission of `call_sid` with the `token` from the stream's `start`:
-    /// exactly one stream per admission, before its expiry.
+    /// Admits the stream of `call_sid` with the `token` from its `start`: consumes this
+    /// replica's admission, or adopts a stream another replica's webhook admitted (see
+    /// the module docs). Either way at most one stream per CallSid on this replica, and
+    /// only before the token's expiry.
     pub fn consume(
         self: &Arc<Self>,
         tenant: &str,
@@ -300,21 +339,26 @@ impl Admissions {
         if now_ms() >= expires_ms {
             return Err(Refusal::Expired);
         }
-        let Some(p) = t.pending.remove(call_sid) else {
-            return Err(Refusal::Unknown);
+        let (permit, adopted) = match t.pending.remove(call_sid) {
+            Some(p) if p.tenant != tenant => {
+                t.pending.insert(call_sid.to_string(), p);
+                return Err(Refusal::BadToken);
+            }
+            Some(p) if Instant::now() >= p.expires => return Err(Refusal::Expired),
+            Some(p) => (p.permit, false),
+            // Another replica answered the webhook: the slot is taken here, now, under
+            // the same lock that marks the CallSid opened (two racing streams: one wins).
+            None => match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => (permit, true),
+                Err(_) => return Err(Refusal::AtCapacity),
+            },
         };
-        if p.tenant != tenant {
-            t.pending.insert(call_sid.to_string(), p);
-            return Err(Refusal::BadToken);
-        }
-        if Instant::now() >= p.expires {
-            return Err(Refusal::Expired);
-        }
         t.spent.insert(call_sid.to_string(), true);
         Ok(CallSlot {
             admissions: self.clone(),
             call_sid: call_sid.to_string(),
-            _permit: p.permit,
+            adopted,
+            _permit: permit,
         })
     }
 
@@ -391,6 +435,59 @@ mod tests {
             a.consume("demo", &key, "CA3", &token).err(),
             Some(Refusal::Expired)
         );
+    }
+
+    /// Replica B never saw the webhook that replica A answered: it adopts the stream once,
+    /// with a slot of its own; A's unused admission gives its slot back at its expiry.
+    #[tokio::test]
+    async fn a_stream_admitted_by_another_replica_is_adopted_once() {
+        let key = StreamKey::derive("t");
+        let a = Admissions::new(Duration::from_millis(300), 10);
+        let b = Admissions::new(Duration::from_millis(300), 1);
+        let token = a.admit("demo", &key, "CA1").unwrap();
+        assert_eq!(
+            b.consume("demo", &StreamKey::derive("other"), "CA1", &token)
+                .err(),
+            Some(Refusal::BadToken)
+        );
+        assert_eq!(
+            b.consume("demo", &key, "CA2", &token).err(),
+            Some(Refusal::BadToken)
+        );
+        let call = b.consume("demo", &key, "CA1", &token).unwrap();
+        assert!(call.adopted());
+        assert_eq!(b.slots_in_use(), 1);
+        assert_eq!(
+            b.consume("demo", &key, "CA1", &token).err(),
+            Some(Refusal::Replay)
+        );
+        assert_eq!(
+            b.admit("demo", &key, "CA1"),
+            Err(AdmitError::AlreadyStreamed),
+            "a replayed webhook on B"
+        );
+        // B is full: a second adopted stream is refused busy, and not marked opened.
+        let other = a.admit("demo", &key, "CA3").unwrap();
+        assert_eq!(
+            b.consume("demo", &key, "CA3", &other).err(),
+            Some(Refusal::AtCapacity)
+        );
+        assert!(!b.is_spent("CA3"));
+        drop(call);
+        assert!(b.is_spent("CA1"), "an ended adopted call stays refused");
+        assert_eq!(
+            b.consume("demo", &key, "CA1", &token).err(),
+            Some(Refusal::Replay)
+        );
+        assert_eq!(a.slots_in_use(), 2, "A still holds both reservations");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(a.slots_in_use(), 0, "A's unused admissions expired");
+        assert_eq!(
+            b.consume("demo", &key, "CA3", &other).err(),
+            Some(Refusal::Expired),
+            "an expired token is not adopted"
+        );
+        assert_eq!(b.slots_in_use(), 0);
     }
 
     #[tokio::test]

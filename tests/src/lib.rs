@@ -192,18 +192,7 @@ impl Env {
 
     /// Waits until the gateway's store has the finished record of `call_sid`.
     pub async fn record(&self, call_sid: &str) -> anyhow::Result<CallRecord> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(r)) = self.gw().state.store.get_call(call_sid).await
-                && r.outcome.is_some()
-            {
-                return Ok(r);
-            }
-            if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("no finished record of {call_sid} within 15 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        finished_record(self.gw(), call_sid).await
     }
 
     /// The gateway's `/metrics` text.
@@ -221,6 +210,75 @@ impl Env {
     /// Path of the data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.cli.data_dir.clone()
+    }
+}
+
+/// Waits until `gateway`'s store has the finished record of `call_sid`.
+async fn finished_record(gateway: &Gateway, call_sid: &str) -> anyhow::Result<CallRecord> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(r)) = gateway.state.store.get_call(call_sid).await
+            && r.outcome.is_some()
+        {
+            return Ok(r);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("no finished record of {call_sid} within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A second replica of the [`Env`]'s gateway: the same tenant (same auth token), the same
+/// public URL (Twilio signs that URL whichever pod the load balancer picks), the same
+/// Realtime simulator, its own port, data directory and in-process state. A stream URL
+/// from the first gateway's TwiML reaches this replica through [`Replica::route`].
+pub struct Replica {
+    /// The running replica.
+    pub gateway: Gateway,
+    /// `http://127.0.0.1:PORT` of this replica (not its public URL).
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// Starts a second replica of this gateway; `adjust` changes its CLI (e.g.
+    /// `max_calls`). Its store is SQLite in its own directory unless the [`Env`] uses a
+    /// database URL, which the replica then shares.
+    pub async fn start_replica(&self, adjust: impl FnOnce(&mut Cli)) -> anyhow::Result<Replica> {
+        let dir = tempfile::tempdir()?;
+        let mut cli = self.cli.clone();
+        cli.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cli.public_url = Some(self.base.clone());
+        cli.data_dir = dir.path().join("data");
+        adjust(&mut cli);
+        let gateway = Gateway::start(&cli).await?;
+        let base = format!("http://{}", gateway.addr);
+        Ok(Replica {
+            gateway,
+            base,
+            _dir: dir,
+        })
+    }
+}
+
+impl Replica {
+    /// `url` (a stream URL of the shared public address) with its host and port replaced
+    /// by this replica's: where the load balancer sends the connection.
+    pub fn route(&self, url: &str) -> String {
+        let (_, rest) = url.split_once("://").unwrap_or(("ws", url));
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        format!("{}{path}", self.base.replace("http://", "ws://"))
+    }
+
+    /// The replica's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        self.gateway.state.metrics.render()
+    }
+
+    /// Waits until the replica's store has the finished record of `call_sid`.
+    pub async fn record(&self, call_sid: &str) -> anyhow::Result<CallRecord> {
+        finished_record(&self.gateway, call_sid).await
     }
 }
 

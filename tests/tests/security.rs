@@ -7,7 +7,7 @@ use switchboard_sim::caller::{
     SignatureMode, Step, new_sid, place_call, send_status, twilio_signature,
 };
 use switchboard_tests::{
-    ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, metric, start_message, stream_target,
+    ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, GREETING, metric, start_message, stream_target,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -314,8 +314,20 @@ async fn open_and_start(
     call_sid: &str,
     params: &std::collections::BTreeMap<String, String>,
 ) -> switchboard_tests::RawWs {
+    open_and_start_at(env, url, url, call_sid, params).await
+}
+
+/// [`open_and_start`] connecting to `connect` with the signature of the public `url`
+/// (a stream the load balancer sent to another replica).
+async fn open_and_start_at(
+    env: &Env,
+    connect: &str,
+    url: &str,
+    call_sid: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> switchboard_tests::RawWs {
     let mut ws = env
-        .raw_stream(url, Some(twilio_signature(AUTH_TOKEN, url, &[])))
+        .raw_stream(connect, Some(twilio_signature(AUTH_TOKEN, url, &[])))
         .await
         .expect("signed handshake accepted");
     ws.send(Message::text(
@@ -596,4 +608,314 @@ async fn unknown_and_known_numbers_are_indistinguishable_without_a_signature() {
     let (status, _, body) = answer("+15559999999", AUTH_TOKEN).await;
     assert_eq!(status, 200);
     assert!(body.contains("not in service"), "{body}");
+}
+
+/// The close code the gateway ends `ws` with, within 5 s (`None`: no close frame).
+async fn close_code(ws: &mut switchboard_tests::RawWs) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(frame) = m {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Whether the gateway sends `ws` agent audio (media frames) within 5 s; returns once the
+/// audio has stopped for 300 ms.
+async fn hears_audio(ws: &mut switchboard_tests::RawWs) -> bool {
+    let mut heard = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let wait = if heard {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(5)
+        };
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => heard |= t.contains(r#""event":"media""#),
+            Ok(Some(Ok(_))) => {}
+            Ok(_) | Err(_) => return heard,
+        }
+        if tokio::time::Instant::now() > deadline {
+            return heard;
+        }
+    }
+}
+
+/// Sends Twilio's `stop` for `call_sid`.
+async fn hang_up(ws: &mut switchboard_tests::RawWs, call_sid: &str) {
+    ws.send(Message::text(
+        serde_json::json!({"event": "stop", "sequenceNumber": "9", "streamSid": "MZ1",
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": call_sid}})
+        .to_string(),
+    ))
+    .await
+    .expect("stop sent");
+}
+
+/// Waits until the simulator has seen `n` model sessions (5 s at most); returns the count.
+async fn sessions(env: &Env, n: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.realtime.sessions().len() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.realtime.sessions().len()
+}
+
+/// Replicas of one tenant behind one Service: replica A answers the webhook, the load
+/// balancer sends the stream to replica B. B verifies the token and adopts the call
+/// (with a call slot of its own); a replay on B is refused. A still holds its unused
+/// admission: the documented residual risk is that the same token opens the call once
+/// more there, once, within its lifetime; after that A refuses it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_webhook_another_replica_answered_becomes_the_call() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let b = env.start_replica(|_| {}).await.unwrap();
+    let sid = new_sid("CA");
+    let (status, twiml) = env.webhook(&sid).await.unwrap();
+    assert_eq!(status, 200);
+    let (url, params) = stream_target(&twiml).unwrap();
+    assert_eq!(env.gw().state.admissions.pending(), 1);
+
+    let on_b = b.route(&url);
+    let mut call = open_and_start_at(&env, &on_b, &url, &sid, &params).await;
+    assert!(
+        hears_audio(&mut call).await,
+        "the caller hears the greeting"
+    );
+    assert_eq!(sessions(&env, 1).await, 1);
+    assert_eq!(
+        b.gateway.state.admissions.slots_in_use(),
+        1,
+        "B took a slot"
+    );
+
+    // Replayed on B, live: refused before the upgrade.
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let Err(err) = env.raw_stream(&on_b, Some(sig.clone())).await else {
+        panic!("a second stream on B for a live call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+
+    hang_up(&mut call, &sid).await;
+    let rec = b.record(&sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    assert!(
+        rec.transcript.iter().any(|e| e.text == GREETING),
+        "{:#?}",
+        rec.transcript
+    );
+    // Replayed on B after the call: still refused.
+    let Err(err) = env.raw_stream(&on_b, Some(sig.clone())).await else {
+        panic!("a stream on B for an ended call was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    assert_eq!(
+        metric(
+            &b.metrics(),
+            "switchboard_stream_refusals_total{reason=\"replay\"}"
+        ),
+        2.0
+    );
+
+    // Replayed on A, which answered the webhook and never saw the stream: A consumes its
+    // own admission, once (the residual risk of docs/operations.md, "Stream admission").
+    let mut replay = open_and_start(&env, &url, &sid, &params).await;
+    assert_eq!(sessions(&env, 2).await, 2, "A opened the call once");
+    assert_eq!(env.gw().state.admissions.pending(), 0);
+    let Err(err) = env.raw_stream(&url, Some(sig)).await else {
+        panic!("a second replay on A was accepted");
+    };
+    assert!(err.to_string().contains("409"), "{err}");
+    hang_up(&mut replay, &sid).await;
+    env.record(&sid).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.realtime.sessions().len(), 2, "no third model session");
+}
+
+/// Two streams racing on a replica that did not answer the webhook: one call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streams_racing_on_another_replica_open_one_call() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let b = env.start_replica(|_| {}).await.unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let on_b = b.route(&url);
+    let mut x = env.raw_stream(&on_b, Some(sig.clone())).await.unwrap();
+    let mut y = env.raw_stream(&on_b, Some(sig)).await.unwrap();
+    for ws in [&mut x, &mut y] {
+        ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "one model session");
+    assert_eq!(b.gateway.state.admissions.slots_in_use(), 1);
+    assert_eq!(
+        metric(
+            &b.metrics(),
+            "switchboard_stream_refusals_total{reason=\"replay\"}"
+        ),
+        1.0
+    );
+}
+
+/// A token past its expiry is refused on a replica that never saw its webhook too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused_on_another_replica() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        stream_admission_seconds: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let b = env.start_replica(|_| {}).await.unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut ws = open_and_start_at(&env, &b.route(&url), &url, &sid, &params).await;
+    assert_eq!(close_code(&mut ws).await, Some(1008));
+    assert!(env.realtime.sessions().is_empty());
+    assert_eq!(b.gateway.state.admissions.slots_in_use(), 0);
+    assert_eq!(
+        metric(
+            &b.metrics(),
+            "switchboard_stream_refusals_total{reason=\"expired\"}"
+        ),
+        1.0
+    );
+}
+
+/// A replica adopting a stream takes its own `--max-calls` slot: when it has none left the
+/// stream is closed busy (1013), counted as `busy`, and no model session is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_refuses_an_adopted_stream_busy() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let b = env.start_replica(|cli| cli.max_calls = 1).await.unwrap();
+    let (first, second) = (new_sid("CA"), new_sid("CA"));
+    let (_, twiml) = env.webhook(&first).await.unwrap();
+    let (url1, params1) = stream_target(&twiml).unwrap();
+    let (_, twiml) = env.webhook(&second).await.unwrap();
+    let (url2, params2) = stream_target(&twiml).unwrap();
+
+    let mut live = open_and_start_at(&env, &b.route(&url1), &url1, &first, &params1).await;
+    assert_eq!(sessions(&env, 1).await, 1);
+    let mut busy = open_and_start_at(&env, &b.route(&url2), &url2, &second, &params2).await;
+    assert_eq!(close_code(&mut busy).await, Some(1013), "a busy close");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.realtime.sessions().len(), 1, "no model session for it");
+    assert_eq!(
+        metric(
+            &b.metrics(),
+            "switchboard_stream_refusals_total{reason=\"busy\"}"
+        ),
+        1.0
+    );
+    hang_up(&mut live, &first).await;
+    b.record(&first).await.unwrap();
+}
+
+/// `/twilio/status` is no oracle of the tenants either: an unknown account or number and
+/// a bad signature on a served one get the same bare 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_callbacks_for_unknown_tenants_and_bad_signatures_look_alike() {
+    let env = Env::start(EnvOptions::default()).await.unwrap();
+    let url = format!("{}/twilio/status", env.base);
+    let answer = |account: &'static str, to: Option<&'static str>, token: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut params: Vec<(String, String)> = [
+                ("CallSid", new_sid("CA")),
+                ("AccountSid", account.to_string()),
+                ("CallStatus", "completed".to_string()),
+                ("SequenceNumber", "3".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            if let Some(to) = to {
+                params.push(("To".into(), to.into()));
+            }
+            let sig = twilio_signature(token, &url, &params);
+            let resp = switchboard_sim::caller::http_client()
+                .unwrap()
+                .post(&url)
+                .header("X-Twilio-Signature", sig)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            (status, ctype, resp.text().await.unwrap())
+        }
+    };
+    const OTHER_ACCOUNT: &str = "AC99999999999999999999999999999999";
+    let known = answer(
+        ACCOUNT_SID,
+        Some(switchboard_tests::NUMBER),
+        "not-the-token",
+    )
+    .await;
+    assert_eq!(known.0, 403);
+    for (account, to) in [
+        (ACCOUNT_SID, Some("+15559999999")),
+        (ACCOUNT_SID, None),
+        (OTHER_ACCOUNT, Some("+15559999999")),
+        (OTHER_ACCOUNT, None),
+    ] {
+        assert_eq!(
+            answer(account, to, "not-the-token").await,
+            known,
+            "{account} {to:?}"
+        );
+    }
+    // An unknown account signed with some token of its own: still the same 403.
+    assert_eq!(answer(OTHER_ACCOUNT, None, "its-own-token").await, known);
+    // Signed by the tenant: by its number, and by its account for a number it no longer
+    // declares.
+    for to in [Some(switchboard_tests::NUMBER), Some("+15559999999"), None] {
+        assert_eq!(answer(ACCOUNT_SID, to, AUTH_TOKEN).await.0, 204, "{to:?}");
+    }
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_signature_failures_total{route=\"status\"}"
+        ),
+        6.0
+    );
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_webhook_responses_total{route=\"status\",status=\"404\"}"
+        ),
+        0.0
+    );
 }

@@ -86,9 +86,10 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
         return;
     }
-    // Consumed here, before any Realtime session is adopted or opened: a stream without
-    // a live admission never costs a model session. Held until the call ends.
-    let _admitted = match state.admissions.consume(
+    // Admitted here, before any Realtime session is adopted or opened: a stream without a
+    // valid, unexpired token or already opened on this replica never costs a model
+    // session. The slot is held until the call ends.
+    let admitted = match state.admissions.consume(
         &tenant.name,
         &tenant.stream_key,
         &start.call_sid,
@@ -101,21 +102,33 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 .stream_refusals
                 .with_label_values(&[refusal.label()])
                 .inc();
-            if matches!(refusal, Refusal::Unknown | Refusal::BadToken) {
-                ctx.malformed(
+            match refusal {
+                Refusal::BadToken => ctx.malformed(
                     "stream_without_webhook",
                     &format_args!(
                         "start for {} does not match a webhook of tenant {}: {refusal}",
                         start.call_sid, tenant.name
                     ),
-                );
-            } else {
-                tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, %refusal, "refused media stream");
+                ),
+                Refusal::AtCapacity => {
+                    tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, max = state.max_calls, %refusal, "refused media stream: busy");
+                }
+                Refusal::Replay | Refusal::Expired => {
+                    tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, %refusal, "refused media stream");
+                }
             }
-            let _ = tw.close().await;
+            let _ = tw.send(refusal_close(refusal)).await;
             return;
         }
     };
+    if admitted.adopted() {
+        tracing::info!(
+            call_sid = start.call_sid,
+            tenant = tenant.name,
+            "stream admitted by another replica's webhook: adopted"
+        );
+    }
+    let _admitted = admitted;
     let _guard = state.drain.call_started();
     state.metrics.active_calls.inc();
     let started = Instant::now();
@@ -183,6 +196,19 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         "call ended"
     );
     state.writer.submit(StoreOp::End(record)).await;
+}
+
+/// The close frame of a refused stream: 1013 "try again later" when the replica is
+/// full, 1008 "policy violation" otherwise.
+fn refusal_close(refusal: Refusal) -> TwMessage {
+    let code = match refusal {
+        Refusal::AtCapacity => 1013,
+        Refusal::Replay | Refusal::Expired | Refusal::BadToken => 1008,
+    };
+    TwMessage::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: refusal.label().into(),
+    }))
 }
 
 async fn wait_for_start(ctx: &mut CallTask, rx: &mut WebSocket) -> Option<Start> {

@@ -32,22 +32,37 @@ pub async fn call_status(
 ) -> Response {
     let params = form::parse(&body);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let Some(tenant) = tenant_for(&state, &params) else {
-        return reply(&state, StatusCode::NOT_FOUND);
+    // As on the voice webhook: nothing tenant-specific is revealed before a signature
+    // checks out. A callback for a served number is checked against its tenant; any other
+    // against the tenants of the account it names; an unknown tenant and a bad signature
+    // get the same bare 403.
+    let account = form::get(&params, "AccountSid").unwrap_or_default();
+    let signed = match form::get(&params, "To").and_then(|to| state.tenants.by_number(to)) {
+        Some(t) => form::signed(t, &state.public_base, path, &headers, &params, false),
+        None => form::signed_by_account(
+            state.tenants.by_account(account),
+            &state.public_base,
+            path,
+            &headers,
+            &params,
+        ),
     };
-    if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
-        state
-            .metrics
-            .signature_failures
-            .with_label_values(&[ROUTE])
-            .inc();
-        tracing::warn!(
-            tenant = tenant.name,
-            call_sid = form::get(&params, "CallSid").unwrap_or(""),
-            "refused status callback: bad or missing X-Twilio-Signature"
-        );
-        return reply(&state, StatusCode::FORBIDDEN);
-    }
+    let tenant = match tenant_for(&state, &params) {
+        Some(t) if signed => t,
+        t => {
+            state
+                .metrics
+                .signature_failures
+                .with_label_values(&[ROUTE])
+                .inc();
+            tracing::warn!(
+                tenant = t.as_ref().map_or("-", |t| t.name.as_str()),
+                call_sid = form::get(&params, "CallSid").unwrap_or(""),
+                "refused status callback: bad or missing X-Twilio-Signature"
+            );
+            return reply(&state, StatusCode::FORBIDDEN);
+        }
+    };
     let (Some(call_sid), Some(status)) = (
         form::get(&params, "CallSid"),
         form::get(&params, "CallStatus"),

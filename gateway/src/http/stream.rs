@@ -49,9 +49,11 @@ pub async fn media_stream(
         );
         return StatusCode::FORBIDDEN.into_response();
     }
-    // A CallSid whose stream was already opened (live or ended) is a replayed handshake:
-    // refused before the upgrade. The token itself is checked on `start` (it travels in
-    // the custom parameters), before any Realtime session is adopted or opened.
+    // A CallSid whose stream was already opened on this replica (live or ended) is a
+    // replayed handshake: refused before the upgrade. The token itself is checked on
+    // `start` (it travels in the custom parameters), before any Realtime session is
+    // adopted or opened; a stream whose webhook another replica answered is admitted
+    // there (admission.rs).
     if state.admissions.is_spent(&call_sid) {
         state
             .metrics
