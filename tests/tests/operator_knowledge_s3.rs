@@ -23,6 +23,7 @@ use sqlx::{Connection, PgConnection};
 use switchboard_crds::KnowledgeBase;
 use switchboard_knowledge::Embedder;
 use switchboard_operator::knowledge::{Engine, EngineConfig};
+use switchboard_operator::tenant::database::Ownership;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
@@ -117,7 +118,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let sim = KubeApiSim::start().await.unwrap();
     let c = client(&sim).await;
     let tenant = format!("t-{}", unique());
-    let (_vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
     let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
     kbs.create(
         &PostParams::default(),
@@ -303,5 +304,8 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
 
     let _ = stop.send(true);
     let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
-    provisioner.drop(&db).await.unwrap();
+    provisioner
+        .drop(&db, &Ownership::of(&vt).unwrap())
+        .await
+        .unwrap();
 }

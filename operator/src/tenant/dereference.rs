@@ -15,7 +15,8 @@ use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::build::referenced_secrets;
 use super::database::{
-    Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of, url_key_selector,
+    Ownership, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
+    url_key_selector,
 };
 use super::error::TenantError;
 use super::inputs::BuildInputs;
@@ -172,7 +173,8 @@ async fn provision(
             name: db.secret_name.clone(),
         });
     };
-    let outcome = provisioner.ensure(&db, &password).await?;
+    let owner = Ownership::of(vt)?;
+    let outcome = provisioner.ensure(&db, &owner, &password).await?;
     let version = secret.resource_version().unwrap_or_default();
     ctx.set_provisioned(&uid, provision_key(&db, &version));
     let first = vt
