@@ -119,6 +119,33 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    // Security policy (what tenants may reference); see docs/operations.md.
+    /// Hosts a tenant's `spec.openai.realtimeUrl` may name (comma list; exact host names).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REALTIME_HOSTS",
+        value_delimiter = ',',
+        default_value = "api.openai.com"
+    )]
+    pub realtime_hosts: Vec<String>,
+    /// Image prefixes a tenant's `spec.gateway.image` must start with (comma list; a
+    /// repository such as `ghcr.io/acme/switchboard`, or `registry/org/` for everything
+    /// under it). Default: the repository of the gateway image.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOWED_GATEWAY_IMAGES",
+        value_delimiter = ','
+    )]
+    pub allowed_gateway_images: Vec<String>,
+    /// S3 locations the knowledge bases of a namespace may read, as
+    /// `NAMESPACE=bucket[/prefix]` (comma list, repeatable). Default: none.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_S3_ALLOW",
+        value_delimiter = ',',
+        value_parser = crate::knowledge::access::parse_grant
+    )]
+    pub s3_allow: Vec<crate::knowledge::access::S3Grant>,
 }
 
 impl RunArgs {
@@ -153,6 +180,12 @@ impl RunArgs {
             .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
             .filter(|u| !u.is_empty());
         config.s3.resync = Duration::from_secs(self.s3_resync_seconds.max(1));
+        config.references = crate::tenant::policy::ReferencePolicy::new(
+            &self.realtime_hosts,
+            &self.allowed_gateway_images,
+            &config.default_image,
+        );
+        config.s3_access = crate::knowledge::access::S3Access::new(self.s3_allow.clone());
         config
     }
 }

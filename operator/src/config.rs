@@ -48,6 +48,12 @@ pub struct OperatorConfig {
     pub model_dir: Option<std::path::PathBuf>,
     /// S3 sources of knowledge bases: endpoint (MinIO, moto) and re-list period.
     pub s3: crate::knowledge::S3Settings,
+    /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
+    /// gateway image prefixes.
+    pub references: crate::tenant::policy::ReferencePolicy,
+    /// Which S3 buckets (and prefixes) the knowledge bases of each namespace may read
+    /// ([`crate::knowledge::access`]); empty: none.
+    pub s3_access: crate::knowledge::access::S3Access,
 }
 
 impl OperatorConfig {
@@ -75,6 +81,8 @@ impl OperatorConfig {
             concurrency: 16,
             model_dir: None,
             s3: crate::knowledge::S3Settings::default(),
+            references: crate::tenant::policy::ReferencePolicy::default(),
+            s3_access: crate::knowledge::access::S3Access::default(),
         }
     }
 

@@ -300,6 +300,122 @@ async fn an_invalid_spec_is_refused_without_children() {
     op.stop().await;
 }
 
+/// Issue 12 §1 (b–e): what a tenant's editor may point the gateway at. Each of these
+/// tenants went Ready before (the operator had no such checks; the secondary token was
+/// not mounted), so each assertion fails on the code before this change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_references_only_labelled_secrets_allowed_hosts_and_images() {
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    let secrets = api::<Secret>(&c);
+    let plain = |name: &str| {
+        let mut s = switchboard_tests::operator::secret("x");
+        s.metadata.name = Some(name.into());
+        s.metadata.labels = None;
+        s
+    };
+
+    // (a) An unlabelled Secret is refused, naming it and the label; labelled, it works.
+    secrets
+        .create(&Default::default(), &plain("other-app"))
+        .await
+        .unwrap();
+    let mut vt = tenant("sneaky", "");
+    vt.spec.openai.api_key.secret_key_ref.as_mut().unwrap().name = "other-app".into();
+    create(&c, &vt).await;
+    let vt = wait_condition(&c, "sneaky", "Degraded", "True", Some("SecretNotUsable")).await;
+    let message = condition_message(&vt, "Degraded");
+    assert!(
+        message.contains("other-app") && message.contains("voice.switchboard.dev/usable=true"),
+        "{message}"
+    );
+    assert!(
+        api::<Deployment>(&c)
+            .get_opt(&child_name("sneaky"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    secrets
+        .patch(
+            "other-app",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"voice.switchboard.dev/usable": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_settled(&c, "sneaky").await;
+
+    // (b) realtimeUrl to a host outside --realtime-hosts; (c) an image outside
+    // --allowed-gateway-images; (d) unsigned webhooks.
+    let mut exfil = tenant("exfil", "");
+    exfil.spec.openai.realtime_url = Some("wss://collector.example/v1/realtime".into());
+    let own_image = tenant(
+        "own-image",
+        "  gateway:\n    image: docker.io/attacker/gateway:1\n",
+    );
+    let mut open_relay = tenant("open-relay", "");
+    open_relay.spec.twilio.validate_signatures = false;
+    for (vt, reason) in [
+        (exfil, "RealtimeHostNotAllowed"),
+        (own_image, "GatewayImageNotAllowed"),
+        (open_relay, "UnsignedWebhooksRefused"),
+    ] {
+        let name = vt.metadata.name.clone().unwrap();
+        let name = name.as_str();
+        create(&c, &vt).await;
+        wait_condition(&c, name, "Degraded", "True", Some(reason)).await;
+        assert!(
+            api::<Deployment>(&c)
+                .get_opt(&child_name(name))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: no gateway"
+        );
+    }
+
+    // (e) The secondary Auth Token is mounted like the primary.
+    let mut rotation = plain("rotation");
+    rotation.metadata.labels = switchboard_tests::operator::secret("x").metadata.labels;
+    secrets
+        .create(&Default::default(), &rotation)
+        .await
+        .unwrap();
+    let mut vt = tenant("rotating", "");
+    vt.spec.twilio.secondary_auth_token = Some(
+        serde_json::from_value(
+            json!({"secretKeyRef": {"name": "rotation", "key": "twilio-auth-token"}}),
+        )
+        .unwrap(),
+    );
+    create(&c, &vt).await;
+    wait_settled(&c, "rotating").await;
+    let d = api::<Deployment>(&c)
+        .get(&child_name("rotating"))
+        .await
+        .unwrap();
+    let volumes = serde_json::to_string(&d.spec.template.spec.unwrap().volumes).unwrap();
+    assert!(volumes.contains("rotation/twilio-auth-token"), "{volumes}");
+    op.stop().await;
+}
+
+fn condition_message(vt: &switchboard_crds::VoiceTenant, type_: &str) -> String {
+    vt.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap()
+        .message
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_degrades_until_it_exists() {
     let sim = KubeApiSim::start().await.unwrap();

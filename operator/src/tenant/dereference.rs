@@ -22,6 +22,7 @@ use super::error::TenantError;
 use super::inputs::BuildInputs;
 use super::reconcile::manages_database;
 use super::reconciler::TenantReconciler;
+use crate::labels::{USABLE_SECRET_LABEL, secret_usable};
 
 /// The builders' inputs for `vt`, and its database's names when the operator manages
 /// it (after ensuring role, schema and Secret).
@@ -76,24 +77,35 @@ async fn observe_secrets(
         if inputs.secret_versions.contains_key(&name) {
             continue;
         }
+        // Only the operator's own database Secret was skipped above: everything else is
+        // a reference the tenant's editor chose, allowed only to labelled Secrets.
         let cached = ctx
             .stores
             .secrets
             .get(&ObjectRef::new(&name).within(namespace))
-            .and_then(|s| s.metadata.resource_version.clone());
-        let version = match cached {
-            Some(v) => Some(v),
+            .filter(|s| s.metadata.resource_version.is_some())
+            .map(|s| s.metadata.clone());
+        let meta = match cached {
+            Some(meta) => Some(meta),
             // Not in the cache: created a moment ago, or really missing.
             None => {
                 let api: Api<Secret> = ctx.api(namespace);
                 api.get_metadata_opt(&name)
                     .await
                     .map_err(|e| TenantError::kube(format!("read Secret {namespace}/{name}"), e))?
-                    .and_then(|s| s.metadata.resource_version)
+                    .map(|s| s.metadata)
             }
         };
-        if let Some(v) = version {
-            versions.insert(name, v);
+        if let Some(meta) = meta {
+            if !secret_usable(meta.labels.as_ref()) {
+                return Err(TenantError::SecretNotUsable {
+                    name,
+                    label: USABLE_SECRET_LABEL,
+                });
+            }
+            if let Some(v) = meta.resource_version {
+                versions.insert(name, v);
+            }
         }
     }
     inputs.secret_versions.extend(versions);

@@ -28,6 +28,7 @@ pub mod decide;
 mod dereference;
 pub mod error;
 pub mod inputs;
+pub mod policy;
 mod reconcile;
 mod reconciler;
 pub mod status;

@@ -308,6 +308,7 @@ fn live_rollout(vt: &VoiceTenant, ctx: &TenantReconciler) -> Option<Rollout> {
 async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged, TenantError> {
     // Refuse before anything is written.
     vt.validate().map_err(TenantError::InvalidSpec)?;
+    ctx.config.references.admit(&vt.spec)?;
     let (inputs, database) = dereference(vt, ctx).await?;
     let (children, webhook_url) = build(vt, &inputs)?;
     let rollout = apply_children(vt, ctx, children).await?;
