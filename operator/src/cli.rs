@@ -185,7 +185,7 @@ impl RunArgs {
             &self.allowed_gateway_images,
             &config.default_image,
         );
-        config.s3_access = crate::knowledge::access::S3Access::new(self.s3_allow.clone());
+        config.s3.access = crate::knowledge::access::S3Access::new(self.s3_allow.clone());
         config
     }
 }

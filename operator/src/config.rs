@@ -46,14 +46,12 @@ pub struct OperatorConfig {
     /// The all-MiniLM-L6-v2 model directory for knowledge bases with the local embedder
     /// (the KnowledgeBase controller loads it once, on first use).
     pub model_dir: Option<std::path::PathBuf>,
-    /// S3 sources of knowledge bases: endpoint (MinIO, moto) and re-list period.
+    /// S3 sources of knowledge bases: endpoint (MinIO, moto), re-list period, and which
+    /// buckets each namespace may read ([`crate::knowledge::access`]).
     pub s3: crate::knowledge::S3Settings,
     /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
     /// gateway image prefixes.
     pub references: crate::tenant::policy::ReferencePolicy,
-    /// Which S3 buckets (and prefixes) the knowledge bases of each namespace may read
-    /// ([`crate::knowledge::access`]); empty: none.
-    pub s3_access: crate::knowledge::access::S3Access,
 }
 
 impl OperatorConfig {
@@ -82,7 +80,6 @@ impl OperatorConfig {
             model_dir: None,
             s3: crate::knowledge::S3Settings::default(),
             references: crate::tenant::policy::ReferencePolicy::default(),
-            s3_access: crate::knowledge::access::S3Access::default(),
         }
     }
 
