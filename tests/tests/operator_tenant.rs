@@ -404,6 +404,44 @@ async fn a_tenant_references_only_labelled_secrets_allowed_hosts_and_images() {
     op.stop().await;
 }
 
+/// Issue 11 item 6: a tenant whose agent lists a knowledge base that does not exist
+/// went Ready silently. Now Ready (the agent works without it) and Degraded
+/// `KnowledgeBaseNotFound`, with an Event naming it; before, the test failed waiting for
+/// that condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_knowledge_base_degrades_but_keeps_ready() {
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    let mut vt = tenant("forgetful", "");
+    vt.spec.agent.knowledge_bases = vec!["no-such-faq".into()];
+    create(&c, &vt).await;
+    let vt = wait_condition(
+        &c,
+        "forgetful",
+        "Degraded",
+        "True",
+        Some("KnowledgeBaseNotFound"),
+    )
+    .await;
+    assert!(condition_message(&vt, "Degraded").contains("no-such-faq"));
+    wait_ready(&c, "forgetful").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = api(&c);
+    let list = events.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("KnowledgeBaseNotFound")
+                && e.note
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("no-such-faq")),
+        "{list:?}"
+    );
+    op.stop().await;
+}
+
 fn condition_message(vt: &switchboard_crds::VoiceTenant, type_: &str) -> String {
     vt.status
         .as_ref()

@@ -65,10 +65,11 @@ async fn observe_secrets(
         let kb = kbs.get_opt(kb_name).await.map_err(|e| {
             TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
         })?;
-        if let Some(kb) = kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            inputs
+        match kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
+            Some(kb) => inputs
                 .knowledge_bases
-                .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
+                .push(crate::tenant::build::KnowledgeMount::of(&kb)?),
+            None => inputs.missing_knowledge_bases.push(kb_name.clone()),
         }
     }
     let names = referenced_secrets(vt, inputs)?;

@@ -58,6 +58,10 @@ pub struct BuildInputs {
     /// ConfigMap for the gateway's `--knowledge`, their Secrets mounted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge_bases: Vec<crate::tenant::build::knowledge::KnowledgeMount>,
+    /// Knowledge bases the agent lists that do not exist in the namespace (or belong to
+    /// another tenant): the gateway runs without them, the status says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_knowledge_bases: Vec<String>,
 }
 
 impl BuildInputs {
@@ -72,6 +76,7 @@ impl BuildInputs {
             service_account_annotations: BTreeMap::new(),
             active_calls_metric: None,
             knowledge_bases: Vec::new(),
+            missing_knowledge_bases: Vec::new(),
         }
     }
 }
