@@ -167,6 +167,33 @@ pub struct RunArgs {
         value_parser = parse_json::<DataVolume>
     )]
     pub gateway_data_volume: DataVolume,
+    // Security policy (what tenants may reference); see docs/operations.md.
+    /// Hosts a tenant's `spec.openai.realtimeUrl` may name (comma list; exact host names).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REALTIME_HOSTS",
+        value_delimiter = ',',
+        default_value = "api.openai.com"
+    )]
+    pub realtime_hosts: Vec<String>,
+    /// Image prefixes a tenant's `spec.gateway.image` must start with (comma list; a
+    /// repository such as `ghcr.io/acme/switchboard`, or `registry/org/` for everything
+    /// under it). Default: the repository of the gateway image.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOWED_GATEWAY_IMAGES",
+        value_delimiter = ','
+    )]
+    pub allowed_gateway_images: Vec<String>,
+    /// S3 locations the knowledge bases of a namespace may read, as
+    /// `NAMESPACE=bucket[/prefix]` (comma list, repeatable). Default: none.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_S3_ALLOW",
+        value_delimiter = ',',
+        value_parser = crate::knowledge::access::parse_grant
+    )]
+    pub s3_allow: Vec<crate::knowledge::access::S3Grant>,
 }
 
 /// `--gateway-resources` by default: Burstable pods, never evicted before BestEffort
@@ -218,6 +245,12 @@ impl RunArgs {
         });
         config.gateway_resources = self.gateway_resources.clone();
         config.gateway_data_volume = Some(self.gateway_data_volume.clone());
+        config.references = crate::tenant::policy::ReferencePolicy::new(
+            &self.realtime_hosts,
+            &self.allowed_gateway_images,
+            &config.default_image,
+        );
+        config.s3.access = crate::knowledge::access::S3Access::new(self.s3_allow.clone());
         config
     }
 }

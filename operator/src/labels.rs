@@ -23,6 +23,22 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Value of [`COMPONENT_LABEL`].
 pub const COMPONENT: &str = "gateway";
 
+/// The label a Secret must carry, with the value [`USABLE_SECRET_VALUE`], before a
+/// VoiceTenant or KnowledgeBase may reference it. Without it, anyone who may edit a
+/// tenant could have the gateway send any Secret of the namespace (a cloud credential,
+/// another application's token) to a host of their choosing.
+pub const USABLE_SECRET_LABEL: &str = "voice.switchboard.dev/usable";
+/// The value of [`USABLE_SECRET_LABEL`] that makes a Secret referenceable.
+pub const USABLE_SECRET_VALUE: &str = "true";
+
+/// Whether a Secret with these labels may be referenced by a tenant or knowledge base
+/// ([`USABLE_SECRET_LABEL`]` = "true"`).
+pub fn secret_usable(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(USABLE_SECRET_LABEL))
+        .is_some_and(|v| v == USABLE_SECRET_VALUE)
+}
+
 /// Longest name or label value the builders produce: a DNS-1035 label, the strictest
 /// rule among the owned kinds (Service names).
 pub const MAX_NAME_LEN: usize = 63;

@@ -210,6 +210,7 @@ done
 kubectl create namespace acme
 kubectl -n acme create secret generic acme-twilio --from-literal=auth-token="$AUTH_TOKEN"
 kubectl -n acme create secret generic acme-openai --from-literal=api-key=sk-e2e-simulator
+kubectl -n acme label secret acme-twilio acme-openai voice.switchboard.dev/usable=true
 # The same manifest, with the Realtime simulator instead of OpenAI.
 kubectl patch --local -f examples/tenants/acme-cluster.yaml --type merge -o yaml \
     -p "{\"spec\":{\"openai\":{\"realtimeUrl\":\"$REALTIME_URL\"}}}" | kubectl apply -f -

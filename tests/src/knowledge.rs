@@ -16,7 +16,7 @@ use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_knowledge::PgVectorStore;
 use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use switchboard_operator::tenant::database::{
-    Provisioner, TenantDatabase, build_database_secret, generate_password,
+    Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
 use tokio::sync::watch;
 
@@ -90,7 +90,8 @@ pub async fn provisioned_tenant(
     let p = Provisioner::new(admin_url).expect("a provisioner");
     let db = TenantDatabase::for_tenant(&vt).expect("database names");
     let password = generate_password();
-    p.ensure(&db, &password)
+    let owner = Ownership::of(&vt).expect("tenant ownership");
+    p.ensure(&db, &owner, &password)
         .await
         .expect("provision the database");
     let secret =

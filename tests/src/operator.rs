@@ -111,6 +111,13 @@ pub fn secret(token: &str) -> Secret {
     let mut s = Secret::default();
     s.metadata.name = Some(SECRET.into());
     s.metadata.namespace = Some(NAMESPACE.into());
+    s.metadata.labels = Some(
+        [(
+            switchboard_operator::labels::USABLE_SECRET_LABEL.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
     s.data = Some(
         [
             (
@@ -136,7 +143,7 @@ pub async fn put_secret(client: &::kube::Client, token: &str) {
         &PatchParams::apply("test").force(),
         &Patch::Apply(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": SECRET, "namespace": NAMESPACE},
+            "metadata": {"name": SECRET, "namespace": NAMESPACE, "labels": s.metadata.labels},
             "data": s.data,
         })),
     )

@@ -17,6 +17,7 @@ use switchboard_crds::{KnowledgeBase, SecretKeySelector, VoiceTenant};
 use switchboard_operator::knowledge::{
     Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
 };
+use switchboard_operator::tenant::database::Ownership;
 use switchboard_operator::tenant::database::{
     Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
@@ -92,7 +93,8 @@ spec:
     let provisioner = Provisioner::new(&admin_url).unwrap();
     let db = TenantDatabase::for_tenant(&vt).unwrap();
     let password = generate_password();
-    provisioner.ensure(&db, &password).await.unwrap();
+    let owner = Ownership::of(&vt).unwrap();
+    provisioner.ensure(&db, &owner, &password).await.unwrap();
     let secret = build_database_secret(&vt, &db, &password, provisioner.target()).unwrap();
     let tenant_url = String::from_utf8(secret.data.unwrap()[URL_KEY].0.clone()).unwrap();
     vt.status = Some(switchboard_crds::VoiceTenantStatus {
@@ -153,7 +155,7 @@ spec:
     );
 
     drop(env);
-    provisioner.drop(&db).await.unwrap();
+    provisioner.drop(&db, &owner).await.unwrap();
 }
 
 /// Places the question's call and checks that the opening-hours passage answered it, from

@@ -22,6 +22,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
+use switchboard_operator::tenant::database::Ownership;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller,
@@ -132,7 +133,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     let sim = KubeApiSim::start().await.unwrap();
     let c = client(&sim).await;
     let tenant = format!("t-{}", unique());
-    let (_vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
     cms.create(
         &PostParams::default(),
@@ -359,7 +360,10 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
 
     let _ = stop.send(true);
     let _ = tokio::time::timeout(CONVERGE, task).await;
-    provisioner.drop(&db).await.unwrap();
+    provisioner
+        .drop(&db, &Ownership::of(&vt).unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,9 @@ use k8s_openapi::api::events::v1::Event;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::KnowledgeBase;
 use switchboard_knowledge::Embedder;
+use switchboard_operator::knowledge::access::{S3Access, parse_grant};
 use switchboard_operator::knowledge::{Engine, EngineConfig};
+use switchboard_operator::tenant::database::Ownership;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
@@ -98,6 +100,89 @@ fn docs_of(rows: &std::collections::BTreeMap<String, (String, String)>) -> BTree
     rows.values().map(|(d, _)| d.clone()).collect()
 }
 
+/// `--s3-allow namespace=bucket/prefix`.
+fn grant(namespace: &str, bucket: &str, prefix: &str) -> S3Access {
+    S3Access::new([parse_grant(&format!("{namespace}={bucket}/{prefix}")).unwrap()])
+}
+
+/// Issue 12 §1 item 3: the operator reads S3 with one identity for every namespace, so
+/// a knowledge base may read only what its namespace was granted. Before `--s3-allow`,
+/// this knowledge base went Ready with the other namespace's documents (the test failed
+/// waiting for S3SourceNotAllowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_source_of_another_namespace_is_refused_and_nothing_is_read() {
+    let Some((admin_url, model, s3_url)) = env() else {
+        return;
+    };
+    switchboard_tests::init();
+    let bucket = Bucket::new(&s3_url, &format!("kb-{}", unique()));
+    bucket.create().await;
+    bucket.put("faq/hours.md", HOURS).await;
+
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    let tenant = format!("t-{}", unique());
+    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest("docs", &tenant, &bucket.name),
+    )
+    .await
+    .unwrap();
+
+    // Granted to another namespace only.
+    let mut config = controller_config(model.clone());
+    config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
+    config.s3.access = grant("someone-else", &bucket.name, "faq/");
+    let (stop, task) = start_controller(&c, config);
+    let kb = wait_kb(&c, "docs", "docs refused", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "S3SourceNotAllowed")
+    })
+    .await;
+    let message = kb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains(&bucket.name) && message.contains(&format!("{NS}={}/faq/", bucket.name)),
+        "{message}"
+    );
+    let mut pg = PgConnection::connect(&admin_url).await.unwrap();
+    assert!(
+        !switchboard_tests::knowledge::table_exists(&mut pg, &db.schema, "docs").await,
+        "nothing indexed"
+    );
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
+
+    // Granted to its own namespace: indexed as before.
+    let mut config = controller_config(model);
+    config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
+    config.s3.access = grant(NS, &bucket.name, "faq/");
+    let (stop, task) = start_controller(&c, config);
+    let kb = wait_kb(&c, "docs", "docs Ready", ready).await;
+    assert_eq!(kb.status.unwrap().documents, 1);
+    kbs.delete("docs", &DeleteParams::default()).await.unwrap();
+    wait_for("docs gone", || {
+        let kbs = kbs.clone();
+        async move { kbs.get_opt("docs").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
+    provisioner
+        .drop(&db, &Ownership::of(&vt).unwrap())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let Some((admin_url, model, s3_url)) = env() else {
@@ -117,7 +202,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let sim = KubeApiSim::start().await.unwrap();
     let c = client(&sim).await;
     let tenant = format!("t-{}", unique());
-    let (_vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
+    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
     let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
     kbs.create(
         &PostParams::default(),
@@ -128,6 +213,11 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let mut config = controller_config(model.clone());
     // Re-list every second: bucket changes show up without any Kubernetes trigger.
     config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
+    // Granted to its namespace (and a bucket created later in the test).
+    let late = Bucket::new(&s3_url, &format!("kb-{}", unique()));
+    config.s3.access = S3Access::new(
+        [&bucket.name, &late.name].map(|b| parse_grant(&format!("{NS}={b}/faq/")).unwrap()),
+    );
     let (stop, task) = start_controller(&c, config);
 
     // Indexed: the three documents under faq/, nothing else.
@@ -243,7 +333,6 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
 
     // A bucket that does not exist yet: Degraded S3BucketNotFound with a Warning, then
     // indexed on a retry once it exists.
-    let late = Bucket::new(&s3_url, &format!("kb-{}", unique()));
     kbs.create(
         &PostParams::default(),
         &kb_manifest("later", &tenant, &late.name),
@@ -303,5 +392,8 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
 
     let _ = stop.send(true);
     let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
-    provisioner.drop(&db).await.unwrap();
+    provisioner
+        .drop(&db, &Ownership::of(&vt).unwrap())
+        .await
+        .unwrap();
 }

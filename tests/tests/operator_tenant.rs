@@ -15,7 +15,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
 use switchboard_operator::FINALIZER;
 use switchboard_operator::labels::child_name;
-use switchboard_operator::tenant::database::{Provisioner, TenantDatabase};
+use switchboard_operator::tenant::database::{Ownership, Provisioner, TenantDatabase};
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::kube::client;
 use switchboard_tests::operator::{
@@ -300,6 +300,160 @@ async fn an_invalid_spec_is_refused_without_children() {
     op.stop().await;
 }
 
+/// Issue 12 §1 (b–e): what a tenant's editor may point the gateway at. Each of these
+/// tenants went Ready before (the operator had no such checks; the secondary token was
+/// not mounted), so each assertion fails on the code before this change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_references_only_labelled_secrets_allowed_hosts_and_images() {
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    let secrets = api::<Secret>(&c);
+    let plain = |name: &str| {
+        let mut s = switchboard_tests::operator::secret("x");
+        s.metadata.name = Some(name.into());
+        s.metadata.labels = None;
+        s
+    };
+
+    // (a) An unlabelled Secret is refused, naming it and the label; labelled, it works.
+    secrets
+        .create(&Default::default(), &plain("other-app"))
+        .await
+        .unwrap();
+    let mut vt = tenant("sneaky", "");
+    vt.spec.openai.api_key.secret_key_ref.as_mut().unwrap().name = "other-app".into();
+    create(&c, &vt).await;
+    let vt = wait_condition(&c, "sneaky", "Degraded", "True", Some("SecretNotUsable")).await;
+    let message = condition_message(&vt, "Degraded");
+    assert!(
+        message.contains("other-app") && message.contains("voice.switchboard.dev/usable=true"),
+        "{message}"
+    );
+    assert!(
+        api::<Deployment>(&c)
+            .get_opt(&child_name("sneaky"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    secrets
+        .patch(
+            "other-app",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"voice.switchboard.dev/usable": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_settled(&c, "sneaky").await;
+
+    // (b) realtimeUrl to a host outside --realtime-hosts; (c) an image outside
+    // --allowed-gateway-images; (d) unsigned webhooks.
+    let mut exfil = tenant("exfil", "");
+    exfil.spec.openai.realtime_url = Some("wss://collector.example/v1/realtime".into());
+    let own_image = tenant(
+        "own-image",
+        "  gateway:\n    image: docker.io/attacker/gateway:1\n",
+    );
+    let mut open_relay = tenant("open-relay", "");
+    open_relay.spec.twilio.validate_signatures = false;
+    for (vt, reason) in [
+        (exfil, "RealtimeHostNotAllowed"),
+        (own_image, "GatewayImageNotAllowed"),
+        (open_relay, "UnsignedWebhooksRefused"),
+    ] {
+        let name = vt.metadata.name.clone().unwrap();
+        let name = name.as_str();
+        create(&c, &vt).await;
+        wait_condition(&c, name, "Degraded", "True", Some(reason)).await;
+        assert!(
+            api::<Deployment>(&c)
+                .get_opt(&child_name(name))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: no gateway"
+        );
+    }
+
+    // (e) The secondary Auth Token is mounted like the primary.
+    let mut rotation = plain("rotation");
+    rotation.metadata.labels = switchboard_tests::operator::secret("x").metadata.labels;
+    secrets
+        .create(&Default::default(), &rotation)
+        .await
+        .unwrap();
+    let mut vt = tenant("rotating", "");
+    vt.spec.twilio.secondary_auth_token = Some(
+        serde_json::from_value(
+            json!({"secretKeyRef": {"name": "rotation", "key": "twilio-auth-token"}}),
+        )
+        .unwrap(),
+    );
+    create(&c, &vt).await;
+    wait_settled(&c, "rotating").await;
+    let d = api::<Deployment>(&c)
+        .get(&child_name("rotating"))
+        .await
+        .unwrap();
+    let volumes = serde_json::to_string(&d.spec.template.spec.unwrap().volumes).unwrap();
+    assert!(volumes.contains("rotation/twilio-auth-token"), "{volumes}");
+    op.stop().await;
+}
+
+/// Issue 11 item 6: a tenant whose agent lists a knowledge base that does not exist
+/// went Ready silently. Now Ready (the agent works without it) and Degraded
+/// `KnowledgeBaseNotFound`, with an Event naming it; before, the test failed waiting for
+/// that condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_knowledge_base_degrades_but_keeps_ready() {
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    let mut vt = tenant("forgetful", "");
+    vt.spec.agent.knowledge_bases = vec!["no-such-faq".into()];
+    create(&c, &vt).await;
+    let vt = wait_condition(
+        &c,
+        "forgetful",
+        "Degraded",
+        "True",
+        Some("KnowledgeBaseNotFound"),
+    )
+    .await;
+    assert!(condition_message(&vt, "Degraded").contains("no-such-faq"));
+    wait_ready(&c, "forgetful").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = api(&c);
+    let list = events.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("KnowledgeBaseNotFound")
+                && e.note
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("no-such-faq")),
+        "{list:?}"
+    );
+    op.stop().await;
+}
+
+fn condition_message(vt: &switchboard_crds::VoiceTenant, type_: &str) -> String {
+    vt.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap()
+        .message
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_degrades_until_it_exists() {
     let sim = KubeApiSim::start().await.unwrap();
@@ -389,7 +543,7 @@ async fn database_provisioned_then_dropped_or_retained_on_delete() {
         let d = api::<Deployment>(&c).get(&child_name(name)).await.unwrap();
         let env = serde_json::to_string(&d.spec.template.spec.unwrap().containers[0].env).unwrap();
         assert!(env.contains(&db.secret_name), "{env}");
-        dbs.push(db);
+        dbs.push((db, Ownership::of(&vt).unwrap()));
     }
 
     delete(&c, &gone).await;
@@ -402,12 +556,12 @@ async fn database_provisioned_then_dropped_or_retained_on_delete() {
         .await;
     }
     assert_eq!(
-        exists(&admin, &dbs[0]).await,
+        exists(&admin, &dbs[0].0).await,
         (false, false),
         "Delete drops role and schema"
     );
     assert_eq!(
-        exists(&admin, &dbs[1]).await,
+        exists(&admin, &dbs[1].0).await,
         (true, true),
         "Retain keeps them"
     );
@@ -415,7 +569,82 @@ async fn database_provisioned_then_dropped_or_retained_on_delete() {
 
     // Clean the retained tenant up (roles are server-wide).
     let p = Provisioner::new(&admin).unwrap();
-    p.drop(&dbs[1]).await.unwrap();
+    p.drop(&dbs[1].0, &dbs[1].1).await.unwrap();
+}
+
+/// Issue 12 §1: `status.database` is writable by whoever may patch
+/// `voicetenants/status`. Tenant B writes tenant A's names there and is deleted with
+/// `deletionPolicy: Delete`: A's role and schema must survive, and B says why. (Before
+/// the ownership check, the finalizer dropped A's role (and everything it owned): this
+/// test failed with "A's role and schema survive", left: (false, …).)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_names_in_status_are_never_dropped() {
+    let Some(admin) = admin_url() else { return };
+    let (_sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(admin.clone());
+    let op = Operator::start(c.clone(), cfg);
+
+    let victim = unique("victim");
+    let thief = unique("thief");
+    create(&c, &tenant(&victim, "")).await;
+    create(&c, &tenant(&thief, "  deletionPolicy: Delete\n")).await;
+    let a = wait_ready(&c, &victim).await;
+    let b = wait_ready(&c, &thief).await;
+    let a_names = a.status.clone().unwrap().database.unwrap();
+    let a_db = TenantDatabase::from_status(&a_names).unwrap();
+    let b_db = TenantDatabase::from_status(&b.status.clone().unwrap().database.unwrap()).unwrap();
+
+    // B's editor points its status at A's role and schema (A's Secret name, too, so
+    // nothing else differs), then deletes B.
+    op.stop().await;
+    tenants(&c)
+        .patch_status(
+            &thief,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "database": a_names } })),
+        )
+        .await
+        .unwrap();
+    delete(&c, &thief).await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.database_admin_url = Some(admin.clone());
+    let op = Operator::start(c.clone(), cfg);
+    wait_for(&format!("{thief} released"), || {
+        let c = c.clone();
+        let thief = thief.clone();
+        async move { get(&c, &thief).await.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        exists(&admin, &a_db).await,
+        (true, true),
+        "A's role and schema survive"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = api(&c);
+    let list = events.list(&Default::default()).await.unwrap();
+    let why = list
+        .items
+        .iter()
+        .find(|e| {
+            e.reason.as_deref() == Some("DatabaseOwnershipMismatch")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(thief.as_str())
+        })
+        .unwrap_or_else(|| panic!("a DatabaseOwnershipMismatch event for {thief}: {list:?}"));
+    let note = why.note.clone().unwrap_or_default();
+    assert!(
+        note.contains(&a_db.schema) && note.contains(&a_db.role),
+        "{note}"
+    );
+    // A keeps working.
+    wait_ready(&c, &victim).await;
+    op.stop().await;
+
+    let p = Provisioner::new(&admin).unwrap();
+    p.drop(&a_db, &Ownership::of(&a).unwrap()).await.unwrap();
+    p.drop(&b_db, &Ownership::of(&b).unwrap()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,6 +659,7 @@ async fn a_lost_database_secret_is_reported_not_replaced() {
     let name = unique("lost");
     create(&c, &tenant(&name, "")).await;
     let vt = wait_ready(&c, &name).await;
+    let owner = Ownership::of(&vt).unwrap();
     let db = TenantDatabase::from_status(&vt.status.unwrap().database.unwrap()).unwrap();
     api::<Secret>(&c)
         .delete(&db.secret_name, &Default::default())
@@ -451,7 +681,11 @@ async fn a_lost_database_secret_is_reported_not_replaced() {
         "role and schema kept"
     );
     op.stop().await;
-    Provisioner::new(&admin).unwrap().drop(&db).await.unwrap();
+    Provisioner::new(&admin)
+        .unwrap()
+        .drop(&db, &owner)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,6 +784,7 @@ async fn cleanup_gives_up_on_an_unreachable_database_after_its_bound() {
     let name = unique("left");
     create(&c, &tenant(&name, "  deletionPolicy: Delete\n")).await;
     let vt = wait_ready(&c, &name).await;
+    let owner = Ownership::of(&vt).unwrap();
     let db = TenantDatabase::from_status(&vt.status.unwrap().database.unwrap()).unwrap();
     proxy.cut();
     delete(&c, &name).await;
@@ -576,7 +811,11 @@ async fn cleanup_gives_up_on_an_unreachable_database_after_its_bound() {
             .contains(&db.schema)
     );
     op.stop().await;
-    Provisioner::new(&admin).unwrap().drop(&db).await.unwrap();
+    Provisioner::new(&admin)
+        .unwrap()
+        .drop(&db, &owner)
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::VoiceTenant;
 use switchboard_operator::tenant::database::{
-    AdminTarget, DropOutcome, Provisioner, TenantDatabase, URL_KEY, build_database_secret,
-    generate_password,
+    AdminTarget, DropOutcome, Ownership, Provisioner, TenantDatabase, URL_KEY,
+    build_database_secret, generate_password,
 };
 use switchboard_store::{self as store, CallStart, StoreOp};
 
@@ -57,6 +57,14 @@ spec:
 }
 
 /// The `url` key of the tenant's database Secret, as the gateway would read it.
+/// A tenant's names and the ownership its role and schema are marked with.
+fn owned(vt: &VoiceTenant) -> (TenantDatabase, Ownership) {
+    (
+        TenantDatabase::for_tenant(vt).unwrap(),
+        Ownership::of(vt).unwrap(),
+    )
+}
+
 fn secret_url(vt: &VoiceTenant, db: &TenantDatabase, password: &str, t: &AdminTarget) -> String {
     let secret = build_database_secret(vt, db, password, t).unwrap();
     String::from_utf8(secret.data.unwrap()[URL_KEY].0.clone()).unwrap()
@@ -144,11 +152,11 @@ async fn ensure_is_idempotent_and_never_changes_the_password() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
     let vt = tenant();
-    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let (db, owner) = owned(&vt);
     let first = generate_password();
 
     let started = Instant::now();
-    let outcome = p.ensure(&db, &first).await.unwrap();
+    let outcome = p.ensure(&db, &owner, &first).await.unwrap();
     eprintln!("first ensure of a new tenant: {:?}", started.elapsed());
     assert!(
         outcome.role_created && outcome.schema_created,
@@ -162,7 +170,7 @@ async fn ensure_is_idempotent_and_never_changes_the_password() {
     // A second ensure, as after a lost Secret, with another password: nothing changes.
     let second = generate_password();
     let started = Instant::now();
-    let outcome = p.ensure(&db, &second).await.unwrap();
+    let outcome = p.ensure(&db, &owner, &second).await.unwrap();
     eprintln!("second ensure (nothing to do): {:?}", started.elapsed());
     assert!(
         !outcome.role_created && !outcome.schema_created,
@@ -188,15 +196,15 @@ async fn ensure_is_idempotent_and_never_changes_the_password() {
         assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
     }
     tenant_conn.close().await.unwrap();
-    p.drop(&db).await.unwrap();
+    p.drop(&db, &owner).await.unwrap();
 }
 
 #[tokio::test]
 async fn migrations_create_the_gateways_tables_owned_by_the_role() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
-    let db = TenantDatabase::for_tenant(&tenant()).unwrap();
-    p.ensure(&db, &generate_password()).await.unwrap();
+    let (db, owner) = owned(&tenant());
+    p.ensure(&db, &owner, &generate_password()).await.unwrap();
 
     let mut conn = admin(&url).await;
     let tables: Vec<(String, String)> = sqlx::query_as(
@@ -238,7 +246,7 @@ async fn migrations_create_the_gateways_tables_owned_by_the_role() {
     .await
     .unwrap();
     assert_eq!(in_public, 0);
-    p.drop(&db).await.unwrap();
+    p.drop(&db, &owner).await.unwrap();
 }
 
 #[tokio::test]
@@ -246,9 +254,9 @@ async fn the_gateways_store_records_a_call_through_the_secrets_url() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
     let vt = tenant();
-    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let (db, owner) = owned(&vt);
     let password = generate_password();
-    p.ensure(&db, &password).await.unwrap();
+    p.ensure(&db, &owner, &password).await.unwrap();
 
     let gateway_url = secret_url(&vt, &db, &password, p.target());
     let calls = store::open(&gateway_url).await.unwrap();
@@ -282,7 +290,7 @@ async fn the_gateways_store_records_a_call_through_the_secrets_url() {
         .unwrap();
     assert_eq!(migrations, 1);
     drop(calls);
-    p.drop(&db).await.unwrap();
+    p.drop(&db, &owner).await.unwrap();
 }
 
 #[tokio::test]
@@ -290,10 +298,10 @@ async fn a_tenant_cannot_reach_another_tenants_schema_nor_public() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
     let (vt_a, vt_b) = (tenant(), tenant());
-    let a = TenantDatabase::for_tenant(&vt_a).unwrap();
-    let b = TenantDatabase::for_tenant(&vt_b).unwrap();
+    let (a, owner_a) = owned(&vt_a);
+    let (b, owner_b) = owned(&vt_b);
     let (pw_a, pw_b) = (generate_password(), generate_password());
-    let (ra, rb) = tokio::join!(p.ensure(&a, &pw_a), p.ensure(&b, &pw_b));
+    let (ra, rb) = tokio::join!(p.ensure(&a, &owner_a, &pw_a), p.ensure(&b, &owner_b, &pw_b));
     ra.unwrap();
     rb.unwrap();
 
@@ -347,8 +355,8 @@ async fn a_tenant_cannot_reach_another_tenants_schema_nor_public() {
 
     as_a.close().await.unwrap();
     drop(calls_b);
-    p.drop(&a).await.unwrap();
-    p.drop(&b).await.unwrap();
+    p.drop(&a, &owner_a).await.unwrap();
+    p.drop(&b, &owner_b).await.unwrap();
 }
 
 #[tokio::test]
@@ -356,16 +364,16 @@ async fn drop_removes_schema_and_role_even_while_connected_and_twice_is_fine() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
     let vt = tenant();
-    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let (db, owner) = owned(&vt);
     let password = generate_password();
-    p.ensure(&db, &password).await.unwrap();
+    p.ensure(&db, &owner, &password).await.unwrap();
     // A gateway is still connected when the tenant goes.
     let mut gateway = PgConnection::connect(&secret_url(&vt, &db, &password, p.target()))
         .await
         .unwrap();
     sqlx::query("SELECT 1").execute(&mut gateway).await.unwrap();
 
-    let outcome = p.drop(&db).await.unwrap();
+    let outcome = p.drop(&db, &owner).await.unwrap();
     assert_eq!(
         outcome,
         DropOutcome::Dropped {
@@ -384,14 +392,14 @@ async fn drop_removes_schema_and_role_even_while_connected_and_twice_is_fine() {
             .is_err()
     );
 
-    assert_eq!(p.drop(&db).await.unwrap(), DropOutcome::AlreadyGone);
+    assert_eq!(p.drop(&db, &owner).await.unwrap(), DropOutcome::AlreadyGone);
 }
 
 #[tokio::test]
 async fn a_schema_of_someone_else_is_neither_adopted_nor_dropped() {
     let Some(url) = admin_url() else { return };
     let p = Provisioner::new(&url).unwrap();
-    let mut db = TenantDatabase::for_tenant(&tenant()).unwrap();
+    let (mut db, owner) = owned(&tenant());
     db.schema = format!("sb_foreign_{}", unique());
     let mut conn = admin(&url).await;
     let sql = format!("CREATE SCHEMA \"{}\"", db.schema);
@@ -400,9 +408,12 @@ async fn a_schema_of_someone_else_is_neither_adopted_nor_dropped() {
         .await
         .unwrap();
 
-    let err = p.ensure(&db, &generate_password()).await.unwrap_err();
+    let err = p
+        .ensure(&db, &owner, &generate_password())
+        .await
+        .unwrap_err();
     assert_eq!(err.category(), "SchemaConflict", "{err}");
-    let err = p.drop(&db).await.unwrap_err();
+    let err = p.drop(&db, &owner).await.unwrap_err();
     assert_eq!(err.category(), "SchemaConflict", "{err}");
     assert!(schema_exists(&mut conn, &db.schema).await);
 
@@ -413,7 +424,7 @@ async fn a_schema_of_someone_else_is_neither_adopted_nor_dropped() {
         .unwrap();
     // The role ensure created before it met the schema goes with a drop.
     assert!(matches!(
-        p.drop(&db).await.unwrap(),
+        p.drop(&db, &owner).await.unwrap(),
         DropOutcome::Dropped { role: true, .. }
     ));
 }
@@ -438,19 +449,19 @@ async fn a_non_superuser_admin_can_provision_and_drop() {
 
     let p = Provisioner::new(&rds_url).unwrap();
     let vt = tenant();
-    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let (db, owner) = owned(&vt);
     let password = generate_password();
-    let outcome = p.ensure(&db, &password).await.unwrap();
+    let outcome = p.ensure(&db, &owner, &password).await.unwrap();
     assert!(outcome.role_created && outcome.schema_created);
-    p.ensure(&db, &password).await.unwrap();
-    let owner: String = sqlx::query_scalar(
+    p.ensure(&db, &owner, &password).await.unwrap();
+    let table_owner: String = sqlx::query_scalar(
         "SELECT tableowner::text FROM pg_tables WHERE schemaname = $1 AND tablename = 'calls'",
     )
     .bind(&db.schema)
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(owner, db.role);
+    assert_eq!(table_owner, db.role);
     let calls = store::open(&secret_url(&vt, &db, &password, p.target()))
         .await
         .unwrap();
@@ -462,7 +473,7 @@ async fn a_non_superuser_admin_can_provision_and_drop() {
         .unwrap();
 
     assert!(matches!(
-        p.drop(&db).await.unwrap(),
+        p.drop(&db, &owner).await.unwrap(),
         DropOutcome::Dropped {
             schema: true,
             role: true
@@ -487,17 +498,17 @@ async fn an_unreachable_database_fails_fast_as_unreachable() {
     // Does not need the test server: nothing listens on the port.
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port());
     let p = Provisioner::new(&url).unwrap();
-    let db = TenantDatabase::for_tenant(&tenant()).unwrap();
+    let (db, owner) = owned(&tenant());
 
     let started = Instant::now();
-    let err = p.ensure(&db, "pw").await.unwrap_err();
+    let err = p.ensure(&db, &owner, "pw").await.unwrap_err();
     eprintln!(
         "ensure against a closed port failed after {:?}",
         started.elapsed()
     );
     assert_eq!(err.category(), "DatabaseUnreachable", "{err}");
     assert!(err.is_transient());
-    let err = p.drop(&db).await.unwrap_err();
+    let err = p.drop(&db, &owner).await.unwrap_err();
     assert_eq!(err.category(), "DatabaseUnreachable", "{err}");
     let err = p.ping().await.unwrap_err();
     assert_eq!(err.category(), "DatabaseUnreachable", "{err}");
@@ -511,9 +522,12 @@ async fn a_missing_database_is_success_for_drop_and_an_error_for_ensure() {
     };
     let gone = format!("{base}/sb_no_such_db_{}", unique());
     let p = Provisioner::new(&gone).unwrap();
-    let db = TenantDatabase::for_tenant(&tenant()).unwrap();
-    assert_eq!(p.drop(&db).await.unwrap(), DropOutcome::DatabaseMissing);
-    let err = p.ensure(&db, "pw").await.unwrap_err();
+    let (db, owner) = owned(&tenant());
+    assert_eq!(
+        p.drop(&db, &owner).await.unwrap(),
+        DropOutcome::DatabaseMissing
+    );
+    let err = p.ensure(&db, &owner, "pw").await.unwrap_err();
     assert_eq!(err.category(), "DatabaseMissing", "{err}");
     assert!(!err.is_transient());
 }
@@ -534,22 +548,23 @@ async fn measure_provisioning_many_tenants() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let p = Provisioner::new(&url).unwrap();
-    let dbs: Vec<TenantDatabase> = (0..n)
-        .map(|_| TenantDatabase::for_tenant(&tenant()).unwrap())
-        .collect();
+    let dbs: Vec<(TenantDatabase, Ownership)> = (0..n).map(|_| owned(&tenant())).collect();
     let concurrency = 8;
 
     for phase in ["ensure (new)", "ensure (again)", "drop"] {
         let started = Instant::now();
         let results: Vec<Result<(), String>> = iter(&dbs)
-            .map(|db| {
+            .map(|(db, owner)| {
                 let p = &p;
                 async move {
                     if phase == "drop" {
-                        p.drop(db).await.map(|_| ()).map_err(|e| e.to_string())
+                        p.drop(db, owner)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     } else {
                         let pw = generate_password();
-                        p.ensure(db, &pw)
+                        p.ensure(db, owner, &pw)
                             .await
                             .map(|_| ())
                             .map_err(|e| e.to_string())

@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn escape_keeps_whitespace_as_references_and_replaces_what_xml_cannot_hold() {
         assert_eq!(xml_escape("a\tb\nc\rd"), "a&#9;b&#10;c&#13;d");
-        assert_eq!(xml_escape("x\0y\u{1}z\u{FFFE}"), "x\u{FFFD}y\u{FFFD}z\u{FFFD}");
+        assert_eq!(
+            xml_escape("x\0y\u{1}z\u{FFFE}"),
+            "x\u{FFFD}y\u{FFFD}z\u{FFFD}"
+        );
         assert_eq!(xml_escape("<&\"'>"), "&lt;&amp;&quot;&apos;&gt;");
     }
 

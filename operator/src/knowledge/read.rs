@@ -48,7 +48,22 @@ pub async fn read(
     let config_maps = read_config_maps(kb, namespace, api).await;
     // S3 cannot be watched: every reconcile lists, and downloads only what changed.
     let buckets = s3_sources(&kb.spec);
-    let listings = if buckets.is_empty() {
+    // The operator reads S3 with one identity for every namespace: only what the
+    // namespace was granted is read (nothing at all otherwise).
+    let refused = buckets.iter().find(|b| {
+        !engine
+            .s3()
+            .access()
+            .allows(namespace, &b.bucket, b.prefix.as_deref())
+    });
+    let listings = if let Some(b) = refused {
+        engine.s3().forget(&kb_key(namespace, name));
+        Err(S3Error::NotAllowed {
+            namespace: namespace.to_string(),
+            bucket: b.bucket.clone(),
+            prefix: b.prefix.clone().unwrap_or_default(),
+        })
+    } else if buckets.is_empty() {
         // Its S3 sources may just have been removed from the spec.
         engine.s3().forget(&kb_key(namespace, name));
         Ok(BTreeMap::new())

@@ -1,5 +1,12 @@
 //! The tenant finalizer's cleanup: drop or keep the tenant's role and schema, by its
 //! `deletionPolicy`, giving up on an unreachable database after a bound.
+//!
+//! Only what is provably the tenant's is dropped: [`Provisioner::drop`] checks each
+//! object's ownership comment ([`Ownership::judge`]) first. Names in the status that
+//! point at another tenant's role or schema drop nothing; a Warning Event
+//! `DatabaseOwnershipMismatch` names them, and the finalizer is released.
+//!
+//! [`Provisioner::drop`]: super::database::Provisioner::drop
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use switchboard_crds::{DeletionPolicy, VoiceTenant};
 
-use super::database::{DropOutcome, TenantDatabase};
+use super::database::{DatabaseError, DropOutcome, Ownership, TenantDatabase};
 use super::error::TenantError;
 use super::reconciler::TenantReconciler;
 
@@ -56,7 +63,8 @@ pub(super) async fn cleanup(
             // Names from status, or derived: a tenant deleted before its status was
             // written may still have had its role created.
             let db = TenantDatabase::resolve(&vt)?;
-            match provisioner.drop(&db).await {
+            let owner = Ownership::of(&vt)?;
+            match provisioner.drop(&db, &owner).await {
                 Ok(outcome) => {
                     let note = match outcome {
                         DropOutcome::Dropped { .. } => {
@@ -73,6 +81,22 @@ pub(super) async fn cleanup(
                     };
                     ctx.event(&vt, EventType::Normal, "DatabaseDropped", note)
                         .await;
+                    Ok(Action::await_change())
+                }
+                // Names in the status that are not provably this tenant's (someone wrote
+                // another tenant's there): drop nothing, say why, let the tenant go. A
+                // retry would find the same comment.
+                Err(e @ DatabaseError::OwnershipMismatch { .. }) => {
+                    ctx.event(
+                        &vt,
+                        EventType::Warning,
+                        e.category(),
+                        format!(
+                            "dropped nothing: schema {} and role {} (from status.database) are not this tenant's: {e}",
+                            db.schema, db.role
+                        ),
+                    )
+                    .await;
                     Ok(Action::await_change())
                 }
                 Err(e) if cleanup_expired(&vt, ctx) => {

@@ -51,7 +51,8 @@ pub struct OperatorConfig {
     /// The all-MiniLM-L6-v2 model directory for knowledge bases with the local embedder
     /// (the KnowledgeBase controller loads it once, on first use).
     pub model_dir: Option<std::path::PathBuf>,
-    /// S3 sources of knowledge bases: endpoint (MinIO, moto) and re-list period.
+    /// S3 sources of knowledge bases: endpoint (MinIO, moto), re-list period, and which
+    /// buckets each namespace may read ([`crate::knowledge::access`]).
     pub s3: crate::knowledge::S3Settings,
     /// Build a NetworkPolicy per tenant admitting these namespaces; `None`: none.
     pub gateway_network: Option<GatewayNetwork>,
@@ -59,6 +60,9 @@ pub struct OperatorConfig {
     pub gateway_resources: GatewayResources,
     /// The gateways' data volume; `None`: the builder's default (`emptyDir`, 1Gi).
     pub gateway_data_volume: Option<DataVolume>,
+    /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
+    /// gateway image prefixes.
+    pub references: crate::tenant::policy::ReferencePolicy,
 }
 
 /// Who may reach the gateways (`--ingress-namespace`, `--metrics-namespace`).
@@ -100,6 +104,7 @@ impl OperatorConfig {
             gateway_network: None,
             gateway_resources: GatewayResources::default(),
             gateway_data_volume: None,
+            references: crate::tenant::policy::ReferencePolicy::default(),
         }
     }
 

@@ -15,12 +15,14 @@ use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::build::referenced_secrets;
 use super::database::{
-    Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of, url_key_selector,
+    Ownership, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
+    url_key_selector,
 };
 use super::error::TenantError;
 use super::inputs::BuildInputs;
 use super::reconcile::manages_database;
 use super::reconciler::TenantReconciler;
+use crate::labels::{USABLE_SECRET_LABEL, secret_usable};
 
 /// The builders' inputs for `vt`, and its database's names when the operator manages
 /// it (after ensuring role, schema and Secret).
@@ -63,10 +65,11 @@ async fn observe_secrets(
         let kb = kbs.get_opt(kb_name).await.map_err(|e| {
             TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
         })?;
-        if let Some(kb) = kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            inputs
+        match kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
+            Some(kb) => inputs
                 .knowledge_bases
-                .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
+                .push(crate::tenant::build::KnowledgeMount::of(&kb)?),
+            None => inputs.missing_knowledge_bases.push(kb_name.clone()),
         }
     }
     let names = referenced_secrets(vt, inputs)?;
@@ -75,24 +78,35 @@ async fn observe_secrets(
         if inputs.secret_versions.contains_key(&name) {
             continue;
         }
+        // Only the operator's own database Secret was skipped above: everything else is
+        // a reference the tenant's editor chose, allowed only to labelled Secrets.
         let cached = ctx
             .stores
             .secrets
             .get(&ObjectRef::new(&name).within(namespace))
-            .and_then(|s| s.metadata.resource_version.clone());
-        let version = match cached {
-            Some(v) => Some(v),
+            .filter(|s| s.metadata.resource_version.is_some())
+            .map(|s| s.metadata.clone());
+        let meta = match cached {
+            Some(meta) => Some(meta),
             // Not in the cache: created a moment ago, or really missing.
             None => {
                 let api: Api<Secret> = ctx.api(namespace);
                 api.get_metadata_opt(&name)
                     .await
                     .map_err(|e| TenantError::kube(format!("read Secret {namespace}/{name}"), e))?
-                    .and_then(|s| s.metadata.resource_version)
+                    .map(|s| s.metadata)
             }
         };
-        if let Some(v) = version {
-            versions.insert(name, v);
+        if let Some(meta) = meta {
+            if !secret_usable(meta.labels.as_ref()) {
+                return Err(TenantError::SecretNotUsable {
+                    name,
+                    label: USABLE_SECRET_LABEL,
+                });
+            }
+            if let Some(v) = meta.resource_version {
+                versions.insert(name, v);
+            }
         }
     }
     inputs.secret_versions.extend(versions);
@@ -172,7 +186,8 @@ async fn provision(
             name: db.secret_name.clone(),
         });
     };
-    let outcome = provisioner.ensure(&db, &password).await?;
+    let owner = Ownership::of(vt)?;
+    let outcome = provisioner.ensure(&db, &owner, &password).await?;
     let version = secret.resource_version().unwrap_or_default();
     ctx.set_provisioned(&uid, provision_key(&db, &version));
     let first = vt

@@ -47,6 +47,42 @@ pub enum TenantError {
         /// The Secret.
         name: String,
     },
+    /// A Secret the gateway would read lacks the label that makes it referenceable.
+    #[error(
+        "Secret {name} is not labelled {label}=true; if tenants may use it: kubectl label secret {name} {label}=true"
+    )]
+    SecretNotUsable {
+        /// The Secret.
+        name: String,
+        /// [`crate::labels::USABLE_SECRET_LABEL`].
+        label: &'static str,
+    },
+    /// `spec.openai.realtimeUrl` is not `wss://` to an allowed host.
+    #[error(
+        "spec.openai.realtimeUrl {url} is not wss:// to an allowed host ({allowed}); the operator's --realtime-hosts (SWITCHBOARD_REALTIME_HOSTS) lists them"
+    )]
+    RealtimeHostNotAllowed {
+        /// The URL.
+        url: String,
+        /// The allowed hosts, comma-separated.
+        allowed: String,
+    },
+    /// `spec.gateway.image` is not under an allowed prefix.
+    #[error(
+        "spec.gateway.image {image} is not under an allowed prefix ({allowed}); the operator's --allowed-gateway-images (SWITCHBOARD_ALLOWED_GATEWAY_IMAGES) lists them"
+    )]
+    GatewayImageNotAllowed {
+        /// The image.
+        image: String,
+        /// The allowed prefixes, comma-separated.
+        allowed: String,
+    },
+    /// `spec.twilio.validateSignatures: false`: the operator never deploys a gateway
+    /// that accepts unsigned webhooks.
+    #[error(
+        "spec.twilio.validateSignatures: false is refused in a cluster (the gateway would accept anyone's webhooks); remove it"
+    )]
+    UnsignedWebhooksRefused,
     /// A request to the API server failed.
     #[error("{action}: {source}")]
     Kube {
@@ -76,6 +112,10 @@ impl TenantError {
             Self::ForeignSecret { .. } => "SecretConflict",
             Self::InvalidSecret { .. } => "InvalidDatabaseSecret",
             Self::LostSecret { .. } => "DatabaseSecretLost",
+            Self::SecretNotUsable { .. } => "SecretNotUsable",
+            Self::RealtimeHostNotAllowed { .. } => "RealtimeHostNotAllowed",
+            Self::GatewayImageNotAllowed { .. } => "GatewayImageNotAllowed",
+            Self::UnsignedWebhooksRefused => "UnsignedWebhooksRefused",
             Self::Kube { source, .. } => match source {
                 kube::Error::Api(status) if status.is_conflict() => "Conflict",
                 kube::Error::Api(status) if status.is_forbidden() => "Forbidden",

@@ -69,6 +69,10 @@ pub struct BuildInputs {
     /// The volume behind the gateway's data directory (write-behind spool, SQLite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_volume: Option<DataVolume>,
+    /// Knowledge bases the agent lists that do not exist in the namespace (or belong to
+    /// another tenant): the gateway runs without them, the status says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_knowledge_bases: Vec<String>,
 }
 
 /// Namespaces and ports of the tenant's NetworkPolicy.
@@ -167,6 +171,7 @@ impl BuildInputs {
             network_policy: None,
             gateway_resources: GatewayResources::default(),
             data_volume: None,
+            missing_knowledge_bases: Vec::new(),
         }
     }
 }

@@ -30,6 +30,7 @@ mod dereference;
 pub mod error;
 pub mod inputs;
 pub(crate) mod owner;
+pub mod policy;
 mod reconcile;
 mod reconciler;
 pub mod status;

@@ -177,27 +177,46 @@ pub(super) fn manages_database(vt: &VoiceTenant, ctx: &TenantReconciler) -> bool
             .is_none()
 }
 
+/// `Degraded` reason (and Event reason) of a tenant whose agent lists a knowledge base
+/// that does not exist. `Ready` is not affected: the agent works without it.
+pub const KNOWLEDGE_BASE_NOT_FOUND: &str = "KnowledgeBaseNotFound";
+
 /// What a successful pass found.
 struct Converged {
     rollout: Option<Rollout>,
     webhook_url: String,
     database: Option<DatabaseStatus>,
+    /// Knowledge bases the agent lists that do not exist.
+    missing_knowledge_bases: Vec<String>,
 }
 
 /// Converges the children, then writes the status (also after a failure: `Degraded`).
 async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &TenantReconciler) -> Result<Action, TenantError> {
     let outcome = converge(&vt, ctx).await;
     let (observed, failure) = match &outcome {
-        Ok(c) => (
-            Observed {
-                generation: vt.meta().generation,
-                rollout: c.rollout,
-                failure: None,
-                webhook_url: Some(c.webhook_url.clone()),
-                database: c.database.clone(),
-            },
-            None,
-        ),
+        Ok(c) => {
+            // The agent works without its knowledge: Ready stays as the rollout says,
+            // Degraded tells what is missing (and the Event below names it).
+            let missing = (!c.missing_knowledge_bases.is_empty()).then(|| {
+                Failure::new(
+                    KNOWLEDGE_BASE_NOT_FOUND,
+                    format!(
+                        "spec.agent.knowledgeBases lists {} which do(es) not exist in this namespace for this tenant; the agent answers without it",
+                        c.missing_knowledge_bases.join(", ")
+                    ),
+                )
+            });
+            (
+                Observed {
+                    generation: vt.meta().generation,
+                    rollout: c.rollout,
+                    failure: missing.clone(),
+                    webhook_url: Some(c.webhook_url.clone()),
+                    database: c.database.clone(),
+                },
+                missing,
+            )
+        }
         Err(e) => {
             let failure = Failure::new(e.category(), condition_message(e));
             (
@@ -224,10 +243,15 @@ async fn apply_tenant(vt: Arc<VoiceTenant>, ctx: &TenantReconciler) -> Result<Ac
             .as_ref()
             .is_some_and(|f| degraded_changed(previous, f));
         if news && let Some(failure) = &failure {
+            let reason = if failure.reason == KNOWLEDGE_BASE_NOT_FOUND {
+                KNOWLEDGE_BASE_NOT_FOUND
+            } else {
+                "ReconcileFailed"
+            };
             ctx.event(
                 &vt,
                 EventType::Warning,
-                "ReconcileFailed",
+                reason,
                 format!("{}: {}", failure.reason, failure.message),
             )
             .await;
@@ -308,6 +332,7 @@ fn live_rollout(vt: &VoiceTenant, ctx: &TenantReconciler) -> Option<Rollout> {
 async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged, TenantError> {
     // Refuse before anything is written.
     vt.validate().map_err(TenantError::InvalidSpec)?;
+    ctx.config.references.admit(&vt.spec)?;
     let (inputs, database) = dereference(vt, ctx).await?;
     let (children, webhook_url) = build(vt, &inputs)?;
     let rollout = apply_children(vt, ctx, children).await?;
@@ -315,6 +340,7 @@ async fn converge(vt: &VoiceTenant, ctx: &TenantReconciler) -> Result<Converged,
         rollout,
         webhook_url,
         database,
+        missing_knowledge_bases: inputs.missing_knowledge_bases,
     })
 }
 

@@ -43,6 +43,9 @@ pub struct S3Settings {
     pub resync: Duration,
     /// Larger objects are skipped (and counted) without being downloaded.
     pub max_object_bytes: u64,
+    /// Which buckets and prefixes each namespace's knowledge bases may read
+    /// (`--s3-allow`); none by default.
+    pub access: crate::knowledge::access::S3Access,
 }
 
 impl Default for S3Settings {
@@ -52,6 +55,7 @@ impl Default for S3Settings {
             credentials: None,
             resync: DEFAULT_RESYNC,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            access: crate::knowledge::access::S3Access::default(),
         }
     }
 }
@@ -105,6 +109,19 @@ pub enum S3Error {
         /// What failed.
         message: String,
     },
+    /// The namespace is not granted the source's bucket and prefix: nothing is read.
+    #[error(
+        "S3 source s3://{bucket}/{prefix} is not allowed for namespace {namespace}; the operator's --s3-allow (SWITCHBOARD_S3_ALLOW) must grant {namespace}={bucket}{slash}{prefix}",
+        slash = if prefix.is_empty() { "" } else { "/" }
+    )]
+    NotAllowed {
+        /// The knowledge base's namespace.
+        namespace: String,
+        /// The bucket.
+        bucket: String,
+        /// The source's prefix (empty: the whole bucket).
+        prefix: String,
+    },
 }
 
 impl S3Error {
@@ -115,6 +132,7 @@ impl S3Error {
             Self::BucketNotFound { .. } => "S3BucketNotFound",
             Self::Unreachable { .. } => "S3Unreachable",
             Self::Other { .. } => "S3Error",
+            Self::NotAllowed { .. } => "S3SourceNotAllowed",
         }
     }
 }
@@ -226,6 +244,7 @@ pub struct S3Sources {
     max_object_bytes: u64,
     /// Per knowledge base (namespace/name), per [`source_key`].
     caches: Mutex<HashMap<String, HashMap<String, ObjectCache>>>,
+    access: crate::knowledge::access::S3Access,
 }
 
 impl std::fmt::Debug for S3Sources {
@@ -243,6 +262,7 @@ impl S3Sources {
             reader,
             max_object_bytes,
             caches: Mutex::default(),
+            access: crate::knowledge::access::S3Access::default(),
         }
     }
 
@@ -252,6 +272,18 @@ impl S3Sources {
             Arc::new(aws::AwsS3::new(settings.clone())),
             settings.max_object_bytes,
         )
+        .with_access(settings.access.clone())
+    }
+
+    /// These sources with `access` as the namespaces' grants.
+    pub fn with_access(mut self, access: crate::knowledge::access::S3Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Which buckets and prefixes each namespace may read.
+    pub fn access(&self) -> &crate::knowledge::access::S3Access {
+        &self.access
     }
 
     /// The current listing of every S3 source of knowledge base `kb` (keyed by

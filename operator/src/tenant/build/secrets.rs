@@ -16,14 +16,19 @@ use crate::tenant::inputs::BuildInputs;
 /// Owner read, group read: the pod's fsGroup owns the files, nobody else reads them.
 const SECRET_FILE_MODE: i32 = 0o440;
 
-/// The secrets the gateway reads from [`super::SECRETS_DIR`]: the Twilio Auth Token and
-/// the OpenAI API key.
+/// The secrets the gateway reads from [`super::SECRETS_DIR`]: the Twilio Auth Token (and
+/// the secondary one during a rotation) and the OpenAI API key.
 pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelector>, BuildError> {
     let refs = [
-        ("spec.twilio.authToken", &spec.twilio.auth_token),
-        ("spec.openai.apiKey", &spec.openai.api_key),
+        ("spec.twilio.authToken", Some(&spec.twilio.auth_token)),
+        (
+            "spec.twilio.secondaryAuthToken",
+            spec.twilio.secondary_auth_token.as_ref(),
+        ),
+        ("spec.openai.apiKey", Some(&spec.openai.api_key)),
     ];
     refs.into_iter()
+        .filter_map(|(field, r)| r.map(|r| (field, r)))
         .map(|(field, r)| {
             let selector = in_cluster(field, r)?;
             mountable(field, selector)?;

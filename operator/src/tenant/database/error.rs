@@ -58,6 +58,24 @@ pub enum DatabaseError {
         /// The tenant's role that should own it.
         role: String,
     },
+    /// A role or schema the operator was asked to use or drop is not provably this
+    /// tenant's ([`super::Ownership::judge`]): its comment names another tenant, or it is
+    /// unmarked under a name this tenant does not derive. Nothing is used or dropped.
+    #[error(
+        "{kind} {name} does not belong to tenant {tenant} (uid {uid}): {found}; the operator neither uses nor drops it"
+    )]
+    OwnershipMismatch {
+        /// `role` or `schema`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// `namespace/name` of the tenant.
+        tenant: String,
+        /// The tenant's UID.
+        uid: String,
+        /// What the object's comment says (or that it has none).
+        found: String,
+    },
     /// The gateway's migrations did not apply in the tenant's schema.
     #[error("migrating the tenant schema failed: {0}")]
     MigrationFailed(#[source] MigrateError),
@@ -65,7 +83,7 @@ pub enum DatabaseError {
 
 impl DatabaseError {
     /// A short CamelCase category, from a small fixed set: `DatabaseUnreachable`,
-    /// `DatabaseBusy`, `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`,
+    /// `DatabaseBusy`, `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`, `DatabaseOwnershipMismatch`,
     /// `InvalidName`, `InvalidOperatorConfig`, or [`BuildError::category`].
     pub fn category(&self) -> &'static str {
         match self {
@@ -78,6 +96,7 @@ impl DatabaseError {
             Self::DatabaseMissing(_) => "DatabaseMissing",
             Self::SchemaConflict { .. } => "SchemaConflict",
             Self::MigrationFailed(_) => "MigrationFailed",
+            Self::OwnershipMismatch { .. } => "DatabaseOwnershipMismatch",
         }
     }
 

@@ -23,7 +23,13 @@
 //!    grants, and runs the gateway's migrations as the role. Idempotent.
 //! 4. **Gateway**: `BuildInputs::database_url_secret` = [`url_key_selector`]; the gateway reads
 //!    the URL from the Secret and finds its tables already migrated.
-//! 5. **Delete**: the finalizer calls [`Provisioner::drop`] only under
+//! 5. **Ownership**: `ensure` marks the role and schema it creates with a comment
+//!    naming the tenant's UID ([`Ownership::comment`]); every later `ensure` and every
+//!    `drop` first checks it ([`Ownership::judge`]), because `status.database` is
+//!    writable by anyone who may patch the status. Unmarked objects (created before the
+//!    marking) are adopted only under the names derived from this tenant's namespace,
+//!    name and UID.
+//! 6. **Delete**: the finalizer calls [`Provisioner::drop`] only under
 //!    `deletionPolicy: Delete`; under `Retain` (the default) role, schema and data stay
 //!    (a tenant re-created with the same name gets a new UID, hence new names and a
 //!    fresh role, and the retained data stays where it was). The Secret goes with the
@@ -55,7 +61,7 @@ pub mod secret;
 pub mod target;
 
 pub use error::DatabaseError;
-pub use names::{TenantDatabase, validate_identifier};
+pub use names::{Claim, ObjectKind, Ownership, TenantDatabase, validate_identifier};
 pub use provision::{DropOutcome, EnsureOutcome, Provisioner, ProvisionerConfig};
 pub use secret::{
     PASSWORD_KEY, URL_KEY, USERNAME_KEY, build_database_secret, generate_password, is_owned_by,

@@ -117,6 +117,117 @@ impl TenantDatabase {
     }
 }
 
+/// Who a role or schema belongs to, written into the database itself
+/// (`COMMENT ON ROLE/SCHEMA … IS '<comment>'`) when the operator creates or adopts it.
+///
+/// The names in `status.database` are not proof of anything: anyone allowed to patch
+/// `voicetenants/status` can write another tenant's names there. Before it uses or drops
+/// a role or schema, the operator reads its comment and judges it ([`Self::judge`]):
+/// only objects marked with this tenant's UID, or (created before the marking) unmarked
+/// and named exactly as this tenant's names derive ([`TenantDatabase::for_tenant`],
+/// which covers the UID), are this tenant's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    /// `metadata.uid` of the tenant.
+    pub uid: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The names derived from namespace, name and UID.
+    pub derived: TenantDatabase,
+}
+
+/// Start of every ownership comment.
+pub const OWNERSHIP_COMMENT_PREFIX: &str = "switchboard tenant ";
+
+/// What a role or schema's comment says about whose it is ([`Ownership::judge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Marked with this tenant's UID.
+    Ours,
+    /// Unmarked but named exactly as this tenant's derived names: created for it before
+    /// objects were marked. Mark it, then it is [`Claim::Ours`].
+    Adopt,
+    /// Marked for someone else, or unmarked under a name this tenant does not derive.
+    Foreign,
+}
+
+/// The kind of a database object an ownership check is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A login role.
+    Role,
+    /// A schema.
+    Schema,
+}
+
+impl ObjectKind {
+    /// `role` or `schema`, for messages and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::Schema => "schema",
+        }
+    }
+}
+
+impl Ownership {
+    /// The ownership of `vt`'s database objects.
+    ///
+    /// # Errors
+    ///
+    /// [`DatabaseError::Tenant`] when the tenant lacks a name, namespace or UID.
+    pub fn of(vt: &VoiceTenant) -> Result<Self, DatabaseError> {
+        // Requires the UID, too.
+        let owner = Owner::of(vt)?;
+        let uid = vt.uid().unwrap_or_default();
+        Ok(Self {
+            derived: TenantDatabase::derive(&owner.namespace, &owner.tenant, &uid),
+            uid,
+            namespace: owner.namespace,
+            name: owner.tenant,
+        })
+    }
+
+    /// The comment marking an object as this tenant's:
+    /// `switchboard tenant uid=<uid> ns=<namespace> name=<name>`.
+    pub fn comment(&self) -> String {
+        format!(
+            "{OWNERSHIP_COMMENT_PREFIX}uid={} ns={} name={}",
+            self.uid, self.namespace, self.name
+        )
+    }
+
+    /// Whether the `kind` object `name`, whose comment is `comment`, is this tenant's.
+    /// Pure: the rule every use and every drop goes through.
+    pub fn judge(&self, kind: ObjectKind, name: &str, comment: Option<&str>) -> Claim {
+        match comment {
+            Some(c) if comment_uid(c) == Some(self.uid.as_str()) => Claim::Ours,
+            Some(_) => Claim::Foreign,
+            None => {
+                let derived = match kind {
+                    ObjectKind::Role => &self.derived.role,
+                    ObjectKind::Schema => &self.derived.schema,
+                };
+                if name == derived {
+                    Claim::Adopt
+                } else {
+                    Claim::Foreign
+                }
+            }
+        }
+    }
+}
+
+/// The UID in an ownership comment, if it is one.
+fn comment_uid(comment: &str) -> Option<&str> {
+    comment
+        .strip_prefix(OWNERSHIP_COMMENT_PREFIX)?
+        .split(' ')
+        .find_map(|field| field.strip_prefix("uid="))
+}
+
 /// `sb_<ns>_<name>_<digest>`, each part mapped to `[a-z0-9_]` and shortened to fit
 /// [`MAX_IDENTIFIER_LEN`]. Mapping loses information (`a-b`/`c` and `a`/`b-c` both give
 /// `a_b_c`), and so does shortening: the digest of the unmapped parts keeps names apart.
@@ -311,6 +422,42 @@ mod tests {
         let mut hostile = good;
         hostile.secret_name = "../x".into();
         assert!(TenantDatabase::from_status(&hostile).is_err());
+    }
+
+    fn ownership(ns: &str, name: &str, uid: &str) -> Ownership {
+        Ownership {
+            uid: uid.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            derived: names(ns, name, uid),
+        }
+    }
+
+    #[test]
+    fn only_marked_or_derived_objects_are_ours() {
+        let a = ownership("team-a", "dental", "uid-a");
+        let b = ownership("team-b", "dental", "uid-b");
+        let mine = a.derived.role.clone();
+        let theirs = b.derived.role.clone();
+        for kind in [ObjectKind::Role, ObjectKind::Schema] {
+            // Marked: the UID decides, whatever the name.
+            assert_eq!(a.judge(kind, &theirs, Some(&a.comment())), Claim::Ours);
+            assert_eq!(a.judge(kind, &mine, Some(&b.comment())), Claim::Foreign);
+            assert_eq!(a.judge(kind, &mine, Some("hand-made")), Claim::Foreign);
+            // Unmarked (created before marking): only under the derived name.
+            assert_eq!(a.judge(kind, &mine, None), Claim::Adopt);
+            assert_eq!(a.judge(kind, &theirs, None), Claim::Foreign);
+        }
+        // A UID that merely starts like ours is not ours.
+        let longer = ownership("team-a", "dental", "uid-a2");
+        assert_eq!(
+            a.judge(ObjectKind::Role, &mine, Some(&longer.comment())),
+            Claim::Foreign
+        );
+        assert_eq!(
+            a.comment(),
+            "switchboard tenant uid=uid-a ns=team-a name=dental"
+        );
     }
 
     /// SQL quotes names with `pg_escape::quote_identifier` (Postgres's `quote_ident`):

@@ -23,7 +23,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::error::{DatabaseError, INVALID_CATALOG_NAME, sqlstate};
-use super::names::{TenantDatabase, validate_identifier};
+use super::names::{Claim, ObjectKind, Ownership, TenantDatabase, validate_identifier};
 use super::target::{AdminTarget, parse_admin_url};
 
 /// SQLSTATE `42710`: the role exists (another `CREATE ROLE` won a race).
@@ -169,7 +169,10 @@ impl Provisioner {
     ///
     /// 1. `CREATE ROLE … LOGIN PASSWORD …` only if the role does not exist. An existing
     ///    role keeps its password: it is never altered (a lost Secret must not silently
-    ///    lock out running gateways; compare CloudNativePG #9677).
+    ///    lock out running gateways; compare CloudNativePG #9677). Role and schema are
+    ///    marked as `owner`'s (`COMMENT ON … IS` [`Ownership::comment`]) when created;
+    ///    existing ones must already be `owner`'s, or unmarked under `owner`'s derived
+    ///    names (then they are marked), else [`DatabaseError::OwnershipMismatch`].
     /// 2. The admin becomes a member of the role if it is not (see the module docs).
     /// 3. `CREATE SCHEMA IF NOT EXISTS … AUTHORIZATION role`; an existing schema owned
     ///    by another role is refused ([`DatabaseError::SchemaConflict`]).
@@ -191,6 +194,7 @@ impl Provisioner {
     pub async fn ensure(
         &self,
         db: &TenantDatabase,
+        owner: &Ownership,
         password: &str,
     ) -> Result<EnsureOutcome, DatabaseError> {
         validate_identifier(&db.role)?;
@@ -203,7 +207,7 @@ impl Provisioner {
             });
         }
         let mut conn = self.pool.acquire().await?;
-        let result = ensure_on(&mut conn, db, password).await;
+        let result = ensure_on(&mut conn, db, owner, password).await;
         if result.is_err() {
             // The session may still be the tenant's role; never hand it back to the pool.
             discard(conn).await;
@@ -217,15 +221,21 @@ impl Provisioner {
     ///
     /// Idempotent: a schema or role that is already gone, or a database that no longer
     /// exists, is success ([`DropOutcome`] says which). A schema owned by another role
-    /// is left alone ([`DatabaseError::SchemaConflict`]).
+    /// is left alone ([`DatabaseError::SchemaConflict`]), and so is everything when the
+    /// role or the schema is not provably `owner`'s ([`Ownership::judge`]:
+    /// [`DatabaseError::OwnershipMismatch`], checked before anything is changed).
     ///
     /// # Errors
     ///
     /// [`DatabaseError`]: `DatabaseUnreachable` (the database may come back: retry, or
     /// give up by policy; [`DatabaseError::is_unreachable`]), `DatabaseBusy` (retry),
     /// `DatabaseRefused` (e.g. the role still owns objects in another
-    /// database), `SchemaConflict`, `InvalidName`.
-    pub async fn drop(&self, db: &TenantDatabase) -> Result<DropOutcome, DatabaseError> {
+    /// database), `SchemaConflict`, `DatabaseOwnershipMismatch`, `InvalidName`.
+    pub async fn drop(
+        &self,
+        db: &TenantDatabase,
+        owner: &Ownership,
+    ) -> Result<DropOutcome, DatabaseError> {
         validate_identifier(&db.role)?;
         validate_identifier(&db.schema)?;
         let mut conn = match self.pool.acquire().await {
@@ -235,7 +245,7 @@ impl Provisioner {
             }
             Err(e) => return Err(e.into()),
         };
-        let result = drop_on(&mut conn, db).await;
+        let result = drop_on(&mut conn, db, owner).await;
         if result.is_err() {
             discard(conn).await;
         }
@@ -253,6 +263,7 @@ async fn discard(conn: PoolConnection<Postgres>) {
 async fn ensure_on(
     conn: &mut PgConnection,
     db: &TenantDatabase,
+    owner: &Ownership,
     password: &str,
 ) -> Result<EnsureOutcome, DatabaseError> {
     let role = quote_identifier(&db.role);
@@ -263,6 +274,8 @@ async fn ensure_on(
     } else {
         create_role(conn, &db.role, password).await?
     };
+    // Before the admin joins it or anything else uses it.
+    claim(conn, ObjectKind::Role, &db.role, owner, role_created).await?;
     grant_membership(conn, &db.role).await?;
 
     let schema_created = match schema_owner(conn, &db.schema).await? {
@@ -276,6 +289,7 @@ async fn ensure_on(
         }
         None => create_schema(conn, db).await?,
     };
+    claim(conn, ObjectKind::Schema, &db.schema, owner, schema_created).await?;
     // New schemas grant PUBLIC nothing; revoke only what someone added, so a no-op
     // ensure writes nothing to the catalog.
     let public_grants: bool = sqlx::query_scalar(
@@ -473,6 +487,7 @@ async fn migrate_as(
 async fn drop_on(
     conn: &mut PgConnection,
     db: &TenantDatabase,
+    owner: &Ownership,
 ) -> Result<DropOutcome, DatabaseError> {
     let role = quote_identifier(&db.role);
     let schema = quote_identifier(&db.schema);
@@ -490,6 +505,13 @@ async fn drop_on(
     };
     if !role_existed && !schema_existed {
         return Ok(DropOutcome::AlreadyGone);
+    }
+    // Both checked before anything is changed: a drop is all or nothing.
+    if role_existed {
+        verify(conn, ObjectKind::Role, &db.role, owner).await?;
+    }
+    if schema_existed {
+        verify(conn, ObjectKind::Schema, &db.schema, owner).await?;
     }
     if role_existed {
         grant_membership(conn, &db.role).await?;
@@ -518,6 +540,111 @@ async fn drop_on(
     })
 }
 
+/// The ownership comment of a role or schema, if it has one.
+async fn comment_of(
+    conn: &mut PgConnection,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<Option<String>, DatabaseError> {
+    let sql = match kind {
+        ObjectKind::Role => {
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1"
+        }
+        ObjectKind::Schema => {
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1"
+        }
+    };
+    Ok(sqlx::query_scalar::<_, Option<String>>(sql)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten())
+}
+
+/// Marks the object as `owner`'s.
+async fn mark(
+    conn: &mut PgConnection,
+    kind: ObjectKind,
+    name: &str,
+    owner: &Ownership,
+) -> Result<(), DatabaseError> {
+    let sql: String = sqlx::query_scalar(match kind {
+        ObjectKind::Role => "SELECT format('COMMENT ON ROLE %I IS %L', $1::text, $2::text)",
+        ObjectKind::Schema => "SELECT format('COMMENT ON SCHEMA %I IS %L', $1::text, $2::text)",
+    })
+    .bind(name)
+    .bind(owner.comment())
+    .fetch_one(&mut *conn)
+    .await?;
+    exec(conn, sql).await
+}
+
+/// Checks that an existing object is `owner`'s, marking it when it was just created or
+/// is adopted ([`Claim::Adopt`]).
+async fn claim(
+    conn: &mut PgConnection,
+    kind: ObjectKind,
+    name: &str,
+    owner: &Ownership,
+    created: bool,
+) -> Result<(), DatabaseError> {
+    let comment = comment_of(conn, kind, name).await?;
+    if created && comment.is_none() {
+        return mark(conn, kind, name, owner).await;
+    }
+    match owner.judge(kind, name, comment.as_deref()) {
+        Claim::Ours => Ok(()),
+        Claim::Adopt => {
+            tracing::info!(
+                kind = kind.as_str(),
+                name,
+                uid = owner.uid,
+                "marking an unmarked tenant database object"
+            );
+            mark(conn, kind, name, owner).await
+        }
+        Claim::Foreign => Err(mismatch(kind, name, owner, comment)),
+    }
+}
+
+/// Checks, changing nothing, that an existing object is `owner`'s (or adoptable).
+async fn verify(
+    conn: &mut PgConnection,
+    kind: ObjectKind,
+    name: &str,
+    owner: &Ownership,
+) -> Result<(), DatabaseError> {
+    let comment = comment_of(conn, kind, name).await?;
+    match owner.judge(kind, name, comment.as_deref()) {
+        Claim::Ours | Claim::Adopt => Ok(()),
+        Claim::Foreign => Err(mismatch(kind, name, owner, comment)),
+    }
+}
+
+fn mismatch(
+    kind: ObjectKind,
+    name: &str,
+    owner: &Ownership,
+    comment: Option<String>,
+) -> DatabaseError {
+    DatabaseError::OwnershipMismatch {
+        kind: kind.as_str(),
+        name: name.to_string(),
+        tenant: format!("{}/{}", owner.namespace, owner.name),
+        uid: owner.uid.clone(),
+        found: match comment {
+            Some(c) => format!("it is marked {c:?}"),
+            None => format!(
+                "it is unmarked and not this tenant's derived name {}",
+                match kind {
+                    ObjectKind::Role => &owner.derived.role,
+                    ObjectKind::Schema => &owner.derived.schema,
+                }
+            ),
+        },
+    }
+}
+
 /// Runs one statement built from quoted identifiers.
 async fn exec(conn: &mut PgConnection, sql: String) -> Result<(), DatabaseError> {
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
@@ -539,8 +666,14 @@ mod tests {
             schema: "sb_a_b_00000000".into(),
             secret_name: "b-database".into(),
         };
-        assert_send(&p.ensure(&db, "pw"));
-        assert_send(&p.drop(&db));
+        let owner = Ownership {
+            uid: "u".into(),
+            namespace: "a".into(),
+            name: "b".into(),
+            derived: db.clone(),
+        };
+        assert_send(&p.ensure(&db, &owner, "pw"));
+        assert_send(&p.drop(&db, &owner));
         assert_send(&p.role_exists(&db));
         assert_send(&p.ping());
     }

@@ -1,0 +1,114 @@
+//! Which S3 locations the knowledge bases of each namespace may read.
+//!
+//! The operator reads S3 with its own single AWS identity, whatever the namespace: left
+//! unchecked, the editor of a knowledge base in namespace A could index (and have its
+//! agent read out) a bucket meant for namespace B. So every S3 source must be granted to
+//! its namespace by the operator's configuration, `--s3-allow NAMESPACE=bucket[/prefix]`
+//! (environment `SWITCHBOARD_S3_ALLOW`, a comma list); nothing is granted by default.
+//!
+//! A grant of `bucket` covers the whole bucket; a grant of `bucket/faq/` covers the
+//! sources whose prefix starts with `faq/` (a source without a prefix, the whole bucket,
+//! is not covered). A flag rather than a ConfigMap: grants are reviewed and rolled out
+//! with the operator's Helm values, need no extra RBAC and no watch, and a namespace's
+//! editor can never grant itself a bucket.
+
+use std::collections::BTreeMap;
+
+/// One `NAMESPACE=bucket[/prefix]` grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Grant {
+    /// The namespace whose knowledge bases may read.
+    pub namespace: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix the sources must be under; empty: the whole bucket.
+    pub prefix: String,
+}
+
+/// Parses `NAMESPACE=bucket[/prefix]` (the `--s3-allow` flag's values).
+///
+/// # Errors
+///
+/// A message saying what is missing.
+pub fn parse_grant(text: &str) -> Result<S3Grant, String> {
+    let (namespace, location) = text
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAMESPACE=bucket[/prefix]"))?;
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    if namespace.is_empty() || bucket.is_empty() {
+        return Err(format!("{text:?}: expected NAMESPACE=bucket[/prefix]"));
+    }
+    Ok(S3Grant {
+        namespace: namespace.to_string(),
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+    })
+}
+
+/// Every namespace's grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Access {
+    grants: BTreeMap<String, Vec<S3Grant>>,
+}
+
+impl S3Access {
+    /// The access `grants` give.
+    pub fn new(grants: impl IntoIterator<Item = S3Grant>) -> Self {
+        let mut by_namespace: BTreeMap<String, Vec<S3Grant>> = BTreeMap::new();
+        for g in grants {
+            by_namespace.entry(g.namespace.clone()).or_default().push(g);
+        }
+        Self {
+            grants: by_namespace,
+        }
+    }
+
+    /// Whether the knowledge bases of `namespace` may read `bucket` under `prefix`
+    /// (`None` or empty: the whole bucket).
+    pub fn allows(&self, namespace: &str, bucket: &str, prefix: Option<&str>) -> bool {
+        let prefix = prefix.unwrap_or_default();
+        self.grants.get(namespace).is_some_and(|grants| {
+            grants
+                .iter()
+                .any(|g| g.bucket == bucket && prefix.starts_with(g.prefix.as_str()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(grants: &[&str]) -> S3Access {
+        S3Access::new(grants.iter().map(|g| parse_grant(g).unwrap()))
+    }
+
+    #[test]
+    fn nothing_is_allowed_by_default() {
+        assert!(!S3Access::default().allows("a", "bucket", None));
+    }
+
+    #[test]
+    fn grants_are_per_namespace_bucket_and_prefix() {
+        let a = access(&["team-a=docs/faq/", "team-a=all", "team-b=docs"]);
+        assert!(a.allows("team-a", "docs", Some("faq/")));
+        assert!(a.allows("team-a", "docs", Some("faq/2024/")));
+        assert!(!a.allows("team-a", "docs", Some("private/")));
+        assert!(
+            !a.allows("team-a", "docs", None),
+            "the whole bucket is more than faq/"
+        );
+        assert!(a.allows("team-a", "all", None));
+        assert!(a.allows("team-b", "docs", None));
+        assert!(!a.allows("team-c", "docs", None));
+        assert!(!a.allows("team-a", "docs2", Some("faq/")));
+    }
+
+    #[test]
+    fn malformed_grants_are_refused() {
+        for bad in ["docs", "=docs", "team-a=", "team-a=/faq"] {
+            assert!(parse_grant(bad).is_err(), "{bad}");
+        }
+    }
+}
