@@ -52,6 +52,7 @@ use sha2::Sha256;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::unix_ms;
+use crate::drain::{CallGuard, Drain};
 
 /// HKDF `info` of the stream admission key: names the purpose, so the same auth token
 /// yields unrelated keys for anything else derived from it later.
@@ -161,6 +162,9 @@ impl Refusal {
 struct Pending {
     /// The call slot this admission reserves; dropped (released) if it expires unused.
     permit: OwnedSemaphorePermit,
+    /// An answered call holds the drain like a live one: Twilio opens its stream after
+    /// SIGTERM as readily as before.
+    guard: CallGuard,
     tenant: String,
     expires: Instant,
     /// Tells a re-issued admission (a retried webhook) from the one a timer expires.
@@ -200,6 +204,7 @@ pub struct Admissions {
     ttl: Duration,
     slots: Arc<Semaphore>,
     max_calls: usize,
+    drain: Arc<Drain>,
 }
 
 /// A consumed admission: the call holds it until it ends, then the CallSid is marked
@@ -209,6 +214,8 @@ pub struct CallSlot {
     call_sid: String,
     adopted: bool,
     _permit: OwnedSemaphorePermit,
+    /// The call's claim on the drain, from the webhook's admission (or taken on adoption).
+    _guard: CallGuard,
 }
 
 impl CallSlot {
@@ -229,13 +236,16 @@ impl Drop for CallSlot {
 
 impl Admissions {
     /// An empty table whose admissions expire after `ttl`, with `max_calls` call slots.
-    pub fn new(ttl: Duration, max_calls: usize) -> Arc<Self> {
+    /// Each admission and each call holds `drain` (counted in [`Drain::active`]) until it
+    /// expires or ends.
+    pub fn new(ttl: Duration, max_calls: usize, drain: Arc<Drain>) -> Arc<Self> {
         let max_calls = max_calls.min(Semaphore::MAX_PERMITS);
         Arc::new(Self {
             table: Mutex::new(Table::default()),
             ttl,
             slots: Arc::new(Semaphore::new(max_calls)),
             max_calls,
+            drain,
         })
     }
 
@@ -268,13 +278,15 @@ impl Admissions {
                 return Err(AdmitError::AlreadyStreamed);
             }
             // A retried webhook keeps the slot its first attempt took.
-            let permit = match t.pending.remove(call_sid) {
-                Some(p) => p.permit,
-                None => self
-                    .slots
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| AdmitError::AtCapacity)?,
+            let (permit, guard) = match t.pending.remove(call_sid) {
+                Some(p) => (p.permit, p.guard),
+                None => (
+                    self.slots
+                        .clone()
+                        .try_acquire_owned()
+                        .map_err(|_| AdmitError::AtCapacity)?,
+                    self.drain.call_started(),
+                ),
             };
             t.next_id += 1;
             let id = t.next_id;
@@ -282,6 +294,7 @@ impl Admissions {
                 call_sid.to_string(),
                 Pending {
                     permit,
+                    guard,
                     tenant: tenant.to_string(),
                     expires: now + self.ttl,
                     id,
@@ -339,17 +352,17 @@ impl Admissions {
         if now_ms() >= expires_ms {
             return Err(Refusal::Expired);
         }
-        let (permit, adopted) = match t.pending.remove(call_sid) {
+        let (permit, guard, adopted) = match t.pending.remove(call_sid) {
             Some(p) if p.tenant != tenant => {
                 t.pending.insert(call_sid.to_string(), p);
                 return Err(Refusal::BadToken);
             }
             Some(p) if Instant::now() >= p.expires => return Err(Refusal::Expired),
-            Some(p) => (p.permit, false),
+            Some(p) => (p.permit, p.guard, false),
             // Another replica answered the webhook: the slot is taken here, now, under
             // the same lock that marks the CallSid opened (two racing streams: one wins).
             None => match self.slots.clone().try_acquire_owned() {
-                Ok(permit) => (permit, true),
+                Ok(permit) => (permit, self.drain.call_started(), true),
                 Err(_) => return Err(Refusal::AtCapacity),
             },
         };
@@ -359,6 +372,7 @@ impl Admissions {
             call_sid: call_sid.to_string(),
             adopted,
             _permit: permit,
+            _guard: guard,
         })
     }
 
@@ -402,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn an_admission_is_consumed_once_and_expires() {
         let key = StreamKey::derive("t");
-        let a = Admissions::new(Duration::from_millis(300), 10);
+        let a = Admissions::new(Duration::from_millis(300), 10, Arc::default());
         let token = a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(
             a.consume("other", &key, "CA1", &token).err(),
@@ -442,8 +456,8 @@ mod tests {
     #[tokio::test]
     async fn a_stream_admitted_by_another_replica_is_adopted_once() {
         let key = StreamKey::derive("t");
-        let a = Admissions::new(Duration::from_millis(300), 10);
-        let b = Admissions::new(Duration::from_millis(300), 1);
+        let a = Admissions::new(Duration::from_millis(300), 10, Arc::default());
+        let b = Admissions::new(Duration::from_millis(300), 1, Arc::default());
         let token = a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(
             b.consume("demo", &StreamKey::derive("other"), "CA1", &token)
@@ -493,7 +507,7 @@ mod tests {
     #[tokio::test]
     async fn slots_pass_from_admission_to_call_and_come_back() {
         let key = StreamKey::derive("t");
-        let a = Admissions::new(Duration::from_millis(300), 2);
+        let a = Admissions::new(Duration::from_millis(300), 2, Arc::default());
         let t1 = a.admit("demo", &key, "CA1").unwrap();
         a.admit("demo", &key, "CA2").unwrap();
         assert_eq!(a.admit("demo", &key, "CA3"), Err(AdmitError::AtCapacity));
@@ -512,5 +526,34 @@ mod tests {
         );
         drop(call);
         assert_eq!(a.slots_in_use(), 0, "the ended call gave its slot back");
+    }
+
+    /// The drain counts a call from its webhook: an admission waiting for its stream holds
+    /// it, the call inherits the claim, and an unused admission gives it back at expiry.
+    #[tokio::test]
+    async fn answered_calls_hold_the_drain_until_they_end_or_expire() {
+        let key = StreamKey::derive("t");
+        let drain = Arc::new(Drain::default());
+        let a = Admissions::new(Duration::from_millis(300), 10, drain.clone());
+        let t1 = a.admit("demo", &key, "CA1").unwrap();
+        a.admit("demo", &key, "CA2").unwrap();
+        assert_eq!(drain.active(), 2, "answered, not streaming yet");
+        a.admit("demo", &key, "CA1").unwrap();
+        assert_eq!(drain.active(), 2, "a retried webhook is the same call");
+        let call = a.consume("demo", &key, "CA1", &t1).unwrap();
+        assert_eq!(drain.active(), 2, "the stream took over the webhook's claim");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(drain.active(), 1, "the unused admission expired");
+        // Adopted streams (another replica's webhook) are counted too.
+        let b = Admissions::new(Duration::from_millis(300), 10, drain.clone());
+        let other = a.admit("demo", &key, "CA3").unwrap();
+        let adopted = b.consume("demo", &key, "CA3", &other).unwrap();
+        assert_eq!(drain.active(), 3);
+        drop(call);
+        drop(adopted);
+        assert_eq!(drain.active(), 1, "A's admission of CA3 is still pending");
+        tokio::time::timeout(Duration::from_secs(2), drain.wait_idle())
+            .await
+            .unwrap();
     }
 }

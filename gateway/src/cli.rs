@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::edge::ServeOptions;
+
 /// Serve Twilio calls for one or more VoiceTenants through the OpenAI Realtime API.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway", version, about)]
@@ -77,6 +79,9 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub stream_admission_seconds: u64,
+    /// Timeouts, connection caps and the drain window of the HTTP server.
+    #[command(flatten)]
+    pub serve: ServeOptions,
 }
 
 impl Cli {

@@ -1,5 +1,7 @@
 //! Graceful shutdown: readiness drops at once, live calls run on until they end or the
-//! drain deadline passes.
+//! drain deadline passes. A call counts from the webhook that answered it (its admission
+//! holds a [`CallGuard`]) to its end, so a call answered just before SIGTERM whose stream
+//! has not opened yet keeps the server up too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,13 +41,13 @@ impl Drop for CallGuard {
 }
 
 impl Drain {
-    /// Registers a live call.
+    /// Registers a call (answered or live).
     pub fn call_started(self: &Arc<Self>) -> CallGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
         CallGuard(self.clone())
     }
 
-    /// Live calls.
+    /// Calls answered or live.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }

@@ -2,8 +2,8 @@
 //! audio to the OpenAI Realtime API (GA).
 //!
 //! Layout, from the bottom up (no module uses one above it; `tests/tests/layout.rs`
-//! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`] are
-//! leaves, and so is [`admission`] (stream tokens, the admission table, call slots); [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
+//! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`], [`edge`]
+//! (the HTTP server's timeouts and connection caps) are leaves, and so is [`admission`] (stream tokens, the admission table, call slots); [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
 //! lookups; [`tools`] defines each tool the model may call (name, schema, runner);
 //! [`tenants`] the tenants served and their agents' settings; [`state`] what handlers and
 //! call tasks share; [`call`] the per-call state machine and the task that drives it;
@@ -15,6 +15,7 @@ pub mod call;
 pub mod cli;
 pub mod clock;
 pub mod drain;
+pub mod edge;
 pub mod endings;
 pub mod http;
 pub mod knowledge;

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::admission::Admissions;
 use crate::cli::Cli;
 use crate::drain::Drain;
+use crate::edge::{self, ConnectionLimits, EdgeMetrics};
 use crate::http::router;
 use crate::knowledge;
 use crate::metrics::Metrics;
@@ -56,8 +57,9 @@ pub struct Gateway {
     pub state: AppState,
     server: JoinHandle<()>,
     writer_task: JoinHandle<()>,
-    shutdown: Arc<tokio::sync::Notify>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     drain_timeout: Duration,
+    drain_min: Duration,
 }
 
 impl Gateway {
@@ -122,6 +124,7 @@ impl Gateway {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{addr}"),
         };
+        let drain = Arc::new(Drain::default());
         let state: AppState = Arc::new(Shared {
             parking: Parking::new(
                 Duration::from_secs(cli.preconnect_ttl_seconds),
@@ -135,29 +138,32 @@ impl Gateway {
             public_base,
             max_calls: cli.max_calls,
             preconnect: !cli.no_preconnect,
-            drain: Arc::new(Drain::default()),
+            drain: drain.clone(),
             tools,
             admissions: Admissions::new(
                 Duration::from_secs(cli.stream_admission_seconds),
                 cli.max_calls,
+                drain,
             ),
             endings: Default::default(),
         });
-        let shutdown = Arc::new(tokio::sync::Notify::new());
-        let stop = shutdown.clone();
-        let app = router(state.clone());
-        // Nagle's algorithm would hold each small real-time message (a mark behind a media
-        // chunk) until the previous segment is acknowledged: off for a relay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.notified().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;
+        let limits = ConnectionLimits::new(
+            cli.serve.max_connections,
+            cli.serve.max_connections_per_ip,
+            cli.serve.trusted_proxies.clone(),
+            edge_metrics.clone(),
+        );
+        let app = edge::layered(router(state.clone()), &cli.serve);
+        let server = tokio::spawn(edge::serve(
+            listener,
+            app,
+            cli.serve.clone(),
+            limits,
+            edge_metrics,
+            stop,
+        ));
         tracing::info!(%addr, public_url = state.public_base, tenants = state.tenants.all().count(), "gateway listening");
         Ok(Self {
             addr,
@@ -166,20 +172,28 @@ impl Gateway {
             writer_task,
             shutdown,
             drain_timeout: Duration::from_secs(cli.drain_seconds),
+            drain_min: cli.serve.drain_min(),
         })
     }
 
-    /// Graceful shutdown: readiness goes false, live calls continue until they end or the
-    /// drain deadline passes, then the server stops and queued records are flushed.
+    /// Graceful shutdown: readiness goes false; the server keeps serving for at least
+    /// `--drain-min-seconds` (load balancers still route here until the endpoint removal
+    /// reaches them) and until every call has ended, answered calls whose stream has not
+    /// opened yet included, or the drain deadline passes; then the server stops and
+    /// queued records are flushed.
     pub async fn drain_and_stop(self) {
         let state = self.state.clone();
         state.drain.start_draining();
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
         tracing::info!(
             active_calls = state.drain.active(),
+            min_s = self.drain_min.as_secs(),
             deadline_s = self.drain_timeout.as_secs(),
             "draining"
         );
-        if tokio::time::timeout(self.drain_timeout, state.drain.wait_idle())
+        // Past the deadline calls are ended as they arrive: no point serving longer.
+        tokio::time::sleep(self.drain_min.min(self.drain_timeout)).await;
+        if tokio::time::timeout_at(deadline, state.drain.wait_idle())
             .await
             .is_err()
         {
@@ -190,7 +204,7 @@ impl Gateway {
             state.drain.fire_deadline();
             let _ = tokio::time::timeout(Duration::from_secs(10), state.drain.wait_idle()).await;
         }
-        self.shutdown.notify_one();
+        self.shutdown.send_replace(true);
         let _ = self.server.await;
         state.writer.clone().close(Duration::from_secs(30)).await;
         let _ = self.writer_task.await;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard_gateway::cli::Cli;
+use switchboard_gateway::edge::ServeOptions;
 use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
@@ -54,6 +55,9 @@ pub struct EnvOptions {
     pub stream_admission_seconds: u64,
     /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
     pub realtime_url: Option<String>,
+    /// The HTTP server's timeouts, caps and drain window (the flags' defaults, except no
+    /// minimum drain window: stopping a test gateway need not wait for load balancers).
+    pub serve: ServeOptions,
 }
 
 impl Default for EnvOptions {
@@ -71,6 +75,10 @@ impl Default for EnvOptions {
             allow_unsigned_webhooks: false,
             stream_admission_seconds: 60,
             realtime_url: None,
+            serve: ServeOptions {
+                drain_min_seconds: 0,
+                ..ServeOptions::default()
+            },
         }
     }
 }
@@ -160,6 +168,7 @@ impl Env {
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
+            serve: opts.serve.clone(),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

@@ -45,6 +45,9 @@ pub enum Input {
     Stop,
     /// Twilio's WebSocket closed without `stop`.
     TwilioClosed,
+    /// A write to Twilio's WebSocket did not complete in time (`detail` says which bound):
+    /// the peer stopped reading, the call cannot go on.
+    TwilioStalled(String),
     /// A Realtime server event.
     Realtime(ServerEvent),
     /// The Realtime WebSocket closed.
@@ -245,6 +248,7 @@ impl CallSession {
                 self.request_response(out);
             }
             Input::Stop | Input::TwilioClosed => self.end("caller_hangup", None, out),
+            Input::TwilioStalled(detail) => self.end("twilio_write_timeout", Some(detail), out),
             Input::RealtimeClosed => {
                 let outcome = if self.last_error.is_some() {
                     "openai_error"
@@ -278,9 +282,21 @@ impl CallSession {
         if let Some(expected) = self.next_media_ts
             && ts > expected
         {
-            let gap = (ts - expected).min(MAX_GAP_PAD_MS);
-            out.push(Action::Realtime(wire::append_audio(&silence_b64(gap))));
-            out.push(Action::Observe(Observation::PaddedSilence(gap)));
+            // The peer's timestamps alone must not decide how much silence the model gets:
+            // never more than the time that really passed since the previous frame (less a
+            // stall pad already sent for it), so a peer jumping `timestamp` cannot make
+            // the gateway send more audio than real time allows.
+            let elapsed = now_ms.saturating_sub(self.last_media_at);
+            let real = if self.stall_padded {
+                elapsed.saturating_sub(STALL_PAD_MS)
+            } else {
+                elapsed
+            };
+            let gap = (ts - expected).min(MAX_GAP_PAD_MS).min(real);
+            if gap > 0 {
+                out.push(Action::Realtime(wire::append_audio(&silence_b64(gap))));
+                out.push(Action::Observe(Observation::PaddedSilence(gap)));
+            }
         }
         let frame_ms = bytes as u64 / 8;
         // `timestamp` is the peer's number: saturate, a value near u64::MAX must not

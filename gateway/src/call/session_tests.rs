@@ -117,13 +117,13 @@ fn caller_audio_passes_through_and_gaps_are_padded() {
         realtime_msgs(&out),
         vec![serde_json::json!({"type":"input_audio_buffer.append","audio":payload})]
     );
-    h.feed(Input::Media {
+    h.at(20).feed(Input::Media {
         timestamp_ms: 20,
         payload: payload.clone(),
         bytes: 160,
     });
     // 60 ms missing (frames at 40, 60, 80 never came)
-    let out = h.feed(Input::Media {
+    let out = h.at(100).feed(Input::Media {
         timestamp_ms: 100,
         payload: payload.clone(),
         bytes: 160,
@@ -159,6 +159,64 @@ fn hostile_media_timestamps_saturate() {
     }
     // The clock saturated at u64::MAX: nothing after it is a gap.
     assert_eq!(padded, 0);
+}
+
+/// A peer that jumps `media.timestamp` gets no more silence padded than the wall-clock
+/// time that passed: frames 20 ms apart claiming 10 s gaps each, then a burst of frames at
+/// one instant, then a stall pad followed by a gap it already covered.
+#[test]
+fn timestamp_jumps_pad_no_more_silence_than_real_time() {
+    let mut h = Harness::new(None, true);
+    let payload = STANDARD.encode([0x12u8; 160]);
+    let padded = |out: &[Action]| -> u64 {
+        out.iter()
+            .map(|a| match a {
+                Action::Observe(Observation::PaddedSilence(ms)) => *ms,
+                _ => 0,
+            })
+            .sum()
+    };
+    let mut total = 0;
+    let mut now = 0;
+    let mut ts = 0;
+    for _ in 0..100 {
+        let out = h.at(now).feed(Input::Media {
+            timestamp_ms: ts,
+            payload: payload.clone(),
+            bytes: 160,
+        });
+        total += padded(&out);
+        now += 20;
+        ts += 10_000;
+    }
+    // Before: 99 gaps of MAX_GAP_PAD_MS each (990 s of silence in 2 s).
+    assert!(total <= now, "{total} ms padded in {now} ms");
+    assert!(total > 0, "real elapsed time is still padded");
+    // A burst: no time passes, so no gap is real.
+    for _ in 0..50 {
+        ts += 10_000;
+        total += padded(&h.feed(Input::Media {
+            timestamp_ms: ts,
+            payload: payload.clone(),
+            bytes: 160,
+        }));
+    }
+    assert!(total <= now, "{total} ms padded in {now} ms");
+    // A stall pad (1 s) during speech, then the late frame with a 5 s gap: the stall pad
+    // already covered that second.
+    h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    let stall_at = now + 800;
+    total += padded(&h.at(stall_at).feed(Input::Tick));
+    let out = h.at(now + 1000).feed(Input::Media {
+        timestamp_ms: ts + 5_000,
+        payload: payload.clone(),
+        bytes: 160,
+    });
+    total += padded(&out);
+    assert!(total <= now + 1000, "{total} ms padded in {} ms", now + 1000);
 }
 
 #[test]

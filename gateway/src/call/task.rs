@@ -117,7 +117,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                     tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, %refusal, "refused media stream");
                 }
             }
-            let _ = tw.send(refusal_close(refusal)).await;
+            let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.send(refusal_close(refusal))).await;
             return;
         }
     };
@@ -128,8 +128,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
             "stream admitted by another replica's webhook: adopted"
         );
     }
+    // Holds the call slot and the drain (see `admission`) until the call has ended.
     let _admitted = admitted;
-    let _guard = state.drain.call_started();
     state.metrics.active_calls.inc();
     let started = Instant::now();
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
@@ -382,6 +382,9 @@ async fn relay(
             continue;
         };
         session.handle(ms_at(at), input, &mut actions);
+        // Every write to Twilio for this input shares one deadline; its timer is only
+        // registered if a write would block (a write that completes never polls it).
+        let write_deadline = tokio::time::Instant::from_std(at) + TWILIO_WRITE_TIMEOUT;
         let mut relayed = false;
         // Frames of one input (a media chunk and its mark) are queued with `feed` and
         // written with one flush per socket: one write syscall instead of one per frame.
@@ -389,9 +392,12 @@ async fn relay(
         for action in actions.drain(..) {
             match action {
                 Action::Twilio(text) => {
-                    if tw_open && tw.feed(TwMessage::Text(text.into())).await.is_err() {
+                    if tw_open
+                        && let Err(failed) =
+                            bounded(write_deadline, tw.feed(TwMessage::Text(text.into()))).await
+                    {
                         tw_open = false;
-                        inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
+                        inputs.push_back((failed.input(), Instant::now(), Frame::None));
                     }
                     tw_fed = true;
                     relayed |= matches!(frame, Frame::Outbound);
@@ -422,9 +428,12 @@ async fn relay(
                 Action::End(s) => summary = Some(s),
             }
         }
-        if tw_fed && tw_open && tw.flush().await.is_err() {
+        if tw_fed
+            && tw_open
+            && let Err(failed) = bounded(write_deadline, tw.flush()).await
+        {
             tw_open = false;
-            inputs.push_back((Input::TwilioClosed, Instant::now(), Frame::None));
+            inputs.push_back((failed.input(), Instant::now(), Frame::None));
         }
         if rt_fed && rt_open && rt.flush().await.is_err() {
             rt_open = false;
@@ -465,6 +474,40 @@ async fn relay(
         usage: s.usage,
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
+    }
+}
+
+/// Why a write to Twilio failed.
+enum WriteFailed {
+    /// The socket is gone.
+    Closed,
+    /// The peer did not take the write within [`TWILIO_WRITE_TIMEOUT`].
+    Stalled,
+}
+
+impl WriteFailed {
+    fn input(self) -> Input {
+        match self {
+            WriteFailed::Closed => Input::TwilioClosed,
+            WriteFailed::Stalled => Input::TwilioStalled(format!(
+                "Twilio did not take a media write within {} s",
+                TWILIO_WRITE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// One write to Twilio's socket, bounded by `deadline`: a peer that stops reading fills
+/// the socket's buffers and would otherwise hold the call task (and its model session)
+/// forever.
+async fn bounded(
+    deadline: tokio::time::Instant,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), WriteFailed> {
+    match tokio::time::timeout_at(deadline, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Closed),
+        Err(_) => Err(WriteFailed::Stalled),
     }
 }
 

@@ -100,7 +100,7 @@ fn state(dir: &std::path::Path) -> AppState {
         preconnect: false,
         drain: Arc::new(Drain::default()),
         tools: Arc::new(NoExternalTools),
-        admissions: Admissions::new(Duration::from_secs(60), 1000),
+        admissions: Admissions::new(Duration::from_secs(60), 1000, Arc::default()),
         endings: Default::default(),
     })
 }
