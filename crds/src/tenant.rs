@@ -15,6 +15,9 @@ use crate::limits::{
 };
 use crate::secret::SecretRef;
 
+mod logging;
+pub use logging::LoggingSpec;
+
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -71,6 +74,9 @@ pub struct VoiceTenantSpec {
     /// What happens to the tenant's database schema when the tenant is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// What the gateway may write to its logs (absent: caller numbers masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
 }
 
 /// The voice agent that answers the calls.

@@ -31,6 +31,7 @@ fn base() -> VoiceTenantSpec {
         database: None,
         recordings: None,
         deletion_policy: DeletionPolicy::Retain,
+        logging: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The real `gateway` binary at info level: a call's logs carry no full caller number.
+//! The real `gateway` binary at info level: a call's logs carry no full caller number,
+//! unless the tenant opts in with `spec.logging.callerNumbers`.
 #![allow(clippy::unwrap_used)] // test helper outside #[test]
 
 use std::io::Read;
@@ -18,15 +19,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn info_logs_of_a_call_carry_no_full_caller_number() {
+/// Starts the gateway binary for a tenant with `spec_extra` (YAML lines under `spec`),
+/// sends a signed webhook for the tenant's number and one for an unknown number, and
+/// returns everything it logged at info level.
+async fn logs_of_two_webhooks(spec_extra: &str) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let tenant = dir.path().join("t.yaml");
     std::fs::write(
         &tenant,
         format!(
-            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  agent:\n    instructions: Be brief.\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: LOG_TEST_TOKEN\n  openai:\n    apiKey:\n      env: LOG_TEST_KEY\n"
+            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  agent:\n    instructions: Be brief.\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: LOG_TEST_TOKEN\n  openai:\n    apiKey:\n      env: LOG_TEST_KEY\n{spec_extra}"
         ),
     )
     .unwrap();
@@ -104,10 +107,30 @@ async fn info_logs_of_a_call_carry_no_full_caller_number() {
         .read_to_string(&mut logs)
         .unwrap();
     assert!(up, "gateway did not become ready: {logs}");
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_logs_of_a_call_carry_no_full_caller_number() {
+    let logs = logs_of_two_webhooks("").await;
     assert!(logs.contains("answering call"), "{logs}");
     assert!(logs.contains("no tenant answers"), "{logs}");
     for full in ["5551230000", "5005550006", "9998887766"] {
         assert!(!logs.contains(full), "{full} in {logs}");
     }
     assert!(logs.contains("***00"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_opts_in_gets_full_caller_numbers_in_its_call_logs() {
+    let logs = logs_of_two_webhooks("  logging:\n    callerNumbers: true\n").await;
+    let answering = logs
+        .lines()
+        .find(|l| l.contains("answering call"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(answering.contains("+15551230000"), "{answering}");
+    assert!(answering.contains("+15005550006"), "{answering}");
+    // A number no tenant answers has no tenant to opt in: still masked.
+    assert!(logs.contains("no tenant answers"), "{logs}");
+    assert!(!logs.contains("9998887766"), "{logs}");
 }

@@ -185,11 +185,12 @@ pub async fn incoming_call(
         "{}/twilio/after-stream/{}/{}",
         state.public_base, tenant.name, call_sid
     );
+    let full = tenant.spec.logs_caller_numbers();
     tracing::info!(
         tenant = tenant.name,
         call_sid,
-        from = twilio::redact::mask_number(&from),
-        to = twilio::redact::mask_number(&to),
+        from = twilio::redact::number_for_log(&from, full),
+        to = twilio::redact::number_for_log(&to, full),
         "answering call with a media stream"
     );
     xml(
