@@ -50,6 +50,8 @@ async fn sigterm_during_live_calls_cuts_none() {
             &sim.url(),
             "--data-dir",
             data.to_str().unwrap(),
+            "--drain-min-seconds",
+            "1",
         ])
         .env("SIGTERM_TEST_TOKEN", TOKEN)
         .env("SIGTERM_TEST_KEY", "sk-test")
@@ -126,4 +128,75 @@ async fn sigterm_during_live_calls_cuts_none() {
         let rec = store.get_call(&sid).await.unwrap().expect("record kept");
         assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
     }
+}
+
+/// With no call at all, SIGTERM still leaves the server answering for
+/// `--drain-min-seconds` with readiness false (load balancers are still sending here
+/// until the endpoint removal reaches them); then the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_without_calls_keeps_serving_for_the_minimum_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = dir.path().join("t.yaml");
+    std::fs::write(
+        &tenant,
+        format!(
+            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: SIGTERM_TEST_TOKEN\n  openai:\n    apiKey:\n      env: SIGTERM_TEST_KEY\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "--tenant",
+            tenant.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--realtime-url",
+            "ws://127.0.0.1:1/v1/realtime",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--drain-min-seconds",
+            "3",
+        ])
+        .env("SIGTERM_TEST_TOKEN", TOKEN)
+        .env("SIGTERM_TEST_KEY", "sk-test")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = switchboard_sim::caller::http_client().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not become ready");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Before: the process exited at once and these requests found nothing listening.
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness is false during the window");
+    let live = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(live.status(), 200, "the server still answers");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "gateway exit status {status:?}");
 }
