@@ -3,10 +3,16 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use switchboard_gateway::edge::{Networks, ServeOptions};
 use switchboard_sim::caller::{Step, new_sid, place_call, twilio_signature};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
-use switchboard_tests::{AUTH_TOKEN, Env, EnvOptions, metric, start_message, stream_target};
+use switchboard_tests::{
+    ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, NUMBER, metric, start_message, stream_target,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn healthy_script() -> Vec<Step> {
     vec![
@@ -167,4 +173,216 @@ async fn hostile_media_timestamps_do_not_end_the_call() {
             "switchboard_malformed_messages_total{kind=\"bad_field\"}"
         ) >= 3.0
     );
+}
+
+/// Options for the edge tests: short timeouts, so a hostile client is cut quickly.
+fn edge_options(adjust: impl FnOnce(&mut ServeOptions)) -> EnvOptions {
+    let mut opts = EnvOptions::default();
+    opts.serve.header_read_timeout_seconds = 1;
+    opts.serve.request_timeout_seconds = 1;
+    adjust(&mut opts.serve);
+    opts
+}
+
+/// Reads until the server closes the connection or `within` passes; returns what it sent
+/// and whether it closed.
+async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Slowloris: a client that trickles its request head a byte at a time is cut at the
+/// header-read timeout (1 s here), however long it keeps trickling; the cut is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_headers_is_cut_at_the_header_timeout() {
+    let env = Env::start(edge_options(|_| {})).await.unwrap();
+    let mut tcp = TcpStream::connect(env.gw().addr).await.unwrap();
+    let head = b"POST /twilio/voice HTTP/1.1\r\nHost: gw\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let started = tokio::time::Instant::now();
+    let mut cut = false;
+    // 15 s of trickling unless the server cuts the connection first.
+    for byte in head.iter().cycle().take(75) {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let (_, closed) = read_until_closed(&mut tcp, Duration::from_millis(200)).await;
+        if closed {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "still open after {:?} of trickled headers",
+        started.elapsed()
+    );
+    assert!(
+        metric(&env.metrics().await, "switchboard_header_timeouts_total") >= 1.0,
+        "{}",
+        env.metrics().await
+    );
+    // The server is fine for everyone else.
+    let http = switchboard_sim::caller::http_client().unwrap();
+    let r = http
+        .get(format!("{}/healthz", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A webhook body over the limit (64 KiB: Twilio's forms are 1–3 KiB) is refused 413
+/// before anything reads it; a body announced and never sent is cut by the request
+/// timeout (1 s here) with a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_limit_and_never_sent_bodies_are_refused() {
+    let env = Env::start(edge_options(|_| {})).await.unwrap();
+    let url = format!("{}/twilio/voice", env.base);
+    let params: Vec<(String, String)> = vec![
+        ("CallSid".into(), new_sid("CA")),
+        ("AccountSid".into(), ACCOUNT_SID.into()),
+        ("From".into(), "+15551230000".into()),
+        ("To".into(), NUMBER.into()),
+        ("Padding".into(), "x".repeat(100 * 1024)),
+    ];
+    // Correctly signed: only the size is wrong.
+    let sig = twilio_signature(AUTH_TOKEN, &url, &params);
+    let http = switchboard_sim::caller::http_client().unwrap();
+    let r = http
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    let mut tcp = TcpStream::connect(env.gw().addr).await.unwrap();
+    tcp.write_all(
+        b"POST /twilio/voice HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nCallSid=CA",
+    )
+    .await
+    .unwrap();
+    let (answer, _) = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "a body that never comes: {answer:?}"
+    );
+    assert_eq!(metric(&env.metrics().await, "switchboard_active_calls"), 0.0);
+}
+
+/// One peer address may hold `--max-connections-per-ip` connections (4 here); the next
+/// is answered 503 and closed at once, and counted. When one closes, the peer may connect
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_peer_cap_are_refused_and_counted() {
+    let env = Env::start(edge_options(|s| {
+        s.header_read_timeout_seconds = 30;
+        s.max_connections_per_ip = 4;
+        s.trusted_proxies = Networks::default();
+    }))
+    .await
+    .unwrap();
+    let addr = env.gw().addr;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut over, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(closed, "the refused connection is closed");
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_connections_refused_total{reason=\"max_connections_per_ip\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "switchboard_connections_open"), 4.0, "{m}");
+
+    // One held connection makes a request and closes: its slot comes back.
+    let mut first = held.remove(0);
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut first, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    drop(first);
+    let http = switchboard_sim::caller::http_client().unwrap();
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("{}/healthz", env.base)).send().await
+            && r.status() == 200
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a closed connection gives its slot back");
+}
+
+/// A Twilio peer that stops reading while the agent speaks: the gateway's writes to it
+/// block once the socket buffers are full. The call must not hang on it: it ends within
+/// the write timeout (5 s) with outcome `twilio_write_timeout`, and its model session is
+/// closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_peer_that_stops_reading_ends_its_call_with_a_reason() {
+    let env = Env::start(EnvOptions {
+        realtime: RealtimeConfig {
+            // The greeting alone is ~16 minutes of audio in 1 s deltas, generated at
+            // once: far more than any socket buffer holds.
+            ms_per_char: 20_000,
+            delta_ms: 1000,
+            speed: 1000.0,
+            ..RealtimeConfig::default()
+        },
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    // A small receive buffer, so the gateway's writes block sooner.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(env.gw().addr).await.unwrap();
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "x-twilio-signature",
+        twilio_signature(AUTH_TOKEN, &url, &[]).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+        .await
+        .unwrap();
+    // From here on, nothing is read.
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("twilio_write_timeout"), "{rec:#?}");
+    assert!(
+        rec.detail.as_deref().unwrap_or("").contains("did not take"),
+        "{rec:#?}"
+    );
+    assert!(
+        env.realtime
+            .wait_sessions_closed(1, Duration::from_secs(5))
+            .await,
+        "the model session was closed"
+    );
+    assert_eq!(metric(&env.metrics().await, "switchboard_active_calls"), 0.0);
+    drop(ws);
 }
