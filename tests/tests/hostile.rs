@@ -386,3 +386,65 @@ async fn a_twilio_peer_that_stops_reading_ends_its_call_with_a_reason() {
     assert_eq!(metric(&env.metrics().await, "switchboard_active_calls"), 0.0);
     drop(ws);
 }
+
+/// A stream that sends caller audio far faster than real time (60 s of frames at once):
+/// the model gets at most the allowance ahead of the wall clock (5 s), the rest is
+/// dropped and counted, and the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_audio_faster_than_real_time_is_not_forwarded() {
+    let env = Env::start(EnvOptions {
+        no_preconnect: true,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let sid = new_sid("CA");
+    let (_, twiml) = env.webhook(&sid).await.unwrap();
+    let (url, params) = stream_target(&twiml).unwrap();
+    let mut ws = env
+        .raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[])))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
+        .await
+        .unwrap();
+    // 20 ms of µ-law silence per frame, consecutive timestamps: only the rate is wrong.
+    let payload = base64_frame();
+    for i in 0..3000u64 {
+        let frame = format!(
+            r#"{{"event":"media","streamSid":"MZ1","media":{{"track":"inbound","chunk":"{i}","timestamp":"{}","payload":"{payload}"}}}}"#,
+            i * 20
+        );
+        ws.send(Message::text(frame)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(Message::text(r#"{"event":"stop","streamSid":"MZ1"}"#))
+        .await
+        .unwrap();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let rec = env.record(&sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    assert!(
+        env.realtime
+            .wait_sessions_closed(1, Duration::from_secs(5))
+            .await
+    );
+    let got_ms = env.realtime.sessions()[0].audio_bytes_in / 8;
+    assert!(
+        got_ms <= elapsed_ms + 5_000,
+        "{got_ms} ms of caller audio forwarded in {elapsed_ms} ms (sent 60 000 ms)"
+    );
+    assert!(
+        metric(
+            &env.metrics().await,
+            "switchboard_malformed_messages_total{kind=\"media_over_rate\"}"
+        ) >= 1.0
+    );
+    drop(ws);
+}
+
+fn base64_frame() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([0xFFu8; 160])
+}

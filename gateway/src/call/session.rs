@@ -19,6 +19,10 @@ use switchboard_store::{Role, ToolCallRecord, TranscriptEntry, Usage};
 
 /// Largest gap in caller audio filled with silence (longer gaps are not real-time audio).
 const MAX_GAP_PAD_MS: u64 = 10_000;
+/// Caller audio accepted ahead of the wall clock (the call's age), ms: network jitter, and
+/// the backlog Twilio builds up while the Realtime session opens. Beyond it a stream is
+/// sending faster than real time (a hostile peer), and frames are dropped, not billed.
+const MEDIA_AHEAD_MS: u64 = 5_000;
 /// While the caller speaks and no audio arrives this long, the model's VAD could wait
 /// forever for the end of speech: feed it silence.
 const STALL_MS: u64 = 750;
@@ -170,6 +174,8 @@ pub struct CallSession {
     playback: Playback,
     next_media_ts: Option<u64>,
     last_media_at: u64,
+    /// Caller audio accepted so far, ms (the over-rate bound).
+    media_in_ms: u64,
     speech_active: bool,
     stall_padded: bool,
     speech_stopped_at: Option<u64>,
@@ -206,6 +212,7 @@ impl CallSession {
             playback: Playback::default(),
             next_media_ts: None,
             last_media_at: now_ms,
+            media_in_ms: 0,
             speech_active: false,
             stall_padded: false,
             speech_stopped_at: None,
@@ -279,6 +286,14 @@ impl CallSession {
         bytes: usize,
         out: &mut Vec<Action>,
     ) {
+        let frame_ms = bytes as u64 / 8;
+        if self.media_in_ms.saturating_add(frame_ms)
+            > self.rel(now_ms).saturating_add(MEDIA_AHEAD_MS)
+        {
+            out.push(Action::Observe(Observation::Protocol("media_over_rate")));
+            return;
+        }
+        self.media_in_ms = self.media_in_ms.saturating_add(frame_ms);
         if let Some(expected) = self.next_media_ts
             && ts > expected
         {
@@ -298,7 +313,6 @@ impl CallSession {
                 out.push(Action::Observe(Observation::PaddedSilence(gap)));
             }
         }
-        let frame_ms = bytes as u64 / 8;
         // `timestamp` is the peer's number: saturate, a value near u64::MAX must not
         // overflow (a panic in debug, a wrapped clock and bogus padding in release).
         let frame_end = ts.saturating_add(frame_ms);

@@ -219,6 +219,31 @@ fn timestamp_jumps_pad_no_more_silence_than_real_time() {
     assert!(total <= now + 1000, "{total} ms padded in {} ms", now + 1000);
 }
 
+/// A stream sending caller audio faster than real time gets MEDIA_AHEAD_MS ahead of the
+/// wall clock and no further: the rest is dropped (and counted), not sent to the model.
+#[test]
+fn caller_audio_faster_than_real_time_is_dropped_past_the_allowance() {
+    let mut h = Harness::new(None, true);
+    let payload = STANDARD.encode([0x12u8; 160]);
+    let send = |h: &mut Harness, ts: u64| -> bool {
+        let out = h.feed(Input::Media {
+            timestamp_ms: ts,
+            payload: payload.clone(),
+            bytes: 160,
+        });
+        let over = out.contains(&Action::Observe(Observation::Protocol("media_over_rate")));
+        assert_eq!(realtime_msgs(&out).is_empty(), over);
+        !over
+    };
+    // 20 s of audio at one instant.
+    let mut forwarded = (0..1000).filter(|i| send(&mut h, i * 20)).count() as u64;
+    assert_eq!(forwarded, MEDIA_AHEAD_MS / 20);
+    // Real time passes: a second of audio is accepted again, not more.
+    h.at(1000);
+    forwarded += (1000..1100).filter(|i| send(&mut h, i * 20)).count() as u64;
+    assert_eq!(forwarded, (MEDIA_AHEAD_MS + 1000) / 20);
+}
+
 #[test]
 fn agent_audio_is_forwarded_with_a_unique_mark_per_chunk() {
     let mut h = Harness::new(None, true);
