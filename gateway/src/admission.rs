@@ -32,6 +32,10 @@
 //! Either way a second open of the same CallSid on the same replica is refused, live or
 //! ended.
 //!
+//! An admission also holds the drain ([`crate::drain::CallGuard`]) and hands it to its
+//! call: on SIGTERM a call answered here whose stream has not opened yet keeps the
+//! server up like a live one, until it ends or its admission expires.
+//!
 //! **Residual risk.** Without a store shared by the replicas, "opened" is known per
 //! replica: a captured token can open the call once more on every replica that has not
 //! seen it opened, within the token's lifetime, including the webhook's replica when the
@@ -541,7 +545,11 @@ mod tests {
         a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(drain.active(), 2, "a retried webhook is the same call");
         let call = a.consume("demo", &key, "CA1", &t1).unwrap();
-        assert_eq!(drain.active(), 2, "the stream took over the webhook's claim");
+        assert_eq!(
+            drain.active(),
+            2,
+            "the stream took over the webhook's claim"
+        );
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(drain.active(), 1, "the unused admission expired");
         // Adopted streams (another replica's webhook) are counted too.

@@ -21,7 +21,11 @@ async fn an_answered_call_is_served_through_the_drain() {
 
     // In the window, with no call at all: readiness is false, webhooks are answered.
     let http = switchboard_sim::caller::http_client().unwrap();
-    let ready = http.get(format!("{}/readyz", env.base)).send().await.unwrap();
+    let ready = http
+        .get(format!("{}/readyz", env.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     let sid = new_sid("CA");
     let (status, twiml) = env.webhook(&sid).await.unwrap();

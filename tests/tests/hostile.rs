@@ -277,7 +277,10 @@ async fn over_limit_and_never_sent_bodies_are_refused() {
         answer.starts_with("HTTP/1.1 503"),
         "a body that never comes: {answer:?}"
     );
-    assert_eq!(metric(&env.metrics().await, "switchboard_active_calls"), 0.0);
+    assert_eq!(
+        metric(&env.metrics().await, "switchboard_active_calls"),
+        0.0
+    );
 }
 
 /// One peer address may hold `--max-connections-per-ip` connections (4 here); the next
@@ -372,7 +375,11 @@ async fn a_twilio_peer_that_stops_reading_ends_its_call_with_a_reason() {
         .unwrap();
     // From here on, nothing is read.
     let rec = env.record(&sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("twilio_write_timeout"), "{rec:#?}");
+    assert_eq!(
+        rec.outcome.as_deref(),
+        Some("twilio_write_timeout"),
+        "{rec:#?}"
+    );
     assert!(
         rec.detail.as_deref().unwrap_or("").contains("did not take"),
         "{rec:#?}"
@@ -383,7 +390,10 @@ async fn a_twilio_peer_that_stops_reading_ends_its_call_with_a_reason() {
             .await,
         "the model session was closed"
     );
-    assert_eq!(metric(&env.metrics().await, "switchboard_active_calls"), 0.0);
+    assert_eq!(
+        metric(&env.metrics().await, "switchboard_active_calls"),
+        0.0
+    );
     drop(ws);
 }
 

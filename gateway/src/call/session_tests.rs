@@ -216,7 +216,11 @@ fn timestamp_jumps_pad_no_more_silence_than_real_time() {
         bytes: 160,
     });
     total += padded(&out);
-    assert!(total <= now + 1000, "{total} ms padded in {} ms", now + 1000);
+    assert!(
+        total <= now + 1000,
+        "{total} ms padded in {} ms",
+        now + 1000
+    );
 }
 
 /// A stream sending caller audio faster than real time gets MEDIA_AHEAD_MS ahead of the

@@ -117,7 +117,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                     tracing::warn!(call_sid = start.call_sid, tenant = tenant.name, %refusal, "refused media stream");
                 }
             }
-            let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.send(refusal_close(refusal))).await;
+            let _ =
+                tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.send(refusal_close(refusal))).await;
             return;
         }
     };

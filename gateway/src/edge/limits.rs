@@ -131,18 +131,10 @@ mod tests {
     #[test]
     fn the_per_peer_cap_counts_each_address_and_spares_trusted_proxies() {
         let metrics = EdgeMetrics::new().unwrap();
-        let limits = ConnectionLimits::new(
-            5,
-            2,
-            "10.0.0.0/8".parse().unwrap(),
-            metrics.clone(),
-        );
+        let limits = ConnectionLimits::new(5, 2, "10.0.0.0/8".parse().unwrap(), metrics.clone());
         let a1 = limits.admit(ip("203.0.113.1")).unwrap();
         let _a2 = limits.admit(ip("203.0.113.1")).unwrap();
-        assert_eq!(
-            limits.admit(ip("203.0.113.1")).err(),
-            Some(Refused::Peer)
-        );
+        assert_eq!(limits.admit(ip("203.0.113.1")).err(), Some(Refused::Peer));
         // The same peer over IPv4-mapped IPv6 is the same peer.
         assert_eq!(
             limits.admit(ip("::ffff:203.0.113.1")).err(),
@@ -153,29 +145,34 @@ mod tests {
         let _lb1 = limits.admit(ip("10.1.0.1")).unwrap();
         let _lb2 = limits.admit(ip("10.1.0.1")).unwrap();
         assert_eq!(limits.admit(ip("10.1.0.1")).err(), Some(Refused::Process));
-        assert_eq!(limits.admit(ip("203.0.113.3")).err(), Some(Refused::Process));
+        assert_eq!(
+            limits.admit(ip("203.0.113.3")).err(),
+            Some(Refused::Process)
+        );
         assert_eq!(metrics.open.get(), 5);
         drop(a1);
         assert_eq!(metrics.open.get(), 4);
         let _a3 = limits.admit(ip("203.0.113.1")).unwrap();
         assert_eq!(
-            metrics.refused.with_label_values(&["max_connections_per_ip"]).get(),
+            metrics
+                .refused
+                .with_label_values(&["max_connections_per_ip"])
+                .get(),
             2
         );
         assert_eq!(
-            metrics.refused.with_label_values(&["max_connections"]).get(),
+            metrics
+                .refused
+                .with_label_values(&["max_connections"])
+                .get(),
             2
         );
     }
 
     #[test]
     fn closed_connections_leave_no_entries() {
-        let limits = ConnectionLimits::new(
-            100,
-            3,
-            Networks::default(),
-            EdgeMetrics::new().unwrap(),
-        );
+        let limits =
+            ConnectionLimits::new(100, 3, Networks::default(), EdgeMetrics::new().unwrap());
         let permits: Vec<_> = (0..50)
             .map(|i| limits.admit(IpAddr::from([198, 51, 100, i])).unwrap())
             .collect();
@@ -187,7 +184,9 @@ mod tests {
     #[test]
     fn zero_means_no_per_peer_cap() {
         let limits = ConnectionLimits::new(10, 0, Networks::default(), EdgeMetrics::new().unwrap());
-        let _p: Vec<_> = (0..10).map(|_| limits.admit(ip("127.0.0.1")).unwrap()).collect();
+        let _p: Vec<_> = (0..10)
+            .map(|_| limits.admit(ip("127.0.0.1")).unwrap())
+            .collect();
         assert_eq!(limits.admit(ip("127.0.0.1")).err(), Some(Refused::Process));
         assert_eq!(limits.counted_peers(), 0);
     }

@@ -17,7 +17,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Default `--trusted-proxies`: the private ranges. In a cluster every peer of a gateway
 /// is the ingress controller or a node forwarding a LoadBalancer Service (the tenant's
 /// NetworkPolicy admits nothing else), each carrying many callers.
-pub const DEFAULT_TRUSTED_PROXIES: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
+pub const DEFAULT_TRUSTED_PROXIES: &str =
+    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
 /// Default `--drain-min-seconds`: the time a terminating pod takes to leave every load
 /// balancer's endpoints (the operator's `ENDPOINT_PROPAGATION_SECONDS`).
 pub const DEFAULT_DRAIN_MIN_SECONDS: u64 = 10;
@@ -160,10 +161,25 @@ mod tests {
         let d = ServeOptions::default();
         assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
         assert_eq!(d.trusted_proxies.0.len(), 5);
-        assert!(d.trusted_proxies.contains("10.1.2.3".parse().unwrap_or_else(|e| panic!("{e}"))));
-        assert!(d.trusted_proxies.contains("::ffff:192.168.0.9".parse().unwrap_or_else(|e| panic!("{e}"))));
-        assert!(!d.trusted_proxies.contains("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))));
-        assert!(!d.trusted_proxies.contains("203.0.113.7".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert!(
+            d.trusted_proxies
+                .contains("10.1.2.3".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
+        assert!(
+            d.trusted_proxies.contains(
+                "::ffff:192.168.0.9"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}"))
+            )
+        );
+        assert!(
+            !d.trusted_proxies
+                .contains("127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
+        assert!(
+            !d.trusted_proxies
+                .contains("203.0.113.7".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
     }
 
     #[test]
