@@ -4,20 +4,13 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use switchboard_sim::caller::twilio_signature;
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "log-test-token";
+mod support;
+use support::{ACCOUNT, KEY_ENV, TOKEN_ENV, free_port, tenant_manifest, wait_ready};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const TOKEN: &str = "log-test-token";
 
 /// Starts the gateway binary for a tenant with `spec_extra` (YAML lines under `spec`),
 /// sends a signed webhook for the tenant's number and one for an unknown number, and
@@ -25,14 +18,7 @@ fn free_port() -> u16 {
 async fn logs_of_two_webhooks(spec_extra: &str) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let tenant = dir.path().join("t.yaml");
-    std::fs::write(
-        &tenant,
-        format!(
-            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  agent:\n    instructions: Be brief.\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: LOG_TEST_TOKEN\n  openai:\n    apiKey:\n      env: LOG_TEST_KEY\n{spec_extra}"
-        ),
-    )
-    .unwrap();
+    let tenant = tenant_manifest(dir.path(), "    instructions: Be brief.\n", spec_extra);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args([
@@ -46,8 +32,8 @@ async fn logs_of_two_webhooks(spec_extra: &str) -> String {
             "--data-dir",
             dir.path().join("data").to_str().unwrap(),
         ])
-        .env("LOG_TEST_TOKEN", TOKEN)
-        .env("LOG_TEST_KEY", "sk-test")
+        .env(TOKEN_ENV, TOKEN)
+        .env(KEY_ENV, "sk-test")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -55,20 +41,8 @@ async fn logs_of_two_webhooks(spec_extra: &str) -> String {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    let up = wait_ready(&base).await;
     let http = switchboard_sim::caller::http_client().unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let url = format!("{base}/twilio/voice");
     for to in ["+15005550006", "+19998887766"] {
         let params: Vec<(String, String)> = [

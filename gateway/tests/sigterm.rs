@@ -9,16 +9,10 @@ use std::time::Duration;
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "sigterm-test-token";
+mod support;
+use support::{ACCOUNT, KEY_ENV, TOKEN_ENV, free_port, tenant_manifest, wait_ready};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const TOKEN: &str = "sigterm-test-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_live_calls_cuts_none() {
@@ -30,14 +24,7 @@ async fn sigterm_during_live_calls_cuts_none() {
     )
     .await
     .unwrap();
-    let tenant = dir.path().join("t.yaml");
-    std::fs::write(
-        &tenant,
-        format!(
-            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  agent:\n    greeting:\n      text: Hello there.\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: SIGTERM_TEST_TOKEN\n  openai:\n    apiKey:\n      env: SIGTERM_TEST_KEY\n"
-        ),
-    )
-    .unwrap();
+    let tenant = tenant_manifest(dir.path(), "    greeting:\n      text: Hello there.\n", "");
     let port = free_port();
     let data = dir.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -53,28 +40,15 @@ async fn sigterm_during_live_calls_cuts_none() {
             "--drain-min-seconds",
             "1",
         ])
-        .env("SIGTERM_TEST_TOKEN", TOKEN)
-        .env("SIGTERM_TEST_KEY", "sk-test")
+        .env(TOKEN_ENV, TOKEN)
+        .env(KEY_ENV, "sk-test")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_ready(&base).await, "gateway did not become ready");
     let http = switchboard_sim::caller::http_client().unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gateway did not become ready");
 
     let mut calls = Vec::new();
     for _ in 0..3 {
@@ -136,14 +110,7 @@ async fn sigterm_during_live_calls_cuts_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_without_calls_keeps_serving_for_the_minimum_window() {
     let dir = tempfile::tempdir().unwrap();
-    let tenant = dir.path().join("t.yaml");
-    std::fs::write(
-        &tenant,
-        format!(
-            "apiVersion: voice.switchboard.dev/v1alpha1\nkind: VoiceTenant\nmetadata:\n  name: demo\nspec:\n  displayName: Demo\n  phoneNumbers: [\"+15005550006\"]\n  twilio:\n    accountSid: {ACCOUNT}\n    authToken:\n      env: SIGTERM_TEST_TOKEN\n  openai:\n    apiKey:\n      env: SIGTERM_TEST_KEY\n"
-        ),
-    )
-    .unwrap();
+    let tenant = tenant_manifest(dir.path(), "", "");
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args([
@@ -158,28 +125,15 @@ async fn sigterm_without_calls_keeps_serving_for_the_minimum_window() {
             "--drain-min-seconds",
             "3",
         ])
-        .env("SIGTERM_TEST_TOKEN", TOKEN)
-        .env("SIGTERM_TEST_KEY", "sk-test")
+        .env(TOKEN_ENV, TOKEN)
+        .env(KEY_ENV, "sk-test")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_ready(&base).await, "gateway did not become ready");
     let http = switchboard_sim::caller::http_client().unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gateway did not become ready");
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -353,6 +353,22 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Answers a signed webhook for `call_sid` and opens its media stream with a valid
+    /// handshake signature; returns the socket and the stream's custom parameters (for
+    /// [`start_message`], which is not sent).
+    pub async fn answer_and_open_stream(
+        &self,
+        call_sid: &str,
+    ) -> anyhow::Result<(RawWs, std::collections::BTreeMap<String, String>)> {
+        let (_, twiml) = self.webhook(call_sid).await?;
+        let (url, params) = stream_target(&twiml)?;
+        let sig = switchboard_sim::caller::twilio_signature(AUTH_TOKEN, &url, &[]);
+        let ws = self.raw_stream(&url, Some(sig)).await?;
+        Ok((ws, params))
+    }
+}
+
 /// The stream URL and parameters of a `<Connect><Stream>` TwiML answer.
 pub fn stream_target(
     twiml: &str,

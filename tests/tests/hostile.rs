@@ -409,12 +409,7 @@ async fn caller_audio_faster_than_real_time_is_not_forwarded() {
     .await
     .unwrap();
     let sid = new_sid("CA");
-    let (_, twiml) = env.webhook(&sid).await.unwrap();
-    let (url, params) = stream_target(&twiml).unwrap();
-    let mut ws = env
-        .raw_stream(&url, Some(twilio_signature(AUTH_TOKEN, &url, &[])))
-        .await
-        .unwrap();
+    let (mut ws, params) = env.answer_and_open_stream(&sid).await.unwrap();
     let started = std::time::Instant::now();
     ws.send(Message::text(start_message(&new_sid("MZ"), &sid, &params)))
         .await
