@@ -383,8 +383,8 @@ async fn relay(
             continue;
         };
         session.handle(ms_at(at), input, &mut actions);
-        // Every write to Twilio for this input shares one deadline; its timer is only
-        // registered if a write would block (a write that completes never polls it).
+        // Every write to Twilio for this input shares one deadline; a timer is only made
+        // when a write would block (see `bounded`).
         let write_deadline = tokio::time::Instant::from_std(at) + TWILIO_WRITE_TIMEOUT;
         let mut relayed = false;
         // Frames of one input (a media chunk and its mark) are queued with `feed` and
@@ -505,6 +505,14 @@ async fn bounded(
     deadline: tokio::time::Instant,
     write: impl std::future::Future<Output = Result<(), axum::Error>>,
 ) -> Result<(), WriteFailed> {
+    let mut write = std::pin::pin!(write);
+    // Nearly every write completes at once (the socket buffer has room): polled once
+    // first, it needs no timer at all. Creating one would clone the runtime handle, an
+    // atomic every call shares, twice per frame.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.map_err(|_| WriteFailed::Closed);
+    }
     match tokio::time::timeout_at(deadline, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(WriteFailed::Closed),
