@@ -242,7 +242,7 @@ async fn a_client_trickling_its_headers_is_cut_at_the_header_timeout() {
 
 /// A webhook body over the limit (64 KiB: Twilio's forms are 1–3 KiB) is refused 413
 /// before anything reads it; a body announced and never sent is cut by the request
-/// timeout (1 s here) with a 503.
+/// timeout (1 s here) with a 503; a request head over 32 KiB is refused 431.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_limit_and_never_sent_bodies_are_refused() {
     let env = Env::start(edge_options(|_| {})).await.unwrap();
@@ -280,6 +280,19 @@ async fn over_limit_and_never_sent_bodies_are_refused() {
     assert_eq!(
         metric(&env.metrics().await, "switchboard_active_calls"),
         0.0
+    );
+
+    // A request head over 32 KiB (hyper's default allows ~400 KiB) is answered 431.
+    let mut tcp = TcpStream::connect(env.gw().addr).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40 * 1024)
+    );
+    let _ = tcp.write_all(big.as_bytes()).await;
+    let (answer, _) = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "an oversized head: {answer:?}"
     );
 }
 

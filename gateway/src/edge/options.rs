@@ -27,10 +27,12 @@ pub const DEFAULT_DRAIN_MIN_SECONDS: u64 = 10;
 /// STIR/SHAKEN fields stays under 4 KiB); 64 KiB is sixteen times that and still costs
 /// nothing to hold. No other route takes a body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Largest buffer hyper keeps for a connection's request head, bytes (a bigger head is
-/// answered 431). Twilio's heads are under 2 KiB; hyper's default (~400 KiB) would let
-/// 4096 connections hold 1.6 GB.
+/// Largest request head (request line and headers), bytes; a bigger one is answered 431.
+/// Twilio's heads are under 2 KiB.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Largest read buffer hyper keeps for a connection, bytes: its default (~400 KiB) would
+/// let 4096 connections hold 1.6 GB.
+pub const MAX_BUF_BYTES: usize = 64 * 1024;
 
 /// How the gateway's HTTP server limits its peers and how long it keeps serving on
 /// SIGTERM. Flattened into the gateway's [`Cli`](crate::cli::Cli).

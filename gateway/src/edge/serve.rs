@@ -3,7 +3,7 @@
 //! `axum::serve` accepts every connection and sets no timeout; this loop takes a
 //! [`ConnectionPermit`] per connection first (refusing over the caps with a canned 503),
 //! and serves each with hyper's connection builder: a header-read timer (slowloris, idle
-//! keep-alive), a capped head buffer, upgrades for the media streams. The router carries
+//! keep-alive), a cap on the request head and on the read buffer, upgrades for the media streams. The router carries
 //! tower-http's request timeout and body limit.
 
 use std::io;
@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::limits::{ConnectionLimits, ConnectionPermit, Refused};
 use super::metrics::EdgeMetrics;
-use super::options::{MAX_BODY_BYTES, MAX_HEAD_BYTES, ServeOptions};
+use super::options::{MAX_BODY_BYTES, MAX_BUF_BYTES, MAX_HEAD_BYTES, ServeOptions};
 
 /// The answer to a connection over a cap, written once without reading the request.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\nretry-after: 1\r\n\r\n";
@@ -57,7 +57,8 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout())
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_BUF_BYTES)
         .keep_alive(true);
     // Each connection task holds a receiver; the server waits for all to be dropped.
     let (open_tx, open_rx) = watch::channel(());
