@@ -274,3 +274,73 @@ async fn max_duration_wraps_up_then_says_goodbye() {
             .await
     );
 }
+
+/// Benchmark, not a test (ignored; prints, asserts nothing about time): the silence a
+/// caller hears when the OpenAI socket drops mid-answer, over repeated drops, next to the
+/// simulator's own connect time. Every session drops halfway through its first response
+/// and generates at real time (`speed: 1.0`), so each drop is heard as the gap between
+/// the end of the audio already sent and the first audio of the new session.
+///
+/// `cargo test -p switchboard-tests --test call_survival bench_reconnect_gap -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see docs/performance.md"]
+async fn bench_reconnect_gap() {
+    use switchboard_gateway::realtime::client::{ConnectParams, RealtimeBackend, WsBackend};
+    let env = Env::start(EnvOptions {
+        realtime: RealtimeConfig {
+            speed: 1.0,
+            drop_mid_response: Some(1),
+            ..RealtimeConfig::default()
+        },
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let report = place_call(&env.call(vec![Step::Silence { ms: 40_000 }, Step::Hangup]))
+        .await
+        .unwrap();
+    let mut gaps: Vec<u64> = report
+        .turns
+        .windows(2)
+        .map(|w| w[1].start_ms.saturating_sub(w[0].start_ms + w[0].heard_ms))
+        .collect();
+    let rec = env.record(&report.call_sid).await.unwrap();
+    // Connect time alone: the handshake plus `session.update`, as the gateway opens one.
+    let backend = WsBackend::default();
+    let mut connects = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let mut ws = backend
+            .connect(ConnectParams {
+                url: env.realtime.url(),
+                model: "gpt-realtime".into(),
+                api_key: "sk-bench".into(),
+                session_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#
+                    .into(),
+            })
+            .await
+            .unwrap();
+        connects.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let _ = futures_util::SinkExt::close(&mut ws).await;
+    }
+    let pct = |v: &mut Vec<u64>, p: f64| -> u64 {
+        v.sort_unstable();
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "drops: {} (record reconnects: {}), caller-audible gap ms p50 {} p95 {} max {}",
+        gaps.len(),
+        rec.reconnects.len(),
+        pct(&mut gaps, 0.5),
+        pct(&mut gaps, 0.95),
+        gaps.last().copied().unwrap_or(0)
+    );
+    let (c50, c95) = (pct(&mut connects, 0.5), pct(&mut connects, 0.95));
+    println!("simulator connect (handshake + session.update) µs p50 {c50} p95 {c95}");
+    println!(
+        "gateway share beyond connect, ms (gap p50 − connect p50): {}",
+        pct(&mut gaps, 0.5).saturating_sub(c50 / 1000)
+    );
+}
