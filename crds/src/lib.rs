@@ -13,6 +13,7 @@ pub mod limits;
 pub mod load;
 mod schema;
 pub mod secret;
+pub mod session_options;
 pub mod tenant;
 pub mod validate;
 
@@ -21,6 +22,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 pub use knowledge::*;
 pub use load::{LoadError, parse_knowledge_base, parse_tenant};
 pub use secret::{SecretKeySelector, SecretRef};
+pub use session_options::*;
 pub use tenant::*;
 pub use validate::{FieldError, ValidationErrors};
 

@@ -82,16 +82,39 @@ pub struct VoiceTenantSpec {
 /// The voice agent that answers the calls.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self.silenceTimeoutSeconds <= self.maxCallDurationSeconds",
-    "message": "silenceTimeoutSeconds must not exceed maxCallDurationSeconds",
-    "fieldPath": ".silenceTimeoutSeconds"
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.silenceTimeoutSeconds <= self.maxCallDurationSeconds",
+        "message": "silenceTimeoutSeconds must not exceed maxCallDurationSeconds",
+        "fieldPath": ".silenceTimeoutSeconds"
+    },
+    {
+        "rule": "!has(self.reasoning) || self.model.startsWith('gpt-realtime-2')",
+        "message": "reasoning is only for reasoning models (gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini)",
+        "fieldPath": ".reasoning"
+    },
+    {
+        "rule": "!has(self.callEnding) || self.callEnding.wrapUpSeconds < self.maxCallDurationSeconds",
+        "message": "callEnding.wrapUpSeconds must be shorter than maxCallDurationSeconds",
+        "fieldPath": ".callEnding.wrapUpSeconds"
+    }
+]))]
 pub struct AgentSpec {
-    /// Realtime model; sent as `?model=` on connect.
+    /// Realtime model; sent as `?model=` on connect: `gpt-realtime` (default),
+    /// `gpt-realtime-2`, `gpt-realtime-2.1`, `gpt-realtime-2.1-mini`, `gpt-realtime-mini`,
+    /// `gpt-realtime-1.5`, their dated snapshots, or a legacy preview name.
     #[serde(default = "default_model")]
-    #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
+    #[schemars(regex(pattern = crate::session_options::REALTIME_MODEL_PATTERN))]
     pub model: String,
+    /// How the context of a long call is cut (`session.truncation`).
+    #[serde(default)]
+    pub truncation: crate::session_options::TruncationSpec,
+    /// Reasoning effort, for the gpt-realtime-2 family only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<crate::session_options::ReasoningSpec>,
+    /// Re-prompts, wrap-up, goodbye and grace of calls the agent ends itself.
+    #[serde(default)]
+    pub call_ending: crate::session_options::CallEndingSpec,
     /// Output voice (`marin`, `cedar`, `alloy`, …).
     #[serde(default = "default_voice")]
     #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
@@ -135,6 +158,9 @@ impl Default for AgentSpec {
     fn default() -> Self {
         Self {
             model: default_model(),
+            truncation: Default::default(),
+            reasoning: None,
+            call_ending: Default::default(),
             voice: default_voice(),
             instructions: default_instructions(),
             greeting: None,

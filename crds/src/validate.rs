@@ -198,7 +198,60 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
 }
 
 fn agent_rules(c: &mut Collector, a: &AgentSpec) {
-    c.not_blank(&a.model, "spec.agent.model", "must not be empty");
+    c.check(
+        crate::session_options::is_realtime_model(&a.model),
+        "spec.agent.model",
+        "must be a Realtime model: gpt-realtime, gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini, gpt-realtime-mini, gpt-realtime-1.5 (or a dated snapshot, e.g. gpt-realtime-2025-08-28)",
+    );
+    if a.reasoning.is_some() {
+        c.check(
+            crate::session_options::is_reasoning_model(&a.model),
+            "spec.agent.reasoning",
+            "is only for reasoning models (gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini)",
+        );
+    }
+    let t = &a.truncation;
+    if t.kind == crate::session_options::TruncationKind::RetentionRatio {
+        c.check(
+            t.retention_ratio.is_some_and(|r| r > 0.0 && r <= 1.0),
+            "spec.agent.truncation.retentionRatio",
+            "must be set, above 0 and at most 1, with type: retentionRatio",
+        );
+    } else {
+        c.check(
+            t.retention_ratio.is_none() && t.post_instructions_tokens.is_none(),
+            "spec.agent.truncation",
+            "retentionRatio and postInstructionsTokens need type: retentionRatio",
+        );
+    }
+    if let Some(n) = t.post_instructions_tokens {
+        c.check(
+            (1..=128_000).contains(&n),
+            "spec.agent.truncation.postInstructionsTokens",
+            "must be between 1 and 128000",
+        );
+    }
+    let e = &a.call_ending;
+    c.check(
+        e.idle_reprompts <= 10,
+        "spec.agent.callEnding.idleReprompts",
+        "must be at most 10",
+    );
+    c.check(
+        e.wrap_up_seconds < a.max_call_duration_seconds,
+        "spec.agent.callEnding.wrapUpSeconds",
+        "must be shorter than maxCallDurationSeconds",
+    );
+    c.check(
+        (1..=120).contains(&e.grace_seconds),
+        "spec.agent.callEnding.graceSeconds",
+        "must be between 1 and 120",
+    );
+    c.not_blank(
+        &e.goodbye,
+        "spec.agent.callEnding.goodbye",
+        "must not be empty",
+    );
     c.not_blank(&a.voice, "spec.agent.voice", "must not be empty");
     if let Some(g) = &a.greeting {
         c.not_blank(

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub signature_failures: IntCounterVec,
     /// Realtime `error` events by code.
     pub openai_errors: IntCounterVec,
+    /// Calls moved to a new Realtime session, by cause (`dropped`, `closed`, `error`,
+    /// `session_limit`, `rotation`).
+    pub openai_reconnects: IntCounterVec,
+    /// Realtime session lost → new session serving the call, seconds (rotations: 0).
+    pub reconnect_gap: Histogram,
     /// Webhook responses by route and HTTP status.
     pub webhook_responses: IntCounterVec,
     /// Store ops waiting in the write-behind queue.
@@ -120,6 +125,20 @@ impl Metrics {
                 ),
                 &["code"],
             )?,
+            openai_reconnects: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_openai_reconnects_total",
+                    "Calls moved to a new Realtime session, by cause",
+                ),
+                &["cause"],
+            )?,
+            reconnect_gap: Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_openai_reconnect_gap_seconds",
+                    "Realtime session lost until a new one serves the call",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )?,
             webhook_responses: IntCounterVec::new(
                 Opts::new(
                     "switchboard_webhook_responses_total",
@@ -191,6 +210,8 @@ impl Metrics {
         r.register(Box::new(m.barge_ins.clone()))?;
         r.register(Box::new(m.signature_failures.clone()))?;
         r.register(Box::new(m.openai_errors.clone()))?;
+        r.register(Box::new(m.openai_reconnects.clone()))?;
+        r.register(Box::new(m.reconnect_gap.clone()))?;
         r.register(Box::new(m.webhook_responses.clone()))?;
         r.register(Box::new(m.store_queue_depth.clone()))?;
         r.register(Box::new(m.store_spooled.clone()))?;

@@ -74,8 +74,18 @@ pub struct SessionSettings {
     pub interruptible_update: String,
     /// Hard limit of the call, ms.
     pub max_call_ms: u64,
-    /// End the call after this much silence from both sides, ms (0 = never).
+    /// Say goodbye and end the call after the caller has been silent this long, ms
+    /// (0 = never). Wall clock: comfort noise defeats VAD-based silence detection.
     pub silence_timeout_ms: u64,
+    /// Idle re-prompts (`input_audio_buffer.timeout_triggered`) allowed before the
+    /// next one ends the call with the goodbye.
+    pub idle_reprompts: u32,
+    /// The model is told to wrap up this long before `max_call_ms` (0 = never).
+    pub wrap_up_ms: u64,
+    /// After a goodbye was decided, the call ends at the latest this much later.
+    pub end_grace_ms: u64,
+    /// Said word for word when the agent ends the call for silence or length.
+    pub goodbye: String,
     /// Tools answered outside the state machine (e.g. `search_knowledge_base`): a call
     /// to one becomes [`Action::RunTool`](crate::call::session::Action::RunTool) and its answer comes back as
     /// [`Input::ToolResult`](crate::call::session::Input::ToolResult).
@@ -237,6 +247,10 @@ impl Tenants {
             interruptible_update: session_config::set_interruptible(agent, true),
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
+            idle_reprompts: agent.call_ending.idle_reprompts,
+            wrap_up_ms: u64::from(agent.call_ending.wrap_up_seconds) * 1000,
+            end_grace_ms: u64::from(agent.call_ending.grace_seconds) * 1000,
+            goodbye: agent.call_ending.goodbye.clone(),
             external_tools: tools::external_names(&tools),
         };
         Tenant {

@@ -157,6 +157,10 @@ pub struct CallEnd {
     pub tool_calls: Vec<ToolCallRecord>,
     /// Number of barge-ins.
     pub barge_ins: u32,
+    /// Why the call moved to a new Realtime session, once per move, in order
+    /// (`dropped`, `closed`, `error`, `session_limit`, `rotation`).
+    #[serde(default)]
+    pub reconnects: Vec<String>,
 }
 
 /// A Twilio call status callback.
@@ -224,6 +228,9 @@ pub struct CallRecord {
     pub status_sequence: Option<i64>,
     /// Barge-ins.
     pub barge_ins: u32,
+    /// See [`CallEnd::reconnects`].
+    #[serde(default)]
+    pub reconnects: Vec<String>,
     /// Usage.
     pub usage: Usage,
     /// Transcript in order.

@@ -12,7 +12,7 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     started_at_ms, ended_at_ms, outcome, detail, status, duration_s, status_sequence, \
     barge_ins, usage_responses, usage_total_tokens, usage_input_tokens, \
     usage_output_tokens, usage_input_audio_tokens, usage_input_text_tokens, \
-    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens";
+    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -65,6 +65,13 @@ where
         duration_s: row.try_get("duration_s")?,
         status_sequence: row.try_get("status_sequence")?,
         barge_ins: u32::try_from(n("barge_ins")?).unwrap_or(u32::MAX),
+        reconnects: {
+            let s: String = row.try_get("reconnects")?;
+            s.split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        },
         usage: Usage {
             responses: n("usage_responses")?,
             total_tokens: n("usage_total_tokens")?,

@@ -21,13 +21,22 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "calls".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "calls".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
+            false,
+        ),
+        Migration::new(
+            3,
+            "reconnects".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0003_reconnects.sql")),
+            false,
+        ),
+    ])
 }
 
 /// Call records in a SQLite database.
@@ -109,11 +118,12 @@ impl SqliteStore {
             "INSERT INTO calls (call_sid, tenant, ended_at_ms, outcome, detail, barge_ins, \
                usage_responses, usage_total_tokens, usage_input_tokens, usage_output_tokens, \
                usage_input_audio_tokens, usage_input_text_tokens, usage_cached_tokens, \
-               usage_output_audio_tokens, usage_output_text_tokens) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+               usage_output_audio_tokens, usage_output_text_tokens, reconnects) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (call_sid) DO UPDATE SET \
                ended_at_ms = excluded.ended_at_ms, outcome = excluded.outcome, \
                detail = excluded.detail, barge_ins = excluded.barge_ins, \
+               reconnects = excluded.reconnects, \
                usage_responses = excluded.usage_responses, \
                usage_total_tokens = excluded.usage_total_tokens, \
                usage_input_tokens = excluded.usage_input_tokens, \
@@ -139,6 +149,7 @@ impl SqliteStore {
         .bind(to_sql(u.cached_tokens))
         .bind(to_sql(u.output_audio_tokens))
         .bind(to_sql(u.output_text_tokens))
+        .bind(e.reconnects.join(","))
         .execute(&mut *tx)
         .await?;
 

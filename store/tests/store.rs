@@ -120,6 +120,7 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
             },
         ],
         barge_ins: 1,
+        reconnects: vec!["dropped".into(), "rotation".into()],
     }
 }
 
@@ -258,6 +259,7 @@ fn expected_full(sid: &str) -> CallRecord {
         duration_s: Some(60),
         status_sequence: Some(3),
         barge_ins: 1,
+        reconnects: e.reconnects,
         usage: e.usage,
         transcript: e.transcript,
         tool_calls: e.tool_calls,

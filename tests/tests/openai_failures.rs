@@ -19,10 +19,11 @@ fn long_call() -> Vec<Step> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_error_and_close_end_the_call_with_a_record() {
+async fn server_error_and_close_move_the_call_to_a_new_session() {
     let env = Env::start(EnvOptions {
         realtime: RealtimeConfig {
             fail_after_ms: Some(3_000),
+            fault_sessions: Some(1),
             ..RealtimeConfig::default()
         },
         ..EnvOptions::default()
@@ -30,11 +31,13 @@ async fn server_error_and_close_end_the_call_with_a_record() {
     .await
     .unwrap();
     let report = place_call(&env.call(long_call())).await.unwrap();
-    assert!(report.ended_by_gateway, "{report:#?}");
-    assert!(report.stream_ms < 6_000, "released promptly: {report:#?}");
+    assert!(!report.ended_by_gateway, "the call goes on: {report:#?}");
+    assert!(report.is_clean(), "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("openai_error"), "{rec:#?}");
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"), "{rec:#?}");
+    assert_eq!(rec.reconnects, vec!["error".to_string()]);
     assert!(!rec.transcript.is_empty(), "the greeting is kept");
+    assert_eq!(env.realtime.sessions().len(), 2);
     assert!(
         metric(
             &env.metrics().await,
@@ -44,7 +47,7 @@ async fn server_error_and_close_end_the_call_with_a_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_expiry_ends_the_call_with_its_code() {
+async fn session_limit_while_the_caller_talks_reconnects_with_its_cause() {
     let env = Env::start(EnvOptions {
         realtime: RealtimeConfig {
             session_max_ms: Some(3_000),
@@ -54,11 +57,26 @@ async fn session_expiry_ends_the_call_with_its_code() {
     })
     .await
     .unwrap();
-    let report = place_call(&env.call(long_call())).await.unwrap();
-    assert!(report.ended_by_gateway, "{report:#?}");
+    // Never a quiet moment before the limit: no rotation, the server ends the session
+    // (`session_expired`, then close 1001).
+    let report = place_call(&env.call(vec![
+        Step::Say { ms: 4_500 },
+        Step::WaitAgentDone {
+            quiet_ms: 300,
+            timeout_ms: 10_000,
+        },
+        Step::Hangup,
+    ]))
+    .await
+    .unwrap();
+    assert!(!report.ended_by_gateway, "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("openai_error"));
-    assert_eq!(rec.detail.as_deref(), Some("session_expired"));
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"), "{rec:#?}");
+    assert_eq!(
+        rec.reconnects.first().map(String::as_str),
+        Some("session_limit"),
+        "{rec:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,12 @@
 //! record, the end of the call). The task in [`super::task`] only moves bytes, so every
 //! decision here is unit-tested without sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::history::{self, Turn};
 use super::playback::{MarkEcho, Playback};
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
 use crate::tenants::SessionSettings;
@@ -28,6 +29,24 @@ const MEDIA_AHEAD_MS: u64 = 5_000;
 const STALL_MS: u64 = 750;
 /// Silence appended on a stall.
 const STALL_PAD_MS: u64 = 1_000;
+/// Connection attempts after a lost Realtime session before the call gives up and the
+/// fallback plays (`model_unavailable`).
+pub const RECONNECT_ATTEMPTS: u32 = 4;
+/// Wait before attempt 2, 3, 4 (attempt 1 is immediate: the caller is waiting).
+const RECONNECT_BACKOFF_MS: [u64; 3] = [250, 750, 2_000];
+/// Caller audio kept while no session is connected (newest first out): 2 s, replayed
+/// into the new session so words spoken during the reconnect are not lost.
+const GAP_AUDIO_FRAMES: usize = 100;
+/// A session is rotated at a quiet moment within this long of its expiry (or within the
+/// last third of its lifetime, when that is shorter).
+const ROTATE_LEAD_MAX_MS: u64 = 300_000;
+/// What the new session is told after a drop in the middle of the agent's answer.
+pub const RESUME_NOTE: &str = "[The connection dropped for a moment while you were speaking. \
+The caller heard your last message up to where it stops. Continue from exactly there, \
+without repeating what was already said.]";
+/// What the new session is told after a drop while nobody was speaking.
+pub const RECONNECT_NOTE: &str = "[The connection was interrupted for a moment. Carry on \
+the conversation; do not mention it unless the caller does.]";
 
 /// One event for the session.
 #[derive(Debug, Clone)]
@@ -54,8 +73,17 @@ pub enum Input {
     TwilioStalled(String),
     /// A Realtime server event.
     Realtime(ServerEvent),
-    /// The Realtime WebSocket closed.
-    RealtimeClosed,
+    /// The current Realtime WebSocket closed or failed.
+    RealtimeClosed {
+        /// The close frame's code (`1001`: the session limit, or a server going away);
+        /// `None` when the socket dropped without one.
+        code: Option<u16>,
+    },
+    /// A Realtime session asked for with [`Action::ConnectRealtime`] is open (its
+    /// `session.update` sent); the task holds it until [`Action::SwitchRealtime`].
+    RealtimeConnected,
+    /// The connection asked for with [`Action::ConnectRealtime`] failed.
+    RealtimeConnectFailed(String),
     /// Periodic timer.
     Tick,
     /// The gateway's drain deadline passed.
@@ -84,6 +112,15 @@ pub enum Observation {
     LateDeltaDropped,
     /// Something a peer sent that was not acceptable, by kind.
     Protocol(&'static str),
+    /// The Realtime session serving the call was lost, and why (see [`cause`]).
+    OpenAiLost(ReconnectCause),
+    /// The call moved to a new Realtime session, and why (see [`ReconnectCause`]).
+    Reconnected {
+        /// Why.
+        cause: &'static str,
+        /// How long no session was connected, ms (0 for a rotation).
+        gap_ms: u64,
+    },
 }
 
 /// What the session wants done.
@@ -104,9 +141,35 @@ pub enum Action {
         /// Arguments (JSON text, as the model sent them).
         arguments: String,
     },
+    /// Open a new Realtime session with the tenant's configuration, without blocking the
+    /// call; answer with [`Input::RealtimeConnected`] or [`Input::RealtimeConnectFailed`].
+    ConnectRealtime,
+    /// Stop reading the current Realtime socket and close it (its session is given up).
+    DropRealtime,
+    /// Close the current Realtime socket (if still open) and use the one just connected:
+    /// every [`Action::Realtime`] after this goes to the new session.
+    SwitchRealtime,
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
 }
+
+/// Why the call moved to a new Realtime session (the record's `reconnects` entries and
+/// the `switchboard_openai_reconnects_total` label).
+pub mod cause {
+    /// The socket dropped without a close frame.
+    pub const DROPPED: &str = "dropped";
+    /// The server closed the socket (not for the session limit).
+    pub const CLOSED: &str = "closed";
+    /// An `error` event, then the close.
+    pub const ERROR: &str = "error";
+    /// The 60-minute limit: close code 1001, or the older `session_expired` error.
+    pub const SESSION_LIMIT: &str = "session_limit";
+    /// The gateway rotated the session at a quiet moment before the limit.
+    pub const ROTATION: &str = "rotation";
+}
+
+/// The names of [`cause`]'s values (one type for signatures).
+pub type ReconnectCause = &'static str;
 
 /// Everything a finished call leaves behind.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +186,8 @@ pub struct CallSummary {
     pub tool_calls: Vec<ToolCallRecord>,
     /// Barge-ins.
     pub barge_ins: u32,
+    /// Why each move to a new Realtime session happened, in order (see [`cause`]).
+    pub reconnects: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +207,33 @@ struct PendingTool {
     started_ms: u64,
 }
 
+/// Where the call's model connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// One session serves the call.
+    Up,
+    /// A new session is being connected. `lost_at`: when the previous one was lost;
+    /// `None` while it still serves the call (a rotation).
+    Connecting {
+        cause: ReconnectCause,
+        attempt: u32,
+        lost_at: Option<u64>,
+    },
+    /// The last attempt failed; the next starts at `retry_at`.
+    Waiting {
+        cause: ReconnectCause,
+        attempt: u32,
+        retry_at: u64,
+        lost_at: u64,
+    },
+    /// A rotation's new session is open and waits for a quiet moment to take over.
+    Ready { cause: ReconnectCause },
+}
+
 #[derive(Debug)]
 struct CallerTurn {
+    /// Call-relative ms (orders the history across sessions).
+    at: u64,
     start_ms: u64,
     end_ms: Option<u64>,
     text: String,
@@ -190,6 +280,33 @@ pub struct CallSession {
     scratch: Vec<u8>,
     last_error: Option<String>,
     ended: bool,
+    link: Link,
+    /// Caller audio goes to a session (false while reconnecting: it is kept in
+    /// `gap_audio` instead). A plain bool: checked for every caller frame.
+    audio_to_model: bool,
+    gap_audio: VecDeque<String>,
+    /// The lost session was answering: the new one continues the answer.
+    resume: bool,
+    /// Unix ms at `now_ms == 0`, to place `session.created.expires_at` on the call clock.
+    unix_origin_ms: Option<u64>,
+    /// When to rotate the session (at the first quiet moment after this).
+    rotate_at: Option<u64>,
+    reconnects: Vec<String>,
+    /// Call-relative ms at which the current session's input buffer started.
+    audio_origin_ms: u64,
+    /// Call-relative ms of each entry of `tool_calls`.
+    tool_at: Vec<u64>,
+    last_caller_activity: u64,
+    idle_prompts: u32,
+    /// Cancel the next response the server starts by itself (an idle re-prompt past the
+    /// declared number: the goodbye replaces it).
+    cancel_next_response: bool,
+    wrap_up_sent: bool,
+    /// The call is ending on purpose (`max_duration`, `silence_timeout`): goodbye, then
+    /// hang up; hard end after the grace.
+    closing: Option<(&'static str, u64)>,
+    goodbye_pending: bool,
+    hangup_outcome: &'static str,
 }
 
 impl CallSession {
@@ -227,7 +344,30 @@ impl CallSession {
             scratch: Vec::new(),
             last_error: None,
             ended: false,
+            link: Link::Up,
+            audio_to_model: true,
+            gap_audio: VecDeque::new(),
+            resume: false,
+            unix_origin_ms: None,
+            rotate_at: None,
+            reconnects: Vec::new(),
+            audio_origin_ms: 0,
+            tool_at: Vec::new(),
+            last_caller_activity: now_ms,
+            idle_prompts: 0,
+            cancel_next_response: false,
+            wrap_up_sent: false,
+            closing: None,
+            goodbye_pending: false,
+            hangup_outcome: "agent_hangup",
         }
+    }
+
+    /// Tells the session the Unix time (ms) at which its clock (`now_ms`) was 0, so a
+    /// session's `expires_at` can be placed on the call's clock and the session rotated
+    /// before it. Without it the gateway only reconnects after the server ends a session.
+    pub fn set_unix_origin(&mut self, unix_ms_at_zero: u64) {
+        self.unix_origin_ms = Some(unix_ms_at_zero);
     }
 
     /// Whether the call has ended (no further input has any effect).
@@ -249,6 +389,12 @@ impl CallSession {
             Input::Mark(name) => self.on_mark(&name, out),
             Input::Dtmf(digit) => {
                 self.last_activity = now_ms;
+                self.last_caller_activity = now_ms;
+                if !self.audio_to_model {
+                    // No session to tell; the key press is lost like audio beyond the
+                    // gap buffer (rare: a key during a reconnect).
+                    return;
+                }
                 out.push(Action::Realtime(wire::user_text(&format!(
                     "[The caller pressed the key \"{digit}\" on their phone keypad.]"
                 ))));
@@ -256,16 +402,22 @@ impl CallSession {
             }
             Input::Stop | Input::TwilioClosed => self.end("caller_hangup", None, out),
             Input::TwilioStalled(detail) => self.end("twilio_write_timeout", Some(detail), out),
-            Input::RealtimeClosed => {
-                let outcome = if self.last_error.is_some() {
-                    "openai_error"
-                } else {
-                    "openai_closed"
-                };
-                let detail = self.last_error.clone();
-                self.end(outcome, detail, out);
+            Input::RealtimeClosed { code } => self.on_realtime_closed(now_ms, code, out),
+            Input::RealtimeConnected => self.on_connected(now_ms, out),
+            Input::RealtimeConnectFailed(error) => self.on_connect_failed(now_ms, error, out),
+            Input::Realtime(ev) => {
+                // Events still queued from a session already given up are stale.
+                if matches!(
+                    self.link,
+                    Link::Connecting {
+                        lost_at: Some(_),
+                        ..
+                    } | Link::Waiting { .. }
+                ) {
+                    return;
+                }
+                self.on_realtime(now_ms, ev, out)
             }
-            Input::Realtime(ev) => self.on_realtime(now_ms, ev, out),
             Input::Tick => self.on_tick(now_ms, out),
             Input::DrainDeadline => self.end("drain_deadline", None, out),
             Input::ToolResult { call_id, output } => {
@@ -294,6 +446,10 @@ impl CallSession {
             return;
         }
         self.media_in_ms = self.media_in_ms.saturating_add(frame_ms);
+        if !self.audio_to_model {
+            self.buffer_gap_audio(ts, payload, bytes);
+            return;
+        }
         if let Some(expected) = self.next_media_ts
             && ts > expected
         {
@@ -353,8 +509,13 @@ impl CallSession {
                 out.push(Action::Realtime(self.settings.interruptible_update.clone()));
             }
         }
-        if self.hangup_requested && self.active_response.is_none() && !self.playback.is_playing() {
-            self.end("agent_hangup", None, out);
+        if self.hangup_requested
+            && self.active_response.is_none()
+            && !self.response_requested
+            && !self.goodbye_pending
+            && !self.playback.is_playing()
+        {
+            self.end(self.hangup_outcome, None, out);
         }
     }
 
@@ -385,9 +546,27 @@ impl CallSession {
 
     fn on_realtime(&mut self, now_ms: u64, ev: ServerEvent, out: &mut Vec<Action>) {
         match ev {
+            ServerEvent::SessionCreated { expires_at } => {
+                self.schedule_rotation(now_ms, expires_at);
+            }
             ServerEvent::SessionUpdated => {
+                let was_ready = self.session_ready;
                 self.session_ready = true;
                 self.maybe_greet(out);
+                if !was_ready && std::mem::take(&mut self.resume) {
+                    self.request_response(out);
+                }
+                self.try_goodbye(out);
+            }
+            ServerEvent::IdleTimeout => {
+                self.idle_prompts += 1;
+                if self.idle_prompts > self.settings.idle_reprompts {
+                    // The server starts a re-prompt itself; the goodbye replaces it, once
+                    // that response is cancelled (one response at a time).
+                    self.cancel_next_response = true;
+                    self.response_requested = true;
+                    self.begin_closing(now_ms, "silence_timeout", out);
+                }
             }
             ServerEvent::SpeechStarted {
                 audio_start_ms,
@@ -395,10 +574,14 @@ impl CallSession {
             } => {
                 self.speech_active = true;
                 self.last_activity = now_ms;
+                self.last_caller_activity = now_ms;
+                self.idle_prompts = 0;
+                let at = self.rel(now_ms);
                 self.caller.insert(
                     item_id,
                     CallerTurn {
-                        start_ms: audio_start_ms,
+                        at,
+                        start_ms: self.audio_origin_ms + audio_start_ms,
                         end_ms: None,
                         text: String::new(),
                     },
@@ -415,16 +598,20 @@ impl CallSession {
             } => {
                 self.speech_active = false;
                 self.last_activity = now_ms;
+                self.last_caller_activity = now_ms;
                 self.speech_stopped_at = Some(now_ms);
+                let origin = self.audio_origin_ms;
                 if let Some(t) = self.caller.get_mut(&item_id) {
-                    t.end_ms = Some(audio_end_ms);
+                    t.end_ms = Some(origin + audio_end_ms);
                 }
             }
             ServerEvent::InputTranscript {
                 item_id,
                 transcript,
             } => {
+                let at = self.rel(now_ms);
                 let t = self.caller.entry(item_id).or_insert(CallerTurn {
+                    at,
                     start_ms: 0,
                     end_ms: None,
                     text: String::new(),
@@ -432,6 +619,10 @@ impl CallSession {
                 t.text = transcript;
             }
             ServerEvent::ResponseCreated { response_id } => {
+                if std::mem::take(&mut self.cancel_next_response) {
+                    self.playback.discard(&response_id);
+                    out.push(Action::Realtime(wire::response_cancel()));
+                }
                 self.response_requested = false;
                 if self.greeting == Greeting::Requested {
                     self.greeting = Greeting::Playing(response_id.clone());
@@ -496,6 +687,7 @@ impl CallSession {
                     self.response_requested = true;
                     out.push(Action::Realtime(wire::response_create()));
                 }
+                self.try_goodbye(out);
                 self.after_playback_progress(out);
             }
             ServerEvent::Error(e) => {
@@ -507,14 +699,13 @@ impl CallSession {
                 if code == "conversation_already_has_active_response" {
                     self.response_requested = false;
                 }
-                let fatal = code == "session_expired";
                 self.last_error = Some(code.clone());
-                if fatal {
-                    self.end("openai_error", Some(code), out);
+                if code == "session_expired" && self.link == Link::Up {
+                    // Older deployments say so before their 1001 close: move on now.
+                    self.lose_session(now_ms, cause::SESSION_LIMIT, out);
                 }
             }
-            ServerEvent::SessionCreated | ServerEvent::Truncated { .. } | ServerEvent::Other(_) => {
-            }
+            ServerEvent::Truncated { .. } | ServerEvent::Other(_) => {}
         }
     }
 
@@ -589,11 +780,13 @@ impl CallSession {
                 turn.heard_ms = Some(t.played_ms);
                 turn.interrupted = true;
             }
-            out.push(Action::Realtime(wire::truncate(
-                &t.item_id,
-                t.content_index,
-                t.audio_end_ms,
-            )));
+            if !t.past_session {
+                out.push(Action::Realtime(wire::truncate(
+                    &t.item_id,
+                    t.content_index,
+                    t.audio_end_ms,
+                )));
+            }
         }
         if let Some(active) = &self.active_response {
             // interrupt_response=true: OpenAI cancels it; its in-flight deltas must not play.
@@ -638,6 +831,7 @@ impl CallSession {
             // The model does not speak after a tool output until asked.
             self.request_response(out);
         }
+        self.tool_at.push(self.rel(now_ms));
         self.tool_calls.push(ToolCallRecord {
             call_id,
             name,
@@ -664,11 +858,18 @@ impl CallSession {
             return;
         };
         let p = self.pending_tools.swap_remove(i);
-        out.push(Action::Realtime(wire::function_call_output(
-            &call_id, &output,
-        )));
-        self.request_response(out);
+        if self.audio_to_model {
+            out.push(Action::Realtime(wire::function_call_output(
+                &call_id, &output,
+            )));
+            self.request_response(out);
+        } else {
+            // No session now: the output goes into the new session's history, which then
+            // answers it.
+            self.resume = true;
+        }
         self.last_activity = now_ms;
+        self.tool_at.push(self.rel(p.started_ms));
         self.tool_calls.push(ToolCallRecord {
             call_id,
             name: p.name,
@@ -689,20 +890,357 @@ impl CallSession {
             ))));
             out.push(Action::Observe(Observation::PaddedSilence(STALL_PAD_MS)));
         }
-        if self.rel(now_ms) >= self.settings.max_call_ms {
-            self.end("max_duration", None, out);
+        let rel = self.rel(now_ms);
+        if let Some((outcome, since)) = self.closing
+            && now_ms.saturating_sub(since) >= self.settings.end_grace_ms
+        {
+            // The goodbye did not finish within the grace: end regardless.
+            self.end(outcome, None, out);
             return;
         }
-        let quiet = !self.speech_active
+        if rel >= self.settings.max_call_ms {
+            self.begin_closing(now_ms, "max_duration", out);
+            if self.ended {
+                return;
+            }
+        } else if !self.wrap_up_sent
+            && self.settings.wrap_up_ms > 0
+            && rel.saturating_add(self.settings.wrap_up_ms) >= self.settings.max_call_ms
+            && self.audio_to_model
+        {
+            self.wrap_up_sent = true;
+            let secs = (self.settings.max_call_ms - rel).div_ceil(1000);
+            out.push(Action::Realtime(wire::system_text(&format!(
+                "[This call will end in about {secs} seconds. Finish what you are saying, \
+                 help the caller wrap up, and do not start anything new.]"
+            ))));
+        }
+        if self.settings.silence_timeout_ms > 0
+            && self.quiet()
+            && now_ms.saturating_sub(self.last_caller_activity) >= self.settings.silence_timeout_ms
+        {
+            self.begin_closing(now_ms, "silence_timeout", out);
+            if self.ended {
+                return;
+            }
+        }
+        self.try_goodbye(out);
+        match self.link {
+            Link::Waiting {
+                cause,
+                attempt,
+                retry_at,
+                lost_at,
+            } if now_ms >= retry_at => {
+                self.link = Link::Connecting {
+                    cause,
+                    attempt: attempt + 1,
+                    lost_at: Some(lost_at),
+                };
+                out.push(Action::ConnectRealtime);
+            }
+            Link::Ready { cause } if self.quiet() => {
+                self.forget_session(out);
+                self.switch(now_ms, cause, 0, out);
+            }
+            Link::Up
+                if self.closing.is_none()
+                    && self.rotate_at.is_some_and(|t| now_ms >= t)
+                    && self.quiet() =>
+            {
+                self.rotate_at = None;
+                self.link = Link::Connecting {
+                    cause: cause::ROTATION,
+                    attempt: 1,
+                    lost_at: None,
+                };
+                out.push(Action::ConnectRealtime);
+            }
+            _ => {}
+        }
+    }
+
+    /// Nobody is speaking and nothing is pending: a moment at which the model session
+    /// can change without anyone noticing.
+    fn quiet(&self) -> bool {
+        !self.speech_active
             && !self.playback.is_playing()
             && self.active_response.is_none()
-            && !self.response_requested;
-        if self.settings.silence_timeout_ms > 0
-            && quiet
-            && now_ms.saturating_sub(self.last_activity) >= self.settings.silence_timeout_ms
-        {
-            self.end("silence_timeout", None, out);
+            && !self.response_requested
+            && self.pending_tools.is_empty()
+    }
+
+    /// Places the session's expiry on the call clock and plans its rotation.
+    fn schedule_rotation(&mut self, now_ms: u64, expires_at: Option<u64>) {
+        let (Some(exp_s), Some(origin)) = (expires_at, self.unix_origin_ms) else {
+            return;
+        };
+        let Some(expires) = exp_s.checked_mul(1000).and_then(|e| e.checked_sub(origin)) else {
+            return;
+        };
+        if expires <= now_ms {
+            return; // a peer's nonsense (or a skewed clock): reconnect when it closes
         }
+        let lead = ((expires - now_ms) / 3).min(ROTATE_LEAD_MAX_MS);
+        self.rotate_at = Some(expires - lead);
+    }
+
+    /// The call ends on purpose: say goodbye (after anything being said now), then hang
+    /// up once it has been heard, or at the grace at the latest.
+    fn begin_closing(&mut self, now_ms: u64, outcome: &'static str, out: &mut Vec<Action>) {
+        if self.closing.is_some() || self.ended {
+            return;
+        }
+        if !self.audio_to_model {
+            // No session to say goodbye with.
+            self.end(outcome, None, out);
+            return;
+        }
+        self.closing = Some((outcome, now_ms));
+        self.goodbye_pending = true;
+        self.hangup_requested = true;
+        self.hangup_outcome = outcome;
+        self.try_goodbye(out);
+    }
+
+    fn try_goodbye(&mut self, out: &mut Vec<Action>) {
+        if self.goodbye_pending
+            && self.session_ready
+            && self.audio_to_model
+            && self.active_response.is_none()
+            && !self.response_requested
+        {
+            self.goodbye_pending = false;
+            self.response_requested = true;
+            let purpose = self.closing.map_or("goodbye", |(o, _)| o);
+            out.push(Action::Realtime(wire::response_say_goodbye(
+                &self.settings.goodbye,
+                purpose,
+            )));
+        }
+    }
+
+    fn on_realtime_closed(&mut self, now_ms: u64, code: Option<u16>, out: &mut Vec<Action>) {
+        let cause = if self.last_error.as_deref() == Some("session_expired") || code == Some(1001) {
+            cause::SESSION_LIMIT
+        } else if self.last_error.is_some() {
+            cause::ERROR
+        } else if code.is_some() {
+            cause::CLOSED
+        } else {
+            cause::DROPPED
+        };
+        match self.link {
+            Link::Up => self.lose_session(now_ms, cause, out),
+            Link::Connecting {
+                cause,
+                attempt,
+                lost_at: None,
+            } => {
+                self.forget_session(out);
+                self.link = Link::Connecting {
+                    cause,
+                    attempt,
+                    lost_at: Some(now_ms),
+                };
+            }
+            Link::Ready { cause } => {
+                self.forget_session(out);
+                self.switch(now_ms, cause, 0, out);
+            }
+            Link::Connecting { .. } | Link::Waiting { .. } => {}
+        }
+    }
+
+    /// The session serving the call is gone: keep what it left, connect a new one.
+    fn lose_session(&mut self, now_ms: u64, cause: ReconnectCause, out: &mut Vec<Action>) {
+        if let Some((outcome, _)) = self.closing {
+            // Ending anyway; a new session only to say goodbye is not worth the wait.
+            self.end(outcome, None, out);
+            return;
+        }
+        self.forget_session(out);
+        out.push(Action::Observe(Observation::OpenAiLost(cause)));
+        self.link = Link::Connecting {
+            cause,
+            attempt: 1,
+            lost_at: Some(now_ms),
+        };
+        out.push(Action::ConnectRealtime);
+    }
+
+    /// Drops everything that only the old session knew: its response, its VAD state,
+    /// its unfinished items (their audio already sent still plays, see
+    /// [`Playback::end_session`]). Closes its socket.
+    fn forget_session(&mut self, out: &mut Vec<Action>) {
+        self.resume |= self.active_response.is_some() || self.response_requested;
+        for mark in self.playback.end_session() {
+            out.push(Action::Twilio(media::mark_message(&self.stream_sid, &mark)));
+        }
+        match &self.greeting {
+            Greeting::Requested => self.greeting = Greeting::NotSent,
+            Greeting::Playing(_) => {
+                self.greeting = Greeting::Done;
+                self.resume = true;
+            }
+            _ => {}
+        }
+        self.active_response = None;
+        self.response_requested = false;
+        self.response_wanted = false;
+        self.cancel_next_response = false;
+        self.speech_active = false;
+        self.speech_stopped_at = None;
+        self.stall_padded = false;
+        self.session_ready = false;
+        self.last_error = None;
+        self.rotate_at = None;
+        self.audio_to_model = false;
+        out.push(Action::DropRealtime);
+    }
+
+    fn on_connected(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        match self.link {
+            Link::Connecting {
+                cause,
+                lost_at: None,
+                ..
+            } => {
+                if self.quiet() {
+                    self.forget_session(out);
+                    self.switch(now_ms, cause, 0, out);
+                } else {
+                    self.link = Link::Ready { cause };
+                }
+            }
+            Link::Connecting {
+                cause,
+                lost_at: Some(lost),
+                ..
+            } => self.switch(now_ms, cause, now_ms.saturating_sub(lost), out),
+            _ => out.push(Action::Observe(Observation::Protocol("unexpected_connect"))),
+        }
+    }
+
+    fn on_connect_failed(&mut self, now_ms: u64, error: String, out: &mut Vec<Action>) {
+        let Link::Connecting {
+            cause,
+            attempt,
+            lost_at,
+        } = self.link
+        else {
+            return;
+        };
+        match lost_at {
+            // A rotation could not connect: the old session still serves; try later.
+            None => {
+                self.link = Link::Up;
+                self.rotate_at = Some(now_ms + 10_000);
+            }
+            Some(_) if attempt >= RECONNECT_ATTEMPTS => {
+                self.end("model_unavailable", Some(error), out);
+            }
+            Some(lost_at) => {
+                let wait = RECONNECT_BACKOFF_MS[usize::try_from(attempt - 1)
+                    .unwrap_or(0)
+                    .min(RECONNECT_BACKOFF_MS.len() - 1)];
+                self.link = Link::Waiting {
+                    cause,
+                    attempt,
+                    retry_at: now_ms + wait,
+                    lost_at,
+                };
+            }
+        }
+    }
+
+    /// The new session takes over: seed it with the conversation, then the caller audio
+    /// kept meanwhile.
+    fn switch(&mut self, now_ms: u64, cause: ReconnectCause, gap_ms: u64, out: &mut Vec<Action>) {
+        out.push(Action::SwitchRealtime);
+        let note = if cause == cause::ROTATION {
+            None
+        } else if self.resume {
+            Some(RESUME_NOTE)
+        } else {
+            Some(RECONNECT_NOTE)
+        };
+        for ev in history::seed_events(&self.turns(), note) {
+            out.push(Action::Realtime(ev));
+        }
+        if self.greeting == Greeting::Done && !self.settings.greeting_interruptible {
+            out.push(Action::Realtime(self.settings.interruptible_update.clone()));
+        }
+        self.link = Link::Up;
+        self.audio_to_model = true;
+        self.audio_origin_ms = self.rel(now_ms);
+        for payload in self.gap_audio.drain(..) {
+            out.push(Action::Realtime(wire::append_audio(&payload)));
+        }
+        self.reconnects.push(cause.to_string());
+        out.push(Action::Observe(Observation::Reconnected { cause, gap_ms }));
+    }
+
+    fn buffer_gap_audio(&mut self, ts: u64, payload: &str, bytes: usize) {
+        if self.gap_audio.len() >= GAP_AUDIO_FRAMES {
+            self.gap_audio.pop_front();
+        }
+        self.gap_audio.push_back(payload.to_string());
+        let frame_end = ts.saturating_add(bytes as u64 / 8);
+        self.next_media_ts = Some(self.next_media_ts.map_or(frame_end, |e| e.max(frame_end)));
+    }
+
+    /// The conversation so far, in order, as the next session should know it.
+    fn turns(&self) -> Vec<Turn> {
+        let mut timed: Vec<(u64, Turn)> = Vec::new();
+        for t in self.caller.values() {
+            timed.push((
+                t.at,
+                Turn::Caller {
+                    text: t.text.clone(),
+                },
+            ));
+        }
+        for t in &self.agent {
+            let cut = t.interrupted || !t.final_text;
+            let text = match t.heard_ms {
+                Some(heard) if t.interrupted && t.sent_ms > 0 => {
+                    cut_words(&t.text, heard, t.sent_ms)
+                }
+                _ => t.text.clone(),
+            };
+            timed.push((
+                t.start_ms,
+                Turn::Agent {
+                    text,
+                    interrupted: cut,
+                },
+            ));
+        }
+        for (t, at) in self.tool_calls.iter().zip(&self.tool_at) {
+            timed.push((
+                *at,
+                Turn::Tool {
+                    call_id: t.call_id.clone(),
+                    name: t.name.clone(),
+                    arguments: t.arguments.clone(),
+                    output: Some(t.output.clone()),
+                },
+            ));
+        }
+        for p in &self.pending_tools {
+            timed.push((
+                self.rel(p.started_ms),
+                Turn::Tool {
+                    call_id: p.call_id.clone(),
+                    name: p.name.clone(),
+                    arguments: p.arguments.clone(),
+                    output: None,
+                },
+            ));
+        }
+        timed.sort_by_key(|(at, _)| *at);
+        timed.into_iter().map(|(_, t)| t).collect()
     }
 
     fn end(&mut self, outcome: &'static str, detail: Option<String>, out: &mut Vec<Action>) {
@@ -750,6 +1288,7 @@ impl CallSession {
             usage: self.usage.clone(),
             tool_calls: std::mem::take(&mut self.tool_calls),
             barge_ins: self.barge_ins,
+            reconnects: std::mem::take(&mut self.reconnects),
         }
     }
 }
@@ -763,6 +1302,24 @@ fn add_usage(total: &mut Usage, u: &ResponseUsage) {
     total.cached_tokens += u.input_token_details.cached_tokens;
     total.output_audio_tokens += u.output_token_details.audio_tokens;
     total.output_text_tokens += u.output_token_details.text_tokens;
+}
+
+/// The words of `text` the caller heard: the share `heard_ms / total_ms`, cut back to a
+/// word boundary (speech is roughly even in time).
+fn cut_words(text: &str, heard_ms: u64, total_ms: u64) -> String {
+    if heard_ms >= total_ms {
+        return text.to_string();
+    }
+    let keep = usize::try_from(text.len() as u64 * heard_ms / total_ms.max(1)).unwrap_or(0);
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(i) => head[..i].trim_end().to_string(),
+        None => String::new(),
+    }
 }
 
 /// Base64 of `ms` of µ-law silence (0xFF).

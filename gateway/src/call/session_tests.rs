@@ -13,6 +13,10 @@ fn settings(greeting: Option<&str>, interruptible: bool) -> SessionSettings {
         interruptible_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#.into(),
         max_call_ms: 60_000,
         silence_timeout_ms: 0,
+        idle_reprompts: 2,
+        wrap_up_ms: 10_000,
+        end_grace_ms: 5_000,
+        goodbye: "Thanks for calling, goodbye!".into(),
         external_tools: vec!["lookup".into()],
     }
 }
@@ -89,7 +93,10 @@ fn ended(actions: &[Action]) -> Option<&CallSummary> {
 #[test]
 fn greets_only_after_session_updated() {
     let mut h = Harness::new(Some("Thanks for calling Demo Dental."), true);
-    assert!(h.rt(ServerEvent::SessionCreated).is_empty());
+    assert!(
+        h.rt(ServerEvent::SessionCreated { expires_at: None })
+            .is_empty()
+    );
     let out = h.rt(ServerEvent::SessionUpdated);
     let rt = realtime_msgs(&out);
     assert_eq!(rt.len(), 1);
@@ -508,52 +515,427 @@ fn stalled_caller_audio_during_speech_is_padded_once() {
     assert!(realtime_msgs(&h.at(1100).feed(Input::Tick)).is_empty());
 }
 
+fn goodbye_requests(actions: &[Action]) -> Vec<Value> {
+    realtime_msgs(actions)
+        .into_iter()
+        .filter(|m| {
+            m["type"] == "response.create"
+                && m["response"]["instructions"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("Thanks for calling, goodbye!"))
+        })
+        .collect()
+}
+
+/// Plays one agent response `resp`/`item` fully: created, one delta, done; returns the
+/// marks to echo.
+fn play(h: &mut Harness, resp: &str, item: &str) -> Vec<String> {
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: resp.into(),
+    });
+    let mut marks = mark_names(&h.delta(resp, item, 800));
+    marks.extend(mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: resp.into(),
+        item_id: item.into(),
+    })));
+    h.rt(ServerEvent::ResponseDone {
+        response_id: resp.into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    marks
+}
+
 #[test]
-fn limits_end_the_call() {
+fn max_duration_wraps_up_then_says_goodbye_after_the_current_sentence() {
     let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    // 10 s before the 60 s limit: a system note, once
+    let out = h.at(50_000).feed(Input::Tick);
+    let notes = realtime_msgs(&out);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["item"]["role"], "system");
+    assert!(
+        notes[0]["item"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("10 seconds")
+    );
+    assert!(realtime_msgs(&h.at(50_250).feed(Input::Tick)).is_empty());
+    // the agent is mid-sentence at the limit: no goodbye yet, no end
+    h.at(59_000).rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let m1 = mark_names(&h.delta("r1", "i1", 800));
+    let out = h.at(60_000).feed(Input::Tick);
+    assert!(ended(&out).is_none() && goodbye_requests(&out).is_empty());
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: "r1".into(),
+        item_id: "i1".into(),
+    }));
+    // the sentence's response ends: the goodbye is asked for
+    let out = h.at(60_500).rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    assert_eq!(goodbye_requests(&out).len(), 1);
+    h.feed(Input::Mark(m1[0].clone()));
+    assert!(
+        ended(&h.feed(Input::Mark(done[0].clone()))).is_none(),
+        "goodbye not yet heard"
+    );
+    let marks = play(&mut h, "r2", "bye");
+    let mut end = None;
+    for m in marks {
+        end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
+    }
+    assert_eq!(end, Some("max_duration"));
+}
+
+#[test]
+fn max_duration_plus_grace_ends_regardless() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.at(59_000).rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    h.delta("r1", "i1", 800);
+    assert!(ended(&h.at(60_000).feed(Input::Tick)).is_none());
+    assert!(ended(&h.at(64_750).feed(Input::Tick)).is_none());
     assert_eq!(
-        ended(&h.at(60_000).feed(Input::Tick)).map(|s| s.outcome),
+        ended(&h.at(65_000).feed(Input::Tick)).map(|s| s.outcome),
         Some("max_duration")
     );
     assert!(h.s.is_ended());
     assert!(h.feed(Input::Stop).is_empty(), "nothing after the end");
+}
+
+#[test]
+fn wall_clock_silence_says_goodbye_then_ends() {
     let mut h = Harness::new(None, true);
     h.s.settings.silence_timeout_ms = 5_000;
-    assert!(ended(&h.at(4_000).feed(Input::Tick)).is_none());
+    h.rt(ServerEvent::SessionUpdated);
+    assert!(goodbye_requests(&h.at(4_000).feed(Input::Tick)).is_empty());
+    let out = h.at(5_000).feed(Input::Tick);
+    assert_eq!(goodbye_requests(&out).len(), 1);
+    assert!(ended(&out).is_none());
+    let marks = play(&mut h, "r1", "bye");
+    let mut end = None;
+    for m in marks {
+        end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
+    }
+    assert_eq!(end, Some("silence_timeout"));
+}
+
+#[test]
+fn idle_timeouts_reprompt_the_declared_number_of_times_then_goodbye() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    for n in 0..2 {
+        // the server re-prompts by itself: the gateway lets it
+        let out = h.rt(ServerEvent::IdleTimeout);
+        assert!(realtime_msgs(&out).is_empty(), "re-prompt {n}");
+        let marks = play(&mut h, &format!("rp{n}"), &format!("rpi{n}"));
+        for m in marks {
+            h.feed(Input::Mark(m));
+        }
+    }
+    // the third: the server's re-prompt is cancelled and the goodbye said instead
+    h.rt(ServerEvent::IdleTimeout);
+    let out = h.rt(ServerEvent::ResponseCreated {
+        response_id: "rp3".into(),
+    });
+    assert_eq!(realtime_msgs(&out)[0]["type"], "response.cancel");
+    assert!(
+        h.delta("rp3", "x", 160)
+            .contains(&Action::Observe(Observation::LateDeltaDropped))
+    );
+    let out = h.rt(ServerEvent::ResponseDone {
+        response_id: "rp3".into(),
+        status: "cancelled".into(),
+        usage: None,
+    });
+    assert_eq!(goodbye_requests(&out).len(), 1);
+    let marks = play(&mut h, "bye", "byei");
+    let mut end = None;
+    for m in marks {
+        end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
+    }
+    assert_eq!(end, Some("silence_timeout"));
+}
+
+#[test]
+fn speech_resets_the_idle_reprompt_count() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.rt(ServerEvent::IdleTimeout);
+    h.rt(ServerEvent::IdleTimeout);
+    h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    h.rt(ServerEvent::IdleTimeout);
+    let out = h.rt(ServerEvent::ResponseCreated {
+        response_id: "r".into(),
+    });
+    assert!(
+        realtime_msgs(&out).is_empty(),
+        "counted from the last speech"
+    );
+}
+
+fn connects(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::ConnectRealtime))
+        .count()
+}
+
+#[test]
+fn a_dropped_socket_mid_answer_reconnects_with_history_and_resumes() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.at(1_000).rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 900,
+        item_id: "u1".into(),
+    });
+    h.rt(ServerEvent::SpeechStopped {
+        audio_end_ms: 1_900,
+        item_id: "u1".into(),
+    });
+    h.rt(ServerEvent::InputTranscript {
+        item_id: "u1".into(),
+        transcript: "My name is Ana.".into(),
+    });
+    h.at(2_000).rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    h.rt(ServerEvent::AudioTranscriptDelta {
+        item_id: "a1".into(),
+        delta: "Nice to meet you, Ana. How".into(),
+    });
+    let m = mark_names(&h.delta("r1", "a1", 1600));
+    // the socket drops mid-answer (no close frame)
+    let out = h.at(2_300).feed(Input::RealtimeClosed { code: None });
+    assert!(ended(&out).is_none(), "the call goes on");
+    assert_eq!(connects(&out), 1);
+    assert!(out.contains(&Action::DropRealtime));
+    assert!(out.contains(&Action::Observe(Observation::OpenAiLost(cause::DROPPED))));
+    // the unfinished item gets a done-mark: it finishes once its audio has played
+    let done = mark_names(&out);
+    assert_eq!(done.len(), 1);
+    // caller audio meanwhile is kept (bounded), not sent anywhere
+    let payload = STANDARD.encode([0x11u8; 160]);
+    let out = h.at(2_320).feed(Input::Media {
+        timestamp_ms: 2_320,
+        payload: payload.clone(),
+        bytes: 160,
+    });
+    assert!(realtime_msgs(&out).is_empty());
+    // stale events of the old session are ignored
+    assert!(h.delta("r1", "a1", 160).is_empty());
+    // connected: switch, seed the history, then the kept audio
+    let out = h.at(2_500).feed(Input::RealtimeConnected);
+    assert_eq!(out[0], Action::SwitchRealtime);
+    let rt = realtime_msgs(&out);
+    let texts: Vec<String> = rt
+        .iter()
+        .filter(|m| m["type"] == "conversation.item.create")
+        .map(|m| {
+            m["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts[0], "My name is Ana.");
+    assert_eq!(rt[0]["item"]["role"], "user");
+    assert_eq!(rt[1]["item"]["role"], "assistant");
+    assert_eq!(texts[1], "Nice to meet you, Ana. How—");
+    assert_eq!(texts[2], RESUME_NOTE);
+    assert_eq!(rt.last().unwrap()["audio"], payload);
+    assert!(out.contains(&Action::Observe(Observation::Reconnected {
+        cause: cause::DROPPED,
+        gap_ms: 200
+    })));
+    // the new session is ready: the agent continues its answer
+    let out = h.rt(ServerEvent::SessionUpdated);
+    assert_eq!(realtime_msgs(&out)[0]["type"], "response.create");
+    // old marks still echo in order and finish the old item
+    h.feed(Input::Mark(m[0].clone()));
+    assert!(matches!(h.s.playback.on_mark("nothing"), MarkEcho::Unknown));
+    let out = h.feed(Input::Mark(done[0].clone()));
+    assert!(ended(&out).is_none());
+    assert!(!h.s.playback.is_playing());
+    let s = ended(&h.feed(Input::Stop)).unwrap().clone();
+    assert_eq!(s.reconnects, vec!["dropped".to_string()]);
+}
+
+#[test]
+fn reconnect_attempts_back_off_and_end_with_model_unavailable() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
     assert_eq!(
-        ended(&h.at(5_000).feed(Input::Tick)).map(|s| s.outcome),
-        Some("silence_timeout")
+        connects(&h.at(1_000).feed(Input::RealtimeClosed { code: Some(1011) })),
+        1
+    );
+    let mut now = 1_000;
+    for (attempt, wait) in [(1u32, 250u64), (2, 750), (3, 2_000)] {
+        let out = h
+            .at(now + 10)
+            .feed(Input::RealtimeConnectFailed("refused".into()));
+        assert!(ended(&out).is_none(), "attempt {attempt}");
+        assert_eq!(connects(&h.at(now + 10 + wait - 1).feed(Input::Tick)), 0);
+        assert_eq!(connects(&h.at(now + 10 + wait).feed(Input::Tick)), 1);
+        now += 10 + wait;
+    }
+    let out = h
+        .at(now + 10)
+        .feed(Input::RealtimeConnectFailed("refused".into()));
+    let s = ended(&out).unwrap();
+    assert_eq!(s.outcome, "model_unavailable");
+    assert_eq!(s.detail.as_deref(), Some("refused"));
+}
+
+#[test]
+fn close_causes_are_told_apart() {
+    for (code, error, want) in [
+        (Some(1001), None, cause::SESSION_LIMIT),
+        (None, Some("session_expired"), cause::SESSION_LIMIT),
+        (Some(1011), Some("server_error"), cause::ERROR),
+        (Some(1000), None, cause::CLOSED),
+        (None, None, cause::DROPPED),
+    ] {
+        let mut h = Harness::new(None, true);
+        let mut out = Vec::new();
+        if let Some(e) = error {
+            out = h.rt(ServerEvent::Error(crate::realtime::wire::ErrorBody {
+                code: Some(e.into()),
+                ..Default::default()
+            }));
+        }
+        out.extend(h.feed(Input::RealtimeClosed { code }));
+        assert!(ended(&out).is_none());
+        assert!(
+            out.contains(&Action::Observe(Observation::OpenAiLost(want))),
+            "{code:?} {error:?}: {out:?}"
+        );
+        assert_eq!(connects(&out), 1, "one attempt, not one per signal");
+    }
+}
+
+#[test]
+fn the_session_is_rotated_at_a_quiet_moment_before_it_expires() {
+    let mut h = Harness::new(None, true);
+    h.s.set_unix_origin(1_000_000_000_000);
+    // expires 60 s after now=0: rotation from 40 s on (the last third)
+    h.rt(ServerEvent::SessionCreated {
+        expires_at: Some(1_000_000_060),
+    });
+    h.rt(ServerEvent::SessionUpdated);
+    assert_eq!(connects(&h.at(39_750).feed(Input::Tick)), 0);
+    // the agent is speaking at 40 s: wait
+    h.at(39_900).rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    assert_eq!(connects(&h.at(40_000).feed(Input::Tick)), 0);
+    h.rt(ServerEvent::ResponseDone {
+        response_id: "r1".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    let out = h.at(40_250).feed(Input::Tick);
+    assert_eq!(connects(&out), 1);
+    assert!(
+        !out.contains(&Action::DropRealtime),
+        "the old session serves meanwhile"
+    );
+    // the caller starts speaking before the new session is ready: it waits
+    h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    let out = h.at(40_400).feed(Input::RealtimeConnected);
+    assert!(!out.contains(&Action::SwitchRealtime));
+    h.rt(ServerEvent::SpeechStopped {
+        audio_end_ms: 500,
+        item_id: "u".into(),
+    });
+    h.rt(ServerEvent::InputTranscript {
+        item_id: "u".into(),
+        transcript: "hello".into(),
+    });
+    let marks = play(&mut h, "r2", "i2");
+    for m in marks {
+        h.feed(Input::Mark(m));
+    }
+    let out = h.at(41_000).feed(Input::Tick);
+    assert_eq!(out[0], Action::DropRealtime);
+    assert_eq!(out[1], Action::SwitchRealtime);
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt[0]["item"]["content"][0]["text"], "hello");
+    assert!(
+        rt.iter().all(|m| m["item"]["role"] != "system"),
+        "no note for a rotation"
+    );
+    assert!(out.contains(&Action::Observe(Observation::Reconnected {
+        cause: cause::ROTATION,
+        gap_ms: 0
+    })));
+    // no response is asked of the new session: nobody was waiting for one
+    assert!(realtime_msgs(&h.rt(ServerEvent::SessionUpdated)).is_empty());
+}
+
+#[test]
+fn a_tool_result_during_a_reconnect_reaches_the_new_session_as_history() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.rt(ServerEvent::FunctionCall {
+        response_id: "r".into(),
+        call_id: "c1".into(),
+        name: "lookup".into(),
+        arguments: "{}".into(),
+    });
+    h.feed(Input::RealtimeClosed { code: None });
+    let out = h.feed(Input::ToolResult {
+        call_id: "c1".into(),
+        output: "{\"hours\":\"9-5\"}".into(),
+    });
+    assert!(realtime_msgs(&out).is_empty(), "no session to send it to");
+    let out = h.feed(Input::RealtimeConnected);
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt[0]["item"]["type"], "function_call");
+    assert_eq!(rt[1]["item"]["type"], "function_call_output");
+    assert_eq!(rt[1]["item"]["output"], "{\"hours\":\"9-5\"}");
+    assert_eq!(
+        realtime_msgs(&h.rt(ServerEvent::SessionUpdated))[0]["type"],
+        "response.create",
+        "the new session answers the output"
     );
 }
 
 #[test]
-fn openai_failures_end_the_call_with_a_reason() {
+fn a_barge_in_on_old_audio_after_a_switch_truncates_nothing() {
     let mut h = Harness::new(None, true);
-    let out = h.rt(ServerEvent::Error(crate::realtime::wire::ErrorBody {
-        code: Some("session_expired".into()),
-        ..Default::default()
-    }));
-    assert!(out.contains(&Action::Observe(Observation::OpenAiError(
-        "session_expired".into()
-    ))));
-    let s = ended(&out).unwrap();
-    assert_eq!(
-        (s.outcome, s.detail.as_deref()),
-        ("openai_error", Some("session_expired"))
-    );
-    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::SessionUpdated);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    h.delta("r1", "a_old", 1600);
+    h.feed(Input::RealtimeClosed { code: None });
+    h.feed(Input::RealtimeConnected);
+    h.rt(ServerEvent::SessionUpdated);
+    let out = h.rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 0,
+        item_id: "u".into(),
+    });
+    assert_eq!(twilio_msgs(&out)[0]["event"], "clear");
     assert!(
-        ended(&h.rt(ServerEvent::Error(Default::default()))).is_none(),
-        "most errors are recoverable"
-    );
-    assert_eq!(
-        ended(&h.feed(Input::RealtimeClosed)).map(|s| s.outcome),
-        Some("openai_error")
-    );
-    let mut h = Harness::new(None, true);
-    assert_eq!(
-        ended(&h.feed(Input::RealtimeClosed)).map(|s| s.outcome),
-        Some("openai_closed")
+        realtime_msgs(&out)
+            .iter()
+            .all(|m| m["type"] != "conversation.item.truncate"),
+        "{out:?}"
     );
 }
 

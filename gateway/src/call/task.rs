@@ -174,6 +174,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 usage: Default::default(),
                 tool_calls: Vec::new(),
                 barge_ins: 0,
+                reconnects: Vec::new(),
             }
         }
     };
@@ -282,15 +283,7 @@ async fn open_realtime(
     } else {
         state.metrics.preconnect.with_label_values(&["fresh"]).inc();
     }
-    let ws = state
-        .backend
-        .connect(ConnectParams {
-            url: tenant.realtime_url.clone(),
-            model: tenant.spec.agent.model.clone(),
-            api_key: tenant.api_key.clone(),
-            session_update: tenant.session_update.clone(),
-        })
-        .await?;
+    let ws = state.backend.connect(connect_params(tenant)).await?;
     state
         .metrics
         .setup_latency
@@ -327,6 +320,11 @@ async fn relay(
         start.stream_sid.clone(),
         ms_at(Instant::now()),
     );
+    session.set_unix_origin(
+        u64::try_from(unix_ms())
+            .unwrap_or(0)
+            .saturating_sub(ms_at(Instant::now())),
+    );
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The drain deadline is checked with an atomic load on every wake-up (frames every
@@ -343,6 +341,11 @@ async fn relay(
     // Tool runs finish on their own tasks; their results come back here so the lookup
     // never stalls the audio of this call.
     let (tool_tx, mut tool_rx) = tokio::sync::mpsc::channel::<(String, String)>(8);
+    // A new Realtime session is connected on its own task (a reconnect never stalls the
+    // caller's audio) and parked in `next_rt` until the session says to switch.
+    let (conn_tx, mut conn_rx) =
+        tokio::sync::mpsc::channel::<Result<RealtimeSocket, RealtimeError>>(1);
+    let mut next_rt: Option<RealtimeSocket> = None;
     if deadline_fired {
         inputs.push_back((Input::DrainDeadline, Instant::now(), Frame::None));
     }
@@ -372,6 +375,21 @@ async fn relay(
                     input.map(|i| (i, at, frame))
                 }
                 Some((call_id, output)) = tool_rx.recv() => Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None)),
+                Some(connected) = conn_rx.recv() => {
+                    let input = match connected {
+                        Ok(ws) => {
+                            if let Some(stale) = next_rt.replace(ws) {
+                                close_in_background(stale);
+                            }
+                            Input::RealtimeConnected
+                        }
+                        Err(e) => {
+                            tracing::warn!(call_sid = ctx.call_sid, error = %e, "Realtime reconnect failed");
+                            Input::RealtimeConnectFailed(e.to_string())
+                        }
+                    };
+                    Some((input, Instant::now(), Frame::None))
+                }
                 _ = tick.tick() => Some((Input::Tick, Instant::now(), Frame::None)),
             };
             match item {
@@ -406,7 +424,11 @@ async fn relay(
                 Action::Realtime(text) => {
                     if rt_open && rt.feed(RtMessage::text(text)).await.is_err() {
                         rt_open = false;
-                        inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
+                        inputs.push_back((
+                            Input::RealtimeClosed { code: None },
+                            Instant::now(),
+                            Frame::None,
+                        ));
                     }
                     rt_fed = true;
                     relayed |= matches!(frame, Frame::Inbound);
@@ -426,6 +448,40 @@ async fn relay(
                         let _ = tx.send((call_id, output)).await;
                     });
                 }
+                Action::ConnectRealtime => {
+                    let connect = state.backend.connect(connect_params(tenant));
+                    let tx = conn_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(connect.await).await;
+                    });
+                }
+                Action::DropRealtime => {
+                    if rt_open && rt_fed {
+                        let _ = rt.flush().await;
+                    }
+                    rt_fed = false;
+                    rt_open = false;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        rt.send(RtMessage::Close(None)),
+                    )
+                    .await;
+                    drop_realtime_inputs(&mut inputs);
+                }
+                Action::SwitchRealtime => {
+                    if let Some(new) = next_rt.take() {
+                        if rt_open && rt_fed {
+                            let _ = rt.flush().await;
+                        }
+                        let old = std::mem::replace(&mut rt, new);
+                        if rt_open {
+                            close_in_background(old);
+                        }
+                        rt_open = true;
+                        rt_fed = false;
+                        drop_realtime_inputs(&mut inputs);
+                    }
+                }
                 Action::End(s) => summary = Some(s),
             }
         }
@@ -438,7 +494,11 @@ async fn relay(
         }
         if rt_fed && rt_open && rt.flush().await.is_err() {
             rt_open = false;
-            inputs.push_back((Input::RealtimeClosed, Instant::now(), Frame::None));
+            inputs.push_back((
+                Input::RealtimeClosed { code: None },
+                Instant::now(),
+                Frame::None,
+            ));
         }
         if relayed {
             match frame {
@@ -475,6 +535,7 @@ async fn relay(
         usage: s.usage,
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
+        reconnects: s.reconnects,
     }
 }
 
@@ -607,16 +668,17 @@ fn from_realtime(
         Some(Ok(RtMessage::Close(frame))) => {
             *open = false;
             tracing::info!(call_sid = ctx.call_sid, reason = ?frame, "Realtime closed the session");
-            (Some(Input::RealtimeClosed), Frame::None)
+            let code = frame.map(|f| u16::from(f.code));
+            (Some(Input::RealtimeClosed { code }), Frame::None)
         }
         None => {
             *open = false;
-            (Some(Input::RealtimeClosed), Frame::None)
+            (Some(Input::RealtimeClosed { code: None }), Frame::None)
         }
         Some(Err(e)) => {
             *open = false;
             tracing::warn!(call_sid = ctx.call_sid, error = %e, "Realtime socket failed");
-            (Some(Input::RealtimeClosed), Frame::None)
+            (Some(Input::RealtimeClosed { code: None }), Frame::None)
         }
         Some(Ok(_)) => (None, Frame::None),
     }
@@ -630,7 +692,31 @@ fn unreachable_summary() -> super::session::CallSummary {
         usage: Default::default(),
         tool_calls: Vec::new(),
         barge_ins: 0,
+        reconnects: Vec::new(),
     }
+}
+
+/// The tenant's connection parameters: every session of a call has the same
+/// configuration.
+fn connect_params(tenant: &Tenant) -> ConnectParams {
+    ConnectParams {
+        url: tenant.realtime_url.clone(),
+        model: tenant.spec.agent.model.clone(),
+        api_key: tenant.api_key.clone(),
+        session_update: tenant.session_update.clone(),
+    }
+}
+
+/// Closes a Realtime socket the call no longer uses without holding up the call.
+fn close_in_background(mut ws: RealtimeSocket) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    });
+}
+
+/// Forgets queued inputs that came from a Realtime socket just given up.
+fn drop_realtime_inputs(inputs: &mut VecDeque<(Input, Instant, Frame)>) {
+    inputs.retain(|(i, _, _)| !matches!(i, Input::Realtime(_) | Input::RealtimeClosed { .. }));
 }
 
 fn observe(state: &AppState, call_sid: &str, o: Observation) {
@@ -651,6 +737,19 @@ fn observe(state: &AppState, call_sid: &str, o: Observation) {
         }
         Observation::PaddedSilence(ms) => m.padded_silence_ms.inc_by(ms),
         Observation::LateDeltaDropped => m.late_deltas_dropped.inc(),
+        Observation::OpenAiLost(cause) => {
+            tracing::warn!(call_sid, cause, "Realtime session lost; reconnecting");
+        }
+        Observation::Reconnected { cause, gap_ms } => {
+            m.openai_reconnects.with_label_values(&[cause]).inc();
+            m.reconnect_gap.observe(gap_ms as f64 / 1000.0);
+            tracing::info!(
+                call_sid,
+                cause,
+                gap_ms,
+                "call moved to a new Realtime session"
+            );
+        }
         Observation::Protocol(kind) => {
             m.malformed.with_label_values(&[kind]).inc();
             tracing::debug!(call_sid, kind, "protocol irregularity");

@@ -2,7 +2,10 @@
 //! `audio/pcmu` both ways so Twilio's µ-law passes through untouched).
 
 use serde_json::{Value, json};
-use switchboard_crds::{AgentSpec, Eagerness, NoiseReduction, TurnDetectionKind};
+use switchboard_crds::{
+    AgentSpec, Eagerness, NoiseReduction, TruncationKind, TruncationSpec, TurnDetectionKind,
+    is_reasoning_model,
+};
 
 /// `audio.input.turn_detection` for the agent; `interrupt_response` says whether the
 /// model's own speech is cut when the caller starts talking.
@@ -52,7 +55,7 @@ pub fn session_update(agent: &AgentSpec, interrupt_response: bool, tools: Value)
         }
         v
     });
-    json!({
+    let mut update = json!({
         "type": "session.update",
         "session": {
             "type": "realtime",
@@ -74,10 +77,35 @@ pub fn session_update(agent: &AgentSpec, interrupt_response: bool, tools: Value)
             "tools": tools,
             "tool_choice": "auto",
             "max_output_tokens": "inf",
-            "truncation": "auto",
+            "truncation": truncation(&agent.truncation),
         }
-    })
-    .to_string()
+    });
+    // `reasoning` exists only on reasoning models (validation refuses it elsewhere; a
+    // spec that bypassed validation must still not send a field the model rejects).
+    if let Some(r) = &agent.reasoning
+        && is_reasoning_model(&agent.model)
+    {
+        update["session"]["reasoning"] = json!({"effort": r.effort.as_str()});
+    }
+    update.to_string()
+}
+
+/// `session.truncation` (GA): `"auto"`, `"disabled"` or the retention-ratio object.
+pub fn truncation(t: &TruncationSpec) -> Value {
+    match t.kind {
+        TruncationKind::Auto => json!("auto"),
+        TruncationKind::Disabled => json!("disabled"),
+        TruncationKind::RetentionRatio => {
+            let mut v = json!({
+                "type": "retention_ratio",
+                "retention_ratio": t.retention_ratio.unwrap_or(0.8),
+            });
+            if let Some(n) = t.post_instructions_tokens {
+                v["token_limits"] = json!({"post_instructions": n});
+            }
+            v
+        }
+    }
 }
 
 /// A `session.update` that changes only `interrupt_response` (after a non-interruptible
@@ -96,6 +124,38 @@ pub fn set_interruptible(agent: &AgentSpec, interrupt_response: bool) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_crds::{ReasoningEffort, ReasoningSpec};
+
+    #[test]
+    fn truncation_and_reasoning_reach_the_session() {
+        let agent = AgentSpec {
+            model: "gpt-realtime-2.1".into(),
+            truncation: TruncationSpec {
+                kind: TruncationKind::RetentionRatio,
+                retention_ratio: Some(0.7),
+                post_instructions_tokens: Some(20_000),
+            },
+            reasoning: Some(ReasoningSpec {
+                effort: ReasoningEffort::Minimal,
+            }),
+            ..AgentSpec::default()
+        };
+        let v: Value = serde_json::from_str(&session_update(&agent, true, json!([]))).unwrap();
+        let s = &v["session"];
+        assert_eq!(
+            s["truncation"],
+            json!({"type": "retention_ratio", "retention_ratio": 0.7,
+                   "token_limits": {"post_instructions": 20000}})
+        );
+        assert_eq!(s["reasoning"], json!({"effort": "minimal"}));
+        // not a reasoning model: never sent
+        let plain = AgentSpec {
+            reasoning: agent.reasoning.clone(),
+            ..AgentSpec::default()
+        };
+        let v: Value = serde_json::from_str(&session_update(&plain, true, json!([]))).unwrap();
+        assert!(v["session"].get("reasoning").is_none());
+    }
 
     #[test]
     fn ga_shape_with_pcmu_and_no_beta_fields() {
@@ -111,6 +171,8 @@ mod tests {
             s["audio"]["input"]["turn_detection"]["interrupt_response"],
             true
         );
+        assert_eq!(s["truncation"], "auto");
+        assert!(s.get("reasoning").is_none());
         for beta in [
             "modalities",
             "voice",

@@ -76,7 +76,11 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// `session.created`.
-    SessionCreated,
+    SessionCreated {
+        /// `session.expires_at`: Unix seconds when the server will end the session
+        /// (60 minutes after it started), when given.
+        expires_at: Option<u64>,
+    },
     /// `session.updated`.
     SessionUpdated,
     /// `input_audio_buffer.speech_started`.
@@ -93,6 +97,9 @@ pub enum ServerEvent {
         /// The user item.
         item_id: String,
     },
+    /// `input_audio_buffer.timeout_triggered`: server VAD's `idle_timeout_ms` passed
+    /// without speech; the server commits the (silent) input and starts a response itself.
+    IdleTimeout,
     /// `response.created`.
     ResponseCreated {
         /// Response id.
@@ -214,6 +221,14 @@ struct Raw<'a> {
     response: Option<RawResponse>,
     #[serde(default)]
     error: Option<ErrorBody>,
+    #[serde(default)]
+    session: Option<RawSession>,
+}
+
+#[derive(Deserialize)]
+struct RawSession {
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -234,7 +249,10 @@ fn need<T>(v: Option<T>, event: &'static str, field: &'static str) -> Result<T, 
 pub fn parse_server_event(text: &str) -> Result<ServerEvent, WireError> {
     let r: Raw<'_> = serde_json::from_str(text).map_err(|e| WireError::Invalid(e.to_string()))?;
     Ok(match r.kind.as_ref() {
-        "session.created" => ServerEvent::SessionCreated,
+        "session.created" => ServerEvent::SessionCreated {
+            expires_at: r.session.and_then(|s| s.expires_at),
+        },
+        "input_audio_buffer.timeout_triggered" => ServerEvent::IdleTimeout,
         "session.updated" => ServerEvent::SessionUpdated,
         "input_audio_buffer.speech_started" => {
             const E: &str = "input_audio_buffer.speech_started";
@@ -352,6 +370,35 @@ pub fn response_say_exactly(text: &str) -> String {
     .to_string()
 }
 
+/// `response.create` that makes the model say `text` word for word, without tools, as
+/// the last words of the call (`metadata.purpose` tells the logs which).
+pub fn response_say_goodbye(text: &str, purpose: &str) -> String {
+    json!({
+        "type": "response.create",
+        "response": {
+            "instructions": format!("The call is ending now. Say goodbye with these exact words and nothing else. Say exactly: \"{text}\""),
+            "tool_choice": "none",
+            "metadata": {"purpose": purpose}
+        }
+    })
+    .to_string()
+}
+
+/// `response.cancel` of the response in progress.
+pub fn response_cancel() -> String {
+    r#"{"type":"response.cancel"}"#.to_string()
+}
+
+/// `conversation.item.create` with a system message (a note to the model, not speech).
+pub fn system_text(text: &str) -> String {
+    json!({
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "system",
+                 "content": [{"type": "input_text", "text": text}]}
+    })
+    .to_string()
+}
+
 /// `conversation.item.create` with a user text message.
 pub fn user_text(text: &str) -> String {
     json!({
@@ -412,6 +459,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let created = r#"{"type":"session.created","event_id":"e","session":{"type":"realtime","id":"sess_1","expires_at":1763700000}}"#;
+        assert_eq!(
+            parse_server_event(created),
+            Ok(ServerEvent::SessionCreated {
+                expires_at: Some(1763700000)
+            })
+        );
+        let idle = r#"{"type":"input_audio_buffer.timeout_triggered","event_id":"e","item_id":"item_1","audio_start_ms":0,"audio_end_ms":8000}"#;
+        assert_eq!(parse_server_event(idle), Ok(ServerEvent::IdleTimeout));
         let err = r#"{"type":"error","error":{"type":"invalid_request_error","code":"session_expired","message":"m","param":null,"event_id":null}}"#;
         assert!(
             matches!(parse_server_event(err), Ok(ServerEvent::Error(e)) if e.code.as_deref() == Some("session_expired"))
@@ -441,6 +497,9 @@ mod tests {
             append_audio("/w=="),
             response_say_exactly("Hi \"there\""),
             user_text("5"),
+            system_text("note"),
+            response_cancel(),
+            response_say_goodbye("Bye \"now\"", "goodbye"),
             function_call_output("c", "{}"),
             truncate("i", 0, 5),
         ] {

@@ -23,6 +23,16 @@ pub struct RealtimeConfig {
     pub session_max_ms: Option<u64>,
     /// Fault injection: a `server_error` and a 1011 close this long after connect.
     pub fail_after_ms: Option<u64>,
+    /// Fault injection: the TCP connection drops without a close frame halfway through
+    /// the audio of this response (1-based, counted per session), as when a network path
+    /// or an OpenAI front end dies mid-answer.
+    pub drop_mid_response: Option<u32>,
+    /// `fail_after_ms` and `drop_mid_response` hit only the first this many sessions
+    /// (in connection order); `None`: every session.
+    pub fault_sessions: Option<u32>,
+    /// Handshakes after this many sessions are refused with HTTP 503 and the API's
+    /// `server_error` body: OpenAI unreachable for reconnects.
+    pub refuse_after_sessions: Option<u32>,
 }
 
 impl Default for RealtimeConfig {
@@ -35,6 +45,9 @@ impl Default for RealtimeConfig {
             late_deltas_after_cancel: 1,
             session_max_ms: None,
             fail_after_ms: None,
+            drop_mid_response: None,
+            fault_sessions: None,
+            refuse_after_sessions: None,
         }
     }
 }

@@ -137,6 +137,16 @@ impl Session {
         } = &kind
         {
             self.log.lock().user_texts.push(t.clone());
+            // A conversation replayed as text (a reconnect) has already had this scripted
+            // caller turn: the next speech is the turn after it.
+            if self
+                .cfg
+                .script
+                .get(self.script_pos)
+                .is_some_and(|turn| turn.caller == *t)
+            {
+                self.script_pos += 1;
+            }
         }
         self.ctx.text += protocol::text_tokens(item.to_string().len() / 2);
         self.idle_at = None;

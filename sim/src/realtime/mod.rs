@@ -30,4 +30,5 @@ pub(crate) mod wire;
 
 pub use config::{RealtimeConfig, ToolRequest, Turn, default_script};
 pub use log::{ResponseLog, SessionLog, TruncateLog};
+pub use script::IDLE_REPLY;
 pub use server::{RealtimeSim, serve};

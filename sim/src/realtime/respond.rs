@@ -207,6 +207,84 @@ impl Session {
     }
 
     fn plan_for(&self, p: &ResponseParams) -> Vec<OutPlan> {
+        let said = p.instructions.as_deref().and_then(script::said_text);
+        if p.in_conversation
+            && said.is_none()
+            && let Some(rest) = self.resumed_answer()
+        {
+            return vec![OutPlan::Speak(rest)];
+        }
+        let plans = self.plan_scripted(p);
+        // `{name}` in a scripted answer: what the caller said their name was, as far as
+        // this session's conversation knows it (a model can only use its context).
+        plans
+            .into_iter()
+            .map(|plan| match plan {
+                OutPlan::Speak(t) if t.contains("{name}") => {
+                    OutPlan::Speak(match self.caller_name() {
+                        Some(name) => t.replace("{name}", &name),
+                        None => script::NO_NAME_REPLY.to_owned(),
+                    })
+                }
+                other => other,
+            })
+            .collect()
+    }
+
+    /// The name the caller gave ("my name is …") in any user item of the conversation.
+    fn caller_name(&self) -> Option<String> {
+        self.items.iter().rev().find_map(|i| {
+            let text = match &i.kind {
+                ItemKind::UserAudio {
+                    transcript: Some(t),
+                    ..
+                } => t.as_str(),
+                ItemKind::Client {
+                    user_text: Some(t), ..
+                } => t.as_str(),
+                _ => return None,
+            };
+            script::name_in(text)
+        })
+    }
+
+    /// After a reconnect the client seeds an assistant text item cut short (ending in
+    /// `—`) and a system note: a model continues the sentence. The simulator says the
+    /// rest of the scripted answer that begins with the cut text.
+    fn resumed_answer(&self) -> Option<String> {
+        let last = self.items.last()?;
+        let ItemKind::Client { json, .. } = &last.kind else {
+            return None;
+        };
+        if json.get("role").and_then(Value::as_str) != Some("system") {
+            return None;
+        }
+        let prev = self.items.iter().rev().nth(1)?;
+        let ItemKind::Client { json, .. } = &prev.kind else {
+            return None;
+        };
+        if json.get("role").and_then(Value::as_str) != Some("assistant") {
+            return None;
+        }
+        let text = json
+            .pointer("/content/0/text")
+            .and_then(Value::as_str)?
+            .strip_suffix('—')?
+            .trim_end();
+        let name = self.caller_name();
+        self.cfg.script.iter().find_map(|turn| {
+            let agent = turn.agent.as_deref()?;
+            let full = match &name {
+                Some(n) => agent.replace("{name}", n),
+                None => agent.to_owned(),
+            };
+            full.strip_prefix(text)
+                .map(|rest| rest.trim().to_owned())
+                .filter(|rest| !rest.is_empty())
+        })
+    }
+
+    fn plan_scripted(&self, p: &ResponseParams) -> Vec<OutPlan> {
         let prompt = if p.in_conversation {
             self.prompt()
         } else {
@@ -351,7 +429,7 @@ impl Session {
     /// Generates everything due by `now`.
     pub(super) fn tick_response(&mut self, now: Instant) {
         while let Some(g) = &mut self.active {
-            if g.next_tick > now {
+            if g.next_tick > now || self.dropped {
                 break;
             }
             g.next_tick += g.interval;
@@ -542,6 +620,13 @@ impl Session {
             self.out.push(Out::Text(s));
         }
         *chunks_sent += 1;
+        let drop_here = *chunks_sent * 2 >= *chunks_total
+            && self
+                .drop_response
+                .is_some_and(|n| n as usize == g.log_index + 1);
+        if drop_here {
+            self.dropped = true;
+        }
         let delta_ms = u64::from(self.bank.delta_ms());
         g.out_audio_ms += delta_ms;
         g.first_audio_at.get_or_insert(now);

@@ -10,6 +10,8 @@ pub const UNSCRIPTED_REPLY: &str = "I'm sorry, I didn't catch that. Could you sa
 pub const GENERIC_REPLY: &str = "Hello! How can I help you today?";
 /// Said when the idle timeout prompts the caller.
 pub const IDLE_REPLY: &str = "Are you still there?";
+/// Said instead of a scripted answer naming the caller when nobody said their name.
+pub const NO_NAME_REPLY: &str = "I'm sorry, I don't know your name.";
 /// Said when the script wants a tool the session does not offer.
 pub const NO_TOOL_REPLY: &str = "I'm sorry, I can't look that up right now.";
 /// Template when a function output arrives for a call the script did not make.
@@ -111,6 +113,18 @@ pub fn plan(
         }
         Prompt::Nothing => vec![OutPlan::Speak(GENERIC_REPLY.to_owned())],
     }
+}
+
+/// The name in "… my name is Ana …" (the word after the phrase, without punctuation).
+pub fn name_in(text: &str) -> Option<String> {
+    const PHRASE: &str = "my name is ";
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find(PHRASE)? + PHRASE.len();
+    let word: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_alphabetic() || *c == '-' || *c == '\'')
+        .collect();
+    (!word.is_empty()).then_some(word)
 }
 
 /// The text response instructions ask to be said verbatim: whatever follows

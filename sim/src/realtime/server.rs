@@ -173,13 +173,25 @@ async fn handshake(
         Err(rejection) => return rejection.into_response(),
     };
     let beta = headers.contains_key("openai-beta");
+    let index = {
+        let sessions = lock(&shared.sessions);
+        sessions.len()
+    };
+    if shared
+        .cfg
+        .refuse_after_sessions
+        .is_some_and(|n| index >= n as usize)
+    {
+        return http_error(StatusCode::SERVICE_UNAVAILABLE, &ApiError::server_error());
+    }
+    let faulted = shared.cfg.fault_sessions.is_none_or(|n| index < n as usize);
     let log = SharedLog::new(SessionLog::new(model.clone(), true, beta));
     lock(&shared.sessions).push(log.clone());
     ws.on_upgrade(move |socket| async move {
         let reason = if beta {
             refuse_beta(socket, &log).await
         } else {
-            run(socket, &shared, &log, model).await
+            run(socket, &shared, &log, model, faulted).await
         };
         {
             let mut l = log.lock();
@@ -211,7 +223,13 @@ async fn refuse_beta(mut socket: WebSocket, log: &SharedLog) -> String {
 
 /// The session task: reads frames, sleeps until the session's next deadline, and writes
 /// whatever the session queued. Returns why the connection ended.
-async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: String) -> String {
+async fn run(
+    mut socket: WebSocket,
+    shared: &Shared,
+    log: &SharedLog,
+    model: String,
+    faulted: bool,
+) -> String {
     let mut shutdown = shared.shutdown.clone();
     let mut session = Session::new(
         Arc::clone(&shared.cfg),
@@ -220,6 +238,9 @@ async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: Str
         model,
         Instant::now(),
     );
+    if !faulted {
+        session.clear_faults();
+    }
     if *shutdown.borrow() {
         session.shutdown();
     }
@@ -238,6 +259,10 @@ async fn run(mut socket: WebSocket, shared: &Shared, log: &SharedLog, model: Str
         }
         if session.is_closed() {
             return "server closed".to_owned();
+        }
+        if session.is_dropped() {
+            // Dropping the socket ends the TCP connection with no close frame.
+            return "dropped (fault injection)".to_owned();
         }
         let next = session.next_deadline();
         if armed != Some(next) {

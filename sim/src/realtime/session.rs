@@ -127,13 +127,16 @@ pub struct Session {
     input_bytes_since_base: u64,
     uncommitted_start_ms: u64,
     speech_item: Option<String>,
-    script_pos: usize,
+    pub(super) script_pos: usize,
     pub(super) active: Option<Generation>,
     pub(super) voice_locked: bool,
     pub(super) ctx: ContextTokens,
     pub(super) idle_at: Option<Instant>,
     expires_at: Instant,
     fail_at: Option<Instant>,
+    /// The response (1-based) whose audio is cut by dropping the connection.
+    pub(super) drop_response: Option<u32>,
+    pub(super) dropped: bool,
     pub(super) out: Vec<Out>,
     closed: bool,
 }
@@ -157,6 +160,7 @@ impl Session {
             unix_now + max_ms.div_ceil(1000),
         );
         let fail_at = cfg.fail_after_ms.map(|ms| now + Duration::from_millis(ms));
+        let drop_response = cfg.drop_mid_response;
         let mut s = Self {
             cfg,
             bank,
@@ -182,6 +186,8 @@ impl Session {
             idle_at: None,
             expires_at: now + Duration::from_millis(max_ms),
             fail_at,
+            drop_response,
+            dropped: false,
             out: Vec::new(),
             closed: false,
         };
@@ -199,6 +205,17 @@ impl Session {
     /// Whether a close frame has been queued.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Whether fault injection wants the connection dropped now, without a close frame.
+    pub fn is_dropped(&self) -> bool {
+        self.dropped
+    }
+
+    /// This session is past `fault_sessions`: no injected faults.
+    pub fn clear_faults(&mut self) {
+        self.fail_at = None;
+        self.drop_response = None;
     }
 
     /// The next instant `on_timer` has work to do.
