@@ -264,10 +264,21 @@ spec:
     .unwrap();
     let cluster = Cluster {
         tenant: vt,
-        secrets: vec![(
-            ("pinecone".into(), "api-key".into()),
-            pinecone.api_key().to_string(),
-        )],
+        secrets: vec![Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("pinecone".into()),
+                labels: Some(
+                    [(
+                        switchboard_operator::labels::USABLE_SECRET_LABEL.to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            string_data: Some([("api-key".to_string(), pinecone.api_key().to_string())].into()),
+            ..Secret::default()
+        }],
     };
     let engine = Engine::new(EngineConfig {
         model_dir: Some(model),
