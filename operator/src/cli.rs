@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// `spec.database.url` keep the gateway's embedded SQLite.
     #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL", hide_env_values = true)]
     pub database_admin_url: Option<String>,
+    /// PEM CA bundle the gateways verify their Postgres server with (for RDS the AWS
+    /// global bundle, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem).
+    /// Gateways with a database connect with `sslmode=verify-full` unless their URL names
+    /// an sslmode; without this file, against the driver's built-in roots.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_CA_FILE", value_parser = read_ca_bundle)]
+    pub database_ca_file: Option<CaBundle>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SWITCHBOARD_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -176,6 +182,14 @@ pub struct RunArgs {
         default_value = "api.openai.com"
     )]
     pub realtime_hosts: Vec<String>,
+    /// Hosts a `realtimeUrl` may name with plain `ws://` (comma list; default none): an
+    /// in-cluster Realtime simulator in a test cluster. The OpenAI key travels in clear.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REALTIME_INSECURE_HOSTS",
+        value_delimiter = ','
+    )]
+    pub realtime_insecure_hosts: Vec<String>,
     /// Image prefixes a tenant's `spec.gateway.image` must start with (comma list; a
     /// repository such as `ghcr.io/acme/switchboard`, or `registry/org/` for everything
     /// under it). Default: the repository of the gateway image.
@@ -203,6 +217,19 @@ pub const DEFAULT_GATEWAY_RESOURCES: &str =
 /// `--gateway-data-volume` by default.
 pub const DEFAULT_GATEWAY_DATA_VOLUME: &str = r#"{"type":"emptyDir","sizeLimit":"1Gi"}"#;
 
+/// A PEM CA bundle read from `--database-ca-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle(pub String);
+
+/// Reads a PEM file with at least one certificate.
+fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{path}: no PEM certificate in it"));
+    }
+    Ok(CaBundle(text))
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
@@ -217,6 +244,7 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(|| default_gateway_image(DEFAULT_IMAGE_REPOSITORY));
         config.database_admin_url = self.database_admin_url.clone();
+        config.database_ca = self.database_ca_file.as_ref().map(|c| c.0.clone());
         config.watch_namespace = self.watch_namespace.clone();
         config.public_domain = self.public_domain.clone();
         config.ingress_class = self.ingress_class.clone();
@@ -245,8 +273,9 @@ impl RunArgs {
         });
         config.gateway_resources = self.gateway_resources.clone();
         config.gateway_data_volume = Some(self.gateway_data_volume.clone());
-        config.references = crate::tenant::policy::ReferencePolicy::new(
+        config.references = crate::tenant::policy::ReferencePolicy::with_insecure(
             &self.realtime_hosts,
+            &self.realtime_insecure_hosts,
             &self.allowed_gateway_images,
             &config.default_image,
         );
@@ -362,6 +391,31 @@ mod tests {
         assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.s3.resync, Duration::from_secs(60));
         assert!(c.base_inputs("t", "n").public.unwrap().ingress.is_some());
+    }
+
+    #[test]
+    fn the_database_ca_file_must_hold_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("sb-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(&good, pem).unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let c = run_args(&["--database-ca-file", good.to_str().unwrap()]).config();
+        assert_eq!(c.database_ca.as_deref(), Some(pem));
+        assert_eq!(c.base_inputs("t", "n").database_ca.as_deref(), Some(pem));
+        for path in [bad, dir.join("missing.pem")] {
+            let args = [
+                "operator",
+                "run",
+                "--database-ca-file",
+                path.to_str().unwrap(),
+            ];
+            assert!(Cli::try_parse_from(args).is_err(), "{}", path.display());
+        }
+        assert_eq!(run_args(&[]).config().database_ca, None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

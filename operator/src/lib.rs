@@ -16,6 +16,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod conditions;
+pub mod dbnames;
 
 pub mod events;
 pub mod knowledge;

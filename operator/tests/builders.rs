@@ -871,3 +871,76 @@ fn labels_map_is_sorted_and_stable() {
         ]
     );
 }
+
+#[test]
+fn database_tls_defaults_only_for_gateways_with_a_database() {
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    // acme connects to Postgres: verify-full against the operator's CA, mounted from
+    // the ConfigMap; changing the CA rolls the pods.
+    let mut acme = common::load("acme");
+    acme.ctx.database_ca = Some(CA.into());
+    let d = build_deployment(&acme.tenant, &acme.ctx).unwrap();
+    assert_eq!(env(&d, "PGSSLMODE").as_deref(), Some("verify-full"));
+    assert_eq!(
+        env(&d, "PGSSLROOTCERT").as_deref(),
+        Some("/etc/switchboard/database-ca.pem")
+    );
+    let cm = build_config_map(&acme.tenant, &acme.ctx).unwrap();
+    assert_eq!(cm.data.unwrap()["database-ca.pem"], CA);
+    let mounted: Vec<String> = pod(&d).volumes.as_ref().unwrap()[0]
+        .config_map
+        .as_ref()
+        .unwrap()
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.path.clone())
+        .collect();
+    assert!(
+        mounted.contains(&"database-ca.pem".to_string()),
+        "{mounted:?}"
+    );
+    let mut other = acme.ctx.clone();
+    other.database_ca = Some(CA.replace("MIIB", "MIIC"));
+    assert_ne!(
+        checksum(&d),
+        checksum(&build_deployment(&acme.tenant, &other).unwrap())
+    );
+    // Without a CA: verify-full against the driver's roots, nothing mounted.
+    acme.ctx.database_ca = None;
+    let d = build_deployment(&acme.tenant, &acme.ctx).unwrap();
+    assert_eq!(env(&d, "PGSSLMODE").as_deref(), Some("verify-full"));
+    assert_eq!(env(&d, "PGSSLROOTCERT"), None);
+
+    // minimal keeps SQLite: no Postgres variables, no CA in its ConfigMap.
+    let mut minimal = common::load("minimal");
+    minimal.ctx.database_ca = Some(CA.into());
+    let d = build_deployment(&minimal.tenant, &minimal.ctx).unwrap();
+    assert_eq!(env(&d, "PGSSLMODE"), None);
+    assert_eq!(env(&d, "PGSSLROOTCERT"), None);
+    let cm = build_config_map(&minimal.tenant, &minimal.ctx).unwrap();
+    assert!(!cm.data.unwrap().contains_key("database-ca.pem"));
+}
+
+#[test]
+fn every_config_map_key_is_mounted() {
+    // The knowledge bases' manifests were in the ConfigMap but not among the volume's
+    // items, so SWITCHBOARD_KNOWLEDGE named files the pod did not have.
+    let (_, c) = children("knowledge");
+    let keys: Vec<String> = c.config_map.data.clone().unwrap().into_keys().collect();
+    let mounted: Vec<String> = pod(&c.deployment).volumes.as_ref().unwrap()[0]
+        .config_map
+        .as_ref()
+        .unwrap()
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.path.clone())
+        .collect();
+    assert_eq!(keys, mounted);
+    let paths = env(&c.deployment, "SWITCHBOARD_KNOWLEDGE").unwrap();
+    for path in paths.split(',') {
+        let file = path.strip_prefix("/etc/switchboard/").unwrap();
+        assert!(mounted.contains(&file.to_string()), "{path} not mounted");
+    }
+}

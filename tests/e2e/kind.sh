@@ -139,8 +139,11 @@ psql -c "CREATE EXTENSION IF NOT EXISTS vector"
 
 log "helm install"
 kubectl create namespace "$OPERATOR_NS"
+# The throw-away Postgres above has no TLS: the gateways' cluster default is
+# sslmode=verify-full, so the admin URL says sslmode=disable explicitly (the operator passes
+# it on into each tenant's URL, where it wins over the default).
 kubectl -n "$OPERATOR_NS" create secret generic switchboard-db-admin \
-    --from-literal=url="postgres://postgres:$PG_PASSWORD@postgres.$DB_NS.svc:5432/postgres"
+    --from-literal=url="postgres://postgres:$PG_PASSWORD@postgres.$DB_NS.svc:5432/postgres?sslmode=disable"
 helm install switchboard charts/switchboard --namespace "$OPERATOR_NS" \
     --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
     --set image.pullPolicy=Never \
@@ -149,6 +152,9 @@ helm install switchboard charts/switchboard --namespace "$OPERATOR_NS" \
     `# The simulated call comes from switchboard-sim and the Realtime simulator listens` \
     `# on 8081: the gateways' NetworkPolicy (ingress-nginx in, 443 out) would refuse both.` \
     --set gateway.networkPolicy.enabled=false \
+    `# The Realtime simulator speaks plain ws:// inside the cluster; the tenant policy` \
+    `# refuses ws:// unless the host is listed as insecure (wss:// only everywhere else).` \
+    --set "tenantPolicy.realtimeInsecureHosts={realtime-sim.$SIM_NS.svc}" \
     --wait --timeout "$TIMEOUT"
 kubectl -n "$OPERATOR_NS" rollout status deploy/switchboard --timeout="$TIMEOUT"
 holder=""

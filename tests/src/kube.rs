@@ -20,3 +20,156 @@ pub fn client_with_retry(sim: &KubeApiSim, retry: bool) -> ::kube::Client {
     config.default_retry = retry;
     ::kube::Client::try_from(config).expect("a kube client for a plain-HTTP URL")
 }
+
+/// Which API server the controller tests run against (`SWITCHBOARD_TEST_CONTROLLERS`).
+///
+/// - `sim` (the default): a fresh [`KubeApiSim`] per test, in process.
+/// - `apiserver`: the server `scripts/kube-apiserver.sh start` started
+///   (`SWITCHBOARD_TEST_KUBECONFIG`), our CRDs applied, each test in a namespace of its
+///   own. When that server is a full one (`SWITCHBOARD_TEST_KUBE_KIND=full`, envtest's
+///   kube-apiserver and etcd from `KUBEBUILDER_ASSETS`), `apiserver` is the default.
+///   The CRD-only server serves our kinds but not the core ones: run there, a test that
+///   needs Secrets or ConfigMaps fails, so only the tests in `tests/tests/controllers.rs`
+///   (custom resources only) are written against this switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControllerServer {
+    /// The simulated API server.
+    Sim,
+    /// The real one of `scripts/kube-apiserver.sh`.
+    ApiServer,
+}
+
+impl ControllerServer {
+    /// From `SWITCHBOARD_TEST_CONTROLLERS` (`sim` | `apiserver`), else `apiserver` when
+    /// the script's server is a full one, else `sim`.
+    ///
+    /// # Panics
+    /// On another value.
+    pub fn from_env() -> Self {
+        match std::env::var("SWITCHBOARD_TEST_CONTROLLERS").as_deref() {
+            Ok("sim") => Self::Sim,
+            Ok("apiserver") => Self::ApiServer,
+            Ok(other) => panic!("SWITCHBOARD_TEST_CONTROLLERS={other}: expected sim or apiserver"),
+            Err(_) if std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full") => {
+                Self::ApiServer
+            }
+            Err(_) => Self::Sim,
+        }
+    }
+}
+
+/// An API server for one controller test: a client, and the namespace the test owns.
+pub struct TestCluster {
+    /// A client of the server.
+    pub client: ::kube::Client,
+    /// The namespace of this test's objects.
+    pub namespace: String,
+    /// The simulated server, when that is what runs (kept alive with the cluster).
+    pub sim: Option<KubeApiSim>,
+    /// Which server it is.
+    pub server: ControllerServer,
+}
+
+impl TestCluster {
+    /// The server [`ControllerServer::from_env`] names, with a namespace named after
+    /// `prefix` (unique per call). `None`: `apiserver` was asked for but the script's
+    /// server is not running (skips; fails under `CI=true`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses our CRDs.
+    pub async fn start(prefix: &str) -> Option<Self> {
+        let namespace = format!("{prefix}-{}", crate::knowledge::unique());
+        match ControllerServer::from_env() {
+            ControllerServer::Sim => {
+                let sim = KubeApiSim::start()
+                    .await
+                    .expect("the simulated API server starts");
+                Some(Self {
+                    client: client(&sim).await,
+                    namespace,
+                    sim: Some(sim),
+                    server: ControllerServer::Sim,
+                })
+            }
+            ControllerServer::ApiServer => {
+                let client = apiserver_client().await?;
+                install_crds(&client).await;
+                if std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full") {
+                    // A full server refuses objects in a namespace that does not exist.
+                    let ns: ::kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                        ::kube::Api::all(client.clone());
+                    let body = serde_json::json!({
+                        "apiVersion": "v1", "kind": "Namespace",
+                        "metadata": { "name": namespace },
+                    });
+                    ns.create(
+                        &::kube::api::PostParams::default(),
+                        &serde_json::from_value(body).expect("a Namespace"),
+                    )
+                    .await
+                    .expect("create the test namespace");
+                }
+                Some(Self {
+                    client,
+                    namespace,
+                    sim: None,
+                    server: ControllerServer::ApiServer,
+                })
+            }
+        }
+    }
+}
+
+/// A client of the server `scripts/kube-apiserver.sh` started (its kubeconfig), or
+/// `None` when it is not running (the shared gate: fails under `CI=true`).
+///
+/// # Panics
+/// When the kubeconfig does not parse.
+pub async fn apiserver_client() -> Option<::kube::Client> {
+    use ::kube::config::{KubeConfigOptions, Kubeconfig};
+    let path = switchboard_testenv::service_path(
+        "SWITCHBOARD_TEST_KUBECONFIG",
+        "eval \"$(scripts/kube-apiserver.sh start)\"",
+    )?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("the script's kubeconfig parses");
+    let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a client configuration from the script's kubeconfig");
+    Some(::kube::Client::try_from(config).expect("a kube client"))
+}
+
+/// Server-side applies the generated CRDs (`crds/generated/crds.yaml`) and waits until
+/// both are Established.
+///
+/// # Panics
+/// When the server refuses them or they do not become Established in 30 s.
+pub async fn install_crds(client: &::kube::Client) {
+    use ::kube::api::{Api, Patch, PatchParams};
+    use ::kube::runtime::wait::{await_condition, conditions};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/generated/crds.yaml");
+    let text = std::fs::read_to_string(&path).expect("the generated CRDs");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("CRD YAML");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in docs.into_iter().filter(|d| !d.is_null()) {
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .expect("a CRD name")
+            .to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("switchboard-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the server refused CRD {name}: {e}"));
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established"))
+        .expect("watching the CRD");
+    }
+}

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
@@ -26,16 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A client for the server `scripts/kube-apiserver.sh` started, or `None` (skip).
 async fn server() -> Option<Client> {
-    let path = switchboard_testenv::service_path(
-        "SWITCHBOARD_TEST_KUBECONFIG",
-        "eval \"$(scripts/kube-apiserver.sh start)\"",
-    )?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig = Kubeconfig::read_from(&path).expect("the script's kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a client configuration from the script's kubeconfig");
-    let client = Client::try_from(config).expect("a kube client");
+    let client = switchboard_tests::kube::apiserver_client().await?;
     install_crds(&client).await;
     Some(client)
 }

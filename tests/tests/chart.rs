@@ -480,6 +480,45 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
 }
 
 #[test]
+fn the_database_ca_bundle_reaches_the_operator_and_ws_hosts_are_opt_in() {
+    let Some(helm) = helm() else { return };
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            &format!("database.caBundle={pem}"),
+            "--set",
+            "tenantPolicy.realtimeInsecureHosts={realtime-sim.sim.svc}",
+        ],
+    );
+    let cm: k8s_openapi::api::core::v1::ConfigMap = one(&objects, "ConfigMap").typed();
+    assert_eq!(cm.data.unwrap()["ca.pem"], pem);
+    let d: Deployment = one(&objects, "Deployment").typed();
+    let c = operator_container(&d);
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_DATABASE_CA_FILE"),
+        Some("/etc/switchboard/database-ca/ca.pem")
+    );
+    assert!(
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/etc/switchboard/database-ca")
+    );
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_REALTIME_INSECURE_HOSTS"),
+        Some("realtime-sim.sim.svc")
+    );
+    // Neither by default.
+    let objects = render(&helm, &[]);
+    let d: Deployment = one(&objects, "Deployment").typed();
+    let c = operator_container(&d);
+    assert!(!env_map(c).contains_key("SWITCHBOARD_DATABASE_CA_FILE"));
+    assert!(!env_map(c).contains_key("SWITCHBOARD_REALTIME_INSECURE_HOSTS"));
+}
+
+#[test]
 fn every_toggle_on_renders_valid_objects_that_fit_together() {
     let Some(helm) = helm() else { return };
     let objects = render(&helm, ALL_ON);

@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
-use switchboard_crds::{KnowledgeBase, SecretKeySelector, VoiceTenant};
+use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_operator::knowledge::{
     Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
 };
@@ -29,8 +29,8 @@ use switchboard_tests::{Env, EnvOptions, services};
 /// status) and its database Secret.
 struct Cluster {
     tenant: VoiceTenant,
-    /// `(secret, key) → value`.
-    secrets: Vec<((String, String), String)>,
+    /// The Secrets of the namespace.
+    secrets: Vec<Secret>,
 }
 
 impl KnowledgeApi for Cluster {
@@ -52,17 +52,17 @@ impl KnowledgeApi for Cluster {
         Box::pin(async { Ok(None) })
     }
 
-    fn secret_value<'a>(
+    fn secret<'a>(
         &'a self,
         _namespace: &'a str,
-        selector: &'a SecretKeySelector,
-    ) -> BoxFuture<'a, Result<Option<String>, kube::Error>> {
-        let value = self
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, kube::Error>> {
+        let found = self
             .secrets
             .iter()
-            .find(|((name, key), _)| *name == selector.name && *key == selector.key)
-            .map(|(_, v)| v.clone());
-        Box::pin(async move { Ok(value) })
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+            .cloned();
+        Box::pin(async move { Ok(found) })
     }
 }
 
@@ -96,7 +96,7 @@ spec:
     let owner = Ownership::of(&vt).unwrap();
     provisioner.ensure(&db, &owner, &password).await.unwrap();
     let secret = build_database_secret(&vt, &db, &password, provisioner.target()).unwrap();
-    let tenant_url = String::from_utf8(secret.data.unwrap()[URL_KEY].0.clone()).unwrap();
+    let tenant_url = String::from_utf8(secret.data.clone().unwrap()[URL_KEY].0.clone()).unwrap();
     vt.status = Some(switchboard_crds::VoiceTenantStatus {
         database: Some(db.to_status()),
         ..Default::default()
@@ -112,10 +112,7 @@ spec:
     kb.metadata.generation = Some(1);
     let cluster = Cluster {
         tenant: vt,
-        secrets: vec![(
-            (db.secret_name.clone(), URL_KEY.to_string()),
-            tenant_url.clone(),
-        )],
+        secrets: vec![secret],
     };
     let engine = Engine::new(EngineConfig {
         model_dir: Some(model),
@@ -267,10 +264,21 @@ spec:
     .unwrap();
     let cluster = Cluster {
         tenant: vt,
-        secrets: vec![(
-            ("pinecone".into(), "api-key".into()),
-            pinecone.api_key().to_string(),
-        )],
+        secrets: vec![Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("pinecone".into()),
+                labels: Some(
+                    [(
+                        switchboard_operator::labels::USABLE_SECRET_LABEL.to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            string_data: Some([("api-key".to_string(), pinecone.api_key().to_string())].into()),
+            ..Secret::default()
+        }],
     };
     let engine = Engine::new(EngineConfig {
         model_dir: Some(model),

@@ -22,7 +22,10 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
-use switchboard_operator::tenant::database::Ownership;
+use switchboard_operator::labels::USABLE_SECRET_LABEL;
+use switchboard_operator::tenant::database::{
+    Ownership, TenantDatabase, build_database_secret, generate_password,
+};
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller,
@@ -271,8 +274,36 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     )
     .await
     .unwrap();
+    // The key's Secret is not labelled usable yet: refused, as on the VoiceTenant path.
+    let kb = wait_kb(&c, "remote", "remote refused an unlabelled Secret", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "SecretNotUsable")
+    })
+    .await;
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let message = kb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("voice.switchboard.dev/usable=true"),
+        "{message}"
+    );
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .patch(
+            "embedder-key",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {USABLE_SECRET_LABEL: "true"}}})),
+        )
+        .await
+        .unwrap();
     let kb = wait_kb(&c, "remote", "remote Degraded", |kb| {
-        condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
+        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "EmbedderFailed")
     })
     .await;
     assert_eq!(
@@ -317,15 +348,61 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         "TenantDatabasePending"
     );
     assert_eq!(condition(&kb, "Degraded").unwrap().0, "False");
+    // Whoever may patch the tenant's status writes another tenant's database there: the
+    // knowledge base must not be indexed into it (nor use that tenant's credentials).
+    let forge = |status: switchboard_crds::DatabaseStatus| {
+        json!({
+            "apiVersion": "voice.switchboard.dev/v1alpha1",
+            "kind": "VoiceTenant",
+            "status": { "database": status },
+        })
+    };
     tenants
         .patch_status(
             &late,
             &PatchParams::apply("test").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "voice.switchboard.dev/v1alpha1",
-                "kind": "VoiceTenant",
-                "status": { "database": db.to_status() },
-            })),
+            &Patch::Apply(forge(db.to_status())),
+        )
+        .await
+        .unwrap();
+    let kb = wait_kb(
+        &c,
+        "later",
+        "later refuses a forged status.database",
+        |kb| {
+            condition(kb, "Degraded")
+                .is_some_and(|(s, r)| s == "True" && r == "TenantDatabaseNotProven")
+        },
+    )
+    .await;
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let mut conn = PgConnection::connect(&admin_url).await.unwrap();
+    let stray: Option<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_name LIKE '%later%'")
+            .bind(&db.schema)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(stray, None, "indexed into the other tenant's schema");
+    // Its own database, provisioned under the names derived for it: indexed.
+    let late_vt = tenants.get(&late).await.unwrap();
+    let late_db = TenantDatabase::for_tenant(&late_vt).unwrap();
+    let password = generate_password();
+    provisioner
+        .ensure(&late_db, &Ownership::of(&late_vt).unwrap(), &password)
+        .await
+        .unwrap();
+    let late_secret =
+        build_database_secret(&late_vt, &late_db, &password, provisioner.target()).unwrap();
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &late_secret)
+        .await
+        .unwrap();
+    tenants
+        .patch_status(
+            &late,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(forge(late_db.to_status())),
         )
         .await
         .unwrap();
@@ -364,6 +441,10 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         .drop(&db, &Ownership::of(&vt).unwrap())
         .await
         .unwrap();
+    provisioner
+        .drop(&late_db, &Ownership::of(&late_vt).unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,6 +471,10 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
         metadata: ::kube::api::ObjectMeta {
             name: Some("pinecone".into()),
             namespace: Some(NS.into()),
+            labels: Some(BTreeMap::from([(
+                USABLE_SECRET_LABEL.to_string(),
+                "true".to_string(),
+            )])),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(

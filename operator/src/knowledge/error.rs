@@ -52,6 +52,27 @@ pub enum KnowledgeError {
         /// The key.
         key: String,
     },
+    /// A Secret the editor referenced lacks the usable label (the VoiceTenant rule).
+    #[error(
+        "Secret {name} is not labelled {label}=true; if tenants may use it: kubectl label secret {name} {label}=true"
+    )]
+    SecretNotUsable {
+        /// The Secret.
+        name: String,
+        /// [`crate::labels::USABLE_SECRET_LABEL`].
+        label: &'static str,
+    },
+    /// The tenant database Secret is not controlled by the tenant: not the one the
+    /// operator created for it.
+    #[error(
+        "Secret {name} is not the tenant's database Secret (no controller reference to tenant {tenant})"
+    )]
+    SecretNotOwned {
+        /// The Secret.
+        name: String,
+        /// The tenant's name.
+        tenant: String,
+    },
     /// The Pinecone API key Secret is gone, so the namespace cannot be deleted.
     #[error("the Pinecone API key Secret is gone; cannot delete the namespace")]
     PineconeKeyGone,
@@ -121,6 +142,8 @@ impl KnowledgeError {
             Self::Target(e) => e.category(),
             Self::Kube { .. } => "KubernetesApi",
             Self::SecretMissing { .. } | Self::PineconeKeyGone => "SecretMissing",
+            Self::SecretNotUsable { .. } => "SecretNotUsable",
+            Self::SecretNotOwned { .. } => "ForeignSecret",
             Self::S3(e) => e.reason(),
             Self::Source(e) => e.reason(),
             Self::Embedder(_) => EMBEDDER_FAILED,

@@ -154,11 +154,12 @@ spec:
         )
         .expect("tenant");
         if provisioned {
+            let derived = crate::dbnames::derive("acme", "dental", "u1");
             vt.status = Some(VoiceTenantStatus {
                 database: Some(DatabaseStatus {
-                    role: "sb_acme_dental_x".into(),
-                    schema: "sb_acme_dental_x".into(),
-                    secret_name: "dental-database".into(),
+                    role: derived.identifier.clone(),
+                    schema: derived.identifier,
+                    secret_name: derived.secret_name,
                 }),
                 ..Default::default()
             });
@@ -195,10 +196,46 @@ spec:
                     name: "dental-database".into(),
                     key: "url".into(),
                 },
-                schema: Some("sb_acme_dental_x".into()),
+                trust: crate::knowledge::api::SecretTrust::OwnedBy("u1".into()),
+                schema: Some(crate::dbnames::derive("acme", "dental", "u1").identifier),
             }
         );
         assert_eq!(sync.embedder, EmbedderChoice::Local);
+    }
+
+    #[test]
+    fn a_forged_status_database_is_refused() {
+        // Another tenant's names (or any sb_ names) written into this tenant's status:
+        // nothing is indexed there, the reason says why.
+        let other = crate::dbnames::derive("acme", "other", "u2");
+        for forged in [
+            DatabaseStatus {
+                role: other.identifier.clone(),
+                schema: other.identifier.clone(),
+                secret_name: other.secret_name.clone(),
+            },
+            DatabaseStatus {
+                role: crate::dbnames::derive("acme", "dental", "u1").identifier,
+                schema: other.identifier.clone(),
+                secret_name: "dental-database".into(),
+            },
+            DatabaseStatus {
+                secret_name: other.secret_name.clone(),
+                ..tenant(true).status.unwrap().database.unwrap()
+            },
+        ] {
+            let mut vt = tenant(true);
+            vt.status.as_mut().unwrap().database = Some(forged.clone());
+            let Err(e) = plan(&inline(), "acme", read(Some(vt))) else {
+                panic!("a forged status was accepted: {forged:?}");
+            };
+            assert_eq!(e.category(), "TenantDatabaseNotProven", "{e}");
+            assert!(
+                e.to_string().contains(&other.identifier)
+                    || e.to_string().contains(&other.secret_name),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use switchboard_crds::{DeletionPolicy, KnowledgeBase, SecretKeySelector};
 use switchboard_knowledge::store::PineconeConfig;
 use switchboard_knowledge::{Embedder, IngestReport, ingest};
 
-use super::api::KnowledgeApi;
+use super::api::{KnowledgeApi, SecretRefusal, SecretTrust, check_secret, secret_key};
 use super::engine::{Engine, OpenStore};
 use super::error::KnowledgeError;
 use super::plan::{Plan, SyncPlan, plan};
@@ -20,6 +20,7 @@ use super::read::{kb_key, read};
 use super::s3::Skipped;
 use super::status::Outcome;
 use super::target::{self, Blocked, EmbedderChoice, Location};
+use crate::labels::USABLE_SECRET_LABEL;
 
 /// What a reconcile decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,25 +83,58 @@ async fn try_sync(
             None,
         ))),
         Plan::Sync(sync) => {
-            let (outcome, detail) = apply(namespace, name, *sync, api, engine).await?;
+            let tenant = kb.spec.tenant.as_str();
+            let (outcome, detail) = apply(namespace, name, tenant, *sync, api, engine).await?;
             Ok(Some((outcome, Some(detail))))
         }
     }
 }
 
-/// The value of a Secret key the backend or embedder needs.
+/// The value of a Secret key, read only from a Secret `trust` allows (the one rule of
+/// every Secret read of a knowledge base: [`check_secret`]); `None` when the Secret or
+/// its key does not exist.
+async fn secret_value(
+    api: &dyn KnowledgeApi,
+    namespace: &str,
+    selector: &SecretKeySelector,
+    trust: &SecretTrust,
+    tenant: &str,
+) -> Result<Option<String>, KnowledgeError> {
+    let found = api
+        .secret(namespace, &selector.name)
+        .await
+        .map_err(|e| KnowledgeError::kube(format!("Secret {}", selector.name), e))?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    match check_secret(&found, trust) {
+        Ok(()) => Ok(secret_key(&found, &selector.key)),
+        Err(SecretRefusal::NotUsable) => Err(KnowledgeError::SecretNotUsable {
+            name: selector.name.clone(),
+            label: USABLE_SECRET_LABEL,
+        }),
+        Err(SecretRefusal::NotOwned) => Err(KnowledgeError::SecretNotOwned {
+            name: selector.name.clone(),
+            tenant: tenant.to_string(),
+        }),
+    }
+}
+
+/// The value of a Secret key the backend or embedder needs ([`secret_value`]; missing
+/// or empty is an error).
 async fn secret(
     api: &dyn KnowledgeApi,
     namespace: &str,
     selector: &SecretKeySelector,
+    trust: &SecretTrust,
+    tenant: &str,
 ) -> Result<String, KnowledgeError> {
-    match api.secret_value(namespace, selector).await {
-        Ok(Some(v)) if !v.is_empty() => Ok(v),
-        Ok(_) => Err(KnowledgeError::SecretMissing {
+    match secret_value(api, namespace, selector, trust, tenant).await? {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(KnowledgeError::SecretMissing {
             name: selector.name.clone(),
             key: selector.key.clone(),
         }),
-        Err(e) => Err(KnowledgeError::kube(format!("Secret {}", selector.name), e)),
     }
 }
 
@@ -110,6 +144,7 @@ async fn secret(
 async fn apply(
     namespace: &str,
     name: &str,
+    tenant: &str,
     plan: SyncPlan,
     api: &dyn KnowledgeApi,
     engine: &Engine,
@@ -126,7 +161,7 @@ async fn apply(
             dimensions,
             api_key,
         } => {
-            let key = secret(api, namespace, api_key).await?;
+            let key = secret(api, namespace, api_key, &SecretTrust::Labelled, tenant).await?;
             engine
                 .openai(base_url, model, *dimensions, key)
                 .map_err(KnowledgeError::Embedder)?
@@ -134,8 +169,8 @@ async fn apply(
     };
     let dimensions = embedder.dimensions();
     let (store, kb_key) = match &plan.location {
-        Location::Pgvector { url, schema } => {
-            let url = secret(api, namespace, url).await?;
+        Location::Pgvector { url, trust, schema } => {
+            let url = secret(api, namespace, url, trust, tenant).await?;
             let store = engine
                 .pgvector(&url, schema.as_deref(), name, dimensions)
                 .await
@@ -153,7 +188,7 @@ async fn apply(
             api_url,
             api_key,
         } => {
-            let key = secret(api, namespace, api_key).await?;
+            let key = secret(api, namespace, api_key, &SecretTrust::Labelled, tenant).await?;
             let store = engine
                 .pinecone(
                     pinecone_config(key, index, cloud, region, api_url),
@@ -255,16 +290,11 @@ pub async fn cleanup(
         Err(Blocked::Waiting { .. }) => return Ok(Cleanup::Removed),
         Err(Blocked::Failed(e)) => return Err(e.into()),
     };
-    let secret_value = |selector: SecretKeySelector| async move {
-        match api.secret_value(namespace, &selector).await {
-            Ok(v) => Ok(v),
-            Err(e) => Err(KnowledgeError::kube(format!("Secret {}", selector.name), e)),
-        }
-    };
+    let tenant_name = kb.spec.tenant.as_str();
     match location {
-        Location::Pgvector { url, schema } => {
+        Location::Pgvector { url, trust, schema } => {
             // Without its Secret the tenant's database is being torn down with it.
-            let Some(url) = secret_value(url).await? else {
+            let Some(url) = secret_value(api, namespace, &url, &trust, tenant_name).await? else {
                 return Ok(Cleanup::Retained);
             };
             engine
@@ -283,7 +313,9 @@ pub async fn cleanup(
             api_url,
             api_key,
         } => {
-            let Some(key) = secret_value(api_key).await? else {
+            let labelled = SecretTrust::Labelled;
+            let Some(key) = secret_value(api, namespace, &api_key, &labelled, tenant_name).await?
+            else {
                 return Err(KnowledgeError::PineconeKeyGone);
             };
             engine

@@ -2,8 +2,11 @@
 //! and its tenant. Pure: names Secrets, never reads them.
 
 use switchboard_crds::{
-    BackendKind, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef, VoiceTenant,
+    BackendKind, DatabaseStatus, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef,
+    VoiceTenant,
 };
+
+use super::api::SecretTrust;
 
 /// Key of the tenant database Secret holding the connection URL of the tenant's role.
 pub const DATABASE_URL_KEY: &str = "url";
@@ -15,6 +18,9 @@ pub enum Location {
     Pgvector {
         /// The Secret key holding a `postgres://` URL of the tenant's role.
         url: SecretKeySelector,
+        /// What makes that Secret usable: the tenant's ownership (the operator's
+        /// database Secret) or the usable label (the tenant's own `spec.database.url`).
+        trust: SecretTrust,
         /// The schema; `None`: the connection's `current_schema()` (its search path).
         schema: Option<String>,
     },
@@ -39,7 +45,7 @@ impl Location {
     /// A stable description (no secret values) that goes into the content hash.
     pub fn describe(&self) -> String {
         match self {
-            Self::Pgvector { url, schema } => format!(
+            Self::Pgvector { url, schema, .. } => format!(
                 "pgvector {}/{} schema {}",
                 url.name,
                 url.key,
@@ -104,6 +110,26 @@ pub enum TargetError {
     /// The settings block of the chosen kind is missing.
     #[error("{0}")]
     MissingSettings(&'static str),
+    /// The tenant's `status.database` names other objects than those the operator derives
+    /// for this tenant (from its namespace, name and UID): a status anyone allowed to
+    /// patch it may have written. Nothing is written into the database it names.
+    #[error(
+        "tenant {tenant}'s status.database names role {role}, schema {schema}, Secret {secret}; the operator provisions {expected_schema} and Secret {expected_secret} for this tenant and writes only there"
+    )]
+    DatabaseNotProven {
+        /// The tenant.
+        tenant: String,
+        /// The status' role.
+        role: String,
+        /// The status' schema.
+        schema: String,
+        /// The status' Secret.
+        secret: String,
+        /// The derived schema (and role).
+        expected_schema: String,
+        /// The derived Secret.
+        expected_secret: String,
+    },
 }
 
 impl TargetError {
@@ -112,6 +138,7 @@ impl TargetError {
         match self {
             Self::SecretNotInCluster { .. } => "SecretNotInCluster",
             Self::MissingSettings(_) => "InvalidSpec",
+            Self::DatabaseNotProven { .. } => "TenantDatabaseNotProven",
         }
     }
 }
@@ -128,9 +155,15 @@ fn in_cluster(field: &'static str, r: &SecretRef) -> Result<SecretKeySelector, B
 
 /// Where `kb` (of tenant `vt`) is indexed.
 ///
-/// pgvector uses the database the operator provisioned for the tenant (its status names
-/// the Secret), else the tenant's own `spec.database.url`; a tenant with neither has no
-/// Postgres yet: [`Blocked::Waiting`].
+/// pgvector uses the database the operator provisioned for the tenant, else the tenant's
+/// own `spec.database.url`; a tenant with neither has no Postgres yet:
+/// [`Blocked::Waiting`].
+///
+/// The provisioned database is the one the operator derives from the tenant's namespace,
+/// name and UID ([`crate::dbnames`]); `status.database` only says that it exists, and
+/// must name exactly those objects ([`TargetError::DatabaseNotProven`] otherwise). Its
+/// Secret must be controlled by the tenant ([`SecretTrust::OwnedBy`]); a tenant's own
+/// URL Secret must carry the usable label ([`SecretTrust::Labelled`]).
 ///
 /// # Errors
 ///
@@ -139,17 +172,12 @@ pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocke
     match kb.spec.backend.kind {
         BackendKind::Pgvector => {
             if let Some(db) = vt.status.as_ref().and_then(|s| s.database.as_ref()) {
-                return Ok(Location::Pgvector {
-                    url: SecretKeySelector {
-                        name: db.secret_name.clone(),
-                        key: DATABASE_URL_KEY.to_string(),
-                    },
-                    schema: Some(db.schema.clone()),
-                });
+                return provisioned(vt, db);
             }
             match vt.spec.database.as_ref().and_then(|d| d.url.as_ref()) {
                 Some(r) => Ok(Location::Pgvector {
                     url: in_cluster("the tenant's spec.database.url", r)?,
+                    trust: SecretTrust::Labelled,
                     schema: None,
                 }),
                 None => Err(Blocked::Waiting {
@@ -181,6 +209,37 @@ pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocke
             })
         }
     }
+}
+
+/// The provisioned database of `vt`, whose status says it has one (`recorded`): the
+/// derived names, when the status names exactly those.
+fn provisioned(vt: &VoiceTenant, recorded: &DatabaseStatus) -> Result<Location, Blocked> {
+    let tenant = vt.metadata.name.clone().unwrap_or_default();
+    let namespace = vt.metadata.namespace.as_deref().unwrap_or_default();
+    let uid = vt.metadata.uid.clone().unwrap_or_default();
+    let derived = crate::dbnames::derive(namespace, &tenant, &uid);
+    let proven = !uid.is_empty()
+        && recorded.role == derived.identifier
+        && recorded.schema == derived.identifier
+        && recorded.secret_name == derived.secret_name;
+    if !proven {
+        return Err(Blocked::Failed(TargetError::DatabaseNotProven {
+            tenant,
+            role: recorded.role.clone(),
+            schema: recorded.schema.clone(),
+            secret: recorded.secret_name.clone(),
+            expected_schema: derived.identifier,
+            expected_secret: derived.secret_name,
+        }));
+    }
+    Ok(Location::Pgvector {
+        url: SecretKeySelector {
+            name: derived.secret_name,
+            key: DATABASE_URL_KEY.to_string(),
+        },
+        trust: SecretTrust::OwnedBy(uid),
+        schema: Some(derived.identifier),
+    })
 }
 
 /// The embedder of `kb`.

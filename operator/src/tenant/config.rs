@@ -17,6 +17,9 @@ pub struct OperatorConfig {
     /// Admin connection to the shared Postgres. Absent: tenants without
     /// `spec.database.url` keep the gateway's embedded SQLite.
     pub database_admin_url: Option<String>,
+    /// PEM CA bundle the gateways verify their Postgres server with
+    /// ([`crate::tenant::build::database_tls`]).
+    pub database_ca: Option<String>,
     /// Watch one namespace only; `None` watches all.
     pub watch_namespace: Option<String>,
     /// Public domain: a tenant's public host is `<name>.<namespace>.<domain>`.
@@ -84,6 +87,7 @@ impl OperatorConfig {
                 crate::tenant::inputs::DEFAULT_IMAGE_REPOSITORY,
             ),
             database_admin_url: None,
+            database_ca: None,
             watch_namespace: None,
             public_domain: None,
             ingress_class: None,
@@ -134,6 +138,7 @@ impl OperatorConfig {
             });
         ctx.gateway_resources = self.gateway_resources.clone();
         ctx.data_volume = self.gateway_data_volume.clone();
+        ctx.database_ca = self.database_ca.clone();
         ctx
     }
 

@@ -73,6 +73,13 @@ pub struct BuildInputs {
     /// another tenant): the gateway runs without them, the status says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_knowledge_bases: Vec<String>,
+    /// PEM CA bundle the gateways verify their Postgres server with (the operator's
+    /// `--database-ca-file`; for RDS, the AWS global bundle). Copied into the tenant's
+    /// ConfigMap of a gateway with a database URL and named by `PGSSLROOTCERT`
+    /// ([`crate::tenant::build::database_tls`]). Absent: `verify-full` against the
+    /// driver's built-in roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_ca: Option<String>,
 }
 
 /// Namespaces and ports of the tenant's NetworkPolicy.
@@ -172,6 +179,7 @@ impl BuildInputs {
             gateway_resources: GatewayResources::default(),
             data_volume: None,
             missing_knowledge_bases: Vec::new(),
+            database_ca: None,
         }
     }
 }

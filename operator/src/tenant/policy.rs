@@ -7,7 +7,9 @@
 //! unsigned webhooks (an open relay spending the tenant's OpenAI budget). So:
 //!
 //! - `spec.openai.realtimeUrl` must be `wss://` to a host of `--realtime-hosts`
-//!   (`RealtimeHostNotAllowed`);
+//!   (`RealtimeHostNotAllowed`); plain `ws://` only to a host of
+//!   `--realtime-insecure-hosts`, empty by default, for an in-cluster simulator in a test
+//!   cluster (tests/e2e/kind.sh): the tenant's OpenAI key travels in clear to it;
 //! - `spec.gateway.image` must start with one of `--allowed-gateway-images`
 //!   (`GatewayImageNotAllowed`);
 //! - `spec.twilio.validateSignatures: false` is refused (`UnsignedWebhooksRefused`): it
@@ -27,6 +29,9 @@ pub const DEFAULT_REALTIME_HOST: &str = "api.openai.com";
 pub struct ReferencePolicy {
     /// Host names `spec.openai.realtimeUrl` may name (lowercase, exact).
     pub realtime_hosts: Vec<String>,
+    /// Host names `spec.openai.realtimeUrl` may name with plain `ws://` (lowercase,
+    /// exact); empty by default. Not implied by [`Self::realtime_hosts`].
+    pub realtime_insecure_hosts: Vec<String>,
     /// Prefixes `spec.gateway.image` must start with (see [`image_allowed`]).
     pub gateway_images: Vec<String>,
 }
@@ -36,6 +41,7 @@ impl Default for ReferencePolicy {
     fn default() -> Self {
         Self {
             realtime_hosts: vec![DEFAULT_REALTIME_HOST.to_string()],
+            realtime_insecure_hosts: Vec::new(),
             gateway_images: vec![super::inputs::DEFAULT_IMAGE_REPOSITORY.to_string()],
         }
     }
@@ -45,6 +51,16 @@ impl ReferencePolicy {
     /// The policy of the flags: `realtime_hosts`, and `gateway_images` or, when empty,
     /// the repository of `default_image` (the operator's own gateway image).
     pub fn new(realtime_hosts: &[String], gateway_images: &[String], default_image: &str) -> Self {
+        Self::with_insecure(realtime_hosts, &[], gateway_images, default_image)
+    }
+
+    /// [`Self::new`], plus the hosts a `ws://` URL may name (`--realtime-insecure-hosts`).
+    pub fn with_insecure(
+        realtime_hosts: &[String],
+        insecure_hosts: &[String],
+        gateway_images: &[String],
+        default_image: &str,
+    ) -> Self {
         let clean = |v: &[String]| -> Vec<String> {
             v.iter()
                 .map(|s| s.trim().to_string())
@@ -55,11 +71,15 @@ impl ReferencePolicy {
         if images.is_empty() {
             images.push(repository(default_image).to_string());
         }
-        Self {
-            realtime_hosts: clean(realtime_hosts)
+        let hosts = |v: &[String]| -> Vec<String> {
+            clean(v)
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
-                .collect(),
+                .collect()
+        };
+        Self {
+            realtime_hosts: hosts(realtime_hosts),
+            realtime_insecure_hosts: hosts(insecure_hosts),
             gateway_images: images,
         }
     }
@@ -75,11 +95,22 @@ impl ReferencePolicy {
             return Err(TenantError::UnsignedWebhooksRefused);
         }
         if let Some(url) = &spec.openai.realtime_url {
-            let host = wss_host(url);
-            if !host.is_some_and(|h| self.realtime_hosts.contains(&h)) {
+            let allowed = match ws_host(url) {
+                Some((true, host)) => self.realtime_hosts.contains(&host),
+                Some((false, host)) => self.realtime_insecure_hosts.contains(&host),
+                None => false,
+            };
+            if !allowed {
+                let mut listed = self.realtime_hosts.join(",");
+                if !self.realtime_insecure_hosts.is_empty() {
+                    listed.push_str(&format!(
+                        "; ws:// only to {}",
+                        self.realtime_insecure_hosts.join(",")
+                    ));
+                }
                 return Err(TenantError::RealtimeHostNotAllowed {
                     url: url.clone(),
-                    allowed: self.realtime_hosts.join(","),
+                    allowed: listed,
                 });
             }
         }
@@ -115,14 +146,17 @@ pub fn image_allowed(image: &str, prefix: &str) -> bool {
     repository(image) == prefix
 }
 
-/// The lowercase host of a `wss://` URL; `None` for another scheme, a user part, or no
-/// host.
-fn wss_host(url: &str) -> Option<String> {
-    let scheme_len = "wss://".len();
-    if url.len() < scheme_len || !url[..scheme_len].eq_ignore_ascii_case("wss://") {
+/// Whether a `ws(s)://` URL is `wss://`, and its lowercase host; `None` for another
+/// scheme, a user part, or no host.
+fn ws_host(url: &str) -> Option<(bool, String)> {
+    let lower = |n: usize| url.get(..n).map(str::to_ascii_lowercase);
+    let (secure, rest) = if lower(6).as_deref() == Some("wss://") {
+        (true, &url[6..])
+    } else if lower(5).as_deref() == Some("ws://") {
+        (false, &url[5..])
+    } else {
         return None;
-    }
-    let rest = &url[scheme_len..];
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains(['@', '\\', '[', ' ']) {
         return None;
@@ -133,7 +167,7 @@ fn wss_host(url: &str) -> Option<String> {
         None => authority,
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
+    (!host.is_empty()).then_some((secure, host))
 }
 
 #[cfg(test)]
@@ -192,6 +226,37 @@ spec:
             let expected = (!ok).then_some("RealtimeHostNotAllowed");
             assert_eq!(category(&s), expected, "{url}");
         }
+    }
+
+    #[test]
+    fn plain_ws_only_to_a_listed_insecure_host() {
+        let mut s = spec();
+        let sim = "realtime-sim.sim.svc";
+        let with = ReferencePolicy::with_insecure(
+            &["api.openai.com".into()],
+            &[sim.into()],
+            &[],
+            "ghcr.io/switchboard-dev/switchboard:1",
+        );
+        for (url, ok_default, ok_with) in [
+            ("ws://realtime-sim.sim.svc:8081/v1/realtime", false, true),
+            ("WS://Realtime-Sim.sim.svc:8081/v1/realtime", false, true),
+            ("wss://realtime-sim.sim.svc:8081/v1/realtime", false, false),
+            ("ws://api.openai.com/v1/realtime", false, false),
+            ("wss://api.openai.com/v1/realtime", true, true),
+            ("ws://evil.example@realtime-sim.sim.svc/", false, false),
+            ("ws://realtime-sim.sim.svc.evil.example/", false, false),
+        ] {
+            s.openai.realtime_url = Some(url.into());
+            assert_eq!(policy().admit(&s).is_ok(), ok_default, "default: {url}");
+            assert_eq!(with.admit(&s).is_ok(), ok_with, "with {sim}: {url}");
+        }
+        s.openai.realtime_url = Some("ws://x.example/".into());
+        let message = with.admit(&s).unwrap_err().to_string();
+        assert!(
+            message.contains("ws:// only to realtime-sim.sim.svc"),
+            "{message}"
+        );
     }
 
     #[test]

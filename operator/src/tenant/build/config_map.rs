@@ -6,7 +6,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use switchboard_crds::VoiceTenant;
 
 use super::TENANT_FILE;
+use super::database_tls::{CA_FILE, ca_bundle};
 use super::knowledge::{knowledge_file, searchable};
+use super::secrets::database_url;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
 use crate::tenant::owner::Owner;
@@ -29,9 +31,10 @@ pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
     Ok(serde_saphyr::to_string(&manifest)?)
 }
 
-/// Builds the ConfigMap `<tenant>-gateway` with the key [`TENANT_FILE`], and one key
+/// Builds the ConfigMap `<tenant>-gateway` with the key [`TENANT_FILE`], one key
 /// `knowledge-<name>.yaml` per knowledge base the gateway searches
-/// ([`super::knowledge::searchable`]).
+/// ([`super::knowledge::searchable`]), and the database CA bundle ([`CA_FILE`]) when
+/// the operator has one and the gateway connects to Postgres.
 ///
 /// # Errors
 ///
@@ -42,6 +45,9 @@ pub fn build_config_map(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<ConfigMap
     for kb in searchable(vt, ctx) {
         data.insert(knowledge_file(&kb.name), kb.manifest.clone());
     }
+    if let Some(ca) = ca_bundle(ctx, database_url(&vt.spec, ctx)?.is_some()) {
+        data.insert(CA_FILE.to_string(), ca.to_string());
+    }
     Ok(ConfigMap {
         metadata: owner.meta(),
         data: Some(data),
@@ -50,8 +56,8 @@ pub fn build_config_map(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<ConfigMap
 }
 
 /// Everything the gateway reads from the ConfigMap, for the pod template's checksum: the
-/// tenant file, then each knowledge base's manifest (length-prefixed). Without knowledge
-/// bases, exactly the tenant file.
+/// tenant file, then each knowledge base's manifest and the database CA bundle
+/// (length-prefixed). Without either, exactly the tenant file.
 ///
 /// # Errors
 ///
@@ -65,6 +71,9 @@ pub fn config_text(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<String, BuildE
             kb.manifest.len(),
             kb.manifest
         ));
+    }
+    if let Some(ca) = ca_bundle(ctx, database_url(&vt.spec, ctx)?.is_some()) {
+        text.push_str(&format!("\n--- {CA_FILE} {}\n{ca}", ca.len()));
     }
     Ok(text)
 }

@@ -37,8 +37,8 @@ use switchboard_crds::{GatewaySpec, VoiceTenant};
 
 use super::secrets::{checksum, database_url, knowledge_keys, mounted_keys, secrets_volume};
 use super::{
-    CHECKSUM_ANNOTATION, CONFIG_DIR, DATA_DIR, HTTP_PORT, HTTP_PORT_NAME, SECRETS_DIR, TENANT_FILE,
-    TENANT_PATH, public_url, referenced_secrets,
+    CHECKSUM_ANNOTATION, CONFIG_DIR, DATA_DIR, HTTP_PORT, HTTP_PORT_NAME, SECRETS_DIR, TENANT_PATH,
+    public_url, referenced_secrets,
 };
 use crate::labels::{labels, selector_labels};
 use crate::tenant::build::BuildError;
@@ -142,6 +142,13 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
         env.push(env_value("SWITCHBOARD_MAX_CALLS", &max_calls.to_string()));
     }
     if let Some(db) = database_url(spec, ctx)? {
+        // TLS defaults for the URL (verify-full, the operator's CA); the URL's own
+        // sslmode wins (database_tls).
+        env.extend(
+            super::database_tls::tls_env(ctx)
+                .into_iter()
+                .map(|(name, value)| env_value(name, &value)),
+        );
         env.push(EnvVar {
             name: "SWITCHBOARD_DATABASE_URL".to_string(),
             value_from: Some(EnvVarSource {
@@ -200,11 +207,7 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
             name: CONFIG_VOLUME.to_string(),
             config_map: Some(ConfigMapVolumeSource {
                 name: owner.name.clone(),
-                items: Some(vec![KeyToPath {
-                    key: TENANT_FILE.to_string(),
-                    path: TENANT_FILE.to_string(),
-                    ..KeyToPath::default()
-                }]),
+                items: Some(config_items(vt, ctx)?),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -282,6 +285,22 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
         },
         status: None,
     })
+}
+
+/// The ConfigMap's keys as files of [`CONFIG_DIR`]: every key the builder puts in it (the
+/// tenant file, the knowledge bases' manifests, the database CA), each under its name.
+fn config_items(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Vec<KeyToPath>, BuildError> {
+    let config_map = super::config_map::build_config_map(vt, ctx)?;
+    Ok(config_map
+        .data
+        .unwrap_or_default()
+        .into_keys()
+        .map(|key| KeyToPath {
+            path: key.clone(),
+            key,
+            ..KeyToPath::default()
+        })
+        .collect())
 }
 
 fn replicas(gateway: &GatewaySpec) -> Option<i32> {

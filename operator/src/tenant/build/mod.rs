@@ -16,6 +16,7 @@
 //! ConfigMap too (`knowledge-<name>.yaml`, listed in `SWITCHBOARD_KNOWLEDGE`).
 
 pub mod config_map;
+pub mod database_tls;
 pub mod deployment;
 mod error;
 pub mod hpa;

@@ -11,25 +11,12 @@
 //! ([`TenantDatabase::resolve`]), so a change of this scheme never orphans a tenant's data.
 
 use kube::ResourceExt;
-use sha2::{Digest, Sha256};
 use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::error::DatabaseError;
 use crate::tenant::owner::Owner;
 
-/// Prefix of every role and schema the operator creates. [`validate_identifier`]
-/// requires it, so names read back from a (user-writable) status can never point the
-/// operator at a schema or role it did not create, such as `public` or the admin.
-pub const PREFIX: &str = "sb_";
-/// Longest Postgres identifier (`NAMEDATALEN - 1`): longer names are silently truncated
-/// by the server, which would make two tenants share one.
-pub const MAX_IDENTIFIER_LEN: usize = 63;
-/// Hex digits of the digest at the end of every role and schema name.
-const DIGEST_LEN: usize = 8;
-/// Longest Kubernetes Secret name (a DNS subdomain).
-const MAX_SECRET_NAME_LEN: usize = 253;
-/// Suffix of the credentials Secret's name.
-const SECRET_SUFFIX: &str = "-database";
+pub use crate::dbnames::{MAX_IDENTIFIER_LEN, PREFIX};
 
 /// Where a tenant's call records live on the shared Postgres.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,11 +95,11 @@ impl TenantDatabase {
 
     /// The names of the tenant `name` in `namespace` with UID `uid`.
     fn derive(namespace: &str, name: &str, uid: &str) -> Self {
-        let identifier = identifier(namespace, name, uid);
+        let derived = crate::dbnames::derive(namespace, name, uid);
         Self {
-            role: identifier.clone(),
-            schema: identifier,
-            secret_name: secret_name(name),
+            role: derived.identifier.clone(),
+            schema: derived.identifier,
+            secret_name: derived.secret_name,
         }
     }
 }
@@ -228,67 +215,6 @@ fn comment_uid(comment: &str) -> Option<&str> {
         .find_map(|field| field.strip_prefix("uid="))
 }
 
-/// `sb_<ns>_<name>_<digest>`, each part mapped to `[a-z0-9_]` and shortened to fit
-/// [`MAX_IDENTIFIER_LEN`]. Mapping loses information (`a-b`/`c` and `a`/`b-c` both give
-/// `a_b_c`), and so does shortening: the digest of the unmapped parts keeps names apart.
-fn identifier(namespace: &str, name: &str, uid: &str) -> String {
-    let digest = digest(&format!("{namespace}/{name}/{uid}"));
-    // Three separators: after the prefix's own `_`, between ns and name, before digest.
-    let budget = MAX_IDENTIFIER_LEN - PREFIX.len() - 2 - DIGEST_LEN;
-    let mut ns = sanitize(namespace);
-    let mut nm = sanitize(name);
-    // Share the budget, giving the name whatever the namespace leaves unused.
-    let ns_share = ns.len().min(budget / 2);
-    ns.truncate(ns_share);
-    nm.truncate(budget - ns_share);
-    // Repeated or trailing `_` add nothing readable and waste bytes.
-    let ns = ns.trim_matches('_');
-    let nm = nm.trim_matches('_');
-    let id = format!("{PREFIX}{ns}_{nm}_{digest}");
-    collapse_underscores(&id)
-}
-
-fn sanitize(part: &str) -> String {
-    part.chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9') => c,
-            _ => '_',
-        })
-        .collect()
-}
-
-fn collapse_underscores(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '_' && out.ends_with('_') {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `<tenant>-database`, shortened with a digest when that would not fit a Secret name.
-fn secret_name(tenant: &str) -> String {
-    if tenant.len() + SECRET_SUFFIX.len() <= MAX_SECRET_NAME_LEN {
-        return format!("{tenant}{SECRET_SUFFIX}");
-    }
-    let keep = MAX_SECRET_NAME_LEN - SECRET_SUFFIX.len() - DIGEST_LEN - 1;
-    // Object names are ASCII, so any byte index is a char boundary; stay safe anyway.
-    let mut cut = keep.min(tenant.len());
-    while !tenant.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let base = tenant[..cut].trim_end_matches(['-', '.']);
-    format!("{base}-{}{SECRET_SUFFIX}", digest(tenant))
-}
-
-fn digest(text: &str) -> String {
-    let mut hex = hex::encode(Sha256::digest(text.as_bytes()));
-    hex.truncate(DIGEST_LEN);
-    hex
-}
-
 /// Checks that `name` is a role or schema name this operator creates: starts with
 /// [`PREFIX`], only `[a-z0-9_]`, at most [`MAX_IDENTIFIER_LEN`] bytes. Such a name is a
 /// valid unquoted Postgres identifier, never a `pg_` name, and never `public`.
@@ -321,6 +247,7 @@ pub fn validate_identifier(name: &str) -> Result<(), DatabaseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dbnames::{DIGEST_LEN, MAX_SECRET_NAME_LEN};
 
     fn names(ns: &str, name: &str, uid: &str) -> TenantDatabase {
         TenantDatabase::derive(ns, name, uid)

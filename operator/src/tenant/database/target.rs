@@ -18,9 +18,9 @@ pub struct AdminTarget {
     pub port: u16,
     /// Database holding every tenant's schema.
     pub database: String,
-    /// `sslmode` to pass on to the gateways; `None` keeps the driver's default
-    /// (`prefer`). An RDS admin URL with `sslmode=require` makes the gateways require TLS
-    /// as well.
+    /// The admin URL's `sslmode` (`None`: not set, or `prefer`). Only `disable`,
+    /// `verify-ca` and `verify-full` are written into the tenants' URLs (see
+    /// [`Self::tenant_url`]).
     pub ssl_mode: Option<String>,
 }
 
@@ -67,6 +67,14 @@ impl AdminTarget {
     /// The URL a tenant's gateway connects with: the tenant's role and password, this
     /// server and database, and the tenant's schema as the search path, in the form the
     /// gateway's store reads (`?options=-c%20search_path%3D<schema>`).
+    ///
+    /// An `sslmode` in the URL overrides the gateway's cluster default, `verify-full`
+    /// (`crate::tenant::build::database_tls`). So the admin URL's mode is passed on only
+    /// when it is `disable` (a server without TLS: the test Postgres, a throw-away
+    /// in-cluster one; the admin said so explicitly) or as strict as the default
+    /// (`verify-ca`, `verify-full`). The weaker `allow`, `prefer` and `require`, common
+    /// in admin URLs (RDS's examples use `require`), are left out: they would turn the
+    /// gateways' certificate check off.
     pub fn tenant_url(&self, db: &TenantDatabase, password: &str) -> String {
         let host = if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]", self.host) // IPv6 literal
@@ -81,7 +89,11 @@ impl AdminTarget {
             encode(&self.database),
             encode(&db.schema),
         );
-        if let Some(mode) = &self.ssl_mode {
+        if let Some(mode) = self
+            .ssl_mode
+            .as_deref()
+            .filter(|m| matches!(*m, "disable" | "verify-ca" | "verify-full"))
+        {
             url.push_str("&sslmode=");
             url.push_str(&encode(mode));
         }
@@ -146,9 +158,34 @@ mod tests {
         assert_eq!(
             url,
             "postgres://sb_acme_dental_0123abcd:pw@db.example.com:5433/voice\
-             ?options=-c%20search_path%3Dsb_acme_dental_0123abcd&sslmode=require"
+             ?options=-c%20search_path%3Dsb_acme_dental_0123abcd",
+            "require would override the gateways' verify-full"
         );
         assert!(!url.contains("master") && !url.contains("s3cr"));
+    }
+
+    #[test]
+    fn only_disable_and_verifying_modes_reach_the_tenant_url() {
+        for (mode, passed) in [
+            ("disable", true),
+            ("allow", false),
+            ("prefer", false),
+            ("require", false),
+            ("verify-ca", true),
+            ("verify-full", true),
+        ] {
+            let t = AdminTarget::from_admin_url(&format!("postgres://m:p@db/voice?sslmode={mode}"))
+                .unwrap();
+            let url = t.tenant_url(&db(), "pw");
+            let parsed = PgConnectOptions::from_str(&url).unwrap();
+            assert_eq!(url.contains("sslmode="), passed, "{mode}: {url}");
+            if passed {
+                assert_eq!(
+                    format!("{:?}", parsed.get_ssl_mode()).to_lowercase(),
+                    mode.replace('-', "")
+                );
+            }
+        }
     }
 
     #[test]
