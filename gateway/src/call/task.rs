@@ -171,6 +171,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 detail: Some(e.to_string()),
                 transcript: Vec::new(),
                 usage: Default::default(),
+        model: None,
+        cost: None,
                 tool_calls: Vec::new(),
                 barge_ins: 0,
             }
@@ -465,6 +467,8 @@ async fn relay(
         usage: s.usage,
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
+        model: None,
+        cost: None,
     }
 }
 
@@ -576,6 +580,8 @@ fn unreachable_summary() -> super::session::CallSummary {
         detail: None,
         transcript: Vec::new(),
         usage: Default::default(),
+        model: None,
+        cost: None,
         tool_calls: Vec::new(),
         barge_ins: 0,
     }
