@@ -15,6 +15,14 @@ use crate::limits::{
 };
 use crate::secret::SecretRef;
 
+mod console;
+mod pricing;
+
+pub use console::{
+    API_KEY_MIN_LEN, ApiKeySpec, ConsoleSpec, KEY_NAME_MAX, KEY_NAME_PATTERN, is_key_name,
+};
+pub use pricing::PricingSpec;
+
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -71,6 +79,12 @@ pub struct VoiceTenantSpec {
     /// What happens to the tenant's database schema when the tenant is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// The admin API and console: the tenant's read-only API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+    /// Price overrides for call costs (see docs/api.md, "Costs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
 }
 
 /// The voice agent that answers the calls.
