@@ -142,6 +142,7 @@ impl Gateway {
                 cli.max_calls,
             ),
             endings: Default::default(),
+            access: crate::access::Access::new(cli.api_requests_per_second, cli.api_burst),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

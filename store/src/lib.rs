@@ -126,6 +126,10 @@ pub struct ToolCallRecord {
     pub output: String,
     /// Arguments received → output sent, ms.
     pub latency_ms: u64,
+    /// When the model called it, ms since the call's media stream started (the
+    /// transcript's clock); absent in records written before it was kept.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
 }
 
 /// A call was answered by a tenant.

@@ -276,9 +276,9 @@ impl PgStore {
             let c = &e.tool_calls;
             sqlx::query(
                 "INSERT INTO tool_calls \
-                   (call_sid, seq, call_id, name, arguments, output, latency_ms) \
+                   (call_sid, seq, call_id, name, arguments, output, latency_ms, at_ms) \
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
-                   $5::text[], $6::text[], $7::bigint[])",
+                   $5::text[], $6::text[], $7::bigint[], $8::bigint[])",
             )
             .bind(&sid)
             .bind((0_i64..).take(c.len()).collect::<Vec<_>>())
@@ -287,6 +287,7 @@ impl PgStore {
             .bind(c.iter().map(|x| text(&x.arguments)).collect::<Vec<_>>())
             .bind(c.iter().map(|x| text(&x.output)).collect::<Vec<_>>())
             .bind(c.iter().map(|x| to_sql(x.latency_ms)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.at_ms.map(to_sql)).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }

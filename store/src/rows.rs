@@ -44,7 +44,7 @@ pub(crate) const SELECT_TRANSCRIPT: &str = "SELECT seq, role, text, start_ms, en
      FROM transcript_entries WHERE call_sid = $1 ORDER BY seq";
 
 /// A call's tool calls, in order (same SQL for SQLite and Postgres).
-pub(crate) const SELECT_TOOL_CALLS: &str = "SELECT call_id, name, arguments, output, latency_ms \
+pub(crate) const SELECT_TOOL_CALLS: &str = "SELECT call_id, name, arguments, output, latency_ms, at_ms \
      FROM tool_calls WHERE call_sid = $1 ORDER BY seq";
 
 /// A call's status callbacks, in order (same SQL for SQLite and Postgres).
@@ -157,5 +157,6 @@ where
         arguments: row.try_get("arguments")?,
         output: row.try_get("output")?,
         latency_ms: from_sql(row.try_get("latency_ms")?),
+        at_ms: row.try_get::<Option<i64>, _>("at_ms")?.map(from_sql),
     })
 }

@@ -193,8 +193,8 @@ impl SqliteStore {
         for (seq, c) in (0_i64..).zip(&e.tool_calls) {
             sqlx::query(
                 "INSERT INTO tool_calls \
-                   (call_sid, seq, call_id, name, arguments, output, latency_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   (call_sid, seq, call_id, name, arguments, output, latency_ms, at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&e.call_sid)
             .bind(seq)
@@ -203,6 +203,7 @@ impl SqliteStore {
             .bind(&c.arguments)
             .bind(&c.output)
             .bind(to_sql(c.latency_ms))
+            .bind(c.at_ms.map(to_sql))
             .execute(&mut *tx)
             .await?;
         }

@@ -113,6 +113,7 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
                 arguments: r#"{"query":"opening hours"}"#.into(),
                 output: r#"{"chunks":[{"id":"kb-1","text":"9-5"}]}"#.into(),
                 latency_ms: 7,
+                at_ms: Some(3_000),
             },
             ToolCallRecord {
                 call_id: "call_2".into(),
@@ -120,6 +121,7 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
                 arguments: "{}".into(),
                 output: r#"{"ok":true}"#.into(),
                 latency_ms: 1,
+                at_ms: None,
             },
         ],
         barge_ins: 1,

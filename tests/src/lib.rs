@@ -24,6 +24,8 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const NUMBER: &str = "+15005550006";
 /// The tenant's Twilio auth token.
 pub const AUTH_TOKEN: &str = "e2e-auth-token-0123456789";
+/// The tenant's admin API key (`spec.console.apiKeys`, name `test`).
+pub const API_KEY: &str = "e2e-api-key-0123456789abcdef0123456789abcdef";
 /// The greeting.
 pub const GREETING: &str = "Thanks for calling Demo Dental, how can I help?";
 
@@ -54,6 +56,12 @@ pub struct EnvOptions {
     pub stream_admission_seconds: u64,
     /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
     pub realtime_url: Option<String>,
+    /// Extra YAML lines under `spec` (indented by 2 spaces), e.g. `pricing`.
+    pub spec_extra: String,
+    /// `--api-requests-per-second` (default 10).
+    pub api_requests_per_second: Option<u32>,
+    /// `--api-burst` (default 50).
+    pub api_burst: Option<u32>,
 }
 
 impl Default for EnvOptions {
@@ -71,6 +79,9 @@ impl Default for EnvOptions {
             allow_unsigned_webhooks: false,
             stream_admission_seconds: 60,
             realtime_url: None,
+            spec_extra: String::new(),
+            api_requests_per_second: None,
+            api_burst: None,
         }
     }
 }
@@ -125,11 +136,18 @@ spec:
 {twilio_extra}  openai:
     apiKey:
       file: {key}
-",
+  console:
+    apiKeys:
+      - name: test
+        secret:
+          file: {api_key}
+{spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
+        api_key = dir.join("api-key").display(),
+        spec_extra = opts.spec_extra,
     )
 }
 
@@ -143,6 +161,7 @@ impl Env {
                 .await?;
         std::fs::write(dir.path().join("twilio-token"), AUTH_TOKEN)?;
         std::fs::write(dir.path().join("openai-key"), "sk-test-e2e")?;
+        std::fs::write(dir.path().join("api-key"), API_KEY)?;
         let tenant = dir.path().join("demo.yaml");
         std::fs::write(&tenant, tenant_yaml(dir.path(), &opts))?;
         let cli = Cli {
@@ -160,6 +179,8 @@ impl Env {
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
+            api_requests_per_second: opts.api_requests_per_second.unwrap_or(10),
+            api_burst: opts.api_burst.unwrap_or(50),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

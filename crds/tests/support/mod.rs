@@ -170,7 +170,10 @@ fn openapi(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
             };
             for (i, item) in items.iter().enumerate() {
                 if items[..i].iter().any(|o| key_of(o) == key_of(item)) {
-                    fail(format!("duplicate map key {:?} in a map list", key_of(item)));
+                    fail(format!(
+                        "duplicate map key {:?} in a map list",
+                        key_of(item)
+                    ));
                 }
             }
         }

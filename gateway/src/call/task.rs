@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message as RtMessage;
 use super::session::{Action, CallSession, Input, Observation};
 use crate::admission::Refusal;
 use crate::clock::unix_ms;
+use crate::cost;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
@@ -171,8 +172,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 detail: Some(e.to_string()),
                 transcript: Vec::new(),
                 usage: Default::default(),
-        model: None,
-        cost: None,
+                model: None,
+                cost: None,
                 tool_calls: Vec::new(),
                 barge_ins: 0,
             }
@@ -180,6 +181,12 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     };
     let mut record = outcome;
     record.ended_at_ms = unix_ms();
+    price(
+        &state,
+        &tenant,
+        &mut record,
+        started.elapsed().as_secs_f64(),
+    );
     state
         .metrics
         .calls_total
@@ -472,6 +479,41 @@ async fn relay(
     }
 }
 
+/// Puts the model and the cost on the record and counts them per tenant (once per call,
+/// after it ended: never on the audio path).
+fn price(state: &AppState, tenant: &Tenant, record: &mut CallEnd, seconds: f64) {
+    let model = tenant.spec.agent.model.clone();
+    let m = &state.metrics;
+    match cost::prices_for(&model, tenant.spec.pricing.as_ref()) {
+        Some((prices, source)) => {
+            let c = cost::compute(&model, &record.usage, seconds, prices, source);
+            m.cost_usd
+                .with_label_values(&[tenant.name.as_str()])
+                .inc_by(c.total_usd);
+            let t = c.tokens;
+            for (class, n) in [
+                ("text_input", t.text_input),
+                ("text_cached_input", t.text_cached_input),
+                ("text_output", t.text_output),
+                ("audio_input", t.audio_input),
+                ("audio_cached_input", t.audio_cached_input),
+                ("audio_output", t.audio_output),
+            ] {
+                m.tokens
+                    .with_label_values(&[tenant.name.as_str(), class])
+                    .inc_by(n);
+            }
+            record.cost = Some(c.to_record());
+        }
+        None => {
+            m.unpriced_calls
+                .with_label_values(&[tenant.name.as_str()])
+                .inc();
+        }
+    }
+    record.model = Some(model);
+}
+
 /// The session input for one read from the Twilio socket (`None`: nothing to handle).
 fn from_twilio(
     ctx: &mut CallTask,
@@ -580,8 +622,6 @@ fn unreachable_summary() -> super::session::CallSummary {
         detail: None,
         transcript: Vec::new(),
         usage: Default::default(),
-        model: None,
-        cost: None,
         tool_calls: Vec::new(),
         barge_ins: 0,
     }

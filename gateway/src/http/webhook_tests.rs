@@ -115,6 +115,7 @@ fn state(dir: &std::path::Path) -> AppState {
         tools: Arc::new(NoExternalTools),
         admissions: Admissions::new(Duration::from_secs(60), 1000),
         endings: Default::default(),
+        access: Default::default(),
     })
 }
 

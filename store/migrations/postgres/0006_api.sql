@@ -11,6 +11,8 @@ ALTER TABLE calls ADD COLUMN cost_detail TEXT;
 ALTER TABLE calls ADD COLUMN analysis_sentiment TEXT;
 ALTER TABLE calls ADD COLUMN analysis_success BOOLEAN;
 ALTER TABLE calls ADD COLUMN analysis TEXT;
+-- When the model called the tool (the transcript's clock), for marking it in the transcript.
+ALTER TABLE tool_calls ADD COLUMN at_ms BIGINT;
 
 -- The list's order and cursor: (started_at_ms, call_sid) newest first, per tenant.
 CREATE INDEX calls_tenant_started ON calls (tenant, started_at_ms DESC, call_sid DESC)
