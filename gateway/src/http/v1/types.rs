@@ -396,3 +396,59 @@ pub struct DailyTotals {
     /// Days with at least one call, oldest first.
     pub days: Vec<DayTotals>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_store::{ToolCallRecord, Usage};
+
+    #[test]
+    fn knowledge_passages_and_odd_outputs() {
+        let mut rec = CallRecord {
+            call_sid: "CA1".into(),
+            tenant: "t".into(),
+            from: None,
+            to: None,
+            started_at_ms: Some(1_000),
+            ended_at_ms: Some(31_000),
+            outcome: Some("caller_hangup".into()),
+            detail: None,
+            status: None,
+            duration_s: None,
+            status_sequence: None,
+            barge_ins: 0,
+            usage: Usage::default(),
+            transcript: Vec::new(),
+            tool_calls: Vec::new(),
+            model: None,
+            cost: None,
+            analysis: Default::default(),
+            status_history: Vec::new(),
+        };
+        rec.tool_calls = vec![
+            ToolCallRecord {
+                call_id: "c1".into(),
+                name: "search_knowledge_base".into(),
+                arguments: r#"{"query":"hours"}"#.into(),
+                output: r#"{"passages":[{"source":"demo-faq/3","title":"Hours","text":"Sat 9-1","score":0.71},{"bogus":1}]}"#.into(),
+                latency_ms: 12,
+                at_ms: Some(4_000),
+            },
+            ToolCallRecord {
+                call_id: "c2".into(),
+                name: "end_call".into(),
+                arguments: "not json".into(),
+                output: "{}".into(),
+                latency_ms: 0,
+                at_ms: None,
+            },
+        ];
+        let d = CallDetail::from(&rec);
+        assert_eq!(d.summary.duration_s, Some(30));
+        assert_eq!(d.tool_calls[0].passages.len(), 1);
+        assert_eq!(d.tool_calls[0].passages[0].source, "demo-faq/3");
+        assert_eq!(d.tool_calls[0].passages[0].score, 0.71);
+        assert_eq!(d.tool_calls[1].arguments, Value::String("not json".into()));
+        assert!(d.tool_calls[1].passages.is_empty());
+    }
+}
