@@ -48,12 +48,11 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<KeyId, Problem> {
             .cloned()
             .ok_or_else(Problem::unauthorized);
     }
-    if parts.method == Method::GET || parts.method == Method::HEAD {
-        if let Some(token) = cookie(parts, SESSION_COOKIE) {
-            if let Some(s) = state.access.session(token) {
-                return Ok(s.key);
-            }
-        }
+    if (parts.method == Method::GET || parts.method == Method::HEAD)
+        && let Some(token) = cookie(parts, SESSION_COOKIE)
+        && let Some(s) = state.access.session(token)
+    {
+        return Ok(s.key);
     }
     Err(Problem::unauthorized())
 }
