@@ -17,6 +17,13 @@ use crate::secret::SecretRef;
 
 mod logging;
 pub use logging::LoggingSpec;
+mod console;
+mod pricing;
+
+pub use console::{
+    API_KEY_MIN_LEN, ApiKeySpec, ConsoleSpec, KEY_NAME_MAX, KEY_NAME_PATTERN, is_key_name,
+};
+pub use pricing::PricingSpec;
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -77,6 +84,12 @@ pub struct VoiceTenantSpec {
     /// What the gateway may write to its logs (absent: caller numbers masked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<LoggingSpec>,
+    /// The admin API and console: the tenant's read-only API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+    /// Price overrides for call costs (see docs/api.md, "Costs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
 }
 
 /// The voice agent that answers the calls.

@@ -188,6 +188,33 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
     if let Some(u) = spec.database.as_ref().and_then(|d| d.url.as_ref()) {
         c.secret("spec.database.url", u);
     }
+    if let Some(console) = &spec.console {
+        for (i, k) in console.api_keys.iter().enumerate() {
+            let field = format!("spec.console.apiKeys[{i}]");
+            c.check(
+                crate::tenant::is_key_name(&k.name),
+                format!("{field}.name"),
+                "must be a DNS label (lower-case letters, digits and '-', at most 63)",
+            );
+            c.check(
+                !console.api_keys[..i].iter().any(|o| o.name == k.name),
+                format!("{field}.name"),
+                format!("must not repeat {:?}", k.name),
+            );
+            c.secret(&format!("{field}.secret"), &k.secret);
+        }
+    }
+    if let Some(p) = &spec.pricing {
+        for (name, v) in p.fields() {
+            if let Some(v) = v {
+                c.check(
+                    v.is_finite() && v >= 0.0,
+                    format!("spec.pricing.{name}"),
+                    "must be a price of zero or more (US dollars)",
+                );
+            }
+        }
+    }
     if let Some(b) = spec.recordings.as_ref().and_then(|r| r.bucket.as_ref()) {
         c.check(
             is_s3_bucket(b),

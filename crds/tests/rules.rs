@@ -7,9 +7,10 @@
 mod support;
 
 use switchboard_crds::{
-    AgentSpec, AutoscalingSpec, DatabaseSpec, DeletionPolicy, Eagerness, GatewaySpec, GreetingSpec,
-    OpenAiSpec, RecordingSpec, SecretKeySelector, SecretRef, TranscriptionSpec, TurnDetectionKind,
-    TurnDetectionSpec, TwilioSpec, VoiceTenant, VoiceTenantSpec,
+    AgentSpec, ApiKeySpec, AutoscalingSpec, ConsoleSpec, DatabaseSpec, DeletionPolicy, Eagerness,
+    GatewaySpec, GreetingSpec, OpenAiSpec, PricingSpec, RecordingSpec, SecretKeySelector,
+    SecretRef, TranscriptionSpec, TurnDetectionKind, TurnDetectionSpec, TwilioSpec, VoiceTenant,
+    VoiceTenantSpec,
 };
 
 fn base() -> VoiceTenantSpec {
@@ -32,6 +33,15 @@ fn base() -> VoiceTenantSpec {
         recordings: None,
         deletion_policy: DeletionPolicy::Retain,
         logging: None,
+        console: None,
+        pricing: None,
+    }
+}
+
+fn api_key(name: &str, secret: SecretRef) -> ApiKeySpec {
+    ApiKeySpec {
+        name: name.into(),
+        secret,
     }
 }
 
@@ -70,6 +80,50 @@ type Mutation = fn(&mut VoiceTenantSpec);
 
 /// Each rule broken on its own: (what, mutation, field named, words of the rule).
 const BROKEN: &[(&str, Mutation, &str, &str)] = &[
+    (
+        "API key name not a DNS label",
+        |s| {
+            s.console = Some(ConsoleSpec {
+                api_keys: vec![api_key("Ops_Board", SecretRef::env("K"))],
+            })
+        },
+        "spec.console.apiKeys[0].name",
+        "DNS label",
+    ),
+    (
+        "API key names repeated",
+        |s| {
+            s.console = Some(ConsoleSpec {
+                api_keys: vec![
+                    api_key("ops", SecretRef::env("K1")),
+                    api_key("ops", SecretRef::env("K2")),
+                ],
+            })
+        },
+        "spec.console.apiKeys[1].name",
+        "must not repeat",
+    ),
+    (
+        "API key without a source",
+        |s| {
+            s.console = Some(ConsoleSpec {
+                api_keys: vec![api_key("ops", SecretRef::default())],
+            })
+        },
+        "spec.console.apiKeys[0].secret",
+        "exactly one of",
+    ),
+    (
+        "negative price",
+        |s| {
+            s.pricing = Some(PricingSpec {
+                audio_output: Some(-1.0),
+                ..PricingSpec::default()
+            })
+        },
+        "spec.pricing.audioOutput",
+        "zero or more",
+    ),
     (
         "blank display name",
         |s| s.display_name = "  ".into(),

@@ -82,6 +82,16 @@ pub struct Cli {
     /// Timeouts, connection caps and the drain window of the HTTP server.
     #[command(flatten)]
     pub serve: ServeOptions,
+    /// Admin API (`/api/v1`): requests per second each API key may make on average.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_API_REQUESTS_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub api_requests_per_second: u32,
+    /// Admin API: requests an API key may make in a burst above its average.
+    #[arg(long, env = "SWITCHBOARD_API_BURST", default_value_t = 50)]
+    pub api_burst: u32,
 }
 
 impl Cli {

@@ -3,17 +3,21 @@
 //!
 //! Layout, from the bottom up (no module uses one above it; `tests/tests/layout.rs`
 //! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`], [`edge`]
-//! (the HTTP server's timeouts and connection caps) are leaves, and so is [`admission`] (stream tokens, the admission table, call slots); [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
+//! (the HTTP server's timeouts and connection caps), [`cost`], [`api_keys`] and [`access`]
+//! (per-key rate limits, console sessions) are leaves, and so is [`admission`] (stream tokens, the admission table, call slots); [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
 //! lookups; [`tools`] defines each tool the model may call (name, schema, runner);
 //! [`tenants`] the tenants served and their agents' settings; [`state`] what handlers and
 //! call tasks share; [`call`] the per-call state machine and the task that drives it;
 //! [`http`] the thin handlers; [`server`] wires it together. Call records go through the
 //! `switchboard-store` crate's write-behind queue.
 
+pub mod access;
 pub mod admission;
+pub mod api_keys;
 pub mod call;
 pub mod cli;
 pub mod clock;
+pub mod cost;
 pub mod drain;
 pub mod edge;
 pub mod endings;

@@ -1,11 +1,12 @@
 //! Prometheus metrics of the gateway (`GET /metrics`).
 //!
-//! Label values are bounded sets (route, status, outcome, direction, error code), never
-//! call or tenant ids, so cardinality stays fixed however many calls pass.
+//! Label values are bounded sets (route, status, outcome, direction, error code, and the
+//! tenants this gateway was started with), never call ids, so cardinality stays fixed
+//! however many calls pass.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// All gateway metrics, registered in one registry.
@@ -56,6 +57,14 @@ pub struct Metrics {
     pub late_deltas_dropped: IntCounter,
     /// Silence inserted for gaps in caller audio, ms.
     pub padded_silence_ms: IntCounter,
+    /// Cost of finished calls, US dollars, by tenant.
+    pub cost_usd: CounterVec,
+    /// Tokens of finished calls by tenant and price class (`text_input`,
+    /// `text_cached_input`, `text_output`, `audio_input`, `audio_cached_input`,
+    /// `audio_output`).
+    pub tokens: IntCounterVec,
+    /// Finished calls without a cost (their model's prices unknown), by tenant.
+    pub unpriced_calls: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -198,9 +207,33 @@ impl Metrics {
                 "switchboard_padded_silence_ms_total",
                 "Silence inserted for gaps in caller audio, ms",
             )?,
+            cost_usd: CounterVec::new(
+                Opts::new(
+                    "switchboard_call_cost_usd_total",
+                    "Cost of finished calls (tokens at the tenant's prices, plus minutes), US dollars",
+                ),
+                &["tenant"],
+            )?,
+            tokens: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_call_tokens_total",
+                    "Realtime tokens of finished calls by price class",
+                ),
+                &["tenant", "class"],
+            )?,
+            unpriced_calls: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_calls_unpriced_total",
+                    "Finished calls whose model has no known price",
+                ),
+                &["tenant"],
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.cost_usd.clone()))?;
+        r.register(Box::new(m.tokens.clone()))?;
+        r.register(Box::new(m.unpriced_calls.clone()))?;
         r.register(Box::new(m.active_calls.clone()))?;
         r.register(Box::new(m.calls_total.clone()))?;
         r.register(Box::new(m.call_duration.clone()))?;

@@ -146,6 +146,7 @@ impl Gateway {
                 drain,
             ),
             endings: Default::default(),
+            access: crate::access::Access::new(cli.api_requests_per_second, cli.api_burst),
         });
         let (shutdown, stop) = tokio::sync::watch::channel(false);
         let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;

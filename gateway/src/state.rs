@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use switchboard_store::{CallStore, WriteBehind};
 
+use crate::access::Access;
 use crate::admission::Admissions;
 use crate::drain::Drain;
 use crate::endings::Endings;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub admissions: Arc<Admissions>,
     /// How recent calls ended, for the `<Connect action>` answer.
     pub endings: Endings,
+    /// Admin API rate limits and console sessions.
+    pub access: Access,
 }
 
 /// Handler state.

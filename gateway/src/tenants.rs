@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use switchboard_crds::{LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
+use switchboard_crds::{API_KEY_MIN_LEN, LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 
 use crate::admission::StreamKey;
+use crate::api_keys::{ApiKey, ApiKeys};
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
@@ -117,6 +118,8 @@ pub struct Tenant {
     /// What the caller hears when a stream ends without the gateway ending the call on
     /// purpose (the default apology until `spec.agent.fallback` exists).
     pub fallback: Fallback,
+    /// The tenant's API keys (`spec.console.apiKeys`), as digests.
+    pub api_keys: Vec<ApiKey>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -146,6 +149,7 @@ impl Tenant {
 pub struct Tenants {
     by_number: HashMap<String, Arc<Tenant>>,
     by_name: HashMap<String, Arc<Tenant>>,
+    keys: ApiKeys,
 }
 
 impl Tenants {
@@ -224,6 +228,20 @@ impl Tenants {
                 knowledge,
             );
             tenant.secondary_auth_token = secondary_auth_token;
+            for k in tenant.spec.console.iter().flat_map(|c| &c.api_keys) {
+                let value = secret("spec.console.apiKeys[].secret", &k.secret)?;
+                if value.chars().count() < API_KEY_MIN_LEN {
+                    return Err(TenantError::Secret {
+                        tenant: name.clone(),
+                        field: "spec.console.apiKeys[].secret",
+                        problem: format!(
+                            "key {:?} is shorter than {API_KEY_MIN_LEN} characters (generate one with `openssl rand -hex 32`)",
+                            k.name
+                        ),
+                    });
+                }
+                tenant.api_keys.push(ApiKey::new(&name, &k.name, &value));
+            }
             out.insert(Arc::new(tenant))?;
         }
         Ok(out)
@@ -272,6 +290,7 @@ impl Tenants {
             auth_token,
             secondary_auth_token: None,
             api_key,
+            api_keys: Vec::new(),
         }
     }
 
@@ -294,6 +313,13 @@ impl Tenants {
         for n in &tenant.spec.phone_numbers {
             self.by_number.insert(n.clone(), tenant.clone());
         }
+        let mut keys: Vec<ApiKey> = self
+            .by_name
+            .values()
+            .flat_map(|t| t.api_keys.iter().cloned())
+            .collect();
+        keys.extend(tenant.api_keys.iter().cloned());
+        self.keys = ApiKeys::new(keys);
         self.by_name.insert(tenant.name.clone(), tenant);
         Ok(())
     }
@@ -313,6 +339,11 @@ impl Tenants {
         self.by_name
             .values()
             .filter(move |t| t.spec.twilio.account_sid == account_sid)
+    }
+
+    /// Every tenant's API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.keys
     }
 
     /// All tenants.

@@ -21,6 +21,7 @@ use switchboard_sim::caller::{
 use switchboard_sim::mulaw;
 
 const TOKEN: &str = "test-auth-token";
+const API_KEY: &str = "test-api-key-0123456789abcdef0123456789";
 const ACCOUNT: &str = "AC11111111111111111111111111111111";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -61,7 +62,7 @@ impl Gw {
             .route("/twilio/voice", post(voice))
             .route("/twilio/status", post(status))
             .route("/twilio/stream/{mode}", get(stream))
-            .route("/api/calls/{sid}", get(call_record))
+            .route("/api/v1/calls/{sid}", get(call_record))
             .with_state(gw.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         gw
@@ -142,7 +143,7 @@ async fn call_record(
     Path(sid): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {API_KEY}");
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -635,6 +636,7 @@ async fn run_cli(gw: &Gw, to: &str, extra: &[&str]) -> (bool, String) {
         ])
         .args(extra)
         .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("DEMO_API_KEY", API_KEY)
         .output()
         .await
         .unwrap();

@@ -12,10 +12,12 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 pub mod postgres;
+pub mod query;
 pub mod queue;
 mod rows;
 pub mod sqlite;
 
+pub use query::{CallPage, CallQuery, Cursor, DailyStats, DayRange};
 pub use queue::{QueueFull, WriteBehind, WriteBehindConfig};
 
 /// A boxed future, so the store trait stays object safe.
@@ -97,8 +99,14 @@ pub struct Usage {
     pub input_audio_tokens: u64,
     /// Input text tokens.
     pub input_text_tokens: u64,
-    /// Cached input tokens.
+    /// Cached input tokens (a subset of `input_tokens`).
     pub cached_tokens: u64,
+    /// Cached input text tokens (a subset of `input_text_tokens` and of `cached_tokens`).
+    #[serde(default)]
+    pub cached_text_tokens: u64,
+    /// Cached input audio tokens (a subset of `input_audio_tokens` and of `cached_tokens`).
+    #[serde(default)]
+    pub cached_audio_tokens: u64,
     /// Output audio tokens.
     pub output_audio_tokens: u64,
     /// Output text tokens.
@@ -118,6 +126,10 @@ pub struct ToolCallRecord {
     pub output: String,
     /// Arguments received → output sent, ms.
     pub latency_ms: u64,
+    /// When the model called it, ms since the call's media stream started (the
+    /// transcript's clock); absent in records written before it was kept.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
 }
 
 /// A call was answered by a tenant.
@@ -161,6 +173,46 @@ pub struct CallEnd {
     /// (`dropped`, `closed`, `error`, `session_limit`, `rotation`).
     #[serde(default)]
     pub reconnects: Vec<String>,
+    /// The Realtime model the call used.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// What the call cost, when the model's prices are known.
+    #[serde(default)]
+    pub cost: Option<CallCost>,
+}
+
+/// What a call cost, with what it was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallCost {
+    /// Total, in millionths of a US dollar (integers: sums stay exact).
+    pub total_micro_usd: i64,
+    /// The breakdown and the prices used (a JSON document the gateway writes; the store
+    /// keeps it as text).
+    pub detail: String,
+}
+
+/// Post-call analysis results as stored (written by the analysis step of issue 15 §1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// `positive`, `neutral`, `negative` or `unknown`.
+    pub sentiment: Option<String>,
+    /// Whether the call met the tenant's rubric.
+    pub success: Option<bool>,
+    /// The whole analysis document (JSON text).
+    pub document: Option<String>,
+}
+
+/// One Twilio status callback, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    /// Twilio's `SequenceNumber`.
+    pub sequence_number: i64,
+    /// `CallStatus`.
+    pub status: String,
+    /// `CallDuration`, seconds, when Twilio sent it.
+    pub duration_s: Option<i64>,
+    /// When the gateway received it, Unix ms (absent for callbacks spooled by older builds).
+    pub received_at_ms: Option<i64>,
 }
 
 /// A Twilio call status callback.
@@ -176,6 +228,9 @@ pub struct CallStatusUpdate {
     pub duration_s: Option<i64>,
     /// `SequenceNumber`: an update with a lower number than the stored one is ignored.
     pub sequence_number: i64,
+    /// When the gateway received the callback, Unix ms.
+    #[serde(default)]
+    pub received_at_ms: Option<i64>,
 }
 
 /// One idempotent write.
@@ -237,6 +292,14 @@ pub struct CallRecord {
     pub transcript: Vec<TranscriptEntry>,
     /// Tool calls in order.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// See [`CallEnd::model`].
+    pub model: Option<String>,
+    /// See [`CallEnd::cost`].
+    pub cost: Option<CallCost>,
+    /// Post-call analysis, when it ran.
+    pub analysis: Analysis,
+    /// Every status callback in sequence order (only read with one call).
+    pub status_history: Vec<StatusEvent>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.
@@ -250,6 +313,18 @@ pub trait CallStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<CallRecord>, StoreError>>;
     /// Lists the most recent calls (newest first), without transcripts.
     fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
+    /// One page of a tenant's calls matching `query`, newest first by
+    /// `(started_at_ms, call_sid)`, without transcripts, tool calls or status history.
+    fn list_calls<'a>(
+        &'a self,
+        query: &'a CallQuery,
+    ) -> BoxFuture<'a, Result<CallPage, StoreError>>;
+    /// Per-day (UTC) totals of a tenant's calls started in `range`.
+    fn daily_stats<'a>(
+        &'a self,
+        tenant: &'a str,
+        range: DayRange,
+    ) -> BoxFuture<'a, Result<Vec<DailyStats>, StoreError>>;
     /// Cheap liveness probe (e.g. `SELECT 1`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -15,9 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, SqlStr};
 use tokio::sync::OnceCell;
 
+use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    CALL_COLUMNS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row,
+    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
@@ -41,6 +42,13 @@ fn migrator() -> Migrator {
             "reconnects".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("../migrations/postgres/0003_reconnects.sql")),
+            false,
+        ),
+        Migration::new(
+            6,
+            "api".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0006_api.sql")),
             false,
         ),
     ])
@@ -197,8 +205,11 @@ impl PgStore {
             "INSERT INTO calls (call_sid, tenant, ended_at_ms, outcome, detail, barge_ins, \
                usage_responses, usage_total_tokens, usage_input_tokens, usage_output_tokens, \
                usage_input_audio_tokens, usage_input_text_tokens, usage_cached_tokens, \
-               usage_output_audio_tokens, usage_output_text_tokens, reconnects) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+               usage_output_audio_tokens, usage_output_text_tokens, reconnects, \
+               usage_cached_text_tokens, usage_cached_audio_tokens, model, cost_micro_usd, \
+               cost_detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+               $16, $17, $18, $19, $20, $21) \
              ON CONFLICT (call_sid) DO UPDATE SET \
                ended_at_ms = excluded.ended_at_ms, outcome = excluded.outcome, \
                detail = excluded.detail, barge_ins = excluded.barge_ins, \
@@ -211,7 +222,11 @@ impl PgStore {
                usage_input_text_tokens = excluded.usage_input_text_tokens, \
                usage_cached_tokens = excluded.usage_cached_tokens, \
                usage_output_audio_tokens = excluded.usage_output_audio_tokens, \
-               usage_output_text_tokens = excluded.usage_output_text_tokens",
+               usage_output_text_tokens = excluded.usage_output_text_tokens, \
+               usage_cached_text_tokens = excluded.usage_cached_text_tokens, \
+               usage_cached_audio_tokens = excluded.usage_cached_audio_tokens, \
+               model = excluded.model, cost_micro_usd = excluded.cost_micro_usd, \
+               cost_detail = excluded.cost_detail",
         )
         .bind(&sid)
         .bind(text(&e.tenant))
@@ -229,6 +244,11 @@ impl PgStore {
         .bind(to_sql(u.output_audio_tokens))
         .bind(to_sql(u.output_text_tokens))
         .bind(text(&e.reconnects.join(",")))
+        .bind(to_sql(u.cached_text_tokens))
+        .bind(to_sql(u.cached_audio_tokens))
+        .bind(opt_text(&e.model))
+        .bind(e.cost.as_ref().map(|c| c.total_micro_usd))
+        .bind(e.cost.as_ref().map(|c| text(&c.detail)))
         .execute(&mut *tx)
         .await?;
 
@@ -265,9 +285,9 @@ impl PgStore {
             let c = &e.tool_calls;
             sqlx::query(
                 "INSERT INTO tool_calls \
-                   (call_sid, seq, call_id, name, arguments, output, latency_ms) \
+                   (call_sid, seq, call_id, name, arguments, output, latency_ms, at_ms) \
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
-                   $5::text[], $6::text[], $7::bigint[])",
+                   $5::text[], $6::text[], $7::bigint[], $8::bigint[])",
             )
             .bind(&sid)
             .bind((0_i64..).take(c.len()).collect::<Vec<_>>())
@@ -276,6 +296,7 @@ impl PgStore {
             .bind(c.iter().map(|x| text(&x.arguments)).collect::<Vec<_>>())
             .bind(c.iter().map(|x| text(&x.output)).collect::<Vec<_>>())
             .bind(c.iter().map(|x| to_sql(x.latency_ms)).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.at_ms.map(to_sql)).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -301,6 +322,19 @@ impl PgStore {
         .bind(text(&s.status))
         .bind(s.duration_s)
         .bind(s.sequence_number)
+        .execute(&mut *tx)
+        .await?;
+        // The history keeps every callback, older ones arriving late included.
+        sqlx::query(
+            "INSERT INTO call_status_events \
+               (call_sid, sequence_number, status, duration_s, received_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_sid, sequence_number) DO NOTHING",
+        )
+        .bind(text(&s.call_sid))
+        .bind(s.sequence_number)
+        .bind(text(&s.status))
+        .bind(s.duration_s)
+        .bind(s.received_at_ms)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -337,6 +371,13 @@ impl PgStore {
             .await?
             .iter()
             .map(tool_call_from_row)
+            .collect::<Result<_, _>>()?;
+        call.status_history = sqlx::query(SELECT_STATUS_EVENTS)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(status_event_from_row)
             .collect::<Result<_, _>>()?;
         tx.commit().await?;
         Ok(Some(call))
@@ -395,6 +436,43 @@ impl CallStore for PgStore {
 
     fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         Box::pin(self.read_recent(limit))
+    }
+
+    fn list_calls<'a>(&'a self, q: &'a CallQuery) -> BoxFuture<'a, Result<CallPage, StoreError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let (sql, args) = query::list_sql(q);
+            let mut stmt = sqlx::query(AssertSqlSafe(sql));
+            for a in args {
+                stmt = match a {
+                    Arg::Int(v) => stmt.bind(v),
+                    Arg::Text(v) => stmt.bind(v),
+                };
+            }
+            let rows = stmt.fetch_all(&self.pool).await?;
+            let calls = rows.iter().map(call_from_row).collect::<Result<_, _>>()?;
+            Ok(query::into_page(calls, q))
+        })
+    }
+
+    fn daily_stats<'a>(
+        &'a self,
+        tenant: &'a str,
+        range: DayRange,
+    ) -> BoxFuture<'a, Result<Vec<DailyStats>, StoreError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(AssertSqlSafe(query::daily_sql()))
+                .bind(tenant)
+                .bind(range.from_ms)
+                .bind(range.before_ms)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(query::daily_from_row)
+                .collect::<Result<_, _>>()?)
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -5,14 +5,18 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{CallRecord, Role, ToolCallRecord, TranscriptEntry, Usage};
+use super::{
+    Analysis, CallCost, CallRecord, Role, StatusEvent, ToolCallRecord, TranscriptEntry, Usage,
+};
 
 /// The `calls` columns every read selects; [`call_from_row`] decodes them by name.
 pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number, \
     started_at_ms, ended_at_ms, outcome, detail, status, duration_s, status_sequence, \
     barge_ins, usage_responses, usage_total_tokens, usage_input_tokens, \
     usage_output_tokens, usage_input_audio_tokens, usage_input_text_tokens, \
-    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects";
+    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects, \
+    usage_cached_text_tokens, usage_cached_audio_tokens, model, cost_micro_usd, cost_detail, \
+    analysis_sentiment, analysis_success, analysis";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -40,8 +44,28 @@ pub(crate) const SELECT_TRANSCRIPT: &str = "SELECT seq, role, text, start_ms, en
      FROM transcript_entries WHERE call_sid = $1 ORDER BY seq";
 
 /// A call's tool calls, in order (same SQL for SQLite and Postgres).
-pub(crate) const SELECT_TOOL_CALLS: &str = "SELECT call_id, name, arguments, output, latency_ms \
+pub(crate) const SELECT_TOOL_CALLS: &str = "SELECT call_id, name, arguments, output, latency_ms, at_ms \
      FROM tool_calls WHERE call_sid = $1 ORDER BY seq";
+
+/// A call's status callbacks, in order (same SQL for SQLite and Postgres).
+pub(crate) const SELECT_STATUS_EVENTS: &str = "SELECT sequence_number, status, duration_s, received_at_ms \
+     FROM call_status_events WHERE call_sid = $1 ORDER BY sequence_number";
+
+/// Decodes one `call_status_events` row.
+pub(crate) fn status_event_from_row<'r, R>(row: &'r R) -> Result<StatusEvent, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StatusEvent {
+        sequence_number: row.try_get("sequence_number")?,
+        status: row.try_get("status")?,
+        duration_s: row.try_get("duration_s")?,
+        received_at_ms: row.try_get("received_at_ms")?,
+    })
+}
 
 /// Decodes one `calls` row (selected with [`CALL_COLUMNS`]) without transcript or tools.
 pub(crate) fn call_from_row<'r, R>(row: &'r R) -> Result<CallRecord, sqlx::Error>
@@ -50,8 +74,11 @@ where
     &'r str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     let n = |col: &'r str| -> Result<u64, sqlx::Error> { Ok(from_sql(row.try_get(col)?)) };
+    let cost_micro_usd: Option<i64> = row.try_get("cost_micro_usd")?;
+    let cost_detail: Option<String> = row.try_get("cost_detail")?;
     Ok(CallRecord {
         call_sid: row.try_get("call_sid")?,
         tenant: row.try_get("tenant")?,
@@ -82,9 +109,22 @@ where
             cached_tokens: n("usage_cached_tokens")?,
             output_audio_tokens: n("usage_output_audio_tokens")?,
             output_text_tokens: n("usage_output_text_tokens")?,
+            cached_text_tokens: n("usage_cached_text_tokens")?,
+            cached_audio_tokens: n("usage_cached_audio_tokens")?,
         },
         transcript: Vec::new(),
         tool_calls: Vec::new(),
+        model: row.try_get("model")?,
+        cost: cost_micro_usd.map(|total_micro_usd| CallCost {
+            total_micro_usd,
+            detail: cost_detail.unwrap_or_default(),
+        }),
+        analysis: Analysis {
+            sentiment: row.try_get("analysis_sentiment")?,
+            success: row.try_get("analysis_success")?,
+            document: row.try_get("analysis")?,
+        },
+        status_history: Vec::new(),
     })
 }
 
@@ -124,5 +164,6 @@ where
         arguments: row.try_get("arguments")?,
         output: row.try_get("output")?,
         latency_ms: from_sql(row.try_get("latency_ms")?),
+        at_ms: row.try_get::<Option<i64>, _>("at_ms")?.map(from_sql),
     })
 }

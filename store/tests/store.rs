@@ -40,6 +40,7 @@ fn status(sid: &str, status: &str, seq: i64, duration_s: Option<i64>) -> StoreOp
         status: status.into(),
         duration_s,
         sequence_number: seq,
+        received_at_ms: Some(1_700_000_000_000 + seq),
     })
 }
 
@@ -102,6 +103,8 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
             cached_tokens: 1_024,
             output_audio_tokens: 1_700,
             output_text_tokens: 100,
+            cached_text_tokens: 24,
+            cached_audio_tokens: 1_000,
         },
         tool_calls: vec![
             ToolCallRecord {
@@ -110,6 +113,7 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
                 arguments: r#"{"query":"opening hours"}"#.into(),
                 output: r#"{"chunks":[{"id":"kb-1","text":"9-5"}]}"#.into(),
                 latency_ms: 7,
+                at_ms: Some(3_000),
             },
             ToolCallRecord {
                 call_id: "call_2".into(),
@@ -117,10 +121,16 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
                 arguments: "{}".into(),
                 output: r#"{"ok":true}"#.into(),
                 latency_ms: 1,
+                at_ms: None,
             },
         ],
         barge_ins: 1,
         reconnects: vec!["dropped".into(), "rotation".into()],
+        model: Some("gpt-realtime-2".into()),
+        cost: Some(store::CallCost {
+            total_micro_usd: 123_456,
+            detail: r#"{"source":"test"}"#.into(),
+        }),
     }
 }
 
@@ -263,7 +273,29 @@ fn expected_full(sid: &str) -> CallRecord {
         usage: e.usage,
         transcript: e.transcript,
         tool_calls: e.tool_calls,
+        model: e.model,
+        cost: e.cost,
+        analysis: store::Analysis::default(),
+        status_history: [
+            (0, "ringing", None),
+            (1, "in-progress", None),
+            (3, "completed", Some(60)),
+        ]
+        .into_iter()
+        .map(|(seq, status, duration_s)| store::StatusEvent {
+            sequence_number: seq,
+            status: status.into(),
+            duration_s,
+            received_at_ms: Some(1_700_000_000_000 + seq),
+        })
+        .collect(),
     }
+}
+
+/// `want` for a call that only received the final `completed` callback.
+fn only_completed(mut want: CallRecord) -> CallRecord {
+    want.status_history.retain(|e| e.status == "completed");
+    want
 }
 
 async fn lifecycle(s: Arc<dyn CallStore>) {
@@ -362,7 +394,7 @@ async fn end_replayed_is_idempotent(s: Arc<dyn CallStore>) {
     s.apply(&start("CA5", 1_700_000_000_000)).await.unwrap();
     let twice = s.get_call("CA5").await.unwrap().unwrap();
     assert_eq!(once, twice);
-    assert_eq!(twice, expected_full("CA5"));
+    assert_eq!(twice, only_completed(expected_full("CA5")));
 
     // End replaces transcript and tool calls, never appends.
     let mut shorter = end_op("CA5", transcript()[..1].to_vec(), "openai_error");
@@ -383,7 +415,10 @@ async fn end_before_start(s: Arc<dyn CallStore>) {
     s.apply(&status("CA6", "completed", 3, Some(60)))
         .await
         .unwrap();
-    assert_eq!(s.get_call("CA6").await.unwrap(), Some(expected_full("CA6")));
+    assert_eq!(
+        s.get_call("CA6").await.unwrap(),
+        Some(only_completed(expected_full("CA6")))
+    );
 }
 on_both!(end_before_start);
 
@@ -405,6 +440,202 @@ async fn recent_calls_newest_first(s: Arc<dyn CallStore>) {
     assert_eq!(two[0].call_sid, "CA_c");
 }
 on_both!(recent_calls_newest_first);
+
+/// Seeds `n` calls of tenant `acme` a minute apart (calls 3 and 4 share a start), with
+/// outcomes, durations and costs that the list and aggregate tests filter on, plus one
+/// call of another tenant that must never show.
+async fn seed_list(s: &dyn CallStore) -> Vec<String> {
+    const DAY: i64 = 86_400_000;
+    let base = 1_700_006_400_000 - (1_700_006_400_000 % DAY); // midnight UTC
+    let mut sids = Vec::new();
+    for i in 0..7_i64 {
+        let sid = format!("CAlist{i:02}");
+        let started = base + if i >= 4 { DAY } else { 0 } + i.min(3) * 60_000 + 1_000;
+        s.apply(&StoreOp::Start(CallStart {
+            call_sid: sid.clone(),
+            tenant: "acme".into(),
+            from: if i % 2 == 0 {
+                "+14155550100"
+            } else {
+                "+14155550101"
+            }
+            .into(),
+            to: "+14155550199".into(),
+            started_at_ms: started,
+        }))
+        .await
+        .unwrap();
+        let mut e = end_op(
+            &sid,
+            Vec::new(),
+            if i == 5 {
+                "transferred"
+            } else {
+                "caller_hangup"
+            },
+        );
+        e.ended_at_ms = started + (i + 1) * 10_000;
+        if i == 6 {
+            e.cost = None;
+        }
+        s.apply(&StoreOp::End(e)).await.unwrap();
+        sids.push(sid);
+    }
+    s.apply(&StoreOp::Start(CallStart {
+        call_sid: "CAother".into(),
+        tenant: "other".into(),
+        from: "+14155550100".into(),
+        to: "+14155550199".into(),
+        started_at_ms: base + 5_000,
+    }))
+    .await
+    .unwrap();
+    sids
+}
+
+async fn list_pages_and_filters(s: Arc<dyn CallStore>) {
+    let sids = seed_list(s.as_ref()).await;
+    let mut q = store::CallQuery {
+        tenant: "acme".into(),
+        limit: 3,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = s.list_calls(&q).await.unwrap();
+        pages += 1;
+        assert!(page.calls.len() <= 3);
+        assert!(
+            page.calls
+                .iter()
+                .all(|c| c.transcript.is_empty() && c.tenant == "acme")
+        );
+        seen.extend(page.calls.iter().map(|c| c.call_sid.clone()));
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    // Newest first by (started_at_ms, call_sid): 04..06 share a start, so the CallSid
+    // breaks the tie and pages still neither repeat nor skip a call.
+    let mut want = sids.clone();
+    want.reverse();
+    assert_eq!(seen, want);
+
+    let only = |f: fn(&mut store::CallQuery)| {
+        let s = s.clone();
+        async move {
+            let mut q = store::CallQuery {
+                tenant: "acme".into(),
+                limit: 100,
+                ..Default::default()
+            };
+            f(&mut q);
+            let mut got: Vec<String> = s
+                .list_calls(&q)
+                .await
+                .unwrap()
+                .calls
+                .into_iter()
+                .map(|c| c.call_sid)
+                .collect();
+            got.sort();
+            got
+        }
+    };
+    assert_eq!(
+        only(|q| q.from = Some("+14155550101".into())).await,
+        ["CAlist01", "CAlist03", "CAlist05"]
+    );
+    assert_eq!(only(|q| q.transferred = Some(true)).await, ["CAlist05"]);
+    assert_eq!(only(|q| q.transferred = Some(false)).await.len(), 6);
+    assert_eq!(
+        only(|q| q.outcome = Some("transferred".into())).await,
+        ["CAlist05"]
+    );
+    // end_op's duration comes from ended - started: (i + 1) * 10 s.
+    assert_eq!(
+        only(|q| q.min_duration_s = Some(60)).await,
+        ["CAlist05", "CAlist06"]
+    );
+    assert!(only(|q| q.success = Some(true)).await.is_empty());
+    assert!(
+        only(|q| q.sentiment = Some("positive".into()))
+            .await
+            .is_empty()
+    );
+    let first_day: Vec<String> = sids[..4].to_vec();
+    let day2 = {
+        let c = s.get_call("CAlist04").await.unwrap().unwrap();
+        c.started_at_ms.unwrap() - 1_000
+    };
+    let mut q = store::CallQuery {
+        tenant: "acme".into(),
+        started_before_ms: Some(day2),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut got: Vec<String> = s
+        .list_calls(&q)
+        .await
+        .unwrap()
+        .calls
+        .into_iter()
+        .map(|c| c.call_sid)
+        .collect();
+    got.sort();
+    assert_eq!(got, first_day);
+    q.started_before_ms = None;
+    q.started_from_ms = Some(day2);
+    assert_eq!(s.list_calls(&q).await.unwrap().calls.len(), 3);
+}
+on_both!(list_pages_and_filters);
+
+async fn daily_stats_per_utc_day(s: Arc<dyn CallStore>) {
+    seed_list(s.as_ref()).await;
+    let c0 = s.get_call("CAlist00").await.unwrap().unwrap();
+    let day0 = c0.started_at_ms.unwrap() - 1_000;
+    let stats = s
+        .daily_stats(
+            "acme",
+            store::DayRange {
+                from_ms: day0,
+                before_ms: day0 + 2 * 86_400_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert_eq!(stats[0].day_start_ms, day0);
+    assert_eq!(stats[0].calls, 4);
+    assert_eq!(stats[0].timed_calls, 4);
+    assert_eq!(stats[0].duration_s, 10 + 20 + 30 + 40);
+    assert_eq!(stats[0].without_transfer, 4);
+    assert_eq!(stats[0].priced_calls, 4);
+    assert_eq!(stats[0].cost_micro_usd, 4 * 123_456);
+    assert_eq!(stats[1].day_start_ms, day0 + 86_400_000);
+    assert_eq!(stats[1].calls, 3);
+    assert_eq!(stats[1].duration_s, 50 + 60 + 70);
+    assert_eq!(stats[1].without_transfer, 2);
+    assert_eq!(stats[1].priced_calls, 2);
+    // Another tenant's call on day 0 is not counted.
+    let other = s
+        .daily_stats(
+            "other",
+            store::DayRange {
+                from_ms: day0,
+                before_ms: day0 + 86_400_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].calls, 1);
+    assert_eq!(other[0].timed_calls, 0);
+}
+on_both!(daily_stats_per_utc_day);
 
 async fn hostile_text_is_stored(s: Arc<dyn CallStore>) {
     let mut t = transcript();
@@ -485,8 +716,8 @@ async fn postgres_schema_is_created_and_isolated() {
     .await
     .unwrap();
     assert_eq!(
-        tables, 4,
-        "calls, transcript_entries, tool_calls, _sqlx_migrations"
+        tables, 5,
+        "calls, transcript_entries, tool_calls, call_status_events, _sqlx_migrations"
     );
     a.drop().await;
     b.drop().await;
@@ -552,6 +783,21 @@ impl CallStore for Flaky {
 
     fn recent_calls(&self, limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         self.inner.recent_calls(limit)
+    }
+
+    fn list_calls<'a>(
+        &'a self,
+        q: &'a switchboard_store::CallQuery,
+    ) -> BoxFuture<'a, Result<switchboard_store::CallPage, StoreError>> {
+        self.inner.list_calls(q)
+    }
+
+    fn daily_stats<'a>(
+        &'a self,
+        tenant: &'a str,
+        range: switchboard_store::DayRange,
+    ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
+        self.inner.daily_stats(tenant, range)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -1081,6 +1327,19 @@ impl CallStore for Hanging {
         Box::pin(std::future::pending())
     }
     fn recent_calls(&self, _limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn list_calls<'a>(
+        &'a self,
+        _q: &'a switchboard_store::CallQuery,
+    ) -> BoxFuture<'a, Result<switchboard_store::CallPage, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn daily_stats<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _range: switchboard_store::DayRange,
+    ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
         Box::pin(std::future::pending())
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -25,6 +25,8 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const NUMBER: &str = "+15005550006";
 /// The tenant's Twilio auth token.
 pub const AUTH_TOKEN: &str = "e2e-auth-token-0123456789";
+/// The tenant's admin API key (`spec.console.apiKeys`, name `test`).
+pub const API_KEY: &str = "e2e-api-key-0123456789abcdef0123456789abcdef";
 /// The greeting.
 pub const GREETING: &str = "Thanks for calling Demo Dental, how can I help?";
 
@@ -58,6 +60,12 @@ pub struct EnvOptions {
     /// The HTTP server's timeouts, caps and drain window (the flags' defaults, except no
     /// minimum drain window: stopping a test gateway need not wait for load balancers).
     pub serve: ServeOptions,
+    /// Extra YAML lines under `spec` (indented by 2 spaces), e.g. `pricing`.
+    pub spec_extra: String,
+    /// `--api-requests-per-second` (default 10).
+    pub api_requests_per_second: Option<u32>,
+    /// `--api-burst` (default 50).
+    pub api_burst: Option<u32>,
 }
 
 impl Default for EnvOptions {
@@ -79,6 +87,9 @@ impl Default for EnvOptions {
                 drain_min_seconds: 0,
                 ..ServeOptions::default()
             },
+            spec_extra: String::new(),
+            api_requests_per_second: None,
+            api_burst: None,
         }
     }
 }
@@ -133,11 +144,18 @@ spec:
 {twilio_extra}  openai:
     apiKey:
       file: {key}
-",
+  console:
+    apiKeys:
+      - name: test
+        secret:
+          file: {api_key}
+{spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
+        api_key = dir.join("api-key").display(),
+        spec_extra = opts.spec_extra,
     )
 }
 
@@ -151,6 +169,7 @@ impl Env {
                 .await?;
         std::fs::write(dir.path().join("twilio-token"), AUTH_TOKEN)?;
         std::fs::write(dir.path().join("openai-key"), "sk-test-e2e")?;
+        std::fs::write(dir.path().join("api-key"), API_KEY)?;
         let tenant = dir.path().join("demo.yaml");
         std::fs::write(&tenant, tenant_yaml(dir.path(), &opts))?;
         let cli = Cli {
@@ -169,6 +188,8 @@ impl Env {
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
             serve: opts.serve.clone(),
+            api_requests_per_second: opts.api_requests_per_second.unwrap_or(10),
+            api_burst: opts.api_burst.unwrap_or(50),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

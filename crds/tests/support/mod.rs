@@ -158,6 +158,25 @@ fn openapi(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
                 }
             }
         }
+        if schema["x-kubernetes-list-type"] == json!("map") {
+            let keys = schema["x-kubernetes-list-map-keys"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let key_of = |item: &Value| -> Vec<Value> {
+                keys.iter()
+                    .map(|k| item[k.as_str().unwrap_or_default()].clone())
+                    .collect()
+            };
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().any(|o| key_of(o) == key_of(item)) {
+                    fail(format!(
+                        "duplicate map key {:?} in a map list",
+                        key_of(item)
+                    ));
+                }
+            }
+        }
         for (i, item) in items.iter().enumerate() {
             openapi(item, &schema["items"], &format!("{path}[{i}]"), out);
         }

@@ -838,6 +838,7 @@ impl CallSession {
             arguments,
             output,
             latency_ms: 0,
+            at_ms: Some(self.rel(now_ms)),
         });
     }
 
@@ -876,6 +877,7 @@ impl CallSession {
             arguments: p.arguments,
             output,
             latency_ms: now_ms.saturating_sub(p.started_ms),
+            at_ms: Some(self.rel(p.started_ms)),
         });
     }
 
@@ -1300,6 +1302,9 @@ fn add_usage(total: &mut Usage, u: &ResponseUsage) {
     total.input_audio_tokens += u.input_token_details.audio_tokens;
     total.input_text_tokens += u.input_token_details.text_tokens;
     total.cached_tokens += u.input_token_details.cached_tokens;
+    let cached = &u.input_token_details.cached_tokens_details;
+    total.cached_text_tokens += cached.text_tokens;
+    total.cached_audio_tokens += cached.audio_tokens;
     total.output_audio_tokens += u.output_token_details.audio_tokens;
     total.output_text_tokens += u.output_token_details.text_tokens;
 }

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message as RtMessage;
 use super::session::{Action, CallSession, Input, Observation};
 use crate::admission::Refusal;
 use crate::clock::unix_ms;
+use crate::cost;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
@@ -172,6 +173,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 detail: Some(e.to_string()),
                 transcript: Vec::new(),
                 usage: Default::default(),
+                model: None,
+                cost: None,
                 tool_calls: Vec::new(),
                 barge_ins: 0,
                 reconnects: Vec::new(),
@@ -180,6 +183,12 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     };
     let mut record = outcome;
     record.ended_at_ms = unix_ms();
+    price(
+        &state,
+        &tenant,
+        &mut record,
+        started.elapsed().as_secs_f64(),
+    );
     state
         .metrics
         .calls_total
@@ -536,6 +545,8 @@ async fn relay(
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
         reconnects: s.reconnects,
+        model: None,
+        cost: None,
     }
 }
 
@@ -579,6 +590,41 @@ async fn bounded(
         Ok(Err(_)) => Err(WriteFailed::Closed),
         Err(_) => Err(WriteFailed::Stalled),
     }
+}
+
+/// Puts the model and the cost on the record and counts them per tenant (once per call,
+/// after it ended: never on the audio path).
+fn price(state: &AppState, tenant: &Tenant, record: &mut CallEnd, seconds: f64) {
+    let model = tenant.spec.agent.model.clone();
+    let m = &state.metrics;
+    match cost::prices_for(&model, tenant.spec.pricing.as_ref()) {
+        Some((prices, source)) => {
+            let c = cost::compute(&model, &record.usage, seconds, prices, source);
+            m.cost_usd
+                .with_label_values(&[tenant.name.as_str()])
+                .inc_by(c.total_usd);
+            let t = c.tokens;
+            for (class, n) in [
+                ("text_input", t.text_input),
+                ("text_cached_input", t.text_cached_input),
+                ("text_output", t.text_output),
+                ("audio_input", t.audio_input),
+                ("audio_cached_input", t.audio_cached_input),
+                ("audio_output", t.audio_output),
+            ] {
+                m.tokens
+                    .with_label_values(&[tenant.name.as_str(), class])
+                    .inc_by(n);
+            }
+            record.cost = Some(c.to_record());
+        }
+        None => {
+            m.unpriced_calls
+                .with_label_values(&[tenant.name.as_str()])
+                .inc();
+        }
+    }
+    record.model = Some(model);
 }
 
 /// The session input for one read from the Twilio socket (`None`: nothing to handle).

@@ -1,5 +1,5 @@
-//! The HTTP surface: Twilio webhooks, the media stream upgrade, health, metrics and the
-//! call record API. Handlers are thin; decisions live in the modules they call.
+//! The HTTP surface: Twilio webhooks, the media stream upgrade, health, metrics, the
+//! admin API (`/api/v1`) and the console (`/console/`). Handlers are thin; decisions live in the modules they call.
 
 use axum::Router;
 use axum::routing::{any, get, post};
@@ -7,14 +7,17 @@ use axum::routing::{any, get, post};
 use crate::state::AppState;
 
 mod after_stream;
-mod api;
+mod console;
 mod form;
 mod health;
 mod status;
 mod stream;
+pub mod v1;
 mod voice;
 #[cfg(test)]
 mod webhook_tests;
+
+pub use v1::openapi_json;
 
 /// The gateway's routes.
 pub fn router(state: AppState) -> Router {
@@ -29,9 +32,10 @@ pub fn router(state: AppState) -> Router {
             "/twilio/after-stream/{tenant}/{call_sid}",
             post(after_stream::after_stream),
         )
-        .route("/api/calls/{call_sid}", get(api::get_call))
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(v1::router())
+        .merge(console::router())
         .with_state(state)
 }

@@ -84,6 +84,7 @@ pub async fn call_status(
             status: status.to_string(),
             duration_s,
             sequence_number,
+            received_at_ms: Some(crate::clock::unix_ms()),
         }))
         .await;
     reply(&state, StatusCode::NO_CONTENT)

@@ -36,6 +36,19 @@ impl CallStore for Hanging {
     fn recent_calls(&self, _limit: u32) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         Box::pin(std::future::pending())
     }
+    fn list_calls<'a>(
+        &'a self,
+        _q: &'a switchboard_store::CallQuery,
+    ) -> BoxFuture<'a, Result<switchboard_store::CallPage, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn daily_stats<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _range: switchboard_store::DayRange,
+    ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(std::future::pending())
     }
@@ -102,6 +115,7 @@ fn state(dir: &std::path::Path) -> AppState {
         tools: Arc::new(NoExternalTools),
         admissions: Admissions::new(Duration::from_secs(60), 1000, Arc::default()),
         endings: Default::default(),
+        access: Default::default(),
     })
 }
 

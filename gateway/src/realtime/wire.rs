@@ -42,6 +42,20 @@ pub struct InputTokenDetails {
     /// Cached tokens (part of input tokens).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Cached tokens by modality (parts of `cached_tokens`).
+    #[serde(default)]
+    pub cached_tokens_details: CachedTokenDetails,
+}
+
+/// Cached input token breakdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct CachedTokenDetails {
+    /// Cached text tokens.
+    #[serde(default)]
+    pub text_tokens: u64,
+    /// Cached audio tokens.
+    #[serde(default)]
+    pub audio_tokens: u64,
 }
 
 /// Output token breakdown.

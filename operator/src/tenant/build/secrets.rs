@@ -17,7 +17,7 @@ use crate::tenant::inputs::BuildInputs;
 const SECRET_FILE_MODE: i32 = 0o440;
 
 /// The secrets the gateway reads from [`super::SECRETS_DIR`]: the Twilio Auth Token (and
-/// the secondary one during a rotation) and the OpenAI API key.
+/// the secondary one during a rotation), the OpenAI API key and the console's API keys.
 pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelector>, BuildError> {
     let refs = [
         ("spec.twilio.authToken", Some(&spec.twilio.auth_token)),
@@ -27,7 +27,14 @@ pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelec
         ),
         ("spec.openai.apiKey", Some(&spec.openai.api_key)),
     ];
+    // The console's API keys are read like the tenant's other secrets.
+    let keys = spec
+        .console
+        .iter()
+        .flat_map(|c| &c.api_keys)
+        .map(|k| ("spec.console.apiKeys[].secret", Some(&k.secret)));
     refs.into_iter()
+        .chain(keys)
         .filter_map(|(field, r)| r.map(|r| (field, r)))
         .map(|(field, r)| {
             let selector = in_cluster(field, r)?;

@@ -1,0 +1,286 @@
+//! The admin API (`/api/v1`) and the console's sign-in over a real gateway, a simulated
+//! call and the SQLite store: a key sees its tenant's calls and nothing else, the cost is
+//! the one the price table gives for the usage the simulator reported, errors are
+//! problem documents, the committed OpenAPI document is current and names exactly the
+//! routes that answer, and a key's allowance runs out with a 429.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use serde_json::Value;
+use switchboard_gateway::cost;
+use switchboard_gateway::http::v1;
+use switchboard_sim::caller::{Step, place_call};
+use switchboard_store::{CallStart, StoreOp};
+use switchboard_tests::{API_KEY, AUTH_TOKEN, Env, EnvOptions};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+async fn get(base: &str, path: &str, key: Option<&str>) -> (StatusCode, String, Value) {
+    let mut req = client().get(format!("{base}{path}"));
+    if let Some(k) = key {
+        req = req.header(AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = r.text().await.unwrap();
+    (
+        status,
+        ct,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+fn assert_problem(status: StatusCode, ct: &str, body: &Value, want: StatusCode) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(ct, "application/problem+json");
+    assert_eq!(body["status"], want.as_u16(), "{body}");
+    assert!(body["type"].as_str().unwrap().starts_with("https://"));
+    assert!(body["title"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reads_its_tenants_calls_through_the_api() {
+    let env = Env::start(EnvOptions {
+        agent_extra: "    model: gpt-realtime-2.1-mini\n".into(),
+        api_requests_per_second: Some(1),
+        api_burst: Some(60),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let script = vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 20_000,
+        },
+        Step::Say { ms: 1200 },
+        Step::WaitAgentDone {
+            quiet_ms: 600,
+            timeout_ms: 30_000,
+        },
+        Step::Hangup,
+    ];
+    let report = place_call(&env.call(script)).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    let rec = env.record(&sid).await.unwrap();
+    let base = env.base.as_str();
+
+    // The list: the call, with the price table's cost for the usage it stored.
+    let (status, ct, list) = get(base, "/api/v1/calls", Some(API_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(ct, "application/json");
+    let calls = list["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{list}");
+    assert_eq!(calls[0]["call_sid"], sid.as_str());
+    assert_eq!(calls[0]["model"], "gpt-realtime-2.1-mini");
+    assert!(list["next_cursor"].is_null());
+    assert!(rec.usage.input_tokens > 0 && rec.usage.output_audio_tokens > 0);
+    let (prices, source) = cost::prices_for("gpt-realtime-2.1-mini", None).unwrap();
+    let want = cost::compute("gpt-realtime-2.1-mini", &rec.usage, 0.0, prices, source);
+    let got = calls[0]["cost_usd"].as_f64().unwrap();
+    assert!(got > 0.0);
+    assert!(
+        (got - want.total_usd).abs() < 2e-6,
+        "{got} vs {}",
+        want.total_usd
+    );
+
+    // One call: transcript, usage and the cost's detail.
+    let (status, _, call) = get(base, &format!("/api/v1/calls/{sid}"), Some(API_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{call}");
+    assert_eq!(
+        call["transcript"].as_array().unwrap().len(),
+        rec.transcript.len()
+    );
+    assert!(!rec.transcript.is_empty());
+    assert_eq!(call["usage"]["input_tokens"], rec.usage.input_tokens);
+    assert_eq!(call["cost"]["detail"]["source"], cost::TABLE_SOURCE);
+    assert_eq!(call["cost"]["detail"]["prices"]["audio_output"], 20.0);
+
+    // Filters reach the store.
+    let (_, _, none) = get(base, "/api/v1/calls?from=%2B19999999999", Some(API_KEY)).await;
+    assert_eq!(none["calls"].as_array().unwrap().len(), 0, "{none}");
+    let (_, _, long) = get(base, "/api/v1/calls?min_duration_s=3600", Some(API_KEY)).await;
+    assert_eq!(long["calls"].as_array().unwrap().len(), 0, "{long}");
+    let (_, _, kept) = get(base, "/api/v1/calls?transferred=false", Some(API_KEY)).await;
+    assert_eq!(kept["calls"].as_array().unwrap().len(), 1, "{kept}");
+
+    // Daily totals.
+    let (status, _, daily) = get(base, "/api/v1/stats/daily", Some(API_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{daily}");
+    let days = daily["days"].as_array().unwrap();
+    assert_eq!(days.len(), 1, "{daily}");
+    assert_eq!(days[0]["calls"], 1);
+    assert_eq!(days[0]["without_transfer_share"], 1.0);
+
+    // Another tenant's call in the same store is "not found" for this key.
+    env.gw()
+        .state
+        .store
+        .apply(&StoreOp::Start(CallStart {
+            call_sid: "CAother0000000000000000000000000".into(),
+            tenant: "other".into(),
+            from: "+15550001111".into(),
+            to: "+15550002222".into(),
+            started_at_ms: 1,
+        }))
+        .await
+        .unwrap();
+    let (s, ct, b) = get(
+        base,
+        "/api/v1/calls/CAother0000000000000000000000000",
+        Some(API_KEY),
+    )
+    .await;
+    assert_problem(s, &ct, &b, StatusCode::NOT_FOUND);
+    let (_, _, list) = get(base, "/api/v1/calls", Some(API_KEY)).await;
+    assert_eq!(list["calls"].as_array().unwrap().len(), 1, "{list}");
+
+    // Refusals are problem documents; the Twilio auth token opens nothing here, and the
+    // old route is gone.
+    for key in [None, Some("not-a-key"), Some(AUTH_TOKEN)] {
+        let (s, ct, b) = get(base, "/api/v1/calls", key).await;
+        assert_problem(s, &ct, &b, StatusCode::UNAUTHORIZED);
+    }
+    let old = client()
+        .get(format!("{base}/api/calls/{sid}"))
+        .header(AUTHORIZATION, format!("Bearer {AUTH_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::NOT_FOUND);
+    let (s, ct, b) = get(base, "/api/v1/calls?cursor=bm90LWEtY3Vyc29y", Some(API_KEY)).await;
+    assert_problem(s, &ct, &b, StatusCode::BAD_REQUEST);
+    let (s, ct, b) = get(base, "/api/v1/calls?transferred=maybe", Some(API_KEY)).await;
+    assert_problem(s, &ct, &b, StatusCode::BAD_REQUEST);
+
+    // The console: sign in with the key into a session cookie, read with it, sign out.
+    let signin = client()
+        .post(format!("{base}/console/session"))
+        .form(&[("key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signin.status(), StatusCode::OK);
+    let cookie = signin.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let who: Value = serde_json::from_str(&signin.text().await.unwrap()).unwrap();
+    assert_eq!(who["tenant"], "demo");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let with_cookie = client()
+        .get(format!("{base}/api/v1/calls"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), StatusCode::OK);
+    let cross_site = client()
+        .post(format!("{base}/console/session"))
+        .header("origin", "https://evil.example")
+        .form(&[("key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let no_csrf = client()
+        .delete(format!("{base}/console/session"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let out = client()
+        .delete(format!("{base}/console/session"))
+        .header(COOKIE, &session)
+        .header("x-csrf-token", who["csrf"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let after = client()
+        .get(format!("{base}/api/v1/calls"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let page = client()
+        .get(format!("{base}/console/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+
+    // Per-tenant cost counter.
+    let metrics = env.metrics().await;
+    assert!(
+        metrics.contains("switchboard_call_cost_usd_total{tenant=\"demo\"}"),
+        "{metrics}"
+    );
+
+    // The committed document is the generated one, and its paths are the routes.
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        committed.trim_end(),
+        v1::openapi_json().trim_end(),
+        "docs/openapi.json is stale: cargo run -p switchboard-gateway --bin openapi > docs/openapi.json"
+    );
+    let (status, _, doc) = get(base, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let routes: BTreeSet<String> = v1::ROUTES.iter().map(|r| r.to_string()).collect();
+    assert_eq!(documented, routes);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        assert_eq!(ops.as_object().unwrap().keys().collect::<Vec<_>>(), ["get"]);
+        let concrete = path.replace("{call_sid}", &sid);
+        let (s, ct, _) = get(base, &concrete, Some(API_KEY)).await;
+        // A handler answered (the router's own 404/405 have no JSON body).
+        assert!(
+            s.is_success() && ct == "application/json",
+            "{path}: {s} {ct}"
+        );
+    }
+
+    // The key's allowance (burst 60, 1/s) runs out: 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..80 {
+        let r = client()
+            .get(format!("{base}/api/v1/stats/daily"))
+            .header(AUTHORIZATION, format!("Bearer {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("no 429 within 80 requests");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()[CONTENT_TYPE], "application/problem+json");
+}
