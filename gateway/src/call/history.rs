@@ -346,6 +346,7 @@ mod tests {
             arguments: "{}".into(),
             output: "{}".into(),
             latency_ms: 3,
+            at_ms: None,
         }];
         let turns = turns_from_record(&transcript, &tools);
         assert!(matches!(

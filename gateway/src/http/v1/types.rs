@@ -420,6 +420,7 @@ mod tests {
             usage: Usage::default(),
             transcript: Vec::new(),
             tool_calls: Vec::new(),
+            reconnects: Vec::new(),
             model: None,
             cost: None,
             analysis: Default::default(),
