@@ -16,11 +16,12 @@ use sqlx::{AssertSqlSafe, SqlStr};
 use tokio::sync::OnceCell;
 
 use super::rows::{
-    CALL_COLUMNS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    CALL_COLUMNS, CLEAR_RECORDING, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, UPSERT_RECORDING,
+    call_from_row, to_sql, tool_call_from_row, transcript_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+    BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
+    RecordingGone, StoreError, StoreOp,
 };
 
 /// How long an op waits for a connection before it counts as "store down" (the
@@ -28,13 +29,22 @@ use super::{
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "calls".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "calls".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
+            false,
+        ),
+        Migration::new(
+            4,
+            "recordings".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0004_recordings.sql")),
+            false,
+        ),
+    ])
 }
 
 /// Applies the call store's Postgres migrations on `conn`, into the first schema of its
@@ -296,6 +306,32 @@ impl PgStore {
         Ok(())
     }
 
+    async fn recording(&self, r: &CallRecording) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(UPSERT_RECORDING)
+            .bind(text(&r.call_sid))
+            .bind(text(&r.tenant))
+            .bind(r.recording.bucket.as_deref().map(text))
+            .bind(text(&r.recording.key))
+            .bind(to_sql(r.recording.duration_ms))
+            .bind(to_sql(r.recording.bytes))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
+        self.ready().await?;
+        sqlx::query(CLEAR_RECORDING)
+            .bind(text(&r.call_sid))
+            .bind(text(&r.key))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
         self.ready().await?;
         // REPEATABLE READ: the call and its children come from one snapshot even if an End
@@ -371,6 +407,8 @@ impl CallStore for PgStore {
                 StoreOp::Start(s) => self.start(s).await,
                 StoreOp::End(e) => self.end(e).await,
                 StoreOp::Status(s) => self.status(s).await,
+                StoreOp::Recording(r) => self.recording(r).await,
+                StoreOp::RecordingGone(r) => self.recording_gone(r).await,
             }
         })
     }

@@ -5,14 +5,29 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{CallRecord, Role, ToolCallRecord, TranscriptEntry, Usage};
+use super::{CallRecord, RecordingRef, Role, ToolCallRecord, TranscriptEntry, Usage};
 
 /// The `calls` columns every read selects; [`call_from_row`] decodes them by name.
 pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number, \
     started_at_ms, ended_at_ms, outcome, detail, status, duration_s, status_sequence, \
     barge_ins, usage_responses, usage_total_tokens, usage_input_tokens, \
     usage_output_tokens, usage_input_audio_tokens, usage_input_text_tokens, \
-    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens";
+    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, \
+    recording_bucket, recording_key, recording_ms, recording_bytes";
+
+/// Sets a call's recording (same SQL for SQLite and Postgres): `$1` call_sid, `$2`
+/// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes.
+pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO calls \
+       (call_sid, tenant, recording_bucket, recording_key, recording_ms, recording_bytes) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (call_sid) DO UPDATE SET \
+       recording_bucket = excluded.recording_bucket, recording_key = excluded.recording_key, \
+       recording_ms = excluded.recording_ms, recording_bytes = excluded.recording_bytes";
+
+/// Clears a call's recording if it still names the deleted key: `$1` call_sid, `$2` key.
+pub(crate) const CLEAR_RECORDING: &str = "UPDATE calls SET recording_bucket = NULL, \
+       recording_key = NULL, recording_ms = NULL, recording_bytes = NULL \
+     WHERE call_sid = $1 AND recording_key = $2";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -52,6 +67,20 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let n = |col: &'r str| -> Result<u64, sqlx::Error> { Ok(from_sql(row.try_get(col)?)) };
+    let key: Option<String> = row.try_get("recording_key")?;
+    let recording = match key {
+        Some(key) => {
+            let ms: Option<i64> = row.try_get("recording_ms")?;
+            let bytes: Option<i64> = row.try_get("recording_bytes")?;
+            Some(RecordingRef {
+                bucket: row.try_get("recording_bucket")?,
+                key,
+                duration_ms: ms.map_or(0, from_sql),
+                bytes: bytes.map_or(0, from_sql),
+            })
+        }
+        None => None,
+    };
     Ok(CallRecord {
         call_sid: row.try_get("call_sid")?,
         tenant: row.try_get("tenant")?,
@@ -78,6 +107,7 @@ where
         },
         transcript: Vec::new(),
         tool_calls: Vec::new(),
+        recording,
     })
 }
 
