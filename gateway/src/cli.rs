@@ -77,6 +77,10 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub stream_admission_seconds: u64,
+    /// AWS SDK overrides (endpoint, region, static keys) for in-process tests; the
+    /// binary uses the default chain and the standard `AWS_*` variables.
+    #[arg(skip)]
+    pub aws: switchboard_aws::AwsOptions,
 }
 
 impl Cli {

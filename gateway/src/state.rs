@@ -11,6 +11,7 @@ use crate::endings::Endings;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::RealtimeBackend;
+use crate::recording::Recordings;
 use crate::tenants::Tenants;
 use crate::tools::ToolRunner;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub admissions: Arc<Admissions>,
     /// How recent calls ended, for the `<Connect action>` answer.
     pub endings: Endings,
+    /// Call recordings and their upload queue.
+    pub recordings: Arc<Recordings>,
 }
 
 /// Handler state.

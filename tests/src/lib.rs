@@ -54,6 +54,12 @@ pub struct EnvOptions {
     pub stream_admission_seconds: u64,
     /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
     pub realtime_url: Option<String>,
+    /// Extra YAML lines under `spec` (indented by 2 spaces), e.g. `recordings:`.
+    pub spec_extra: String,
+    /// AWS SDK overrides of the gateway (moto's endpoint and keys).
+    pub aws: switchboard_aws::AwsOptions,
+    /// `--drain-seconds`.
+    pub drain_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -71,6 +77,9 @@ impl Default for EnvOptions {
             allow_unsigned_webhooks: false,
             stream_admission_seconds: 60,
             realtime_url: None,
+            spec_extra: String::new(),
+            aws: Default::default(),
+            drain_seconds: 60,
         }
     }
 }
@@ -125,9 +134,10 @@ spec:
 {twilio_extra}  openai:
     apiKey:
       file: {key}
-",
+{spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
+        spec_extra = opts.spec_extra,
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
     )
@@ -153,13 +163,14 @@ impl Env {
             data_dir: dir.path().join("data"),
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,
-            drain_seconds: 60,
+            drain_seconds: opts.drain_seconds,
             preconnect_ttl_seconds: opts.preconnect_ttl_seconds,
             no_preconnect: opts.no_preconnect,
             knowledge: opts.knowledge.clone(),
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
+            aws: opts.aws.clone(),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::playback::{MarkEcho, Playback};
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
+use crate::recording::Recorded;
 use crate::tenants::SessionSettings;
 use crate::tools::end_call;
 use crate::twilio::media;
@@ -99,6 +100,8 @@ pub enum Action {
     },
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
+    /// For the call's recording (only when the tenant records calls).
+    Record(Recorded),
 }
 
 /// Everything a finished call leaves behind.
@@ -542,6 +545,12 @@ impl CallSession {
         let mark = self
             .playback
             .on_chunk_sent(response_id, item_id, content_index, bytes);
+        if self.settings.record {
+            out.push(Action::Record(Recorded::AgentAudio {
+                mark: mark.clone(),
+                audio: self.scratch.clone(),
+            }));
+        }
         out.push(Action::Twilio(media::media_message(
             &self.stream_sid,
             delta,
@@ -553,6 +562,9 @@ impl CallSession {
         let was_playing = self.playback.is_playing();
         if was_playing {
             out.push(Action::Twilio(media::clear_message(&self.stream_sid)));
+            if self.settings.record {
+                out.push(Action::Record(Recorded::Cleared));
+            }
         }
         for t in self.playback.interrupt() {
             if let Some(turn) = self.agent.iter_mut().find(|a| a.item_id == t.item_id) {
