@@ -302,7 +302,9 @@ async fn recording_is_set_and_cleared_only_for_its_key(s: Arc<dyn CallStore>) {
         })
     };
     // The upload may be stored before the call's end record: the row is created.
-    s.apply(&rec("calls/acme/2026/12/07/CA9.wav")).await.unwrap();
+    s.apply(&rec("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
     s.apply(&end("CA9")).await.unwrap();
     let got = s.get_call("CA9").await.unwrap().unwrap();
     assert_eq!(got.outcome.as_deref(), Some("caller_hangup"));
@@ -316,10 +318,23 @@ async fn recording_is_set_and_cleared_only_for_its_key(s: Arc<dyn CallStore>) {
         })
     );
     // Replayed: idempotent. Another key's deletion does not clear it.
-    s.apply(&rec("calls/acme/2026/12/07/CA9.wav")).await.unwrap();
-    s.apply(&gone("calls/acme/2026/12/06/CA9.wav")).await.unwrap();
-    assert!(s.get_call("CA9").await.unwrap().unwrap().recording.is_some());
-    s.apply(&gone("calls/acme/2026/12/07/CA9.wav")).await.unwrap();
+    s.apply(&rec("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
+    s.apply(&gone("calls/acme/2026/12/06/CA9.wav"))
+        .await
+        .unwrap();
+    assert!(
+        s.get_call("CA9")
+            .await
+            .unwrap()
+            .unwrap()
+            .recording
+            .is_some()
+    );
+    s.apply(&gone("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
     let got = s.get_call("CA9").await.unwrap().unwrap();
     assert_eq!(got.recording, None);
     assert_eq!(got.outcome.as_deref(), Some("caller_hangup"));

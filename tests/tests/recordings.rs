@@ -205,7 +205,10 @@ async fn a_recorded_call_is_one_stereo_wav_cut_where_the_caller_barged_in() {
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
     let m = env.metrics().await;
     assert_eq!(metric(&m, "switchboard_recording_queue_depth"), 0.0);
-    assert_eq!(metric(&m, "switchboard_recording_events_dropped_total"), 0.0);
+    assert_eq!(
+        metric(&m, "switchboard_recording_events_dropped_total"),
+        0.0
+    );
     assert_eq!(
         metric(&m, "switchboard_recording_upload_bytes_total"),
         rec.bytes as f64
@@ -220,7 +223,9 @@ struct OwnMoto {
 fn moto_command() -> PathBuf {
     let cache = std::env::var_os("SWITCHBOARD_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/switchboard"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/switchboard")
+        });
     cache.join("moto/venv/bin/moto_server")
 }
 
@@ -234,7 +239,10 @@ impl OwnMoto {
             .expect("moto_server (installed by scripts/moto.sh)");
         let url = format!("http://127.0.0.1:{port}/");
         for _ in 0..150 {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return OwnMoto { child };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -88,6 +88,15 @@ fn state(dir: &std::path::Path) -> AppState {
             false,
         )))
         .expect("insert");
+    let recordings = Arc::new(
+        crate::recording::Recordings::start(
+            dir,
+            Arc::new(crate::recording::S3::new(Default::default())),
+            writer.clone(),
+            metrics.registry(),
+        )
+        .expect("recordings"),
+    );
     Arc::new(Shared {
         parking: Parking::new(Duration::from_secs(15), metrics.clone()),
         tenants,
@@ -102,6 +111,7 @@ fn state(dir: &std::path::Path) -> AppState {
         tools: Arc::new(NoExternalTools),
         admissions: Admissions::new(Duration::from_secs(60), 1000),
         endings: Default::default(),
+        recordings,
     })
 }
 

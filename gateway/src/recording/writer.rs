@@ -303,8 +303,7 @@ async fn write(
         jobs.clear();
     }
     // The channel closed without an end (the call task died): end where the audio ends.
-    let end_ms =
-        end_ms.unwrap_or((caller.buf_at + caller.buf.len() as u64) / SAMPLES_PER_MS);
+    let end_ms = end_ms.unwrap_or((caller.buf_at + caller.buf.len() as u64) / SAMPLES_PER_MS);
     let result = async {
         if let Some(e) = failed {
             return Err(e);
