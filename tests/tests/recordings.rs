@@ -124,6 +124,7 @@ async fn a_recorded_call_is_one_stereo_wav_cut_where_the_caller_barged_in() {
     let Some(url) = switchboard_tests::s3::url() else {
         return;
     };
+    switchboard_tests::init();
     let bucket = Bucket::new(&url, &unique_bucket("call"));
     bucket.create().await;
     let env = Env::start(EnvOptions {
@@ -286,6 +287,7 @@ async fn a_recording_waits_on_disk_while_s3_is_down_and_survives_a_restart() {
     if switchboard_tests::s3::url().is_none() {
         return;
     }
+    switchboard_tests::init();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let moto = OwnMoto::start(port).await;
