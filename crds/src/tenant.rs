@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::{
     ACCOUNT_SID_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, E164_PATTERN, LANGUAGE_PATTERN,
-    NOT_BLANK_PATTERN, S3_BUCKET_PATTERN, WS_URL_PATTERN,
+    NOT_BLANK_PATTERN, WS_URL_PATTERN,
 };
 use crate::limits::{
     DISPLAY_NAME_MAX, MAX_CALL_DURATION_LIMIT, MAX_CALL_DURATION_MIN, PREFIX_PADDING_MAX_MS,
@@ -24,6 +24,8 @@ pub use console::{
     API_KEY_MIN_LEN, ApiKeySpec, ConsoleSpec, KEY_NAME_MAX, KEY_NAME_PATTERN, is_key_name,
 };
 pub use pricing::PricingSpec;
+mod recordings;
+pub use recordings::{RECORDING_DISCLOSURE_MAX, RecordingSpec};
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -424,25 +426,6 @@ pub struct DatabaseSpec {
     /// (`sqlite:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretRef>,
-}
-
-/// Call recording policy.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordingSpec {
-    /// Record calls at all.
-    #[serde(default)]
-    pub enabled: bool,
-    /// S3 bucket (production); absent keeps recordings in the gateway's data directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = S3_BUCKET_PATTERN))]
-    pub bucket: Option<String>,
-    /// Object key prefix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// Days to keep recordings (0 = forever).
-    #[serde(default)]
-    pub retention_days: u32,
 }
 
 /// Whether deleting the tenant deletes its data.

@@ -18,7 +18,8 @@ use crate::format::{
 };
 use crate::secret::SecretRef;
 use crate::tenant::{
-    AgentSpec, GatewaySpec, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
+    AgentSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec, TurnDetectionKind,
+    TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
 };
 
 /// One broken rule.
@@ -215,11 +216,36 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
             }
         }
     }
-    if let Some(b) = spec.recordings.as_ref().and_then(|r| r.bucket.as_ref()) {
+    if let Some(r) = &spec.recordings {
+        recording_rules(c, r);
+    }
+}
+
+fn recording_rules(c: &mut Collector, r: &RecordingSpec) {
+    if let Some(b) = &r.bucket {
         c.check(
             is_s3_bucket(b),
             "spec.recordings.bucket",
             "must be an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-'; starting and ending with a letter or digit)",
+        );
+    }
+    if let Some(k) = &r.kms_key_id {
+        c.not_blank(
+            k,
+            "spec.recordings.kmsKeyId",
+            "must not be empty (omit it for none)",
+        );
+    }
+    if let Some(d) = &r.disclosure {
+        c.not_blank(
+            d,
+            "spec.recordings.disclosure",
+            "must not be empty (omit it for none)",
+        );
+        c.check(
+            d.chars().count() <= RECORDING_DISCLOSURE_MAX as usize,
+            "spec.recordings.disclosure",
+            format!("must be at most {RECORDING_DISCLOSURE_MAX} characters"),
         );
     }
 }

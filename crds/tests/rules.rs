@@ -492,8 +492,7 @@ const BROKEN: &[(&str, Mutation, &str, &str)] = &[
             s.recordings = Some(RecordingSpec {
                 enabled: true,
                 bucket: Some("Calls".into()),
-                prefix: None,
-                retention_days: 0,
+                ..RecordingSpec::default()
             })
         },
         "spec.recordings.bucket",
@@ -505,12 +504,35 @@ const BROKEN: &[(&str, Mutation, &str, &str)] = &[
             s.recordings = Some(RecordingSpec {
                 enabled: true,
                 bucket: Some("ab".into()),
-                prefix: None,
-                retention_days: 0,
+                ..RecordingSpec::default()
             })
         },
         "spec.recordings.bucket",
         "S3 bucket name",
+    ),
+    (
+        "blank disclosure",
+        |s| {
+            s.recordings = Some(RecordingSpec {
+                enabled: true,
+                disclosure: Some("  ".into()),
+                ..RecordingSpec::default()
+            })
+        },
+        "spec.recordings.disclosure",
+        "must not be empty",
+    ),
+    (
+        "blank KMS key",
+        |s| {
+            s.recordings = Some(RecordingSpec {
+                enabled: true,
+                kms_key_id: Some(String::new()),
+                ..RecordingSpec::default()
+            })
+        },
+        "spec.recordings.kmsKeyId",
+        "must not be empty",
     ),
 ];
 
@@ -606,6 +628,8 @@ const ACCEPTED: &[(&str, Mutation)] = &[
             bucket: Some("acme.calls-1".into()),
             prefix: Some("x/".into()),
             retention_days: 30,
+            kms_key_id: Some("alias/acme-calls".into()),
+            disclosure: Some("This call may be recorded.".into()),
         })
     }),
 ];

@@ -92,6 +92,10 @@ pub struct Cli {
     /// Admin API: requests an API key may make in a burst above its average.
     #[arg(long, env = "SWITCHBOARD_API_BURST", default_value_t = 50)]
     pub api_burst: u32,
+    /// AWS SDK overrides (endpoint, region, static keys) for in-process tests; the
+    /// binary uses the default chain and the standard `AWS_*` variables.
+    #[arg(skip)]
+    pub aws: switchboard_aws::AwsOptions,
 }
 
 impl Cli {

@@ -17,6 +17,7 @@ use crate::knowledge;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::WsBackend;
+use crate::recording::{Recordings, S3};
 use crate::secrets::DEFAULT_SECRETS_DIR;
 use crate::state::{AppState, Shared};
 use crate::tenants::Tenants;
@@ -36,6 +37,9 @@ pub enum StartError {
     /// Metrics registration.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The recordings directory or upload queue.
+    #[error(transparent)]
+    Recordings(#[from] crate::recording::RecordingError),
     /// Listening socket or data directory.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -57,6 +61,7 @@ pub struct Gateway {
     pub state: AppState,
     server: JoinHandle<()>,
     writer_task: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     drain_timeout: Duration,
     drain_min: Duration,
@@ -118,6 +123,13 @@ impl Gateway {
                 spooled: metrics.store_spooled.clone(),
             },
         )?;
+        let s3 = Arc::new(S3::new(cli.aws.clone()));
+        let recordings = Arc::new(Recordings::start(
+            &cli.data_dir,
+            s3,
+            writer.clone(),
+            metrics.registry(),
+        )?);
         let listener = TcpListener::bind(cli.listen).await?;
         let addr = listener.local_addr()?;
         let public_base = match &cli.public_url {
@@ -147,7 +159,9 @@ impl Gateway {
             ),
             endings: Default::default(),
             access: crate::access::Access::new(cli.api_requests_per_second, cli.api_burst),
+            recordings,
         });
+        let sweeper = tokio::spawn(sweep_recordings(state.clone()));
         let (shutdown, stop) = tokio::sync::watch::channel(false);
         let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;
         let limits = ConnectionLimits::new(
@@ -171,6 +185,7 @@ impl Gateway {
             state,
             server,
             writer_task,
+            sweeper,
             shutdown,
             drain_timeout: Duration::from_secs(cli.drain_seconds),
             drain_min: cli.serve.drain_min(),
@@ -184,6 +199,7 @@ impl Gateway {
     /// queued records are flushed.
     pub async fn drain_and_stop(self) {
         let state = self.state.clone();
+        let until = tokio::time::Instant::now() + self.drain_timeout;
         state.drain.start_draining();
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
         tracing::info!(
@@ -207,8 +223,45 @@ impl Gateway {
         }
         self.shutdown.send_replace(true);
         let _ = self.server.await;
+        self.sweeper.abort();
+        // Recordings of the calls just ended are queued; uploads go on within the
+        // drain's deadline, the rest waits on disk for the next start.
+        let left = state.recordings.drain(until).await;
+        if left > 0 {
+            tracing::warn!(
+                recordings = left,
+                "recordings left queued for the next start"
+            );
+        }
         state.writer.clone().close(Duration::from_secs(30)).await;
         let _ = self.writer_task.await;
         tracing::info!("gateway stopped");
+    }
+}
+
+/// Runs the recordings' retention sweeper every hour (the first sweep a minute after
+/// start) for each tenant that keeps recordings for a limited time.
+async fn sweep_recordings(state: AppState) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let sweeper = state.recordings.sweeper();
+    loop {
+        let now_s = crate::clock::unix_ms() / 1000;
+        for tenant in state.tenants.all() {
+            let Some(spec) = tenant.spec.recordings.as_ref() else {
+                continue;
+            };
+            match sweeper.sweep(&tenant.name, spec, now_s).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    tenant = tenant.name,
+                    deleted = n,
+                    "expired recordings deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(tenant = tenant.name, error = %e, "recording retention sweep failed; next in an hour")
+                }
+            }
+        }
+        tokio::time::sleep(crate::recording::retention::SWEEP_INTERVAL).await;
     }
 }

@@ -12,6 +12,7 @@ use crate::endings::Endings;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::RealtimeBackend;
+use crate::recording::Recordings;
 use crate::tenants::Tenants;
 use crate::tools::ToolRunner;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     pub endings: Endings,
     /// Admin API rate limits and console sessions.
     pub access: Access,
+    /// Call recordings and their upload queue.
+    pub recordings: Arc<Recordings>,
 }
 
 /// Handler state.

@@ -91,6 +91,9 @@ pub struct SessionSettings {
     /// to one becomes [`Action::RunTool`](crate::call::session::Action::RunTool) and its answer comes back as
     /// [`Input::ToolResult`](crate::call::session::Input::ToolResult).
     pub external_tools: Vec<String>,
+    /// The call is recorded: the state machine reports the agent audio it forwards and
+    /// its clears ([`Action::Record`](crate::call::session::Action::Record)).
+    pub record: bool,
 }
 
 /// One tenant, ready to serve. Its `Debug` never prints the auth token or the API key.
@@ -257,10 +260,18 @@ impl Tenants {
         knowledge: bool,
     ) -> Tenant {
         let agent = &spec.agent;
-        let greeting_interruptible = agent.greeting.as_ref().is_none_or(|g| g.interruptible);
+        // A recording disclosure opens the greeting and must be heard whole.
+        let disclosure = spec.recordings.as_ref().and_then(|r| r.active_disclosure());
+        let greeting_interruptible =
+            disclosure.is_none() && agent.greeting.as_ref().is_none_or(|g| g.interruptible);
+        let greeting = match (disclosure, &agent.greeting) {
+            (Some(d), Some(g)) => Some(format!("{d} {}", g.text)),
+            (Some(d), None) => Some(d.to_string()),
+            (None, g) => g.as_ref().map(|g| g.text.clone()),
+        };
         let tools = tools::for_agent(knowledge);
         let settings = SessionSettings {
-            greeting: agent.greeting.as_ref().map(|g| g.text.clone()),
+            greeting,
             greeting_interruptible,
             interruptible_update: session_config::set_interruptible(agent, true),
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
@@ -270,6 +281,7 @@ impl Tenants {
             end_grace_ms: u64::from(agent.call_ending.grace_seconds) * 1000,
             goodbye: agent.call_ending.goodbye.clone(),
             external_tools: tools::external_names(&tools),
+            record: spec.recordings.as_ref().is_some_and(|r| r.enabled),
         };
         Tenant {
             realtime_url: spec

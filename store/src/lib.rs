@@ -233,6 +233,41 @@ pub struct CallStatusUpdate {
     pub received_at_ms: Option<i64>,
 }
 
+/// Where a call's recording is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingRef {
+    /// S3 bucket; `None`: a file under the gateway's recordings directory.
+    pub bucket: Option<String>,
+    /// S3 object key (never a URL), or the file's path relative to the recordings
+    /// directory.
+    pub key: String,
+    /// Length of the recording, ms.
+    pub duration_ms: u64,
+    /// Size of the WAV file, bytes.
+    pub bytes: u64,
+}
+
+/// A call's recording was stored (uploaded, or kept locally).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecording {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Where it is.
+    pub recording: RecordingRef,
+}
+
+/// A call's recording was deleted (retention): its reference is cleared if it still names
+/// `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingGone {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// The key that was deleted.
+    pub key: String,
+}
+
 /// One idempotent write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -243,6 +278,10 @@ pub enum StoreOp {
     End(CallEnd),
     /// Set status/duration when `sequence_number` is newer than the stored one.
     Status(CallStatusUpdate),
+    /// Set where the call's recording is (inserts the row if absent).
+    Recording(CallRecording),
+    /// Clear the recording reference if it still names the deleted key.
+    RecordingGone(RecordingGone),
 }
 
 impl StoreOp {
@@ -252,6 +291,8 @@ impl StoreOp {
             StoreOp::Start(s) => &s.call_sid,
             StoreOp::End(e) => &e.call_sid,
             StoreOp::Status(s) => &s.call_sid,
+            StoreOp::Recording(r) => &r.call_sid,
+            StoreOp::RecordingGone(r) => &r.call_sid,
         }
     }
 }
@@ -300,6 +341,8 @@ pub struct CallRecord {
     pub analysis: Analysis,
     /// Every status callback in sequence order (only read with one call).
     pub status_history: Vec<StatusEvent>,
+    /// The call's recording, once stored (and until retention removed it).
+    pub recording: Option<RecordingRef>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.

@@ -17,11 +17,13 @@ use tokio::sync::OnceCell;
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row,
-    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
+    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
+    UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
+    transcript_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+    BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
+    RecordingGone, StoreError, StoreOp,
 };
 
 /// How long an op waits for a connection before it counts as "store down" (the
@@ -49,6 +51,13 @@ fn migrator() -> Migrator {
             "api".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("../migrations/postgres/0006_api.sql")),
+            false,
+        ),
+        Migration::new(
+            4,
+            "recordings".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0004_recordings.sql")),
             false,
         ),
     ])
@@ -341,6 +350,32 @@ impl PgStore {
         Ok(())
     }
 
+    async fn recording(&self, r: &CallRecording) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(UPSERT_RECORDING)
+            .bind(text(&r.call_sid))
+            .bind(text(&r.tenant))
+            .bind(r.recording.bucket.as_deref().map(text))
+            .bind(text(&r.recording.key))
+            .bind(to_sql(r.recording.duration_ms))
+            .bind(to_sql(r.recording.bytes))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
+        self.ready().await?;
+        sqlx::query(CLEAR_RECORDING)
+            .bind(text(&r.call_sid))
+            .bind(text(&r.key))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
         self.ready().await?;
         // REPEATABLE READ: the call and its children come from one snapshot even if an End
@@ -423,6 +458,8 @@ impl CallStore for PgStore {
                 StoreOp::Start(s) => self.start(s).await,
                 StoreOp::End(e) => self.end(e).await,
                 StoreOp::Status(s) => self.status(s).await,
+                StoreOp::Recording(r) => self.recording(r).await,
+                StoreOp::RecordingGone(r) => self.recording_gone(r).await,
             }
         })
     }

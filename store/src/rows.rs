@@ -6,7 +6,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Analysis, CallCost, CallRecord, Role, StatusEvent, ToolCallRecord, TranscriptEntry, Usage,
+    Analysis, CallCost, CallRecord, RecordingRef, Role, StatusEvent, ToolCallRecord,
+    TranscriptEntry, Usage,
 };
 
 /// The `calls` columns every read selects; [`call_from_row`] decodes them by name.
@@ -16,7 +17,22 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     usage_output_tokens, usage_input_audio_tokens, usage_input_text_tokens, \
     usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects, \
     usage_cached_text_tokens, usage_cached_audio_tokens, model, cost_micro_usd, cost_detail, \
-    analysis_sentiment, analysis_success, analysis";
+    analysis_sentiment, analysis_success, analysis, \
+    recording_bucket, recording_key, recording_ms, recording_bytes";
+
+/// Sets a call's recording (same SQL for SQLite and Postgres): `$1` call_sid, `$2`
+/// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes.
+pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO calls \
+       (call_sid, tenant, recording_bucket, recording_key, recording_ms, recording_bytes) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (call_sid) DO UPDATE SET \
+       recording_bucket = excluded.recording_bucket, recording_key = excluded.recording_key, \
+       recording_ms = excluded.recording_ms, recording_bytes = excluded.recording_bytes";
+
+/// Clears a call's recording if it still names the deleted key: `$1` call_sid, `$2` key.
+pub(crate) const CLEAR_RECORDING: &str = "UPDATE calls SET recording_bucket = NULL, \
+       recording_key = NULL, recording_ms = NULL, recording_bytes = NULL \
+     WHERE call_sid = $1 AND recording_key = $2";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -79,6 +95,20 @@ where
     let n = |col: &'r str| -> Result<u64, sqlx::Error> { Ok(from_sql(row.try_get(col)?)) };
     let cost_micro_usd: Option<i64> = row.try_get("cost_micro_usd")?;
     let cost_detail: Option<String> = row.try_get("cost_detail")?;
+    let key: Option<String> = row.try_get("recording_key")?;
+    let recording = match key {
+        Some(key) => {
+            let ms: Option<i64> = row.try_get("recording_ms")?;
+            let bytes: Option<i64> = row.try_get("recording_bytes")?;
+            Some(RecordingRef {
+                bucket: row.try_get("recording_bucket")?,
+                key,
+                duration_ms: ms.map_or(0, from_sql),
+                bytes: bytes.map_or(0, from_sql),
+            })
+        }
+        None => None,
+    };
     Ok(CallRecord {
         call_sid: row.try_get("call_sid")?,
         tenant: row.try_get("tenant")?,
@@ -125,6 +155,7 @@ where
             document: row.try_get("analysis")?,
         },
         status_history: Vec::new(),
+        recording,
     })
 }
 

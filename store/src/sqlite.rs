@@ -11,11 +11,13 @@ use sqlx::{SqlStr, Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row,
-    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
+    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
+    UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
+    transcript_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+    BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
+    RecordingGone, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -42,6 +44,13 @@ fn migrator() -> Migrator {
             "api".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("../migrations/sqlite/0006_api.sql")),
+            false,
+        ),
+        Migration::new(
+            4,
+            "recordings".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0004_recordings.sql")),
             false,
         ),
     ])
@@ -256,6 +265,30 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn recording(&self, r: &CallRecording) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(UPSERT_RECORDING)
+            .bind(&r.call_sid)
+            .bind(&r.tenant)
+            .bind(&r.recording.bucket)
+            .bind(&r.recording.key)
+            .bind(to_sql(r.recording.duration_ms))
+            .bind(to_sql(r.recording.bytes))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
+        sqlx::query(CLEAR_RECORDING)
+            .bind(&r.call_sid)
+            .bind(&r.key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
         // One read transaction, so the call and its children are one consistent snapshot.
         let mut tx = self.pool.begin().await?;
@@ -314,6 +347,8 @@ impl CallStore for SqliteStore {
                 StoreOp::Start(s) => self.start(s).await,
                 StoreOp::End(e) => self.end(e).await,
                 StoreOp::Status(s) => self.status(s).await,
+                StoreOp::Recording(r) => self.recording(r).await,
+                StoreOp::RecordingGone(r) => self.recording_gone(r).await,
             }
         })
     }

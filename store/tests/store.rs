@@ -15,8 +15,9 @@ use switchboard_store::postgres::PgStore;
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::sqlite::SqliteStore;
 use switchboard_store::{
-    self as store, BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, Role,
-    StoreError, StoreOp, ToolCallRecord, TranscriptEntry, Usage, WriteBehind, WriteBehindConfig,
+    self as store, BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
+    CallStore, RecordingGone, RecordingRef, Role, StoreError, StoreOp, ToolCallRecord,
+    TranscriptEntry, Usage, WriteBehind, WriteBehindConfig,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -289,6 +290,7 @@ fn expected_full(sid: &str) -> CallRecord {
             received_at_ms: Some(1_700_000_000_000 + seq),
         })
         .collect(),
+        recording: None,
     }
 }
 
@@ -313,6 +315,73 @@ async fn lifecycle(s: Arc<dyn CallStore>) {
     assert_eq!(s.get_call("CA1").await.unwrap(), Some(expected_full("CA1")));
 }
 on_both!(lifecycle);
+
+async fn recording_is_set_and_cleared_only_for_its_key(s: Arc<dyn CallStore>) {
+    let rec = |key: &str| {
+        StoreOp::Recording(CallRecording {
+            call_sid: "CA9".into(),
+            tenant: "acme".into(),
+            recording: RecordingRef {
+                bucket: Some("acme-calls".into()),
+                key: key.into(),
+                duration_ms: 61_020,
+                bytes: 1_952_684,
+            },
+        })
+    };
+    let gone = |key: &str| {
+        StoreOp::RecordingGone(RecordingGone {
+            call_sid: "CA9".into(),
+            key: key.into(),
+        })
+    };
+    // The upload may be stored before the call's end record: the row is created.
+    s.apply(&rec("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
+    s.apply(&end("CA9")).await.unwrap();
+    let got = s.get_call("CA9").await.unwrap().unwrap();
+    assert_eq!(got.outcome.as_deref(), Some("caller_hangup"));
+    assert_eq!(
+        got.recording,
+        Some(RecordingRef {
+            bucket: Some("acme-calls".into()),
+            key: "calls/acme/2026/12/07/CA9.wav".into(),
+            duration_ms: 61_020,
+            bytes: 1_952_684,
+        })
+    );
+    // Replayed: idempotent. Another key's deletion does not clear it.
+    s.apply(&rec("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
+    s.apply(&gone("calls/acme/2026/12/06/CA9.wav"))
+        .await
+        .unwrap();
+    assert!(
+        s.get_call("CA9")
+            .await
+            .unwrap()
+            .unwrap()
+            .recording
+            .is_some()
+    );
+    s.apply(&gone("calls/acme/2026/12/07/CA9.wav"))
+        .await
+        .unwrap();
+    let got = s.get_call("CA9").await.unwrap().unwrap();
+    assert_eq!(got.recording, None);
+    assert_eq!(got.outcome.as_deref(), Some("caller_hangup"));
+    // A deletion of a call never stored is a no-op, not an error.
+    s.apply(&StoreOp::RecordingGone(RecordingGone {
+        call_sid: "CAnever".into(),
+        key: "k".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(s.get_call("CAnever").await.unwrap(), None);
+}
+on_both!(recording_is_set_and_cleared_only_for_its_key);
 
 async fn transcript_is_ordered_by_seq(s: Arc<dyn CallStore>) {
     s.apply(&start("CA2", 1)).await.unwrap();

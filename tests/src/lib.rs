@@ -66,6 +66,10 @@ pub struct EnvOptions {
     pub api_requests_per_second: Option<u32>,
     /// `--api-burst` (default 50).
     pub api_burst: Option<u32>,
+    /// AWS SDK overrides of the gateway (moto's endpoint and keys).
+    pub aws: switchboard_aws::AwsOptions,
+    /// `--drain-seconds`.
+    pub drain_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -90,6 +94,8 @@ impl Default for EnvOptions {
             spec_extra: String::new(),
             api_requests_per_second: None,
             api_burst: None,
+            aws: Default::default(),
+            drain_seconds: 60,
         }
     }
 }
@@ -152,6 +158,7 @@ spec:
 {spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
+        spec_extra = opts.spec_extra,
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
         api_key = dir.join("api-key").display(),
@@ -180,7 +187,7 @@ impl Env {
             data_dir: dir.path().join("data"),
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,
-            drain_seconds: 60,
+            drain_seconds: opts.drain_seconds,
             preconnect_ttl_seconds: opts.preconnect_ttl_seconds,
             no_preconnect: opts.no_preconnect,
             knowledge: opts.knowledge.clone(),
@@ -190,6 +197,7 @@ impl Env {
             serve: opts.serve.clone(),
             api_requests_per_second: opts.api_requests_per_second.unwrap_or(10),
             api_burst: opts.api_burst.unwrap_or(50),
+            aws: opts.aws.clone(),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

@@ -51,6 +51,10 @@ impl Bucket {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, what: &str) {
+        self.fetch(req, what).await;
+    }
+
+    async fn fetch(&self, req: reqwest::RequestBuilder, what: &str) -> reqwest::Response {
         let now = jiff::Timestamp::now();
         let authorization = format!(
             "AWS4-HMAC-SHA256 Credential=testing/{}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
@@ -64,12 +68,39 @@ impl Bucket {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            resp.status().is_success(),
-            "{what}: HTTP {}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
+        if !resp.status().is_success() {
+            panic!(
+                "{what}: HTTP {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        resp
+    }
+
+    /// Object `key`: its headers (content type, `x-amz-meta-*`, encryption) and body.
+    pub async fn get(&self, key: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        let url = format!("{}/{}/{key}", self.base, self.name);
+        let resp = self.fetch(self.http.get(url), &format!("get {key}")).await;
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.expect("object body").to_vec();
+        (headers, body)
+    }
+
+    /// Keys under `prefix` (one page: up to 1000).
+    pub async fn list(&self, prefix: &str) -> Vec<String> {
+        let url = format!("{}/{}?list-type=2&prefix={prefix}", self.base, self.name);
+        let xml = self
+            .fetch(self.http.get(url), &format!("list {prefix}"))
+            .await
+            .text()
+            .await
+            .expect("listing");
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Creates the bucket (in us-east-1, which needs no location constraint).

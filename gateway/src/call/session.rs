@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::history::{self, Turn};
 use super::playback::{MarkEcho, Playback};
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
+use crate::recording::Recorded;
 use crate::tenants::SessionSettings;
 use crate::tools::end_call;
 use crate::twilio::media;
@@ -151,6 +152,8 @@ pub enum Action {
     SwitchRealtime,
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
+    /// For the call's recording (only when the tenant records calls).
+    Record(Recorded),
 }
 
 /// Why the call moved to a new Realtime session (the record's `reconnects` entries and
@@ -763,6 +766,12 @@ impl CallSession {
         let mark = self
             .playback
             .on_chunk_sent(response_id, item_id, content_index, bytes);
+        if self.settings.record {
+            out.push(Action::Record(Recorded::AgentAudio {
+                mark: mark.clone(),
+                audio: self.scratch.clone(),
+            }));
+        }
         out.push(Action::Twilio(media::media_message(
             &self.stream_sid,
             delta,
@@ -774,6 +783,9 @@ impl CallSession {
         let was_playing = self.playback.is_playing();
         if was_playing {
             out.push(Action::Twilio(media::clear_message(&self.stream_sid)));
+            if self.settings.record {
+                out.push(Action::Record(Recorded::Cleared));
+            }
         }
         for t in self.playback.interrupt() {
             if let Some(turn) = self.agent.iter_mut().find(|a| a.item_id == t.item_id) {

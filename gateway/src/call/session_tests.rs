@@ -18,6 +18,7 @@ fn settings(greeting: Option<&str>, interruptible: bool) -> SessionSettings {
         end_grace_ms: 5_000,
         goodbye: "Thanks for calling, goodbye!".into(),
         external_tools: vec!["lookup".into()],
+        record: false,
     }
 }
 
@@ -274,6 +275,50 @@ fn agent_audio_is_forwarded_with_a_unique_mark_per_chunk() {
         800
     );
     assert_ne!(mark_names(&a), mark_names(&b));
+}
+
+#[test]
+fn a_recorded_call_reports_forwarded_audio_with_its_mark_and_the_clear() {
+    let records = |actions: &[Action]| -> Vec<Recorded> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Record(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Off: nothing to record, no copies made.
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_1".into(),
+    });
+    assert!(records(&h.delta("resp_1", "item_1", 800)).is_empty());
+
+    let mut s = settings(None, true);
+    s.record = true;
+    let mut h = Harness {
+        s: CallSession::new(s, SID.into(), 0),
+        now: 0,
+    };
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_1".into(),
+    });
+    let out = h.delta("resp_1", "item_1", 800);
+    assert_eq!(
+        records(&out),
+        vec![Recorded::AgentAudio {
+            mark: mark_names(&out)[0].clone(),
+            audio: vec![0x55; 800],
+        }]
+    );
+    let out = h.at(300).rt(ServerEvent::SpeechStarted {
+        audio_start_ms: 250,
+        item_id: "item_u1".into(),
+    });
+    assert_eq!(records(&out), vec![Recorded::Cleared]);
+    // A late delta of the cancelled response never played: not recorded.
+    assert!(records(&h.delta("resp_1", "item_1", 800)).is_empty());
 }
 
 #[test]

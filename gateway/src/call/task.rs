@@ -19,6 +19,7 @@ use crate::cost;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
+use crate::recording::Recorder;
 use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::twilio::media::{self, Inbound, Start};
@@ -71,6 +72,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
         return;
     };
+    // Time zero of the recording: Twilio's media timestamps count from the stream start.
+    let stream_started = Instant::now();
     let token = start
         .custom_parameters
         .get("token")
@@ -155,8 +158,16 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         );
     }
 
+    let mut recorder = state.recordings.begin(
+        tenant.spec.recordings.as_ref(),
+        &tenant.name,
+        &start.call_sid,
+        unix_ms(),
+        tenant.settings.max_call_ms,
+        stream_started,
+    );
     let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
-        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt).await,
+        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt, &mut recorder).await,
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
             // Closing the stream is what makes Twilio request `<Connect action>`, which
@@ -207,6 +218,9 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         "call ended"
     );
     state.writer.submit(StoreOp::End(record)).await;
+    if let Some(r) = recorder {
+        r.finish().await;
+    }
 }
 
 /// The close frame of a refused stream: 1013 "try again later" when the replica is
@@ -313,6 +327,7 @@ async fn relay(
     start: &Start,
     tw: &mut WebSocket,
     mut rt: RealtimeSocket,
+    recorder: &mut Option<Recorder>,
 ) -> CallEnd {
     let state = ctx.state.clone();
     let m = &state.metrics;
@@ -409,6 +424,17 @@ async fn relay(
         let Some((input, at, frame)) = inputs.pop_front() else {
             continue;
         };
+        if let Some(r) = recorder.as_ref() {
+            match &input {
+                Input::Media {
+                    timestamp_ms,
+                    payload,
+                    ..
+                } => r.caller(*timestamp_ms, payload),
+                Input::Mark(name) => r.echo(name, at),
+                _ => {}
+            }
+        }
         session.handle(ms_at(at), input, &mut actions);
         // Every write to Twilio for this input shares one deadline; a timer is only made
         // when a write would block (see `bounded`).
@@ -491,7 +517,17 @@ async fn relay(
                         drop_realtime_inputs(&mut inputs);
                     }
                 }
-                Action::End(s) => summary = Some(s),
+                Action::End(s) => {
+                    if let Some(r) = recorder.as_mut() {
+                        r.ended(at);
+                    }
+                    summary = Some(s);
+                }
+                Action::Record(ev) => {
+                    if let Some(r) = recorder.as_ref() {
+                        r.recorded(ev, at);
+                    }
+                }
             }
         }
         if tw_fed

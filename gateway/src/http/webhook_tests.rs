@@ -101,6 +101,15 @@ fn state(dir: &std::path::Path) -> AppState {
             false,
         )))
         .expect("insert");
+    let recordings = Arc::new(
+        crate::recording::Recordings::start(
+            dir,
+            Arc::new(crate::recording::S3::new(Default::default())),
+            writer.clone(),
+            metrics.registry(),
+        )
+        .expect("recordings"),
+    );
     Arc::new(Shared {
         parking: Parking::new(Duration::from_secs(15), metrics.clone()),
         tenants,
@@ -116,6 +125,7 @@ fn state(dir: &std::path::Path) -> AppState {
         admissions: Admissions::new(Duration::from_secs(60), 1000, Arc::default()),
         endings: Default::default(),
         access: Default::default(),
+        recordings,
     })
 }
 

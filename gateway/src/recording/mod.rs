@@ -1,0 +1,201 @@
+//! Call recordings made by the gateway: two channels, the caller as received and the
+//! agent as the caller heard it.
+//!
+//! - [`agent`]: when the caller heard the agent's audio (mark echoes), cut at a clear.
+//! - [`wav`]: the track files during a call and the WAV (16-bit PCM, 8 kHz, stereo).
+//! - [`writer`]: a call's [`Recorder`] (fed by the call task, never waits for the disk)
+//!   and its writer task.
+//! - [`queue`]: the durable upload queue (files + manifests; survives restarts).
+//! - [`s3`]: uploads, listing and deletes in S3.
+//! - [`retention`]: the sweeper that deletes expired recordings and clears their keys.
+//!
+//! Directories under the data dir: `recordings/work` (track files of live calls),
+//! `recordings/queue` (finished WAVs waiting for their destination), and
+//! `recordings/<tenant>/yyyy/mm/dd/<CallSid>.wav` for tenants without a bucket.
+
+pub mod agent;
+pub mod metrics;
+pub mod queue;
+pub mod retention;
+pub mod s3;
+pub mod wav;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchboard_crds::RecordingSpec;
+use switchboard_store::WriteBehind;
+
+pub use metrics::RecordingMetrics;
+pub use queue::{Destination, UploadQueue};
+pub use s3::S3;
+pub use writer::{CallInfo, Recorded, Recorder};
+
+/// Whether `s` is a Twilio CallSid (`CA` + 32 hex digits): safe as a file name and key.
+pub fn is_call_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("CA") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// `<prefix>/<tenant>/` (the prefix's leading and trailing `/` ignored; no prefix:
+/// `<tenant>/`).
+pub fn tenant_prefix(prefix: Option<&str>, tenant: &str) -> String {
+    match prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => format!("{p}/{tenant}/"),
+        None => format!("{tenant}/"),
+    }
+}
+
+/// The object key (or local path) of a call's recording:
+/// `<prefix>/<tenant>/<yyyy>/<mm>/<dd>/<CallSid>.wav`, dated by the call's start (UTC).
+pub fn object_key(
+    prefix: Option<&str>,
+    tenant: &str,
+    started_unix_ms: i64,
+    call_sid: &str,
+) -> String {
+    let date = jiff::Timestamp::from_millisecond(started_unix_ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y/%m/%d");
+    format!("{}{date}/{call_sid}.wav", tenant_prefix(prefix, tenant))
+}
+
+/// Why recordings could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// A directory could not be created or read.
+    #[error("recordings directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Metrics registration.
+    #[error("recording metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The gateway's recordings: where they are written and the queue that delivers them.
+pub struct Recordings {
+    dir: PathBuf,
+    work: PathBuf,
+    queue: std::sync::Mutex<Option<UploadQueue>>,
+    enqueue: queue::Enqueue,
+    metrics: RecordingMetrics,
+    s3: Arc<S3>,
+    store: WriteBehind,
+}
+
+impl Recordings {
+    /// Sets up `<data_dir>/recordings` and starts the upload queue (which picks up what a
+    /// previous run left).
+    pub fn start(
+        data_dir: &Path,
+        s3: Arc<S3>,
+        store: WriteBehind,
+        registry: &prometheus::Registry,
+    ) -> Result<Recordings, RecordingError> {
+        let metrics = RecordingMetrics::register(registry)?;
+        let dir = data_dir.join("recordings");
+        let work = dir.join("work");
+        let dir_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecordingError::Dir { path, source }
+        };
+        std::fs::create_dir_all(&work).map_err(dir_err(&work))?;
+        let qdir = dir.join("queue");
+        let queue = UploadQueue::start(
+            qdir.clone(),
+            dir.clone(),
+            s3.clone(),
+            store.clone(),
+            metrics.clone(),
+        )
+        .map_err(dir_err(&qdir))?;
+        Ok(Recordings {
+            enqueue: queue.enqueue(),
+            queue: std::sync::Mutex::new(Some(queue)),
+            dir,
+            work,
+            metrics,
+            s3,
+            store,
+        })
+    }
+
+    /// The recorder of a call, if its tenant records calls. `origin` is when the media
+    /// stream started (the recording's time zero).
+    pub fn begin(
+        &self,
+        spec: Option<&RecordingSpec>,
+        tenant: &str,
+        call_sid: &str,
+        started_unix_ms: i64,
+        max_call_ms: u64,
+        origin: Instant,
+    ) -> Option<Recorder> {
+        let spec = spec.filter(|s| s.enabled)?;
+        if !is_call_sid(call_sid) {
+            tracing::warn!(
+                call_sid,
+                "not recording a call whose CallSid is not CA + 32 hex"
+            );
+            return None;
+        }
+        let key = object_key(spec.prefix.as_deref(), tenant, started_unix_ms, call_sid);
+        let destination = match &spec.bucket {
+            Some(bucket) => Destination::S3 {
+                bucket: bucket.clone(),
+                key,
+                kms_key_id: spec.kms_key_id.clone(),
+            },
+            None => Destination::Local { key },
+        };
+        Some(Recorder::start(
+            CallInfo {
+                call_sid: call_sid.to_string(),
+                tenant: tenant.to_string(),
+                destination,
+                max_call_ms,
+            },
+            origin,
+            self.work.clone(),
+            self.enqueue.clone(),
+            self.metrics.clone(),
+        ))
+    }
+
+    /// The local recordings directory (recordings of tenants without a bucket).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The retention sweeper.
+    pub fn sweeper(&self) -> retention::Sweeper {
+        retention::Sweeper {
+            s3: self.s3.clone(),
+            recordings_dir: self.dir.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Shutdown: uploads go on until the queue is empty or `until`; the rest stays on
+    /// disk for the next start. Returns how many are left.
+    pub async fn drain(&self, until: tokio::time::Instant) -> usize {
+        let queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match queue {
+            Some(q) => q.drain(until).await,
+            None => 0,
+        }
+    }
+}
