@@ -162,7 +162,6 @@ spec:
         token = dir.join("twilio-token").display(),
         key = dir.join("openai-key").display(),
         api_key = dir.join("api-key").display(),
-        spec_extra = opts.spec_extra,
     )
 }
 

@@ -425,6 +425,7 @@ mod tests {
             cost: None,
             analysis: Default::default(),
             status_history: Vec::new(),
+            recording: None,
         };
         rec.tool_calls = vec![
             ToolCallRecord {
