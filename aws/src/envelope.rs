@@ -61,8 +61,8 @@ impl DataKey {
     /// # Errors
     /// [`CryptoError::KeyLength`] unless `clear` is 32 bytes.
     pub fn from_parts(clear: &[u8], wrapped: Vec<u8>) -> Result<Self, CryptoError> {
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, clear).map_err(|_| CryptoError::KeyLength(clear.len()))?;
+        let unbound = UnboundKey::new(&AES_256_GCM, clear)
+            .map_err(|_| CryptoError::KeyLength(clear.len()))?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
             wrapped,
@@ -90,7 +90,11 @@ impl DataKey {
             .map_err(|_| CryptoError::Random)?;
         let mut buf = plaintext.as_bytes().to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
             .map_err(|_| CryptoError::Random)?;
         let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
         out.extend_from_slice(&nonce);
@@ -152,7 +156,11 @@ impl Kms {
     ///
     /// # Errors
     /// [`AwsError`] when KMS cannot be reached or refuses.
-    pub async fn generate(&self, key_id: &str, context: &[(&str, &str)]) -> Result<DataKey, AwsError> {
+    pub async fn generate(
+        &self,
+        key_id: &str,
+        context: &[(&str, &str)],
+    ) -> Result<DataKey, AwsError> {
         let out = self
             .client
             .generate_data_key()
@@ -178,7 +186,11 @@ impl Kms {
     /// # Errors
     /// [`AwsErrorKind::InvalidCiphertext`] for another context or key;
     /// [`AwsErrorKind::Unreachable`] and others as for any call.
-    pub async fn unwrap(&self, wrapped: &[u8], context: &[(&str, &str)]) -> Result<DataKey, AwsError> {
+    pub async fn unwrap(
+        &self,
+        wrapped: &[u8],
+        context: &[(&str, &str)],
+    ) -> Result<DataKey, AwsError> {
         let out = self
             .client
             .decrypt()
@@ -208,7 +220,11 @@ impl Kms {
         context: &[(&str, &str)],
     ) -> Result<DataKey, AwsError> {
         let bytes = STANDARD.decode(wrapped.trim()).map_err(|_| {
-            AwsError::new(AwsErrorKind::Invalid, "data key", "the stored key is not base64")
+            AwsError::new(
+                AwsErrorKind::Invalid,
+                "data key",
+                "the stored key is not base64",
+            )
         })?;
         self.unwrap(&bytes, context).await
     }
@@ -244,7 +260,10 @@ mod tests {
         bytes[last] ^= 1;
         let flipped = format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes));
         assert_eq!(k.open(b"place-a", &flipped), Err(CryptoError::Forged));
-        assert_eq!(k.open(b"place-a", "plain text"), Err(CryptoError::Malformed));
+        assert_eq!(
+            k.open(b"place-a", "plain text"),
+            Err(CryptoError::Malformed)
+        );
         assert_eq!(k.open(b"place-a", "sb1:AAAA"), Err(CryptoError::Malformed));
     }
 

@@ -75,9 +75,7 @@ where
         SdkError::ServiceError(s) => match s.err().code() {
             Some("ResourceNotFoundException" | "NotFoundException") => AwsErrorKind::NotFound,
             Some(
-                "InvalidCiphertextException"
-                | "IncorrectKeyException"
-                | "InvalidKeyUsageException",
+                "InvalidCiphertextException" | "IncorrectKeyException" | "InvalidKeyUsageException",
             ) => AwsErrorKind::InvalidCiphertext,
             Some(
                 "AccessDeniedException"

@@ -42,7 +42,11 @@ impl SecretsManager {
         let text = match (out.secret_string(), out.secret_binary()) {
             (Some(s), _) => s.to_string(),
             (None, Some(b)) => String::from_utf8(b.clone().into_inner()).map_err(|_| {
-                AwsError::new(AwsErrorKind::Invalid, secret_id, "binary secret is not UTF-8")
+                AwsError::new(
+                    AwsErrorKind::Invalid,
+                    secret_id,
+                    "binary secret is not UTF-8",
+                )
             })?,
             (None, None) => {
                 return Err(AwsError::new(
@@ -53,12 +57,18 @@ impl SecretsManager {
             }
         };
         let value = match key {
-            Some(key) => pick(&text, key).map_err(|m| AwsError::new(AwsErrorKind::Invalid, secret_id, m))?,
+            Some(key) => {
+                pick(&text, key).map_err(|m| AwsError::new(AwsErrorKind::Invalid, secret_id, m))?
+            }
             None => text,
         };
         let value = value.trim();
         if value.is_empty() {
-            return Err(AwsError::new(AwsErrorKind::Invalid, secret_id, "the value is empty"));
+            return Err(AwsError::new(
+                AwsErrorKind::Invalid,
+                secret_id,
+                "the value is empty",
+            ));
         }
         Ok(value.to_string())
     }

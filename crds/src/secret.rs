@@ -73,7 +73,12 @@ impl SecretRef {
 
     /// Human description of the source, safe to log (never the value).
     pub fn describe(&self) -> String {
-        match (&self.secret_key_ref, &self.env, &self.file, &self.aws_secrets_manager) {
+        match (
+            &self.secret_key_ref,
+            &self.env,
+            &self.file,
+            &self.aws_secrets_manager,
+        ) {
             (Some(s), _, _, _) => format!("secret {}/{}", s.name, s.key),
             (None, Some(e), _, _) => format!("environment variable {e}"),
             (None, None, Some(f), _) => format!("file {f}"),

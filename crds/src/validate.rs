@@ -87,7 +87,11 @@ impl Collector {
             );
             for (name, v) in [("key", &a.key), ("versionStage", &a.version_stage)] {
                 if let Some(v) = v {
-                    self.not_blank(v, &format!("{field}.awsSecretsManager.{name}"), "must not be empty");
+                    self.not_blank(
+                        v,
+                        &format!("{field}.awsSecretsManager.{name}"),
+                        "must not be empty",
+                    );
                 }
             }
         }
@@ -206,7 +210,11 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
         c.secret("spec.database.url", u);
     }
     if let Some(e) = &spec.encryption {
-        c.not_blank(&e.kms_key_id, "spec.encryption.kmsKeyId", "must not be empty");
+        c.not_blank(
+            &e.kms_key_id,
+            "spec.encryption.kmsKeyId",
+            "must not be empty",
+        );
     }
     if let Some(b) = spec.recordings.as_ref().and_then(|r| r.bucket.as_ref()) {
         c.check(

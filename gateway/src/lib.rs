@@ -11,6 +11,7 @@
 //! `switchboard-store` crate's write-behind queue.
 
 pub mod admission;
+pub mod aws;
 pub mod call;
 pub mod cli;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod preconnect;
 pub mod realtime;
+pub mod records;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -55,6 +55,14 @@ pub struct RunArgs {
     /// `spec.database.url` keep the gateway's embedded SQLite.
     #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL", hide_env_values = true)]
     pub database_admin_url: Option<String>,
+    /// The admin URL from AWS Secrets Manager instead (name or ARN of the secret; read at
+    /// start with the AWS default credential chain, IRSA on EKS). Ignored when
+    /// --database-admin-url is set.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL_SECRET_ID")]
+    pub database_admin_url_secret_id: Option<String>,
+    /// For a JSON secret: the field holding the admin URL.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL_SECRET_KEY")]
+    pub database_admin_url_secret_key: Option<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SWITCHBOARD_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -217,6 +225,13 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(|| default_gateway_image(DEFAULT_IMAGE_REPOSITORY));
         config.database_admin_url = self.database_admin_url.clone();
+        config.database_admin_secret = self.database_admin_url_secret_id.clone().map(|secret_id| {
+            switchboard_crds::AwsSecretsManagerRef {
+                secret_id,
+                key: self.database_admin_url_secret_key.clone(),
+                version_stage: None,
+            }
+        });
         config.watch_namespace = self.watch_namespace.clone();
         config.public_domain = self.public_domain.clone();
         config.ingress_class = self.ingress_class.clone();

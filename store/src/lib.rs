@@ -157,6 +157,11 @@ pub struct CallEnd {
     pub tool_calls: Vec<ToolCallRecord>,
     /// Number of barge-ins.
     pub barge_ins: u32,
+    /// When the transcript text and tool-call arguments and outputs are sealed (the
+    /// tenant's `spec.encryption`): the call's data key wrapped by KMS, base64. The store
+    /// keeps it as is and never sees a clear field of such a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<String>,
 }
 
 /// A Twilio call status callback.
@@ -230,6 +235,10 @@ pub struct CallRecord {
     pub transcript: Vec<TranscriptEntry>,
     /// Tool calls in order.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The wrapped data key of a record whose fields are sealed (see
+    /// [`CallEnd::data_key`]); `None` once opened, or for a record stored in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<String>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.

@@ -28,13 +28,22 @@ use super::{
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "calls".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "calls".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
+            false,
+        ),
+        Migration::new(
+            5,
+            "data_key".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0005_data_key.sql")),
+            false,
+        ),
+    ])
 }
 
 /// Applies the call store's Postgres migrations on `conn`, into the first schema of its
@@ -220,6 +229,11 @@ impl PgStore {
         .bind(to_sql(u.output_text_tokens))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE calls SET data_key = $2 WHERE call_sid = $1")
+            .bind(&sid)
+            .bind(opt_text(&e.data_key))
+            .execute(&mut *tx)
+            .await?;
 
         sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
             .bind(&sid)

@@ -12,7 +12,7 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     started_at_ms, ended_at_ms, outcome, detail, status, duration_s, status_sequence, \
     barge_ins, usage_responses, usage_total_tokens, usage_input_tokens, \
     usage_output_tokens, usage_input_audio_tokens, usage_input_text_tokens, \
-    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens";
+    usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, data_key";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -78,6 +78,7 @@ where
         },
         transcript: Vec::new(),
         tool_calls: Vec::new(),
+        data_key: row.try_get("data_key")?,
     })
 }
 

@@ -21,13 +21,22 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "calls".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "calls".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
+            false,
+        ),
+        Migration::new(
+            5,
+            "data_key".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0005_data_key.sql")),
+            false,
+        ),
+    ])
 }
 
 /// Call records in a SQLite database.
@@ -141,6 +150,11 @@ impl SqliteStore {
         .bind(to_sql(u.output_text_tokens))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE calls SET data_key = $2 WHERE call_sid = $1")
+            .bind(&e.call_sid)
+            .bind(&e.data_key)
+            .execute(&mut *tx)
+            .await?;
 
         sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
             .bind(&e.call_sid)

@@ -54,6 +54,19 @@ pub struct EnvOptions {
     pub stream_admission_seconds: u64,
     /// `--realtime-url` instead of the simulator's (e.g. a closed port: OpenAI unreachable).
     pub realtime_url: Option<String>,
+    /// The `authToken` and `apiKey` references (YAML flow maps) instead of the files the
+    /// harness writes (e.g. `{ awsSecretsManager: { secretId: s, key: twilio } }`).
+    pub secret_refs: Option<(String, String)>,
+    /// Extra YAML lines under `spec` (indented by 2 spaces), e.g. `encryption`.
+    pub spec_extra: String,
+    /// AWS endpoint, region and credentials of the gateway (moto's server in tests).
+    pub aws: switchboard_aws::AwsOptions,
+    /// `--secrets-refresh-seconds`.
+    pub secrets_refresh_seconds: u64,
+    /// `--secret-rotation-grace-seconds`.
+    pub secret_rotation_grace_seconds: u64,
+    /// `--seal-retry-seconds`.
+    pub seal_retry_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -71,6 +84,12 @@ impl Default for EnvOptions {
             allow_unsigned_webhooks: false,
             stream_admission_seconds: 60,
             realtime_url: None,
+            secret_refs: None,
+            spec_extra: String::new(),
+            aws: switchboard_aws::AwsOptions::default(),
+            secrets_refresh_seconds: 60,
+            secret_rotation_grace_seconds: 300,
+            seal_retry_seconds: 600,
         }
     }
 }
@@ -108,6 +127,18 @@ pub fn tenant_yaml(dir: &std::path::Path, opts: &EnvOptions) -> String {
         }
         None => String::new(),
     };
+    let (token_ref, key_ref) = opts.secret_refs.clone().unwrap_or_else(|| {
+        (
+            format!(
+                "{{ file: {:?} }}",
+                dir.join("twilio-token").display().to_string()
+            ),
+            format!(
+                "{{ file: {:?} }}",
+                dir.join("openai-key").display().to_string()
+            ),
+        )
+    });
     format!(
         "apiVersion: voice.switchboard.dev/v1alpha1
 kind: VoiceTenant
@@ -120,16 +151,15 @@ spec:
     instructions: You are the receptionist of Demo Dental.
 {greeting}{extra}  twilio:
     accountSid: {ACCOUNT_SID}
-    authToken:
-      file: {token}
+    authToken: {token}
 {twilio_extra}  openai:
-    apiKey:
-      file: {key}
-",
+    apiKey: {key}
+{spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
-        token = dir.join("twilio-token").display(),
-        key = dir.join("openai-key").display(),
+        spec_extra = opts.spec_extra,
+        token = token_ref,
+        key = key_ref,
     )
 }
 
@@ -160,6 +190,10 @@ impl Env {
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
+            secrets_refresh_seconds: opts.secrets_refresh_seconds,
+            secret_rotation_grace_seconds: opts.secret_rotation_grace_seconds,
+            seal_retry_seconds: opts.seal_retry_seconds,
+            aws: opts.aws.clone(),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);

@@ -91,7 +91,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     // session. The slot is held until the call ends.
     let admitted = match state.admissions.consume(
         &tenant.name,
-        &tenant.stream_key,
+        &tenant.credentials().stream_keys(),
         &start.call_sid,
         token,
     ) {
@@ -173,6 +173,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 usage: Default::default(),
                 tool_calls: Vec::new(),
                 barge_ins: 0,
+                data_key: None,
             }
         }
     };
@@ -195,7 +196,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         secs = started.elapsed().as_secs(),
         "call ended"
     );
-    state.writer.submit(StoreOp::End(record)).await;
+    // Sealed first when the tenant encrypts its records (never queued in clear).
+    crate::records::submit_end(&state, &tenant, record).await;
 }
 
 /// The close frame of a refused stream: 1013 "try again later" when the replica is
@@ -286,7 +288,7 @@ async fn open_realtime(
         .connect(ConnectParams {
             url: tenant.realtime_url.clone(),
             model: tenant.spec.agent.model.clone(),
-            api_key: tenant.api_key.clone(),
+            api_key: tenant.credentials().api_key.clone(),
             session_update: tenant.session_update.clone(),
         })
         .await?;
@@ -465,6 +467,7 @@ async fn relay(
         usage: s.usage,
         tool_calls: s.tool_calls,
         barge_ins: s.barge_ins,
+        data_key: None,
     }
 }
 

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::records::{self, RecordError};
 use crate::state::AppState;
 
 fn same(a: &str, b: &str) -> bool {
@@ -36,18 +37,36 @@ pub async fn get_call(
     let owners: Vec<String> = state
         .tenants
         .all()
-        .filter(|t| same(&t.auth_token, token))
+        .filter(|t| same(&t.credentials().auth_token, token))
         .map(|t| t.name.clone())
         .collect();
     if owners.is_empty() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    // The tenant is checked before anything is decrypted: another tenant's record costs
+    // no KMS call and reveals nothing.
     match state.store.get_call(&call_sid).await {
-        Ok(Some(rec)) if owners.contains(&rec.tenant) => Json(rec).into_response(),
-        Ok(_) => StatusCode::NOT_FOUND.into_response(),
+        Ok(Some(rec)) if owners.contains(&rec.tenant) => {}
+        Ok(_) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => {
             tracing::warn!(call_sid, error = %e, "reading call record failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "call store unavailable").into_response()
+            return (StatusCode::SERVICE_UNAVAILABLE, "call store unavailable").into_response();
+        }
+    }
+    match records::read_call(&state, &call_sid).await {
+        Ok(Some(rec)) if owners.contains(&rec.tenant) => Json(rec).into_response(),
+        Ok(_) => StatusCode::NOT_FOUND.into_response(),
+        Err(e @ RecordError::Sealed(_)) => {
+            tracing::error!(call_sid, error = %e, "refused a call record that does not decrypt");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "record cannot be decrypted",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(call_sid, error = %e, "reading call record failed");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
         }
     }
 }

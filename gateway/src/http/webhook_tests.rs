@@ -102,6 +102,10 @@ fn state(dir: &std::path::Path) -> AppState {
         tools: Arc::new(NoExternalTools),
         admissions: Admissions::new(Duration::from_secs(60), 1000),
         endings: Default::default(),
+        secrets: crate::secrets::SecretSource::new(dir.join("secrets"), Default::default()),
+        rotation: Default::default(),
+        aws: Default::default(),
+        sealing: Default::default(),
     })
 }
 
@@ -163,7 +167,7 @@ fn tenant_debug_prints_neither_token_nor_key() {
     let params = crate::realtime::client::ConnectParams {
         url: tenant.realtime_url.clone(),
         model: "gpt-realtime".into(),
-        api_key: tenant.api_key.clone(),
+        api_key: tenant.credentials().api_key.clone(),
         session_update: String::new(),
     };
     assert!(!format!("{params:?}").contains("s3cr3t"));
