@@ -431,3 +431,51 @@ async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
     assert_eq!(status, 200, "{body}");
     assert!(!body.contains("sb1:"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
+    use clap::Parser;
+    use switchboard_operator::cli::{Cli, Command};
+    use switchboard_operator::tenant::database::Provisioner;
+
+    let Some(url) = moto() else { return };
+    let Some(admin) = switchboard_tests::services::postgres() else {
+        return;
+    };
+    init();
+    let secret = unique("switchboard/operator");
+    create_secret(
+        &url,
+        &secret,
+        &serde_json::json!({ "adminUrl": admin, "note": "rds" }).to_string(),
+    )
+    .await;
+    let cli = Cli::try_parse_from([
+        "operator",
+        "run",
+        "--database-admin-url-secret-id",
+        &secret,
+        "--database-admin-url-secret-key",
+        "adminUrl",
+    ])
+    .unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!("run expected")
+    };
+    let mut config = args.config();
+    assert_eq!(config.database_admin_url, None);
+    config.aws = options_for(&url);
+    config.resolve_database_admin_url().await.unwrap();
+    assert_eq!(config.database_admin_url.as_deref(), Some(admin.as_str()));
+    // The URL read is the one the provisioner works with.
+    let provisioner = Provisioner::new(config.database_admin_url.as_deref().unwrap()).unwrap();
+    provisioner.ping().await.unwrap();
+    provisioner.close().await;
+
+    // A field that is not there: a clear error naming the secret, never its content.
+    config.database_admin_url = None;
+    config.database_admin_secret.as_mut().unwrap().key = Some("missing".into());
+    let err = config.resolve_database_admin_url().await.unwrap_err().to_string();
+    assert!(err.contains(&secret) && err.contains("missing"), "{err}");
+    assert!(!err.contains(&admin), "{err}");
+}
