@@ -1,6 +1,8 @@
 //! Secrets from AWS Secrets Manager and per-tenant field encryption with KMS, against
 //! moto's server (which enforces KMS encryption contexts) and the test Postgres.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use switchboard_aws::AwsOptions;

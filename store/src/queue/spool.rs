@@ -18,7 +18,7 @@ const LOCK: &str = "spool.lock";
 /// One line read back from the spool.
 pub(super) enum Entry {
     /// A parsed op.
-    Op(StoreOp),
+    Op(Box<StoreOp>),
     /// A line that did not parse: its bytes and the parse error, for [`Spool::keep_bad`].
     Bad {
         /// The line without its newline.
@@ -180,7 +180,7 @@ impl Spool {
                 continue;
             }
             match serde_json::from_slice::<StoreOp>(body) {
-                Ok(op) => entries.push((start, Entry::Op(op))),
+                Ok(op) => entries.push((start, Entry::Op(Box::new(op)))),
                 Err(e) => entries.push((
                     start,
                     Entry::Bad {
