@@ -477,7 +477,11 @@ async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
     // A field that is not there: a clear error naming the secret, never its content.
     config.database_admin_url = None;
     config.database_admin_secret.as_mut().unwrap().key = Some("missing".into());
-    let err = config.resolve_database_admin_url().await.unwrap_err().to_string();
+    let err = config
+        .resolve_database_admin_url()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&secret) && err.contains("missing"), "{err}");
     assert!(!err.contains(&admin), "{err}");
 }
