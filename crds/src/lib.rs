@@ -21,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 pub use knowledge::*;
 pub use load::{LoadError, parse_knowledge_base, parse_tenant};
-pub use secret::{SecretKeySelector, SecretRef};
+pub use secret::{AwsSecretsManagerRef, SecretKeySelector, SecretRef};
 pub use session_options::*;
 pub use tenant::*;
 pub use validate::{FieldError, ValidationErrors};

@@ -26,6 +26,9 @@ pub use console::{
 pub use pricing::PricingSpec;
 mod recordings;
 pub use recordings::{RECORDING_DISCLOSURE_MAX, RecordingSpec};
+mod encryption;
+
+pub use encryption::EncryptionSpec;
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -80,6 +83,9 @@ pub struct VoiceTenantSpec {
     /// Call recording policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recordings: Option<RecordingSpec>,
+    /// Field-level encryption of call records with the tenant's KMS key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSpec>,
     /// What happens to the tenant's database schema when the tenant is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,

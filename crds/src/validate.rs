@@ -73,8 +73,29 @@ impl Collector {
         self.check(
             r.sources_set() == 1,
             field,
-            "must set exactly one of secretKeyRef, env, file",
+            "must set exactly one of secretKeyRef, env, file, awsSecretsManager",
         );
+        if let Some(a) = &r.aws_secrets_manager {
+            self.not_blank(
+                &a.secret_id,
+                &format!("{field}.awsSecretsManager.secretId"),
+                "must not be empty",
+            );
+            self.check(
+                a.secret_id.len() <= crate::secret::SECRET_ID_MAX as usize,
+                format!("{field}.awsSecretsManager.secretId"),
+                "must be at most 2048 characters",
+            );
+            for (name, v) in [("key", &a.key), ("versionStage", &a.version_stage)] {
+                if let Some(v) = v {
+                    self.not_blank(
+                        v,
+                        &format!("{field}.awsSecretsManager.{name}"),
+                        "must not be empty",
+                    );
+                }
+            }
+        }
         if let Some(s) = &r.secret_key_ref {
             self.check(
                 is_dns_subdomain(&s.name),
@@ -215,6 +236,13 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
                 );
             }
         }
+    }
+    if let Some(e) = &spec.encryption {
+        c.not_blank(
+            &e.kms_key_id,
+            "spec.encryption.kmsKeyId",
+            "must not be empty",
+        );
     }
     if let Some(r) = &spec.recordings {
         recording_rules(c, r);

@@ -31,6 +31,7 @@ fn base() -> VoiceTenantSpec {
         gateway: None,
         database: None,
         recordings: None,
+        encryption: None,
         deletion_policy: DeletionPolicy::Retain,
         logging: None,
         console: None,
@@ -408,6 +409,42 @@ const BROKEN: &[(&str, Mutation, &str, &str)] = &[
             }
         },
         "spec.openai.apiKey.file",
+        "must not be empty",
+    ),
+    (
+        "secrets manager reference and env at once",
+        |s| {
+            s.openai.api_key.aws_secrets_manager = Some(switchboard_crds::AwsSecretsManagerRef {
+                secret_id: "tenants/demo".into(),
+                ..Default::default()
+            })
+        },
+        "spec.openai.apiKey",
+        "exactly one of secretKeyRef, env, file, awsSecretsManager",
+    ),
+    (
+        "blank secrets manager id",
+        |s| {
+            s.openai.api_key = SecretRef {
+                aws_secrets_manager: Some(switchboard_crds::AwsSecretsManagerRef {
+                    secret_id: " ".into(),
+                    key: Some("openai".into()),
+                    version_stage: None,
+                }),
+                ..SecretRef::default()
+            }
+        },
+        "spec.openai.apiKey.awsSecretsManager.secretId",
+        "must not be empty",
+    ),
+    (
+        "blank KMS key",
+        |s| {
+            s.encryption = Some(switchboard_crds::EncryptionSpec {
+                kms_key_id: "".into(),
+            })
+        },
+        "spec.encryption.kmsKeyId",
         "must not be empty",
     ),
     (

@@ -337,15 +337,19 @@ impl Admissions {
     pub fn consume(
         self: &Arc<Self>,
         tenant: &str,
-        key: &StreamKey,
+        keys: &[StreamKey],
         call_sid: &str,
         token: &str,
     ) -> Result<CallSlot, Refusal> {
         let (expires, tag) = token.split_once('.').ok_or(Refusal::BadToken)?;
-        if !key.verify(
-            &[tenant.as_bytes(), call_sid.as_bytes(), expires.as_bytes()],
-            tag,
-        ) {
+        // Several keys only during an auth token rotation's grace (the token may have
+        // been issued under the previous one).
+        if !keys.iter().any(|key| {
+            key.verify(
+                &[tenant.as_bytes(), call_sid.as_bytes(), expires.as_bytes()],
+                tag,
+            )
+        }) {
             return Err(Refusal::BadToken);
         }
         let expires_ms: u64 = expires.parse().map_err(|_| Refusal::BadToken)?;
@@ -423,16 +427,21 @@ mod tests {
         let a = Admissions::new(Duration::from_millis(300), 10, Arc::default());
         let token = a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(
-            a.consume("other", &key, "CA1", &token).err(),
+            a.consume("other", std::slice::from_ref(&key), "CA1", &token)
+                .err(),
             Some(Refusal::BadToken)
         );
         assert_eq!(
-            a.consume("demo", &key, "CA2", &token).err(),
+            a.consume("demo", std::slice::from_ref(&key), "CA2", &token)
+                .err(),
             Some(Refusal::BadToken)
         );
-        let slot = a.consume("demo", &key, "CA1", &token).unwrap();
+        let slot = a
+            .consume("demo", std::slice::from_ref(&key), "CA1", &token)
+            .unwrap();
         assert_eq!(
-            a.consume("demo", &key, "CA1", &token).err(),
+            a.consume("demo", std::slice::from_ref(&key), "CA1", &token)
+                .err(),
             Some(Refusal::Replay)
         );
         assert_eq!(
@@ -442,7 +451,8 @@ mod tests {
         drop(slot);
         assert!(a.is_spent("CA1"), "an ended call stays refused");
         assert_eq!(
-            a.consume("demo", &key, "CA1", &token).err(),
+            a.consume("demo", std::slice::from_ref(&key), "CA1", &token)
+                .err(),
             Some(Refusal::Replay)
         );
 
@@ -450,7 +460,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(a.pending(), 0, "the expired admission was swept");
         assert_eq!(
-            a.consume("demo", &key, "CA3", &token).err(),
+            a.consume("demo", std::slice::from_ref(&key), "CA3", &token)
+                .err(),
             Some(Refusal::Expired)
         );
     }
@@ -464,19 +475,23 @@ mod tests {
         let b = Admissions::new(Duration::from_millis(300), 1, Arc::default());
         let token = a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(
-            b.consume("demo", &StreamKey::derive("other"), "CA1", &token)
+            b.consume("demo", &[StreamKey::derive("other")], "CA1", &token)
                 .err(),
             Some(Refusal::BadToken)
         );
         assert_eq!(
-            b.consume("demo", &key, "CA2", &token).err(),
+            b.consume("demo", std::slice::from_ref(&key), "CA2", &token)
+                .err(),
             Some(Refusal::BadToken)
         );
-        let call = b.consume("demo", &key, "CA1", &token).unwrap();
+        let call = b
+            .consume("demo", std::slice::from_ref(&key), "CA1", &token)
+            .unwrap();
         assert!(call.adopted());
         assert_eq!(b.slots_in_use(), 1);
         assert_eq!(
-            b.consume("demo", &key, "CA1", &token).err(),
+            b.consume("demo", std::slice::from_ref(&key), "CA1", &token)
+                .err(),
             Some(Refusal::Replay)
         );
         assert_eq!(
@@ -487,21 +502,24 @@ mod tests {
         // B is full: a second adopted stream is refused busy, and not marked opened.
         let other = a.admit("demo", &key, "CA3").unwrap();
         assert_eq!(
-            b.consume("demo", &key, "CA3", &other).err(),
+            b.consume("demo", std::slice::from_ref(&key), "CA3", &other)
+                .err(),
             Some(Refusal::AtCapacity)
         );
         assert!(!b.is_spent("CA3"));
         drop(call);
         assert!(b.is_spent("CA1"), "an ended adopted call stays refused");
         assert_eq!(
-            b.consume("demo", &key, "CA1", &token).err(),
+            b.consume("demo", std::slice::from_ref(&key), "CA1", &token)
+                .err(),
             Some(Refusal::Replay)
         );
         assert_eq!(a.slots_in_use(), 2, "A still holds both reservations");
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(a.slots_in_use(), 0, "A's unused admissions expired");
         assert_eq!(
-            b.consume("demo", &key, "CA3", &other).err(),
+            b.consume("demo", std::slice::from_ref(&key), "CA3", &other)
+                .err(),
             Some(Refusal::Expired),
             "an expired token is not adopted"
         );
@@ -521,7 +539,9 @@ mod tests {
             a.admit("demo", &key, "CA1").unwrap()
         };
         assert_eq!(a.slots_in_use(), 2);
-        let call = a.consume("demo", &key, "CA1", &t1).unwrap();
+        let call = a
+            .consume("demo", std::slice::from_ref(&key), "CA1", &t1)
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             a.slots_in_use(),
@@ -544,7 +564,7 @@ mod tests {
         assert_eq!(drain.active(), 2, "answered, not streaming yet");
         a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(drain.active(), 2, "a retried webhook is the same call");
-        let call = a.consume("demo", &key, "CA1", &t1).unwrap();
+        let call = a.consume("demo", std::slice::from_ref(&key), "CA1", &t1).unwrap();
         assert_eq!(
             drain.active(),
             2,
@@ -555,7 +575,7 @@ mod tests {
         // Adopted streams (another replica's webhook) are counted too.
         let b = Admissions::new(Duration::from_millis(300), 10, drain.clone());
         let other = a.admit("demo", &key, "CA3").unwrap();
-        let adopted = b.consume("demo", &key, "CA3", &other).unwrap();
+        let adopted = b.consume("demo", std::slice::from_ref(&key), "CA3", &other).unwrap();
         assert_eq!(drain.active(), 3);
         drop(call);
         drop(adopted);

@@ -92,8 +92,31 @@ pub struct Cli {
     /// Admin API: requests an API key may make in a burst above its average.
     #[arg(long, env = "SWITCHBOARD_API_BURST", default_value_t = 50)]
     pub api_burst: u32,
-    /// AWS SDK overrides (endpoint, region, static keys) for in-process tests; the
-    /// binary uses the default chain and the standard `AWS_*` variables.
+    /// How often tenant secrets are re-read (Secrets Manager, mounted files), seconds: a
+    /// rotated secret is used without a restart. A failed Twilio signature also triggers
+    /// a re-read (at most every 10 s per tenant).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SECRETS_REFRESH_SECONDS",
+        default_value_t = 60
+    )]
+    pub secrets_refresh_seconds: u64,
+    /// After a re-read replaced a tenant's Twilio auth token, how long the previous token
+    /// is still accepted, seconds (requests Twilio signed before the switch).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SECRET_ROTATION_GRACE_SECONDS",
+        default_value_t = 300
+    )]
+    pub secret_rotation_grace_seconds: u64,
+    /// For tenants with `spec.encryption`: how long a finished call's record waits for KMS
+    /// (retrying with backoff) before its transcript and tool calls are dropped and only
+    /// the rest is stored, seconds. Meanwhile the plaintext is only in memory.
+    #[arg(long, env = "SWITCHBOARD_SEAL_RETRY_SECONDS", default_value_t = 600)]
+    pub seal_retry_seconds: u64,
+    /// AWS overrides (endpoint, region, static credentials) for in-process tests; a
+    /// deployed gateway leaves them empty and uses the SDK's default chain and its
+    /// `AWS_ENDPOINT_URL*` variables.
     #[arg(skip)]
     pub aws: switchboard_aws::AwsOptions,
 }

@@ -28,7 +28,8 @@ use switchboard_knowledge::{
     VectorStore, ingest,
 };
 
-use crate::secrets::{DEFAULT_SECRETS_DIR, resolve_secret};
+use crate::aws::Aws;
+use crate::secrets::{DEFAULT_SECRETS_DIR, SecretSource};
 
 /// Why knowledge bases could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +120,9 @@ pub struct KnowledgeSetup<'a> {
     /// The call store URL: `postgres://…` means the tenant's schema holds the operator's
     /// pgvector tables, searched in place; anything else is laptop mode.
     pub database_url: Option<&'a str>,
-    /// Where `secretKeyRef`s are mounted (`<dir>/<secret>/<key>`).
-    pub secrets_dir: &'a Path,
+    /// Where secrets are read (`secretKeyRef`s mounted at `<dir>/<secret>/<key>`, AWS
+    /// Secrets Manager). Read once, at load.
+    pub secrets: &'a SecretSource,
 }
 
 impl<'a> KnowledgeSetup<'a> {
@@ -253,17 +255,21 @@ impl Loader<'_> {
         Ok(store)
     }
 
-    fn secret(
+    async fn secret(
         &self,
         kb: &str,
         field: &'static str,
         r: &switchboard_crds::SecretRef,
     ) -> Result<String, KnowledgeError> {
-        resolve_secret(r, self.setup.secrets_dir).map_err(|problem| KnowledgeError::Secret {
-            kb: kb.to_string(),
-            field,
-            problem,
-        })
+        self.setup
+            .secrets
+            .resolve(r)
+            .await
+            .map_err(|problem| KnowledgeError::Secret {
+                kb: kb.to_string(),
+                field,
+                problem,
+            })
     }
 
     async fn embedder(
@@ -274,7 +280,10 @@ impl Loader<'_> {
         match (&kb.spec.embedder.kind, &kb.spec.embedder.openai) {
             (EmbedderKind::Openai, Some(o)) => {
                 let mut config = OpenAiConfig::new(o.base_url.clone(), o.model.clone());
-                config.api_key = Some(self.secret(name, "embedder.openai.apiKey", &o.api_key)?);
+                config.api_key = Some(
+                    self.secret(name, "embedder.openai.apiKey", &o.api_key)
+                        .await?,
+                );
                 config.dimensions = o.dimensions.map(|d| d as usize);
                 // A caller is waiting: one quick retry, not the indexer's patience.
                 config.max_retries = 1;
@@ -304,7 +313,8 @@ impl Loader<'_> {
             (BackendKind::Pinecone, Some(p)) => {
                 let embedder = self.embedder(kb, &name).await?;
                 let mut config = PineconeConfig::new(
-                    self.secret(&name, "backend.pinecone.apiKey", &p.api_key)?,
+                    self.secret(&name, "backend.pinecone.apiKey", &p.api_key)
+                        .await?,
                     p.index.clone(),
                 );
                 if let Some(url) = &p.api_url {
@@ -380,14 +390,15 @@ impl Knowledge {
         data_dir: &Path,
         metrics: KnowledgeMetrics,
     ) -> Result<Self, KnowledgeError> {
-        let secrets_dir = PathBuf::from(DEFAULT_SECRETS_DIR);
+        let secrets =
+            SecretSource::new(PathBuf::from(DEFAULT_SECRETS_DIR), Arc::new(Aws::default()));
         Self::load_with(
             kbs,
             KnowledgeSetup {
                 model_dir: Some(model_dir),
                 data_dir,
                 database_url: None,
-                secrets_dir: &secrets_dir,
+                secrets: &secrets,
             },
             metrics,
         )

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod admission;
 pub mod api_keys;
+pub mod aws;
 pub mod call;
 pub mod cli;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod preconnect;
 pub mod realtime;
 pub mod recording;
+pub mod records;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -65,6 +65,14 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// Finished calls without a cost (their model's prices unknown), by tenant.
     pub unpriced_calls: IntCounterVec,
+    /// Sealing a finished call's record (KMS data key + AES-GCM), seconds.
+    pub record_seal_seconds: Histogram,
+    /// Records that could not be sealed at the end of their call, by fate (`retrying`:
+    /// KMS failed, retried from memory; `withheld`: stored without transcript).
+    pub record_seal_failures: IntCounterVec,
+    /// Re-reads of tenant secrets that found a change, and re-reads that failed, by
+    /// result (`changed`, `failed`).
+    pub secret_refreshes: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -228,6 +236,27 @@ impl Metrics {
                 ),
                 &["tenant"],
             )?,
+            record_seal_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_record_seal_seconds",
+                    "Sealing a finished call's record for an encrypting tenant (KMS data key and AES-GCM)",
+                )
+                .buckets(latency_buckets()),
+            )?,
+            record_seal_failures: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_record_seal_failures_total",
+                    "Call records that could not be sealed when their call ended, by fate",
+                ),
+                &["result"],
+            )?,
+            secret_refreshes: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_secret_refreshes_total",
+                    "Re-reads of tenant secrets that found a change or failed",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -255,6 +284,9 @@ impl Metrics {
         r.register(Box::new(m.setup_latency.clone()))?;
         r.register(Box::new(m.late_deltas_dropped.clone()))?;
         r.register(Box::new(m.padded_silence_ms.clone()))?;
+        r.register(Box::new(m.record_seal_seconds.clone()))?;
+        r.register(Box::new(m.record_seal_failures.clone()))?;
+        r.register(Box::new(m.secret_refreshes.clone()))?;
         Ok(m)
     }
 

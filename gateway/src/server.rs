@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admissions;
+use crate::aws::Aws;
 use crate::cli::Cli;
 use crate::drain::Drain;
 use crate::edge::{self, ConnectionLimits, EdgeMetrics};
@@ -18,9 +19,10 @@ use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::WsBackend;
 use crate::recording::{Recordings, S3};
-use crate::secrets::DEFAULT_SECRETS_DIR;
+use crate::secrets::{DEFAULT_SECRETS_DIR, SecretSource};
+use crate::state::Sealing;
 use crate::state::{AppState, Shared};
-use crate::tenants::Tenants;
+use crate::tenants::{Rotation, Tenants};
 use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
@@ -62,6 +64,7 @@ pub struct Gateway {
     server: JoinHandle<()>,
     writer_task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    refresher: JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     drain_timeout: Duration,
     drain_min: Duration,
@@ -72,6 +75,13 @@ impl Gateway {
     pub async fn start(cli: &Cli) -> Result<Self, StartError> {
         let secrets_dir = std::env::var_os("SWITCHBOARD_SECRETS_DIR")
             .map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), PathBuf::from);
+        let aws = Arc::new(Aws::new(cli.aws.clone()));
+        let secrets = SecretSource::new(secrets_dir, aws.clone());
+        let rotation = Rotation {
+            refresh_every: Duration::from_secs(cli.secrets_refresh_seconds.max(1)),
+            grace: Duration::from_secs(cli.secret_rotation_grace_seconds),
+            ..Rotation::default()
+        };
         std::fs::create_dir_all(&cli.data_dir)?;
         let metrics = Metrics::new()?;
         let knowledge = if cli.knowledge.is_empty() {
@@ -83,7 +93,7 @@ impl Gateway {
                 model_dir: cli.model_dir.as_deref(),
                 data_dir: &cli.data_dir,
                 database_url: cli.database_url.as_deref(),
-                secrets_dir: &secrets_dir,
+                secrets: &secrets,
             };
             let loaded = knowledge::Knowledge::load_with(&kbs, setup, km)
                 .await
@@ -102,15 +112,23 @@ impl Gateway {
         let tenants = Tenants::load(
             &cli.tenants,
             &cli.realtime_url,
-            &secrets_dir,
+            &secrets,
             &knowledge_of,
             cli.allow_unsigned_webhooks,
-        )?;
+        )
+        .await?;
         let tools: Arc<dyn ToolRunner> = match &knowledge {
             Some(k) => Arc::new(KnowledgeRunner(k.clone())),
             None => Arc::new(NoExternalTools),
         };
-        let store = store::open(&cli.store_url()).await?;
+        let store_url = match &cli.database_url {
+            Some(url) => url.clone(),
+            None => tenants
+                .database_url_from_aws(&secrets)
+                .await?
+                .unwrap_or_else(|| cli.store_url()),
+        };
+        let store = store::open(&store_url).await?;
         let (writer, writer_task) = WriteBehind::start(
             store.clone(),
             WriteBehindConfig {
@@ -160,7 +178,15 @@ impl Gateway {
             endings: Default::default(),
             access: crate::access::Access::new(cli.api_requests_per_second, cli.api_burst),
             recordings,
+            secrets,
+            rotation,
+            aws,
+            sealing: Sealing {
+                retry_for: Duration::from_secs(cli.seal_retry_seconds),
+                ..Sealing::default()
+            },
         });
+        let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let sweeper = tokio::spawn(sweep_recordings(state.clone()));
         let (shutdown, stop) = tokio::sync::watch::channel(false);
         let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;
@@ -189,6 +215,7 @@ impl Gateway {
             shutdown,
             drain_timeout: Duration::from_secs(cli.drain_seconds),
             drain_min: cli.serve.drain_min(),
+            refresher,
         })
     }
 
@@ -222,6 +249,7 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(10), state.drain.wait_idle()).await;
         }
         self.shutdown.send_replace(true);
+        self.refresher.abort();
         let _ = self.server.await;
         self.sweeper.abort();
         // Recordings of the calls just ended are queued; uploads go on within the
@@ -263,5 +291,35 @@ async fn sweep_recordings(state: AppState) {
             }
         }
         tokio::time::sleep(crate::recording::retention::SWEEP_INTERVAL).await;
+    }
+}
+
+/// Re-reads every tenant's secrets every `rotation.refresh_every` (a rotated secret is
+/// picked up without a restart).
+async fn refresh_secrets(state: AppState) {
+    let mut tick = tokio::time::interval(state.rotation.refresh_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the secrets were just read.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for t in state.tenants.all() {
+            match t.refresh(&state.secrets, state.rotation.grace).await {
+                Ok(true) => state
+                    .metrics
+                    .secret_refreshes
+                    .with_label_values(&["changed"])
+                    .inc(),
+                Ok(false) => {}
+                Err(e) => {
+                    state
+                        .metrics
+                        .secret_refreshes
+                        .with_label_values(&["failed"])
+                        .inc();
+                    tracing::warn!(tenant = t.name, error = %e, "re-reading tenant secrets failed; keeping the ones loaded");
+                }
+            }
+        }
     }
 }

@@ -2,18 +2,21 @@
 //! [`crate::server`] and handed to the HTTP handlers and the call tasks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_store::{CallStore, WriteBehind};
 
 use crate::access::Access;
 use crate::admission::Admissions;
+use crate::aws::Aws;
 use crate::drain::Drain;
 use crate::endings::Endings;
 use crate::metrics::Metrics;
 use crate::preconnect::Parking;
 use crate::realtime::RealtimeBackend;
 use crate::recording::Recordings;
-use crate::tenants::Tenants;
+use crate::secrets::SecretSource;
+use crate::tenants::{Rotation, Tenants};
 use crate::tools::ToolRunner;
 
 /// Everything handlers share.
@@ -48,6 +51,32 @@ pub struct Shared {
     pub access: Access,
     /// Call recordings and their upload queue.
     pub recordings: Arc<Recordings>,
+    /// Where tenant secrets are re-read from.
+    pub secrets: SecretSource,
+    /// How often secrets are re-read and how long a replaced auth token stays valid.
+    pub rotation: Rotation,
+    /// AWS clients (KMS for encrypted records), built on first use.
+    pub aws: Arc<Aws>,
+    /// How records of tenants with `spec.encryption` are sealed before they are queued.
+    pub sealing: Sealing,
+}
+
+/// How records of encrypting tenants are sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing {
+    /// How long a record waits for KMS before it is stored without its sealed fields.
+    pub retry_for: Duration,
+    /// First retry delay (doubles up to 30 s).
+    pub first_retry: Duration,
+}
+
+impl Default for Sealing {
+    fn default() -> Self {
+        Self {
+            retry_for: Duration::from_secs(600),
+            first_retry: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Handler state.

@@ -2,15 +2,16 @@
 //! numbers they answer.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use switchboard_crds::{API_KEY_MIN_LEN, LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
 
 use crate::admission::StreamKey;
 use crate::api_keys::{ApiKey, ApiKeys};
 use crate::realtime::session_config;
-use crate::secrets::resolve_secret;
+use crate::secrets::SecretSource;
 use crate::tools;
 use crate::twilio::twiml::Fallback;
 
@@ -96,22 +97,100 @@ pub struct SessionSettings {
     pub record: bool,
 }
 
+/// A tenant's secrets as last read. Replaced whole when a re-read finds a change
+/// ([`Tenant::refresh`]); readers clone the `Arc` (webhooks, call setup; never per
+/// audio frame).
+pub struct Credentials {
+    /// Twilio Auth Token (HMAC key of signatures).
+    pub auth_token: String,
+    /// Secondary Twilio Auth Token during a rotation: signatures made with it are
+    /// accepted too.
+    pub secondary_auth_token: Option<String>,
+    /// The auth token a re-read replaced, accepted until the instant given (the rotation
+    /// grace: requests Twilio signed just before the switch still pass).
+    pub previous_auth_token: Option<(String, Instant)>,
+    /// Key of this tenant's stream tokens, derived from the auth token (never the auth
+    /// token itself: see [`crate::admission`]).
+    pub stream_key: StreamKey,
+    /// The stream key of the previous auth token, during the grace.
+    pub previous_stream_key: Option<(StreamKey, Instant)>,
+    /// OpenAI API key.
+    pub api_key: String,
+}
+
+impl Credentials {
+    /// Credentials without a rotation in progress.
+    pub fn new(auth_token: String, secondary_auth_token: Option<String>, api_key: String) -> Self {
+        Self {
+            stream_key: StreamKey::derive(&auth_token),
+            auth_token,
+            secondary_auth_token,
+            previous_auth_token: None,
+            previous_stream_key: None,
+            api_key,
+        }
+    }
+
+    /// The Twilio auth tokens whose signatures are accepted now: the primary, the
+    /// secondary during a Twilio rotation, and the previous primary during the grace
+    /// after a re-read replaced it.
+    pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {
+        let now = Instant::now();
+        std::iter::once(self.auth_token.as_str())
+            .chain(self.secondary_auth_token.as_deref())
+            .chain(
+                self.previous_auth_token
+                    .as_ref()
+                    .filter(|(_, until)| now < *until)
+                    .map(|(t, _)| t.as_str()),
+            )
+    }
+
+    /// The keys stream tokens may be MAC'd with now (current, previous during the grace).
+    pub fn stream_keys(&self) -> Vec<StreamKey> {
+        let now = Instant::now();
+        std::iter::once(self.stream_key.clone())
+            .chain(
+                self.previous_stream_key
+                    .as_ref()
+                    .filter(|(_, until)| now < *until)
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect()
+    }
+}
+
+/// How secrets are re-read (`--secrets-refresh-seconds`, `--secret-rotation-grace-seconds`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    /// Re-read every tenant's secrets this often.
+    pub refresh_every: Duration,
+    /// A replaced auth token stays accepted this long.
+    pub grace: Duration,
+    /// After a signature failure a tenant's secrets are re-read at most this often (an
+    /// unsigned request from the internet can trigger it: bounded).
+    pub failure_refresh_min: Duration,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            refresh_every: Duration::from_secs(60),
+            grace: Duration::from_secs(300),
+            failure_refresh_min: Duration::from_secs(10),
+        }
+    }
+}
+
 /// One tenant, ready to serve. Its `Debug` never prints the auth token or the API key.
 pub struct Tenant {
     /// `metadata.name`.
     pub name: String,
     /// The validated spec with defaults.
     pub spec: VoiceTenantSpec,
-    /// Twilio Auth Token (HMAC key of signatures).
-    pub auth_token: String,
-    /// Secondary Twilio Auth Token during a rotation: signatures made with it are
-    /// accepted too.
-    pub secondary_auth_token: Option<String>,
-    /// Key of this tenant's stream tokens, derived from the auth token (never the auth
-    /// token itself: see [`crate::admission`]).
-    pub stream_key: StreamKey,
-    /// OpenAI API key.
-    pub api_key: String,
+    credentials: RwLock<Arc<Credentials>>,
+    /// When the secrets were last re-read after a signature failure (rate limit).
+    last_failure_refresh: tokio::sync::Mutex<Option<Instant>>,
     /// Realtime URL (tenant override, else the gateway's).
     pub realtime_url: String,
     /// The `session.update` sent on connect.
@@ -130,8 +209,7 @@ impl std::fmt::Debug for Tenant {
         f.debug_struct("Tenant")
             .field("name", &self.name)
             .field("spec", &self.spec)
-            .field("auth_token", &"<redacted>")
-            .field("api_key", &"<redacted>")
+            .field("credentials", &"<redacted>")
             .field("realtime_url", &self.realtime_url)
             .field("settings", &self.settings)
             .field("fallback", &self.fallback)
@@ -139,11 +217,117 @@ impl std::fmt::Debug for Tenant {
     }
 }
 
+/// The secrets of a tenant as its manifest names them, read now.
+async fn read_credentials(
+    name: &str,
+    spec: &VoiceTenantSpec,
+    secrets: &SecretSource,
+) -> Result<(String, Option<String>, String), TenantError> {
+    let secret = |field: &'static str, r: &SecretRef| {
+        let r = r.clone();
+        async move {
+            secrets
+                .resolve(&r)
+                .await
+                .map_err(|problem| TenantError::Secret {
+                    tenant: name.to_string(),
+                    field,
+                    problem,
+                })
+        }
+    };
+    let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token).await?;
+    let secondary = match &spec.twilio.secondary_auth_token {
+        Some(r) => Some(secret("spec.twilio.secondaryAuthToken", r).await?),
+        None => None,
+    };
+    let api_key = secret("spec.openai.apiKey", &spec.openai.api_key).await?;
+    Ok((auth_token, secondary, api_key))
+}
+
 impl Tenant {
-    /// The Twilio auth tokens whose signatures this tenant accepts: the primary, and the
-    /// secondary during a rotation.
-    pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.auth_token.as_str()).chain(self.secondary_auth_token.as_deref())
+    /// The secrets as last read.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the secrets; a changed auth token stays accepted for `grace`.
+    pub fn rotate(
+        &self,
+        auth_token: String,
+        secondary: Option<String>,
+        api_key: String,
+        grace: Duration,
+    ) {
+        let mut slot = self
+            .credentials
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = slot.clone();
+        let mut next = Credentials::new(auth_token, secondary, api_key);
+        if next.auth_token != old.auth_token {
+            let until = Instant::now() + grace;
+            next.previous_auth_token = Some((old.auth_token.clone(), until));
+            next.previous_stream_key = Some((old.stream_key.clone(), until));
+        } else {
+            next.previous_auth_token = old.previous_auth_token.clone();
+            next.previous_stream_key = old.previous_stream_key.clone();
+        }
+        *slot = Arc::new(next);
+    }
+
+    /// Re-reads the tenant's secrets; `Ok(true)` when something changed. A failed read
+    /// keeps the secrets as they were (a Secrets Manager outage never unloads a tenant).
+    pub async fn refresh(
+        &self,
+        secrets: &SecretSource,
+        grace: Duration,
+    ) -> Result<bool, TenantError> {
+        let (auth, secondary, api_key) = read_credentials(&self.name, &self.spec, secrets).await?;
+        let old = self.credentials();
+        if old.auth_token == auth && old.secondary_auth_token == secondary && old.api_key == api_key
+        {
+            return Ok(false);
+        }
+        let rotated = old.auth_token != auth;
+        self.rotate(auth, secondary, api_key, grace);
+        tracing::info!(
+            tenant = self.name,
+            auth_token_rotated = rotated,
+            grace_s = grace.as_secs(),
+            "tenant secrets changed; the previous auth token stays accepted during the grace"
+        );
+        Ok(true)
+    }
+
+    /// After a request failed its signature check: re-reads the secrets (a rotation the
+    /// schedule has not picked up yet) unless that was done within
+    /// `rotation.failure_refresh_min`. `true` when something changed (check again).
+    pub async fn refresh_after_failure(&self, secrets: &SecretSource, rotation: &Rotation) -> bool {
+        let mut last = self.last_failure_refresh.lock().await;
+        if last.is_some_and(|t| t.elapsed() < rotation.failure_refresh_min) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        match self.refresh(secrets, rotation.grace).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(tenant = self.name, error = %e, "re-reading secrets after a signature failure failed");
+                false
+            }
+        }
+    }
+
+    /// The Twilio auth tokens whose signatures this tenant accepts now (see
+    /// [`Credentials::signing_tokens`]).
+    pub fn signing_tokens(&self) -> Vec<String> {
+        self.credentials()
+            .signing_tokens()
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -160,10 +344,10 @@ impl Tenants {
     /// `knowledge_of(tenant)` names the knowledge bases loaded for a tenant: the agent gets
     /// the search tool when it may use one of them. A tenant without signature validation
     /// is refused unless `allow_unsigned` (the gateway's `--allow-unsigned-webhooks`).
-    pub fn load(
+    pub async fn load(
         paths: &[PathBuf],
         default_realtime_url: &str,
-        secrets_dir: &Path,
+        secrets: &SecretSource,
         knowledge_of: &dyn Fn(&str) -> Vec<String>,
         allow_unsigned: bool,
     ) -> Result<Self, TenantError> {
@@ -194,19 +378,8 @@ impl Tenants {
                      Never run this way outside a laptop."
                 );
             }
-            let secret = |field: &'static str, r: &SecretRef| {
-                resolve_secret(r, secrets_dir).map_err(|problem| TenantError::Secret {
-                    tenant: name.clone(),
-                    field,
-                    problem,
-                })
-            };
-            let auth_token = secret("spec.twilio.authToken", &spec.twilio.auth_token)?;
-            let secondary_auth_token = match &spec.twilio.secondary_auth_token {
-                Some(r) => Some(secret("spec.twilio.secondaryAuthToken", r)?),
-                None => None,
-            };
-            let api_key = secret("spec.openai.apiKey", &spec.openai.api_key)?;
+            let (auth_token, secondary_auth_token, api_key) =
+                read_credentials(&name, &spec, secrets).await?;
             let loaded = knowledge_of(&name);
             let knowledge = spec
                 .agent
@@ -230,9 +403,23 @@ impl Tenants {
                 default_realtime_url,
                 knowledge,
             );
-            tenant.secondary_auth_token = secondary_auth_token;
+            if secondary_auth_token.is_some() {
+                let c = tenant.credentials();
+                tenant.rotate(
+                    c.auth_token.clone(),
+                    secondary_auth_token,
+                    c.api_key.clone(),
+                    Duration::ZERO,
+                );
+            }
             for k in tenant.spec.console.iter().flat_map(|c| &c.api_keys) {
-                let value = secret("spec.console.apiKeys[].secret", &k.secret)?;
+                let value = secrets.resolve(&k.secret).await.map_err(|problem| {
+                    TenantError::Secret {
+                        tenant: name.clone(),
+                        field: "spec.console.apiKeys[].secret",
+                        problem,
+                    }
+                })?;
                 if value.chars().count() < API_KEY_MIN_LEN {
                     return Err(TenantError::Secret {
                         tenant: name.clone(),
@@ -298,10 +485,8 @@ impl Tenants {
             fallback: Fallback::default(),
             name,
             spec,
-            stream_key: StreamKey::derive(&auth_token),
-            auth_token,
-            secondary_auth_token: None,
-            api_key,
+            credentials: RwLock::new(Arc::new(Credentials::new(auth_token, None, api_key))),
+            last_failure_refresh: tokio::sync::Mutex::new(None),
             api_keys: Vec::new(),
         }
     }
@@ -361,6 +546,48 @@ impl Tenants {
     /// All tenants.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.by_name.values()
+    }
+
+    /// The call store URL a tenant names in AWS Secrets Manager (`spec.database.url` with
+    /// `awsSecretsManager`; the operator passes other references as
+    /// `SWITCHBOARD_DATABASE_URL`), used when `--database-url` is not given. Read once, at
+    /// start: the store's connection pool is opened with it.
+    ///
+    /// # Errors
+    /// [`TenantError::Secret`] when it cannot be read; [`TenantError::Conflict`] when two
+    /// tenants of one gateway name different ones.
+    pub async fn database_url_from_aws(
+        &self,
+        secrets: &SecretSource,
+    ) -> Result<Option<String>, TenantError> {
+        let mut found: Option<(String, String)> = None;
+        for t in self.all() {
+            let Some(r) = t.spec.database.as_ref().and_then(|d| d.url.as_ref()) else {
+                continue;
+            };
+            if r.aws_secrets_manager.is_none() {
+                continue;
+            }
+            let url = secrets
+                .resolve(r)
+                .await
+                .map_err(|problem| TenantError::Secret {
+                    tenant: t.name.clone(),
+                    field: "spec.database.url",
+                    problem,
+                })?;
+            match &found {
+                Some((other, u)) if *u != url => {
+                    return Err(TenantError::Conflict(format!(
+                        "tenants {other} and {} name different database URLs; one gateway has one call store",
+                        t.name
+                    )));
+                }
+                Some(_) => {}
+                None => found = Some((t.name.clone(), url)),
+            }
+        }
+        Ok(found.map(|(_, url)| url))
     }
 
     /// Longest max call duration of any tenant, seconds.

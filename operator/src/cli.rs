@@ -61,6 +61,14 @@ pub struct RunArgs {
     /// an sslmode; without this file, against the driver's built-in roots.
     #[arg(long, env = "SWITCHBOARD_DATABASE_CA_FILE", value_parser = read_ca_bundle)]
     pub database_ca_file: Option<CaBundle>,
+    /// The admin URL from AWS Secrets Manager instead (name or ARN of the secret; read at
+    /// start with the AWS default credential chain, IRSA on EKS). Ignored when
+    /// --database-admin-url is set.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL_SECRET_ID")]
+    pub database_admin_url_secret_id: Option<String>,
+    /// For a JSON secret: the field holding the admin URL.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL_SECRET_KEY")]
+    pub database_admin_url_secret_key: Option<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SWITCHBOARD_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -245,6 +253,13 @@ impl RunArgs {
             .unwrap_or_else(|| default_gateway_image(DEFAULT_IMAGE_REPOSITORY));
         config.database_admin_url = self.database_admin_url.clone();
         config.database_ca = self.database_ca_file.as_ref().map(|c| c.0.clone());
+        config.database_admin_secret = self.database_admin_url_secret_id.clone().map(|secret_id| {
+            switchboard_crds::AwsSecretsManagerRef {
+                secret_id,
+                key: self.database_admin_url_secret_key.clone(),
+                version_stage: None,
+            }
+        });
         config.watch_namespace = self.watch_namespace.clone();
         config.public_domain = self.public_domain.clone();
         config.ingress_class = self.ingress_class.clone();

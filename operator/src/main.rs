@@ -43,7 +43,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     // kube and sqlx both use rustls; exactly one provider is compiled in (ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = args.config();
+    let mut config = args.config();
+    config
+        .resolve_database_admin_url()
+        .await
+        .context("reading the database admin URL from AWS Secrets Manager")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         identity = %config.identity,

@@ -944,3 +944,33 @@ fn every_config_map_key_is_mounted() {
         assert!(mounted.contains(&file.to_string()), "{path} not mounted");
     }
 }
+
+#[test]
+fn secrets_manager_references_are_read_by_the_gateway_not_mounted() {
+    let fixture = common::load("acme");
+    let mut tenant = fixture.tenant.clone();
+    let mounted = tenant
+        .spec
+        .twilio
+        .auth_token
+        .secret_key_ref
+        .clone()
+        .expect("the fixture mounts its auth token");
+    let path = format!("\"path\":\"{}/{}\"", mounted.name, mounted.key);
+    let before = serde_json::to_string(&build_deployment(&tenant, &fixture.ctx).unwrap()).unwrap();
+    assert!(before.contains(&path), "{before}");
+    tenant.spec.twilio.auth_token = SecretRef {
+        aws_secrets_manager: Some(switchboard_crds::AwsSecretsManagerRef {
+            secret_id: "switchboard/acme".into(),
+            key: Some("twilioAuthToken".into()),
+            version_stage: None,
+        }),
+        ..SecretRef::default()
+    };
+    let after = serde_json::to_string(&build_deployment(&tenant, &fixture.ctx).unwrap()).unwrap();
+    assert!(!after.contains(&path), "{after}");
+    assert!(
+        !after.contains("switchboard/acme"),
+        "nothing about the AWS secret is mounted"
+    );
+}

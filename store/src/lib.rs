@@ -179,6 +179,11 @@ pub struct CallEnd {
     /// What the call cost, when the model's prices are known.
     #[serde(default)]
     pub cost: Option<CallCost>,
+    /// When the transcript text and tool-call arguments and outputs are sealed (the
+    /// tenant's `spec.encryption`): the call's data key wrapped by KMS, base64. The store
+    /// keeps it as is and never sees a clear field of such a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<String>,
 }
 
 /// What a call cost, with what it was computed from.
@@ -343,6 +348,10 @@ pub struct CallRecord {
     pub status_history: Vec<StatusEvent>,
     /// The call's recording, once stored (and until retention removed it).
     pub recording: Option<RecordingRef>,
+    /// The wrapped data key of a record whose fields are sealed (see
+    /// [`CallEnd::data_key`]); `None` once opened, or for a record stored in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<String>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.

@@ -60,6 +60,13 @@ fn migrator() -> Migrator {
             SqlStr::from_static(include_str!("../migrations/postgres/0004_recordings.sql")),
             false,
         ),
+        Migration::new(
+            5,
+            "data_key".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/postgres/0005_data_key.sql")),
+            false,
+        ),
     ])
 }
 
@@ -260,6 +267,11 @@ impl PgStore {
         .bind(e.cost.as_ref().map(|c| text(&c.detail)))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE calls SET data_key = $2 WHERE call_sid = $1")
+            .bind(&sid)
+            .bind(opt_text(&e.data_key))
+            .execute(&mut *tx)
+            .await?;
 
         sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
             .bind(&sid)

@@ -18,7 +18,7 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects, \
     usage_cached_text_tokens, usage_cached_audio_tokens, model, cost_micro_usd, cost_detail, \
     analysis_sentiment, analysis_success, analysis, \
-    recording_bucket, recording_key, recording_ms, recording_bytes";
+    recording_bucket, recording_key, recording_ms, recording_bytes, data_key";
 
 /// Sets a call's recording (same SQL for SQLite and Postgres): `$1` call_sid, `$2`
 /// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes.
@@ -156,6 +156,7 @@ where
         },
         status_history: Vec::new(),
         recording,
+        data_key: row.try_get("data_key")?,
     })
 }
 

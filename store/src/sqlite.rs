@@ -53,6 +53,13 @@ fn migrator() -> Migrator {
             SqlStr::from_static(include_str!("../migrations/sqlite/0004_recordings.sql")),
             false,
         ),
+        Migration::new(
+            5,
+            "data_key".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0005_data_key.sql")),
+            false,
+        ),
     ])
 }
 
@@ -181,6 +188,11 @@ impl SqliteStore {
         .bind(e.cost.as_ref().map(|c| c.detail.as_str()))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE calls SET data_key = $2 WHERE call_sid = $1")
+            .bind(&e.call_sid)
+            .bind(&e.data_key)
+            .execute(&mut *tx)
+            .await?;
 
         sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
             .bind(&e.call_sid)

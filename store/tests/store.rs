@@ -88,6 +88,7 @@ fn transcript() -> Vec<TranscriptEntry> {
 
 fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd {
     CallEnd {
+        data_key: None,
         call_sid: sid.into(),
         tenant: "acme".into(),
         ended_at_ms: 1_700_000_060_000,
@@ -258,6 +259,7 @@ macro_rules! on_both {
 fn expected_full(sid: &str) -> CallRecord {
     let e = end_op(sid, transcript(), "caller_hangup");
     CallRecord {
+        data_key: None,
         call_sid: sid.into(),
         tenant: "acme".into(),
         from: Some("+14155550100".into()),

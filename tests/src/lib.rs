@@ -70,6 +70,15 @@ pub struct EnvOptions {
     pub aws: switchboard_aws::AwsOptions,
     /// `--drain-seconds`.
     pub drain_seconds: u64,
+    /// The `authToken` and `apiKey` references (YAML flow maps) instead of the files the
+    /// harness writes (e.g. `{ awsSecretsManager: { secretId: s, key: twilio } }`).
+    pub secret_refs: Option<(String, String)>,
+    /// `--secrets-refresh-seconds`.
+    pub secrets_refresh_seconds: u64,
+    /// `--secret-rotation-grace-seconds`.
+    pub secret_rotation_grace_seconds: u64,
+    /// `--seal-retry-seconds`.
+    pub seal_retry_seconds: u64,
 }
 
 impl Default for EnvOptions {
@@ -96,6 +105,10 @@ impl Default for EnvOptions {
             api_burst: None,
             aws: Default::default(),
             drain_seconds: 60,
+            secret_refs: None,
+            secrets_refresh_seconds: 60,
+            secret_rotation_grace_seconds: 300,
+            seal_retry_seconds: 600,
         }
     }
 }
@@ -133,6 +146,18 @@ pub fn tenant_yaml(dir: &std::path::Path, opts: &EnvOptions) -> String {
         }
         None => String::new(),
     };
+    let (token_ref, key_ref) = opts.secret_refs.clone().unwrap_or_else(|| {
+        (
+            format!(
+                "{{ file: {:?} }}",
+                dir.join("twilio-token").display().to_string()
+            ),
+            format!(
+                "{{ file: {:?} }}",
+                dir.join("openai-key").display().to_string()
+            ),
+        )
+    });
     format!(
         "apiVersion: voice.switchboard.dev/v1alpha1
 kind: VoiceTenant
@@ -145,11 +170,9 @@ spec:
     instructions: You are the receptionist of Demo Dental.
 {greeting}{extra}  twilio:
     accountSid: {ACCOUNT_SID}
-    authToken:
-      file: {token}
+    authToken: {token}
 {twilio_extra}  openai:
-    apiKey:
-      file: {key}
+    apiKey: {key}
   console:
     apiKeys:
       - name: test
@@ -159,8 +182,8 @@ spec:
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
         spec_extra = opts.spec_extra,
-        token = dir.join("twilio-token").display(),
-        key = dir.join("openai-key").display(),
+        token = token_ref,
+        key = key_ref,
         api_key = dir.join("api-key").display(),
     )
 }
@@ -196,6 +219,9 @@ impl Env {
             serve: opts.serve.clone(),
             api_requests_per_second: opts.api_requests_per_second.unwrap_or(10),
             api_burst: opts.api_burst.unwrap_or(50),
+            secrets_refresh_seconds: opts.secrets_refresh_seconds,
+            secret_rotation_grace_seconds: opts.secret_rotation_grace_seconds,
+            seal_retry_seconds: opts.seal_retry_seconds,
             aws: opts.aws.clone(),
         };
         let gateway = Gateway::start(&cli).await?;

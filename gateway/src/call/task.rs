@@ -95,7 +95,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     // session. The slot is held until the call ends.
     let admitted = match state.admissions.consume(
         &tenant.name,
-        &tenant.stream_key,
+        &tenant.credentials().stream_keys(),
         &start.call_sid,
         token,
     ) {
@@ -189,6 +189,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
                 tool_calls: Vec::new(),
                 barge_ins: 0,
                 reconnects: Vec::new(),
+                data_key: None,
             }
         }
     };
@@ -217,7 +218,8 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         secs = started.elapsed().as_secs(),
         "call ended"
     );
-    state.writer.submit(StoreOp::End(record)).await;
+    // Sealed first when the tenant encrypts its records (never queued in clear).
+    crate::records::submit_end(&state, &tenant, record).await;
     if let Some(r) = recorder {
         r.finish().await;
     }
@@ -583,6 +585,7 @@ async fn relay(
         reconnects: s.reconnects,
         model: None,
         cost: None,
+        data_key: None,
     }
 }
 
@@ -784,7 +787,7 @@ fn connect_params(tenant: &Tenant) -> ConnectParams {
     ConnectParams {
         url: tenant.realtime_url.clone(),
         model: tenant.spec.agent.model.clone(),
-        api_key: tenant.api_key.clone(),
+        api_key: tenant.credentials().api_key.clone(),
         session_update: tenant.session_update.clone(),
     }
 }

@@ -38,7 +38,7 @@ pub async fn after_stream(
     };
     let params = form::parse(&body);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
+    if !form::signed_or_rotated(&state, &tenant, path, &headers, &params, false).await {
         state
             .metrics
             .signature_failures

@@ -2,6 +2,7 @@
 
 use axum::http::HeaderMap;
 
+use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::twilio::signature;
 
@@ -48,7 +49,34 @@ pub fn signed(
     // During a rotation Twilio may sign with either token; each is tried in turn.
     tenant
         .signing_tokens()
+        .iter()
         .any(|token| signature::verify(token, &urls, params, sig))
+}
+
+/// [`signed`], and when it fails, once more after re-reading the tenant's secrets (a
+/// rotated auth token the schedule has not picked up yet; rate-limited per tenant, see
+/// [`Tenant::refresh_after_failure`]).
+pub async fn signed_or_rotated(
+    state: &AppState,
+    tenant: &Tenant,
+    path: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    websocket: bool,
+) -> bool {
+    let base = &state.public_base;
+    if signed(tenant, base, path, headers, params, websocket) {
+        return true;
+    }
+    // Only a request that carries a signature can be a rotation's: an unsigned one
+    // costs no Secrets Manager read.
+    if !headers.contains_key("x-twilio-signature") {
+        return false;
+    }
+    tenant
+        .refresh_after_failure(&state.secrets, &state.rotation)
+        .await
+        && signed(tenant, base, path, headers, params, websocket)
 }
 
 /// Whether a webhook for a number no tenant answers carries a valid signature of a tenant

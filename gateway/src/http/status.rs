@@ -38,7 +38,7 @@ pub async fn call_status(
     // get the same bare 403.
     let account = form::get(&params, "AccountSid").unwrap_or_default();
     let signed = match form::get(&params, "To").and_then(|to| state.tenants.by_number(to)) {
-        Some(t) => form::signed(t, &state.public_base, path, &headers, &params, false),
+        Some(t) => form::signed_or_rotated(&state, t, path, &headers, &params, false).await,
         None => form::signed_by_account(
             state.tenants.by_account(account),
             &state.public_base,

@@ -31,7 +31,7 @@ pub async fn media_stream(
             .inc();
         return StatusCode::NOT_FOUND.into_response();
     };
-    if !form::signed(&tenant, &state.public_base, uri.path(), &headers, &[], true) {
+    if !form::signed_or_rotated(&state, &tenant, uri.path(), &headers, &[], true).await {
         state
             .metrics
             .signature_failures

@@ -109,7 +109,7 @@ pub async fn incoming_call(
             ),
         );
     };
-    if !form::signed(&tenant, &state.public_base, path, &headers, &params, false) {
+    if !form::signed_or_rotated(&state, &tenant, path, &headers, &params, false).await {
         return unsigned(&state, &tenant.name, &params);
     }
     let call_sid = form::get(&params, "CallSid")
@@ -124,9 +124,10 @@ pub async fn incoming_call(
     }
     // The call slot is taken with the admission, atomically: concurrent webhooks cannot
     // all pass a check and then all start calls.
+    let credentials = tenant.credentials();
     let token = match state
         .admissions
-        .admit(&tenant.name, &tenant.stream_key, &call_sid)
+        .admit(&tenant.name, &credentials.stream_key, &call_sid)
     {
         Ok(t) => t,
         Err(AdmitError::AtCapacity) => {
@@ -167,7 +168,7 @@ pub async fn incoming_call(
         let params = ConnectParams {
             url: tenant.realtime_url.clone(),
             model: tenant.spec.agent.model.clone(),
-            api_key: tenant.api_key.clone(),
+            api_key: credentials.api_key.clone(),
             session_update: tenant.session_update.clone(),
         };
         state.parking.park(

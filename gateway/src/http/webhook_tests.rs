@@ -126,6 +126,10 @@ fn state(dir: &std::path::Path) -> AppState {
         endings: Default::default(),
         access: Default::default(),
         recordings,
+        secrets: crate::secrets::SecretSource::new(dir.join("secrets"), Default::default()),
+        rotation: Default::default(),
+        aws: Default::default(),
+        sealing: Default::default(),
     })
 }
 
@@ -187,7 +191,7 @@ fn tenant_debug_prints_neither_token_nor_key() {
     let params = crate::realtime::client::ConnectParams {
         url: tenant.realtime_url.clone(),
         model: "gpt-realtime".into(),
-        api_key: tenant.api_key.clone(),
+        api_key: tenant.credentials().api_key.clone(),
         session_update: String::new(),
     };
     assert!(!format!("{params:?}").contains("s3cr3t"));

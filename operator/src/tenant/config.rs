@@ -20,6 +20,11 @@ pub struct OperatorConfig {
     /// PEM CA bundle the gateways verify their Postgres server with
     /// ([`crate::tenant::build::database_tls`]).
     pub database_ca: Option<String>,
+    /// Where the admin URL is read from when `database_admin_url` is not given: a secret
+    /// in AWS Secrets Manager, read at start ([`OperatorConfig::resolve_database_admin_url`]).
+    pub database_admin_secret: Option<switchboard_crds::AwsSecretsManagerRef>,
+    /// AWS overrides (tests); empty: the SDK's default chain and `AWS_ENDPOINT_URL*`.
+    pub aws: switchboard_aws::AwsOptions,
     /// Watch one namespace only; `None` watches all.
     pub watch_namespace: Option<String>,
     /// Public domain: a tenant's public host is `<name>.<namespace>.<domain>`.
@@ -88,6 +93,8 @@ impl OperatorConfig {
             ),
             database_admin_url: None,
             database_ca: None,
+            database_admin_secret: None,
+            aws: switchboard_aws::AwsOptions::default(),
             watch_namespace: None,
             public_domain: None,
             ingress_class: None,
@@ -140,6 +147,22 @@ impl OperatorConfig {
         ctx.data_volume = self.gateway_data_volume.clone();
         ctx.database_ca = self.database_ca.clone();
         ctx
+    }
+
+    /// Reads the admin URL from Secrets Manager when it is named there and not given
+    /// directly (the direct URL wins). Call before anything uses the URL.
+    ///
+    /// # Errors
+    /// [`switchboard_aws::AwsError`] when the secret cannot be read.
+    pub async fn resolve_database_admin_url(&mut self) -> Result<(), switchboard_aws::AwsError> {
+        if self.database_admin_url.is_none()
+            && let Some(secret) = &self.database_admin_secret
+        {
+            self.database_admin_url = Some(
+                crate::tenant::database::admin_secret::read_admin_url(secret, &self.aws).await?,
+            );
+        }
+        Ok(())
     }
 
     /// The port of the admin URL's server (where the gateways connect), else Postgres'.

@@ -134,6 +134,7 @@ pub async fn list_calls(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such call for this key's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The record exists but does not decrypt (altered or moved)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Call store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -146,12 +147,15 @@ pub async fn get_call(
     if !is_sid(&call_sid) {
         return Err(Problem::not_found("such call"));
     }
-    // The one read path of a call record (decryption, when a tenant encrypts, plugs in
-    // behind `get_call`).
-    match state.store.get_call(&call_sid).await {
-        // Another tenant's call is "not found": a key learns nothing about other tenants.
-        Ok(Some(rec)) if rec.tenant == key.tenant => Ok(Json(CallDetail::from(&rec))),
-        Ok(_) => Err(Problem::not_found("such call")),
+    // The one read path of a call record: opens sealed fields for encrypting tenants;
+    // another tenant's call is "not found" (a key learns nothing about other tenants).
+    match crate::records::read_call(&state, &key.tenant, &call_sid).await {
+        Ok(Some(rec)) => Ok(Json(CallDetail::from(&rec))),
+        Ok(None) => Err(Problem::not_found("such call")),
+        Err(e @ crate::records::RecordError::Sealed(_)) => {
+            tracing::error!(call_sid, error = %e, "refused a call record that does not decrypt");
+            Err(Problem::undecryptable())
+        }
         Err(e) => {
             tracing::warn!(call_sid, error = %e, "reading call record failed");
             Err(Problem::store_unavailable())

@@ -104,6 +104,19 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// 500: the record exists but does not decrypt (altered, moved, or the wrong key):
+    /// refused, never returned as ciphertext or garbage.
+    pub fn undecryptable() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "record-undecryptable",
+            "The record cannot be decrypted",
+            Some("record cannot be decrypted: its key or context does not match".into()),
+        )
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

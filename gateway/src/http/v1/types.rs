@@ -426,6 +426,7 @@ mod tests {
             analysis: Default::default(),
             status_history: Vec::new(),
             recording: None,
+            data_key: None,
         };
         rec.tool_calls = vec![
             ToolCallRecord {

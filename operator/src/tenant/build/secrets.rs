@@ -36,6 +36,7 @@ pub(super) fn mounted_keys(spec: &VoiceTenantSpec) -> Result<Vec<&SecretKeySelec
     refs.into_iter()
         .chain(keys)
         .filter_map(|(field, r)| r.map(|r| (field, r)))
+        .filter(|(_, r)| !read_by_gateway(r))
         .map(|(field, r)| {
             let selector = in_cluster(field, r)?;
             mountable(field, selector)?;
@@ -68,9 +69,17 @@ pub(super) fn database_url<'a>(
         return Ok(Some(provisioned));
     }
     match spec.database.as_ref().and_then(|d| d.url.as_ref()) {
+        // The gateway reads it from Secrets Manager itself (no environment variable).
+        Some(r) if read_by_gateway(r) => Ok(None),
         Some(r) => in_cluster("spec.database.url", r).map(Some),
         None => Ok(None),
     }
+}
+
+/// A reference to AWS Secrets Manager: the gateway reads it with its own AWS identity
+/// (IRSA), re-reading it on a schedule; nothing is mounted.
+fn read_by_gateway(r: &SecretRef) -> bool {
+    r.aws_secrets_manager.is_some() && r.sources_set() == 1
 }
 
 fn in_cluster<'a>(

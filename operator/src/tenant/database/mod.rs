@@ -53,6 +53,7 @@
 //! tables are private to their session), and roles are server-wide, so a DBA who wants
 //! tenants kept out of other databases revokes `CONNECT` on those from `PUBLIC`.
 
+pub mod admin_secret;
 pub mod error;
 pub mod names;
 pub mod provision;

@@ -1,0 +1,490 @@
+//! Secrets from AWS Secrets Manager and per-tenant field encryption with KMS, against
+//! moto's server (which enforces KMS encryption contexts) and the test Postgres.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use switchboard_aws::AwsOptions;
+use switchboard_sim::caller::{Step, place_call};
+use switchboard_tests::{
+    ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, NUMBER, Proxy, init, metric, pg_url,
+};
+
+/// moto's server: the same one serves S3, Secrets Manager and KMS.
+fn moto() -> Option<String> {
+    switchboard_testenv::service_any(
+        &["SWITCHBOARD_TEST_AWS_URL", "SWITCHBOARD_TEST_S3_URL"],
+        "eval \"$(scripts/moto.sh start)\"",
+    )
+}
+
+fn options_for(url: &str) -> AwsOptions {
+    AwsOptions {
+        endpoint_url: Some(url.to_string()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("testing".into(), "testing".into())),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+async fn sdk(url: &str) -> aws_config::SdkConfig {
+    switchboard_aws::load_config(&options_for(url)).await
+}
+
+async fn create_secret(url: &str, name: &str, value: &str) {
+    aws_sdk_secretsmanager::Client::new(&sdk(url).await)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret");
+}
+
+async fn put_secret(url: &str, name: &str, value: &str) {
+    aws_sdk_secretsmanager::Client::new(&sdk(url).await)
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("put secret value");
+}
+
+async fn create_key(url: &str) -> String {
+    let out = aws_sdk_kms::Client::new(&sdk(url).await)
+        .create_key()
+        .send()
+        .await
+        .expect("create key");
+    out.key_metadata().expect("metadata").key_id().to_string()
+}
+
+fn secrets_json(token: &str) -> String {
+    serde_json::json!({ "twilioAuthToken": token, "openaiApiKey": "sk-from-secrets-manager" })
+        .to_string()
+}
+
+fn secret_refs(secret_id: &str) -> (String, String) {
+    (
+        format!("{{ awsSecretsManager: {{ secretId: {secret_id}, key: twilioAuthToken }} }}"),
+        format!("{{ awsSecretsManager: {{ secretId: {secret_id}, key: openaiApiKey }} }}"),
+    )
+}
+
+fn talk() -> Vec<Step> {
+    let hear_out = Step::WaitAgentDone {
+        quiet_ms: 400,
+        timeout_ms: 15_000,
+    };
+    vec![
+        hear_out.clone(),
+        Step::Silence { ms: 200 },
+        Step::Say { ms: 1200 },
+        hear_out,
+        Step::Silence { ms: 200 },
+        Step::Hangup,
+    ]
+}
+
+/// An incoming-call webhook signed with `token`; the HTTP status.
+async fn webhook_signed(env: &Env, token: &str, call_sid: &str) -> u16 {
+    let url = format!("{}/twilio/voice", env.base);
+    let params: Vec<(String, String)> = [
+        ("CallSid", call_sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", "+15551230000"),
+        ("To", NUMBER),
+        ("CallStatus", "ringing"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = switchboard_sim::caller::twilio_signature(token, &url, &params);
+    switchboard_sim::caller::http_client()
+        .unwrap()
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn sid(n: u32) -> String {
+    format!("CA{n:032x}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_secrets_in_secrets_manager_serve_a_call() {
+    let Some(url) = moto() else { return };
+    init();
+    let secret = unique("tenants/demo");
+    create_secret(&url, &secret, &secrets_json(AUTH_TOKEN)).await;
+    let env = Env::start(EnvOptions {
+        secret_refs: Some(secret_refs(&secret)),
+        aws: options_for(&url),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let creds = env
+        .gw()
+        .state
+        .tenants
+        .by_name("demo")
+        .unwrap()
+        .credentials();
+    assert_eq!(creds.api_key, "sk-from-secrets-manager");
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let rec = env.record(&report.call_sid).await.unwrap();
+    assert_eq!(rec.outcome.as_deref(), Some("caller_hangup"));
+    assert!(!rec.transcript.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_stops_the_gateway_with_a_clear_error() {
+    let Some(url) = moto() else { return };
+    init();
+    let err = Env::start(EnvOptions {
+        secret_refs: Some(secret_refs(&unique("tenants/absent"))),
+        aws: options_for(&url),
+        ..EnvOptions::default()
+    })
+    .await
+    .err()
+    .expect("a tenant whose secret does not exist must not load")
+    .to_string();
+    assert!(
+        err.contains("spec.twilio.authToken") && err.contains("ResourceNotFoundException"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_twilio_token_is_used_at_once_and_the_old_one_during_the_grace() {
+    let Some(url) = moto() else { return };
+    init();
+    let secret = unique("tenants/rotating");
+    create_secret(&url, &secret, &secrets_json("old-token-0123")).await;
+    let env = Env::start(EnvOptions {
+        secret_refs: Some(secret_refs(&secret)),
+        aws: options_for(&url),
+        // Only a signature failure re-reads here: the schedule is tested below.
+        secrets_refresh_seconds: 3600,
+        secret_rotation_grace_seconds: 3,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(webhook_signed(&env, "old-token-0123", &sid(1)).await, 200);
+
+    // Rotated in Secrets Manager: the next webhook signed with the new token fails the
+    // check once, the gateway re-reads and accepts it.
+    put_secret(&url, &secret, &secrets_json("new-token-4567")).await;
+    assert_eq!(webhook_signed(&env, "new-token-4567", &sid(3)).await, 200);
+    // Twilio may still sign with the old token for a while: accepted during the grace.
+    assert_eq!(webhook_signed(&env, "old-token-0123", &sid(4)).await, 200);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(webhook_signed(&env, "old-token-0123", &sid(5)).await, 403);
+    assert_eq!(webhook_signed(&env, "new-token-4567", &sid(6)).await, 200);
+    assert_eq!(webhook_signed(&env, "forged", &sid(7)).await, 403);
+    // Within 10 s of the last re-read a failed signature re-reads nothing (a forger cannot
+    // make the gateway call Secrets Manager on every request): a rotation now is only
+    // seen by the schedule or after the rate limit.
+    put_secret(&url, &secret, &secrets_json("third-token-89")).await;
+    assert_eq!(webhook_signed(&env, "third-token-89", &sid(8)).await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_re_read_on_a_schedule() {
+    let Some(url) = moto() else { return };
+    init();
+    let secret = unique("tenants/scheduled");
+    create_secret(&url, &secret, &secrets_json("first-token")).await;
+    let env = Env::start(EnvOptions {
+        secret_refs: Some(secret_refs(&secret)),
+        aws: options_for(&url),
+        secrets_refresh_seconds: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    put_secret(&url, &secret, &secrets_json("second-token")).await;
+    let tenant = env.gw().state.tenants.by_name("demo").unwrap().clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tenant.credentials().auth_token != "second-token" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not re-read within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metric(
+            &env.metrics().await,
+            "switchboard_secret_refreshes_total{result=\"changed\"}"
+        ) >= 1.0
+    );
+    // No signature failure was needed: the first webhook with the new token passes.
+    assert_eq!(webhook_signed(&env, "second-token", &sid(1)).await, 200);
+    assert_eq!(
+        metric(
+            &env.metrics().await,
+            "switchboard_signature_failures_total{route=\"voice\"}"
+        ),
+        0.0
+    );
+}
+
+/// Reads `GET /api/v1/calls/{sid}` with the tenant's API key; status and body.
+async fn api_get(env: &Env, call_sid: &str) -> (u16, String) {
+    let resp = switchboard_sim::caller::http_client()
+        .unwrap()
+        .get(format!("{}/api/v1/calls/{call_sid}", env.base))
+        .bearer_auth(switchboard_tests::API_KEY)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn encrypted_env(url: &str, aws_url: &str, db: &str, seal_retry: u64) -> Env {
+    let key = create_key(url).await;
+    Env::start(EnvOptions {
+        database_url: Some(db.to_string()),
+        aws: options_for(aws_url),
+        spec_extra: format!("  encryption:\n    kmsKeyId: {key}\n"),
+        seal_retry_seconds: seal_retry,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn transcript_rows(pool: &sqlx::PgPool, call_sid: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT text FROM transcript_entries WHERE call_sid = $1 ORDER BY seq")
+        .bind(call_sid)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcripts_are_ciphertext_in_postgres_and_plain_through_the_api() {
+    let Some(url) = moto() else { return };
+    let Some(db) = pg_url("enc") else { return };
+    init();
+    let env = encrypted_env(&url, &url, &db, 600).await;
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let call_sid = report.call_sid.clone();
+    env.record(&call_sid).await.unwrap();
+
+    // The API opens the record.
+    let (status, body) = api_get(&env, &call_sid).await;
+    assert_eq!(status, 200, "{body}");
+    let rec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let transcript = rec["transcript"].as_array().expect("a transcript");
+    assert!(transcript.len() >= 2, "{rec:#}");
+    assert!(
+        !body.contains("data_key"),
+        "the wrapped key is not part of the answer"
+    );
+    for t in transcript {
+        let text = t["text"].as_str().unwrap_or_default();
+        assert!(!text.is_empty() && !text.starts_with("sb1:"), "{t}");
+    }
+
+    // The table holds ciphertext only, and the wrapped key.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let stored = transcript_rows(&pool, &call_sid).await;
+    assert_eq!(stored.len(), transcript.len());
+    for (cipher, clear) in stored.iter().zip(transcript) {
+        let clear = clear["text"].as_str().unwrap_or_default();
+        assert!(cipher.starts_with("sb1:"), "{cipher}");
+        assert!(!cipher.contains(clear), "{cipher}");
+    }
+    let data_key: Option<String> =
+        sqlx::query_scalar("SELECT data_key FROM calls WHERE call_sid = $1")
+            .bind(&call_sid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(data_key.is_some());
+
+    // The same row under another CallSid: KMS refuses the key for that context.
+    let moved = sid(0xdead);
+    sqlx::query(
+        "INSERT INTO calls (call_sid, tenant, outcome, data_key) \
+         SELECT $2, tenant, outcome, data_key FROM calls WHERE call_sid = $1",
+    )
+    .bind(&call_sid)
+    .bind(&moved)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO transcript_entries (call_sid, seq, role, text, start_ms, end_ms, interrupted, heard_ms) \
+         SELECT $2, seq, role, text, start_ms, end_ms, interrupted, heard_ms FROM transcript_entries WHERE call_sid = $1",
+    )
+    .bind(&call_sid)
+    .bind(&moved)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, body) = api_get(&env, &moved).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("cannot be decrypted"), "{body}");
+
+    // Two entries of the real call swapped: each fails its tag.
+    sqlx::query(
+        "UPDATE transcript_entries SET text = CASE seq WHEN 0 THEN $2 ELSE $3 END \
+         WHERE call_sid = $1 AND seq IN (0, 1)",
+    )
+    .bind(&call_sid)
+    .bind(&stored[1])
+    .bind(&stored[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, body) = api_get(&env, &call_sid).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(!body.contains("sb1:"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
+    let Some(url) = moto() else { return };
+    let Some(db) = pg_url("kmsdown") else { return };
+    init();
+    let target = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = Proxy::start(target).await.unwrap();
+    let env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
+    proxy.cut();
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let call_sid = report.call_sid.clone();
+
+    // The call is over and KMS unreachable: the start row is there, nothing of what was
+    // said is, in the database or in the spool.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(
+        &env.metrics().await,
+        "switchboard_record_seal_failures_total{result=\"retrying\"}",
+    ) < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sealing never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(transcript_rows(&pool, &call_sid).await.is_empty());
+    let outcome: Option<String> =
+        sqlx::query_scalar("SELECT outcome FROM calls WHERE call_sid = $1")
+            .bind(&call_sid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outcome, None, "no end record before it is sealed");
+    let spool = env.data_dir().join("spool");
+    if let Ok(entries) = std::fs::read_dir(&spool) {
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            assert!(
+                !text.contains("\"transcript\":[{"),
+                "clear transcript spooled: {text}"
+            );
+        }
+    }
+
+    // KMS back: the record is sealed from memory and arrives, readable.
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = transcript_rows(&pool, &call_sid).await;
+        if !rows.is_empty() {
+            assert!(rows.iter().all(|t| t.starts_with("sb1:")), "{rows:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sealed record never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = api_get(&env, &call_sid).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("sb1:"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
+    use clap::Parser;
+    use switchboard_operator::cli::{Cli, Command};
+    use switchboard_operator::tenant::database::Provisioner;
+
+    let Some(url) = moto() else { return };
+    let Some(admin) = switchboard_tests::services::postgres() else {
+        return;
+    };
+    init();
+    let secret = unique("switchboard/operator");
+    create_secret(
+        &url,
+        &secret,
+        &serde_json::json!({ "adminUrl": admin, "note": "rds" }).to_string(),
+    )
+    .await;
+    let cli = Cli::try_parse_from([
+        "operator",
+        "run",
+        "--database-admin-url-secret-id",
+        &secret,
+        "--database-admin-url-secret-key",
+        "adminUrl",
+    ])
+    .unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!("run expected")
+    };
+    let mut config = args.config();
+    assert_eq!(config.database_admin_url, None);
+    config.aws = options_for(&url);
+    config.resolve_database_admin_url().await.unwrap();
+    assert_eq!(config.database_admin_url.as_deref(), Some(admin.as_str()));
+    // The URL read is the one the provisioner works with.
+    let provisioner = Provisioner::new(config.database_admin_url.as_deref().unwrap()).unwrap();
+    provisioner.ping().await.unwrap();
+    provisioner.close().await;
+
+    // A field that is not there: a clear error naming the secret, never its content.
+    config.database_admin_url = None;
+    config.database_admin_secret.as_mut().unwrap().key = Some("missing".into());
+    let err = config
+        .resolve_database_admin_url()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&secret) && err.contains("missing"), "{err}");
+    assert!(!err.contains(&admin), "{err}");
+}
