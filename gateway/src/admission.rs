@@ -564,7 +564,9 @@ mod tests {
         assert_eq!(drain.active(), 2, "answered, not streaming yet");
         a.admit("demo", &key, "CA1").unwrap();
         assert_eq!(drain.active(), 2, "a retried webhook is the same call");
-        let call = a.consume("demo", std::slice::from_ref(&key), "CA1", &t1).unwrap();
+        let call = a
+            .consume("demo", std::slice::from_ref(&key), "CA1", &t1)
+            .unwrap();
         assert_eq!(
             drain.active(),
             2,
@@ -575,7 +577,9 @@ mod tests {
         // Adopted streams (another replica's webhook) are counted too.
         let b = Admissions::new(Duration::from_millis(300), 10, drain.clone());
         let other = a.admit("demo", &key, "CA3").unwrap();
-        let adopted = b.consume("demo", std::slice::from_ref(&key), "CA3", &other).unwrap();
+        let adopted = b
+            .consume("demo", std::slice::from_ref(&key), "CA3", &other)
+            .unwrap();
         assert_eq!(drain.active(), 3);
         drop(call);
         drop(adopted);

@@ -413,13 +413,15 @@ impl Tenants {
                 );
             }
             for k in tenant.spec.console.iter().flat_map(|c| &c.api_keys) {
-                let value = secrets.resolve(&k.secret).await.map_err(|problem| {
-                    TenantError::Secret {
-                        tenant: name.clone(),
-                        field: "spec.console.apiKeys[].secret",
-                        problem,
-                    }
-                })?;
+                let value =
+                    secrets
+                        .resolve(&k.secret)
+                        .await
+                        .map_err(|problem| TenantError::Secret {
+                            tenant: name.clone(),
+                            field: "spec.console.apiKeys[].secret",
+                            problem,
+                        })?;
                 if value.chars().count() < API_KEY_MIN_LEN {
                     return Err(TenantError::Secret {
                         tenant: name.clone(),

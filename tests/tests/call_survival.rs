@@ -315,8 +315,7 @@ async fn bench_reconnect_gap() {
                 url: env.realtime.url(),
                 model: "gpt-realtime".into(),
                 api_key: "sk-bench".into(),
-                session_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#
-                    .into(),
+                session_update: r#"{"type":"session.update","session":{"type":"realtime"}}"#.into(),
             })
             .await
             .unwrap();
