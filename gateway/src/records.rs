@@ -188,7 +188,7 @@ pub async fn read_call(
 /// (see the module docs); the record is never queued in clear.
 pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
     let Some(enc) = &tenant.spec.encryption else {
-        state.writer.submit(StoreOp::End(end)).await;
+        state.writer.submit(StoreOp::End(Box::new(end))).await;
         return;
     };
     let key_id = enc.kms_key_id.clone();
@@ -200,7 +200,7 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
                 .metrics
                 .record_seal_seconds
                 .observe(t0.elapsed().as_secs_f64());
-            state.writer.submit(StoreOp::End(sealed)).await;
+            state.writer.submit(StoreOp::End(Box::new(sealed))).await;
         }
         Err(e) => {
             state
@@ -223,7 +223,7 @@ async fn retry_seal(state: AppState, kms: Kms, key_id: String, end: CallEnd) {
         match seal(&kms, &key_id, &end).await {
             Ok(sealed) => {
                 tracing::info!(call_sid = end.call_sid, "call record sealed after a retry");
-                state.writer.submit(StoreOp::End(sealed)).await;
+                state.writer.submit(StoreOp::End(Box::new(sealed))).await;
                 return;
             }
             Err(e) if Instant::now() + delay < deadline => {
@@ -246,7 +246,7 @@ async fn retry_seal(state: AppState, kms: Kms, key_id: String, end: CallEnd) {
         Some(d) => format!("{d}; transcript withheld: KMS unavailable"),
         None => "transcript withheld: KMS unavailable".into(),
     });
-    state.writer.submit(StoreOp::End(withheld)).await;
+    state.writer.submit(StoreOp::End(Box::new(withheld))).await;
 }
 
 #[cfg(test)]

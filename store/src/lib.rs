@@ -280,7 +280,7 @@ pub enum StoreOp {
     /// Insert the call row if absent (fills from/to/start if a status came first).
     Start(CallStart),
     /// Set outcome, end time, usage; replace transcript and tool calls.
-    End(CallEnd),
+    End(Box<CallEnd>),
     /// Set status/duration when `sequence_number` is newer than the stored one.
     Status(CallStatusUpdate),
     /// Set where the call's recording is (inserts the row if absent).

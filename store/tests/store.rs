@@ -137,7 +137,7 @@ fn end_op(sid: &str, transcript: Vec<TranscriptEntry>, outcome: &str) -> CallEnd
 }
 
 fn end(sid: &str) -> StoreOp {
-    StoreOp::End(end_op(sid, transcript(), "caller_hangup"))
+    StoreOp::End(Box::new(end_op(sid, transcript(), "caller_hangup")))
 }
 
 fn unique(prefix: &str) -> String {
@@ -389,9 +389,13 @@ async fn transcript_is_ordered_by_seq(s: Arc<dyn CallStore>) {
     s.apply(&start("CA2", 1)).await.unwrap();
     let mut shuffled = transcript();
     shuffled.reverse();
-    s.apply(&StoreOp::End(end_op("CA2", shuffled, "agent_hangup")))
-        .await
-        .unwrap();
+    s.apply(&StoreOp::End(Box::new(end_op(
+        "CA2",
+        shuffled,
+        "agent_hangup",
+    ))))
+    .await
+    .unwrap();
     let got = s.get_call("CA2").await.unwrap().unwrap();
     assert_eq!(got.transcript, transcript());
     let seqs: Vec<u32> = got.transcript.iter().map(|t| t.seq).collect();
@@ -471,7 +475,9 @@ async fn end_replayed_is_idempotent(s: Arc<dyn CallStore>) {
     let mut shorter = end_op("CA5", transcript()[..1].to_vec(), "openai_error");
     shorter.tool_calls.truncate(1);
     shorter.detail = None;
-    s.apply(&StoreOp::End(shorter.clone())).await.unwrap();
+    s.apply(&StoreOp::End(Box::new(shorter.clone())))
+        .await
+        .unwrap();
     let got = s.get_call("CA5").await.unwrap().unwrap();
     assert_eq!(got.transcript, shorter.transcript);
     assert_eq!(got.tool_calls, shorter.tool_calls);
@@ -549,7 +555,7 @@ async fn seed_list(s: &dyn CallStore) -> Vec<String> {
         if i == 6 {
             e.cost = None;
         }
-        s.apply(&StoreOp::End(e)).await.unwrap();
+        s.apply(&StoreOp::End(Box::new(e))).await.unwrap();
         sids.push(sid);
     }
     s.apply(&StoreOp::Start(CallStart {
@@ -713,7 +719,7 @@ async fn hostile_text_is_stored(s: Arc<dyn CallStore>) {
     t[1].text = "nul\0byte; DROP TABLE calls; -- 'quote' \"dq\"".into();
     let mut e = end_op("CA'7", t, "caller_hangup");
     e.tool_calls[0].arguments = "{\"q\":\"\\u0000\"}".into();
-    s.apply(&StoreOp::End(e)).await.unwrap();
+    s.apply(&StoreOp::End(Box::new(e))).await.unwrap();
     let got = s.get_call("CA'7").await.unwrap().unwrap();
     let text = &got.transcript[1].text;
     // Postgres cannot hold NUL in text: it is replaced, the rest kept.
@@ -894,7 +900,11 @@ fn traffic(prefix: &str, n: usize) -> Vec<StoreOp> {
         let sid = format!("{prefix}{i}");
         ops.push(status(&sid, "in-progress", 1, None));
         ops.push(start(&sid, 1_700_000_000_000 + i as i64));
-        ops.push(StoreOp::End(end_op(&sid, transcript()[..1].to_vec(), "x")));
+        ops.push(StoreOp::End(Box::new(end_op(
+            &sid,
+            transcript()[..1].to_vec(),
+            "x",
+        ))));
         ops.push(end(&sid)); // a later End must win
         ops.push(status(&sid, "completed", 3, Some(60)));
         ops.push(status(&sid, "ringing", 0, None)); // stale, ignored
@@ -1123,7 +1133,7 @@ async fn refused_op_is_kept_and_does_not_wedge_the_queue() {
     let (wb, worker) = WriteBehind::start(flaky.clone(), cfg(dir.path()), metrics()).unwrap();
     let mut dup = transcript();
     dup[1].seq = 0; // a session bug: two entries with one seq
-    let bad = StoreOp::End(end_op("CAr", dup, "x"));
+    let bad = StoreOp::End(Box::new(end_op("CAr", dup, "x")));
     wb.submit(start("CAr", 1)).await;
     wb.submit(bad.clone()).await;
     wb.submit(end("CAr")).await;

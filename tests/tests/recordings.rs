@@ -232,19 +232,22 @@ fn moto_command() -> PathBuf {
 
 impl OwnMoto {
     async fn start(port: u16) -> OwnMoto {
-        let child = Command::new(moto_command())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (installed by scripts/moto.sh)");
+        // Owned at once: Drop kills and reaps it on every path, the panic below included.
+        let moto = OwnMoto {
+            child: Command::new(moto_command())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server (installed by scripts/moto.sh)"),
+        };
         let url = format!("http://127.0.0.1:{port}/");
         for _ in 0..150 {
             if reqwest::get(&url)
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return OwnMoto { child };
+                return moto;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -205,13 +205,12 @@ impl Playback {
     /// to send to Twilio in order.
     pub fn end_session(&mut self) -> Vec<String> {
         let mut marks = Vec::new();
+        for i in &mut self.items {
+            i.past_session = true;
+        }
         let unfinished: Vec<String> = self
             .items
-            .iter_mut()
-            .map(|i| {
-                i.past_session = true;
-                i
-            })
+            .iter()
             .filter(|i| !i.audio_done)
             .map(|i| i.item_id.clone())
             .collect();

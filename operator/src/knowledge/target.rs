@@ -113,23 +113,29 @@ pub enum TargetError {
     /// The tenant's `status.database` names other objects than those the operator derives
     /// for this tenant (from its namespace, name and UID): a status anyone allowed to
     /// patch it may have written. Nothing is written into the database it names.
-    #[error(
-        "tenant {tenant}'s status.database names role {role}, schema {schema}, Secret {secret}; the operator provisions {expected_schema} and Secret {expected_secret} for this tenant and writes only there"
-    )]
-    DatabaseNotProven {
-        /// The tenant.
-        tenant: String,
-        /// The status' role.
-        role: String,
-        /// The status' schema.
-        schema: String,
-        /// The status' Secret.
-        secret: String,
-        /// The derived schema (and role).
-        expected_schema: String,
-        /// The derived Secret.
-        expected_secret: String,
-    },
+    #[error("{0}")]
+    DatabaseNotProven(Box<UnprovenDatabase>),
+}
+
+/// What a tenant's `status.database` names against what the operator derives for it
+/// (boxed in [`TargetError::DatabaseNotProven`]: errors stay small).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant {tenant}'s status.database names role {role}, schema {schema}, Secret {secret}; the operator provisions {expected_schema} and Secret {expected_secret} for this tenant and writes only there"
+)]
+pub struct UnprovenDatabase {
+    /// The tenant.
+    pub tenant: String,
+    /// The status' role.
+    pub role: String,
+    /// The status' schema.
+    pub schema: String,
+    /// The status' Secret.
+    pub secret: String,
+    /// The derived schema (and role).
+    pub expected_schema: String,
+    /// The derived Secret.
+    pub expected_secret: String,
 }
 
 impl TargetError {
@@ -138,7 +144,7 @@ impl TargetError {
         match self {
             Self::SecretNotInCluster { .. } => "SecretNotInCluster",
             Self::MissingSettings(_) => "InvalidSpec",
-            Self::DatabaseNotProven { .. } => "TenantDatabaseNotProven",
+            Self::DatabaseNotProven(_) => "TenantDatabaseNotProven",
         }
     }
 }
@@ -223,14 +229,16 @@ fn provisioned(vt: &VoiceTenant, recorded: &DatabaseStatus) -> Result<Location, 
         && recorded.schema == derived.identifier
         && recorded.secret_name == derived.secret_name;
     if !proven {
-        return Err(Blocked::Failed(TargetError::DatabaseNotProven {
-            tenant,
-            role: recorded.role.clone(),
-            schema: recorded.schema.clone(),
-            secret: recorded.secret_name.clone(),
-            expected_schema: derived.identifier,
-            expected_secret: derived.secret_name,
-        }));
+        return Err(Blocked::Failed(TargetError::DatabaseNotProven(Box::new(
+            UnprovenDatabase {
+                tenant,
+                role: recorded.role.clone(),
+                schema: recorded.schema.clone(),
+                secret: recorded.secret_name.clone(),
+                expected_schema: derived.identifier,
+                expected_secret: derived.secret_name,
+            },
+        ))));
     }
     Ok(Location::Pgvector {
         url: SecretKeySelector {
