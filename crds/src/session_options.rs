@@ -120,7 +120,8 @@ pub struct CallEndingSpec {
     #[schemars(range(max = 10))]
     pub idle_reprompts: u32,
     /// The model is told to wrap up this many seconds before `maxCallDurationSeconds`
-    /// (0 = no warning).
+    /// (0 = no warning; at most half the call: a short call's wrap-up comes at its middle,
+    /// never before the greeting).
     #[serde(default = "default_wrap_up")]
     #[schemars(range(max = 600))]
     pub wrap_up_seconds: u32,

@@ -113,11 +113,6 @@ pub struct VoiceTenantSpec {
         "rule": "!has(self.reasoning) || self.model.startsWith('gpt-realtime-2')",
         "message": "reasoning is only for reasoning models (gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini)",
         "fieldPath": ".reasoning"
-    },
-    {
-        "rule": "!has(self.callEnding) || self.callEnding.wrapUpSeconds < self.maxCallDurationSeconds",
-        "message": "callEnding.wrapUpSeconds must be shorter than maxCallDurationSeconds",
-        "fieldPath": ".callEnding.wrapUpSeconds"
     }
 ]))]
 pub struct AgentSpec {

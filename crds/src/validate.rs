@@ -279,8 +279,9 @@ fn recording_rules(c: &mut Collector, r: &RecordingSpec) {
 }
 
 fn agent_rules(c: &mut Collector, a: &AgentSpec) {
+    c.not_blank(&a.model, "spec.agent.model", "must not be empty");
     c.check(
-        crate::session_options::is_realtime_model(&a.model),
+        a.model.trim().is_empty() || crate::session_options::is_realtime_model(&a.model),
         "spec.agent.model",
         "must be a Realtime model: gpt-realtime, gpt-realtime-2, gpt-realtime-2.1, gpt-realtime-2.1-mini, gpt-realtime-mini, gpt-realtime-1.5 (or a dated snapshot, e.g. gpt-realtime-2025-08-28)",
     );
@@ -317,11 +318,6 @@ fn agent_rules(c: &mut Collector, a: &AgentSpec) {
         e.idle_reprompts <= 10,
         "spec.agent.callEnding.idleReprompts",
         "must be at most 10",
-    );
-    c.check(
-        e.wrap_up_seconds < a.max_call_duration_seconds,
-        "spec.agent.callEnding.wrapUpSeconds",
-        "must be shorter than maxCallDurationSeconds",
     );
     c.check(
         (1..=120).contains(&e.grace_seconds),

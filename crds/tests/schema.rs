@@ -149,6 +149,27 @@ const FORMATS: &[(&str, Predicate, &[&str])] = &[
             "",
         ],
     ),
+    (
+        switchboard_crds::REALTIME_MODEL_PATTERN,
+        switchboard_crds::is_realtime_model,
+        &[
+            "gpt-realtime",
+            "gpt-realtime-2",
+            "gpt-realtime-2.1",
+            "gpt-realtime-2.1-mini",
+            "gpt-realtime-mini",
+            "gpt-realtime-1.5",
+            "gpt-realtime-2025-08-28",
+            "gpt-4o-realtime-preview",
+            "gpt-4o-mini-realtime-preview-2024-12-17",
+            "gpt-realtime-3",
+            "gpt-realtime-2x",
+            "gpt-4o",
+            "GPT-REALTIME",
+            "gpt-realtime ",
+            "",
+        ],
+    ),
 ];
 
 /// The schemas of every CRD this build publishes.

@@ -466,7 +466,9 @@ impl Tenants {
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
             idle_reprompts: agent.call_ending.idle_reprompts,
-            wrap_up_ms: u64::from(agent.call_ending.wrap_up_seconds) * 1000,
+            // At most half the call: a wrap-up as long as a short call would come first.
+            wrap_up_ms: (u64::from(agent.call_ending.wrap_up_seconds) * 1000)
+                .min(u64::from(agent.max_call_duration_seconds) * 500),
             end_grace_ms: u64::from(agent.call_ending.grace_seconds) * 1000,
             goodbye: agent.call_ending.goodbye.clone(),
             external_tools: tools::external_names(&tools),

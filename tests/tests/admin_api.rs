@@ -247,7 +247,7 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     assert_eq!(
         committed.trim_end(),
         v1::openapi_json().trim_end(),
-        "docs/openapi.json is stale: cargo run -p switchboard-gateway --bin openapi > docs/openapi.json"
+        "docs/openapi.json is stale: cargo run -p switchboard-gateway --example openapi > docs/openapi.json"
     );
     let (status, _, doc) = get(base, "/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -87,20 +87,22 @@ async fn openai_socket_killed_mid_answer_the_call_continues_and_the_agent_knows_
 async fn the_session_limit_is_met_by_a_rotation_at_a_quiet_moment() {
     let env = Env::start(EnvOptions {
         realtime: RealtimeConfig {
-            // every session ends after 6 s (close 1001, like the real 60 minutes)
-            session_max_ms: Some(6_000),
+            // every session ends after 20 s (close 1001, like the real 60 minutes); the
+            // rotation window opens a third of that before (13.3 s)
+            session_max_ms: Some(20_000),
             ..RealtimeConfig::default()
         },
         ..EnvOptions::default()
     })
     .await
     .unwrap();
+    // A question and its answer first, then silence across the rotation window: whether
+    // the answer ends before the window or inside it, a quiet moment comes before 20 s.
     let report = place_call(&env.call(vec![
         wait_done(300),
-        Step::Silence { ms: 5_000 },
         Step::Say { ms: 1_200 },
         wait_done(500),
-        Step::Silence { ms: 1_000 },
+        Step::Silence { ms: 8_000 },
         Step::Hangup,
     ]))
     .await
