@@ -250,6 +250,24 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
 }
 
 fn recording_rules(c: &mut Collector, r: &RecordingSpec) {
+    if let Some(p) = &r.prefix {
+        // The prefix becomes part of object keys and, without a bucket, of file paths
+        // under the data directory: no `.`/`..` segments, no characters a path or key
+        // would treat specially.
+        let ok = p.trim_matches('/').split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        }) || p.trim_matches('/').is_empty();
+        c.check(
+            ok && p.len() <= 256,
+            "spec.recordings.prefix",
+            "must be '/'-separated segments of A-Z, a-z, 0-9, '.', '_', '-' (no '.' or '..' segments, at most 256 characters)",
+        );
+    }
     if let Some(b) = &r.bucket {
         c.check(
             is_s3_bucket(b),

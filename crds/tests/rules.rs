@@ -801,3 +801,37 @@ fn schema_accepts_what_validate_accepts() {
         assert!(refusals.is_empty(), "{what}: {refusals:?}");
     }
 }
+
+/// The recording prefix becomes part of file paths on a laptop: `..` segments and odd
+/// characters are refused by the Rust rules (the gateway and the operator's validate
+/// step; the CRD schema does not carry this rule yet).
+#[test]
+fn recording_prefixes_cannot_climb_out_of_the_recordings_directory() {
+    for (prefix, ok) in [
+        ("calls", true),
+        ("/calls/2026/", true),
+        ("a.b_c-d/e", true),
+        ("", true),
+        ("../../etc", false),
+        ("calls/../../x", false),
+        ("calls/./x", false),
+        ("calls//x", false),
+        ("calls x", false),
+        ("calls\\..\\x", false),
+    ] {
+        let mut spec = base();
+        spec.recordings = Some(RecordingSpec {
+            enabled: true,
+            prefix: Some(prefix.into()),
+            ..RecordingSpec::default()
+        });
+        let result = spec.validate();
+        assert_eq!(result.is_ok(), ok, "{prefix:?}: {result:?}");
+        if let Err(e) = result {
+            assert!(
+                e.0.iter().any(|f| f.field == "spec.recordings.prefix"),
+                "{prefix:?}: {e:?}"
+            );
+        }
+    }
+}

@@ -198,6 +198,15 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    // A look-alike host that merely starts with the gateway's public URL is another site.
+    let look_alike = client()
+        .post(format!("{base}/console/session"))
+        .header("origin", format!("{base}.evil.example"))
+        .form(&[("key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(look_alike.status(), StatusCode::FORBIDDEN);
     let no_csrf = client()
         .delete(format!("{base}/console/session"))
         .header(COOKIE, &session)

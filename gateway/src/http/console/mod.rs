@@ -114,7 +114,10 @@ fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
                 .or_else(|| o.strip_prefix("https://"))
                 .unwrap_or("");
             let o_host = rest.split('/').next().unwrap_or("");
-            o_host == host || o.starts_with(&state.public_base)
+            // The whole origin, never a prefix: `https://gw.example.com.evil.net` must not
+            // pass for `https://gw.example.com` (Referer carries a path after the origin).
+            let base = state.public_base.trim_end_matches('/');
+            o_host == host || o == base || o.starts_with(&format!("{base}/"))
         }
         // Non-browser clients send neither; they hold the key anyway.
         None => true,
