@@ -11,6 +11,55 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+/// The store's migrations for one database folder (`sqlite` or `postgres`), in version
+/// order: the one list of versions both databases share, so a new migration is added
+/// once (with a file in each folder) and never out of order.
+macro_rules! migrations {
+    ($dir:literal) => {
+        sqlx::migrate::Migrator::with_migrations(
+            [
+                (
+                    1,
+                    "calls",
+                    include_str!(concat!("../migrations/", $dir, "/0001_calls.sql")),
+                ),
+                (
+                    3,
+                    "reconnects",
+                    include_str!(concat!("../migrations/", $dir, "/0003_reconnects.sql")),
+                ),
+                (
+                    4,
+                    "recordings",
+                    include_str!(concat!("../migrations/", $dir, "/0004_recordings.sql")),
+                ),
+                (
+                    5,
+                    "data_key",
+                    include_str!(concat!("../migrations/", $dir, "/0005_data_key.sql")),
+                ),
+                (
+                    6,
+                    "api",
+                    include_str!(concat!("../migrations/", $dir, "/0006_api.sql")),
+                ),
+            ]
+            .into_iter()
+            .map(|(version, description, sql)| {
+                sqlx::migrate::Migration::new(
+                    version,
+                    description.into(),
+                    sqlx::migrate::MigrationType::Simple,
+                    sqlx::SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+        )
+    };
+}
+pub(crate) use migrations;
+
 pub mod postgres;
 pub mod query;
 pub mod queue;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_escape::quote_identifier;
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::AssertSqlSafe;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, SqlStr};
 use tokio::sync::OnceCell;
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
@@ -31,43 +31,7 @@ use super::{
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "calls".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
-            false,
-        ),
-        Migration::new(
-            3,
-            "reconnects".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0003_reconnects.sql")),
-            false,
-        ),
-        Migration::new(
-            6,
-            "api".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0006_api.sql")),
-            false,
-        ),
-        Migration::new(
-            4,
-            "recordings".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0004_recordings.sql")),
-            false,
-        ),
-        Migration::new(
-            5,
-            "data_key".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/postgres/0005_data_key.sql")),
-            false,
-        ),
-    ])
+    crate::migrations!("postgres")
 }
 
 /// Applies the call store's Postgres migrations on `conn`, into the first schema of its

@@ -3,11 +3,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{SqlStr, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
@@ -24,43 +24,7 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "calls".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
-            false,
-        ),
-        Migration::new(
-            3,
-            "reconnects".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/sqlite/0003_reconnects.sql")),
-            false,
-        ),
-        Migration::new(
-            6,
-            "api".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/sqlite/0006_api.sql")),
-            false,
-        ),
-        Migration::new(
-            4,
-            "recordings".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/sqlite/0004_recordings.sql")),
-            false,
-        ),
-        Migration::new(
-            5,
-            "data_key".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../migrations/sqlite/0005_data_key.sql")),
-            false,
-        ),
-    ])
+    crate::migrations!("sqlite")
 }
 
 /// Call records in a SQLite database.
