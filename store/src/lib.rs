@@ -43,6 +43,11 @@ macro_rules! migrations {
                     "api",
                     include_str!(concat!("../migrations/", $dir, "/0006_api.sql")),
                 ),
+                (
+                    7,
+                    "list_filters",
+                    include_str!(concat!("../migrations/", $dir, "/0007_list_filters.sql")),
+                ),
             ]
             .into_iter()
             .map(|(version, description, sql)| {

@@ -34,6 +34,12 @@ fn migrator() -> Migrator {
     crate::migrations!("postgres")
 }
 
+/// How many migrations the store's Postgres schema has (what a provisioned schema's
+/// `_sqlx_migrations` holds once [`migrate`] ran).
+pub fn migration_count() -> usize {
+    migrator().iter().count()
+}
+
 /// Applies the call store's Postgres migrations on `conn`, into the first schema of its
 /// `search_path`, owned by its current role: what the operator runs, as the tenant's
 /// role, when it provisions a tenant (one definition of the tables for both). The schema
