@@ -343,7 +343,7 @@ pub fn validate_base64(payload: &str) -> Result<usize, ParseError> {
 /// needs only its length (and to know it is base64, so it can go into JSON unescaped).
 pub fn base64_len(b64: &str) -> Option<usize> {
     let b = b64.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let pad = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();
