@@ -150,7 +150,9 @@ start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_U
       ;;
     gateway)
       rm -rf "$DATA_DIR"
-      TWILIO_AUTH_TOKEN=$TOKEN OPENAI_API_KEY=sk-bench SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
+      TWILIO_AUTH_TOKEN=$TOKEN OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
+        SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 \
+        SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
         taskset -c "$RELAY_CPU" "$GATEWAY" --tenant "$TENANT" --listen "127.0.0.1:$GW_PORT" \
         --realtime-url "ws://127.0.0.1:$RT_PORT/v1/realtime" --max-calls 5000 \
         --data-dir "$DATA_DIR" "$@" >"$OUT/$name.relay.log" 2>&1 &

@@ -30,6 +30,7 @@ pub mod preconnect;
 pub mod realtime;
 pub mod recording;
 pub mod records;
+pub mod scan;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -217,31 +217,46 @@ struct RealtimeIn<'a> {
     delta: Option<Cow<'a, str>>,
 }
 
-/// A JSON string literal (quoted, escaped).
-fn json_str(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+/// Appends `s` as a JSON string literal. Text that needs no escaping (base64 payloads,
+/// SIDs, mark names: every per-frame value) is copied as is; anything else goes through
+/// serde_json. The floor must be the cheapest correct relay, so it builds its per-frame
+/// messages the cheapest correct way (one buffer, no intermediate values).
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
 }
 
 fn append(payload: &str) -> String {
-    format!(
-        r#"{{"type":"input_audio_buffer.append","audio":{}}}"#,
-        json_str(payload)
-    )
+    let mut out = String::with_capacity(payload.len() + 48);
+    out.push_str(r#"{"type":"input_audio_buffer.append","audio":"#);
+    push_json_str(&mut out, payload);
+    out.push('}');
+    out
 }
 
 fn media(stream_sid: &str, payload: &str) -> String {
-    format!(
-        r#"{{"event":"media","streamSid":{},"media":{{"payload":{}}}}}"#,
-        json_str(stream_sid),
-        json_str(payload)
-    )
+    let mut out = String::with_capacity(stream_sid.len() + payload.len() + 64);
+    out.push_str(r#"{"event":"media","streamSid":"#);
+    push_json_str(&mut out, stream_sid);
+    out.push_str(r#","media":{"payload":"#);
+    push_json_str(&mut out, payload);
+    out.push_str("}}");
+    out
 }
 
 fn mark(stream_sid: &str, n: u64) -> String {
-    format!(
-        r#"{{"event":"mark","streamSid":{},"mark":{{"name":"m{n}"}}}}"#,
-        json_str(stream_sid)
-    )
+    let mut out = String::with_capacity(stream_sid.len() + 64);
+    out.push_str(r#"{"event":"mark","streamSid":"#);
+    push_json_str(&mut out, stream_sid);
+    out.push_str(r#","mark":{"name":"m"#);
+    out.push_str(&n.to_string());
+    out.push_str(r#""}}"#);
+    out
 }
 
 async fn connect_realtime(
@@ -368,5 +383,8 @@ mod tests {
         );
         assert_eq!(with_model("ws://h/r?x=1", "a b"), "ws://h/r?x=1&model=a+b");
         assert_eq!(xml_escape("a\"<&"), "a&quot;&lt;&amp;");
+        // Text that needs escaping is still escaped.
+        let odd: serde_json::Value = serde_json::from_str(&media("M\"Z\\1\n", "a")).unwrap();
+        assert_eq!(odd["streamSid"], "M\"Z\\1\n");
     }
 }

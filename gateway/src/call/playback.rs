@@ -7,7 +7,8 @@
 //! at the clear are remembered as cleared so their echoes are not taken for playback, and
 //! the interrupted response is discarded so its late deltas never reach the caller.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 /// µ-law at 8 kHz: 8 bytes per millisecond.
 const BYTES_PER_MS: u64 = 8;
@@ -16,7 +17,8 @@ pub const TRUNCATE_SLACK_MS: u64 = 50;
 
 #[derive(Debug)]
 struct Item {
-    item_id: String,
+    /// Shared with the item's pending marks: a chunk costs a reference count, not a copy.
+    item_id: Arc<str>,
     /// `item_id` as it appears in mark names (computed once, not per chunk).
     mark_prefix: String,
     response_id: String,
@@ -29,10 +31,21 @@ struct Item {
     past_session: bool,
 }
 
+/// A mark sent and not yet echoed (or cleared and not yet echoed).
 #[derive(Debug)]
-enum Pending {
-    Chunk { item_id: String, sent_bytes: u64 },
-    Done { item_id: String },
+struct Pending {
+    /// The `m{seq}` of its name: marks are kept in sequence order, so an echo is found by
+    /// a binary search on the number its name ends with, then checked by the whole name.
+    seq: u64,
+    name: String,
+    item_id: Arc<str>,
+    kind: PendingKind,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    Chunk { sent_bytes: u64 },
+    Done,
 }
 
 /// A truncation to send: `conversation.item.truncate`.
@@ -57,12 +70,12 @@ pub enum MarkEcho {
     /// A chunk of `item_id` has played.
     Played {
         /// The item.
-        item_id: String,
+        item_id: Arc<str>,
     },
     /// All of `item_id`'s audio has played.
     ItemFinished {
         /// The item.
-        item_id: String,
+        item_id: Arc<str>,
     },
     /// The echo of a mark flushed by `clear`: nothing was played.
     Cleared,
@@ -76,9 +89,34 @@ pub struct Playback {
     generation: u32,
     seq: u64,
     items: Vec<Item>,
-    pending: HashMap<String, Pending>,
-    cleared: HashSet<String>,
+    /// Marks sent and not yet echoed, in sequence order. Twilio echoes in order, so an
+    /// echo is nearly always the first entry: no hashing of the name, no copy of it.
+    pending: VecDeque<Pending>,
+    /// Marks flushed by a `clear` whose echo has not come yet, in sequence order.
+    cleared: VecDeque<Pending>,
     discarded: HashSet<String>,
+}
+
+/// The sequence number a mark name of ours ends with (`…:m{seq}`).
+fn mark_seq(name: &str) -> Option<u64> {
+    let (_, digits) = name.rsplit_once(":m")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Takes the mark named `name` out of `marks` (kept in sequence order), if it is there.
+fn take_mark(marks: &mut VecDeque<Pending>, seq: u64, name: &str) -> Option<Pending> {
+    let at = if marks.front().is_some_and(|p| p.seq == seq) {
+        0
+    } else {
+        marks.binary_search_by_key(&seq, |p| p.seq).ok()?
+    };
+    if marks[at].name != name {
+        return None;
+    }
+    marks.remove(at)
 }
 
 fn sanitize(id: &str) -> String {
@@ -138,12 +176,13 @@ impl Playback {
         item_id: &str,
         content_index: u32,
         bytes: u64,
-    ) -> String {
-        let idx = match self.items.iter().position(|i| i.item_id == item_id) {
+    ) -> &str {
+        // The item being sent is the newest one (searched from the end).
+        let idx = match self.items.iter().rposition(|i| &*i.item_id == item_id) {
             Some(i) => i,
             None => {
                 self.items.push(Item {
-                    item_id: item_id.to_string(),
+                    item_id: item_id.into(),
                     mark_prefix: sanitize(item_id),
                     response_id: response_id.to_string(),
                     content_index,
@@ -167,20 +206,21 @@ impl Playback {
         push_u64(&mut name, u64::from(self.generation));
         name.push_str(":m");
         push_u64(&mut name, self.seq);
-        self.pending.insert(
-            name.clone(),
-            Pending::Chunk {
-                item_id: item_id.to_string(),
+        self.pending.push_back(Pending {
+            seq: self.seq,
+            name,
+            item_id: Arc::clone(&item.item_id),
+            kind: PendingKind::Chunk {
                 sent_bytes: item.sent_bytes,
             },
-        );
-        name
+        });
+        self.pending.back().map_or("", |p| p.name.as_str())
     }
 
     /// `response.output_audio.done` for `item_id`: returns the done-mark to send, if the
     /// item had audio.
     pub fn on_audio_done(&mut self, item_id: &str) -> Option<String> {
-        let item = self.items.iter_mut().find(|i| i.item_id == item_id)?;
+        let item = self.items.iter_mut().find(|i| &*i.item_id == item_id)?;
         item.audio_done = true;
         self.seq += 1;
         let name = format!(
@@ -189,12 +229,12 @@ impl Playback {
             self.generation,
             self.seq
         );
-        self.pending.insert(
-            name.clone(),
-            Pending::Done {
-                item_id: item_id.to_string(),
-            },
-        );
+        self.pending.push_back(Pending {
+            seq: self.seq,
+            name: name.clone(),
+            item_id: Arc::clone(&item.item_id),
+            kind: PendingKind::Done,
+        });
         Some(name)
     }
 
@@ -212,7 +252,7 @@ impl Playback {
             .items
             .iter()
             .filter(|i| !i.audio_done)
-            .map(|i| i.item_id.clone())
+            .map(|i| i.item_id.to_string())
             .collect();
         for id in unfinished {
             if let Some(m) = self.on_audio_done(&id) {
@@ -224,24 +264,27 @@ impl Playback {
 
     /// Twilio echoed mark `name`.
     pub fn on_mark(&mut self, name: &str) -> MarkEcho {
-        if !self.cleared.is_empty() && self.cleared.remove(name) {
+        // Every name we send ends with its sequence number; anything else is not ours.
+        let Some(seq) = mark_seq(name) else {
+            return MarkEcho::Unknown;
+        };
+        if !self.cleared.is_empty() && take_mark(&mut self.cleared, seq, name).is_some() {
             return MarkEcho::Cleared;
         }
-        match self.pending.remove(name) {
-            Some(Pending::Chunk {
-                item_id,
-                sent_bytes,
-            }) => {
+        let Some(Pending { item_id, kind, .. }) = take_mark(&mut self.pending, seq, name) else {
+            return MarkEcho::Unknown;
+        };
+        match kind {
+            PendingKind::Chunk { sent_bytes } => {
                 if let Some(item) = self.items.iter_mut().find(|i| i.item_id == item_id) {
                     item.played_bytes = item.played_bytes.max(sent_bytes);
                 }
                 MarkEcho::Played { item_id }
             }
-            Some(Pending::Done { item_id }) => {
+            PendingKind::Done => {
                 self.items.retain(|i| i.item_id != item_id);
                 MarkEcho::ItemFinished { item_id }
             }
-            None => MarkEcho::Unknown,
         }
     }
 
@@ -254,7 +297,7 @@ impl Playback {
     pub fn played_ms(&self, item_id: &str) -> Option<u64> {
         self.items
             .iter()
-            .find(|i| i.item_id == item_id)
+            .find(|i| &*i.item_id == item_id)
             .map(|i| i.played_bytes / BYTES_PER_MS)
     }
 
@@ -282,7 +325,7 @@ impl Playback {
                 0
             };
             out.push(Truncation {
-                item_id: item.item_id.clone(),
+                item_id: item.item_id.to_string(),
                 content_index: item.content_index,
                 audio_end_ms,
                 played_ms,
@@ -292,7 +335,8 @@ impl Playback {
         for item in &self.items {
             self.discarded.insert(item.response_id.clone());
         }
-        self.cleared.extend(self.pending.drain().map(|(k, _)| k));
+        // Every cleared mark was sent before every pending one: the order is kept.
+        self.cleared.extend(self.pending.drain(..));
         self.items.clear();
         self.generation += 1;
         out
@@ -306,8 +350,8 @@ mod tests {
     #[test]
     fn marks_are_unique_and_advance_played() {
         let mut p = Playback::default();
-        let m1 = p.on_chunk_sent("r1", "item_a", 0, 800);
-        let m2 = p.on_chunk_sent("r1", "item_a", 0, 800);
+        let m1 = p.on_chunk_sent("r1", "item_a", 0, 800).to_string();
+        let m2 = p.on_chunk_sent("r1", "item_a", 0, 800).to_string();
         assert_ne!(m1, m2);
         assert_eq!(
             p.on_mark(&m1),
@@ -337,7 +381,7 @@ mod tests {
     #[test]
     fn an_ended_session_finishes_its_items_when_played_and_is_never_truncated() {
         let mut p = Playback::default();
-        let m1 = p.on_chunk_sent("r1", "item_old", 0, 800);
+        let m1 = p.on_chunk_sent("r1", "item_old", 0, 800).to_string();
         let done = p.end_session();
         assert_eq!(done.len(), 1, "one done-mark for the unfinished item");
         assert!(p.is_playing(), "sent audio keeps playing");
@@ -374,10 +418,54 @@ mod tests {
         assert_eq!(s, u64::MAX.to_string());
     }
 
+    /// Echoes are found by the sequence number their name ends with and checked by the
+    /// whole name: out of order, twice, forged or malformed names are told apart.
+    #[test]
+    fn echoes_are_matched_by_the_whole_name() {
+        let mut p = Playback::default();
+        let m1 = p.on_chunk_sent("r", "i", 0, 80).to_string();
+        let m2 = p.on_chunk_sent("r", "i", 0, 80).to_string();
+        let m3 = p.on_chunk_sent("r", "i", 0, 80).to_string();
+        assert_eq!(
+            p.on_mark(&m2),
+            MarkEcho::Played {
+                item_id: "i".into()
+            }
+        );
+        assert_eq!(p.played_ms("i"), Some(20));
+        assert_eq!(p.on_mark(&m2), MarkEcho::Unknown, "the same echo twice");
+        for forged in [
+            "i:99:g0:m1",
+            "x:10:g0:m1",
+            "i:10:g0:m01",
+            "i:10:g0:m",
+            "m1",
+            "",
+            ":m",
+            "i:10:g0:m18446744073709551616",
+        ] {
+            assert_eq!(p.on_mark(forged), MarkEcho::Unknown, "{forged}");
+        }
+        assert_eq!(
+            p.on_mark(&m1),
+            MarkEcho::Played {
+                item_id: "i".into()
+            }
+        );
+        assert_eq!(
+            p.played_ms("i"),
+            Some(20),
+            "an older echo does not move playback back"
+        );
+        p.interrupt();
+        assert_eq!(p.on_mark(&m3), MarkEcho::Cleared);
+        assert_eq!(p.on_mark(&m3), MarkEcho::Unknown);
+    }
+
     #[test]
     fn truncation_is_clamped_to_what_was_sent() {
         let mut p = Playback::default();
-        let m = p.on_chunk_sent("r1", "i", 0, 160);
+        let m = p.on_chunk_sent("r1", "i", 0, 160).to_string();
         p.on_mark(&m);
         let t = p.interrupt();
         assert_eq!(t[0].audio_end_ms, 20);
@@ -393,11 +481,11 @@ mod tests {
     #[test]
     fn second_unplayed_item_truncates_at_zero_and_finished_items_are_skipped() {
         let mut p = Playback::default();
-        let a = p.on_chunk_sent("r1", "a", 0, 800);
+        let a = p.on_chunk_sent("r1", "a", 0, 800).to_string();
         let done = p.on_audio_done("a").unwrap();
         p.on_mark(&a);
         p.on_chunk_sent("r1", "b", 0, 800);
-        let c = p.on_chunk_sent("r2", "c", 0, 800);
+        let c = p.on_chunk_sent("r2", "c", 0, 800).to_string();
         let _ = c;
         let t = p.interrupt();
         assert_eq!(
@@ -412,7 +500,7 @@ mod tests {
     #[test]
     fn done_mark_finishes_item() {
         let mut p = Playback::default();
-        let m = p.on_chunk_sent("r", "i", 0, 80);
+        let m = p.on_chunk_sent("r", "i", 0, 80).to_string();
         let d = p.on_audio_done("i").unwrap();
         p.on_mark(&m);
         assert!(p.is_playing());

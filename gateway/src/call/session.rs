@@ -485,13 +485,13 @@ impl CallSession {
         match self.playback.on_mark(name) {
             MarkEcho::Played { item_id } => {
                 if let Some(ms) = self.playback.played_ms(&item_id)
-                    && let Some(t) = self.agent.iter_mut().find(|t| t.item_id == item_id)
+                    && let Some(t) = self.agent.iter_mut().rfind(|t| *t.item_id == *item_id)
                 {
                     t.heard_ms = Some(ms);
                 }
             }
             MarkEcho::ItemFinished { item_id } => {
-                if let Some(t) = self.agent.iter_mut().find(|t| t.item_id == item_id) {
+                if let Some(t) = self.agent.iter_mut().rfind(|t| *t.item_id == *item_id) {
                     t.heard_ms = Some(t.sent_ms);
                 }
                 self.after_playback_progress(out);
@@ -714,7 +714,7 @@ impl CallSession {
 
     fn agent_turn(&mut self, now_ms: u64, item_id: &str) -> &mut AgentTurn {
         let rel = self.rel(now_ms);
-        let idx = match self.agent.iter().position(|t| t.item_id == item_id) {
+        let idx = match self.agent.iter().rposition(|t| t.item_id == item_id) {
             Some(i) => i,
             None => {
                 self.agent.push(AgentTurn {
@@ -745,14 +745,22 @@ impl CallSession {
             out.push(Action::Observe(Observation::LateDeltaDropped));
             return;
         }
-        // Decoded only to validate and count; the buffer is reused so a delta costs no
-        // allocation once the call's largest delta has been seen.
-        self.scratch.clear();
-        let Ok(()) = STANDARD.decode_vec(delta, &mut self.scratch) else {
+        // Checked and counted without decoding; decoded (into a reused buffer) only when
+        // the call is recorded, which needs the audio.
+        let decoded = if self.settings.record {
+            self.scratch.clear();
+            STANDARD
+                .decode_vec(delta, &mut self.scratch)
+                .ok()
+                .map(|()| self.scratch.len())
+        } else {
+            media::base64_len(delta)
+        };
+        let Some(bytes) = decoded else {
             out.push(Action::Observe(Observation::Protocol("openai_bad_audio")));
             return;
         };
-        let bytes = self.scratch.len() as u64;
+        let bytes = bytes as u64;
         if bytes == 0 {
             return;
         }
@@ -768,7 +776,7 @@ impl CallSession {
             .on_chunk_sent(response_id, item_id, content_index, bytes);
         if self.settings.record {
             out.push(Action::Record(Recorded::AgentAudio {
-                mark: mark.clone(),
+                mark: mark.to_string(),
                 audio: self.scratch.clone(),
             }));
         }
@@ -776,7 +784,7 @@ impl CallSession {
             &self.stream_sid,
             delta,
         )));
-        out.push(Action::Twilio(media::mark_message(&self.stream_sid, &mark)));
+        out.push(Action::Twilio(media::mark_message(&self.stream_sid, mark)));
     }
 
     fn barge_in(&mut self, out: &mut Vec<Action>) {

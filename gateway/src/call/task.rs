@@ -372,6 +372,9 @@ async fn relay(
     let (conn_tx, mut conn_rx) =
         tokio::sync::mpsc::channel::<Result<RealtimeSocket, RealtimeError>>(1);
     let mut next_rt: Option<RealtimeSocket> = None;
+    // Tool runs and connects in flight: their channels are polled only while there are
+    // some (polling an empty channel on every frame's wake-up showed in profiles).
+    let (mut tools_running, mut connecting) = (0usize, 0usize);
     if deadline_fired {
         inputs.push_back((Input::DrainDeadline, Instant::now(), Frame::None));
     }
@@ -400,8 +403,12 @@ async fn relay(
                     let (input, frame) = from_realtime(ctx, msg, &mut rt_open);
                     input.map(|i| (i, at, frame))
                 }
-                Some((call_id, output)) = tool_rx.recv() => Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None)),
-                Some(connected) = conn_rx.recv() => {
+                Some((call_id, output)) = tool_rx.recv(), if tools_running > 0 => {
+                    tools_running -= 1;
+                    Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None))
+                }
+                Some(connected) = conn_rx.recv(), if connecting > 0 => {
+                    connecting -= 1;
                     let input = match connected {
                         Ok(ws) => {
                             if let Some(stale) = next_rt.replace(ws) {
@@ -480,6 +487,7 @@ async fn relay(
                         .tools
                         .run(&tenant.name, &tenant.spec, &name, &arguments);
                     let tx = tool_tx.clone();
+                    tools_running += 1;
                     tokio::spawn(async move {
                         let output = run.await;
                         let _ = tx.send((call_id, output)).await;
@@ -488,6 +496,7 @@ async fn relay(
                 Action::ConnectRealtime => {
                     let connect = state.backend.connect(connect_params(tenant));
                     let tx = conn_tx.clone();
+                    connecting += 1;
                     tokio::spawn(async move {
                         let _ = tx.send(connect.await).await;
                     });

@@ -261,6 +261,16 @@ fn need<T>(v: Option<T>, event: &'static str, field: &'static str) -> Result<T, 
 
 /// Parses one server text frame.
 pub fn parse_server_event(text: &str) -> Result<ServerEvent, WireError> {
+    // Audio deltas are most of what a session receives (50 a second while the agent
+    // talks): read in one pass when they are plain, by serde otherwise.
+    match audio_delta_fast(text) {
+        Some(delta) => Ok(delta),
+        None => parse_serde(text),
+    }
+}
+
+/// Parses one server text frame with serde (every event, plain or not).
+fn parse_serde(text: &str) -> Result<ServerEvent, WireError> {
     let r: Raw<'_> = serde_json::from_str(text).map_err(|e| WireError::Invalid(e.to_string()))?;
     Ok(match r.kind.as_ref() {
         "session.created" => ServerEvent::SessionCreated {
@@ -350,6 +360,57 @@ pub fn parse_server_event(text: &str) -> Result<ServerEvent, WireError> {
         },
         "error" => ServerEvent::Error(r.error.unwrap_or_default()),
         other => ServerEvent::Other(other.to_string()),
+    })
+}
+
+/// The `response.output_audio.delta` in `text`, read without serde, or `None` when the
+/// text is anything else or not plain enough to be sure (see [`crate::scan`]): then serde
+/// reads it. Accepted only when serde would read the same event from it: each field of
+/// [`Raw`] at most once and with the type `Raw` gives it (a repeated field is an error
+/// for serde), the fields of other events absent (serde checks their types), unknown
+/// fields ignored as serde ignores them.
+fn audio_delta_fast(text: &str) -> Option<ServerEvent> {
+    fn once<'a>(slot: &mut Option<&'a str>, v: Option<&'a str>) -> Option<()> {
+        match slot {
+            Some(_) => None,
+            None => {
+                *slot = Some(v?);
+                Some(())
+            }
+        }
+    }
+    let (mut kind, mut response_id, mut item_id, mut delta) = (None, None, None, None);
+    let mut content_index: Option<u32> = None;
+    crate::scan::object(text, |parent, key, value| match (parent, key) {
+        // Inside an unknown member's object: ignored, as serde ignores it.
+        (Some(_), _) => Some(()),
+        (None, key) => match key {
+            "type" => once(&mut kind, value.str()),
+            "response_id" => once(&mut response_id, value.str()),
+            "item_id" => once(&mut item_id, value.str()),
+            "delta" => once(&mut delta, value.str()),
+            "content_index" => match (content_index, value) {
+                // Digits only: a sign is left to serde.
+                (None, crate::scan::Value::Int(n)) if !n.starts_with('-') => {
+                    content_index = Some(n.parse().ok()?);
+                    Some(())
+                }
+                _ => None,
+            },
+            // The other fields of `Raw`: serde checks their types.
+            "transcript" | "audio_start_ms" | "audio_end_ms" | "call_id" | "name" | "arguments"
+            | "response" | "error" | "session" => None,
+            _ => Some(()),
+        },
+    })?;
+    if kind? != "response.output_audio.delta" {
+        return None;
+    }
+    Some(ServerEvent::AudioDelta {
+        response_id: response_id?.to_string(),
+        item_id: item_id?.to_string(),
+        content_index: content_index.unwrap_or(0),
+        delta: delta?.to_string(),
     })
 }
 
@@ -486,6 +547,64 @@ mod tests {
         assert!(
             matches!(parse_server_event(err), Ok(ServerEvent::Error(e)) if e.code.as_deref() == Some("session_expired"))
         );
+    }
+
+    /// The fast path gives serde's answer or none: checked on the published shape, on
+    /// shapes it must leave to serde, and on many mutations of both.
+    #[test]
+    fn the_delta_fast_path_never_disagrees_with_serde() {
+        let shapes = [
+            r#"{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"/w=="}"#,
+            r#" { "delta" : "AAAA" , "content_index" : 3 , "item_id":"i", "response_id":"r","type":"response.output_audio.delta"} "#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"/w==","x":{"y":"z"}}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"\/w=="}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"/w==","delta":"AA=="}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","content_index":-0,"delta":"/w=="}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","content_index":4294967296,"delta":"/w=="}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","content_index":"0","delta":"/w=="}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"/w==","session":5}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"/w==","name":null}"#,
+            r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i"}"#,
+            r#"{"type":"response.output_audio.delta","response_id":7,"item_id":"i","delta":"/w=="}"#,
+            r#"{"type":"response.output_audio.done","response_id":"r","item_id":"i"}"#,
+            r#"{"typ\u0065":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"/w=="}"#,
+        ];
+        let check = |text: &str| {
+            if let Some(fast) = audio_delta_fast(text) {
+                let r: Result<Raw<'_>, _> = serde_json::from_str(text);
+                assert!(r.is_ok(), "fast path read what serde refuses: {text:?}");
+                let slow = parse_serde(text);
+                assert_eq!(Ok(fast), slow, "{text:?}");
+            }
+        };
+        assert!(audio_delta_fast(shapes[0]).is_some());
+        assert!(audio_delta_fast(shapes[1]).is_some());
+        assert!(audio_delta_fast(shapes[2]).is_some());
+        for s in &shapes[3..] {
+            assert_eq!(audio_delta_fast(s), None, "{s}");
+        }
+        let mut rng = rand::rng();
+        let alphabet = b"{}[]\":,. -01239eEaA/+=_tnul\\\n\t\x01";
+        for s in shapes {
+            check(s);
+            for _ in 0..4000 {
+                let mut b = s.as_bytes().to_vec();
+                for _ in 0..rand::Rng::random_range(&mut rng, 1..4) {
+                    let at = rand::Rng::random_range(&mut rng, 0..=b.len());
+                    let c = alphabet[rand::Rng::random_range(&mut rng, 0..alphabet.len())];
+                    match rand::Rng::random_range(&mut rng, 0..3) {
+                        0 if at < b.len() => b[at] = c,
+                        1 if at < b.len() => {
+                            b.remove(at);
+                        }
+                        _ => b.insert(at, c),
+                    }
+                }
+                if let Ok(text) = std::str::from_utf8(&b) {
+                    check(text);
+                }
+            }
+        }
     }
 
     #[test]
