@@ -142,8 +142,7 @@ impl Gateway {
             },
         )?;
         let s3 = Arc::new(
-            S3::new(cli.aws.clone())
-                .with_link_ttl(Duration::from_secs(cli.recording_link_seconds)),
+            S3::new(cli.aws.clone()).with_link_ttl(Duration::from_secs(cli.recording_link_seconds)),
         );
         let recordings = Arc::new(Recordings::start(
             &cli.data_dir,

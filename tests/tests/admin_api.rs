@@ -429,7 +429,12 @@ async fn a_local_recording_is_streamed_with_ranges_to_its_tenant_only() {
         .await
         .unwrap();
     for sid in [other, "CA0000000000000000000000000000f00d", "CAnope"] {
-        let (s, ct, b) = get(base, &format!("/api/v1/calls/{sid}/recording"), Some(API_KEY)).await;
+        let (s, ct, b) = get(
+            base,
+            &format!("/api/v1/calls/{sid}/recording"),
+            Some(API_KEY),
+        )
+        .await;
         assert_problem(s, &ct, &b, StatusCode::NOT_FOUND);
     }
     // The path never chooses the file: a traversal in the URL is just an unknown call.
@@ -446,7 +451,15 @@ async fn a_local_recording_is_streamed_with_ranges_to_its_tenant_only() {
         .apply(&recording_of(bad, "demo", "../../demo.yaml.wav"))
         .await
         .unwrap();
-    let (s, ct, b) = get(base, &format!("/api/v1/calls/{bad}/recording"), Some(API_KEY)).await;
+    let (s, ct, b) = get(
+        base,
+        &format!("/api/v1/calls/{bad}/recording"),
+        Some(API_KEY),
+    )
+    .await;
     assert_problem(s, &ct, &b, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(b["type"], "https://switchboard.dev/problems/recording-refused");
+    assert_eq!(
+        b["type"],
+        "https://switchboard.dev/problems/recording-refused"
+    );
 }

@@ -114,13 +114,9 @@ pub async fn get_recording(
     let redirect = params.redirect.unwrap_or(true);
     match &recording.bucket {
         Some(bucket) => s3_link(&state, &call_sid, bucket, &recording, redirect).await,
-        None if !redirect => Ok(Json(link(
-            recording_route(&call_sid),
-            None,
-            "local",
-            &recording,
-        ))
-        .into_response()),
+        None if !redirect => {
+            Ok(Json(link(recording_route(&call_sid), None, "local", &recording)).into_response())
+        }
         None => serve_local(&state, &call_sid, &recording, request).await,
     }
 }
