@@ -440,7 +440,7 @@ async fn a_local_recording_is_streamed_with_ranges_to_its_tenant_only() {
     // The path never chooses the file: a traversal in the URL is just an unknown call.
     let (s, _, _) = get(
         base,
-        &format!("/api/v1/calls/..%2F..%2Fdemo.yaml/recording"),
+        "/api/v1/calls/..%2F..%2Fdemo.yaml/recording",
         Some(API_KEY),
     )
     .await;
