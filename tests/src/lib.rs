@@ -222,6 +222,7 @@ impl Env {
             secrets_refresh_seconds: opts.secrets_refresh_seconds,
             secret_rotation_grace_seconds: opts.secret_rotation_grace_seconds,
             seal_retry_seconds: opts.seal_retry_seconds,
+            recording_link_seconds: 300,
             aws: opts.aws.clone(),
         };
         let gateway = Gateway::start(&cli).await?;
@@ -256,6 +257,26 @@ impl Env {
     /// Waits until the gateway's store has the finished record of `call_sid`.
     pub async fn record(&self, call_sid: &str) -> anyhow::Result<CallRecord> {
         finished_record(self.gw(), call_sid).await
+    }
+
+    /// Waits until the record of `call_sid` names its stored recording (uploaded, or
+    /// moved into the data directory), 30 s at most.
+    pub async fn recording(
+        &self,
+        call_sid: &str,
+    ) -> anyhow::Result<switchboard_store::RecordingRef> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(r)) = self.gw().state.store.get_call(call_sid).await
+                && let Some(rec) = r.recording
+            {
+                return Ok(rec);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("no recording on the record of {call_sid} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The gateway's `/metrics` text.

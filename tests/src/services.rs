@@ -51,3 +51,14 @@ pub fn helm() -> Option<PathBuf> {
         "export SWITCHBOARD_HELM=\"$(scripts/helm.sh)/helm\"",
     )
 }
+
+/// Debian's chromedriver (`SWITCHBOARD_CHROMEDRIVER`), which drives the `chromium` beside it.
+///
+/// # Panics
+/// When it is unset under `CI=true`.
+pub fn chromedriver() -> Option<PathBuf> {
+    switchboard_testenv::service_path(
+        "SWITCHBOARD_CHROMEDRIVER",
+        "export SWITCHBOARD_CHROMEDRIVER=\"$(scripts/chromium.sh)\"",
+    )
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchboard_gateway::cost;
 use switchboard_gateway::http::v1;
 use switchboard_sim::caller::{Step, place_call};
-use switchboard_store::{CallStart, StoreOp};
+use switchboard_store::{CallRecording, CallStart, RecordingRef, StoreOp};
 use switchboard_tests::{API_KEY, AUTH_TOKEN, Env, EnvOptions};
 
 fn client() -> reqwest::Client {
@@ -56,6 +56,8 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
         agent_extra: "    model: gpt-realtime-2.1-mini\n".into(),
         api_requests_per_second: Some(1),
         api_burst: Some(60),
+        // Recordings in the data directory (laptop mode): the recording route streams them.
+        spec_extra: "  recordings:\n    enabled: true\n".into(),
         ..EnvOptions::default()
     })
     .await
@@ -76,6 +78,7 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     assert!(report.is_clean(), "{report:#?}");
     let sid = report.call_sid.clone();
     let rec = env.record(&sid).await.unwrap();
+    env.recording(&sid).await.unwrap();
     let base = env.base.as_str();
 
     // The list: the call, with the price table's cost for the usage it stored.
@@ -266,7 +269,11 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     assert_eq!(documented, routes);
     for (path, ops) in doc["paths"].as_object().unwrap() {
         assert_eq!(ops.as_object().unwrap().keys().collect::<Vec<_>>(), ["get"]);
-        let concrete = path.replace("{call_sid}", &sid);
+        let mut concrete = path.replace("{call_sid}", &sid);
+        if path == v1::RECORDING {
+            // Its JSON form (the WAV itself is checked in its own test).
+            concrete.push_str("?redirect=false");
+        }
         let (s, ct, _) = get(base, &concrete, Some(API_KEY)).await;
         // A handler answered (the router's own 404/405 have no JSON body).
         assert!(
@@ -292,4 +299,167 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     let r = limited.expect("no 429 within 80 requests");
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.headers()[CONTENT_TYPE], "application/problem+json");
+}
+
+async fn get_raw(
+    base: &str,
+    path: &str,
+    range: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = client()
+        .get(format!("{base}{path}"))
+        .header(AUTHORIZATION, format!("Bearer {API_KEY}"));
+    if let Some(r) = range {
+        req = req.header(reqwest::header::RANGE, r);
+    }
+    let r = req.send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_recording_is_streamed_with_ranges_to_its_tenant_only() {
+    let env = Env::start(EnvOptions {
+        spec_extra: "  recordings:\n    enabled: true\n".into(),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let script = vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 20_000,
+        },
+        Step::Hangup,
+    ];
+    let report = place_call(&env.call(script)).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    let stored = env.recording(&sid).await.unwrap();
+    assert_eq!(stored.bucket, None);
+    let file = std::fs::read(env.data_dir().join("recordings").join(&stored.key)).unwrap();
+    assert_eq!(file.len() as u64, stored.bytes);
+    assert!(file.len() > 1000, "a recording of the greeting");
+    let base = env.base.as_str();
+    let path = format!("/api/v1/calls/{sid}/recording");
+
+    // The call's page names it.
+    let (_, _, call) = get(base, &format!("/api/v1/calls/{sid}"), Some(API_KEY)).await;
+    assert_eq!(call["recording"]["url"], path.as_str());
+    assert_eq!(call["recording"]["bytes"], stored.bytes);
+
+    // The whole file.
+    let (status, h, body) = get_raw(base, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[CONTENT_TYPE], "audio/wav");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["content-length"], file.len().to_string().as_str());
+    assert_eq!(body, file);
+    assert_eq!(&body[..4], b"RIFF");
+
+    // A range: the 44-byte header; an open range: the tail.
+    let (status, h, body) = get_raw(base, &path, Some("bytes=0-43")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 0-43/{}", file.len()).as_str()
+    );
+    assert_eq!(h[CONTENT_TYPE], "audio/wav");
+    assert_eq!(body, file[..44]);
+    let (status, _, body) = get_raw(base, &path, Some("bytes=1000-")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, file[1000..]);
+
+    // A range past the end: 416, a problem document, and the size.
+    let (status, h, body) = get_raw(base, &path, Some(&format!("bytes={}-", file.len()))).await;
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_problem(
+        status,
+        h[CONTENT_TYPE].to_str().unwrap(),
+        &problem,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+    );
+    assert_eq!(
+        h["content-range"],
+        format!("bytes */{}", file.len()).as_str()
+    );
+
+    // The JSON form names the route itself (a local recording has no presigned URL).
+    let (status, _, link) = get(base, &format!("{path}?redirect=false"), Some(API_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!(link["storage"], "local");
+    assert_eq!(link["url"], path.as_str());
+    assert!(link["expires_at"].is_null());
+
+    // Without a key: 401. A call without a recording, another tenant's call (even one
+    // whose record names this very file) and an unknown call: 404, alike.
+    let (s, ct, b) = get(base, &path, None).await;
+    assert_problem(s, &ct, &b, StatusCode::UNAUTHORIZED);
+    let store = &env.gw().state.store;
+    let other = "CA0000000000000000000000000000beef";
+    for (sid, tenant) in [
+        (other, "other"),
+        ("CA0000000000000000000000000000f00d", "demo"),
+    ] {
+        store
+            .apply(&StoreOp::Start(CallStart {
+                call_sid: sid.into(),
+                tenant: tenant.into(),
+                from: "+15550001111".into(),
+                to: "+15550002222".into(),
+                started_at_ms: 1,
+            }))
+            .await
+            .unwrap();
+    }
+    let recording_of = |sid: &str, tenant: &str, key: &str| {
+        StoreOp::Recording(CallRecording {
+            call_sid: sid.into(),
+            tenant: tenant.into(),
+            recording: RecordingRef {
+                bucket: None,
+                key: key.into(),
+                duration_ms: 1,
+                bytes: stored.bytes,
+            },
+        })
+    };
+    store
+        .apply(&recording_of(other, "other", &stored.key))
+        .await
+        .unwrap();
+    for sid in [other, "CA0000000000000000000000000000f00d", "CAnope"] {
+        let (s, ct, b) = get(
+            base,
+            &format!("/api/v1/calls/{sid}/recording"),
+            Some(API_KEY),
+        )
+        .await;
+        assert_problem(s, &ct, &b, StatusCode::NOT_FOUND);
+    }
+    // The path never chooses the file: a traversal in the URL is just an unknown call.
+    let (s, _, _) = get(
+        base,
+        "/api/v1/calls/..%2F..%2Fdemo.yaml/recording",
+        Some(API_KEY),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A record of this tenant whose key leaves the recordings directory is refused.
+    let bad = "CA0000000000000000000000000000f00d";
+    store
+        .apply(&recording_of(bad, "demo", "../../demo.yaml.wav"))
+        .await
+        .unwrap();
+    let (s, ct, b) = get(
+        base,
+        &format!("/api/v1/calls/{bad}/recording"),
+        Some(API_KEY),
+    )
+    .await;
+    assert_problem(s, &ct, &b, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        b["type"],
+        "https://switchboard.dev/problems/recording-refused"
+    );
 }

@@ -204,6 +204,51 @@ async fn a_recorded_call_is_one_stereo_wav_cut_where_the_caller_barged_in() {
     assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 0);
     let work = env.data_dir().join("recordings/work");
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    // The admin API answers with a presigned link to the object: fetched without any key
+    // or signature of ours, moto returns the WAV.
+    let api = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let route = format!("{}/api/v1/calls/{sid}/recording", env.base);
+    let r = api
+        .get(&route)
+        .bearer_auth(switchboard_tests::API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FOUND);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{}/{}/", url.trim_end_matches('/'), bucket.name))
+            && location.contains("X-Amz-Signature=")
+            && location.contains("X-Amz-Expires=300"),
+        "{location}"
+    );
+    let fetched = reqwest::get(&location).await.unwrap();
+    assert_eq!(fetched.status(), reqwest::StatusCode::OK);
+    assert_eq!(fetched.headers()["content-type"], "audio/wav");
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), body);
+    let link: serde_json::Value = serde_json::from_slice(
+        &api.get(format!("{route}?redirect=false"))
+            .bearer_auth(switchboard_tests::API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(link["storage"], "s3");
+    let expires: jiff::Timestamp = link["expires_at"].as_str().unwrap().parse().unwrap();
+    let left = expires.as_second() - jiff::Timestamp::now().as_second();
+    assert!((200..=300).contains(&left), "{link}");
+    // Without a key: no link.
+    let r = api.get(&route).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+
     let m = env.metrics().await;
     assert_eq!(metric(&m, "switchboard_recording_queue_depth"), 0.0);
     assert_eq!(

@@ -175,6 +175,11 @@ impl Recordings {
         &self.dir
     }
 
+    /// The S3 client of recordings (uploads, presigned download links).
+    pub fn s3(&self) -> &S3 {
+        &self.s3
+    }
+
     /// The retention sweeper.
     pub fn sweeper(&self) -> retention::Sweeper {
         retention::Sweeper {

@@ -17,6 +17,8 @@ pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 pub const PART_SIZE: u64 = 8 * 1024 * 1024;
 /// The WAV's content type.
 pub const CONTENT_TYPE: &str = "audio/wav";
+/// Longest life of a presigned download link (the admin API's recording route).
+pub const MAX_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Why an S3 call failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,17 @@ pub struct S3 {
     options: AwsOptions,
     client: OnceCell<Client>,
     multipart_threshold: u64,
+    link_ttl: std::time::Duration,
+}
+
+/// A presigned GET of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedGet {
+    /// The URL (carries its signature and expiry; anyone holding it can fetch the object
+    /// until then).
+    pub url: String,
+    /// When it stops working, Unix seconds.
+    pub expires_unix_s: i64,
 }
 
 impl S3 {
@@ -94,7 +107,14 @@ impl S3 {
             options,
             client: OnceCell::new(),
             multipart_threshold: MULTIPART_THRESHOLD,
+            link_ttl: std::time::Duration::from_secs(300),
         }
+    }
+
+    /// How long presigned download links live (capped at [`MAX_LINK_TTL`], at least 1 s).
+    pub fn with_link_ttl(mut self, ttl: std::time::Duration) -> S3 {
+        self.link_ttl = ttl.clamp(std::time::Duration::from_secs(1), MAX_LINK_TTL);
+        self
     }
 
     /// Uploads files larger than `bytes` in parts (tests exercise multipart with it).
@@ -258,6 +278,37 @@ impl S3 {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// A short-lived presigned GET of `bucket`/`key` (SigV4 query signature, signed
+    /// locally: nothing is sent to S3). The answer's `Content-Type` is the WAV's.
+    pub async fn presign_get(&self, bucket: &str, key: &str) -> Result<PresignedGet, S3Error> {
+        let config =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(self.link_ttl).map_err(|e| {
+                S3Error {
+                    kind: "other",
+                    message: e.to_string(),
+                }
+            })?;
+        let expires_unix_s = config
+            .start_time()
+            .checked_add(config.expires())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let req = self
+            .client()
+            .await
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .response_content_type(CONTENT_TYPE)
+            .presigned(config)
+            .await
+            .map_err(classify)?;
+        Ok(PresignedGet {
+            url: req.uri().to_string(),
+            expires_unix_s,
+        })
     }
 
     /// Deletes one object (deleting a missing object succeeds).

@@ -52,11 +52,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn index() -> Response {
     let mut r = asset("text/html; charset=utf-8", INDEX);
     let h = r.headers_mut();
-    // Only our own scripts, styles, and the recording from our own origin.
+    // Only our own scripts and styles. Recordings come from our own origin, or (for a
+    // tenant with a bucket) from the presigned S3 URL it redirects to, over https.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; media-src 'self' blob:; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; media-src 'self' https: blob:; \
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );

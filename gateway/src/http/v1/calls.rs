@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use switchboard_store::{CallQuery, Cursor};
+use switchboard_store::{CallQuery, CallRecord, Cursor};
 
 use super::auth::Caller;
 use super::problem::Problem;
@@ -20,7 +20,8 @@ pub fn encode_cursor(c: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", c.started_at_ms, c.call_sid))
 }
 
-fn is_sid(s: &str) -> bool {
+/// Whether `s` can be a CallSid (the store is never asked about anything else).
+pub(super) fn is_sid(s: &str) -> bool {
     (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
@@ -144,13 +145,25 @@ pub async fn get_call(
     Caller(key): Caller,
     Path(call_sid): Path<String>,
 ) -> Result<Json<CallDetail>, Problem> {
-    if !is_sid(&call_sid) {
+    read_record(&state, &key.tenant, &call_sid)
+        .await
+        .map(|rec| Json(CallDetail::from(&rec)))
+}
+
+/// The record of `call_sid` for `tenant`, or the problem to answer. Through
+/// [`crate::records::read_call`], the one read path of a call record: it opens sealed
+/// fields for encrypting tenants, and another tenant's call is "not found" (a key learns
+/// nothing about other tenants).
+pub(super) async fn read_record(
+    state: &AppState,
+    tenant: &str,
+    call_sid: &str,
+) -> Result<CallRecord, Problem> {
+    if !is_sid(call_sid) {
         return Err(Problem::not_found("such call"));
     }
-    // The one read path of a call record: opens sealed fields for encrypting tenants;
-    // another tenant's call is "not found" (a key learns nothing about other tenants).
-    match crate::records::read_call(&state, &key.tenant, &call_sid).await {
-        Ok(Some(rec)) => Ok(Json(CallDetail::from(&rec))),
+    match crate::records::read_call(state, tenant, call_sid).await {
+        Ok(Some(rec)) => Ok(rec),
         Ok(None) => Err(Problem::not_found("such call")),
         Err(e @ crate::records::RecordError::Sealed(_)) => {
             tracing::error!(call_sid, error = %e, "refused a call record that does not decrypt");

@@ -14,6 +14,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod calls;
 pub mod problem;
+pub mod recording;
 pub mod stats;
 pub mod types;
 
@@ -21,12 +22,14 @@ pub mod types;
 pub const CALLS: &str = "/api/v1/calls";
 /// One call.
 pub const CALL: &str = "/api/v1/calls/{call_sid}";
+/// One call's recording.
+pub const RECORDING: &str = "/api/v1/calls/{call_sid}/recording";
 /// Daily totals.
 pub const DAILY: &str = "/api/v1/stats/daily";
 /// This API's OpenAPI document.
 pub const OPENAPI: &str = "/api/v1/openapi.json";
 /// Every route of the API (each is a GET), checked against the document by a test.
-pub const ROUTES: [&str; 4] = [CALLS, CALL, DAILY, OPENAPI];
+pub const ROUTES: [&str; 5] = [CALLS, CALL, RECORDING, DAILY, OPENAPI];
 
 struct BearerKey;
 
@@ -53,9 +56,15 @@ impl Modify for BearerKey {
     info(
         title = "Switchboard admin API",
         version = "1",
-        description = "Read-only access to one tenant's calls: list with filters and cursor pagination, one call with transcript, tool calls and the knowledge passages behind each answer, analysis, cost and status history, and daily totals. Authenticate with `Authorization: Bearer <key>` (a key of the tenant's `spec.console.apiKeys`). Errors are RFC 9457 problem documents (`application/problem+json`). Each key may make 10 requests per second on average with bursts of 50 (gateway flags `--api-requests-per-second`, `--api-burst`); beyond that: 429 with `Retry-After`."
+        description = "Read-only access to one tenant's calls: list with filters and cursor pagination, one call with transcript, tool calls and the knowledge passages behind each answer, analysis, cost and status history, its recording (a short-lived presigned S3 link, or streamed with HTTP Range support), and daily totals. Authenticate with `Authorization: Bearer <key>` (a key of the tenant's `spec.console.apiKeys`). Errors are RFC 9457 problem documents (`application/problem+json`). Each key may make 10 requests per second on average with bursts of 50 (gateway flags `--api-requests-per-second`, `--api-burst`); beyond that: 429 with `Retry-After`."
     ),
-    paths(calls::list_calls, calls::get_call, stats::daily, openapi_json_route),
+    paths(
+        calls::list_calls,
+        calls::get_call,
+        recording::get_recording,
+        stats::daily,
+        openapi_json_route
+    ),
     components(schemas(
         problem::Problem,
         types::CallList,
@@ -68,6 +77,8 @@ impl Modify for BearerKey {
         types::CostOut,
         types::AnalysisOut,
         types::StatusChange,
+        types::RecordingInfo,
+        types::RecordingLink,
         types::DailyTotals,
         types::DayTotals,
     )),
@@ -104,6 +115,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(CALLS, get(calls::list_calls))
         .route(CALL, get(calls::get_call))
+        .route(RECORDING, get(recording::get_recording))
         .route(DAILY, get(stats::daily))
         .route(OPENAPI, get(openapi_json_route))
 }

@@ -117,6 +117,43 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// 416: the `Range` asked for lies outside the recording (`Content-Range` is added by
+    /// the route).
+    pub fn range_not_satisfiable(len: Option<u64>) -> Self {
+        Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+            Some(match len {
+                Some(n) => format!("the recording has {n} bytes"),
+                None => "the requested range is not in the recording".into(),
+            }),
+        )
+    }
+
+    /// 500: the record names a recording this gateway will not serve (a local key that
+    /// leaves the recordings directory).
+    pub fn recording_refused() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "recording-refused",
+            "The record's recording location is refused",
+            Some("the recording's key does not name a file inside the recordings directory".into()),
+        )
+    }
+
+    /// 503: the recording could not be read or linked (disk, S3 credentials).
+    pub fn recording_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recording-unavailable",
+            "The recording is unavailable",
+            Some("retry later".into()),
+        )
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

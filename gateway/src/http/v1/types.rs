@@ -215,6 +215,42 @@ pub struct CallDetail {
     pub usage: UsageOut,
     /// Every status callback, in sequence order.
     pub status_history: Vec<StatusChange>,
+    /// The call's recording, when one was stored (and retention has not removed it).
+    pub recording: Option<RecordingInfo>,
+}
+
+/// A call's recording as the call's page shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordingInfo {
+    /// Where to fetch it: `/api/v1/calls/{call_sid}/recording` (with the same key).
+    pub url: String,
+    /// Length, ms.
+    pub duration_ms: u64,
+    /// Size of the WAV file, bytes.
+    pub bytes: u64,
+}
+
+/// Where a recording can be fetched (`?redirect=false`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordingLink {
+    /// A presigned S3 URL (works without a key until `expires_at`), or for a recording
+    /// this gateway keeps locally the recording route itself (needs the key).
+    pub url: String,
+    /// When a presigned URL stops working (RFC 3339); absent for a local recording.
+    pub expires_at: Option<String>,
+    /// `s3` or `local`.
+    pub storage: String,
+    /// `audio/wav`: 16-bit PCM, 8 kHz, two channels (left the caller, right the agent).
+    pub content_type: String,
+    /// Length, ms.
+    pub duration_ms: u64,
+    /// Size, bytes.
+    pub bytes: u64,
+}
+
+/// The recording route of a call.
+pub fn recording_route(call_sid: &str) -> String {
+    format!("/api/v1/calls/{call_sid}/recording")
 }
 
 fn json_or_string(s: &str) -> Value {
@@ -306,6 +342,11 @@ impl From<&CallRecord> for CallDetail {
                     received_at: s.received_at_ms.and_then(rfc3339),
                 })
                 .collect(),
+            recording: r.recording.as_ref().map(|rec| RecordingInfo {
+                url: recording_route(&r.call_sid),
+                duration_ms: rec.duration_ms,
+                bytes: rec.bytes,
+            }),
         }
     }
 }
@@ -336,6 +377,15 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// Query of `GET /api/v1/calls/{call_sid}/recording`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordingParams {
+    /// `false`: answer where the recording is, as JSON (a `RecordingLink`), instead of
+    /// redirecting to S3 or streaming the file. Default `true`.
+    pub redirect: Option<bool>,
 }
 
 /// Query of `GET /api/v1/stats/daily`.

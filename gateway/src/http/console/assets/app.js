@@ -77,22 +77,41 @@ async function loadList(append) {
 }
 
 let lines = [];
+let playing = null;
 
+// The line being played: the last one whose span holds the audio's current time.
 function highlight() {
   const t = $("#audio").currentTime * 1000;
   let current = null;
   for (const l of lines) {
     if (t >= l.start && t < Math.max(l.end, l.start + 300)) current = l;
   }
-  for (const l of lines) l.node.classList.toggle("playing", l === current);
-  if (current) current.node.setAttribute("aria-current", "true");
+  if (current === playing) return;
+  if (playing) { playing.node.classList.remove("playing"); playing.node.removeAttribute("aria-current"); }
+  playing = current;
+  if (current) {
+    current.node.classList.add("playing");
+    current.node.setAttribute("aria-current", "true");
+    current.node.scrollIntoView({ block: "nearest" });
+  }
 }
 
 function seek(ms) {
   const a = $("#audio");
+  if (!a.getAttribute("src")) return;
   a.currentTime = ms / 1000;
-  if (a.paused && a.src) a.play().catch(() => {});
+  if (a.paused) a.play().catch(() => {});
   highlight();
+}
+
+// Opens a tool call's passages and moves the focus there.
+function followTool(id) {
+  const li = document.getElementById(id);
+  if (!li) return;
+  const d = li.querySelector("details");
+  if (d) d.open = true;
+  li.scrollIntoView({ block: "center" });
+  li.focus();
 }
 
 async function loadCall(sid) {
@@ -106,24 +125,48 @@ async function loadCall(sid) {
     facts.append(el("dt", {}, k), el("dd", {}, v ?? ""));
   }
   const audio = $("#audio");
-  audio.src = "/api/v1/calls/" + encodeURIComponent(sid) + "/recording";
-  audio.onerror = () => { $("#audio-note").textContent = "No recording for this call."; };
-  $("#audio-note").textContent = "";
+  audio.pause();
+  playing = null;
+  if (c.recording) {
+    audio.onerror = () => { $("#audio-note").textContent = "The recording could not be loaded."; };
+    audio.src = c.recording.url;
+    $("#audio-note").textContent = "Recording: " + fmtSecs(c.recording.duration_ms) + ". Select a line to hear it.";
+  } else {
+    audio.onerror = null;
+    audio.removeAttribute("src");
+    audio.load();
+    $("#audio-note").textContent = "No recording for this call.";
+  }
 
-  // Transcript lines and tool calls, in time order.
+  // Transcript lines and tool calls, in time order; an agent line spoken after a tool
+  // call links to the passages behind it.
   const items = c.transcript.map((t) => ({ at: t.start_ms, t }));
-  for (const tc of c.tool_calls) items.push({ at: tc.at_ms ?? Infinity, tc });
+  c.tool_calls.forEach((tc, i) => items.push({ at: tc.at_ms ?? Infinity, tc, id: "tool-" + i }));
   items.sort((a, b) => a.at - b.at);
   const list = $("#transcript");
   list.replaceChildren();
   lines = [];
+  let lastTool = null;
   for (const it of items) {
     if (it.t) {
       const t = it.t;
       const li = el("li", { class: t.role, tabindex: "0", role: "button",
         "aria-label": t.role + " at " + fmtSecs(t.start_ms) + ": " + t.text },
         el("span", { class: "t" }, fmtSecs(t.start_ms)), el("strong", {}, t.role + ": "), t.text);
-      if (t.interrupted) li.append(el("span", { class: "mark", title: "the caller interrupted" }, "barge-in"));
+      if (t.interrupted) {
+        const heard = t.heard_ms == null ? "" : " after " + fmtSecs(t.heard_ms);
+        li.classList.add("interrupted");
+        li.append(el("span", { class: "mark barge", title: "the caller interrupted" + heard }, "barge-in" + heard));
+      }
+      if (t.role === "agent" && lastTool) {
+        const target = lastTool;
+        const b = el("button", { type: "button", class: "mark sources", "aria-controls": target },
+          "sources");
+        b.addEventListener("click", (e) => { e.stopPropagation(); followTool(target); });
+        b.addEventListener("keydown", (e) => e.stopPropagation());
+        li.append(b);
+        lastTool = null;
+      }
       li.addEventListener("click", () => seek(t.start_ms));
       li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); seek(t.start_ms); } });
       list.append(li);
@@ -131,8 +174,10 @@ async function loadCall(sid) {
     } else {
       const tc = it.tc;
       const args = typeof tc.arguments === "object" ? JSON.stringify(tc.arguments) : tc.arguments;
-      const li = el("li", { class: "tool" }, el("span", { class: "t" }, tc.at_ms == null ? "" : fmtSecs(tc.at_ms)),
-        el("strong", {}, "tool " + tc.name), " " + args);
+      const li = el("li", { class: "tool", id: it.id, tabindex: "-1" },
+        el("span", { class: "t" }, tc.at_ms == null ? "" : fmtSecs(tc.at_ms)),
+        el("strong", {}, "tool " + tc.name), " " + args,
+        el("span", { class: "mark" }, tc.latency_ms + " ms"));
       if (tc.passages.length) {
         const d = el("details", {}, el("summary", {}, tc.passages.length + " passage(s)"));
         for (const p of tc.passages) {
@@ -142,6 +187,7 @@ async function loadCall(sid) {
         li.append(d);
       }
       list.append(li);
+      lastTool = it.id;
     }
   }
   audio.ontimeupdate = highlight;
@@ -156,6 +202,8 @@ async function loadCall(sid) {
   if (!c.cost) co.append("No price known for model " + (c.model || "?") + ".");
   else co.append(el("p", {}, fmtUsd(c.cost.total_usd) + " (" + (c.cost.detail.source || "") + ")"),
     el("pre", {}, JSON.stringify(c.cost.detail.tokens, null, 2)));
+  // The page is usable from here on (the browser test reads this mark).
+  performance.mark("call-interactive");
 }
 
 async function route() {
