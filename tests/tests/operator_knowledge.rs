@@ -583,6 +583,10 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
         )
         .await
         .unwrap();
+    Api::<ConfigMap>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &faq_docs("Free parking."))
+        .await
+        .unwrap();
     let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
     kbs.create(&PostParams::default(), &kb_manifest("forged", &tenant, ""))
         .await
