@@ -8,6 +8,8 @@
 //! binary, filtered to the one test) with the variables set, as the kubelet would set
 //! them; the parent only checks that the child passed.
 
+#![allow(clippy::unwrap_used)] // the TLS listener's setup outside #[test] fns
+
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
