@@ -35,6 +35,13 @@ pub const PINECONE_INDEX_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 pub const PINECONE_INDEX_MAX: u32 = 45;
 /// Pattern of an AWS region code (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
 pub const AWS_REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
+/// Pattern of a recording key prefix: `/`-separated segments of `A-Z a-z 0-9 . _ -`, none
+/// of them `.` or `..` (a segment is one starting with a non-dot, or `.` and a non-dot,
+/// or `..` and one more character); leading and trailing `/` ignored. Go's RE2 has no
+/// look-ahead, hence the three forms of a segment.
+pub const RECORDING_PREFIX_PATTERN: &str = r"^/*(([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(/([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*)?/*$";
+/// Longest recording key prefix.
+pub const RECORDING_PREFIX_MAX: u32 = 256;
 
 /// Whether `s` has a non-whitespace character.
 pub fn is_not_blank(s: &str) -> bool {
@@ -109,6 +116,23 @@ pub fn is_s3_bucket(s: &str) -> bool {
         && bytes.first().is_some_and(|&b| alnum(b))
         && bytes.last().is_some_and(|&b| alnum(b))
         && bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-')
+}
+
+/// Whether `s` is a recording key prefix ([`RECORDING_PREFIX_PATTERN`]; the length limit
+/// is separate). The prefix becomes part of object keys and, without a bucket, of file
+/// paths under the gateway's data directory: no `.`/`..` segments, no characters a path
+/// or key would treat specially.
+pub fn is_recording_prefix(s: &str) -> bool {
+    let trimmed = s.trim_matches('/');
+    trimmed.is_empty()
+        || trimmed.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        })
 }
 
 /// Whether `s` is an `http://` or `https://` URL with something after the scheme and no

@@ -13,8 +13,8 @@ use std::fmt;
 pub use crate::format::{is_account_sid, is_e164};
 
 use crate::format::{
-    is_dns_subdomain, is_env_name, is_language, is_not_blank, is_s3_bucket, is_secret_key,
-    is_ws_url,
+    RECORDING_PREFIX_MAX, is_dns_subdomain, is_env_name, is_language, is_not_blank,
+    is_recording_prefix, is_s3_bucket, is_secret_key, is_ws_url,
 };
 use crate::secret::SecretRef;
 use crate::tenant::{
@@ -251,19 +251,8 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
 
 fn recording_rules(c: &mut Collector, r: &RecordingSpec) {
     if let Some(p) = &r.prefix {
-        // The prefix becomes part of object keys and, without a bucket, of file paths
-        // under the data directory: no `.`/`..` segments, no characters a path or key
-        // would treat specially.
-        let ok = p.trim_matches('/').split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-        }) || p.trim_matches('/').is_empty();
         c.check(
-            ok && p.len() <= 256,
+            is_recording_prefix(p) && p.len() <= RECORDING_PREFIX_MAX as usize,
             "spec.recordings.prefix",
             "must be '/'-separated segments of A-Z, a-z, 0-9, '.', '_', '-' (no '.' or '..' segments, at most 256 characters)",
         );

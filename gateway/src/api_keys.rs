@@ -15,7 +15,7 @@ pub struct KeyId {
 }
 
 /// One key: who holds it and the digest of its value.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// Owner.
     pub id: KeyId,
@@ -60,14 +60,32 @@ impl ApiKeys {
     /// The owner of `presented`, if it is a key. Every digest is compared (no early exit)
     /// and each comparison takes the same time whatever the bytes.
     pub fn find(&self, presented: &str) -> Option<&KeyId> {
+        self.find_key(presented).map(|k| &k.id)
+    }
+
+    /// The key `presented` is, if any (as [`Self::find`]).
+    pub fn find_key(&self, presented: &str) -> Option<&ApiKey> {
         let d = digest(presented);
         let mut found = None;
         for k in &self.0 {
             if bool::from(k.digest.ct_eq(&d)) {
-                found = Some(&k.id);
+                found = Some(k);
             }
         }
         found
+    }
+
+    /// Whether `key` (its owner, name and value) is still one of the keys: false once its
+    /// Secret was rotated or the key removed. Sessions opened with a key check this on
+    /// every request.
+    pub fn holds(&self, key: &ApiKey) -> bool {
+        let mut held = false;
+        for k in &self.0 {
+            if k.id == key.id && bool::from(k.digest.ct_eq(&key.digest)) {
+                held = true;
+            }
+        }
+        held
     }
 
     /// Whether no tenant has a key.
@@ -91,5 +109,26 @@ mod tests {
         assert!(keys.find("k-b-0123456789abcdef0123456789abcde").is_none());
         assert!(keys.find("").is_none());
         assert!(!format!("{keys:?}").contains("k-a"));
+    }
+
+    #[test]
+    fn a_rotated_or_removed_key_is_no_longer_held() {
+        let old = ApiKey::new("a", "ops", "k-a-0123456789abcdef0123456789abcdef");
+        let keys = ApiKeys::new(vec![old.clone()]);
+        assert!(keys.holds(&old));
+        let rotated = ApiKeys::new(vec![ApiKey::new(
+            "a",
+            "ops",
+            "k-a-fedcba9876543210fedcba9876543210",
+        )]);
+        assert!(!rotated.holds(&old));
+        assert!(!ApiKeys::default().holds(&old));
+        // The same value under another name or tenant is another key.
+        let renamed = ApiKeys::new(vec![ApiKey::new(
+            "a",
+            "other",
+            "k-a-0123456789abcdef0123456789abcdef",
+        )]);
+        assert!(!renamed.holds(&old));
     }
 }

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub store_spooled: IntGauge,
     /// Store ops dropped because the write-behind queue was full, by op (`start`).
     pub store_dropped: IntCounterVec,
+    /// Store ops the store refused while reachable, by reason (`tenant_conflict`,
+    /// `invalid`); kept in the spool directory's `rejected.jsonl`.
+    pub store_rejected: IntCounterVec,
     /// Messages refused from a peer, by kind.
     pub malformed: IntCounterVec,
     /// Media streams and webhooks refused by stream admission, by reason (`replay`,
@@ -178,6 +181,13 @@ impl Metrics {
                 ),
                 &["op"],
             )?,
+            store_rejected: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_store_rejected_total",
+                    "Store writes the store refused (kept in rejected.jsonl), by reason",
+                ),
+                &["reason"],
+            )?,
             malformed: IntCounterVec::new(
                 Opts::new(
                     "switchboard_malformed_messages_total",
@@ -278,6 +288,7 @@ impl Metrics {
         r.register(Box::new(m.store_queue_depth.clone()))?;
         r.register(Box::new(m.store_spooled.clone()))?;
         r.register(Box::new(m.store_dropped.clone()))?;
+        r.register(Box::new(m.store_rejected.clone()))?;
         r.register(Box::new(m.malformed.clone()))?;
         r.register(Box::new(m.stream_refusals.clone()))?;
         r.register(Box::new(m.preconnect.clone()))?;

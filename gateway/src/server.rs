@@ -139,6 +139,7 @@ impl Gateway {
             QueueMetrics {
                 depth: metrics.store_queue_depth.clone(),
                 spooled: metrics.store_spooled.clone(),
+                rejected: metrics.store_rejected.clone(),
             },
         )?;
         let s3 = Arc::new(

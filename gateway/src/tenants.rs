@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use switchboard_crds::{API_KEY_MIN_LEN, LoadError, SecretRef, VoiceTenantSpec, parse_tenant};
+use switchboard_crds::{
+    API_KEY_MIN_LEN, ApiKeySpec, LoadError, SecretRef, VoiceTenantSpec, parse_tenant,
+};
 
 use crate::admission::StreamKey;
 use crate::api_keys::{ApiKey, ApiKeys};
@@ -200,8 +202,9 @@ pub struct Tenant {
     /// What the caller hears when a stream ends without the gateway ending the call on
     /// purpose (the default apology until `spec.agent.fallback` exists).
     pub fallback: Fallback,
-    /// The tenant's API keys (`spec.console.apiKeys`), as digests.
-    pub api_keys: Vec<ApiKey>,
+    /// The tenant's API keys (`spec.console.apiKeys`), as digests; re-read with the
+    /// other secrets.
+    api_keys: RwLock<Arc<[ApiKey]>>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -245,6 +248,34 @@ async fn read_credentials(
     Ok((auth_token, secondary, api_key))
 }
 
+/// One console API key of a tenant (`spec.console.apiKeys[]`), read now.
+async fn read_api_key(
+    tenant: &str,
+    key: &ApiKeySpec,
+    secrets: &SecretSource,
+) -> Result<ApiKey, TenantError> {
+    let field = "spec.console.apiKeys[].secret";
+    let value = secrets
+        .resolve(&key.secret)
+        .await
+        .map_err(|problem| TenantError::Secret {
+            tenant: tenant.to_string(),
+            field,
+            problem,
+        })?;
+    if value.chars().count() < API_KEY_MIN_LEN {
+        return Err(TenantError::Secret {
+            tenant: tenant.to_string(),
+            field,
+            problem: format!(
+                "key {:?} is shorter than {API_KEY_MIN_LEN} characters (generate one with `openssl rand -hex 32`)",
+                key.name
+            ),
+        });
+    }
+    Ok(ApiKey::new(tenant, &key.name, &value))
+}
+
 impl Tenant {
     /// The secrets as last read.
     pub fn credentials(&self) -> Arc<Credentials> {
@@ -279,18 +310,59 @@ impl Tenant {
         *slot = Arc::new(next);
     }
 
-    /// Re-reads the tenant's secrets; `Ok(true)` when something changed. A failed read
-    /// keeps the secrets as they were (a Secrets Manager outage never unloads a tenant).
+    /// The console API keys as last read.
+    pub fn api_keys(&self) -> Arc<[ApiKey]> {
+        self.api_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Re-reads the console API keys; `true` when they changed. Unlike the call
+    /// secrets, a key that cannot be read (its Secret deleted, unreachable, too short) is
+    /// dropped: a revoked key must stop opening the admin API, and the admin API is not
+    /// on the call path. Sessions opened with a dropped or rotated key end with it
+    /// ([`crate::access::Access::session`]).
+    async fn refresh_api_keys(&self, secrets: &SecretSource) -> bool {
+        let mut keys = Vec::new();
+        for k in self.spec.console.iter().flat_map(|c| &c.api_keys) {
+            match read_api_key(&self.name, k, secrets).await {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    tracing::warn!(tenant = self.name, key = k.name, error = %e, "console API key unreadable: refused until it can be read")
+                }
+            }
+        }
+        let mut slot = self
+            .api_keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if **slot == *keys {
+            return false;
+        }
+        *slot = keys.into();
+        tracing::info!(
+            tenant = self.name,
+            keys = slot.len(),
+            "console API keys changed; sessions signed in with a replaced key are ended"
+        );
+        true
+    }
+
+    /// Re-reads the tenant's secrets (its console API keys too); `Ok(true)` when
+    /// something changed. A failed read keeps the call secrets as they were (a Secrets
+    /// Manager outage never unloads a tenant).
     pub async fn refresh(
         &self,
         secrets: &SecretSource,
         grace: Duration,
     ) -> Result<bool, TenantError> {
+        let keys_changed = self.refresh_api_keys(secrets).await;
         let (auth, secondary, api_key) = read_credentials(&self.name, &self.spec, secrets).await?;
         let old = self.credentials();
         if old.auth_token == auth && old.secondary_auth_token == secondary && old.api_key == api_key
         {
-            return Ok(false);
+            return Ok(keys_changed);
         }
         let rotated = old.auth_token != auth;
         self.rotate(auth, secondary, api_key, grace);
@@ -336,7 +408,6 @@ impl Tenant {
 pub struct Tenants {
     by_number: HashMap<String, Arc<Tenant>>,
     by_name: HashMap<String, Arc<Tenant>>,
-    keys: ApiKeys,
 }
 
 impl Tenants {
@@ -412,28 +483,11 @@ impl Tenants {
                     Duration::ZERO,
                 );
             }
+            let mut keys = Vec::new();
             for k in tenant.spec.console.iter().flat_map(|c| &c.api_keys) {
-                let value =
-                    secrets
-                        .resolve(&k.secret)
-                        .await
-                        .map_err(|problem| TenantError::Secret {
-                            tenant: name.clone(),
-                            field: "spec.console.apiKeys[].secret",
-                            problem,
-                        })?;
-                if value.chars().count() < API_KEY_MIN_LEN {
-                    return Err(TenantError::Secret {
-                        tenant: name.clone(),
-                        field: "spec.console.apiKeys[].secret",
-                        problem: format!(
-                            "key {:?} is shorter than {API_KEY_MIN_LEN} characters (generate one with `openssl rand -hex 32`)",
-                            k.name
-                        ),
-                    });
-                }
-                tenant.api_keys.push(ApiKey::new(&name, &k.name, &value));
+                keys.push(read_api_key(&name, k, secrets).await?);
             }
+            tenant.api_keys = RwLock::new(keys.into());
             out.insert(Arc::new(tenant))?;
         }
         Ok(out)
@@ -491,7 +545,7 @@ impl Tenants {
             spec,
             credentials: RwLock::new(Arc::new(Credentials::new(auth_token, None, api_key))),
             last_failure_refresh: tokio::sync::Mutex::new(None),
-            api_keys: Vec::new(),
+            api_keys: RwLock::new(Arc::from(Vec::new())),
         }
     }
 
@@ -514,13 +568,6 @@ impl Tenants {
         for n in &tenant.spec.phone_numbers {
             self.by_number.insert(n.clone(), tenant.clone());
         }
-        let mut keys: Vec<ApiKey> = self
-            .by_name
-            .values()
-            .flat_map(|t| t.api_keys.iter().cloned())
-            .collect();
-        keys.extend(tenant.api_keys.iter().cloned());
-        self.keys = ApiKeys::new(keys);
         self.by_name.insert(tenant.name.clone(), tenant);
         Ok(())
     }
@@ -542,9 +589,15 @@ impl Tenants {
             .filter(move |t| t.spec.twilio.account_sid == account_sid)
     }
 
-    /// Every tenant's API keys.
-    pub fn api_keys(&self) -> &ApiKeys {
-        &self.keys
+    /// Every tenant's API keys as last read (a snapshot: the keys are re-read with the
+    /// secrets, so look them up for each request).
+    pub fn api_keys(&self) -> ApiKeys {
+        ApiKeys::new(
+            self.by_name
+                .values()
+                .flat_map(|t| t.api_keys().iter().cloned().collect::<Vec<_>>())
+                .collect(),
+        )
     }
 
     /// All tenants.

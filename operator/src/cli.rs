@@ -55,10 +55,12 @@ pub struct RunArgs {
     /// `spec.database.url` keep the gateway's embedded SQLite.
     #[arg(long, env = "SWITCHBOARD_DATABASE_ADMIN_URL", hide_env_values = true)]
     pub database_admin_url: Option<String>,
-    /// PEM CA bundle the gateways verify their Postgres server with (for RDS the AWS
-    /// global bundle, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem).
-    /// Gateways with a database connect with `sslmode=verify-full` unless their URL names
-    /// an sslmode; without this file, against the driver's built-in roots.
+    /// PEM CA bundle the gateways and the operator verify their Postgres server with (for
+    /// RDS the AWS global bundle,
+    /// https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem). Gateways with
+    /// a database, and the operator's own admin and pgvector connections, connect with
+    /// `sslmode=verify-full` unless their URL names an sslmode; without this file,
+    /// against the driver's built-in roots.
     #[arg(long, env = "SWITCHBOARD_DATABASE_CA_FILE", value_parser = read_ca_bundle)]
     pub database_ca_file: Option<CaBundle>,
     /// The admin URL from AWS Secrets Manager instead (name or ARN of the secret; read at
@@ -253,6 +255,9 @@ impl RunArgs {
             .unwrap_or_else(|| default_gateway_image(DEFAULT_IMAGE_REPOSITORY));
         config.database_admin_url = self.database_admin_url.clone();
         config.database_ca = self.database_ca_file.as_ref().map(|c| c.0.clone());
+        // The command line runs in the cluster: the operator's own connections verify
+        // the server as the gateways' do.
+        config.database_verify_full = true;
         config.database_admin_secret = self.database_admin_url_secret_id.clone().map(|secret_id| {
             switchboard_crds::AwsSecretsManagerRef {
                 secret_id,
@@ -430,6 +435,12 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_err(), "{}", path.display());
         }
         assert_eq!(run_args(&[]).config().database_ca, None);
+        // The operator's own connections verify the server from the command line on.
+        assert_eq!(
+            c.pg_tls(),
+            crate::pg_tls::PgTls::cluster(Some(pem.to_string()))
+        );
+        assert!(run_args(&[]).config().pg_tls().verify_full_by_default);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

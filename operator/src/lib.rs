@@ -23,6 +23,7 @@ pub mod knowledge;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod pg_tls;
 pub mod run;
 pub mod telemetry;
 pub mod tenant;

@@ -13,7 +13,7 @@ use kube::Client;
 use crate::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use crate::metrics::{Health, Metrics};
 use crate::tenant::config::OperatorConfig;
-use crate::tenant::database::{DatabaseError, Provisioner};
+use crate::tenant::database::{DatabaseError, Provisioner, ProvisionerConfig};
 
 /// Why the controllers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,16 @@ pub async fn run_controllers(
 ) -> Result<(), RunError> {
     // One shutdown for both controllers.
     let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+    let provisioner = match &config.database_admin_url {
+        Some(url) => Some(Provisioner::with_config(
+            url,
+            &ProvisionerConfig {
+                tls: config.pg_tls(),
+                ..ProvisionerConfig::default()
+            },
+        )?),
+        None => None,
+    };
     let knowledge = tokio::spawn(crate::knowledge::run(
         client.clone(),
         KnowledgeControllerConfig {
@@ -57,13 +67,11 @@ pub async fn run_controllers(
             metrics: Some(metrics.clone()),
             s3: config.s3.clone(),
             identity: Some(config.identity.clone()),
+            pg_tls: config.pg_tls(),
+            database_target: provisioner.as_ref().map(|p| p.target().clone()),
         },
         shutdown.clone(),
     ));
-    let provisioner = match &config.database_admin_url {
-        Some(url) => Some(Provisioner::new(url)?),
-        None => None,
-    };
     crate::tenant::controller::run(client, config, provisioner, metrics, health, shutdown).await;
     let _ = knowledge.await;
     Ok(())

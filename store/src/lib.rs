@@ -97,6 +97,15 @@ pub enum StoreError {
     /// A URL names a database this build does not support.
     #[error("unsupported database URL {0:?} (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
+    /// The CallSid is already recorded for another tenant: the write was refused and
+    /// nothing of it applied (a call row is only ever written by its own tenant).
+    #[error("call {call_sid} is recorded for another tenant: write for tenant {tenant:?} refused")]
+    TenantConflict {
+        /// The call.
+        call_sid: String,
+        /// The tenant whose write was refused.
+        tenant: String,
+    },
 }
 
 /// Who spoke a transcript entry.

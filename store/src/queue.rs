@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge};
 use sqlx::error::ErrorKind;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -75,6 +75,10 @@ pub struct QueueMetrics {
     pub depth: IntGauge,
     /// Ops on disk waiting for the store.
     pub spooled: IntGauge,
+    /// Ops the store refused while reachable (kept in `rejected.jsonl`), by `reason`:
+    /// `tenant_conflict` (the CallSid is another tenant's) or `invalid` (a constraint
+    /// or data error).
+    pub rejected: IntCounterVec,
 }
 
 enum Msg {
@@ -305,6 +309,7 @@ fn log_lost(op: &StoreOp, error: &StoreError) {
 /// Errors the store returns while reachable that every retry would hit again.
 fn is_rejection(err: &StoreError) -> bool {
     match err {
+        StoreError::TenantConflict { .. } => true,
         StoreError::Database(sqlx::Error::Database(db)) => {
             matches!(
                 db.kind(),
@@ -411,6 +416,15 @@ impl Worker {
         match timeout(OP_TIMEOUT, self.store.apply(op)).await {
             Ok(Ok(())) => Applied::Done,
             Ok(Err(e)) if is_rejection(&e) => {
+                let reason = match e {
+                    StoreError::TenantConflict { .. } => "tenant_conflict",
+                    _ => "invalid",
+                };
+                self.shared
+                    .metrics
+                    .rejected
+                    .with_label_values(&[reason])
+                    .inc();
                 let error = e.to_string();
                 tracing::error!(call_sid = op.call_sid(), %error, "store refused op; kept in rejected.jsonl");
                 let kept = op.clone();

@@ -6,7 +6,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Analysis, CallCost, CallRecord, RecordingRef, Role, StatusEvent, ToolCallRecord,
+    Analysis, CallCost, CallRecord, RecordingRef, Role, StatusEvent, StoreError, ToolCallRecord,
     TranscriptEntry, Usage,
 };
 
@@ -21,13 +21,54 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     recording_bucket, recording_key, recording_ms, recording_bytes, data_key";
 
 /// Sets a call's recording (same SQL for SQLite and Postgres): `$1` call_sid, `$2`
-/// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes.
+/// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes. Like every upsert of `calls`, it
+/// updates only a row of the same tenant and returns the CallSid when it applied (see
+/// [`refuse_foreign`]).
 pub(crate) const UPSERT_RECORDING: &str = "INSERT INTO calls \
        (call_sid, tenant, recording_bucket, recording_key, recording_ms, recording_bytes) \
      VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (call_sid) DO UPDATE SET \
        recording_bucket = excluded.recording_bucket, recording_key = excluded.recording_key, \
-       recording_ms = excluded.recording_ms, recording_bytes = excluded.recording_bytes";
+       recording_ms = excluded.recording_ms, recording_bytes = excluded.recording_bytes \
+     WHERE calls.tenant = excluded.tenant \
+     RETURNING call_sid";
+
+/// The tenant a call row belongs to: `$1` call_sid.
+pub(crate) const SELECT_OWNER: &str = "SELECT tenant FROM calls WHERE call_sid = $1";
+
+/// Sets the wrapped data key of a call of this tenant: `$1` call_sid, `$2` key, `$3` tenant.
+pub(crate) const UPDATE_DATA_KEY: &str =
+    "UPDATE calls SET data_key = $2 WHERE call_sid = $1 AND tenant = $3";
+
+/// Clears a call's transcript before it is rewritten, only for a call of this tenant:
+/// `$1` call_sid, `$2` tenant.
+pub(crate) const DELETE_TRANSCRIPT: &str = "DELETE FROM transcript_entries WHERE call_sid = $1 \
+     AND EXISTS (SELECT 1 FROM calls WHERE calls.call_sid = $1 AND calls.tenant = $2)";
+
+/// Clears a call's tool calls before they are rewritten, only for a call of this tenant:
+/// `$1` call_sid, `$2` tenant.
+pub(crate) const DELETE_TOOL_CALLS: &str = "DELETE FROM tool_calls WHERE call_sid = $1 \
+     AND EXISTS (SELECT 1 FROM calls WHERE calls.call_sid = $1 AND calls.tenant = $2)";
+
+/// After an upsert of `calls` that did not apply (its `WHERE calls.tenant =
+/// excluded.tenant` was false, or a status callback was older than the stored one),
+/// `owner` is the row's tenant: a row of another tenant refuses the whole write. CallSids
+/// are Twilio's and unique per account, but two tenants sharing a database (laptop mode,
+/// one `spec.database.url` for two tenants) must never overwrite each other's records,
+/// whatever a peer or a replayed spool sends.
+pub(crate) fn refuse_foreign(
+    call_sid: &str,
+    tenant: &str,
+    owner: Option<String>,
+) -> Result<(), StoreError> {
+    match owner {
+        Some(owner) if owner != tenant => Err(StoreError::TenantConflict {
+            call_sid: call_sid.to_string(),
+            tenant: tenant.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// Clears a call's recording if it still names the deleted key: `$1` call_sid, `$2` key.
 pub(crate) const CLEAR_RECORDING: &str = "UPDATE calls SET recording_bucket = NULL, \

@@ -11,9 +11,9 @@ use sqlx::{Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
-    UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, SELECT_OWNER,
+    SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, UPDATE_DATA_KEY, UPSERT_RECORDING,
+    call_from_row, status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
@@ -22,6 +22,20 @@ use super::{
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After an upsert that did not apply: refuses the write if the row is another tenant's
+/// ([`rows::refuse_foreign`]).
+async fn refuse_foreign(
+    tx: &mut Transaction<'static, Sqlite>,
+    call_sid: &str,
+    tenant: &str,
+) -> Result<(), StoreError> {
+    let owner: Option<String> = sqlx::query_scalar(SELECT_OWNER)
+        .bind(call_sid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    rows::refuse_foreign(call_sid, tenant, owner)
+}
 
 fn migrator() -> Migrator {
     crate::migrations!("sqlite")
@@ -80,21 +94,26 @@ impl SqliteStore {
 
     async fn start(&self, s: &CallStart) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO calls (call_sid, tenant, from_number, to_number, started_at_ms) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (call_sid) DO UPDATE SET \
                from_number = COALESCE(calls.from_number, excluded.from_number), \
                to_number = COALESCE(calls.to_number, excluded.to_number), \
-               started_at_ms = COALESCE(calls.started_at_ms, excluded.started_at_ms)",
+               started_at_ms = COALESCE(calls.started_at_ms, excluded.started_at_ms) \
+             WHERE calls.tenant = excluded.tenant \
+             RETURNING call_sid",
         )
         .bind(&s.call_sid)
         .bind(&s.tenant)
         .bind(&s.from)
         .bind(&s.to)
         .bind(s.started_at_ms)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        if applied.is_none() {
+            refuse_foreign(&mut tx, &s.call_sid, &s.tenant).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -102,7 +121,7 @@ impl SqliteStore {
     async fn end(&self, e: &CallEnd) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let u = &e.usage;
-        sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO calls (call_sid, tenant, ended_at_ms, outcome, detail, barge_ins, \
                usage_responses, usage_total_tokens, usage_input_tokens, usage_output_tokens, \
                usage_input_audio_tokens, usage_input_text_tokens, usage_cached_tokens, \
@@ -127,7 +146,9 @@ impl SqliteStore {
                usage_cached_text_tokens = excluded.usage_cached_text_tokens, \
                usage_cached_audio_tokens = excluded.usage_cached_audio_tokens, \
                model = excluded.model, cost_micro_usd = excluded.cost_micro_usd, \
-               cost_detail = excluded.cost_detail",
+               cost_detail = excluded.cost_detail \
+             WHERE calls.tenant = excluded.tenant \
+             RETURNING call_sid",
         )
         .bind(&e.call_sid)
         .bind(&e.tenant)
@@ -150,16 +171,21 @@ impl SqliteStore {
         .bind(&e.model)
         .bind(e.cost.as_ref().map(|c| c.total_micro_usd))
         .bind(e.cost.as_ref().map(|c| c.detail.as_str()))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("UPDATE calls SET data_key = $2 WHERE call_sid = $1")
+        if applied.is_none() {
+            refuse_foreign(&mut tx, &e.call_sid, &e.tenant).await?;
+        }
+        sqlx::query(UPDATE_DATA_KEY)
             .bind(&e.call_sid)
             .bind(&e.data_key)
+            .bind(&e.tenant)
             .execute(&mut *tx)
             .await?;
 
-        sqlx::query("DELETE FROM transcript_entries WHERE call_sid = $1")
+        sqlx::query(DELETE_TRANSCRIPT)
             .bind(&e.call_sid)
+            .bind(&e.tenant)
             .execute(&mut *tx)
             .await?;
         for t in &e.transcript {
@@ -180,8 +206,9 @@ impl SqliteStore {
             .await?;
         }
 
-        sqlx::query("DELETE FROM tool_calls WHERE call_sid = $1")
+        sqlx::query(DELETE_TOOL_CALLS)
             .bind(&e.call_sid)
+            .bind(&e.tenant)
             .execute(&mut *tx)
             .await?;
         for (seq, c) in (0_i64..).zip(&e.tool_calls) {
@@ -207,23 +234,29 @@ impl SqliteStore {
 
     async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO calls (call_sid, tenant, status, duration_s, status_sequence) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (call_sid) DO UPDATE SET \
                status = excluded.status, \
                duration_s = COALESCE(excluded.duration_s, calls.duration_s), \
                status_sequence = excluded.status_sequence \
-             WHERE calls.status_sequence IS NULL \
-                OR calls.status_sequence < excluded.status_sequence",
+             WHERE calls.tenant = excluded.tenant \
+               AND (calls.status_sequence IS NULL \
+                 OR calls.status_sequence < excluded.status_sequence) \
+             RETURNING call_sid",
         )
         .bind(&s.call_sid)
         .bind(&s.tenant)
         .bind(&s.status)
         .bind(s.duration_s)
         .bind(s.sequence_number)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        if applied.is_none() {
+            // Either an older callback (kept in the history below) or another tenant's call.
+            refuse_foreign(&mut tx, &s.call_sid, &s.tenant).await?;
+        }
         // The history keeps every callback, older ones arriving late included.
         sqlx::query(
             "INSERT INTO call_status_events \
@@ -243,15 +276,18 @@ impl SqliteStore {
 
     async fn recording(&self, r: &CallRecording) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(UPSERT_RECORDING)
+        let applied = sqlx::query(UPSERT_RECORDING)
             .bind(&r.call_sid)
             .bind(&r.tenant)
             .bind(&r.recording.bucket)
             .bind(&r.recording.key)
             .bind(to_sql(r.recording.duration_ms))
             .bind(to_sql(r.recording.bytes))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+        if applied.is_none() {
+            refuse_foreign(&mut tx, &r.call_sid, &r.tenant).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

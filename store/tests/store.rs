@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge, Opts};
 use switchboard_store::postgres::PgStore;
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::sqlite::SqliteStore;
@@ -157,6 +157,7 @@ fn metrics() -> QueueMetrics {
     QueueMetrics {
         depth: IntGauge::new("depth", "queue depth").unwrap(),
         spooled: IntGauge::new("spooled", "spooled ops").unwrap(),
+        rejected: IntCounterVec::new(Opts::new("rejected", "refused ops"), &["reason"]).unwrap(),
     }
 }
 
@@ -317,6 +318,92 @@ async fn lifecycle(s: Arc<dyn CallStore>) {
     assert_eq!(s.get_call("CA1").await.unwrap(), Some(expected_full("CA1")));
 }
 on_both!(lifecycle);
+
+/// Rewrites `op` as tenant `tenant`'s (same CallSid).
+fn as_tenant(op: StoreOp, tenant: &str) -> StoreOp {
+    let mut op = op;
+    match &mut op {
+        StoreOp::Start(s) => s.tenant = tenant.into(),
+        StoreOp::End(e) => e.tenant = tenant.into(),
+        StoreOp::Status(s) => s.tenant = tenant.into(),
+        StoreOp::Recording(r) => r.tenant = tenant.into(),
+        StoreOp::RecordingGone(_) => {}
+    }
+    op
+}
+
+/// Tenant B writing a CallSid tenant A already has (a replayed spool, a shared database,
+/// a forged or colliding CallSid) is refused with a clear error and changes nothing of
+/// A's record: the call row, its data key, transcript, tool calls, status and recording.
+async fn another_tenants_call_sid_is_refused(s: Arc<dyn CallStore>) {
+    let recording = |tenant: &str, key: &str| {
+        StoreOp::Recording(CallRecording {
+            call_sid: "CAx".into(),
+            tenant: tenant.into(),
+            recording: RecordingRef {
+                bucket: None,
+                key: key.into(),
+                duration_ms: 1_000,
+                bytes: 16_044,
+            },
+        })
+    };
+    let mut a_end = end_op("CAx", transcript(), "caller_hangup");
+    a_end.data_key = Some("a-wrapped-key".into());
+    for op in [
+        start("CAx", 1_700_000_000_000),
+        status("CAx", "in-progress", 1, None),
+        StoreOp::End(Box::new(a_end)),
+        recording("acme", "acme/2026/12/07/CAx.wav"),
+    ] {
+        s.apply(&op).await.unwrap();
+    }
+    let before = s.get_call("CAx").await.unwrap().unwrap();
+    assert_eq!(before.tenant, "acme");
+
+    let mut b_end = end_op("CAx", transcript()[..1].to_vec(), "forged");
+    b_end.tenant = "globex".into();
+    b_end.data_key = Some("b-wrapped-key".into());
+    b_end.tool_calls.clear();
+    let mut b_start = start("CAx", 1);
+    if let StoreOp::Start(st) = &mut b_start {
+        st.from = "+15550000000".into();
+    }
+    for op in [
+        as_tenant(b_start, "globex"),
+        StoreOp::End(Box::new(b_end)),
+        as_tenant(status("CAx", "completed", 9, Some(5)), "globex"),
+        // An older sequence than A's: still refused, not silently ignored.
+        as_tenant(status("CAx", "ringing", 0, None), "globex"),
+        recording("globex", "globex/2026/12/07/CAx.wav"),
+    ] {
+        match s.apply(&op).await {
+            Err(StoreError::TenantConflict { call_sid, tenant }) => {
+                assert_eq!((call_sid.as_str(), tenant.as_str()), ("CAx", "globex"));
+            }
+            other => panic!("{op:?} for another tenant: {other:?}"),
+        }
+    }
+    let err = s
+        .apply(&as_tenant(start("CAx", 1), "globex"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("CAx") && err.contains("another tenant") && err.contains("globex"),
+        "{err}"
+    );
+    let after = s.get_call("CAx").await.unwrap().unwrap();
+    assert_eq!(after, before, "tenant B's writes changed tenant A's record");
+
+    // A's own writes still apply.
+    s.apply(&status("CAx", "completed", 3, Some(60)))
+        .await
+        .unwrap();
+    let got = s.get_call("CAx").await.unwrap().unwrap();
+    assert_eq!(got.status.as_deref(), Some("completed"));
+}
+on_both!(another_tenants_call_sid_is_refused);
 
 async fn recording_is_set_and_cleared_only_for_its_key(s: Arc<dyn CallStore>) {
     let rec = |key: &str| {
@@ -1147,6 +1234,36 @@ async fn refused_op_is_kept_and_does_not_wedge_the_queue() {
         bad
     );
     assert!(line["error"].as_str().unwrap().contains("UNIQUE"));
+    wb.close(Duration::from_secs(5)).await;
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn another_tenants_write_is_rejected_counted_and_does_not_wedge_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let m = metrics();
+    let (wb, worker) = WriteBehind::start(store.clone(), cfg(dir.path()), m.clone()).unwrap();
+    let foreign = as_tenant(end("CAt"), "globex");
+    wb.submit(start("CAt", 1)).await;
+    wb.submit(foreign.clone()).await;
+    wb.submit(end("CAt")).await;
+    assert!(wb.flush(Duration::from_secs(10)).await);
+    assert_eq!(wb.spooled(), 0);
+    let got = store.get_call("CAt").await.unwrap().unwrap();
+    assert_eq!(
+        (got.tenant.as_str(), got.outcome.as_deref()),
+        ("acme", Some("caller_hangup"))
+    );
+    assert_eq!(m.rejected.with_label_values(&["tenant_conflict"]).get(), 1);
+    assert_eq!(m.rejected.with_label_values(&["invalid"]).get(), 0);
+    let rejected = std::fs::read_to_string(dir.path().join("spool/rejected.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(rejected.trim()).unwrap();
+    assert_eq!(
+        serde_json::from_value::<StoreOp>(line["op"].clone()).unwrap(),
+        foreign
+    );
+    assert!(line["error"].as_str().unwrap().contains("another tenant"));
     wb.close(Duration::from_secs(5)).await;
     worker.await.unwrap();
 }

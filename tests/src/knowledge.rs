@@ -16,7 +16,7 @@ use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_knowledge::PgVectorStore;
 use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use switchboard_operator::tenant::database::{
-    Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
+    AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
 use tokio::sync::watch;
 
@@ -127,6 +127,9 @@ pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
             openai_retries: Some(0),
         },
         first_backoff: Some(Duration::from_millis(200)),
+        // The server the tests provision tenant databases on (`provisioned_tenant`).
+        database_target: crate::services::postgres()
+            .and_then(|url| AdminTarget::from_admin_url(&url).ok()),
         ..KnowledgeControllerConfig::default()
     }
 }

@@ -463,3 +463,85 @@ async fn a_local_recording_is_streamed_with_ranges_to_its_tenant_only() {
         "https://switchboard.dev/problems/recording-refused"
     );
 }
+
+/// Signs in to the console with `key`: the session cookie (`name=value`), or the status.
+async fn sign_in(base: &str, key: &str) -> Result<String, StatusCode> {
+    let r = client()
+        .post(format!("{base}/console/session"))
+        .form(&[("key", key)])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::OK {
+        return Err(r.status());
+    }
+    let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
+    Ok(cookie.split(';').next().unwrap().to_string())
+}
+
+async fn with_cookie(base: &str, cookie: &str) -> StatusCode {
+    client()
+        .get(format!("{base}/api/v1/calls"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A key rotated in its Secret (here the file `secretKeyRef` mounts) stops opening the API
+/// at the next secrets refresh, without a restart, and so do the console sessions signed
+/// in with it; the new value works. A session of the new key survives later refreshes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_api_key_and_its_sessions_stop_working_at_the_next_refresh() {
+    const NEW_KEY: &str = "e2e-rotated-key-fedcba9876543210fedcba9876543210";
+    let env = Env::start(EnvOptions {
+        secrets_refresh_seconds: 1,
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let base = &env.base;
+    let old_session = sign_in(base, API_KEY).await.unwrap();
+    assert_eq!(with_cookie(base, &old_session).await, StatusCode::OK);
+    assert_eq!(
+        get(base, "/api/v1/calls", Some(API_KEY)).await.0,
+        StatusCode::OK
+    );
+
+    std::fs::write(env.dir.path().join("api-key"), NEW_KEY).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(base, "/api/v1/calls", Some(API_KEY)).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old key still opens the API 10 s after its rotation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        with_cookie(base, &old_session).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(sign_in(base, API_KEY).await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        get(base, "/api/v1/calls", Some(NEW_KEY)).await.0,
+        StatusCode::OK
+    );
+    let new_session = sign_in(base, NEW_KEY).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    assert_eq!(with_cookie(base, &new_session).await, StatusCode::OK);
+    // The old value coming back does not revive the ended session.
+    std::fs::write(env.dir.path().join("api-key"), API_KEY).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(base, "/api/v1/calls", Some(API_KEY)).await.0 != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restored key was not re-read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        with_cookie(base, &old_session).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -395,6 +395,19 @@ fn bad_manifests() -> Vec<Bad> {
             ],
         },
         Bad {
+            what: "a recording prefix that climbs out of the tenant's directory",
+            kind: vt,
+            set: vec![(
+                "/spec/recordings",
+                json!({ "enabled": true, "prefix": "calls/../other-tenant" }),
+            )],
+            expect: &[
+                "spec.recordings.prefix",
+                "should match",
+                switchboard_crds::format::RECORDING_PREFIX_PATTERN,
+            ],
+        },
+        Bad {
             what: "a chunk size over 8000",
             kind: kb,
             set: vec![("/spec/chunking", json!({ "size": 9000, "overlap": 50 }))],

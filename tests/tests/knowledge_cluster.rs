@@ -118,7 +118,8 @@ spec:
         model_dir: Some(model),
         embed_concurrency: 1,
         openai_retries: Some(0),
-    });
+    })
+    .with_database_target(Some(provisioner.target().clone()));
     let decision = sync(&kb, &cluster, &engine).await;
     let Decision::Report(Outcome::Synced { chunks, .. }) = decision else {
         panic!("the operator did not index: {decision:?}");

@@ -24,7 +24,7 @@ use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
 use switchboard_operator::labels::USABLE_SECRET_LABEL;
 use switchboard_operator::tenant::database::{
-    Ownership, TenantDatabase, build_database_secret, generate_password,
+    AdminTarget, Ownership, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
@@ -533,6 +533,84 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
     })
     .await;
     assert_eq!(count(store.stats().await.unwrap()), 0);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(CONVERGE, task).await;
+}
+
+/// A tenant's editor may create Secrets, and an owner reference is a field like any other:
+/// a Secret under the name of the tenant's database Secret, with a controller reference
+/// to the tenant, whose URL is not the one the operator writes (here the test server's
+/// superuser, on the tenant's schema), is refused (`ForeignSecret`) before any
+/// connection is made with it, and nothing is created in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() {
+    let Some((admin_url, model)) = env() else {
+        return;
+    };
+    let sim = KubeApiSim::start().await.unwrap();
+    let c = client(&sim).await;
+    let tenant = format!("t-{}", unique());
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let vt = tenants
+        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .await
+        .unwrap();
+    let db = TenantDatabase::for_tenant(&vt).unwrap();
+    let target = AdminTarget::from_admin_url(&admin_url).unwrap();
+    // What the operator would create (name, controller reference), with the editor's URL.
+    let mut forged = build_database_secret(&vt, &db, "guess", &target).unwrap();
+    let sep = if admin_url.contains('?') { '&' } else { '?' };
+    let superuser = format!("{admin_url}{sep}options=-c%20search_path%3D{}", db.schema);
+    forged
+        .data
+        .as_mut()
+        .unwrap()
+        .insert(URL_KEY.into(), ByteString(superuser.into_bytes()));
+    Api::<Secret>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap();
+    // status.database names exactly the derived objects (anyone with status access can).
+    tenants
+        .patch_status(
+            &tenant,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "voice.switchboard.dev/v1alpha1",
+                "kind": "VoiceTenant",
+                "status": { "database": db.to_status() },
+            })),
+        )
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &faq_docs("Free parking."))
+        .await
+        .unwrap();
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    kbs.create(&PostParams::default(), &kb_manifest("forged", &tenant, ""))
+        .await
+        .unwrap();
+    let (stop, task) = start_controller(&c, controller_config(model));
+    let kb = wait_kb(&c, "forged", "forged Degraded", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "Degraded").unwrap().1,
+        "ForeignSecret",
+        "{kb:?}"
+    );
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let mut pg = PgConnection::connect(&admin_url).await.unwrap();
+    let schema: Option<String> = sqlx::query_scalar(
+        "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&db.schema)
+    .fetch_optional(&mut pg)
+    .await
+    .unwrap();
+    assert_eq!(schema, None, "the forged URL was used");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(CONVERGE, task).await;
 }

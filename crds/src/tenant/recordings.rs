@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::format::{NOT_BLANK_PATTERN, S3_BUCKET_PATTERN};
+use crate::format::{
+    NOT_BLANK_PATTERN, RECORDING_PREFIX_MAX, RECORDING_PREFIX_PATTERN, S3_BUCKET_PATTERN,
+};
 
 /// Longest disclosure sentence (it is spoken before the greeting on every call).
 pub const RECORDING_DISCLOSURE_MAX: u32 = 500;
@@ -25,8 +27,11 @@ pub struct RecordingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = S3_BUCKET_PATTERN))]
     pub bucket: Option<String>,
-    /// Object key prefix (leading and trailing `/` are ignored).
+    /// Object key prefix (leading and trailing `/` are ignored): `/`-separated segments of
+    /// A-Z, a-z, 0-9, '.', '_', '-', no '.' or '..' segment (it is also part of file
+    /// paths on a laptop), at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RECORDING_PREFIX_PATTERN), length(max = RECORDING_PREFIX_MAX))]
     pub prefix: Option<String>,
     /// Days to keep recordings (0 = forever). The gateway deletes older recordings under
     /// the tenant's prefix and clears their key from the call records.

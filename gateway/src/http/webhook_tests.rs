@@ -86,6 +86,7 @@ fn state(dir: &std::path::Path) -> AppState {
         QueueMetrics {
             depth: metrics.store_queue_depth.clone(),
             spooled: metrics.store_spooled.clone(),
+            rejected: metrics.store_rejected.clone(),
         },
     )
     .expect("queue");

@@ -70,6 +70,11 @@ pub struct KnowledgeControllerConfig {
     pub s3: S3Settings,
     /// This replica's name in the Events it publishes (default: the field manager).
     pub identity: Option<String>,
+    /// TLS of the pgvector connections (the command line: [`crate::pg_tls::PgTls::cluster`]).
+    pub pg_tls: crate::pg_tls::PgTls,
+    /// The server the operator provisions tenant databases on (from its admin URL);
+    /// `None`: it provisions none, and no `status.database` is trusted.
+    pub database_target: Option<crate::tenant::database::AdminTarget>,
 }
 
 /// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
@@ -367,7 +372,10 @@ pub async fn run(
     let ctx = Arc::new(KnowledgeReconciler {
         api: Arc::new(KubeKnowledgeApi::new(client.clone())),
         client,
-        engine: Engine::new(config.engine.clone()).with_s3(S3Sources::aws(&config.s3)),
+        engine: Engine::new(config.engine.clone())
+            .with_s3(S3Sources::aws(&config.s3))
+            .with_pg_tls(config.pg_tls.clone())
+            .with_database_target(config.database_target.clone()),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
         metrics: config.metrics.clone(),
         events,

@@ -20,6 +20,8 @@ use switchboard_knowledge::{
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::s3::{S3Settings, S3Sources};
+use crate::pg_tls::PgTls;
+use crate::tenant::database::{AdminTarget, TenantDatabase};
 
 /// Connections per tenant database pool: a reconcile uses one at a time.
 const POOL_SIZE: u32 = 2;
@@ -44,6 +46,8 @@ pub struct Engine {
     permits: Semaphore,
     pools: Mutex<HashMap<String, PgPool>>,
     s3: S3Sources,
+    tls: PgTls,
+    database_target: Option<AdminTarget>,
 }
 
 /// A vector store opened for one knowledge base.
@@ -83,7 +87,32 @@ impl Engine {
             permits,
             pools: Mutex::new(HashMap::new()),
             s3: S3Sources::aws(&S3Settings::default()),
+            tls: PgTls::default(),
+            database_target: None,
         }
+    }
+
+    /// This engine knowing the server the operator provisions tenant databases on (from
+    /// its admin URL; `None`: it provisions none).
+    pub fn with_database_target(mut self, target: Option<AdminTarget>) -> Self {
+        self.database_target = target;
+        self
+    }
+
+    /// Whether `url`, read from the database Secret of a tenant the operator provisioned
+    /// (`db`), is the URL the operator writes for it ([`AdminTarget::is_tenant_url`]).
+    /// Without an admin URL the operator provisions nothing: no such URL is.
+    pub fn is_provisioned_url(&self, db: &TenantDatabase, url: &str) -> bool {
+        self.database_target
+            .as_ref()
+            .is_some_and(|t| t.is_tenant_url(db, url))
+    }
+
+    /// This engine connecting to pgvector databases with `tls` (default: the URL as
+    /// written; the command line: [`PgTls::cluster`]).
+    pub fn with_pg_tls(mut self, tls: PgTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// This engine reading S3 sources through `s3` (default: AWS with the default
@@ -164,6 +193,7 @@ impl Engine {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Config(format!("tenant database URL: {e}")))?;
+        let options = self.tls.apply(url, options);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .min_connections(0)

@@ -62,10 +62,10 @@ pub enum KnowledgeError {
         /// [`crate::labels::USABLE_SECRET_LABEL`].
         label: &'static str,
     },
-    /// The tenant database Secret is not controlled by the tenant: not the one the
-    /// operator created for it.
+    /// The tenant database Secret is not the one the operator created for the tenant:
+    /// not controlled by it, or holding another URL than the operator writes for it.
     #[error(
-        "Secret {name} is not the tenant's database Secret (no controller reference to tenant {tenant})"
+        "Secret {name} is not the tenant's database Secret (no controller reference to tenant {tenant}, or not the URL the operator wrote for it)"
     )]
     SecretNotOwned {
         /// The Secret.

@@ -120,6 +120,37 @@ async fn secret_value(
     }
 }
 
+/// A provisioned tenant database's URL (read from its Secret with
+/// [`SecretTrust::OwnedBy`]) must be the one the operator writes for the tenant's derived
+/// role and schema on its own server ([`Engine::is_provisioned_url`]): an owner
+/// reference proves nothing (an editor may create a Secret with one), the content does.
+/// URLs of other trusts pass.
+fn check_provisioned_url(
+    engine: &Engine,
+    trust: &SecretTrust,
+    selector: &SecretKeySelector,
+    schema: Option<&str>,
+    url: &str,
+    tenant: &str,
+) -> Result<(), KnowledgeError> {
+    let (SecretTrust::OwnedBy(_), Some(schema)) = (trust, schema) else {
+        return Ok(());
+    };
+    let db = crate::tenant::database::TenantDatabase {
+        role: schema.to_string(),
+        schema: schema.to_string(),
+        secret_name: selector.name.clone(),
+    };
+    if engine.is_provisioned_url(&db, url) {
+        Ok(())
+    } else {
+        Err(KnowledgeError::SecretNotOwned {
+            name: selector.name.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
 /// The value of a Secret key the backend or embedder needs ([`secret_value`]; missing
 /// or empty is an error).
 async fn secret(
@@ -169,8 +200,13 @@ async fn apply(
     };
     let dimensions = embedder.dimensions();
     let (store, kb_key) = match &plan.location {
-        Location::Pgvector { url, trust, schema } => {
-            let url = secret(api, namespace, url, trust, tenant).await?;
+        Location::Pgvector {
+            url: selector,
+            trust,
+            schema,
+        } => {
+            let url = secret(api, namespace, selector, trust, tenant).await?;
+            check_provisioned_url(engine, trust, selector, schema.as_deref(), &url, tenant)?;
             let store = engine
                 .pgvector(&url, schema.as_deref(), name, dimensions)
                 .await
@@ -294,9 +330,11 @@ pub async fn cleanup(
     match location {
         Location::Pgvector { url, trust, schema } => {
             // Without its Secret the tenant's database is being torn down with it.
-            let Some(url) = secret_value(api, namespace, &url, &trust, tenant_name).await? else {
+            let Some(value) = secret_value(api, namespace, &url, &trust, tenant_name).await? else {
                 return Ok(Cleanup::Retained);
             };
+            check_provisioned_url(engine, &trust, &url, schema.as_deref(), &value, tenant_name)?;
+            let url = value;
             engine
                 .drop_pgvector(&url, schema.as_deref(), name)
                 .await

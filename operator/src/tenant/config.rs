@@ -18,8 +18,13 @@ pub struct OperatorConfig {
     /// `spec.database.url` keep the gateway's embedded SQLite.
     pub database_admin_url: Option<String>,
     /// PEM CA bundle the gateways verify their Postgres server with
-    /// ([`crate::tenant::build::database_tls`]).
+    /// ([`crate::tenant::build::database_tls`]), and the operator its own connections.
     pub database_ca: Option<String>,
+    /// The operator's own Postgres connections (admin URL, pgvector) use `verify-full`
+    /// unless their URL names an sslmode: on for the command line (the cluster), off in
+    /// [`OperatorConfig::new`] (tests against a Postgres without TLS). See
+    /// [`crate::pg_tls`].
+    pub database_verify_full: bool,
     /// Where the admin URL is read from when `database_admin_url` is not given: a secret
     /// in AWS Secrets Manager, read at start ([`OperatorConfig::resolve_database_admin_url`]).
     pub database_admin_secret: Option<switchboard_crds::AwsSecretsManagerRef>,
@@ -83,6 +88,14 @@ pub struct GatewayNetwork {
 }
 
 impl OperatorConfig {
+    /// The TLS policy of the operator's own Postgres connections.
+    pub fn pg_tls(&self) -> crate::pg_tls::PgTls {
+        crate::pg_tls::PgTls {
+            verify_full_by_default: self.database_verify_full,
+            ca_pem: self.database_ca.clone(),
+        }
+    }
+
     /// Defaults of the command line, with `identity` as the Lease holder; except that the
     /// gateways get no NetworkPolicy, no default resources and the builder's default data
     /// volume (the command line's defaults turn all three on: [`crate::cli::RunArgs`]).
@@ -93,6 +106,7 @@ impl OperatorConfig {
             ),
             database_admin_url: None,
             database_ca: None,
+            database_verify_full: false,
             database_admin_secret: None,
             aws: switchboard_aws::AwsOptions::default(),
             watch_namespace: None,

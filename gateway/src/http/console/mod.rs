@@ -82,7 +82,9 @@ struct Whoami {
 }
 
 async fn whoami(State(state): State<AppState>, parts: Parts) -> Response {
-    match cookie(&parts, SESSION_COOKIE).and_then(|t| state.access.session(t)) {
+    match cookie(&parts, SESSION_COOKIE)
+        .and_then(|t| state.access.session(t, &state.tenants.api_keys()))
+    {
         Some(s) => Json(Whoami {
             tenant: s.key.tenant,
             key: s.key.name,
@@ -145,14 +147,14 @@ async fn sign_in(
     if !same_origin(&headers, &state) {
         return Problem::forbidden("sign-in from another site").into_response();
     }
-    let Some(key) = state.tenants.api_keys().find(form.key.trim()).cloned() else {
+    let Some(key) = state.tenants.api_keys().find_key(form.key.trim()).cloned() else {
         return Problem::unauthorized().into_response();
     };
-    if let Err(wait) = state.access.check_rate(&key) {
+    if let Err(wait) = state.access.check_rate(&key.id) {
         return Problem::rate_limited(wait).into_response();
     }
-    tracing::info!(tenant = key.tenant, key = key.name, "console sign-in");
-    let (token, session) = state.access.open_session(key);
+    tracing::info!(tenant = key.id.tenant, key = key.id.name, "console sign-in");
+    let (token, session) = state.access.open_session(&key);
     let mut r = Json(Whoami {
         tenant: session.key.tenant,
         key: session.key.name,
@@ -170,7 +172,7 @@ async fn sign_out(State(state): State<AppState>, parts: Parts) -> Response {
     let Some(token) = cookie(&parts, SESSION_COOKIE) else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let Some(session) = state.access.session(token) else {
+    let Some(session) = state.access.session(token, &state.tenants.api_keys()) else {
         return StatusCode::NO_CONTENT.into_response();
     };
     let sent = parts

@@ -50,7 +50,7 @@ pub fn authenticate(parts: &Parts, state: &AppState) -> Result<KeyId, Problem> {
     }
     if (parts.method == Method::GET || parts.method == Method::HEAD)
         && let Some(token) = cookie(parts, SESSION_COOKIE)
-        && let Some(s) = state.access.session(token)
+        && let Some(s) = state.access.session(token, &state.tenants.api_keys())
     {
         return Ok(s.key);
     }

@@ -45,6 +45,9 @@ pub struct ProvisionerConfig {
     /// Server-side limit of one statement (`statement_timeout`), so a lock held
     /// elsewhere cannot stall a reconcile forever.
     pub statement_timeout: Duration,
+    /// TLS of the admin connection (the command line: `verify-full` unless the URL
+    /// names an sslmode, against `--database-ca-file`).
+    pub tls: crate::pg_tls::PgTls,
 }
 
 impl Default for ProvisionerConfig {
@@ -53,6 +56,7 @@ impl Default for ProvisionerConfig {
             connect_timeout: Duration::from_secs(3),
             max_connections: 4,
             statement_timeout: Duration::from_secs(30),
+            tls: crate::pg_tls::PgTls::default(),
         }
     }
 }
@@ -117,6 +121,9 @@ impl Provisioner {
         let options = parse_admin_url(admin_url)?;
         let target = AdminTarget::from_options(&options)?;
         let statement_timeout = format!("{}ms", config.statement_timeout.as_millis());
+        // The tenants' target (above) keeps the URL's own sslmode; only this connection
+        // gets the operator's TLS policy.
+        let options = config.tls.apply(admin_url, options);
         let options = options
             .application_name("switchboard-operator")
             .options([("statement_timeout", statement_timeout.as_str())]);

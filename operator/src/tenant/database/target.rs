@@ -99,6 +99,25 @@ impl AdminTarget {
         }
         url
     }
+
+    /// Whether `url` is one [`Self::tenant_url`] writes for `db`, whatever its (non-empty)
+    /// password: this server, port and database, `db`'s role as the user, `db`'s schema
+    /// as the search path, this sslmode. What a tenant's database Secret must hold for
+    /// the operator to use it: a Secret an editor forged (an owner reference is easy to
+    /// write) can then only send the operator to the tenant's own role and schema on
+    /// the operator's own server, which grants nothing the tenant does not have.
+    pub fn is_tenant_url(&self, db: &TenantDatabase, url: &str) -> bool {
+        let expected = self.tenant_url(db, "");
+        // "postgres://<role>:" + password + "@<rest>"; role and password are
+        // percent-encoded, so neither holds ':' or '@'.
+        let Some((prefix, rest)) = expected.split_once(":@") else {
+            return false;
+        };
+        url.strip_prefix(prefix)
+            .and_then(|u| u.strip_prefix(':'))
+            .and_then(|u| u.split_once('@'))
+            .is_some_and(|(password, tail)| !password.is_empty() && tail == rest)
+    }
 }
 
 /// Parses the admin URL without ever echoing it (it holds the admin password).
@@ -136,6 +155,35 @@ mod tests {
             role: "sb_acme_dental_0123abcd".into(),
             schema: "sb_acme_dental_0123abcd".into(),
             secret_name: "dental-database".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_url_the_operator_writes_is_a_tenant_url() {
+        let target = AdminTarget::from_admin_url(
+            "postgres://admin:pw@db.internal:5433/voice?sslmode=verify-full",
+        )
+        .unwrap();
+        let written = target.tenant_url(&db(), "s3cr:t@/x");
+        assert!(target.is_tenant_url(&db(), &written), "{written}");
+        let other = TenantDatabase {
+            role: "sb_other_tenant_99999999".into(),
+            schema: "sb_other_tenant_99999999".into(),
+            secret_name: "other-database".into(),
+        };
+        for forged in [
+            target.tenant_url(&db(), ""),
+            target.tenant_url(&other, "pw"),
+            written.replace("db.internal", "attacker.example"),
+            written.replace(":5433/", ":5432/"),
+            written.replace("/voice?", "/postgres?"),
+            written.replace("&sslmode=verify-full", "&sslmode=disable"),
+            written.replace("sb_acme_dental_0123abcd:", "postgres:"),
+            format!("{written}&options=-c%20role%3Dadmin"),
+            "postgres://admin:pw@db.internal:5433/voice".to_string(),
+            String::new(),
+        ] {
+            assert!(!target.is_tenant_url(&db(), &forged), "{forged}");
         }
     }
 
