@@ -57,6 +57,10 @@ pub async fn run_controllers(
             metrics: Some(metrics.clone()),
             s3: config.s3.clone(),
             identity: Some(config.identity.clone()),
+            secrets_manager: crate::knowledge::SecretsManagerSettings {
+                access: config.secrets_manager_access.clone(),
+                aws: config.aws.clone(),
+            },
         },
         shutdown.clone(),
     ));

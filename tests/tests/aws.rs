@@ -488,3 +488,141 @@ async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
     assert!(err.contains(&secret) && err.contains("missing"), "{err}");
     assert!(!err.contains(&admin), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_manager() {
+    use ::kube::api::{Api, PostParams};
+    use switchboard_crds::{KnowledgeBase, VoiceTenant};
+    use switchboard_operator::knowledge::access::{SecretsAccess, parse_secret_grant};
+    use switchboard_operator::knowledge::{
+        Cleanup, Decision, Engine, EngineConfig, KubeKnowledgeApi, Outcome, SecretsManagerSettings,
+        cleanup, sync,
+    };
+    use switchboard_tests::knowledge::{NS, serve_embeddings, tenant_manifest};
+
+    let Some(url) = moto() else { return };
+    init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pinecone = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let embed_key = "sk-embedder-from-secrets-manager";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let embed_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(serve_embeddings(listener, Some(embed_key.to_string())));
+
+    // One JSON secret holds both keys, under the path granted to the namespace.
+    let secret_id = unique(&format!("switchboard/{NS}/kb"));
+    create_secret(
+        &url,
+        &secret_id,
+        &serde_json::json!({ "pinecone": pinecone.api_key(), "embedder": embed_key }).to_string(),
+    )
+    .await;
+
+    let sim = switchboard_sim::kubeapi::KubeApiSim::start().await.unwrap();
+    let c = switchboard_tests::kube::client(&sim).await;
+    let tenant = unique("t");
+    Api::<VoiceTenant>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .await
+        .unwrap();
+    let kb: KnowledgeBase = switchboard_crds::parse_knowledge_base(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: faq
+  namespace: {NS}
+spec:
+  tenant: {tenant}
+  embedder:
+    type: openai
+    openai:
+      baseUrl: {embed_url}
+      model: test-embed
+      dimensions: 384
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret_id}, key: embedder }} }}
+  backend:
+    type: pinecone
+    pinecone:
+      index: kb-aws
+      cloud: aws
+      region: us-east-1
+      namespace: acme-faq
+      apiUrl: {pinecone_url}
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret_id}, key: pinecone }} }}
+  sources:
+    - inline:
+        documents:
+          - title: Opening hours
+            content: We are open Monday to Friday 8am to 6pm and Saturday 9am to 1pm.
+          - title: Parking
+            content: Free parking behind the building.
+"#,
+        pinecone_url = pinecone.url(),
+    ))
+    .unwrap();
+    let kb = Api::<KnowledgeBase>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &kb)
+        .await
+        .unwrap();
+    let api = KubeKnowledgeApi::new(c.clone());
+    let engine_with = |grants: &[&str]| {
+        Engine::new(EngineConfig {
+            model_dir: None,
+            embed_concurrency: 1,
+            openai_retries: Some(0),
+        })
+        .with_secrets_manager(SecretsManagerSettings {
+            access: SecretsAccess::new(grants.iter().map(|g| parse_secret_grant(g).unwrap())),
+            aws: options_for(&url),
+        })
+    };
+
+    // Not granted to the namespace (only another namespace's path is): refused before
+    // anything is read, with the reason and the flag that grants it.
+    let refused = engine_with(&[&format!("other=switchboard/{NS}/")]);
+    let Decision::Report(Outcome::Failed(f)) = sync(&kb, &api, &refused).await else {
+        panic!("an ungranted secret must fail the sync")
+    };
+    assert_eq!(f.reason, "SecretNotGranted", "{f:?}");
+    assert!(f.message.contains("--secrets-manager-allow"), "{f:?}");
+
+    // A field that is not in the secret: a clear reason, never the secret's content.
+    let mut wrong_field = kb.clone();
+    if let Some(o) = wrong_field.spec.embedder.openai.as_mut() {
+        o.api_key.aws_secrets_manager.as_mut().unwrap().key = Some("missing".into());
+    }
+    let engine = engine_with(&[&format!("{NS}=switchboard/{NS}/")]);
+    let Decision::Report(Outcome::Failed(f)) = sync(&wrong_field, &api, &engine).await else {
+        panic!("a missing field must fail the sync")
+    };
+    assert_eq!(f.reason, "SecretMissing", "{f:?}");
+    assert!(
+        f.message.contains("missing") && !f.message.contains(embed_key),
+        "{f:?}"
+    );
+
+    // Granted: both keys come from Secrets Manager; the embedder (which answers 401 to
+    // any other key) and Pinecone (likewise) accept them, and the namespace fills.
+    let Decision::Report(Outcome::Synced { chunks, .. }) = sync(&kb, &api, &engine).await else {
+        panic!("the knowledge base should sync with keys from Secrets Manager")
+    };
+    assert!(chunks >= 2, "{chunks}");
+    let mut config =
+        switchboard_knowledge::store::PineconeConfig::new(pinecone.api_key(), "kb-aws");
+    config.control_url = pinecone.url();
+    let store = switchboard_knowledge::store::PineconeStore::connect(config)
+        .await
+        .unwrap();
+    let count = |stats: switchboard_knowledge::store::pinecone::IndexStats| {
+        stats.namespaces.get("acme-faq").copied().unwrap_or(0)
+    };
+    assert_eq!(count(store.stats().await.unwrap()), u64::from(chunks));
+
+    // The finalizer's cleanup reads the Pinecone key the same way (policy Delete).
+    assert_eq!(cleanup(&kb, &api, &engine).await.unwrap(), Cleanup::Removed);
+    assert_eq!(count(store.stats().await.unwrap()), 0);
+}

@@ -30,7 +30,7 @@ use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
-use super::engine::{Engine, EngineConfig};
+use super::engine::{Engine, EngineConfig, SecretsManagerSettings};
 use super::error::KnowledgeError;
 use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
 use super::s3::{S3Settings, S3Sources};
@@ -70,6 +70,8 @@ pub struct KnowledgeControllerConfig {
     pub s3: S3Settings,
     /// This replica's name in the Events it publishes (default: the field manager).
     pub identity: Option<String>,
+    /// API keys in AWS Secrets Manager: grants per namespace and the AWS configuration.
+    pub secrets_manager: SecretsManagerSettings,
 }
 
 /// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
@@ -367,7 +369,9 @@ pub async fn run(
     let ctx = Arc::new(KnowledgeReconciler {
         api: Arc::new(KubeKnowledgeApi::new(client.clone())),
         client,
-        engine: Engine::new(config.engine.clone()).with_s3(S3Sources::aws(&config.s3)),
+        engine: Engine::new(config.engine.clone())
+            .with_s3(S3Sources::aws(&config.s3))
+            .with_secrets_manager(config.secrets_manager.clone()),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
         metrics: config.metrics.clone(),
         events,
