@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use switchboard_aws::AwsOptions;
+use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_tests::{
     ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, NUMBER, Proxy, init, metric, pg_url,
@@ -376,8 +377,10 @@ async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
         .trim_end_matches('/')
         .to_string();
     let proxy = Proxy::start(target).await.unwrap();
-    let env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
+    // KMS unreachable since the gateway started: it holds no reserve key, so the record
+    // can only wait in memory.
     proxy.cut();
+    let env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
     let report = place_call(&env.call(talk())).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     let call_sid = report.call_sid.clone();
@@ -435,6 +438,139 @@ async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
     let (status, body) = api_get(&env, &call_sid).await;
     assert_eq!(status, 200, "{body}");
     assert!(!body.contains("sb1:"), "{body}");
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_waiting_for_kms_survives_a_restart_and_is_never_plaintext_at_rest() {
+    let Some(url) = moto() else { return };
+    let Some(db) = pg_url("kmsrestart") else {
+        return;
+    };
+    init();
+    let target = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = Proxy::start(target).await.unwrap();
+    let mut env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
+    let tenant = env.gw().state.tenants.all().next().unwrap().clone();
+    let key_id = tenant.spec.encryption.as_ref().unwrap().kms_key_id.clone();
+    // KMS answers at start: the gateway fetches the tenant's reserve key.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !env.gw().state.sealing.reserves.ready(&tenant.name, &key_id) {
+        assert!(tokio::time::Instant::now() < deadline, "no reserve key");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // KMS goes away; a call ends: its record is sealed under the reserve key and waits
+    // on disk.
+    proxy.cut();
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let call_sid = report.call_sid.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metric(&env.metrics().await, "switchboard_records_awaiting_kms") < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing waits on disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pending = env
+        .data_dir()
+        .join("sealing")
+        .join(format!("{call_sid}.json"));
+    let text = std::fs::read_to_string(&pending).unwrap();
+    assert!(!text.contains("\"data_key\""), "no call key yet: {text}");
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    assert!(transcript_rows(&pool, &call_sid).await.is_empty());
+
+    // The gateway restarts while KMS is still down: the record is still only on disk,
+    // sealed.
+    env.stop_gateway().await;
+    assert!(
+        pending.exists(),
+        "the pending record must outlive the gateway"
+    );
+    env.gateway = Some(Gateway::start(&env.cli).await.unwrap());
+    env.base = format!("http://{}", env.gw().addr);
+    assert_eq!(
+        metric(&env.metrics().await, "switchboard_records_awaiting_kms"),
+        1.0
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(transcript_rows(&pool, &call_sid).await.is_empty());
+
+    // KMS is back: the key is re-wrapped for the call, the record arrives sealed, the
+    // file goes, and the API opens it.
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = transcript_rows(&pool, &call_sid).await;
+        if !rows.is_empty() {
+            assert!(rows.iter().all(|t| t.starts_with("sb1:")), "{rows:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sealed record never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pending.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the file stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = api_get(&env, &call_sid).await;
+    assert_eq!(status, 200, "{body}");
+    let rec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let said: Vec<String> = rec["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["text"].as_str().map(str::to_string))
+        .filter(|t| t.len() >= 8)
+        .collect();
+    assert!(!said.is_empty(), "{body}");
+
+    // Nothing of what was said is readable anywhere under the data directory (spool,
+    // sealing directory, recordings) or in the database.
+    env.stop_gateway().await;
+    for path in files_under(&env.data_dir()) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &said {
+            assert!(!text.contains(s.as_str()), "{} holds {s:?}", path.display());
+        }
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT text FROM transcript_entries WHERE call_sid = $1 UNION ALL SELECT COALESCE(detail, '') FROM calls WHERE call_sid = $1",
+    )
+    .bind(&call_sid)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for s in &said {
+        assert!(
+            stored.iter().all(|v| !v.contains(s.as_str())),
+            "{s:?} in the database"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
