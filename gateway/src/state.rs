@@ -78,6 +78,14 @@ pub struct Sealing {
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
+impl Default for Sealing {
+    /// Defaults with `sealing/` under the working directory (the server always passes
+    /// `<data dir>/sealing`; this is for state built in tests).
+    fn default() -> Self {
+        Self::new(std::path::PathBuf::from("sealing"))
+    }
+}
+
 impl Sealing {
     /// Defaults, with records waiting for KMS in `dir`.
     pub fn new(dir: std::path::PathBuf) -> Self {

@@ -64,8 +64,16 @@ fn path_of(dir: &Path, call_sid: &str) -> PathBuf {
 /// # Errors
 /// The I/O error; nothing is left under the final name then.
 pub fn write(dir: &Path, pending: &Pending) -> std::io::Result<PathBuf> {
+    let sid = &pending.end.call_sid;
+    // Checked where calls start; checked again because it becomes a file name.
+    if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a CallSid that is not a plain file name",
+        ));
+    }
     std::fs::create_dir_all(dir)?;
-    let path = path_of(dir, &pending.end.call_sid);
+    let path = path_of(dir, sid);
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec(pending).map_err(std::io::Error::other)?;
     let mut f = std::fs::File::create(&tmp)?;
