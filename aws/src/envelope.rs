@@ -210,6 +210,42 @@ impl Kms {
             .map_err(|e| AwsError::new(AwsErrorKind::InvalidCiphertext, "data key", e.to_string()))
     }
 
+    /// Re-wraps a data key for another encryption context (KMS `ReEncrypt`: the clear key
+    /// never leaves KMS): `wrapped` must unwrap with `from`; the result is wrapped under
+    /// `key_id` with `to`. Lets a record sealed under a key obtained before its call
+    /// ended carry a key bound to its own context.
+    ///
+    /// # Errors
+    /// [`AwsErrorKind::InvalidCiphertext`] when `wrapped` does not unwrap with `from`;
+    /// [`AwsErrorKind::Unreachable`] and others as for any call.
+    pub async fn rewrap(
+        &self,
+        wrapped: &[u8],
+        from: &[(&str, &str)],
+        key_id: &str,
+        to: &[(&str, &str)],
+    ) -> Result<Vec<u8>, AwsError> {
+        let out = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(wrapped.to_vec()))
+            .set_source_encryption_context(Some(context_map(from)))
+            .destination_key_id(key_id)
+            .set_destination_encryption_context(Some(context_map(to)))
+            .send()
+            .await
+            .map_err(|e| classify(key_id, e))?;
+        out.ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| {
+                AwsError::new(
+                    AwsErrorKind::Other,
+                    key_id,
+                    "ReEncrypt answered without a key",
+                )
+            })
+    }
+
     /// [`Kms::unwrap`] of a key stored as base64 text.
     ///
     /// # Errors

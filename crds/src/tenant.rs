@@ -26,6 +26,8 @@ pub use console::{
 pub use pricing::PricingSpec;
 mod recordings;
 pub use recordings::{RECORDING_DISCLOSURE_MAX, RecordingSpec};
+mod aws;
+pub use aws::{AwsSpec, IAM_ROLE_ARN_PATTERN, is_iam_role_arn};
 mod encryption;
 
 pub use encryption::EncryptionSpec;
@@ -86,6 +88,9 @@ pub struct VoiceTenantSpec {
     /// Field-level encryption of call records with the tenant's KMS key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionSpec>,
+    /// The AWS identity of the tenant's gateway (IRSA role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSpec>,
     /// What happens to the tenant's database schema when the tenant is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,

@@ -247,6 +247,13 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
     if let Some(r) = &spec.recordings {
         recording_rules(c, r);
     }
+    if let Some(arn) = spec.aws.as_ref().and_then(|a| a.role_arn.as_ref()) {
+        c.check(
+            crate::tenant::is_iam_role_arn(arn),
+            "spec.aws.roleArn",
+            "must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/[path/]name)",
+        );
+    }
 }
 
 fn recording_rules(c: &mut Collector, r: &RecordingSpec) {

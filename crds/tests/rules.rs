@@ -32,6 +32,7 @@ fn base() -> VoiceTenantSpec {
         database: None,
         recordings: None,
         encryption: None,
+        aws: None,
         deletion_policy: DeletionPolicy::Retain,
         logging: None,
         console: None,
@@ -834,4 +835,18 @@ fn recording_prefixes_cannot_climb_out_of_the_recordings_directory() {
             );
         }
     }
+}
+
+#[test]
+fn a_gateway_role_must_be_an_iam_role_arn() {
+    let mut s = base();
+    s.aws = Some(switchboard_crds::AwsSpec {
+        role_arn: Some("arn:aws:iam::123456789012:role/switchboard-acme".into()),
+    });
+    assert!(s.validate().is_ok());
+    s.aws = Some(switchboard_crds::AwsSpec {
+        role_arn: Some("arn:aws:iam::123456789012:user/someone".into()),
+    });
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("spec.aws.roleArn"), "{err}");
 }

@@ -70,9 +70,13 @@ pub struct Metrics {
     pub unpriced_calls: IntCounterVec,
     /// Sealing a finished call's record (KMS data key + AES-GCM), seconds.
     pub record_seal_seconds: Histogram,
-    /// Records that could not be sealed at the end of their call, by fate (`retrying`:
-    /// KMS failed, retried from memory; `withheld`: stored without transcript).
+    /// Records that could not be sealed at the end of their call, by fate (`reserved`:
+    /// KMS failed, sealed under the tenant's reserve key and waiting on disk;
+    /// `retrying`: KMS failed and no reserve key, retried from memory; `withheld`:
+    /// stored without transcript).
     pub record_seal_failures: IntCounterVec,
+    /// Records sealed under a reserve key waiting on disk for KMS.
+    pub records_awaiting_kms: IntGauge,
     /// Re-reads of tenant secrets that found a change, and re-reads that failed, by
     /// result (`changed`, `failed`).
     pub secret_refreshes: IntCounterVec,
@@ -260,6 +264,10 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            records_awaiting_kms: IntGauge::new(
+                "switchboard_records_awaiting_kms",
+                "Call records sealed under a reserve key, waiting on disk for KMS to re-wrap their key",
+            )?,
             secret_refreshes: IntCounterVec::new(
                 Opts::new(
                     "switchboard_secret_refreshes_total",
@@ -297,6 +305,7 @@ impl Metrics {
         r.register(Box::new(m.padded_silence_ms.clone()))?;
         r.register(Box::new(m.record_seal_seconds.clone()))?;
         r.register(Box::new(m.record_seal_failures.clone()))?;
+        r.register(Box::new(m.records_awaiting_kms.clone()))?;
         r.register(Box::new(m.secret_refreshes.clone()))?;
         Ok(m)
     }

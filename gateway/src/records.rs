@@ -15,10 +15,20 @@
 //! # KMS unreachable at the end of a call
 //!
 //! The record is sealed *before* it is queued: the write-behind queue, its spool file and
-//! the database only ever see ciphertext. When KMS cannot be reached the clear record
-//! stays in this process's memory only, and sealing is retried with backoff for
-//! `--seal-retry-seconds`; if that passes (or the gateway stops first), the record is
-//! stored without transcript and tool calls (`detail` says why) rather than in clear.
+//! the database only ever see ciphertext. While KMS answers, the gateway holds a
+//! [reserve data key](reserve) per encrypting tenant. When KMS cannot be reached at the
+//! end of a call, the record is sealed under that key at once and written to
+//! `<data dir>/sealing/` with the reserve key in its KMS-wrapped form ([`pending`]):
+//! ciphertext at rest, readable only through KMS, and it survives a restart. When KMS
+//! answers again the reserve key is re-wrapped (`ReEncrypt`) for the call's own context
+//! `{tenant, call_sid}`, the record is queued and the file removed once the record is in
+//! the store or its spool.
+//!
+//! Only a record that finds no reserve key (KMS was unreachable since the gateway
+//! started, or the tenant's key just changed) keeps its clear form in this process's
+//! memory, retried with backoff for `--seal-retry-seconds`; if that passes (or the
+//! gateway stops first), it is stored without transcript and tool calls (`detail` says
+//! why) rather than in clear.
 //!
 //! # Reading
 //!
@@ -26,6 +36,7 @@
 //! fields, and a record whose key or context does not match is refused
 //! ([`RecordError::Sealed`]), never returned as ciphertext or garbage.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use switchboard_aws::envelope::is_sealed;
@@ -36,8 +47,18 @@ use crate::state::{AppState, Shared};
 
 use crate::tenants::Tenant;
 
+pub mod pending;
+pub mod reserve;
+
+pub use reserve::Reserves;
+
 /// Longest wait between two sealing attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// How long a re-sealed record may take to reach the store or its spool before its
+/// pending file is kept for the next start.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a used or missing reserve key is replaced (at most).
+const RESERVE_CHECK: Duration = Duration::from_secs(10);
 
 /// Why a record could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -203,15 +224,181 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
             state.writer.submit(StoreOp::End(Box::new(sealed))).await;
         }
         Err(e) => {
+            if let Some(end) = seal_under_reserve(state, &kms, &key_id, end, &e).await {
+                state
+                    .metrics
+                    .record_seal_failures
+                    .with_label_values(&["retrying"])
+                    .inc();
+                tracing::warn!(call_sid = end.call_sid, tenant = end.tenant, error = %e, "could not seal the call record; retrying (the record stays in memory only)");
+                let state = state.clone();
+                tokio::spawn(async move { retry_seal(state, kms, key_id, end).await });
+            }
+        }
+    }
+}
+
+/// KMS failed at the end of a call: seals `end` under the tenant's reserve key and
+/// writes it to the sealing directory, then re-wraps its key when KMS answers. `None`
+/// when that was done; the record back when there is no reserve key or the file could
+/// not be written (the caller keeps it in memory).
+async fn seal_under_reserve(
+    state: &AppState,
+    kms: &Kms,
+    key_id: &str,
+    end: CallEnd,
+    error: &AwsError,
+) -> Option<CallEnd> {
+    let Some(reserve) = state.sealing.reserves.take(&end.tenant, key_id) else {
+        return Some(end);
+    };
+    let mut sealed = end.clone();
+    if let Err(e) = seal_with(&reserve.key, &mut sealed) {
+        tracing::warn!(call_sid = end.call_sid, error = %e, "sealing under the reserve key failed");
+        return Some(end);
+    }
+    let pending = pending::Pending::new(key_id, &reserve.id, reserve.key.wrapped(), sealed);
+    let dir = state.sealing.dir.clone();
+    let written = {
+        let pending = pending.clone();
+        tokio::task::spawn_blocking(move || pending::write(&dir, &pending)).await
+    };
+    match written {
+        Ok(Ok(path)) => {
             state
                 .metrics
                 .record_seal_failures
-                .with_label_values(&["retrying"])
+                .with_label_values(&["reserved"])
                 .inc();
-            tracing::warn!(call_sid = end.call_sid, tenant = end.tenant, error = %e, "could not seal the call record; retrying (the record stays in memory only)");
-            let state = state.clone();
-            tokio::spawn(async move { retry_seal(state, kms, key_id, end).await });
+            state.metrics.records_awaiting_kms.inc();
+            tracing::warn!(call_sid = end.call_sid, tenant = end.tenant, error = %error, "KMS unreachable at the end of the call; the record is sealed under the tenant's reserve key and waits on disk for KMS");
+            let kms = kms.clone();
+            let task = finish_pending(state.clone(), kms, path, pending);
+            state.sealing.spawn(task);
+            None
         }
+        Ok(Err(e)) => {
+            tracing::error!(call_sid = end.call_sid, error = %e, "could not write the sealed record to disk");
+            Some(end)
+        }
+        Err(e) => {
+            tracing::error!(call_sid = end.call_sid, error = %e, "writing the sealed record failed");
+            Some(end)
+        }
+    }
+}
+
+/// Re-wraps a pending record's reserve key for its call's own context (retried with
+/// backoff while KMS is unreachable), queues the record and removes its file once the
+/// record is in the store or the spool. A key KMS refuses for good (the reserve key does
+/// not unwrap: wrong key, altered file) leaves the file for a human.
+async fn finish_pending(state: AppState, kms: Kms, path: PathBuf, pending: pending::Pending) {
+    let Some(wrapped) = pending.reserve_wrapped_bytes() else {
+        tracing::error!(path = %path.display(), "pending sealed record holds no valid wrapped key; left in place");
+        return;
+    };
+    let (tenant, sid) = (pending.end.tenant.clone(), pending.end.call_sid.clone());
+    let from = reserve::context(&tenant, &pending.reserve_id);
+    let mut delay = state.sealing.first_retry;
+    let rewrapped = loop {
+        match kms
+            .rewrap(
+                &wrapped,
+                &from,
+                &pending.kms_key_id,
+                &context(&tenant, &sid),
+            )
+            .await
+        {
+            Ok(k) => break k,
+            Err(e) if e.kind == switchboard_aws::AwsErrorKind::InvalidCiphertext => {
+                tracing::error!(call_sid = sid, error = %e, path = %path.display(), "KMS refuses the reserve key of a pending record; left in place");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(call_sid = sid, error = %e, "re-wrapping still failing");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    };
+    let mut end = pending.end;
+    end.data_key = Some(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rewrapped,
+    ));
+    state.writer.submit(StoreOp::End(Box::new(end))).await;
+    if !state.writer.flush(FLUSH_TIMEOUT).await {
+        // Neither stored nor spooled yet: keep the file; the next start does it again
+        // (the end op is idempotent).
+        tracing::warn!(
+            call_sid = sid,
+            "the re-sealed record is not stored yet; its file stays for the next start"
+        );
+        return;
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            state.metrics.records_awaiting_kms.dec();
+            tracing::info!(
+                call_sid = sid,
+                "pending record re-sealed for its call and stored"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(call_sid = sid, error = %e, "could not remove a finished pending record")
+        }
+    }
+}
+
+/// Picks up the records a previous run left waiting for KMS (at start).
+pub fn resume_pending(state: &AppState) {
+    let found = pending::list(&state.sealing.dir);
+    if found.is_empty() {
+        return;
+    }
+    tracing::info!(
+        records = found.len(),
+        "records sealed under a reserve key wait for KMS"
+    );
+    state.metrics.records_awaiting_kms.add(found.len() as i64);
+    for (path, p) in found {
+        let task_state = state.clone();
+        state.sealing.spawn(async move {
+            let kms = task_state.aws.kms().await;
+            finish_pending(task_state, kms, path, p).await;
+        });
+    }
+}
+
+/// Keeps a reserve data key for every tenant with `spec.encryption`: fetched at start,
+/// replaced after use, retried on the secrets refresh schedule while KMS is unreachable.
+pub async fn keep_reserves(state: AppState) {
+    let encrypting: Vec<(String, String)> = state
+        .tenants
+        .all()
+        .filter_map(|t| {
+            Some((
+                t.name.clone(),
+                t.spec.encryption.as_ref()?.kms_key_id.clone(),
+            ))
+        })
+        .collect();
+    if encrypting.is_empty() {
+        return;
+    }
+    let kms = state.aws.kms().await;
+    loop {
+        for (tenant, key_id) in &encrypting {
+            match state.sealing.reserves.ensure(&kms, tenant, key_id).await {
+                Ok(true) => tracing::debug!(tenant, "reserve data key fetched"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "could not fetch a reserve data key; records of calls ending while KMS is unreachable wait in memory")
+                }
+            }
+        }
+        tokio::time::sleep(RESERVE_CHECK.min(state.rotation.refresh_every)).await;
     }
 }
 
@@ -254,7 +441,7 @@ mod tests {
     use super::*;
     use switchboard_store::{Role, ToolCallRecord, TranscriptEntry};
 
-    fn end() -> CallEnd {
+    pub(crate) fn end() -> CallEnd {
         CallEnd {
             call_sid: "CA1".into(),
             tenant: "demo".into(),

@@ -65,6 +65,8 @@ pub struct Gateway {
     writer_task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    /// Keeps each encrypting tenant's reserve data key ([`crate::records::keep_reserves`]).
+    reserves: JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     drain_timeout: Duration,
     drain_min: Duration,
@@ -184,12 +186,15 @@ impl Gateway {
             secrets,
             rotation,
             aws,
-            sealing: Sealing {
-                retry_for: Duration::from_secs(cli.seal_retry_seconds),
-                ..Sealing::default()
+            sealing: {
+                let mut sealing = Sealing::new(cli.data_dir.join("sealing"));
+                sealing.retry_for = Duration::from_secs(cli.seal_retry_seconds);
+                sealing
             },
         });
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
+        let reserves = tokio::spawn(crate::records::keep_reserves(state.clone()));
+        crate::records::resume_pending(&state);
         let sweeper = tokio::spawn(sweep_recordings(state.clone()));
         let (shutdown, stop) = tokio::sync::watch::channel(false);
         let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;
@@ -219,6 +224,7 @@ impl Gateway {
             drain_timeout: Duration::from_secs(cli.drain_seconds),
             drain_min: cli.serve.drain_min(),
             refresher,
+            reserves,
         })
     }
 
@@ -253,6 +259,7 @@ impl Gateway {
         }
         self.shutdown.send_replace(true);
         self.refresher.abort();
+        self.reserves.abort();
         let _ = self.server.await;
         self.sweeper.abort();
         // Recordings of the calls just ended are queued; uploads go on within the
@@ -264,6 +271,8 @@ impl Gateway {
                 "recordings left queued for the next start"
             );
         }
+        // Records still waiting for KMS keep their files for the next start.
+        state.sealing.stop();
         state.writer.clone().close(Duration::from_secs(30)).await;
         let _ = self.writer_task.await;
         tracing::info!("gateway stopped");

@@ -62,20 +62,59 @@ pub struct Shared {
 }
 
 /// How records of encrypting tenants are sealed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sealing {
-    /// How long a record waits for KMS before it is stored without its sealed fields.
+    /// How long a record waits for KMS before it is stored without its sealed fields
+    /// (only a record that found no reserve key: [`crate::records`]).
     pub retry_for: Duration,
     /// First retry delay (doubles up to 30 s).
     pub first_retry: Duration,
+    /// Each encrypting tenant's reserve data key.
+    pub reserves: Arc<crate::records::Reserves>,
+    /// Where records sealed under a reserve key wait for KMS (`<data dir>/sealing`).
+    pub dir: std::path::PathBuf,
+    /// The tasks finishing those records (stopped at shutdown: their files stay for the
+    /// next start).
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Default for Sealing {
+    /// Defaults with `sealing/` under the working directory (the server always passes
+    /// `<data dir>/sealing`; this is for state built in tests).
     fn default() -> Self {
+        Self::new(std::path::PathBuf::from("sealing"))
+    }
+}
+
+impl Sealing {
+    /// Defaults, with records waiting for KMS in `dir`.
+    pub fn new(dir: std::path::PathBuf) -> Self {
         Self {
             retry_for: Duration::from_secs(600),
             first_retry: Duration::from_secs(1),
+            reserves: Arc::default(),
+            dir,
+            tasks: Arc::default(),
         }
+    }
+
+    /// Runs `task` (finishing a pending record) until it ends or [`Sealing::stop`].
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Reap finished ones so the set does not grow with every outage.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops the tasks finishing pending records (at shutdown).
+    pub fn stop(&self) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .abort_all();
     }
 }
 

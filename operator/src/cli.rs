@@ -218,6 +218,27 @@ pub struct RunArgs {
         value_parser = crate::knowledge::access::parse_grant
     )]
     pub s3_allow: Vec<crate::knowledge::access::S3Grant>,
+    /// AWS Secrets Manager ids (names or ARNs) whose values the knowledge bases of a
+    /// namespace may have the operator read for their embedder and Pinecone keys, as
+    /// `NAMESPACE=PREFIX` (comma list, repeatable). Default: none.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SECRETS_MANAGER_ALLOW",
+        value_delimiter = ',',
+        value_parser = crate::knowledge::access::parse_secret_grant
+    )]
+    pub secrets_manager_allow: Vec<crate::knowledge::access::SecretGrant>,
+    /// IAM role of each tenant's gateway through IRSA, set as the
+    /// `eks.amazonaws.com/role-arn` annotation of its ServiceAccount: an ARN in which
+    /// `{namespace}` and `{name}` are replaced by the tenant's, e.g.
+    /// `arn:aws:iam::123456789012:role/switchboard-{namespace}-{name}`. A tenant's
+    /// `spec.aws.roleArn` takes precedence. Default: none.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GATEWAY_ROLE_ARN_TEMPLATE",
+        value_parser = crate::tenant::config::parse_role_arn_template
+    )]
+    pub gateway_role_arn_template: Option<String>,
 }
 
 /// `--gateway-resources` by default: Burstable pods, never evicted before BestEffort
@@ -300,6 +321,9 @@ impl RunArgs {
             &config.default_image,
         );
         config.s3.access = crate::knowledge::access::S3Access::new(self.s3_allow.clone());
+        config.gateway_role_arn_template = self.gateway_role_arn_template.clone();
+        config.secrets_manager_access =
+            crate::knowledge::access::SecretsAccess::new(self.secrets_manager_allow.clone());
         config
     }
 }

@@ -69,6 +69,10 @@ pub async fn run_controllers(
             identity: Some(config.identity.clone()),
             pg_tls: config.pg_tls(),
             database_target: provisioner.as_ref().map(|p| p.target().clone()),
+            secrets_manager: crate::knowledge::SecretsManagerSettings {
+                access: config.secrets_manager_access.clone(),
+                aws: config.aws.clone(),
+            },
         },
         shutdown.clone(),
     ));

@@ -842,8 +842,31 @@ fn service_account_carries_the_context_annotations() {
         built.service_account.automount_service_account_token,
         Some(false)
     );
-    let (_, minimal) = children("minimal");
-    assert_eq!(minimal.service_account.metadata.annotations, None);
+    // The tenant's own role (spec.aws.roleArn) is the annotation, and wins over the
+    // operator's template; without either there is none.
+    let (mut fixture, minimal) = children("minimal");
+    let role = "eks.amazonaws.com/role-arn";
+    assert_eq!(
+        minimal.service_account.metadata.annotations.unwrap()[role],
+        "arn:aws:iam::123456789012:role/demo-dental-gateway"
+    );
+    fixture.ctx.service_account_annotations.insert(
+        role.into(),
+        "arn:aws:iam::123456789012:role/from-template".into(),
+    );
+    let sa =
+        switchboard_operator::tenant::build::build_service_account(&fixture.tenant, &fixture.ctx)
+            .unwrap();
+    assert_eq!(
+        sa.metadata.annotations.unwrap()[role],
+        "arn:aws:iam::123456789012:role/demo-dental-gateway"
+    );
+    fixture.tenant.spec.aws = None;
+    fixture.ctx.service_account_annotations.clear();
+    let sa =
+        switchboard_operator::tenant::build::build_service_account(&fixture.tenant, &fixture.ctx)
+            .unwrap();
+    assert_eq!(sa.metadata.annotations, None);
 }
 
 #[test]

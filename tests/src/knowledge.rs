@@ -18,6 +18,7 @@ use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use switchboard_operator::tenant::database::{
     AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// Namespace of the knowledge-base tests.
@@ -210,4 +211,70 @@ pub async fn table_exists(pg: &mut PgConnection, schema: &str, kb: &str) -> bool
         .fetch_one(pg)
         .await
         .expect("look the table up")
+}
+
+/// A minimal OpenAI-compatible `POST /v1/embeddings`: deterministic 384-dimension
+/// vectors, one HTTP/1.1 request per connection. With `api_key`, a request without
+/// `Authorization: Bearer <api_key>` is answered 401 as OpenAI does.
+pub async fn serve_embeddings(listener: tokio::net::TcpListener, api_key: Option<String>) {
+    while let Ok((mut sock, _)) = listener.accept().await {
+        let api_key = api_key.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break buf[end + 4..end + 4 + len].to_vec();
+                    }
+                }
+            };
+            let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+            if let Some(key) = &api_key
+                && !head.contains(&format!(
+                    "authorization: bearer {}",
+                    key.to_ascii_lowercase()
+                ))
+            {
+                let out = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+                let response = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                    out.len()
+                );
+                let _ = sock.write_all(response.as_bytes()).await;
+                return;
+            }
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let inputs = request["input"].as_array().cloned().unwrap_or_default();
+            let data: Vec<_> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let seed = text.as_str().unwrap_or_default().len() as f32;
+                    let v: Vec<f32> = (0..384).map(|d| ((d as f32 + seed) * 0.37).sin()).collect();
+                    json!({"object": "embedding", "index": i, "embedding": v})
+                })
+                .collect();
+            let out = json!({"object": "list", "data": data, "model": "test-embed"}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                out.len()
+            );
+            let _ = sock.write_all(response.as_bytes()).await;
+        });
+    }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use switchboard_aws::AwsOptions;
+use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_tests::{
     ACCOUNT_SID, AUTH_TOKEN, Env, EnvOptions, NUMBER, Proxy, init, metric, pg_url,
@@ -376,8 +377,10 @@ async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
         .trim_end_matches('/')
         .to_string();
     let proxy = Proxy::start(target).await.unwrap();
-    let env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
+    // KMS unreachable since the gateway started: it holds no reserve key, so the record
+    // can only wait in memory.
     proxy.cut();
+    let env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
     let report = place_call(&env.call(talk())).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     let call_sid = report.call_sid.clone();
@@ -437,6 +440,139 @@ async fn kms_down_at_the_end_of_a_call_keeps_plaintext_out_of_the_database() {
     assert!(!body.contains("sb1:"), "{body}");
 }
 
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_waiting_for_kms_survives_a_restart_and_is_never_plaintext_at_rest() {
+    let Some(url) = moto() else { return };
+    let Some(db) = pg_url("kmsrestart") else {
+        return;
+    };
+    init();
+    let target = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = Proxy::start(target).await.unwrap();
+    let mut env = encrypted_env(&url, &format!("http://{}", proxy.addr), &db, 600).await;
+    let tenant = env.gw().state.tenants.all().next().unwrap().clone();
+    let key_id = tenant.spec.encryption.as_ref().unwrap().kms_key_id.clone();
+    // KMS answers at start: the gateway fetches the tenant's reserve key.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !env.gw().state.sealing.reserves.ready(&tenant.name, &key_id) {
+        assert!(tokio::time::Instant::now() < deadline, "no reserve key");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // KMS goes away; a call ends: its record is sealed under the reserve key and waits
+    // on disk.
+    proxy.cut();
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let call_sid = report.call_sid.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metric(&env.metrics().await, "switchboard_records_awaiting_kms") < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing waits on disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pending = env
+        .data_dir()
+        .join("sealing")
+        .join(format!("{call_sid}.json"));
+    let text = std::fs::read_to_string(&pending).unwrap();
+    assert!(!text.contains("\"data_key\""), "no call key yet: {text}");
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    assert!(transcript_rows(&pool, &call_sid).await.is_empty());
+
+    // The gateway restarts while KMS is still down: the record is still only on disk,
+    // sealed.
+    env.stop_gateway().await;
+    assert!(
+        pending.exists(),
+        "the pending record must outlive the gateway"
+    );
+    env.gateway = Some(Gateway::start(&env.cli).await.unwrap());
+    env.base = format!("http://{}", env.gw().addr);
+    assert_eq!(
+        metric(&env.metrics().await, "switchboard_records_awaiting_kms"),
+        1.0
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(transcript_rows(&pool, &call_sid).await.is_empty());
+
+    // KMS is back: the key is re-wrapped for the call, the record arrives sealed, the
+    // file goes, and the API opens it.
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = transcript_rows(&pool, &call_sid).await;
+        if !rows.is_empty() {
+            assert!(rows.iter().all(|t| t.starts_with("sb1:")), "{rows:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sealed record never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pending.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the file stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = api_get(&env, &call_sid).await;
+    assert_eq!(status, 200, "{body}");
+    let rec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let said: Vec<String> = rec["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["text"].as_str().map(str::to_string))
+        .filter(|t| t.len() >= 8)
+        .collect();
+    assert!(!said.is_empty(), "{body}");
+
+    // Nothing of what was said is readable anywhere under the data directory (spool,
+    // sealing directory, recordings) or in the database.
+    env.stop_gateway().await;
+    for path in files_under(&env.data_dir()) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &said {
+            assert!(!text.contains(s.as_str()), "{} holds {s:?}", path.display());
+        }
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT text FROM transcript_entries WHERE call_sid = $1 UNION ALL SELECT COALESCE(detail, '') FROM calls WHERE call_sid = $1",
+    )
+    .bind(&call_sid)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for s in &said {
+        assert!(
+            stored.iter().all(|v| !v.contains(s.as_str())),
+            "{s:?} in the database"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
     use clap::Parser;
@@ -487,4 +623,142 @@ async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
         .to_string();
     assert!(err.contains(&secret) && err.contains("missing"), "{err}");
     assert!(!err.contains(&admin), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_manager() {
+    use ::kube::api::{Api, PostParams};
+    use switchboard_crds::{KnowledgeBase, VoiceTenant};
+    use switchboard_operator::knowledge::access::{SecretsAccess, parse_secret_grant};
+    use switchboard_operator::knowledge::{
+        Cleanup, Decision, Engine, EngineConfig, KubeKnowledgeApi, Outcome, SecretsManagerSettings,
+        cleanup, sync,
+    };
+    use switchboard_tests::knowledge::{NS, serve_embeddings, tenant_manifest};
+
+    let Some(url) = moto() else { return };
+    init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pinecone = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let embed_key = "sk-embedder-from-secrets-manager";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let embed_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(serve_embeddings(listener, Some(embed_key.to_string())));
+
+    // One JSON secret holds both keys, under the path granted to the namespace.
+    let secret_id = unique(&format!("switchboard/{NS}/kb"));
+    create_secret(
+        &url,
+        &secret_id,
+        &serde_json::json!({ "pinecone": pinecone.api_key(), "embedder": embed_key }).to_string(),
+    )
+    .await;
+
+    let sim = switchboard_sim::kubeapi::KubeApiSim::start().await.unwrap();
+    let c = switchboard_tests::kube::client(&sim).await;
+    let tenant = unique("t");
+    Api::<VoiceTenant>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .await
+        .unwrap();
+    let kb: KnowledgeBase = switchboard_crds::parse_knowledge_base(&format!(
+        r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: faq
+  namespace: {NS}
+spec:
+  tenant: {tenant}
+  embedder:
+    type: openai
+    openai:
+      baseUrl: {embed_url}
+      model: test-embed
+      dimensions: 384
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret_id}, key: embedder }} }}
+  backend:
+    type: pinecone
+    pinecone:
+      index: kb-aws
+      cloud: aws
+      region: us-east-1
+      namespace: acme-faq
+      apiUrl: {pinecone_url}
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret_id}, key: pinecone }} }}
+  sources:
+    - inline:
+        documents:
+          - title: Opening hours
+            content: We are open Monday to Friday 8am to 6pm and Saturday 9am to 1pm.
+          - title: Parking
+            content: Free parking behind the building.
+"#,
+        pinecone_url = pinecone.url(),
+    ))
+    .unwrap();
+    let kb = Api::<KnowledgeBase>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &kb)
+        .await
+        .unwrap();
+    let api = KubeKnowledgeApi::new(c.clone());
+    let engine_with = |grants: &[&str]| {
+        Engine::new(EngineConfig {
+            model_dir: None,
+            embed_concurrency: 1,
+            openai_retries: Some(0),
+        })
+        .with_secrets_manager(SecretsManagerSettings {
+            access: SecretsAccess::new(grants.iter().map(|g| parse_secret_grant(g).unwrap())),
+            aws: options_for(&url),
+        })
+    };
+
+    // Not granted to the namespace (only another namespace's path is): refused before
+    // anything is read, with the reason and the flag that grants it.
+    let refused = engine_with(&[&format!("other=switchboard/{NS}/")]);
+    let Decision::Report(Outcome::Failed(f)) = sync(&kb, &api, &refused).await else {
+        panic!("an ungranted secret must fail the sync")
+    };
+    assert_eq!(f.reason, "SecretNotGranted", "{f:?}");
+    assert!(f.message.contains("--secrets-manager-allow"), "{f:?}");
+
+    // A field that is not in the secret: a clear reason, never the secret's content.
+    let mut wrong_field = kb.clone();
+    if let Some(o) = wrong_field.spec.embedder.openai.as_mut() {
+        o.api_key.aws_secrets_manager.as_mut().unwrap().key = Some("missing".into());
+    }
+    let engine = engine_with(&[&format!("{NS}=switchboard/{NS}/")]);
+    let Decision::Report(Outcome::Failed(f)) = sync(&wrong_field, &api, &engine).await else {
+        panic!("a missing field must fail the sync")
+    };
+    assert_eq!(f.reason, "SecretMissing", "{f:?}");
+    assert!(
+        f.message.contains("missing") && !f.message.contains(embed_key),
+        "{f:?}"
+    );
+
+    // Granted: both keys come from Secrets Manager; the embedder (which answers 401 to
+    // any other key) and Pinecone (likewise) accept them, and the namespace fills.
+    let Decision::Report(Outcome::Synced { chunks, .. }) = sync(&kb, &api, &engine).await else {
+        panic!("the knowledge base should sync with keys from Secrets Manager")
+    };
+    assert!(chunks >= 2, "{chunks}");
+    let mut config =
+        switchboard_knowledge::store::PineconeConfig::new(pinecone.api_key(), "kb-aws");
+    config.control_url = pinecone.url();
+    let store = switchboard_knowledge::store::PineconeStore::connect(config)
+        .await
+        .unwrap();
+    let count = |stats: switchboard_knowledge::store::pinecone::IndexStats| {
+        stats.namespaces.get("acme-faq").copied().unwrap_or(0)
+    };
+    assert_eq!(count(store.stats().await.unwrap()), u64::from(chunks));
+
+    // The finalizer's cleanup reads the Pinecone key the same way (policy Delete).
+    assert_eq!(cleanup(&kb, &api, &engine).await.unwrap(), Cleanup::Removed);
+    assert_eq!(count(store.stats().await.unwrap()), 0);
 }

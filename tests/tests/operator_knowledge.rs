@@ -28,12 +28,11 @@ use switchboard_operator::tenant::database::{
 };
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
-    CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller,
-    table_exists, tenant_manifest, unique, wait_for, wait_kb,
+    CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, serve_embeddings,
+    start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::client;
 use switchboard_tests::services;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env() -> Option<(String, PathBuf)> {
     match (services::postgres(), services::model_dir()) {
@@ -77,55 +76,6 @@ fn faq_docs(parking: &str) -> ConfigMap {
         ),
     ]));
     cm
-}
-
-/// A minimal OpenAI-compatible `POST /v1/embeddings`: deterministic 384-dimension
-/// vectors, one HTTP/1.1 request per connection.
-async fn serve_embeddings(listener: tokio::net::TcpListener) {
-    while let Ok((mut sock, _)) = listener.accept().await {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let body = loop {
-                let n = sock.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break buf[end + 4..end + 4 + len].to_vec();
-                    }
-                }
-            };
-            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let inputs = request["input"].as_array().cloned().unwrap_or_default();
-            let data: Vec<_> = inputs
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let seed = text.as_str().unwrap_or_default().len() as f32;
-                    let v: Vec<f32> = (0..384).map(|d| ((d as f32 + seed) * 0.37).sin()).collect();
-                    json!({"object": "embedding", "index": i, "embedding": v})
-                })
-                .collect();
-            let out = json!({"object": "list", "data": data, "model": "test-embed"}).to_string();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
-                out.len()
-            );
-            let _ = sock.write_all(response.as_bytes()).await;
-        });
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +267,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    tokio::spawn(serve_embeddings(listener));
+    tokio::spawn(serve_embeddings(listener, None));
     let kb = wait_kb(
         &c,
         "remote",

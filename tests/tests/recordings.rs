@@ -488,3 +488,178 @@ async fn large_recordings_go_up_in_parts_and_expire_after_their_retention() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_uploaders_on_one_queue_directory_deliver_each_recording_once() {
+    use std::sync::Arc;
+    use switchboard_gateway::recording::metrics::RecordingMetrics;
+    use switchboard_gateway::recording::queue::{Manifest, QueueOptions};
+    use switchboard_gateway::recording::s3::S3;
+    use switchboard_gateway::recording::{Destination, UploadQueue, claim};
+    use switchboard_store::queue::QueueMetrics;
+    use switchboard_store::{WriteBehind, WriteBehindConfig};
+
+    let Some(url) = switchboard_tests::s3::url() else {
+        return;
+    };
+    switchboard_tests::init();
+    let bucket = Bucket::new(&url, &unique_bucket("shared"));
+    bucket.create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(&queue).unwrap();
+    // Entries as gateways leave them: a WAV and its manifest each.
+    let sids: Vec<String> = (0..12u32)
+        .map(|i| format!("CA{:032x}", 0xabc000 + i))
+        .collect();
+    let key = |sid: &str| format!("calls/acme/2026/12/07/{sid}.wav");
+    for sid in &sids {
+        let wav: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(queue.join(format!("{sid}.wav")), &wav).unwrap();
+        let m = Manifest {
+            call_sid: sid.clone(),
+            tenant: "acme".into(),
+            destination: Destination::S3 {
+                bucket: bucket.name.clone(),
+                key: key(sid),
+                kms_key_id: None,
+            },
+            duration_ms: 4000,
+            bytes: wav.len() as u64,
+        };
+        std::fs::write(
+            queue.join(format!("{sid}.json")),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+    }
+    let stale = Duration::from_secs(2);
+    let set_age = |sid: &str, age: Duration| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(claim::path(&queue, sid))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+    };
+    // A pod that died mid-upload left a claim an hour old; a live pod holds another.
+    let (dead, live) = (&sids[0], &sids[1]);
+    assert_eq!(
+        claim::claim(&queue, dead, "dead-pod", stale).unwrap(),
+        claim::Claimed::Mine
+    );
+    set_age(dead, Duration::from_secs(3600));
+    assert_eq!(
+        claim::claim(&queue, live, "live-pod", stale).unwrap(),
+        claim::Claimed::Mine
+    );
+
+    // Two uploaders (each with its own store and metrics) on the one directory.
+    let mut uploaders = Vec::new();
+    for name in ["pod-a", "pod-b"] {
+        let own = dir.path().join(name);
+        let store = switchboard_store::open(&format!(
+            "sqlite:{}?mode=rwc",
+            own.join("calls.db").display()
+        ))
+        .await
+        .unwrap();
+        let gauge = |n: &str| {
+            prometheus::IntGauge::new(format!("{n}_{}", name.replace('-', "_")), "t").unwrap()
+        };
+        let (writer, _task) = WriteBehind::start(
+            store,
+            WriteBehindConfig::new(own.join("spool")),
+            QueueMetrics {
+                depth: gauge("depth"),
+                spooled: gauge("spooled"),
+            },
+        )
+        .unwrap();
+        let metrics = RecordingMetrics::register(&prometheus::Registry::new()).unwrap();
+        let q = UploadQueue::start_with(
+            queue.clone(),
+            own.join("recordings"),
+            Arc::new(S3::new(aws(&url))),
+            writer,
+            metrics.clone(),
+            QueueOptions {
+                owner: name.into(),
+                stale_claim: stale,
+                heartbeat: Duration::from_millis(200),
+                rescan: Duration::from_millis(200),
+            },
+        )
+        .unwrap();
+        uploaders.push((q, metrics));
+    }
+    let delivered = |u: &[(UploadQueue, RecordingMetrics)]| -> Vec<u64> {
+        u.iter()
+            .map(|(_, m)| m.upload_seconds.get_sample_count())
+            .collect()
+    };
+    let left = |q: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(q)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Every entry but the live-claimed one is delivered once, by one of the two.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        set_age(live, Duration::ZERO); // the live pod's heartbeat
+        if delivered(&uploaders).iter().sum::<u64>() >= 11
+            && left(&queue)
+                == vec![
+                    format!("{live}.claim"),
+                    format!("{live}.json"),
+                    format!("{live}.wav"),
+                ]
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered: {:?} {:?}",
+            delivered(&uploaders),
+            left(&queue)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past a few rescans, nothing is delivered twice.
+    for _ in 0..10 {
+        set_age(live, Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        delivered(&uploaders).iter().sum::<u64>(),
+        11,
+        "{:?}",
+        delivered(&uploaders)
+    );
+    let mut expected: Vec<String> = sids[..]
+        .iter()
+        .filter(|s| *s != live)
+        .map(|s| key(s))
+        .collect();
+    expected.sort();
+    assert_eq!(bucket.list("calls/").await, expected);
+
+    // The live pod dies (its claim stops moving): one of the two takes the entry over.
+    set_age(live, Duration::from_secs(3600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !left(&queue).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", left(&queue));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(delivered(&uploaders).iter().sum::<u64>(), 12);
+    assert_eq!(bucket.list("calls/").await.len(), 12);
+    for (q, _) in uploaders {
+        assert_eq!(q.drain(tokio::time::Instant::now()).await, 0);
+    }
+}

@@ -14,6 +14,7 @@
 //! `recordings/<tenant>/yyyy/mm/dd/<CallSid>.wav` for tenants without a bucket.
 
 pub mod agent;
+pub mod claim;
 pub mod metrics;
 pub mod queue;
 pub mod retention;
@@ -29,7 +30,7 @@ use switchboard_crds::RecordingSpec;
 use switchboard_store::WriteBehind;
 
 pub use metrics::RecordingMetrics;
-pub use queue::{Destination, UploadQueue};
+pub use queue::{Destination, QueueOptions, UploadQueue};
 pub use s3::S3;
 pub use writer::{CallInfo, Recorded, Recorder};
 

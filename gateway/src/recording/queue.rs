@@ -9,6 +9,12 @@
 //! with backoff (1 s doubling to 5 min), other entries go on meanwhile. A restart finds
 //! the entries again: the directory must outlive the process (and, in a cluster, the
 //! pod).
+//!
+//! Several uploaders may share the directory (gateway pods on one volume, or a pod
+//! restarted while another still runs): each entry is delivered by the one that claims
+//! it ([`super::claim`]: an exclusive claim file, a heartbeat while delivering, taken
+//! over after the stale timeout), and each uploader re-reads the directory every
+//! [`QueueOptions::rescan`] to find entries others enqueued or abandoned.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::claim::{self, Claimed};
 use super::metrics::RecordingMetrics;
 use super::s3::{S3, S3Error, Upload};
 
@@ -31,6 +38,44 @@ const CONCURRENCY: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How an uploader shares the queue directory with others.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// This uploader's id in its claims (unique per process).
+    pub owner: String,
+    /// A claim not touched for this long belongs to an uploader that died: it is taken
+    /// over.
+    pub stale_claim: Duration,
+    /// How often a delivering uploader touches its claim (well under `stale_claim`).
+    pub heartbeat: Duration,
+    /// How often the directory is re-read for entries other uploaders enqueued or left.
+    pub rescan: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gateway".into());
+        let mut nonce = [0u8; 4];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        Self {
+            owner: format!("{host}-{}-{}", std::process::id(), hex::encode(nonce)),
+            stale_claim: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(20),
+            rescan: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one delivery attempt came to.
+enum Outcome {
+    /// Delivered (or failed) by this uploader, which holds the claim.
+    Delivered(Result<(), S3Error>),
+    /// Another uploader holds the entry.
+    Held,
+    /// The entry is gone: another uploader delivered it.
+    Gone,
+}
 
 /// Where a finished recording goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,12 +170,15 @@ struct Entry {
 }
 
 struct Worker {
+    options: QueueOptions,
     dir: PathBuf,
     recordings_dir: PathBuf,
     s3: Arc<S3>,
     store: WriteBehind,
     metrics: RecordingMetrics,
     entries: HashMap<String, Entry>,
+    /// Manifests already reported unreadable (reported once, not every rescan).
+    unreadable: Vec<PathBuf>,
 }
 
 impl UploadQueue {
@@ -143,16 +191,37 @@ impl UploadQueue {
         store: WriteBehind,
         metrics: RecordingMetrics,
     ) -> std::io::Result<UploadQueue> {
+        Self::start_with(
+            dir,
+            recordings_dir,
+            s3,
+            store,
+            metrics,
+            QueueOptions::default(),
+        )
+    }
+
+    /// [`UploadQueue::start`] with how the directory is shared.
+    pub fn start_with(
+        dir: PathBuf,
+        recordings_dir: PathBuf,
+        s3: Arc<S3>,
+        store: WriteBehind,
+        metrics: RecordingMetrics,
+        options: QueueOptions,
+    ) -> std::io::Result<UploadQueue> {
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let mut worker = Worker {
+            options,
             dir: dir.clone(),
             recordings_dir,
             s3,
             store,
             metrics,
             entries: HashMap::new(),
+            unreadable: Vec::new(),
         };
         worker.scan()?;
         let task = tokio::spawn(worker.run(rx, ctl_rx));
@@ -182,8 +251,10 @@ impl UploadQueue {
 }
 
 impl Worker {
-    /// Finds the entries on disk.
+    /// Finds the entries on disk (at start, and every `rescan`: entries other uploaders
+    /// enqueued or abandoned).
     fn scan(&mut self) -> std::io::Result<()> {
+        let before = self.entries.len();
         for e in std::fs::read_dir(&self.dir)? {
             let path = e?.path();
             if path.extension().is_none_or(|x| x != "json") {
@@ -194,15 +265,20 @@ impl Worker {
                 .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()));
             match manifest {
                 Ok(m) if super::is_call_sid(&m.call_sid) => self.add(m),
+                // Another uploader removed it while it was read.
+                Err(_) if !path.exists() => {}
                 Ok(_) | Err(_) => {
-                    tracing::error!(path = %path.display(), "unreadable recording manifest left in the queue");
+                    if !self.unreadable.contains(&path) {
+                        tracing::error!(path = %path.display(), "unreadable recording manifest left in the queue");
+                        self.unreadable.push(path);
+                    }
                 }
             }
         }
-        if !self.entries.is_empty() {
+        if self.entries.len() > before {
             tracing::info!(
-                entries = self.entries.len(),
-                "recordings left by a previous run are queued for upload"
+                entries = self.entries.len() - before,
+                "recordings found in the queue directory are queued for upload"
             );
         }
         Ok(())
@@ -223,9 +299,16 @@ impl Worker {
         mut rx: mpsc::UnboundedReceiver<Manifest>,
         mut ctl: mpsc::UnboundedReceiver<Ctl>,
     ) {
-        let mut running: JoinSet<(String, Result<(), S3Error>, Duration)> = JoinSet::new();
+        let mut running: JoinSet<(String, Outcome, Duration)> = JoinSet::new();
         let mut drain: Option<(Instant, oneshot::Sender<usize>)> = None;
+        let mut rescan_at = Instant::now() + self.options.rescan;
         loop {
+            if Instant::now() >= rescan_at {
+                if let Err(e) = self.scan() {
+                    tracing::warn!(error = %e, "re-reading the recording queue directory failed");
+                }
+                rescan_at = Instant::now() + self.options.rescan;
+            }
             if let Some((until, _)) = &drain
                 && (self.entries.is_empty() || Instant::now() >= *until)
             {
@@ -249,6 +332,7 @@ impl Worker {
                             self.dir.clone(),
                             self.recordings_dir.clone(),
                             self.s3.clone(),
+                            self.options.clone(),
                         ));
                     }
                 }
@@ -262,7 +346,7 @@ impl Worker {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let wake = match &drain {
                 Some((until, _)) => next_due.min(*until),
-                None => next_due,
+                None => next_due.min(rescan_at),
             };
             tokio::select! {
                 Some(m) = rx.recv() => self.add(m),
@@ -275,8 +359,14 @@ impl Worker {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        // Deliveries still running at the deadline are abandoned: their files stay.
+        // Deliveries still running at the deadline are abandoned: their files stay, and
+        // their claims go so another uploader may take them at once.
         running.abort_all();
+        for (sid, e) in &self.entries {
+            if e.busy {
+                claim::release(&self.dir, sid, &self.options.owner);
+            }
+        }
         let left = self.entries.len();
         if left > 0 {
             tracing::warn!(
@@ -289,11 +379,25 @@ impl Worker {
         }
     }
 
-    async fn finished(&mut self, sid: String, result: Result<(), S3Error>, took: Duration) {
+    async fn finished(&mut self, sid: String, outcome: Outcome, took: Duration) {
         let Some(e) = self.entries.get_mut(&sid) else {
             return;
         };
         e.busy = false;
+        let result = match outcome {
+            Outcome::Delivered(result) => result,
+            Outcome::Held => {
+                // Another uploader is on it: look again after its stale timeout could
+                // have passed (or at the next rescan, which drops it once it is done).
+                e.due = Instant::now() + self.options.rescan;
+                return;
+            }
+            Outcome::Gone => {
+                self.entries.remove(&sid);
+                self.metrics.queue_depth.set(self.entries.len() as i64);
+                return;
+            }
+        };
         match result {
             Ok(()) => {
                 let m = e.manifest.clone();
@@ -321,15 +425,19 @@ impl Worker {
                 // between leaves a manifest whose retry finds the object re-uploadable
                 // or the WAV gone, never a WAV without a manifest).
                 let dir = self.dir.clone();
+                let owner = self.options.owner.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     let _ = std::fs::remove_file(dir.join(format!("{sid}.wav")));
                     let _ = std::fs::remove_file(dir.join(format!("{sid}.json")));
+                    claim::release(&dir, &sid, &owner);
                 })
                 .await;
                 self.entries.remove(&m.call_sid);
                 self.metrics.queue_depth.set(self.entries.len() as i64);
             }
             Err(err) => {
+                // Free for any uploader until the retry.
+                claim::release(&self.dir, &sid, &self.options.owner);
                 e.attempts += 1;
                 let backoff = FIRST_BACKOFF
                     .saturating_mul(1 << e.attempts.min(16).saturating_sub(1))
@@ -347,14 +455,76 @@ impl Worker {
     }
 }
 
-/// Delivers one entry: S3 upload, or a move into the recordings directory.
+/// Claims one entry and, when it is this uploader's, delivers it while touching the
+/// claim.
 async fn deliver(
     m: Manifest,
     dir: PathBuf,
     recordings_dir: PathBuf,
     s3: Arc<S3>,
-) -> (String, Result<(), S3Error>, Duration) {
+    options: QueueOptions,
+) -> (String, Outcome, Duration) {
     let t0 = Instant::now();
+    let claimed = {
+        let (dir, sid, owner) = (dir.clone(), m.call_sid.clone(), options.owner.clone());
+        tokio::task::spawn_blocking(move || {
+            let claimed = claim::claim(&dir, &sid, &owner, options.stale_claim)?;
+            // Claimed after another uploader finished and removed everything: gone.
+            if claimed == Claimed::Mine && !dir.join(format!("{sid}.json")).exists() {
+                claim::release(&dir, &sid, &owner);
+                return Ok(None);
+            }
+            Ok(Some(claimed))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    match claimed {
+        Ok(Some(Claimed::Mine)) => {}
+        Ok(Some(Claimed::Held)) => return (m.call_sid, Outcome::Held, t0.elapsed()),
+        Ok(None) => return (m.call_sid, Outcome::Gone, t0.elapsed()),
+        Err(e) => {
+            let err = S3Error {
+                kind: "local_io",
+                message: format!("claiming the entry: {e}"),
+            };
+            return (m.call_sid, Outcome::Delivered(Err(err)), t0.elapsed());
+        }
+    }
+    let heartbeat = {
+        let (dir, sid, owner) = (dir.clone(), m.call_sid.clone(), options.owner.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(options.heartbeat);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (d, s, o) = (dir.clone(), sid.clone(), owner.clone());
+                let held = tokio::task::spawn_blocking(move || claim::touch(&d, &s, &o))
+                    .await
+                    .unwrap_or(false);
+                if !held {
+                    tracing::warn!(
+                        call_sid = sid,
+                        "lost the claim on a recording being uploaded"
+                    );
+                    return;
+                }
+            }
+        })
+    };
+    let (sid, result, took) = transfer(m, dir, recordings_dir, s3, t0).await;
+    heartbeat.abort();
+    (sid, Outcome::Delivered(result), took)
+}
+
+/// Delivers one claimed entry: S3 upload, or a move into the recordings directory.
+async fn transfer(
+    m: Manifest,
+    dir: PathBuf,
+    recordings_dir: PathBuf,
+    s3: Arc<S3>,
+    t0: Instant,
+) -> (String, Result<(), S3Error>, Duration) {
     let wav = dir.join(format!("{}.wav", m.call_sid));
     let result = match &m.destination {
         Destination::S3 {

@@ -11,6 +11,13 @@
 //! is not covered). A flag rather than a ConfigMap: grants are reviewed and rolled out
 //! with the operator's Helm values, need no extra RBAC and no watch, and a namespace's
 //! editor can never grant itself a bucket.
+//!
+//! The same holds for API keys kept in AWS Secrets Manager (`awsSecretsManager` in a
+//! knowledge base's embedder or Pinecone key): the operator reads them with its own AWS
+//! identity and sends them to the endpoint the knowledge base names, so an ungranted id
+//! would let an editor in namespace A send namespace B's key to a server of its choice.
+//! `--secrets-manager-allow NAMESPACE=PREFIX` grants the secret ids (names or ARNs)
+//! starting with `PREFIX` ([`SecretsAccess`]); none by default.
 
 use std::collections::BTreeMap;
 
@@ -76,9 +83,89 @@ impl S3Access {
     }
 }
 
+/// One `NAMESPACE=PREFIX` grant of Secrets Manager ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretGrant {
+    /// The namespace whose knowledge bases may read.
+    pub namespace: String,
+    /// The secret ids (names or ARNs) granted start with this; end it with `/` to grant
+    /// a path of names (`switchboard/shop/`), since `switchboard/shop` also starts
+    /// `switchboard/shopping/…`.
+    pub prefix: String,
+}
+
+/// Parses `NAMESPACE=PREFIX` (the `--secrets-manager-allow` flag's values).
+///
+/// # Errors
+///
+/// A message saying what is missing.
+pub fn parse_secret_grant(text: &str) -> Result<SecretGrant, String> {
+    let (namespace, prefix) = text
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAMESPACE=secret-id-prefix"))?;
+    if namespace.is_empty() || prefix.trim().is_empty() {
+        return Err(format!("{text:?}: expected NAMESPACE=secret-id-prefix"));
+    }
+    Ok(SecretGrant {
+        namespace: namespace.to_string(),
+        prefix: prefix.to_string(),
+    })
+}
+
+/// Which Secrets Manager ids each namespace's knowledge bases may have the operator read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretsAccess {
+    grants: BTreeMap<String, Vec<String>>,
+}
+
+impl SecretsAccess {
+    /// The access `grants` give.
+    pub fn new(grants: impl IntoIterator<Item = SecretGrant>) -> Self {
+        let mut by_namespace: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in grants {
+            by_namespace.entry(g.namespace).or_default().push(g.prefix);
+        }
+        Self {
+            grants: by_namespace,
+        }
+    }
+
+    /// Whether the knowledge bases of `namespace` may read the secret `secret_id`.
+    pub fn allows(&self, namespace: &str, secret_id: &str) -> bool {
+        self.grants
+            .get(namespace)
+            .is_some_and(|prefixes| prefixes.iter().any(|p| secret_id.starts_with(p.as_str())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_grants_are_per_namespace_and_prefix_and_none_by_default() {
+        assert!(!SecretsAccess::default().allows("a", "switchboard/a/key"));
+        let a = SecretsAccess::new(
+            [
+                "team-a=switchboard/team-a/",
+                "team-b=arn:aws:secretsmanager:us-east-1:1:secret:b-",
+            ]
+            .iter()
+            .map(|g| parse_secret_grant(g).unwrap()),
+        );
+        assert!(a.allows("team-a", "switchboard/team-a/pinecone"));
+        assert!(!a.allows("team-a", "switchboard/team-b/pinecone"));
+        assert!(!a.allows("team-a", "switchboard/team-a"));
+        assert!(!a.allows("team-b", "switchboard/team-a/pinecone"));
+        assert!(a.allows(
+            "team-b",
+            "arn:aws:secretsmanager:us-east-1:1:secret:b-key-AbCdEf"
+        ));
+        for bad in ["docs", "=docs", "team-a=", "team-a= "] {
+            assert!(parse_secret_grant(bad).is_err(), "{bad}");
+        }
+    }
 
     fn access(grants: &[&str]) -> S3Access {
         S3Access::new(grants.iter().map(|g| parse_grant(g).unwrap()))

@@ -30,7 +30,7 @@ use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 
 use super::api::{KnowledgeApi, KubeKnowledgeApi};
-use super::engine::{Engine, EngineConfig};
+use super::engine::{Engine, EngineConfig, SecretsManagerSettings};
 use super::error::KnowledgeError;
 use super::reconcile::{Cleanup, Decision, SyncDetail, cleanup, sync_detailed};
 use super::s3::{S3Settings, S3Sources};
@@ -75,6 +75,8 @@ pub struct KnowledgeControllerConfig {
     /// The server the operator provisions tenant databases on (from its admin URL);
     /// `None`: it provisions none, and no `status.database` is trusted.
     pub database_target: Option<crate::tenant::database::AdminTarget>,
+    /// API keys in AWS Secrets Manager: grants per namespace and the AWS configuration.
+    pub secrets_manager: SecretsManagerSettings,
 }
 
 /// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
@@ -375,7 +377,8 @@ pub async fn run(
         engine: Engine::new(config.engine.clone())
             .with_s3(S3Sources::aws(&config.s3))
             .with_pg_tls(config.pg_tls.clone())
-            .with_database_target(config.database_target.clone()),
+            .with_database_target(config.database_target.clone())
+            .with_secrets_manager(config.secrets_manager.clone()),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
         metrics: config.metrics.clone(),
         events,

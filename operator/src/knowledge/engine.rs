@@ -19,6 +19,7 @@ use switchboard_knowledge::{
 };
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
+use super::access::SecretsAccess;
 use super::s3::{S3Settings, S3Sources};
 use crate::pg_tls::PgTls;
 use crate::tenant::database::{AdminTarget, TenantDatabase};
@@ -39,9 +40,21 @@ pub struct EngineConfig {
     pub openai_retries: Option<u32>,
 }
 
+/// API keys in AWS Secrets Manager: which ids each namespace may name, and the AWS
+/// configuration they are read with (the default chain unless overridden).
+#[derive(Clone, Debug, Default)]
+pub struct SecretsManagerSettings {
+    /// Grants (`--secrets-manager-allow`); none by default.
+    pub access: SecretsAccess,
+    /// AWS overrides (tests); empty: the default chain and `AWS_ENDPOINT_URL*`.
+    pub aws: switchboard_aws::AwsOptions,
+}
+
 /// Embedders, stores and the limits around them.
 pub struct Engine {
     config: EngineConfig,
+    secrets: SecretsManagerSettings,
+    secrets_client: OnceCell<switchboard_aws::SecretsManager>,
     local: OnceCell<Arc<LocalMiniLm>>,
     permits: Semaphore,
     pools: Mutex<HashMap<String, PgPool>>,
@@ -89,6 +102,8 @@ impl Engine {
             s3: S3Sources::aws(&S3Settings::default()),
             tls: PgTls::default(),
             database_target: None,
+            secrets: SecretsManagerSettings::default(),
+            secrets_client: OnceCell::new(),
         }
     }
 
@@ -113,6 +128,30 @@ impl Engine {
     pub fn with_pg_tls(mut self, tls: PgTls) -> Self {
         self.tls = tls;
         self
+    }
+
+    /// This engine reading API keys from Secrets Manager as `settings` allow (default:
+    /// no namespace may name one).
+    pub fn with_secrets_manager(mut self, settings: SecretsManagerSettings) -> Self {
+        self.secrets = settings;
+        self
+    }
+
+    /// Which Secrets Manager ids each namespace may name.
+    pub fn secrets_access(&self) -> &SecretsAccess {
+        &self.secrets.access
+    }
+
+    /// The Secrets Manager client, configured on first use (loading the configuration
+    /// calls nothing; credentials are fetched by the first request).
+    pub async fn secrets_manager(&self) -> &switchboard_aws::SecretsManager {
+        self.secrets_client
+            .get_or_init(|| async {
+                switchboard_aws::SecretsManager::new(
+                    &switchboard_aws::load_config(&self.secrets.aws).await,
+                )
+            })
+            .await
     }
 
     /// This engine reading S3 sources through `s3` (default: AWS with the default

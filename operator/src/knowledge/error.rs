@@ -3,6 +3,7 @@
 //! label of the failures metric.
 
 use kube::runtime::finalizer;
+use switchboard_aws::AwsErrorKind;
 use switchboard_knowledge::{EmbedError, IngestError, StoreError};
 
 use super::s3::S3Error;
@@ -72,6 +73,26 @@ pub enum KnowledgeError {
         name: String,
         /// The tenant's name.
         tenant: String,
+    },
+    /// An API key names a Secrets Manager secret the namespace was not granted
+    /// (`--secrets-manager-allow`): nothing was read.
+    #[error(
+        "AWS Secrets Manager secret {secret_id} is not granted to namespace {namespace}; the operator's administrator grants it with --secrets-manager-allow {namespace}=<id prefix>"
+    )]
+    AwsSecretNotGranted {
+        /// The secret's id.
+        secret_id: String,
+        /// The knowledge base's namespace.
+        namespace: String,
+    },
+    /// An API key could not be read from Secrets Manager.
+    #[error("{field}: {source}")]
+    AwsSecret {
+        /// Field path of the reference.
+        field: &'static str,
+        /// What failed (never the value).
+        #[source]
+        source: switchboard_aws::AwsError,
     },
     /// The Pinecone API key Secret is gone, so the namespace cannot be deleted.
     #[error("the Pinecone API key Secret is gone; cannot delete the namespace")]
@@ -144,6 +165,12 @@ impl KnowledgeError {
             Self::SecretMissing { .. } | Self::PineconeKeyGone => "SecretMissing",
             Self::SecretNotUsable { .. } => "SecretNotUsable",
             Self::SecretNotOwned { .. } => "ForeignSecret",
+            Self::AwsSecretNotGranted { .. } => "SecretNotGranted",
+            Self::AwsSecret { source, .. } => match source.kind {
+                AwsErrorKind::NotFound | AwsErrorKind::Invalid => "SecretMissing",
+                AwsErrorKind::AccessDenied => "SecretAccessDenied",
+                _ => "SecretsManagerUnreachable",
+            },
             Self::S3(e) => e.reason(),
             Self::Source(e) => e.reason(),
             Self::Embedder(_) => EMBEDDER_FAILED,

@@ -46,7 +46,7 @@ pub mod target;
 
 pub use api::{KnowledgeApi, KubeKnowledgeApi};
 pub use controller::{KnowledgeControllerConfig, run};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, SecretsManagerSettings};
 pub use error::KnowledgeError;
 pub use plan::{Plan, SyncPlan, plan};
 pub use read::{Read, kb_key};

@@ -19,7 +19,7 @@ use super::plan::{Plan, SyncPlan, plan};
 use super::read::{kb_key, read};
 use super::s3::Skipped;
 use super::status::Outcome;
-use super::target::{self, Blocked, EmbedderChoice, Location};
+use super::target::{self, Blocked, EmbedderChoice, KeySource, Location};
 use crate::labels::USABLE_SECRET_LABEL;
 
 /// What a reconcile decided.
@@ -169,6 +169,65 @@ async fn secret(
     }
 }
 
+/// An API key the embedder or Pinecone needs, wherever its reference says it lives: a
+/// labelled Kubernetes Secret ([`secret`]), or a Secrets Manager secret granted to the
+/// namespace (checked before anything is read: the operator's AWS identity is not the
+/// namespace's). `None`: a Kubernetes Secret or key that does not exist.
+async fn api_key_value(
+    api: &dyn KnowledgeApi,
+    engine: &Engine,
+    namespace: &str,
+    field: &'static str,
+    source: &KeySource,
+    tenant: &str,
+) -> Result<Option<String>, KnowledgeError> {
+    match source {
+        KeySource::Cluster(selector) => {
+            secret_value(api, namespace, selector, &SecretTrust::Labelled, tenant).await
+        }
+        KeySource::Aws(r) => {
+            if !engine.secrets_access().allows(namespace, &r.secret_id) {
+                return Err(KnowledgeError::AwsSecretNotGranted {
+                    secret_id: r.secret_id.clone(),
+                    namespace: namespace.to_string(),
+                });
+            }
+            let value = engine
+                .secrets_manager()
+                .await
+                .get(&r.secret_id, r.key.as_deref(), r.version_stage.as_deref())
+                .await
+                .map_err(|source| KnowledgeError::AwsSecret { field, source })?;
+            Ok(Some(value))
+        }
+    }
+}
+
+/// [`api_key_value`]; a missing or empty key is an error.
+async fn api_key(
+    api: &dyn KnowledgeApi,
+    engine: &Engine,
+    namespace: &str,
+    field: &'static str,
+    source: &KeySource,
+    tenant: &str,
+) -> Result<String, KnowledgeError> {
+    match api_key_value(api, engine, namespace, field, source, tenant).await? {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(match source {
+            KeySource::Cluster(s) => KnowledgeError::SecretMissing {
+                name: s.name.clone(),
+                key: s.key.clone(),
+            },
+            // Secrets Manager answers a missing or empty value with an error of its own.
+            KeySource::Aws(r) => KnowledgeError::SecretMissing {
+                name: r.secret_id.clone(),
+                key: r.key.clone().unwrap_or_default(),
+            },
+        }),
+    }
+}
+
 /// Step 4, **apply**: opens the embedder and the store (reading the credentials they
 /// need: only a sync that has work to do reads Secret values) and ingests the plan's
 /// documents, embedding only changed chunks.
@@ -192,7 +251,15 @@ async fn apply(
             dimensions,
             api_key,
         } => {
-            let key = secret(api, namespace, api_key, &SecretTrust::Labelled, tenant).await?;
+            let key = self::api_key(
+                api,
+                engine,
+                namespace,
+                "embedder.openai.apiKey",
+                api_key,
+                tenant,
+            )
+            .await?;
             engine
                 .openai(base_url, model, *dimensions, key)
                 .map_err(KnowledgeError::Embedder)?
@@ -224,7 +291,15 @@ async fn apply(
             api_url,
             api_key,
         } => {
-            let key = secret(api, namespace, api_key, &SecretTrust::Labelled, tenant).await?;
+            let key = self::api_key(
+                api,
+                engine,
+                namespace,
+                "backend.pinecone.apiKey",
+                api_key,
+                tenant,
+            )
+            .await?;
             let store = engine
                 .pinecone(
                     pinecone_config(key, index, cloud, region, api_url),
@@ -351,8 +426,9 @@ pub async fn cleanup(
             api_url,
             api_key,
         } => {
-            let labelled = SecretTrust::Labelled;
-            let Some(key) = secret_value(api, namespace, &api_key, &labelled, tenant_name).await?
+            let field = "backend.pinecone.apiKey";
+            let Some(key) =
+                api_key_value(api, engine, namespace, field, &api_key, tenant_name).await?
             else {
                 return Err(KnowledgeError::PineconeKeyGone);
             };

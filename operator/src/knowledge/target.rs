@@ -2,11 +2,33 @@
 //! and its tenant. Pure: names Secrets, never reads them.
 
 use switchboard_crds::{
-    BackendKind, DatabaseStatus, EmbedderKind, KnowledgeBase, SecretKeySelector, SecretRef,
-    VoiceTenant,
+    AwsSecretsManagerRef, BackendKind, DatabaseStatus, EmbedderKind, KnowledgeBase,
+    SecretKeySelector, SecretRef, VoiceTenant,
 };
 
 use super::api::SecretTrust;
+
+/// Where an API key the operator reads lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// A key of a Kubernetes Secret in the knowledge base's namespace (it must carry the
+    /// usable label).
+    Cluster(SecretKeySelector),
+    /// A secret in AWS Secrets Manager, read with the operator's AWS identity: its id
+    /// must be granted to the namespace (`--secrets-manager-allow`,
+    /// [`super::access::SecretsAccess`]).
+    Aws(AwsSecretsManagerRef),
+}
+
+impl KeySource {
+    /// Human description, safe to log (never the value).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cluster(s) => format!("Secret {}/{}", s.name, s.key),
+            Self::Aws(a) => a.describe(),
+        }
+    }
+}
 
 /// Key of the tenant database Secret holding the connection URL of the tenant's role.
 pub const DATABASE_URL_KEY: &str = "url";
@@ -37,7 +59,7 @@ pub enum Location {
         /// Control-plane URL override.
         api_url: Option<String>,
         /// The API key.
-        api_key: SecretKeySelector,
+        api_key: KeySource,
     },
 }
 
@@ -78,7 +100,7 @@ pub enum EmbedderChoice {
         /// Requested dimensions.
         dimensions: Option<usize>,
         /// The API key.
-        api_key: SecretKeySelector,
+        api_key: KeySource,
     },
 }
 
@@ -99,8 +121,11 @@ pub enum Blocked {
 /// Why the index's location or embedder cannot be resolved from the spec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    /// A Secret the operator must read is not named by a `secretKeyRef`.
-    #[error("{field} must be a secretKeyRef for the operator to read it (it names {reference})")]
+    /// A Secret the operator must read is not named by a `secretKeyRef` (or, for an API
+    /// key, `awsSecretsManager`).
+    #[error(
+        "{field} must be a secretKeyRef (or, for an API key, awsSecretsManager) for the operator to read it (it names {reference})"
+    )]
     SecretNotInCluster {
         /// Field path of the reference.
         field: &'static str,
@@ -159,6 +184,15 @@ fn in_cluster(field: &'static str, r: &SecretRef) -> Result<SecretKeySelector, B
     }
 }
 
+/// An API key the operator reads: a `secretKeyRef` or an `awsSecretsManager` reference
+/// (`env` and `file` name the gateway's process, which the operator cannot read).
+fn api_key(field: &'static str, r: &SecretRef) -> Result<KeySource, Blocked> {
+    match &r.aws_secrets_manager {
+        Some(a) if r.sources_set() == 1 => Ok(KeySource::Aws(a.clone())),
+        _ => in_cluster(field, r).map(KeySource::Cluster),
+    }
+}
+
 /// Where `kb` (of tenant `vt`) is indexed.
 ///
 /// pgvector uses the database the operator provisioned for the tenant, else the tenant's
@@ -173,7 +207,8 @@ fn in_cluster(field: &'static str, r: &SecretRef) -> Result<SecretKeySelector, B
 ///
 /// # Errors
 ///
-/// [`Blocked`] as above, or a Pinecone API key that is not a `secretKeyRef`.
+/// [`Blocked`] as above, or a Pinecone API key that is neither a `secretKeyRef` nor an
+/// `awsSecretsManager` reference.
 pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocked> {
     match kb.spec.backend.kind {
         BackendKind::Pgvector => {
@@ -211,7 +246,7 @@ pub fn location(kb: &KnowledgeBase, vt: &VoiceTenant) -> Result<Location, Blocke
                     .unwrap_or_else(|| "aws".into()),
                 region: p.region.clone(),
                 api_url: p.api_url.clone(),
-                api_key: in_cluster("backend.pinecone.apiKey", &p.api_key)?,
+                api_key: api_key("backend.pinecone.apiKey", &p.api_key)?,
             })
         }
     }
@@ -254,7 +289,8 @@ fn provisioned(vt: &VoiceTenant, recorded: &DatabaseStatus) -> Result<Location, 
 ///
 /// # Errors
 ///
-/// [`Blocked::Failed`] for an API key that is not a `secretKeyRef`, or a spec without its
+/// [`Blocked::Failed`] for an API key that is neither a `secretKeyRef` nor an
+/// `awsSecretsManager` reference, or a spec without its
 /// `openai` settings.
 pub fn embedder(kb: &KnowledgeBase) -> Result<EmbedderChoice, Blocked> {
     match kb.spec.embedder.kind {
@@ -269,7 +305,7 @@ pub fn embedder(kb: &KnowledgeBase) -> Result<EmbedderChoice, Blocked> {
                 base_url: o.base_url.clone(),
                 model: o.model.clone(),
                 dimensions: o.dimensions.map(|d| d as usize),
-                api_key: in_cluster("embedder.openai.apiKey", &o.api_key)?,
+                api_key: api_key("embedder.openai.apiKey", &o.api_key)?,
             })
         }
     }

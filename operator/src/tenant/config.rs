@@ -67,6 +67,13 @@ pub struct OperatorConfig {
     /// S3 sources of knowledge bases: endpoint (MinIO, moto), re-list period, and which
     /// buckets each namespace may read ([`crate::knowledge::access`]).
     pub s3: crate::knowledge::S3Settings,
+    /// IAM role of each tenant's gateway (IRSA), with `{namespace}` and `{name}` replaced
+    /// by the tenant's (`--gateway-role-arn-template`); a tenant's `spec.aws.roleArn`
+    /// takes precedence. `None`: no role annotation unless the tenant names one.
+    pub gateway_role_arn_template: Option<String>,
+    /// Which AWS Secrets Manager ids each namespace's knowledge bases may name for
+    /// their API keys (`--secrets-manager-allow`; [`crate::knowledge::access`]).
+    pub secrets_manager_access: crate::knowledge::access::SecretsAccess,
     /// Build a NetworkPolicy per tenant admitting these namespaces; `None`: none.
     pub gateway_network: Option<GatewayNetwork>,
     /// Resources of gateways whose tenant sets none.
@@ -126,6 +133,8 @@ impl OperatorConfig {
             concurrency: 16,
             model_dir: None,
             s3: crate::knowledge::S3Settings::default(),
+            secrets_manager_access: crate::knowledge::access::SecretsAccess::default(),
+            gateway_role_arn_template: None,
             gateway_network: None,
             gateway_resources: GatewayResources::default(),
             gateway_data_volume: None,
@@ -160,6 +169,16 @@ impl OperatorConfig {
         ctx.gateway_resources = self.gateway_resources.clone();
         ctx.data_volume = self.gateway_data_volume.clone();
         ctx.database_ca = self.database_ca.clone();
+        if let Some(arn) = self
+            .gateway_role_arn_template
+            .as_deref()
+            .and_then(|t| gateway_role_arn(t, namespace, name))
+        {
+            ctx.service_account_annotations.insert(
+                crate::tenant::build::service_account::ROLE_ARN_ANNOTATION.to_string(),
+                arn,
+            );
+        }
         ctx
     }
 
@@ -209,5 +228,73 @@ mod tests {
             .unwrap();
         assert_eq!(ingress.class_name.as_deref(), Some("nginx"));
         assert_eq!(ingress.tls_secret_name, None);
+    }
+}
+
+/// The IAM role ARN `template` names for tenant `name` in `namespace` (`{namespace}` and
+/// `{name}` replaced); `None` when the result is not a role ARN (a name too long for an
+/// IAM role name: the tenant gets no annotation, and says so in the log).
+pub fn gateway_role_arn(template: &str, namespace: &str, name: &str) -> Option<String> {
+    let arn = template
+        .replace("{namespace}", namespace)
+        .replace("{name}", name);
+    if switchboard_crds::is_iam_role_arn(&arn) {
+        Some(arn)
+    } else {
+        tracing::warn!(
+            namespace,
+            tenant = name,
+            arn,
+            "--gateway-role-arn-template gives no valid IAM role ARN for this tenant (role names are at most 64 characters); no role annotation"
+        );
+        None
+    }
+}
+
+/// Checks a `--gateway-role-arn-template` value: an IAM role ARN once `{namespace}` and
+/// `{name}` are filled in.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_role_arn_template(text: &str) -> Result<String, String> {
+    let sample = text
+        .replace("{namespace}", "ns")
+        .replace("{name}", "tenant");
+    if switchboard_crds::is_iam_role_arn(&sample) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?}: expected an IAM role ARN, e.g. arn:aws:iam::123456789012:role/switchboard-{{namespace}}-{{name}}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+
+    #[test]
+    fn the_role_template_names_each_tenant_its_own_role() {
+        let t = parse_role_arn_template("arn:aws:iam::123456789012:role/sb-{namespace}-{name}")
+            .unwrap();
+        let mut config = OperatorConfig::new("op");
+        config.gateway_role_arn_template = Some(t);
+        let ctx = config.base_inputs("acme", "voice");
+        assert_eq!(
+            ctx.service_account_annotations
+                .get("eks.amazonaws.com/role-arn")
+                .map(String::as_str),
+            Some("arn:aws:iam::123456789012:role/sb-voice-acme")
+        );
+        // Too long for an IAM role name: no annotation rather than a broken one.
+        let long = "n".repeat(70);
+        assert!(
+            config
+                .base_inputs(&long, "voice")
+                .service_account_annotations
+                .is_empty()
+        );
+        assert!(parse_role_arn_template("switchboard-{name}").is_err());
+        assert!(parse_role_arn_template("arn:aws:iam::123:role/{name}").is_err());
     }
 }

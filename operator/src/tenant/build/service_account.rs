@@ -7,8 +7,13 @@ use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
 use crate::tenant::owner::Owner;
 
+/// The annotation EKS reads the IAM role of a ServiceAccount's pods from (IRSA).
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
 /// Builds the ServiceAccount `<tenant>-gateway`, annotated from
-/// `ctx.service_account_annotations` (an IAM role for S3 recordings through IRSA).
+/// `ctx.service_account_annotations` (the operator's `--gateway-role-arn-template`) and
+/// the tenant's `spec.aws.roleArn`, which names the IRSA role instead (its trust policy
+/// decides whether this ServiceAccount may assume it).
 ///
 /// # Errors
 ///
@@ -19,8 +24,12 @@ pub fn build_service_account(
 ) -> Result<ServiceAccount, BuildError> {
     let owner = Owner::of(vt)?;
     let mut metadata = owner.meta();
-    if !ctx.service_account_annotations.is_empty() {
-        metadata.annotations = Some(ctx.service_account_annotations.clone());
+    let mut annotations = ctx.service_account_annotations.clone();
+    if let Some(arn) = vt.spec.aws.as_ref().and_then(|a| a.role_arn.as_ref()) {
+        annotations.insert(ROLE_ARN_ANNOTATION.to_string(), arn.clone());
+    }
+    if !annotations.is_empty() {
+        metadata.annotations = Some(annotations);
     }
     Ok(ServiceAccount {
         metadata,
