@@ -573,6 +573,11 @@ async fn two_uploaders_on_one_queue_directory_deliver_each_recording_once() {
             QueueMetrics {
                 depth: gauge("depth"),
                 spooled: gauge("spooled"),
+                rejected: prometheus::IntCounterVec::new(
+                    prometheus::Opts::new(format!("rejected_{}", name.replace('-', "_")), "t"),
+                    &["reason"],
+                )
+                .unwrap(),
             },
         )
         .unwrap();
