@@ -4,6 +4,8 @@
 //! The two forms must agree; `tests/schema.rs` checks every pair on the same samples.
 //! The patterns are RE2 syntax, the dialect of the Kubernetes API server.
 
+/// Pattern of a Twilio API key SID.
+pub const API_KEY_SID_PATTERN: &str = "^SK[0-9a-fA-F]{32}$";
 /// Pattern of a transfer target's name (the length limit is separate).
 pub const TRANSFER_NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
 /// Pattern of a SIP URI to dial.
@@ -163,4 +165,9 @@ pub fn is_sip_uri(s: &str) -> bool {
     let rest = s.strip_prefix("sips:").or_else(|| s.strip_prefix("sip:"));
     matches!(rest, Some(r) if r.split_once('@').is_some_and(|(u, h)| !u.is_empty() && !h.is_empty())
         && !r.chars().any(|c| c.is_whitespace() || c == '<' || c == '>'))
+}
+
+/// Whether `s` is a Twilio API key SID: `SK` and 32 hex digits.
+pub fn is_api_key_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("SK") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
 }

@@ -324,6 +324,10 @@ pub struct TwilioSpec {
     /// `authToken` names the new token). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary_auth_token: Option<SecretRef>,
+    /// API key for the REST calls of call control (transfer, hang-up). Default: the
+    /// account SID and `authToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<TwilioApiKey>,
     /// Refuse webhooks and streams without a valid `X-Twilio-Signature` (default true).
     #[serde(default = "default_true")]
     pub validate_signatures: bool,

@@ -175,6 +175,14 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
     if let Some(r) = &spec.twilio.secondary_auth_token {
         c.secret("spec.twilio.secondaryAuthToken", r);
     }
+    if let Some(k) = &spec.twilio.api_key {
+        c.check(
+            crate::format::is_api_key_sid(&k.sid),
+            "spec.twilio.apiKey.sid",
+            "must be 'SK' followed by 32 hex digits",
+        );
+        c.secret("spec.twilio.apiKey.secret", &k.secret);
+    }
     c.secret("spec.openai.apiKey", &spec.openai.api_key);
     if let Some(u) = &spec.openai.realtime_url {
         c.check(

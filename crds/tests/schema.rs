@@ -126,6 +126,16 @@ const FORMATS: &[(&str, Predicate, &[&str])] = &[
         ],
     ),
     (
+        API_KEY_SID_PATTERN,
+        is_api_key_sid,
+        &[
+            "SK0123456789abcdef0123456789ABCDEF",
+            "AC0123456789abcdef0123456789ABCDEF",
+            "SK0123",
+            "",
+        ],
+    ),
+    (
         SIP_URI_PATTERN,
         is_sip_uri,
         &[

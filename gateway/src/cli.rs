@@ -77,6 +77,14 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub stream_admission_seconds: u64,
+    /// Base URL of Twilio's REST API (call control: moving a call to `<Dial>`, hanging
+    /// up); point it at a simulator for tests.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TWILIO_API_URL",
+        default_value = crate::twilio::rest::DEFAULT_API_URL
+    )]
+    pub twilio_api_url: String,
 }
 
 impl Cli {

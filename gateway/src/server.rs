@@ -19,6 +19,7 @@ use crate::realtime::WsBackend;
 use crate::secrets::DEFAULT_SECRETS_DIR;
 use crate::state::{AppState, Shared};
 use crate::tenants::Tenants;
+use crate::twilio::rest::TwilioRest;
 use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
@@ -46,6 +47,9 @@ pub enum StartError {
         "--knowledge needs --model-dir (or SWITCHBOARD_MODEL_DIR): run scripts/model.sh, it prints the directory"
     )]
     NoModelDir,
+    /// The Twilio REST client could not be built.
+    #[error("twilio REST client: {0}")]
+    TwilioRest(#[from] crate::twilio::rest::RestError),
 }
 
 /// A running gateway.
@@ -142,6 +146,7 @@ impl Gateway {
                 cli.max_calls,
             ),
             endings: Default::default(),
+            twilio: TwilioRest::new(&cli.twilio_api_url)?,
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let stop = shutdown.clone();

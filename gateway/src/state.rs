@@ -13,6 +13,7 @@ use crate::preconnect::Parking;
 use crate::realtime::RealtimeBackend;
 use crate::tenants::Tenants;
 use crate::tools::ToolRunner;
+use crate::twilio::rest::TwilioRest;
 
 /// Everything handlers share.
 pub struct Shared {
@@ -40,8 +41,11 @@ pub struct Shared {
     pub tools: Arc<dyn ToolRunner>,
     /// Stream admissions issued by webhooks and consumed once by their streams.
     pub admissions: Arc<Admissions>,
-    /// How recent calls ended, for the `<Connect action>` answer.
+    /// How recent calls ended, for the `<Connect action>` answer, and transferred legs
+    /// waiting for their `<Dial action>`.
     pub endings: Endings,
+    /// Twilio's REST API (call control: transfer, hang-up).
+    pub twilio: TwilioRest,
 }
 
 /// Handler state.

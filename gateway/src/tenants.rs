@@ -11,7 +11,8 @@ use crate::admission::StreamKey;
 use crate::realtime::session_config;
 use crate::secrets::resolve_secret;
 use crate::tools;
-use crate::twilio::twiml::Fallback;
+use crate::twilio::rest::Credentials;
+use crate::twilio::twiml::{self, DialNoun, Fallback};
 
 /// Why the tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,10 @@ pub enum TenantError {
     },
 }
 
+/// Longest wait for a hand-off sentence or goodbye to be heard: a sentence plays in a few
+/// seconds; a model that never finishes one must not hold the caller.
+pub const HANDOFF_TIMEOUT_MS: u64 = 15_000;
+
 /// Per-call settings of the call state machine (`call/session.rs`), derived from the
 /// tenant once, when it is loaded.
 #[derive(Debug, Clone)]
@@ -80,6 +85,11 @@ pub struct SessionSettings {
     /// to one becomes [`Action::RunTool`](crate::call::session::Action::RunTool) and its answer comes back as
     /// [`Input::ToolResult`](crate::call::session::Input::ToolResult).
     pub external_tools: Vec<String>,
+    /// Names of the transfer targets (`spec.agent.transfer`) `transfer_call` accepts.
+    pub transfer_targets: Vec<String>,
+    /// Longest wait for the hand-off sentence (or goodbye) to be heard before the call is
+    /// moved (or ended) anyway, ms.
+    pub handoff_timeout_ms: u64,
 }
 
 /// One tenant, ready to serve. Its `Debug` never prints the auth token or the API key.
@@ -105,8 +115,10 @@ pub struct Tenant {
     /// Settings for each call's state machine.
     pub settings: SessionSettings,
     /// What the caller hears when a stream ends without the gateway ending the call on
-    /// purpose (the default apology until `spec.agent.fallback` exists).
+    /// purpose (`spec.agent.fallback`).
     pub fallback: Fallback,
+    /// Who the gateway's REST calls for this tenant authenticate as.
+    pub rest_credentials: Credentials,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -119,6 +131,7 @@ impl std::fmt::Debug for Tenant {
             .field("realtime_url", &self.realtime_url)
             .field("settings", &self.settings)
             .field("fallback", &self.fallback)
+            .field("rest_credentials", &self.rest_credentials)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +141,36 @@ impl Tenant {
     /// secondary during a rotation.
     pub fn signing_tokens(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.auth_token.as_str()).chain(self.secondary_auth_token.as_deref())
+    }
+
+    /// The TwiML that moves `call_sid` from agent leg `leg` to the transfer target named
+    /// `target`: `<Dial>` with its ring timeout and caller ID, whose action
+    /// (`/twilio/dial-done/…`) learns the outcome. `None` for a name the tenant does not
+    /// declare.
+    pub fn transfer_twiml(
+        &self,
+        public_base: &str,
+        call_sid: &str,
+        leg: u32,
+        target: &str,
+    ) -> Option<String> {
+        let t = self.spec.agent.transfer.iter().find(|t| t.name == target)?;
+        let action = format!(
+            "{public_base}/twilio/dial-done/{}/{call_sid}/{leg}/{}",
+            self.name, t.name
+        );
+        Some(twiml::document(&twiml::dial_verb(
+            &DialNoun::from_address(t.address()),
+            t.caller_id.as_deref(),
+            t.ring_timeout_seconds,
+            Some(&action),
+        )))
+    }
+
+    /// The fallback TwiML for `call_sid` (its voicemail, if any, is kept with the call).
+    pub fn fallback_twiml(&self, public_base: &str, call_sid: &str) -> String {
+        let voicemail = format!("{public_base}/twilio/voicemail/{}/{call_sid}", self.name);
+        self.fallback.twiml(&voicemail)
     }
 }
 
@@ -214,6 +257,13 @@ impl Tenants {
                 knowledge,
             );
             tenant.secondary_auth_token = secondary_auth_token;
+            if let Some(k) = &tenant.spec.twilio.api_key {
+                tenant.rest_credentials = Credentials {
+                    account_sid: tenant.spec.twilio.account_sid.clone(),
+                    username: k.sid.clone(),
+                    password: secret("spec.twilio.apiKey.secret", &k.secret)?,
+                };
+            }
             out.insert(Arc::new(tenant))?;
         }
         Ok(out)
@@ -230,7 +280,7 @@ impl Tenants {
     ) -> Tenant {
         let agent = &spec.agent;
         let greeting_interruptible = agent.greeting.as_ref().is_none_or(|g| g.interruptible);
-        let tools = tools::for_agent(knowledge);
+        let tools = tools::for_agent(agent, knowledge);
         let settings = SessionSettings {
             greeting: agent.greeting.as_ref().map(|g| g.text.clone()),
             greeting_interruptible,
@@ -238,6 +288,8 @@ impl Tenants {
             max_call_ms: u64::from(agent.max_call_duration_seconds) * 1000,
             silence_timeout_ms: u64::from(agent.silence_timeout_seconds) * 1000,
             external_tools: tools::external_names(&tools),
+            transfer_targets: agent.transfer.iter().map(|t| t.name.clone()).collect(),
+            handoff_timeout_ms: HANDOFF_TIMEOUT_MS,
         };
         Tenant {
             realtime_url: spec
@@ -248,10 +300,15 @@ impl Tenants {
             session_update: session_config::session_update(
                 agent,
                 greeting_interruptible,
-                tools::declarations(&tools),
+                tools::declarations(&tools, agent),
             ),
             settings,
-            fallback: Fallback::default(),
+            fallback: Fallback::from_spec(&spec.agent.fallback),
+            rest_credentials: Credentials {
+                account_sid: spec.twilio.account_sid.clone(),
+                username: spec.twilio.account_sid.clone(),
+                password: auth_token.clone(),
+            },
             name,
             spec,
             stream_key: StreamKey::derive(&auth_token),

@@ -174,6 +174,58 @@ pub struct CallStatusUpdate {
     pub sequence_number: i64,
 }
 
+/// The outcome of a transfer to a person (the `<Dial action>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallTransfer {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// The agent leg that transferred (1 = the first): the key of the transfer.
+    pub leg: u32,
+    /// The transfer target's name.
+    pub target: String,
+    /// Twilio's `DialCallStatus`: `completed`, `answered`, `busy`, `no-answer`, `failed`,
+    /// `canceled` (`other` for anything else).
+    pub dial_status: String,
+    /// `DialCallDuration`: how long the person talked, seconds.
+    pub dial_duration_s: Option<i64>,
+    /// `DialCallSid`, the dialled leg.
+    pub dial_call_sid: Option<String>,
+    /// Unix ms when the dial ended.
+    pub at_ms: i64,
+}
+
+/// A voicemail the fallback recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallVoicemail {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Twilio's `RecordingUrl` (fetch `.wav`/`.mp3` with the account's credentials).
+    pub recording_url: String,
+    /// `RecordingDuration`, seconds.
+    pub duration_s: Option<i64>,
+}
+
+/// A transfer as read back with its call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// See [`CallTransfer::leg`].
+    pub leg: u32,
+    /// See [`CallTransfer::target`].
+    pub target: String,
+    /// See [`CallTransfer::dial_status`].
+    pub dial_status: String,
+    /// See [`CallTransfer::dial_duration_s`].
+    pub dial_duration_s: Option<i64>,
+    /// See [`CallTransfer::dial_call_sid`].
+    pub dial_call_sid: Option<String>,
+    /// See [`CallTransfer::at_ms`].
+    pub at_ms: i64,
+}
+
 /// One idempotent write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -184,6 +236,10 @@ pub enum StoreOp {
     End(CallEnd),
     /// Set status/duration when `sequence_number` is newer than the stored one.
     Status(CallStatusUpdate),
+    /// Upsert the transfer of one agent leg.
+    Transfer(CallTransfer),
+    /// Set the fallback voicemail's recording.
+    Voicemail(CallVoicemail),
 }
 
 impl StoreOp {
@@ -193,6 +249,8 @@ impl StoreOp {
             StoreOp::Start(s) => &s.call_sid,
             StoreOp::End(e) => &e.call_sid,
             StoreOp::Status(s) => &s.call_sid,
+            StoreOp::Transfer(t) => &t.call_sid,
+            StoreOp::Voicemail(v) => &v.call_sid,
         }
     }
 }
@@ -230,6 +288,15 @@ pub struct CallRecord {
     pub transcript: Vec<TranscriptEntry>,
     /// Tool calls in order.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// Transfers to a person, by leg (an unanswered one sits between two agent legs).
+    #[serde(default)]
+    pub transfers: Vec<TransferRecord>,
+    /// The fallback voicemail's recording URL.
+    #[serde(default)]
+    pub voicemail_url: Option<String>,
+    /// Its length, seconds.
+    #[serde(default)]
+    pub voicemail_duration_s: Option<i64>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.

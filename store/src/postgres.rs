@@ -16,11 +16,13 @@ use sqlx::{AssertSqlSafe, SqlStr};
 use tokio::sync::OnceCell;
 
 use super::rows::{
-    CALL_COLUMNS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    CALL_COLUMNS, ENSURE_CALL, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
+    SET_VOICEMAIL, UPSERT_TRANSFER, call_from_row, to_sql, tool_call_from_row,
+    transcript_from_row, transfer_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, CallTransfer,
+    CallVoicemail, StoreError, StoreOp,
 };
 
 /// How long an op waits for a connection before it counts as "store down" (the
@@ -33,6 +35,12 @@ fn migrator() -> Migrator {
         "calls".into(),
         MigrationType::Simple,
         SqlStr::from_static(include_str!("../migrations/postgres/0001_calls.sql")),
+        false,
+    ), Migration::new(
+        2,
+        "call_control".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../migrations/postgres/0002_call_control.sql")),
         false,
     )])
 }
@@ -272,6 +280,46 @@ impl PgStore {
         Ok(())
     }
 
+    async fn transfer(&self, t: &CallTransfer) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&t.call_sid)
+            .bind(&t.tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(UPSERT_TRANSFER)
+            .bind(&t.call_sid)
+            .bind(i64::from(t.leg))
+            .bind(&t.target)
+            .bind(&t.dial_status)
+            .bind(t.dial_duration_s)
+            .bind(&t.dial_call_sid)
+            .bind(t.at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn voicemail(&self, v: &CallVoicemail) -> Result<(), StoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&v.call_sid)
+            .bind(&v.tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SET_VOICEMAIL)
+            .bind(&v.call_sid)
+            .bind(&v.recording_url)
+            .bind(v.duration_s)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
         self.ready().await?;
         let mut tx = self.pool.begin().await?;
@@ -327,6 +375,13 @@ impl PgStore {
             .iter()
             .map(tool_call_from_row)
             .collect::<Result<_, _>>()?;
+        call.transfers = sqlx::query(SELECT_TRANSFERS)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(transfer_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await?;
         Ok(Some(call))
     }
@@ -371,6 +426,8 @@ impl CallStore for PgStore {
                 StoreOp::Start(s) => self.start(s).await,
                 StoreOp::End(e) => self.end(e).await,
                 StoreOp::Status(s) => self.status(s).await,
+                StoreOp::Transfer(t) => self.transfer(t).await,
+                StoreOp::Voicemail(v) => self.voicemail(v).await,
             }
         })
     }

@@ -296,6 +296,8 @@ fn log_lost(op: &StoreOp, error: &StoreError) {
         StoreOp::Start(_) => "start",
         StoreOp::End(_) => "end",
         StoreOp::Status(_) => "status",
+        StoreOp::Transfer(_) => "transfer",
+        StoreOp::Voicemail(_) => "voicemail",
     };
     tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }

@@ -10,11 +10,13 @@ use sqlx::sqlite::{
 use sqlx::{SqlStr, Sqlite, Transaction};
 
 use super::rows::{
-    CALL_COLUMNS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, call_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    CALL_COLUMNS, ENSURE_CALL, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
+    SET_VOICEMAIL, UPSERT_TRANSFER, call_from_row, to_sql, tool_call_from_row,
+    transcript_from_row, transfer_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, StoreError, StoreOp,
+    BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, CallTransfer,
+    CallVoicemail, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -26,6 +28,12 @@ fn migrator() -> Migrator {
         "calls".into(),
         MigrationType::Simple,
         SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
+        false,
+    ), Migration::new(
+        2,
+        "call_control".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../migrations/sqlite/0002_call_control.sql")),
         false,
     )])
 }
@@ -188,6 +196,44 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn transfer(&self, t: &CallTransfer) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&t.call_sid)
+            .bind(&t.tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(UPSERT_TRANSFER)
+            .bind(&t.call_sid)
+            .bind(i64::from(t.leg))
+            .bind(&t.target)
+            .bind(&t.dial_status)
+            .bind(t.dial_duration_s)
+            .bind(&t.dial_call_sid)
+            .bind(t.at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn voicemail(&self, v: &CallVoicemail) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&v.call_sid)
+            .bind(&v.tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SET_VOICEMAIL)
+            .bind(&v.call_sid)
+            .bind(&v.recording_url)
+            .bind(v.duration_s)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -237,6 +283,13 @@ impl SqliteStore {
             .iter()
             .map(tool_call_from_row)
             .collect::<Result<_, _>>()?;
+        call.transfers = sqlx::query(SELECT_TRANSFERS)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(transfer_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await?;
         Ok(Some(call))
     }
@@ -262,6 +315,8 @@ impl CallStore for SqliteStore {
                 StoreOp::Start(s) => self.start(s).await,
                 StoreOp::End(e) => self.end(e).await,
                 StoreOp::Status(s) => self.status(s).await,
+                StoreOp::Transfer(t) => self.transfer(t).await,
+                StoreOp::Voicemail(v) => self.voicemail(v).await,
             }
         })
     }

@@ -16,6 +16,7 @@ use switchboard_gateway::cli::Cli;
 use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+use switchboard_sim::twilio_rest::TwilioRestSim;
 use switchboard_store::CallRecord;
 
 /// The tenant's Twilio account.
@@ -81,6 +82,9 @@ pub struct Env {
     pub gateway: Option<Gateway>,
     /// The simulator.
     pub realtime: RealtimeSim,
+    /// The Twilio REST simulator the gateway's `--twilio-api-url` points at; calls
+    /// placed with [`Env::call`] follow its updates.
+    pub twilio: TwilioRestSim,
     /// Data dir, tenant file, secrets.
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
@@ -145,6 +149,9 @@ impl Env {
         std::fs::write(dir.path().join("openai-key"), "sk-test-e2e")?;
         let tenant = dir.path().join("demo.yaml");
         std::fs::write(&tenant, tenant_yaml(dir.path(), &opts))?;
+        let twilio = TwilioRestSim::default();
+        twilio.allow(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN);
+        let (rest_addr, _) = twilio.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let cli = Cli {
             tenants: vec![tenant],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -160,12 +167,14 @@ impl Env {
             model_dir: std::env::var_os("SWITCHBOARD_MODEL_DIR").map(PathBuf::from),
             allow_unsigned_webhooks: opts.allow_unsigned_webhooks,
             stream_admission_seconds: opts.stream_admission_seconds,
+            twilio_api_url: format!("http://{rest_addr}"),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);
         Ok(Env {
             gateway: Some(gateway),
             realtime,
+            twilio,
             dir,
             base,
             cli,
@@ -181,6 +190,7 @@ impl Env {
             to: NUMBER.into(),
             script,
             signature: SignatureMode::Valid,
+            rest: Some(self.twilio.clone()),
             ..CallConfig::default()
         }
     }

@@ -4,7 +4,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::format::{E164_PATTERN, NOT_BLANK_PATTERN, SIP_URI_PATTERN, TRANSFER_NAME_PATTERN};
+use crate::format::{
+    API_KEY_SID_PATTERN, E164_PATTERN, NOT_BLANK_PATTERN, SIP_URI_PATTERN, TRANSFER_NAME_PATTERN,
+};
+use crate::secret::SecretRef;
 use crate::limits::{
     APOLOGY_MAX, RECORDING_MAX_SECONDS, RING_TIMEOUT_MAX, RING_TIMEOUT_MIN,
     TRANSFER_DESCRIPTION_MAX, TRANSFER_NAME_MAX,
@@ -181,4 +184,16 @@ fn default_apology() -> String {
 }
 fn default_max_recording() -> u32 {
     120
+}
+
+/// A Twilio API key the gateway uses for REST calls (moving a call to `<Dial>`, hanging
+/// up) instead of the account SID and auth token.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioApiKey {
+    /// The key's SID (`SK` + 32 hex digits).
+    #[schemars(regex(pattern = API_KEY_SID_PATTERN))]
+    pub sid: String,
+    /// The key's secret.
+    pub secret: SecretRef,
 }

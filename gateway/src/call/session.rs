@@ -11,9 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::playback::{MarkEcho, Playback};
+use crate::endings::Outcome;
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
 use crate::tenants::SessionSettings;
-use crate::tools::end_call;
+use crate::tools::{end_call, transfer_call};
 use crate::twilio::media;
 use switchboard_store::{Role, ToolCallRecord, TranscriptEntry, Usage};
 
@@ -97,15 +98,43 @@ pub enum Action {
         /// Arguments (JSON text, as the model sent them).
         arguments: String,
     },
+    /// Move the call to this transfer target: the agent's hand-off sentence has been
+    /// heard (or its wait timed out). An [`Action::End`] with outcome `transferred`
+    /// follows; the task moves the call before it closes the stream.
+    Transfer {
+        /// The target's name (`spec.agent.transfer[].name`).
+        target: String,
+    },
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
+}
+
+/// What a return leg (the caller back with the agent after a transfer nobody answered)
+/// carries from the legs before it, so the record stays one call.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Client events that seed the new Realtime session (the conversation so far and a
+    /// note of what happened; see `call/history.rs`), sent once the session is ready,
+    /// followed by a `response.create`.
+    pub seed: Vec<String>,
+    /// The earlier legs' transcript.
+    pub transcript: Vec<TranscriptEntry>,
+    /// The earlier legs' tool calls.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The earlier legs' usage.
+    pub usage: Usage,
+    /// The earlier legs' barge-ins.
+    pub barge_ins: u32,
+    /// Where this leg starts on the call's clock (ms after the first leg started): this
+    /// leg's transcript times are shifted by it.
+    pub offset_ms: u64,
 }
 
 /// Everything a finished call leaves behind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
-    /// See [`switchboard_store::CallEnd::outcome`].
-    pub outcome: &'static str,
+    /// How the leg ended (see [`switchboard_store::CallEnd::outcome`]).
+    pub outcome: Outcome,
     /// Detail (e.g. an OpenAI error code).
     pub detail: Option<String>,
     /// Transcript in order.
@@ -133,6 +162,15 @@ struct PendingTool {
     name: String,
     arguments: String,
     started_ms: u64,
+}
+
+/// A transfer the agent asked for, waiting for its hand-off sentence to be heard.
+#[derive(Debug)]
+struct PendingTransfer {
+    target: String,
+    asked_ms: u64,
+    /// A response started after the tool output (the hand-off sentence).
+    handoff_started: bool,
 }
 
 #[derive(Debug)]
@@ -177,6 +215,9 @@ pub struct CallSession {
     tool_calls: Vec<ToolCallRecord>,
     barge_ins: u32,
     hangup_requested: bool,
+    hangup_asked_ms: u64,
+    transfer: Option<PendingTransfer>,
+    resume: Option<Resume>,
     pending_tools: Vec<PendingTool>,
     scratch: Vec<u8>,
     last_error: Option<String>,
@@ -213,11 +254,28 @@ impl CallSession {
             tool_calls: Vec::new(),
             barge_ins: 0,
             hangup_requested: false,
+            hangup_asked_ms: 0,
+            transfer: None,
+            resume: None,
             pending_tools: Vec::new(),
             scratch: Vec::new(),
             last_error: None,
             ended: false,
         }
+    }
+
+    /// A return leg: starts with `resume.seed` instead of the greeting, and its record
+    /// includes the earlier legs.
+    pub fn resume(
+        settings: SessionSettings,
+        stream_sid: String,
+        now_ms: u64,
+        resume: Resume,
+    ) -> Self {
+        let mut s = Self::new(settings, stream_sid, now_ms);
+        s.greeting = Greeting::None;
+        s.resume = Some(resume);
+        s
     }
 
     /// Whether the call has ended (no further input has any effect).
@@ -244,19 +302,19 @@ impl CallSession {
                 ))));
                 self.request_response(out);
             }
-            Input::Stop | Input::TwilioClosed => self.end("caller_hangup", None, out),
+            Input::Stop | Input::TwilioClosed => self.end(Outcome::CallerHangup, None, out),
             Input::RealtimeClosed => {
                 let outcome = if self.last_error.is_some() {
-                    "openai_error"
+                    Outcome::OpenAiError
                 } else {
-                    "openai_closed"
+                    Outcome::OpenAiClosed
                 };
                 let detail = self.last_error.clone();
                 self.end(outcome, detail, out);
             }
             Input::Realtime(ev) => self.on_realtime(now_ms, ev, out),
             Input::Tick => self.on_tick(now_ms, out),
-            Input::DrainDeadline => self.end("drain_deadline", None, out),
+            Input::DrainDeadline => self.end(Outcome::Drained, None, out),
             Input::ToolResult { call_id, output } => {
                 self.on_tool_result(now_ms, call_id, output, out)
             }
@@ -323,8 +381,24 @@ impl CallSession {
                 out.push(Action::Realtime(self.settings.interruptible_update.clone()));
             }
         }
+        let quiet = self.active_response.is_none()
+            && !self.response_requested
+            && !self.playback.is_playing();
         if self.hangup_requested && self.active_response.is_none() && !self.playback.is_playing() {
-            self.end("agent_hangup", None, out);
+            self.end(Outcome::AgentEnded, None, out);
+        }
+        if quiet && self.transfer.as_ref().is_some_and(|t| t.handoff_started) {
+            self.move_to_transfer(out);
+        }
+    }
+
+    /// The hand-off was heard (or its wait is over): the task moves the call.
+    fn move_to_transfer(&mut self, out: &mut Vec<Action>) {
+        if let Some(t) = self.transfer.take() {
+            out.push(Action::Transfer {
+                target: t.target.clone(),
+            });
+            self.end(Outcome::Transferred, Some(t.target), out);
         }
     }
 
@@ -356,7 +430,19 @@ impl CallSession {
     fn on_realtime(&mut self, now_ms: u64, ev: ServerEvent, out: &mut Vec<Action>) {
         match ev {
             ServerEvent::SessionUpdated => {
+                let first = !self.session_ready;
                 self.session_ready = true;
+                if first
+                    && let Some(r) = self.resume.as_mut()
+                    && !r.seed.is_empty()
+                {
+                    // A return leg: the conversation so far and what happened, then the
+                    // model speaks (an apology) instead of a greeting.
+                    for ev in std::mem::take(&mut r.seed) {
+                        out.push(Action::Realtime(ev));
+                    }
+                    self.request_response(out);
+                }
                 self.maybe_greet(out);
             }
             ServerEvent::SpeechStarted {
@@ -403,6 +489,9 @@ impl CallSession {
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_requested = false;
+                if let Some(t) = self.transfer.as_mut() {
+                    t.handoff_started = true;
+                }
                 if self.greeting == Greeting::Requested {
                     self.greeting = Greeting::Playing(response_id.clone());
                 }
@@ -480,7 +569,7 @@ impl CallSession {
                 let fatal = code == "session_expired";
                 self.last_error = Some(code.clone());
                 if fatal {
-                    self.end("openai_error", Some(code), out);
+                    self.end(Outcome::OpenAiError, Some(code), out);
                 }
             }
             ServerEvent::SessionCreated | ServerEvent::Truncated { .. } | ServerEvent::Other(_) => {
@@ -596,8 +685,27 @@ impl CallSession {
             return;
         }
         let output = if name == end_call::NAME {
-            self.hangup_requested = true;
+            if !self.hangup_requested {
+                self.hangup_requested = true;
+                self.hangup_asked_ms = now_ms;
+            }
             end_call::OUTPUT.to_string()
+        } else if name == transfer_call::NAME {
+            if self.transfer.is_some() || self.hangup_requested {
+                transfer_call::already_transferring()
+            } else {
+                match transfer_call::decide(&arguments, &self.settings.transfer_targets) {
+                    transfer_call::Decision::Transfer { target, output } => {
+                        self.transfer = Some(PendingTransfer {
+                            target,
+                            asked_ms: now_ms,
+                            handoff_started: false,
+                        });
+                        output
+                    }
+                    transfer_call::Decision::Refuse { output } => output,
+                }
+            }
         } else {
             serde_json::json!({"error": format!("unknown tool {name:?}")}).to_string()
         };
@@ -660,7 +768,21 @@ impl CallSession {
             out.push(Action::Observe(Observation::PaddedSilence(STALL_PAD_MS)));
         }
         if self.rel(now_ms) >= self.settings.max_call_ms {
-            self.end("max_duration", None, out);
+            self.end(Outcome::MaxDuration, None, out);
+            return;
+        }
+        // A hand-off or goodbye that is never heard (a model that keeps talking, marks
+        // that never come back) must not hold the caller.
+        if let Some(t) = &self.transfer
+            && now_ms.saturating_sub(t.asked_ms) >= self.settings.handoff_timeout_ms
+        {
+            self.move_to_transfer(out);
+            return;
+        }
+        if self.hangup_requested
+            && now_ms.saturating_sub(self.hangup_asked_ms) >= self.settings.handoff_timeout_ms
+        {
+            self.end(Outcome::AgentEnded, Some("goodbye_timeout".into()), out);
             return;
         }
         let quiet = !self.speech_active
@@ -671,11 +793,11 @@ impl CallSession {
             && quiet
             && now_ms.saturating_sub(self.last_activity) >= self.settings.silence_timeout_ms
         {
-            self.end("silence_timeout", None, out);
+            self.end(Outcome::Silence, None, out);
         }
     }
 
-    fn end(&mut self, outcome: &'static str, detail: Option<String>, out: &mut Vec<Action>) {
+    fn end(&mut self, outcome: Outcome, detail: Option<String>, out: &mut Vec<Action>) {
         if self.ended {
             return;
         }
@@ -683,15 +805,16 @@ impl CallSession {
         out.push(Action::End(self.summary(outcome, detail)));
     }
 
-    fn summary(&mut self, outcome: &'static str, detail: Option<String>) -> CallSummary {
+    fn summary(&mut self, outcome: Outcome, detail: Option<String>) -> CallSummary {
         let mut entries: Vec<TranscriptEntry> = Vec::new();
+        let offset = self.resume.as_ref().map_or(0, |r| r.offset_ms);
         for t in self.caller.values() {
             entries.push(TranscriptEntry {
                 seq: 0,
                 role: Role::Caller,
                 text: t.text.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.end_ms.unwrap_or(t.start_ms),
+                start_ms: t.start_ms + offset,
+                end_ms: t.end_ms.unwrap_or(t.start_ms) + offset,
                 interrupted: false,
                 heard_ms: None,
             });
@@ -703,13 +826,28 @@ impl CallSession {
                 seq: 0,
                 role: Role::Agent,
                 text: t.text.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.start_ms + if interrupted { heard } else { t.sent_ms },
+                start_ms: t.start_ms + offset,
+                end_ms: t.start_ms + offset + if interrupted { heard } else { t.sent_ms },
                 interrupted,
                 heard_ms: interrupted.then_some(heard),
             });
         }
         entries.sort_by_key(|e| (e.start_ms, e.role == Role::Agent));
+        let mut usage = self.usage.clone();
+        let mut tool_calls = std::mem::take(&mut self.tool_calls);
+        let mut barge_ins = self.barge_ins;
+        if let Some(r) = self.resume.take() {
+            // The earlier legs come first: one record for the whole call.
+            let mut all = r.transcript;
+            all.sort_by_key(|e| e.seq);
+            all.extend(entries);
+            entries = all;
+            let mut calls = r.tool_calls;
+            calls.extend(tool_calls);
+            tool_calls = calls;
+            merge_usage(&mut usage, &r.usage);
+            barge_ins += r.barge_ins;
+        }
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = u32::try_from(i).unwrap_or(u32::MAX);
         }
@@ -717,9 +855,9 @@ impl CallSession {
             outcome,
             detail,
             transcript: entries,
-            usage: self.usage.clone(),
-            tool_calls: std::mem::take(&mut self.tool_calls),
-            barge_ins: self.barge_ins,
+            usage,
+            tool_calls,
+            barge_ins,
         }
     }
 }
@@ -733,6 +871,18 @@ fn add_usage(total: &mut Usage, u: &ResponseUsage) {
     total.cached_tokens += u.input_token_details.cached_tokens;
     total.output_audio_tokens += u.output_token_details.audio_tokens;
     total.output_text_tokens += u.output_token_details.text_tokens;
+}
+
+fn merge_usage(total: &mut Usage, u: &Usage) {
+    total.responses += u.responses;
+    total.total_tokens += u.total_tokens;
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.input_audio_tokens += u.input_audio_tokens;
+    total.input_text_tokens += u.input_text_tokens;
+    total.cached_tokens += u.cached_tokens;
+    total.output_audio_tokens += u.output_audio_tokens;
+    total.output_text_tokens += u.output_text_tokens;
 }
 
 /// Base64 of `ms` of µ-law silence (0xFF).

@@ -12,14 +12,17 @@ use axum::extract::ws::{Message as TwMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as RtMessage;
 
-use super::session::{Action, CallSession, Input, Observation};
+use super::history;
+use super::session::{Action, CallSession, Input, Observation, Resume};
 use crate::admission::Refusal;
+use crate::endings::{AfterStream, Outcome, TransferredLeg};
 use crate::clock::unix_ms;
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
 use crate::state::AppState;
 use crate::tenants::Tenant;
+use crate::tools::transfer_call;
 use crate::twilio::media::{self, Inbound, Start};
 use switchboard_store::{CallEnd, CallStart, StoreOp};
 
@@ -55,8 +58,24 @@ impl CallTask {
     }
 }
 
-/// Runs one call on an upgraded Twilio media stream.
-pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, socket: WebSocket) {
+/// The admission table's key of agent leg `leg` (1 = the first) of `call_sid`: each leg
+/// has its own stream, admitted once.
+pub fn admission_key(call_sid: &str, leg: u32) -> String {
+    if leg <= 1 {
+        call_sid.to_owned()
+    } else {
+        format!("{call_sid}.{leg}")
+    }
+}
+
+/// Runs agent leg `leg` of a call on an upgraded Twilio media stream.
+pub async fn run(
+    state: AppState,
+    tenant: Arc<Tenant>,
+    path_call_sid: String,
+    leg: u32,
+    socket: WebSocket,
+) {
     let mut ctx = CallTask {
         state: state.clone(),
         call_sid: path_call_sid.clone(),
@@ -92,7 +111,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     let admitted = match state.admissions.consume(
         &tenant.name,
         &tenant.stream_key,
-        &start.call_sid,
+        &admission_key(&start.call_sid, leg),
         token,
     ) {
         Ok(slot) => slot,
@@ -132,6 +151,15 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     let _guard = state.drain.call_started();
     state.metrics.active_calls.inc();
     let started = Instant::now();
+    // A return leg continues the record of the legs before it (parked when the call was
+    // transferred); without them (another replica ran the first leg) it starts afresh.
+    let parked = if leg > 1 {
+        state.endings.take_leg(&start.call_sid)
+    } else {
+        None
+    };
+    let call_started = parked.as_ref().map_or(started, |p| p.call_started);
+    let resume = (leg > 1).then(|| resume_from(parked, started));
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
     // As at the webhook: a full queue must not hold up the greeting.
     let start_op = StoreOp::Start(CallStart {
@@ -153,21 +181,35 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         );
     }
 
-    let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
-        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt).await,
+    let outcome = match open_realtime(&state, &tenant, &start.call_sid, leg).await {
+        Ok(rt) => {
+            relay(
+                &mut ctx,
+                &tenant,
+                &start,
+                &mut tw,
+                rt,
+                Leg {
+                    number: leg,
+                    resume,
+                    call_started,
+                },
+            )
+            .await
+        }
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
             // Closing the stream is what makes Twilio request `<Connect action>`, which
             // answers the fallback: the caller hears an apology, not silence.
             state
                 .endings
-                .record(&start.call_sid, "openai_connect_failed");
+                .record(&start.call_sid, Outcome::ModelUnavailable);
             let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
             CallEnd {
                 call_sid: start.call_sid.clone(),
                 tenant: tenant.name.clone(),
                 ended_at_ms: 0,
-                outcome: "openai_connect_failed".into(),
+                outcome: Outcome::ModelUnavailable.as_str().into(),
                 detail: Some(e.to_string()),
                 transcript: Vec::new(),
                 usage: Default::default(),
@@ -240,13 +282,45 @@ async fn wait_for_start(ctx: &mut CallTask, rx: &mut WebSocket) -> Option<Start>
     }
 }
 
+/// The [`Resume`] of a return leg starting at `now`: the parked legs' record and the
+/// history seed with the "transfer failed" note.
+fn resume_from(parked: Option<TransferredLeg>, now: Instant) -> Resume {
+    let Some(p) = parked else {
+        return Resume {
+            seed: history::seed_events(
+                &[],
+                Some(&transfer_call::failed_note("the person you asked for", "no-answer")),
+            ),
+            ..Resume::default()
+        };
+    };
+    let status = p.dial_status.as_deref().unwrap_or("no-answer");
+    let turns = history::turns_from_record(&p.transcript, &p.tool_calls);
+    Resume {
+        seed: history::seed_events(&turns, Some(&transfer_call::failed_note(&p.target, status))),
+        offset_ms: u64::try_from(now.saturating_duration_since(p.call_started).as_millis())
+            .unwrap_or(u64::MAX),
+        transcript: p.transcript,
+        tool_calls: p.tool_calls,
+        usage: p.usage,
+        barge_ins: p.barge_ins,
+    }
+}
+
 async fn open_realtime(
     state: &AppState,
     tenant: &Tenant,
     call_sid: &str,
+    leg: u32,
 ) -> Result<RealtimeSocket, RealtimeError> {
     let t0 = Instant::now();
-    if let Some(parked) = state.parking.take(call_sid) {
+    // Only the first leg was pre-connected by its webhook.
+    let parked = if leg <= 1 {
+        state.parking.take(call_sid)
+    } else {
+        None
+    };
+    if let Some(parked) = parked {
         match parked.handle.await {
             Ok(Ok(ws)) => {
                 state
@@ -298,6 +372,16 @@ async fn open_realtime(
     Ok(ws)
 }
 
+/// Which agent leg of the call a relay runs.
+struct Leg {
+    /// 1 for the first.
+    number: u32,
+    /// A return leg's carried record and seed.
+    resume: Option<Resume>,
+    /// When the call's first leg started.
+    call_started: Instant,
+}
+
 enum Frame {
     None,
     Inbound,
@@ -310,7 +394,13 @@ async fn relay(
     start: &Start,
     tw: &mut WebSocket,
     mut rt: RealtimeSocket,
+    leg: Leg,
 ) -> CallEnd {
+    let Leg {
+        number: leg,
+        resume,
+        call_started,
+    } = leg;
     let state = ctx.state.clone();
     let m = &state.metrics;
     let lat_in = m.relay_latency.with_label_values(&["inbound"]);
@@ -321,11 +411,19 @@ async fn relay(
     let ms_at = |at: Instant| {
         u64::try_from(at.saturating_duration_since(clock).as_millis()).unwrap_or(u64::MAX)
     };
-    let mut session = CallSession::new(
-        tenant.settings.clone(),
-        start.stream_sid.clone(),
-        ms_at(Instant::now()),
-    );
+    let mut session = match resume {
+        None => CallSession::new(
+            tenant.settings.clone(),
+            start.stream_sid.clone(),
+            ms_at(Instant::now()),
+        ),
+        Some(r) => CallSession::resume(
+            tenant.settings.clone(),
+            start.stream_sid.clone(),
+            ms_at(Instant::now()),
+            r,
+        ),
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The drain deadline is checked with an atomic load on every wake-up (frames every
@@ -419,6 +517,15 @@ async fn relay(
                         let _ = tx.send((call_id, output)).await;
                     });
                 }
+                Action::Transfer { target } => {
+                    // The caller heard the hand-off: move the call now (off the audio
+                    // path: the agent's audio is over, the call is ending).
+                    if tw_fed && tw_open && tw.flush().await.is_err() {
+                        tw_open = false;
+                    }
+                    tw_fed = false;
+                    move_call(&state, tenant, &start.call_sid, leg, &target).await;
+                }
                 Action::End(s) => summary = Some(s),
             }
         }
@@ -450,16 +557,54 @@ async fn relay(
     }
     let s = summary.unwrap_or_else(unreachable_summary);
     // Before the stream closes: Twilio requests `<Connect action>` right after, and its
-    // answer (hang up, or the fallback) depends on how the call ended.
-    state.endings.record(&start.call_sid, s.outcome);
+    // answer (hang up, the fallback, or the transfer's `<Dial>` when the REST update did
+    // not take) depends on how the call ended.
+    if s.outcome == Outcome::Transferred {
+        let target = s.detail.clone().unwrap_or_default();
+        state
+            .endings
+            .record_after(&start.call_sid, AfterStream::Transfer(leg, target.clone()));
+        state.endings.park_leg(
+            &start.call_sid,
+            TransferredLeg {
+                target,
+                leg,
+                call_started,
+                transcript: s.transcript.clone(),
+                tool_calls: s.tool_calls.clone(),
+                usage: s.usage.clone(),
+                barge_ins: s.barge_ins,
+                dial_status: None,
+            },
+        );
+    } else {
+        state.endings.record(&start.call_sid, s.outcome);
+    }
     if tw_open {
         let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
+    }
+    if matches!(
+        s.outcome,
+        Outcome::AgentEnded | Outcome::Silence | Outcome::MaxDuration
+    ) {
+        // Closing the stream makes Twilio request `<Connect action>`, which may reach a
+        // replica that does not know the call ended on purpose (it would apologise):
+        // hanging up through the REST API ends the call wherever the action lands. A
+        // 404 (already ended by this replica's `<Hangup/>`) is success.
+        let rest = state.twilio.clone();
+        let creds = tenant.rest_credentials.clone();
+        let sid = start.call_sid.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rest.hang_up(&creds, &sid).await {
+                tracing::warn!(call_sid = sid, error = %e, "REST hang-up failed");
+            }
+        });
     }
     CallEnd {
         call_sid: start.call_sid.clone(),
         tenant: tenant.name.clone(),
         ended_at_ms: 0,
-        outcome: s.outcome.to_string(),
+        outcome: s.outcome.as_str().to_string(),
         detail: s.detail,
         transcript: s.transcript,
         usage: s.usage,
@@ -570,9 +715,42 @@ fn from_realtime(
     }
 }
 
+/// Moves the call to the transfer target's `<Dial>` with a REST update of the Call. When
+/// Twilio cannot be told (after retries), the stream's `<Connect action>` answers the same
+/// `<Dial>` (recorded as the call's ending before the stream closes).
+async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, target: &str) {
+    let Some(twiml) = tenant.transfer_twiml(&state.public_base, call_sid, leg, target) else {
+        tracing::error!(call_sid, target, "transfer target vanished");
+        return;
+    };
+    let t0 = Instant::now();
+    match state
+        .twilio
+        .update_twiml(&tenant.rest_credentials, call_sid, &twiml)
+        .await
+    {
+        Ok(call) => {
+            state
+                .metrics
+                .transfers
+                .with_label_values(&["moved"])
+                .inc();
+            tracing::info!(call_sid, target, status = call.status, ms = t0.elapsed().as_millis() as u64, "call moved to <Dial>");
+        }
+        Err(e) => {
+            state
+                .metrics
+                .transfers
+                .with_label_values(&["rest_failed"])
+                .inc();
+            tracing::warn!(call_sid, target, error = %e, "REST update failed; the stream's <Connect action> will dial");
+        }
+    }
+}
+
 fn unreachable_summary() -> super::session::CallSummary {
     super::session::CallSummary {
-        outcome: "internal_error",
+        outcome: Outcome::GatewayError,
         detail: None,
         transcript: Vec::new(),
         usage: Default::default(),

@@ -102,6 +102,7 @@ fn state(dir: &std::path::Path) -> AppState {
         tools: Arc::new(NoExternalTools),
         admissions: Admissions::new(Duration::from_secs(60), 1000),
         endings: Default::default(),
+        twilio: crate::twilio::rest::TwilioRest::new("http://127.0.0.1:1").expect("client"),
     })
 }
 
