@@ -114,6 +114,9 @@ pub struct TwilioRest {
 impl TwilioRest {
     /// A client for the API at `base` (`https://api.twilio.com`, or a simulator).
     pub fn new(base: &str) -> Result<Self, RestError> {
+        // reqwest is built without a rustls provider; the workspace's one is ring (a
+        // binary that installed it already makes this a no-op).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             .connect_timeout(ATTEMPT_TIMEOUT)
