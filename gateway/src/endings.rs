@@ -235,7 +235,10 @@ mod tests {
         for o in Outcome::ALL {
             let l = o.as_str();
             assert!(seen.insert(l), "{l} twice");
-            assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
+            assert!(
+                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{l}"
+            );
         }
     }
 }

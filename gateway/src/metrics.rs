@@ -77,7 +77,10 @@ impl Metrics {
                 &["outcome"],
             )?,
             transfers: IntCounterVec::new(
-                Opts::new("switchboard_transfers_total", "Transfers to a person by result"),
+                Opts::new(
+                    "switchboard_transfers_total",
+                    "Transfers to a person by result",
+                ),
                 &["result"],
             )?,
             call_duration: Histogram::with_opts(

@@ -19,8 +19,8 @@ use crate::realtime::WsBackend;
 use crate::secrets::DEFAULT_SECRETS_DIR;
 use crate::state::{AppState, Shared};
 use crate::tenants::Tenants;
-use crate::twilio::rest::TwilioRest;
 use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
+use crate::twilio::rest::TwilioRest;
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
 

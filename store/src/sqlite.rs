@@ -11,8 +11,8 @@ use sqlx::{SqlStr, Sqlite, Transaction};
 
 use super::rows::{
     CALL_COLUMNS, ENSURE_CALL, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
-    SET_VOICEMAIL, UPSERT_TRANSFER, call_from_row, to_sql, tool_call_from_row,
-    transcript_from_row, transfer_from_row,
+    SET_VOICEMAIL, UPSERT_TRANSFER, call_from_row, to_sql, tool_call_from_row, transcript_from_row,
+    transfer_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallStart, CallStatusUpdate, CallStore, CallTransfer,
@@ -23,19 +23,22 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "calls".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
-        false,
-    ), Migration::new(
-        2,
-        "call_control".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0002_call_control.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "calls".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0001_calls.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "call_control".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../migrations/sqlite/0002_call_control.sql")),
+            false,
+        ),
+    ])
 }
 
 /// Call records in a SQLite database.

@@ -89,10 +89,17 @@ async fn transfer_answered_after_the_hand_off_was_heard() {
     let rest = env.twilio.requests();
     assert!(
         rest.iter().any(|r| r.status == 200
-            && r.form.iter().any(|(k, v)| k == "Twiml" && v.contains("<Dial"))),
+            && r.form
+                .iter()
+                .any(|(k, v)| k == "Twiml" && v.contains("<Dial"))),
         "{rest:#?}"
     );
-    assert!(metric(&env.metrics().await, "switchboard_transfers_total{result=\"moved\"}") >= 1.0);
+    assert!(
+        metric(
+            &env.metrics().await,
+            "switchboard_transfers_total{result=\"moved\"}"
+        ) >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,10 +130,15 @@ async fn unanswered_transfer_comes_back_to_an_agent_that_remembers() {
         .map(|e| e.to_string())
         .collect();
     assert!(
-        seeded.iter().any(|e| e.contains("Can I talk to someone in sales?")),
+        seeded
+            .iter()
+            .any(|e| e.contains("Can I talk to someone in sales?")),
         "{seeded:#?}"
     );
-    assert!(seeded.iter().any(|e| e.contains("transfer failed")), "{seeded:#?}");
+    assert!(
+        seeded.iter().any(|e| e.contains("transfer failed")),
+        "{seeded:#?}"
+    );
     // One record: the first leg, the failed transfer, the second leg.
     let mut tries = 0;
     let rec = loop {
@@ -148,7 +160,10 @@ async fn unanswered_transfer_comes_back_to_an_agent_that_remembers() {
         .filter(|t| t.role == switchboard_store::Role::Agent)
         .map(|t| t.text.as_str())
         .collect();
-    let handoff_at = agent.iter().position(|t| *t == HANDOFF).expect("leg 1 kept");
+    let handoff_at = agent
+        .iter()
+        .position(|t| *t == HANDOFF)
+        .expect("leg 1 kept");
     assert!(agent.len() > handoff_at + 1, "leg 2 follows: {agent:#?}");
 }
 
@@ -184,5 +199,8 @@ async fn model_unreachable_plays_the_fallback_voicemail_and_keeps_the_recording(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(rec.outcome.as_deref(), Some("model_unavailable"));
-    assert_eq!(rec.voicemail_url.as_deref(), Some(report.recordings[0].as_str()));
+    assert_eq!(
+        rec.voicemail_url.as_deref(),
+        Some(report.recordings[0].as_str())
+    );
 }

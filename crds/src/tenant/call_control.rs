@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::format::{
     API_KEY_SID_PATTERN, E164_PATTERN, NOT_BLANK_PATTERN, SIP_URI_PATTERN, TRANSFER_NAME_PATTERN,
 };
-use crate::secret::SecretRef;
 use crate::limits::{
     APOLOGY_MAX, RECORDING_MAX_SECONDS, RING_TIMEOUT_MAX, RING_TIMEOUT_MIN,
     TRANSFER_DESCRIPTION_MAX, TRANSFER_NAME_MAX,
 };
+use crate::secret::SecretRef;
 
 /// One person (or queue, or desk) the agent may transfer a caller to. The model sees the
 /// `name` and `description`; the caller is dialled at the `number` or `sip` address.

@@ -681,8 +681,16 @@ fn transfer_waits_until_the_hand_off_sentence_has_been_heard() {
     let out = transfer_call(&mut h, "r1", r#"{"target":"sales","reason":"pricing"}"#);
     let rt = realtime_msgs(&out);
     assert_eq!(rt[0]["item"]["type"], "function_call_output");
-    assert!(rt[0]["item"]["output"].as_str().unwrap().contains("transferring"));
-    assert_eq!(rt[1]["type"], "response.create", "the model says the hand-off");
+    assert!(
+        rt[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("transferring")
+    );
+    assert_eq!(
+        rt[1]["type"], "response.create",
+        "the model says the hand-off"
+    );
     assert!(ended(&out).is_none());
     // The hand-off sentence: the call moves only after its last mark is echoed.
     h.rt(ServerEvent::ResponseCreated {
@@ -716,7 +724,10 @@ fn transfer_waits_until_the_hand_off_sentence_has_been_heard() {
         .iter()
         .position(|a| matches!(a, Action::Transfer { .. }))
         .unwrap();
-    let end_at = out.iter().position(|a| matches!(a, Action::End(_))).unwrap();
+    let end_at = out
+        .iter()
+        .position(|a| matches!(a, Action::End(_)))
+        .unwrap();
     assert!(transfer_at < end_at, "moved before the stream closes");
 }
 
@@ -725,7 +736,12 @@ fn transfer_to_an_unknown_target_is_refused_and_the_call_goes_on() {
     let mut h = Harness::new(None, true);
     let out = transfer_call(&mut h, "r1", r#"{"target":"ceo"}"#);
     let rt = realtime_msgs(&out);
-    assert!(rt[0]["item"]["output"].as_str().unwrap().contains("unknown target"));
+    assert!(
+        rt[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("unknown target")
+    );
     play(&mut h, "r2", "sorry", 160);
     assert!(!h.s.is_ended());
     assert!(ended(&h.at(60_000 - 1).feed(Input::Tick)).is_none());
@@ -792,7 +808,10 @@ fn a_return_leg_starts_with_the_history_and_keeps_one_record() {
     assert_eq!(s.outcome, Outcome::CallerHangup);
     assert_eq!(s.transcript[0], earlier);
     assert_eq!(s.transcript[1].text, "Just take a message.");
-    assert!(s.transcript[1].start_ms >= 30_000, "this leg's times follow the first");
+    assert!(
+        s.transcript[1].start_ms >= 30_000,
+        "this leg's times follow the first"
+    );
     assert_eq!(s.transcript[1].seq, 1);
     assert_eq!((s.usage.responses, s.barge_ins), (2, 1));
 }

@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::Message as RtMessage;
 use super::history;
 use super::session::{Action, CallSession, Input, Observation, Resume};
 use crate::admission::Refusal;
-use crate::endings::{AfterStream, Outcome, TransferredLeg};
 use crate::clock::unix_ms;
+use crate::endings::{AfterStream, Outcome, TransferredLeg};
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
@@ -289,7 +289,10 @@ fn resume_from(parked: Option<TransferredLeg>, now: Instant) -> Resume {
         return Resume {
             seed: history::seed_events(
                 &[],
-                Some(&transfer_call::failed_note("the person you asked for", "no-answer")),
+                Some(&transfer_call::failed_note(
+                    "the person you asked for",
+                    "no-answer",
+                )),
             ),
             ..Resume::default()
         };
@@ -730,12 +733,14 @@ async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, 
         .await
     {
         Ok(call) => {
-            state
-                .metrics
-                .transfers
-                .with_label_values(&["moved"])
-                .inc();
-            tracing::info!(call_sid, target, status = call.status, ms = t0.elapsed().as_millis() as u64, "call moved to <Dial>");
+            state.metrics.transfers.with_label_values(&["moved"]).inc();
+            tracing::info!(
+                call_sid,
+                target,
+                status = call.status,
+                ms = t0.elapsed().as_millis() as u64,
+                "call moved to <Dial>"
+            );
         }
         Err(e) => {
             state

@@ -69,7 +69,12 @@ fn checked(
     }
     // The path's CallSid was signed into our TwiML; the form's must agree.
     if form::get(&params, "CallSid") != Some(call_sid) {
-        return Err(respond(state, route, StatusCode::BAD_REQUEST, String::new()));
+        return Err(respond(
+            state,
+            route,
+            StatusCode::BAD_REQUEST,
+            String::new(),
+        ));
     }
     Ok((tenant, params))
 }
@@ -83,11 +88,10 @@ pub async fn dial_done(
     body: Bytes,
 ) -> Response {
     const ROUTE: &str = "dial_done";
-    let (tenant, params) =
-        match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
+    let (tenant, params) = match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let raw_status = form::get(&params, "DialCallStatus").unwrap_or("");
     let status = DIAL_STATUSES
         .iter()
@@ -95,11 +99,7 @@ pub async fn dial_done(
         .copied()
         .unwrap_or("other");
     let duration = form::get(&params, "DialCallDuration").and_then(|d| d.parse::<i64>().ok());
-    state
-        .metrics
-        .transfers
-        .with_label_values(&[status])
-        .inc();
+    state.metrics.transfers.with_label_values(&[status]).inc();
     let known_target = tenant.spec.agent.transfer.iter().any(|t| t.name == target);
     let op = StoreOp::Transfer(CallTransfer {
         call_sid: call_sid.clone(),
@@ -204,11 +204,10 @@ pub async fn voicemail(
     body: Bytes,
 ) -> Response {
     const ROUTE: &str = "voicemail";
-    let (tenant, params) =
-        match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
+    let (tenant, params) = match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     // The URL is Twilio's (signed request); only an https/http URL is kept.
     let url = form::get(&params, "RecordingUrl")
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"))

@@ -66,7 +66,10 @@ pub async fn leg_stream(
     // `start` (it travels in the custom parameters), before any Realtime session is
     // adopted or opened; a stream whose webhook another replica answered is admitted
     // there (admission.rs).
-    if state.admissions.is_spent(&task::admission_key(&call_sid, leg)) {
+    if state
+        .admissions
+        .is_spent(&task::admission_key(&call_sid, leg))
+    {
         state
             .metrics
             .stream_refusals

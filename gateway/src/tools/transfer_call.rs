@@ -74,7 +74,11 @@ pub fn decide(arguments: &str, targets: &[String]) -> Decision {
     };
     let args: Arguments = match serde_json::from_str(arguments) {
         Ok(a) => a,
-        Err(_) => return refuse(format!("arguments must be {{\"target\": one of {targets:?}}}")),
+        Err(_) => {
+            return refuse(format!(
+                "arguments must be {{\"target\": one of {targets:?}}}"
+            ));
+        }
     };
     if !targets.contains(&args.target) {
         return refuse(format!(

@@ -245,9 +245,23 @@ mod tests {
             404,
             r#"{"code":20404,"message":"The requested resource was not found","more_info":"https://www.twilio.com/docs/errors/20404","status":404}"#,
         );
-        assert!(matches!(e, RestError::Api { status: 404, code: Some(20404), .. }));
+        assert!(matches!(
+            e,
+            RestError::Api {
+                status: 404,
+                code: Some(20404),
+                ..
+            }
+        ));
         let e = api_error(502, "<html>bad gateway</html>");
-        assert!(matches!(e, RestError::Api { status: 502, code: None, .. }));
+        assert!(matches!(
+            e,
+            RestError::Api {
+                status: 502,
+                code: None,
+                ..
+            }
+        ));
         let c = Credentials {
             account_sid: "AC1".into(),
             username: "AC1".into(),

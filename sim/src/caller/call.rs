@@ -11,11 +11,10 @@ use super::ids::new_sid;
 use super::session::{self, Stream, StreamEnd};
 use super::twiml::{FollowUp, StreamTarget, Twiml, parse_twiml, resolve_stream_url};
 use super::{
-    CallConfig, CallError, CallReport, DialReport, Person, ensure_crypto_provider, http_client,
-    xml,
+    CallConfig, CallError, CallReport, DialReport, Person, ensure_crypto_provider, http_client, xml,
 };
-use crate::twilio_rest::Control;
 use crate::signature::{header_for, signing_url};
+use crate::twilio_rest::Control;
 
 /// Places one simulated inbound call and runs its script to the end.
 ///
@@ -95,7 +94,14 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
         webhook_sent,
         record_audio: cfg.record_audio,
     };
-    let end = session::run(ws, &stream, cfg.script.clone(), &mut report, control.as_mut()).await;
+    let end = session::run(
+        ws,
+        &stream,
+        cfg.script.clone(),
+        &mut report,
+        control.as_mut(),
+    )
+    .await;
     let mut ctx = Follow {
         cfg,
         call_sid: &call_sid,
@@ -223,7 +229,9 @@ impl Follow<'_> {
             };
             for verb in root.elements() {
                 match verb.name.as_str() {
-                    "Say" => report.heard_after_stream.push(verb.text().trim().to_owned()),
+                    "Say" => report
+                        .heard_after_stream
+                        .push(verb.text().trim().to_owned()),
                     "Pause" => {}
                     "Hangup" => {
                         report.hangup_after_stream = true;
@@ -239,7 +247,9 @@ impl Follow<'_> {
                                 continue 'documents;
                             }
                             Err(why) => {
-                                report.violations.push(format!("11200 <Dial action> failed: {why}"));
+                                report
+                                    .violations
+                                    .push(format!("11200 <Dial action> failed: {why}"));
                                 return;
                             }
                         }
@@ -268,7 +278,9 @@ impl Follow<'_> {
                                 continue 'documents;
                             }
                             Err(why) => {
-                                report.violations.push(format!("11200 <Record action> failed: {why}"));
+                                report
+                                    .violations
+                                    .push(format!("11200 <Record action> failed: {why}"));
                                 return;
                             }
                         }
@@ -367,7 +379,9 @@ impl Follow<'_> {
         let ws = match connect_stream(self.cfg, &url).await {
             Ok(ws) => ws,
             Err(e) => {
-                report.violations.push(format!("31920 stream handshake failed: {e}"));
+                report
+                    .violations
+                    .push(format!("31920 stream handshake failed: {e}"));
                 return None;
             }
         };

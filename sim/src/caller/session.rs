@@ -11,12 +11,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::CallReport;
-use crate::twilio_rest::Control;
 use super::script::{Action, Ear, ScriptRunner};
 use super::stream::{GatewayMessage, Outbound, parse_gateway_text};
 use super::turns::Turns;
 use crate::mulaw::BYTES_PER_MS;
 use crate::playout::Playout;
+use crate::twilio_rest::Control;
 
 /// The media-stream WebSocket as `connect_async` returns it.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

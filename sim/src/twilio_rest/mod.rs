@@ -137,7 +137,10 @@ impl TwilioRestSim {
     }
 
     /// Serves the API on `addr` until the task is dropped; returns the bound address.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let app = Router::new()
@@ -220,7 +223,9 @@ async fn update_call(
     let (username, password) = basic_auth(&headers).unwrap_or_default();
     let call_sid = call.strip_suffix(".json").unwrap_or(&call).to_owned();
     let mut inner = sim.lock();
-    let answer = answer(&mut inner, &account, &call_sid, &username, &password, &headers, &form);
+    let answer = answer(
+        &mut inner, &account, &call_sid, &username, &password, &headers, &form,
+    );
     let status = answer.status().as_u16();
     inner.requests.push(RestRequest {
         call_sid,
