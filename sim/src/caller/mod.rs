@@ -10,6 +10,7 @@
 
 mod call;
 mod ids;
+pub mod scenario;
 mod script;
 mod session;
 mod status;
@@ -28,6 +29,7 @@ pub use crate::playout::{Playout, Tick};
 pub use crate::signature::{SignatureMode, signing_url, twilio_signature};
 pub use call::place_call;
 pub use ids::new_sid;
+
 pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};
