@@ -35,9 +35,6 @@ pub enum Outcome {
     /// The agent handed the caller to a person (`transfer_call`): the call left the
     /// stream for `<Dial>`. Whether the person answered is the transfer record's.
     Transferred,
-    /// Nobody answered a transfer and the caller could not be brought back to the agent
-    /// (too many legs, no admission): the fallback played.
-    TransferFailed,
     /// The caller said nothing for `silenceTimeoutSeconds` (or past the idle re-prompts):
     /// goodbye, then hang-up.
     SilenceTimeout,
@@ -53,9 +50,6 @@ pub enum Outcome {
     /// The gateway's drain deadline passed with the call still running: the fallback
     /// played (another replica is not reachable from a stream).
     DrainDeadline,
-    /// The stream ended without the gateway deciding anything (the process serving it
-    /// died): another replica answered Twilio's `<Connect action>` with the fallback.
-    StreamLost,
     /// The gateway itself failed (the call task ended without an outcome).
     GatewayError,
 }
@@ -66,14 +60,12 @@ impl Outcome {
         Outcome::CallerHangup,
         Outcome::AgentHangup,
         Outcome::Transferred,
-        Outcome::TransferFailed,
         Outcome::SilenceTimeout,
         Outcome::MaxDuration,
         Outcome::OpenAiConnectFailed,
         Outcome::ModelUnavailable,
         Outcome::TwilioWriteTimeout,
         Outcome::DrainDeadline,
-        Outcome::StreamLost,
         Outcome::GatewayError,
     ];
 
@@ -83,14 +75,12 @@ impl Outcome {
             Outcome::CallerHangup => "caller_hangup",
             Outcome::AgentHangup => "agent_hangup",
             Outcome::Transferred => "transferred",
-            Outcome::TransferFailed => "transfer_failed",
             Outcome::SilenceTimeout => "silence_timeout",
             Outcome::MaxDuration => "max_duration",
             Outcome::OpenAiConnectFailed => "openai_connect_failed",
             Outcome::ModelUnavailable => "model_unavailable",
             Outcome::TwilioWriteTimeout => "twilio_write_timeout",
             Outcome::DrainDeadline => "drain_deadline",
-            Outcome::StreamLost => "stream_lost",
             Outcome::GatewayError => "gateway_error",
         }
     }

@@ -3,9 +3,10 @@
 //! fallback voicemail. Real sockets: gateway, Realtime simulator, Twilio REST simulator
 //! and the simulated caller, which follows what Twilio would do.
 
+use switchboard_sim::caller::scenario::Scenario;
 use switchboard_sim::caller::{Person, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
-use switchboard_tests::{Env, EnvOptions, metric};
+use switchboard_tests::{API_KEY, Env, EnvOptions, metric};
 
 const HANDOFF: &str = "Connecting you to our sales team now, one moment please.";
 const TARGETS: &str = "    transfer:
@@ -203,4 +204,51 @@ async fn model_unreachable_plays_the_fallback_voicemail_and_keeps_the_recording(
         rec.voicemail_url.as_deref(),
         Some(report.recordings[0].as_str())
     );
+}
+
+/// `sim call --scenario NAME` runs exactly this code path ([`Scenario::run`]): the
+/// scenario's caller against a gateway serving the scenario's model, checked against
+/// the caller's report and the gateway's record read through `/api/v1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_scenarios_pass_against_a_gateway() {
+    for scenario in [
+        Scenario::TransferAnswered,
+        Scenario::TransferUnanswered,
+        Scenario::EndCall,
+    ] {
+        let env = Env::start(EnvOptions {
+            realtime: scenario.realtime(),
+            agent_extra: TARGETS.into(),
+            ..EnvOptions::default()
+        })
+        .await
+        .unwrap();
+        let run = scenario.run(env.call(Vec::new()), Some(API_KEY)).await.unwrap();
+        assert!(run.record.is_some(), "{}: no record read back", scenario.name());
+        assert!(
+            run.passed(),
+            "{}: {:#?}\n{:#?}",
+            scenario.name(),
+            run.failed,
+            run.report
+        );
+    }
+}
+
+/// The scenario checks can fail: a call that is not transferred fails
+/// `transfer-answered` (the same gateway, a model that never transfers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_that_does_not_happen_fails() {
+    let env = Env::start(EnvOptions {
+        realtime: Scenario::EndCall.realtime(),
+        agent_extra: TARGETS.into(),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let run = Scenario::TransferAnswered
+        .run(env.call(Vec::new()), Some(API_KEY))
+        .await
+        .unwrap();
+    assert!(!run.passed(), "{run:#?}");
 }
