@@ -18,8 +18,8 @@ use crate::format::{
 };
 use crate::secret::SecretRef;
 use crate::tenant::{
-    AgentSpec, FallbackAction, FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec, TransferTarget, TurnDetectionKind,
-    TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
+    AgentSpec, FallbackAction, FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec,
+    TransferTarget, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
 };
 
 /// One broken rule.

@@ -18,8 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use switchboard_sim::caller::scenario::Scenario;
 use switchboard_sim::caller::{self, CallConfig, CallReport, SignatureMode};
-use switchboard_sim::twilio_rest::TwilioRestSim;
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+use switchboard_sim::twilio_rest::TwilioRestSim;
 
 #[derive(Debug, Parser)]
 #[command(

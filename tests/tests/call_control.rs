@@ -199,7 +199,7 @@ async fn model_unreachable_plays_the_fallback_voicemail_and_keeps_the_recording(
         tries += 1;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    assert_eq!(rec.outcome.as_deref(), Some("model_unavailable"));
+    assert_eq!(rec.outcome.as_deref(), Some("openai_connect_failed"));
     assert_eq!(
         rec.voicemail_url.as_deref(),
         Some(report.recordings[0].as_str())
@@ -223,8 +223,15 @@ async fn sim_scenarios_pass_against_a_gateway() {
         })
         .await
         .unwrap();
-        let run = scenario.run(env.call(Vec::new()), Some(API_KEY)).await.unwrap();
-        assert!(run.record.is_some(), "{}: no record read back", scenario.name());
+        let run = scenario
+            .run(env.call(Vec::new()), Some(API_KEY))
+            .await
+            .unwrap();
+        assert!(
+            run.record.is_some(),
+            "{}: no record read back",
+            scenario.name()
+        );
         assert!(
             run.passed(),
             "{}: {:#?}\n{:#?}",

@@ -618,10 +618,7 @@ async fn relay(
                 Action::Transfer { target } => {
                     // The caller heard the hand-off: move the call now (off the audio
                     // path: the agent's audio is over, the call is ending).
-                    if tw_fed
-                        && tw_open
-                        && bounded(write_deadline, tw.flush()).await.is_err()
-                    {
+                    if tw_fed && tw_open && bounded(write_deadline, tw.flush()).await.is_err() {
                         tw_open = false;
                     }
                     tw_fed = false;

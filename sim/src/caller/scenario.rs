@@ -186,7 +186,10 @@ impl Scenario {
                 );
                 expect(
                     report.streams == 2,
-                    format!("back with the agent on a second stream, got {}", report.streams),
+                    format!(
+                        "back with the agent on a second stream, got {}",
+                        report.streams
+                    ),
                 );
                 expect(
                     report.script_timeouts.is_empty(),
@@ -205,17 +208,17 @@ impl Scenario {
                 }
             }
             Scenario::EndCall | Scenario::Silence => {
-                expect(
-                    report.ended_by_gateway,
-                    "the gateway ended the call".into(),
-                );
+                expect(report.ended_by_gateway, "the gateway ended the call".into());
                 expect(
                     report.hangup_after_stream || report.rest_hangup,
                     "hung up without the fallback".into(),
                 );
                 expect(
                     report.heard_after_stream.is_empty(),
-                    format!("no apology after the stream: {:?}", report.heard_after_stream),
+                    format!(
+                        "no apology after the stream: {:?}",
+                        report.heard_after_stream
+                    ),
                 );
                 expect(
                     report.turns.last().is_some_and(|t| !t.cut_by_clear),
@@ -260,15 +263,22 @@ impl Scenario {
     /// Places the scenario's call (`base` with [`Scenario::call`]) and checks it; with
     /// `api_key`, the gateway's record is read back (retried while it has no outcome
     /// yet, or, for an unanswered transfer, no transfer yet) and checked too.
-    pub async fn run(self, base: CallConfig, api_key: Option<&str>) -> Result<ScenarioRun, CallError> {
+    pub async fn run(
+        self,
+        base: CallConfig,
+        api_key: Option<&str>,
+    ) -> Result<ScenarioRun, CallError> {
         let cfg = self.call(base);
         let report = place_call(&cfg).await?;
         let record = match api_key {
             Some(key) if report.stream_sid.is_some() => {
                 fetch_record(&cfg.gateway, key, &report.call_sid, |r| {
+                    // An unanswered transfer's record is complete once the return
+                    // leg has ended (its outcome replaces `transferred`).
                     r["outcome"].is_string()
                         && (self != Scenario::TransferUnanswered
-                            || r["transfers"].as_array().is_some_and(|t| !t.is_empty()))
+                            || (r["outcome"] != "transferred"
+                                && r["transfers"].as_array().is_some_and(|t| !t.is_empty())))
                 })
                 .await
             }
@@ -303,7 +313,8 @@ async fn fetch_record(
             .await;
         if let Ok(r) = got
             && r.status().is_success()
-            && let Ok(v) = r.json::<Value>().await
+            && let Ok(body) = r.text().await
+            && let Ok(v) = serde_json::from_str::<Value>(&body)
         {
             if complete(&v) {
                 return Some(v);
