@@ -39,7 +39,11 @@ fn respond(state: &AppState, route: &str, status: StatusCode, body: String) -> R
     (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
-/// The tenant and form of a signed request for `call_sid`, or the refusal to answer.
+/// A signed request's tenant and form fields.
+type Checked = (std::sync::Arc<Tenant>, Vec<(String, String)>);
+
+/// The tenant and form of a signed request for `call_sid`, or the refusal to answer
+/// (boxed: a response is large next to the happy path).
 fn checked(
     state: &AppState,
     route: &'static str,
@@ -48,9 +52,14 @@ fn checked(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(std::sync::Arc<Tenant>, Vec<(String, String)>), Response> {
+) -> Result<Checked, Box<Response>> {
     let Some(tenant) = state.tenants.by_name(tenant).cloned() else {
-        return Err(respond(state, route, StatusCode::NOT_FOUND, String::new()));
+        return Err(Box::new(respond(
+            state,
+            route,
+            StatusCode::NOT_FOUND,
+            String::new(),
+        )));
     };
     let params = form::parse(body);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -65,16 +74,21 @@ fn checked(
             route,
             "refused request: bad or missing X-Twilio-Signature"
         );
-        return Err(respond(state, route, StatusCode::FORBIDDEN, String::new()));
+        return Err(Box::new(respond(
+            state,
+            route,
+            StatusCode::FORBIDDEN,
+            String::new(),
+        )));
     }
     // The path's CallSid was signed into our TwiML; the form's must agree.
     if form::get(&params, "CallSid") != Some(call_sid) {
-        return Err(respond(
+        return Err(Box::new(respond(
             state,
             route,
             StatusCode::BAD_REQUEST,
             String::new(),
-        ));
+        )));
     }
     Ok((tenant, params))
 }
@@ -90,7 +104,7 @@ pub async fn dial_done(
     const ROUTE: &str = "dial_done";
     let (tenant, params) = match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let raw_status = form::get(&params, "DialCallStatus").unwrap_or("");
     let status = DIAL_STATUSES
@@ -107,7 +121,7 @@ pub async fn dial_done(
         // A name the tenant does not declare is not written as given (the path is ours,
         // but signed URLs can outlive a manifest change).
         leg,
-        at_ms: i64::try_from(crate::clock::unix_ms()).unwrap_or(i64::MAX),
+        at_ms: crate::clock::unix_ms(),
         target: if known_target {
             target.clone()
         } else {
@@ -206,7 +220,7 @@ pub async fn voicemail(
     const ROUTE: &str = "voicemail";
     let (tenant, params) = match checked(&state, ROUTE, &tenant, &call_sid, &uri, &headers, &body) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // The URL is Twilio's (signed request); only an https/http URL is kept.
     let url = form::get(&params, "RecordingUrl")
