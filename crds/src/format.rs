@@ -4,6 +4,12 @@
 //! The two forms must agree; `tests/schema.rs` checks every pair on the same samples.
 //! The patterns are RE2 syntax, the dialect of the Kubernetes API server.
 
+/// Pattern of a Twilio API key SID.
+pub const API_KEY_SID_PATTERN: &str = "^SK[0-9a-fA-F]{32}$";
+/// Pattern of a transfer target's name (the length limit is separate).
+pub const TRANSFER_NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+/// Pattern of a SIP URI to dial.
+pub const SIP_URI_PATTERN: &str = r"^sips?:[^\s<>]+@[^\s<>]+$";
 /// Pattern of a non-blank string (at least one non-whitespace character).
 pub const NOT_BLANK_PATTERN: &str = r"\S";
 /// Pattern of an E.164 phone number.
@@ -166,4 +172,26 @@ pub fn is_aws_region(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && !number.is_empty()
         && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` is a transfer target's name: a lowercase letter, then lowercase letters,
+/// digits, `-` or `_`; at most 64.
+pub fn is_transfer_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    s.len() <= crate::limits::TRANSFER_NAME_MAX as usize
+        && matches!(bytes.next(), Some(b) if b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether `s` is a SIP URI to dial: `sip:` or `sips:`, then `user@host` without spaces or
+/// angle brackets.
+pub fn is_sip_uri(s: &str) -> bool {
+    let rest = s.strip_prefix("sips:").or_else(|| s.strip_prefix("sip:"));
+    matches!(rest, Some(r) if r.split_once('@').is_some_and(|(u, h)| !u.is_empty() && !h.is_empty())
+        && !r.chars().any(|c| c.is_whitespace() || c == '<' || c == '>'))
+}
+
+/// Whether `s` is a Twilio API key SID: `SK` and 32 hex digits.
+pub fn is_api_key_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("SK") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
 }

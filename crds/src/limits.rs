@@ -17,6 +17,21 @@ pub const SILENCE_DURATION_MAX_MS: u32 = 10_000;
 /// Longest `turnDetection.prefixPaddingMs`.
 pub const PREFIX_PADDING_MAX_MS: u32 = 5_000;
 
+/// Most `agent.transfer` targets.
+pub const TRANSFER_TARGETS_MAX: u32 = 16;
+/// Longest transfer target `name`.
+pub const TRANSFER_NAME_MAX: u32 = 64;
+/// Longest transfer target `description`, in characters.
+pub const TRANSFER_DESCRIPTION_MAX: u32 = 500;
+/// Shortest `ringTimeoutSeconds`.
+pub const RING_TIMEOUT_MIN: u32 = 5;
+/// Longest `ringTimeoutSeconds` (Twilio's `<Dial timeout>` limit).
+pub const RING_TIMEOUT_MAX: u32 = 600;
+/// Longest `fallback.apology` and `fallback.voicemailPrompt`, in characters.
+pub const APOLOGY_MAX: u32 = 500;
+/// Longest `fallback.maxRecordingSeconds`.
+pub const RECORDING_MAX_SECONDS: u32 = 3600;
+
 // KnowledgeBase.
 
 /// Longest `description`, in characters.

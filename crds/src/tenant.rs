@@ -11,7 +11,7 @@ use crate::format::{
 };
 use crate::limits::{
     DISPLAY_NAME_MAX, MAX_CALL_DURATION_LIMIT, MAX_CALL_DURATION_MIN, PREFIX_PADDING_MAX_MS,
-    SILENCE_DURATION_MAX_MS, SILENCE_DURATION_MIN_MS,
+    SILENCE_DURATION_MAX_MS, SILENCE_DURATION_MIN_MS, TRANSFER_TARGETS_MAX,
 };
 use crate::secret::SecretRef;
 
@@ -31,6 +31,8 @@ pub use aws::{AwsSpec, IAM_ROLE_ARN_PATTERN, is_iam_role_arn};
 mod encryption;
 
 pub use encryption::EncryptionSpec;
+mod call_control;
+pub use call_control::*;
 
 /// Desired state of one business's phone agent.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -173,6 +175,19 @@ pub struct AgentSpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub knowledge_bases: Vec<String>,
+    /// People the agent may transfer a caller to (at most 16, names unique). With any,
+    /// the model gets the `transfer_call` tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = TRANSFER_TARGETS_MAX),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
+    pub transfer: Vec<TransferTarget>,
+    /// What a caller hears when the call cannot go on with the agent (the model is
+    /// unreachable, a gateway failed mid-call): an apology, then hang up (default), dial
+    /// a number, or take a voicemail.
+    #[serde(default)]
+    pub fallback: FallbackSpec,
 }
 
 impl Default for AgentSpec {
@@ -191,6 +206,8 @@ impl Default for AgentSpec {
             max_call_duration_seconds: default_max_call_duration(),
             silence_timeout_seconds: default_silence_timeout(),
             knowledge_bases: Vec::new(),
+            transfer: Vec::new(),
+            fallback: FallbackSpec::default(),
         }
     }
 }
@@ -359,6 +376,10 @@ pub struct TwilioSpec {
     /// `authToken` names the new token). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary_auth_token: Option<SecretRef>,
+    /// API key for the REST calls of call control (transfer, hang-up). Default: the
+    /// account SID and `authToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<TwilioApiKey>,
     /// Refuse webhooks and streams without a valid `X-Twilio-Signature` (default true).
     #[serde(default = "default_true")]
     pub validate_signatures: bool,

@@ -14,12 +14,12 @@ pub use crate::format::{is_account_sid, is_e164};
 
 use crate::format::{
     RECORDING_PREFIX_MAX, is_dns_subdomain, is_env_name, is_language, is_not_blank,
-    is_recording_prefix, is_s3_bucket, is_secret_key, is_ws_url,
+    is_recording_prefix, is_s3_bucket, is_secret_key, is_sip_uri, is_transfer_name, is_ws_url,
 };
 use crate::secret::SecretRef;
 use crate::tenant::{
-    AgentSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec, TurnDetectionKind,
-    TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
+    AgentSpec, FallbackAction, FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec,
+    TransferTarget, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
 };
 
 /// One broken rule.
@@ -195,6 +195,14 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
     c.secret("spec.twilio.authToken", &spec.twilio.auth_token);
     if let Some(r) = &spec.twilio.secondary_auth_token {
         c.secret("spec.twilio.secondaryAuthToken", r);
+    }
+    if let Some(k) = &spec.twilio.api_key {
+        c.check(
+            crate::format::is_api_key_sid(&k.sid),
+            "spec.twilio.apiKey.sid",
+            "must be 'SK' followed by 32 hex digits",
+        );
+        c.secret("spec.twilio.apiKey.secret", &k.secret);
     }
     c.secret("spec.openai.apiKey", &spec.openai.api_key);
     if let Some(u) = &spec.openai.realtime_url {
@@ -389,6 +397,145 @@ fn agent_rules(c: &mut Collector, a: &AgentSpec) {
             format!("must not repeat {kb}"),
         );
     }
+    c.check(
+        a.transfer.len() <= TRANSFER_TARGETS_MAX as usize,
+        "spec.agent.transfer",
+        format!("must list at most {TRANSFER_TARGETS_MAX} targets"),
+    );
+    for (i, t) in a.transfer.iter().enumerate() {
+        transfer_rules(c, &format!("spec.agent.transfer[{i}]"), t);
+        c.check(
+            !a.transfer[..i].iter().any(|o| o.name == t.name),
+            format!("spec.agent.transfer[{i}].name"),
+            format!("must not repeat {}", t.name),
+        );
+    }
+    fallback_rules(c, &a.fallback);
+}
+
+/// Number xor SIP URI, each well formed; caller ID and ring timeout in range.
+fn dial_rules(
+    c: &mut Collector,
+    field: &str,
+    number: Option<&str>,
+    sip: Option<&str>,
+    caller_id: Option<&str>,
+    ring_timeout: u32,
+) {
+    c.check(
+        number.is_some() != sip.is_some(),
+        field,
+        "must set exactly one of number and sip",
+    );
+    if let Some(n) = number {
+        c.check(
+            is_e164(n),
+            format!("{field}.number"),
+            format!("must be E.164 ('+' then 2 to 15 digits), got {n:?}"),
+        );
+    }
+    if let Some(s) = sip {
+        c.check(
+            is_sip_uri(s),
+            format!("{field}.sip"),
+            "must be a SIP URI (sip:user@host or sips:user@host)",
+        );
+    }
+    if let Some(n) = caller_id {
+        c.check(
+            is_e164(n),
+            format!("{field}.callerId"),
+            format!("must be E.164 ('+' then 2 to 15 digits), got {n:?}"),
+        );
+    }
+    c.check(
+        (RING_TIMEOUT_MIN..=RING_TIMEOUT_MAX).contains(&ring_timeout),
+        format!("{field}.ringTimeoutSeconds"),
+        format!("must be between {RING_TIMEOUT_MIN} and {RING_TIMEOUT_MAX}"),
+    );
+}
+
+fn transfer_rules(c: &mut Collector, field: &str, t: &TransferTarget) {
+    c.check(
+        is_transfer_name(&t.name),
+        format!("{field}.name"),
+        format!(
+            "must be a lowercase letter then lowercase letters, digits, '-' or '_' (at most {TRANSFER_NAME_MAX})"
+        ),
+    );
+    c.not_blank(
+        &t.description,
+        &format!("{field}.description"),
+        "must not be empty (the model reads it to choose the target)",
+    );
+    c.check(
+        t.description.chars().count() <= TRANSFER_DESCRIPTION_MAX as usize,
+        format!("{field}.description"),
+        format!("must be at most {TRANSFER_DESCRIPTION_MAX} characters"),
+    );
+    dial_rules(
+        c,
+        field,
+        t.number.as_deref(),
+        t.sip.as_deref(),
+        t.caller_id.as_deref(),
+        t.ring_timeout_seconds,
+    );
+}
+
+fn fallback_rules(c: &mut Collector, f: &FallbackSpec) {
+    const FIELD: &str = "spec.agent.fallback";
+    c.not_blank(
+        &f.apology,
+        "spec.agent.fallback.apology",
+        "must not be empty",
+    );
+    c.check(
+        f.apology.chars().count() <= APOLOGY_MAX as usize,
+        "spec.agent.fallback.apology",
+        format!("must be at most {APOLOGY_MAX} characters"),
+    );
+    if f.action == FallbackAction::Dial {
+        dial_rules(
+            c,
+            FIELD,
+            f.number.as_deref(),
+            f.sip.as_deref(),
+            f.caller_id.as_deref(),
+            f.ring_timeout_seconds,
+        );
+    } else {
+        c.check(
+            f.number.is_none() && f.sip.is_none() && f.caller_id.is_none(),
+            FIELD,
+            "number, sip and callerId are only allowed with action dial",
+        );
+    }
+    match &f.voicemail_prompt {
+        Some(p) if f.action == FallbackAction::Voicemail => {
+            c.not_blank(
+                p,
+                "spec.agent.fallback.voicemailPrompt",
+                "must not be empty",
+            );
+            c.check(
+                p.chars().count() <= APOLOGY_MAX as usize,
+                "spec.agent.fallback.voicemailPrompt",
+                format!("must be at most {APOLOGY_MAX} characters"),
+            );
+        }
+        Some(_) => c.check(
+            false,
+            "spec.agent.fallback.voicemailPrompt",
+            "is only allowed with action voicemail",
+        ),
+        None => {}
+    }
+    c.check(
+        (1..=RECORDING_MAX_SECONDS).contains(&f.max_recording_seconds),
+        "spec.agent.fallback.maxRecordingSeconds",
+        format!("must be between 1 and {RECORDING_MAX_SECONDS}"),
+    );
 }
 
 fn turn_detection_rules(c: &mut Collector, td: &TurnDetectionSpec) {

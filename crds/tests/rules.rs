@@ -22,6 +22,7 @@ fn base() -> VoiceTenantSpec {
             account_sid: "AC0123456789abcdef0123456789ABCDEF".into(),
             auth_token: SecretRef::env("TWILIO_AUTH_TOKEN"),
             secondary_auth_token: None,
+            api_key: None,
             validate_signatures: true,
         },
         openai: OpenAiSpec {

@@ -77,6 +77,9 @@ fn as_record(end: &CallEnd) -> CallRecord {
         status_history: Vec::new(),
         recording: None,
         data_key: end.data_key.clone(),
+        transfers: Vec::new(),
+        voicemail_url: None,
+        voicemail_duration_s: None,
     }
 }
 

@@ -128,6 +128,14 @@ pub struct Cli {
     /// `AWS_ENDPOINT_URL*` variables.
     #[arg(skip)]
     pub aws: switchboard_aws::AwsOptions,
+    /// Base URL of Twilio's REST API (call control: moving a call to `<Dial>`, hanging
+    /// up); point it at a simulator for tests.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TWILIO_API_URL",
+        default_value = crate::twilio::rest::DEFAULT_API_URL
+    )]
+    pub twilio_api_url: String,
 }
 
 impl Cli {

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub active_calls: IntGauge,
     /// Finished calls by outcome.
     pub calls_total: IntCounterVec,
+    /// Transfers by result: `moved` (the REST update took), `rest_failed` (the stream's
+    /// action dials instead), then the `<Dial action>`'s `DialCallStatus` (`completed`,
+    /// `answered`, `busy`, `no-answer`, `failed`, `canceled`, `other`).
+    pub transfers: IntCounterVec,
     /// Call duration (stream start → end), seconds.
     pub call_duration: Histogram,
     /// Audio frames relayed, by direction (`inbound` caller→model, `outbound` model→caller).
@@ -100,6 +104,13 @@ impl Metrics {
             calls_total: IntCounterVec::new(
                 Opts::new("switchboard_calls_total", "Finished calls by outcome"),
                 &["outcome"],
+            )?,
+            transfers: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_transfers_total",
+                    "Transfers to a person by result",
+                ),
+                &["result"],
             )?,
             call_duration: Histogram::with_opts(
                 HistogramOpts::new(
@@ -283,6 +294,7 @@ impl Metrics {
         r.register(Box::new(m.unpriced_calls.clone()))?;
         r.register(Box::new(m.active_calls.clone()))?;
         r.register(Box::new(m.calls_total.clone()))?;
+        r.register(Box::new(m.transfers.clone()))?;
         r.register(Box::new(m.call_duration.clone()))?;
         r.register(Box::new(m.frames.clone()))?;
         r.register(Box::new(m.relay_latency.clone()))?;

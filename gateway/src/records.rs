@@ -500,6 +500,9 @@ mod tests {
             status_history: Vec::new(),
             recording: None,
             data_key: end.data_key.clone(),
+            transfers: Vec::new(),
+            voicemail_url: None,
+            voicemail_duration_s: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::state::Sealing;
 use crate::state::{AppState, Shared};
 use crate::tenants::{Rotation, Tenants};
 use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
+use crate::twilio::rest::TwilioRest;
 use switchboard_store::queue::QueueMetrics;
 use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
 
@@ -53,6 +54,9 @@ pub enum StartError {
         "--knowledge needs --model-dir (or SWITCHBOARD_MODEL_DIR): run scripts/model.sh, it prints the directory"
     )]
     NoModelDir,
+    /// The Twilio REST client could not be built.
+    #[error("twilio REST client: {0}")]
+    TwilioRest(#[from] crate::twilio::rest::RestError),
 }
 
 /// A running gateway.
@@ -191,6 +195,7 @@ impl Gateway {
                 sealing.retry_for = Duration::from_secs(cli.seal_retry_seconds);
                 sealing
             },
+            twilio: TwilioRest::new(&cli.twilio_api_url)?,
         });
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let reserves = tokio::spawn(crate::records::keep_reserves(state.clone()));

@@ -18,6 +18,7 @@ use crate::recording::Recordings;
 use crate::secrets::SecretSource;
 use crate::tenants::{Rotation, Tenants};
 use crate::tools::ToolRunner;
+use crate::twilio::rest::TwilioRest;
 
 /// Everything handlers share.
 pub struct Shared {
@@ -45,7 +46,8 @@ pub struct Shared {
     pub tools: Arc<dyn ToolRunner>,
     /// Stream admissions issued by webhooks and consumed once by their streams.
     pub admissions: Arc<Admissions>,
-    /// How recent calls ended, for the `<Connect action>` answer.
+    /// How recent calls ended, for the `<Connect action>` answer, and transferred legs
+    /// waiting for their `<Dial action>`.
     pub endings: Endings,
     /// Admin API rate limits and console sessions.
     pub access: Access,
@@ -59,6 +61,8 @@ pub struct Shared {
     pub aws: Arc<Aws>,
     /// How records of tenants with `spec.encryption` are sealed before they are queued.
     pub sealing: Sealing,
+    /// Twilio's REST API (call control: transfer, hang-up).
+    pub twilio: TwilioRest,
 }
 
 /// How records of encrypting tenants are sealed.

@@ -15,7 +15,8 @@ use crate::api_keys::{ApiKey, ApiKeys};
 use crate::realtime::session_config;
 use crate::secrets::SecretSource;
 use crate::tools;
-use crate::twilio::twiml::Fallback;
+use crate::twilio::rest::Credentials as RestCredentials;
+use crate::twilio::twiml::{self, DialNoun, Fallback};
 
 /// Why the tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,10 @@ pub enum TenantError {
     },
 }
 
+/// Longest wait for a hand-off sentence or goodbye to be heard: a sentence plays in a few
+/// seconds; a model that never finishes one must not hold the caller.
+pub const HANDOFF_TIMEOUT_MS: u64 = 15_000;
+
 /// Per-call settings of the call state machine (`call/session.rs`), derived from the
 /// tenant once, when it is loaded.
 #[derive(Debug, Clone)]
@@ -97,6 +102,11 @@ pub struct SessionSettings {
     /// The call is recorded: the state machine reports the agent audio it forwards and
     /// its clears ([`Action::Record`](crate::call::session::Action::Record)).
     pub record: bool,
+    /// Names of the transfer targets (`spec.agent.transfer`) `transfer_call` accepts.
+    pub transfer_targets: Vec<String>,
+    /// Longest wait for the hand-off sentence (or goodbye) to be heard before the call is
+    /// moved (or ended) anyway, ms.
+    pub handoff_timeout_ms: u64,
 }
 
 /// A tenant's secrets as last read. Replaced whole when a re-read finds a change
@@ -118,6 +128,9 @@ pub struct Credentials {
     pub previous_stream_key: Option<(StreamKey, Instant)>,
     /// OpenAI API key.
     pub api_key: String,
+    /// Secret of `spec.twilio.apiKey` (REST calls authenticate with it instead of the
+    /// auth token).
+    pub twilio_api_secret: Option<String>,
 }
 
 impl Credentials {
@@ -130,6 +143,7 @@ impl Credentials {
             previous_auth_token: None,
             previous_stream_key: None,
             api_key,
+            twilio_api_secret: None,
         }
     }
 
@@ -200,7 +214,7 @@ pub struct Tenant {
     /// Settings for each call's state machine.
     pub settings: SessionSettings,
     /// What the caller hears when a stream ends without the gateway ending the call on
-    /// purpose (the default apology until `spec.agent.fallback` exists).
+    /// purpose (`spec.agent.fallback`).
     pub fallback: Fallback,
     /// The tenant's API keys (`spec.console.apiKeys`), as digests; re-read with the
     /// other secrets.
@@ -225,7 +239,7 @@ async fn read_credentials(
     name: &str,
     spec: &VoiceTenantSpec,
     secrets: &SecretSource,
-) -> Result<(String, Option<String>, String), TenantError> {
+) -> Result<(String, Option<String>, String, Option<String>), TenantError> {
     let secret = |field: &'static str, r: &SecretRef| {
         let r = r.clone();
         async move {
@@ -245,7 +259,11 @@ async fn read_credentials(
         None => None,
     };
     let api_key = secret("spec.openai.apiKey", &spec.openai.api_key).await?;
-    Ok((auth_token, secondary, api_key))
+    let twilio_api_secret = match &spec.twilio.api_key {
+        Some(k) => Some(secret("spec.twilio.apiKey.secret", &k.secret).await?),
+        None => None,
+    };
+    Ok((auth_token, secondary, api_key, twilio_api_secret))
 }
 
 /// One console API key of a tenant (`spec.console.apiKeys[]`), read now.
@@ -291,6 +309,7 @@ impl Tenant {
         auth_token: String,
         secondary: Option<String>,
         api_key: String,
+        twilio_api_secret: Option<String>,
         grace: Duration,
     ) {
         let mut slot = self
@@ -299,6 +318,7 @@ impl Tenant {
             .unwrap_or_else(PoisonError::into_inner);
         let old = slot.clone();
         let mut next = Credentials::new(auth_token, secondary, api_key);
+        next.twilio_api_secret = twilio_api_secret;
         if next.auth_token != old.auth_token {
             let until = Instant::now() + grace;
             next.previous_auth_token = Some((old.auth_token.clone(), until));
@@ -358,14 +378,18 @@ impl Tenant {
         grace: Duration,
     ) -> Result<bool, TenantError> {
         let keys_changed = self.refresh_api_keys(secrets).await;
-        let (auth, secondary, api_key) = read_credentials(&self.name, &self.spec, secrets).await?;
+        let (auth, secondary, api_key, twilio_api_secret) =
+            read_credentials(&self.name, &self.spec, secrets).await?;
         let old = self.credentials();
-        if old.auth_token == auth && old.secondary_auth_token == secondary && old.api_key == api_key
+        if old.auth_token == auth
+            && old.secondary_auth_token == secondary
+            && old.api_key == api_key
+            && old.twilio_api_secret == twilio_api_secret
         {
             return Ok(keys_changed);
         }
         let rotated = old.auth_token != auth;
-        self.rotate(auth, secondary, api_key, grace);
+        self.rotate(auth, secondary, api_key, twilio_api_secret, grace);
         tracing::info!(
             tenant = self.name,
             auth_token_rotated = rotated,
@@ -400,6 +424,56 @@ impl Tenant {
             .signing_tokens()
             .map(str::to_string)
             .collect()
+    }
+
+    /// Who the gateway's Twilio REST calls for this tenant authenticate as, with the
+    /// secrets as last read: the API key (`spec.twilio.apiKey`) when declared, else the
+    /// account SID and auth token.
+    pub fn rest_credentials(&self) -> RestCredentials {
+        let c = self.credentials();
+        let account_sid = self.spec.twilio.account_sid.clone();
+        match (&self.spec.twilio.api_key, &c.twilio_api_secret) {
+            (Some(k), Some(secret)) => RestCredentials {
+                account_sid,
+                username: k.sid.clone(),
+                password: secret.clone(),
+            },
+            _ => RestCredentials {
+                username: account_sid.clone(),
+                account_sid,
+                password: c.auth_token.clone(),
+            },
+        }
+    }
+
+    /// The TwiML that moves `call_sid` from agent leg `leg` to the transfer target named
+    /// `target`: `<Dial>` with its ring timeout and caller ID, whose action
+    /// (`/twilio/dial-done/…`) learns the outcome. `None` for a name the tenant does not
+    /// declare.
+    pub fn transfer_twiml(
+        &self,
+        public_base: &str,
+        call_sid: &str,
+        leg: u32,
+        target: &str,
+    ) -> Option<String> {
+        let t = self.spec.agent.transfer.iter().find(|t| t.name == target)?;
+        let action = format!(
+            "{public_base}/twilio/dial-done/{}/{call_sid}/{leg}/{}",
+            self.name, t.name
+        );
+        Some(twiml::document(&twiml::dial_verb(
+            &DialNoun::from_address(t.address()),
+            t.caller_id.as_deref(),
+            t.ring_timeout_seconds,
+            Some(&action),
+        )))
+    }
+
+    /// The fallback TwiML for `call_sid` (its voicemail, if any, is kept with the call).
+    pub fn fallback_twiml(&self, public_base: &str, call_sid: &str) -> String {
+        let voicemail = format!("{public_base}/twilio/voicemail/{}/{call_sid}", self.name);
+        self.fallback.twiml(&voicemail)
     }
 }
 
@@ -449,7 +523,7 @@ impl Tenants {
                      Never run this way outside a laptop."
                 );
             }
-            let (auth_token, secondary_auth_token, api_key) =
+            let (auth_token, secondary_auth_token, api_key, twilio_api_secret) =
                 read_credentials(&name, &spec, secrets).await?;
             let loaded = knowledge_of(&name);
             let knowledge = spec
@@ -474,12 +548,13 @@ impl Tenants {
                 default_realtime_url,
                 knowledge,
             );
-            if secondary_auth_token.is_some() {
+            if secondary_auth_token.is_some() || twilio_api_secret.is_some() {
                 let c = tenant.credentials();
                 tenant.rotate(
                     c.auth_token.clone(),
                     secondary_auth_token,
                     c.api_key.clone(),
+                    twilio_api_secret,
                     Duration::ZERO,
                 );
             }
@@ -512,7 +587,7 @@ impl Tenants {
             (Some(d), None) => Some(d.to_string()),
             (None, g) => g.as_ref().map(|g| g.text.clone()),
         };
-        let tools = tools::for_agent(knowledge);
+        let tools = tools::for_agent(agent, knowledge);
         let settings = SessionSettings {
             greeting,
             greeting_interruptible,
@@ -527,6 +602,8 @@ impl Tenants {
             goodbye: agent.call_ending.goodbye.clone(),
             external_tools: tools::external_names(&tools),
             record: spec.recordings.as_ref().is_some_and(|r| r.enabled),
+            transfer_targets: agent.transfer.iter().map(|t| t.name.clone()).collect(),
+            handoff_timeout_ms: HANDOFF_TIMEOUT_MS,
         };
         Tenant {
             realtime_url: spec
@@ -537,10 +614,10 @@ impl Tenants {
             session_update: session_config::session_update(
                 agent,
                 greeting_interruptible,
-                tools::declarations(&tools),
+                tools::declarations(&tools, agent),
             ),
             settings,
-            fallback: Fallback::default(),
+            fallback: Fallback::from_spec(&spec.agent.fallback),
             name,
             spec,
             credentials: RwLock::new(Arc::new(Credentials::new(auth_token, None, api_key))),

@@ -9,6 +9,8 @@
 //! - [`load`]: many concurrent calls through a relay, with per-frame relay latency.
 //! - [`floor`]: the calibration relay with no logic, for benchmark ratios.
 //! - [`pinecone`]: a Pinecone REST API server (control plane and per-index data planes).
+//! - [`twilio_rest`]: Twilio's REST API (the Call resource update: redirect, hang-up),
+//!   driving the simulated callers.
 //! - [`kubeapi`]: a Kubernetes API server for operator tests (in-memory, kube 5 semantics).
 
 pub mod caller;
@@ -20,3 +22,4 @@ pub mod pinecone;
 pub mod playout;
 pub mod realtime;
 pub mod signature;
+pub mod twilio_rest;

@@ -16,8 +16,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
+use switchboard_sim::caller::scenario::Scenario;
 use switchboard_sim::caller::{self, CallConfig, CallReport, SignatureMode};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+use switchboard_sim::twilio_rest::TwilioRestSim;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,8 +75,18 @@ struct RealtimeArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
     /// Simulator configuration (script, pacing, faults); defaults when absent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scenario")]
     config: Option<PathBuf>,
+    /// Serve the model side of a call-control scenario (see `sim call --scenario`).
+    #[arg(long, value_parser = parse_scenario)]
+    scenario: Option<Scenario>,
+}
+
+fn parse_scenario(name: &str) -> Result<Scenario, String> {
+    Scenario::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scenario; one of: {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +201,16 @@ struct CallArgs {
     /// Print the call report as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Run a call-control scenario (transfer-answered, transfer-unanswered, end-call,
+    /// silence) instead of the default conversation, and exit non-zero when the call did
+    /// not go as it says. Needs the model side (`sim realtime --scenario NAME`) and, for
+    /// transfers, a tenant with a `sales` transfer target and `--rest-listen`.
+    #[arg(long, value_parser = parse_scenario)]
+    scenario: Option<Scenario>,
+    /// Serve the Twilio REST simulator here for the call (point the gateway's
+    /// `--twilio-api-url` at it): REST updates and hang-ups reach the simulated call.
+    #[arg(long)]
+    rest_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -221,13 +243,14 @@ async fn main() -> ExitCode {
 }
 
 async fn serve_realtime(args: RealtimeArgs) -> Result<()> {
-    let cfg = match &args.config {
-        Some(path) => {
+    let cfg = match (&args.config, args.scenario) {
+        (_, Some(s)) => s.realtime(),
+        (Some(path), None) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             parse_realtime_config(&text).with_context(|| format!("parsing {}", path.display()))?
         }
-        None => RealtimeConfig::default(),
+        (None, None) => RealtimeConfig::default(),
     };
     let sim = RealtimeSim::start(args.listen, cfg)
         .await
@@ -247,6 +270,17 @@ fn parse_realtime_config(text: &str) -> Result<RealtimeConfig> {
 /// Places the call, prints the report and the gateway's record; `Ok(false)` when the call
 /// failed or broke the protocol.
 async fn call(args: CallArgs) -> Result<bool> {
+    let rest = match args.rest_listen {
+        Some(addr) => {
+            let sim = TwilioRestSim::default();
+            sim.allow(&args.account_sid, &args.account_sid, &args.auth_token);
+            sim.serve(addr)
+                .await
+                .with_context(|| format!("serving the Twilio REST simulator on {addr}"))?;
+            Some(sim)
+        }
+        None => None,
+    };
     let cfg = CallConfig {
         gateway: args.gateway.trim_end_matches('/').to_owned(),
         account_sid: args.account_sid,
@@ -258,7 +292,38 @@ async fn call(args: CallArgs) -> Result<bool> {
         signature: SignatureMode::Valid,
         connect_timeout: Duration::from_secs(10),
         record_audio: false,
+        rest,
+        ..CallConfig::default()
     };
+    if let Some(scenario) = args.scenario {
+        let run = scenario
+            .run(cfg.clone(), args.api_key.as_deref())
+            .await
+            .with_context(|| format!("calling {} via {}", cfg.to, cfg.gateway))?;
+        if args.json {
+            let out = serde_json::json!({
+                "scenario": scenario.name(),
+                "report": run.report,
+                "gateway_record": run.record,
+                "failed": run.failed,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            print_report(&run.report);
+            if let Some(v) = &run.record {
+                print_transcript(v);
+            }
+            if run.passed() {
+                println!("scenario {}: passed", scenario.name());
+            } else {
+                println!("scenario {}: FAILED", scenario.name());
+                for f in &run.failed {
+                    println!("  - {f}");
+                }
+            }
+        }
+        return Ok(run.passed());
+    }
     let report = caller::place_call(&cfg)
         .await
         .with_context(|| format!("calling {} via {}", cfg.to, cfg.gateway))?;

@@ -347,6 +347,7 @@ fn config(gw: &Gw, to: &str, script: Vec<Step>) -> CallConfig {
         signature: SignatureMode::Valid,
         connect_timeout: Duration::from_secs(5),
         record_audio: false,
+        ..CallConfig::default()
     }
 }
 

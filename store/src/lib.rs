@@ -24,6 +24,11 @@ macro_rules! migrations {
                     include_str!(concat!("../migrations/", $dir, "/0001_calls.sql")),
                 ),
                 (
+                    2,
+                    "call_control",
+                    include_str!(concat!("../migrations/", $dir, "/0002_call_control.sql")),
+                ),
+                (
                     3,
                     "reconnects",
                     include_str!(concat!("../migrations/", $dir, "/0003_reconnects.sql")),
@@ -336,6 +341,58 @@ pub struct RecordingGone {
     pub key: String,
 }
 
+/// The outcome of a transfer to a person (the `<Dial action>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallTransfer {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// The agent leg that transferred (1 = the first): the key of the transfer.
+    pub leg: u32,
+    /// The transfer target's name.
+    pub target: String,
+    /// Twilio's `DialCallStatus`: `completed`, `answered`, `busy`, `no-answer`, `failed`,
+    /// `canceled` (`other` for anything else).
+    pub dial_status: String,
+    /// `DialCallDuration`: how long the person talked, seconds.
+    pub dial_duration_s: Option<i64>,
+    /// `DialCallSid`, the dialled leg.
+    pub dial_call_sid: Option<String>,
+    /// Unix ms when the dial ended.
+    pub at_ms: i64,
+}
+
+/// A voicemail the fallback recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallVoicemail {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Twilio's `RecordingUrl` (fetch `.wav`/`.mp3` with the account's credentials).
+    pub recording_url: String,
+    /// `RecordingDuration`, seconds.
+    pub duration_s: Option<i64>,
+}
+
+/// A transfer as read back with its call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// See [`CallTransfer::leg`].
+    pub leg: u32,
+    /// See [`CallTransfer::target`].
+    pub target: String,
+    /// See [`CallTransfer::dial_status`].
+    pub dial_status: String,
+    /// See [`CallTransfer::dial_duration_s`].
+    pub dial_duration_s: Option<i64>,
+    /// See [`CallTransfer::dial_call_sid`].
+    pub dial_call_sid: Option<String>,
+    /// See [`CallTransfer::at_ms`].
+    pub at_ms: i64,
+}
+
 /// One idempotent write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -350,6 +407,10 @@ pub enum StoreOp {
     Recording(CallRecording),
     /// Clear the recording reference if it still names the deleted key.
     RecordingGone(RecordingGone),
+    /// Upsert the transfer of one agent leg.
+    Transfer(CallTransfer),
+    /// Set the fallback voicemail's recording.
+    Voicemail(CallVoicemail),
 }
 
 impl StoreOp {
@@ -361,6 +422,8 @@ impl StoreOp {
             StoreOp::Status(s) => &s.call_sid,
             StoreOp::Recording(r) => &r.call_sid,
             StoreOp::RecordingGone(r) => &r.call_sid,
+            StoreOp::Transfer(t) => &t.call_sid,
+            StoreOp::Voicemail(v) => &v.call_sid,
         }
     }
 }
@@ -415,6 +478,15 @@ pub struct CallRecord {
     /// [`CallEnd::data_key`]); `None` once opened, or for a record stored in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<String>,
+    /// Transfers to a person, by leg (an unanswered one sits between two agent legs).
+    #[serde(default)]
+    pub transfers: Vec<TransferRecord>,
+    /// The fallback voicemail's recording URL.
+    #[serde(default)]
+    pub voicemail_url: Option<String>,
+    /// Its length, seconds.
+    #[serde(default)]
+    pub voicemail_duration_s: Option<i64>,
 }
 
 /// Where call records live. Implementations must make every op an idempotent upsert.

@@ -14,8 +14,9 @@ pub const MAX_PAGE: u32 = 500;
 /// it, else the media session's length; NULL for a call that has not ended.
 pub(crate) const DURATION_SQL: &str = "COALESCE(duration_s, (ended_at_ms - started_at_ms) / 1000)";
 
-/// Whether a call was transferred to a person. Until transfer outcomes land (issue 13,
-/// `wt-transfer`), the only evidence is the outcome `transferred`; this one expression
+/// Whether a call was transferred to a person: its last agent leg handed it over
+/// (outcome `transferred`; an unanswered transfer that came back to the agent ends with
+/// the return leg's outcome, its dial kept in `call_transfers`); this one expression
 /// is what changes when a dedicated column exists.
 pub(crate) const TRANSFERRED_SQL: &str = "COALESCE(outcome = 'transferred', FALSE)";
 

@@ -302,6 +302,8 @@ fn log_lost(op: &StoreOp, error: &StoreError) {
         StoreOp::Status(_) => "status",
         StoreOp::Recording(_) => "recording",
         StoreOp::RecordingGone(_) => "recording_gone",
+        StoreOp::Transfer(_) => "transfer",
+        StoreOp::Voicemail(_) => "voicemail",
     };
     tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }

@@ -18,7 +18,8 @@ pub(crate) const CALL_COLUMNS: &str = "call_sid, tenant, from_number, to_number,
     usage_cached_tokens, usage_output_audio_tokens, usage_output_text_tokens, reconnects, \
     usage_cached_text_tokens, usage_cached_audio_tokens, model, cost_micro_usd, cost_detail, \
     analysis_sentiment, analysis_success, analysis, \
-    recording_bucket, recording_key, recording_ms, recording_bytes, data_key";
+    recording_bucket, recording_key, recording_ms, recording_bytes, data_key, \
+    voicemail_url, voicemail_duration_s";
 
 /// Sets a call's recording (same SQL for SQLite and Postgres): `$1` call_sid, `$2`
 /// tenant, `$3` bucket, `$4` key, `$5` ms, `$6` bytes. Like every upsert of `calls`, it
@@ -74,6 +75,47 @@ pub(crate) fn refuse_foreign(
 pub(crate) const CLEAR_RECORDING: &str = "UPDATE calls SET recording_bucket = NULL, \
        recording_key = NULL, recording_ms = NULL, recording_bytes = NULL \
      WHERE call_sid = $1 AND recording_key = $2";
+
+/// A call's transfers, by leg (same SQL for SQLite and Postgres).
+pub(crate) const SELECT_TRANSFERS: &str = "SELECT leg, target, dial_status, dial_duration_s, \
+     dial_call_sid, at_ms FROM call_transfers WHERE call_sid = $1 ORDER BY leg";
+
+/// Makes sure the call row exists (a transfer or voicemail can be written before the
+/// call's other ops reach the store); the caller then refuses the write when the row is
+/// another tenant's ([`refuse_foreign`]).
+pub(crate) const ENSURE_CALL: &str =
+    "INSERT INTO calls (call_sid, tenant) VALUES ($1, $2) ON CONFLICT (call_sid) DO NOTHING";
+
+/// Upserts one transfer ($1 call, $2 leg, $3 target, $4 status, $5 duration, $6 dial sid,
+/// $7 at).
+pub(crate) const UPSERT_TRANSFER: &str = "INSERT INTO call_transfers \
+     (call_sid, leg, target, dial_status, dial_duration_s, dial_call_sid, at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (call_sid, leg) DO UPDATE SET target = excluded.target, \
+       dial_status = excluded.dial_status, dial_duration_s = excluded.dial_duration_s, \
+       dial_call_sid = excluded.dial_call_sid, at_ms = excluded.at_ms";
+
+/// Sets the voicemail of a call of this tenant ($1 call, $2 url, $3 duration, $4 tenant).
+pub(crate) const SET_VOICEMAIL: &str = "UPDATE calls SET voicemail_url = $2, \
+     voicemail_duration_s = $3 WHERE call_sid = $1 AND tenant = $4";
+
+/// Decodes one row of [`SELECT_TRANSFERS`].
+pub(crate) fn transfer_from_row<'r, R>(row: &'r R) -> Result<super::TransferRecord, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(super::TransferRecord {
+        leg: u32::try_from(from_sql(row.try_get("leg")?)).unwrap_or(u32::MAX),
+        target: row.try_get("target")?,
+        dial_status: row.try_get("dial_status")?,
+        dial_duration_s: row.try_get("dial_duration_s")?,
+        dial_call_sid: row.try_get("dial_call_sid")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -198,6 +240,9 @@ where
         status_history: Vec::new(),
         recording,
         data_key: row.try_get("data_key")?,
+        transfers: Vec::new(),
+        voicemail_url: row.try_get("voicemail_url")?,
+        voicemail_duration_s: row.try_get("voicemail_duration_s")?,
     })
 }
 

@@ -11,13 +11,14 @@ use sqlx::{Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, SELECT_OWNER,
-    SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, UPDATE_DATA_KEY, UPSERT_RECORDING,
-    call_from_row, status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
+    self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
+    SELECT_OWNER, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
+    SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER, call_from_row,
+    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row, transfer_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
-    RecordingGone, StoreError, StoreOp,
+    CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -232,6 +233,47 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn transfer(&self, t: &CallTransfer) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&t.call_sid)
+            .bind(&t.tenant)
+            .execute(&mut *tx)
+            .await?;
+        refuse_foreign(&mut tx, &t.call_sid, &t.tenant).await?;
+        sqlx::query(UPSERT_TRANSFER)
+            .bind(&t.call_sid)
+            .bind(i64::from(t.leg))
+            .bind(&t.target)
+            .bind(&t.dial_status)
+            .bind(t.dial_duration_s)
+            .bind(&t.dial_call_sid)
+            .bind(t.at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn voicemail(&self, v: &CallVoicemail) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ENSURE_CALL)
+            .bind(&v.call_sid)
+            .bind(&v.tenant)
+            .execute(&mut *tx)
+            .await?;
+        refuse_foreign(&mut tx, &v.call_sid, &v.tenant).await?;
+        sqlx::query(SET_VOICEMAIL)
+            .bind(&v.call_sid)
+            .bind(&v.recording_url)
+            .bind(v.duration_s)
+            .bind(&v.tenant)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn status(&self, s: &CallStatusUpdate) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let applied = sqlx::query(
@@ -334,6 +376,13 @@ impl SqliteStore {
             .iter()
             .map(status_event_from_row)
             .collect::<Result<_, _>>()?;
+        call.transfers = sqlx::query(SELECT_TRANSFERS)
+            .bind(call_sid)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(transfer_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await?;
         Ok(Some(call))
     }
@@ -361,6 +410,8 @@ impl CallStore for SqliteStore {
                 StoreOp::Status(s) => self.status(s).await,
                 StoreOp::Recording(r) => self.recording(r).await,
                 StoreOp::RecordingGone(r) => self.recording_gone(r).await,
+                StoreOp::Transfer(t) => self.transfer(t).await,
+                StoreOp::Voicemail(v) => self.voicemail(v).await,
             }
         })
     }

@@ -376,6 +376,22 @@ async fn another_tenants_call_sid_is_refused(s: Arc<dyn CallStore>) {
         // An older sequence than A's: still refused, not silently ignored.
         as_tenant(status("CAx", "ringing", 0, None), "globex"),
         recording("globex", "globex/2026/12/07/CAx.wav"),
+        StoreOp::Transfer(switchboard_store::CallTransfer {
+            call_sid: "CAx".into(),
+            tenant: "globex".into(),
+            leg: 1,
+            target: "front-desk".into(),
+            dial_status: "completed".into(),
+            dial_duration_s: Some(30),
+            dial_call_sid: None,
+            at_ms: 1_700_000_000_000,
+        }),
+        StoreOp::Voicemail(switchboard_store::CallVoicemail {
+            call_sid: "CAx".into(),
+            tenant: "globex".into(),
+            recording_url: "https://api.twilio.com/forged".into(),
+            duration_s: Some(3),
+        }),
     ] {
         match s.apply(&op).await {
             Err(StoreError::TenantConflict { call_sid, tenant }) => {

@@ -17,6 +17,7 @@ use switchboard_gateway::edge::ServeOptions;
 use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
+use switchboard_sim::twilio_rest::TwilioRestSim;
 use switchboard_store::CallRecord;
 
 /// The tenant's Twilio account.
@@ -119,6 +120,9 @@ pub struct Env {
     pub gateway: Option<Gateway>,
     /// The simulator.
     pub realtime: RealtimeSim,
+    /// The Twilio REST simulator the gateway's `--twilio-api-url` points at; calls
+    /// placed with [`Env::call`] follow its updates.
+    pub twilio: TwilioRestSim,
     /// Data dir, tenant file, secrets.
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
@@ -201,6 +205,9 @@ impl Env {
         std::fs::write(dir.path().join("api-key"), API_KEY)?;
         let tenant = dir.path().join("demo.yaml");
         std::fs::write(&tenant, tenant_yaml(dir.path(), &opts))?;
+        let twilio = TwilioRestSim::default();
+        twilio.allow(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN);
+        let (rest_addr, _) = twilio.serve(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let cli = Cli {
             tenants: vec![tenant],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -224,12 +231,14 @@ impl Env {
             seal_retry_seconds: opts.seal_retry_seconds,
             recording_link_seconds: 300,
             aws: opts.aws.clone(),
+            twilio_api_url: format!("http://{rest_addr}"),
         };
         let gateway = Gateway::start(&cli).await?;
         let base = format!("http://{}", gateway.addr);
         Ok(Env {
             gateway: Some(gateway),
             realtime,
+            twilio,
             dir,
             base,
             cli,
@@ -245,6 +254,7 @@ impl Env {
             to: NUMBER.into(),
             script,
             signature: SignatureMode::Valid,
+            rest: Some(self.twilio.clone()),
             ..CallConfig::default()
         }
     }

@@ -133,7 +133,7 @@ async fn openai_unreachable_caller_hears_the_apology_and_the_call_ends() {
     assert!(report.hangup_after_stream, "{report:#?}");
     assert!(report.violations.is_empty(), "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("openai_connect_failed"));
+    assert_eq!(rec.outcome.as_deref(), Some("model_unavailable"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,6 +172,21 @@ async fn end_call_hangs_up_without_the_fallback() {
     assert!(report.violations.is_empty(), "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("agent_hangup"));
+    // The goodbye was heard to its last word before the call ended.
+    let sessions = env.realtime.sessions();
+    let goodbye = sessions[0]
+        .responses
+        .iter()
+        .find(|r| r.text == "Goodbye!")
+        .expect("goodbye spoken");
+    let last = report.turns.last().expect("turns");
+    assert!(!last.cut_by_clear, "{report:#?}");
+    assert!(
+        last.heard_ms + 40 >= goodbye.generated_ms,
+        "heard {} of {} ms: {report:#?}",
+        last.heard_ms,
+        goodbye.generated_ms
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::history::{self, Turn};
 use super::playback::{MarkEcho, Playback};
+use crate::endings::Outcome;
 use crate::realtime::wire::{self, ResponseUsage, ServerEvent};
 use crate::recording::Recorded;
 use crate::tenants::SessionSettings;
-use crate::tools::end_call;
+use crate::tools::{end_call, transfer_call};
 use crate::twilio::media;
 use switchboard_store::{Role, ToolCallRecord, TranscriptEntry, Usage};
 
@@ -150,6 +151,13 @@ pub enum Action {
     /// Close the current Realtime socket (if still open) and use the one just connected:
     /// every [`Action::Realtime`] after this goes to the new session.
     SwitchRealtime,
+    /// Move the call to this transfer target: the agent's hand-off sentence has been
+    /// heard (or its wait timed out). An [`Action::End`] with outcome `transferred`
+    /// follows; the task moves the call before it closes the stream.
+    Transfer {
+        /// The target's name (`spec.agent.transfer[].name`).
+        target: String,
+    },
     /// The call is over: close both sockets and keep the record.
     End(CallSummary),
     /// For the call's recording (only when the tenant records calls).
@@ -174,11 +182,37 @@ pub mod cause {
 /// The names of [`cause`]'s values (one type for signatures).
 pub type ReconnectCause = &'static str;
 
+/// What a return leg (the caller back with the agent after a transfer nobody answered)
+/// carries from the legs before it, so the record stays one call and the new Realtime
+/// session knows the conversation.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The earlier legs' conversation, replayed into every session of this leg (the
+    /// first, and any after a reconnect) before this leg's own turns.
+    pub earlier: Vec<Turn>,
+    /// What the first session is told after the history (the transfer failed); it then
+    /// speaks first instead of greeting.
+    pub note: String,
+    /// The earlier legs' transcript.
+    pub transcript: Vec<TranscriptEntry>,
+    /// The earlier legs' tool calls.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The earlier legs' usage.
+    pub usage: Usage,
+    /// The earlier legs' barge-ins.
+    pub barge_ins: u32,
+    /// The earlier legs' reconnect causes.
+    pub reconnects: Vec<String>,
+    /// Where this leg starts on the call's clock (ms after the first leg started): this
+    /// leg's transcript times are shifted by it.
+    pub offset_ms: u64,
+}
+
 /// Everything a finished call leaves behind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
-    /// See [`switchboard_store::CallEnd::outcome`].
-    pub outcome: &'static str,
+    /// How the leg ended (stored as [`switchboard_store::CallEnd::outcome`]).
+    pub outcome: Outcome,
     /// Detail (e.g. an OpenAI error code).
     pub detail: Option<String>,
     /// Transcript in order.
@@ -233,6 +267,15 @@ enum Link {
     Ready { cause: ReconnectCause },
 }
 
+/// A transfer the agent asked for, waiting for its hand-off sentence to be heard.
+#[derive(Debug)]
+struct PendingTransfer {
+    target: String,
+    asked_ms: u64,
+    /// A response started after the tool output (the hand-off sentence).
+    handoff_started: bool,
+}
+
 #[derive(Debug)]
 struct CallerTurn {
     /// Call-relative ms (orders the history across sessions).
@@ -279,6 +322,12 @@ pub struct CallSession {
     tool_calls: Vec<ToolCallRecord>,
     barge_ins: u32,
     hangup_requested: bool,
+    /// When `end_call` was answered (the goodbye must be heard within the hand-off
+    /// timeout).
+    hangup_asked_ms: Option<u64>,
+    transfer: Option<PendingTransfer>,
+    /// A return leg's carried record (see [`CallSession::resume`]).
+    return_leg: Option<Resume>,
     pending_tools: Vec<PendingTool>,
     scratch: Vec<u8>,
     last_error: Option<String>,
@@ -307,9 +356,9 @@ pub struct CallSession {
     wrap_up_sent: bool,
     /// The call is ending on purpose (`max_duration`, `silence_timeout`): goodbye, then
     /// hang up; hard end after the grace.
-    closing: Option<(&'static str, u64)>,
+    closing: Option<(Outcome, u64)>,
     goodbye_pending: bool,
-    hangup_outcome: &'static str,
+    hangup_outcome: Outcome,
 }
 
 impl CallSession {
@@ -343,6 +392,9 @@ impl CallSession {
             tool_calls: Vec::new(),
             barge_ins: 0,
             hangup_requested: false,
+            hangup_asked_ms: None,
+            transfer: None,
+            return_leg: None,
             pending_tools: Vec::new(),
             scratch: Vec::new(),
             last_error: None,
@@ -362,7 +414,7 @@ impl CallSession {
             wrap_up_sent: false,
             closing: None,
             goodbye_pending: false,
-            hangup_outcome: "agent_hangup",
+            hangup_outcome: Outcome::AgentHangup,
         }
     }
 
@@ -371,6 +423,20 @@ impl CallSession {
     /// before it. Without it the gateway only reconnects after the server ends a session.
     pub fn set_unix_origin(&mut self, unix_ms_at_zero: u64) {
         self.unix_origin_ms = Some(unix_ms_at_zero);
+    }
+
+    /// A return leg: starts with the earlier conversation and `resume.note` instead of
+    /// the greeting (the agent speaks first), and its record includes the earlier legs.
+    pub fn resume(
+        settings: SessionSettings,
+        stream_sid: String,
+        now_ms: u64,
+        resume: Resume,
+    ) -> Self {
+        let mut s = Self::new(settings, stream_sid, now_ms);
+        s.greeting = Greeting::None;
+        s.return_leg = Some(resume);
+        s
     }
 
     /// Whether the call has ended (no further input has any effect).
@@ -403,8 +469,10 @@ impl CallSession {
                 ))));
                 self.request_response(out);
             }
-            Input::Stop | Input::TwilioClosed => self.end("caller_hangup", None, out),
-            Input::TwilioStalled(detail) => self.end("twilio_write_timeout", Some(detail), out),
+            Input::Stop | Input::TwilioClosed => self.end(Outcome::CallerHangup, None, out),
+            Input::TwilioStalled(detail) => {
+                self.end(Outcome::TwilioWriteTimeout, Some(detail), out)
+            }
             Input::RealtimeClosed { code } => self.on_realtime_closed(now_ms, code, out),
             Input::RealtimeConnected => self.on_connected(now_ms, out),
             Input::RealtimeConnectFailed(error) => self.on_connect_failed(now_ms, error, out),
@@ -422,7 +490,7 @@ impl CallSession {
                 self.on_realtime(now_ms, ev, out)
             }
             Input::Tick => self.on_tick(now_ms, out),
-            Input::DrainDeadline => self.end("drain_deadline", None, out),
+            Input::DrainDeadline => self.end(Outcome::DrainDeadline, None, out),
             Input::ToolResult { call_id, output } => {
                 self.on_tool_result(now_ms, call_id, output, out)
             }
@@ -512,13 +580,24 @@ impl CallSession {
                 out.push(Action::Realtime(self.settings.interruptible_update.clone()));
             }
         }
-        if self.hangup_requested
-            && self.active_response.is_none()
+        let quiet = self.active_response.is_none()
             && !self.response_requested
-            && !self.goodbye_pending
-            && !self.playback.is_playing()
-        {
+            && !self.playback.is_playing();
+        if self.hangup_requested && quiet && !self.goodbye_pending {
             self.end(self.hangup_outcome, None, out);
+        }
+        if quiet && self.transfer.as_ref().is_some_and(|t| t.handoff_started) {
+            self.move_to_transfer(out);
+        }
+    }
+
+    /// The hand-off was heard (or its wait is over): the task moves the call.
+    fn move_to_transfer(&mut self, out: &mut Vec<Action>) {
+        if let Some(t) = self.transfer.take() {
+            out.push(Action::Transfer {
+                target: t.target.clone(),
+            });
+            self.end(Outcome::Transferred, Some(t.target), out);
         }
     }
 
@@ -555,6 +634,18 @@ impl CallSession {
             ServerEvent::SessionUpdated => {
                 let was_ready = self.session_ready;
                 self.session_ready = true;
+                if !was_ready
+                    && let Some(r) = self.return_leg.as_mut()
+                    && !r.note.is_empty()
+                {
+                    // A return leg's first session: the conversation so far and what
+                    // happened, then the model speaks (an apology) instead of a greeting.
+                    let note = std::mem::take(&mut r.note);
+                    for ev in history::seed_events(&r.earlier, Some(&note)) {
+                        out.push(Action::Realtime(ev));
+                    }
+                    self.request_response(out);
+                }
                 self.maybe_greet(out);
                 if !was_ready && std::mem::take(&mut self.resume) {
                     self.request_response(out);
@@ -568,7 +659,7 @@ impl CallSession {
                     // that response is cancelled (one response at a time).
                     self.cancel_next_response = true;
                     self.response_requested = true;
-                    self.begin_closing(now_ms, "silence_timeout", out);
+                    self.begin_closing(now_ms, Outcome::SilenceTimeout, out);
                 }
             }
             ServerEvent::SpeechStarted {
@@ -627,6 +718,9 @@ impl CallSession {
                     out.push(Action::Realtime(wire::response_cancel()));
                 }
                 self.response_requested = false;
+                if let Some(t) = self.transfer.as_mut() {
+                    t.handoff_started = true;
+                }
                 if self.greeting == Greeting::Requested {
                     self.greeting = Greeting::Playing(response_id.clone());
                 }
@@ -839,8 +933,27 @@ impl CallSession {
             return;
         }
         let output = if name == end_call::NAME {
-            self.hangup_requested = true;
+            if !self.hangup_requested {
+                self.hangup_requested = true;
+                self.hangup_asked_ms = Some(now_ms);
+            }
             end_call::OUTPUT.to_string()
+        } else if name == transfer_call::NAME {
+            if self.transfer.is_some() || self.hangup_requested {
+                transfer_call::already_transferring()
+            } else {
+                match transfer_call::decide(&arguments, &self.settings.transfer_targets) {
+                    transfer_call::Decision::Transfer { target, output } => {
+                        self.transfer = Some(PendingTransfer {
+                            target,
+                            asked_ms: now_ms,
+                            handoff_started: false,
+                        });
+                        output
+                    }
+                    transfer_call::Decision::Refuse { output } => output,
+                }
+            }
         } else {
             serde_json::json!({"error": format!("unknown tool {name:?}")}).to_string()
         };
@@ -920,8 +1033,23 @@ impl CallSession {
             self.end(outcome, None, out);
             return;
         }
+        // A hand-off or goodbye that is never heard (a model that keeps talking, marks
+        // that never come back) must not hold the caller.
+        if let Some(t) = &self.transfer
+            && now_ms.saturating_sub(t.asked_ms) >= self.settings.handoff_timeout_ms
+        {
+            self.move_to_transfer(out);
+            return;
+        }
+        if self.closing.is_none()
+            && let Some(asked) = self.hangup_asked_ms
+            && now_ms.saturating_sub(asked) >= self.settings.handoff_timeout_ms
+        {
+            self.end(Outcome::AgentHangup, Some("goodbye_timeout".into()), out);
+            return;
+        }
         if rel >= self.settings.max_call_ms {
-            self.begin_closing(now_ms, "max_duration", out);
+            self.begin_closing(now_ms, Outcome::MaxDuration, out);
             if self.ended {
                 return;
             }
@@ -941,7 +1069,7 @@ impl CallSession {
             && self.quiet()
             && now_ms.saturating_sub(self.last_caller_activity) >= self.settings.silence_timeout_ms
         {
-            self.begin_closing(now_ms, "silence_timeout", out);
+            self.begin_closing(now_ms, Outcome::SilenceTimeout, out);
             if self.ended {
                 return;
             }
@@ -1009,7 +1137,7 @@ impl CallSession {
 
     /// The call ends on purpose: say goodbye (after anything being said now), then hang
     /// up once it has been heard, or at the grace at the latest.
-    fn begin_closing(&mut self, now_ms: u64, outcome: &'static str, out: &mut Vec<Action>) {
+    fn begin_closing(&mut self, now_ms: u64, outcome: Outcome, out: &mut Vec<Action>) {
         if self.closing.is_some() || self.ended {
             return;
         }
@@ -1034,7 +1162,7 @@ impl CallSession {
         {
             self.goodbye_pending = false;
             self.response_requested = true;
-            let purpose = self.closing.map_or("goodbye", |(o, _)| o);
+            let purpose = self.closing.map_or("goodbye", |(o, _)| o.as_str());
             out.push(Action::Realtime(wire::response_say_goodbye(
                 &self.settings.goodbye,
                 purpose,
@@ -1160,7 +1288,7 @@ impl CallSession {
                 self.rotate_at = Some(now_ms + 10_000);
             }
             Some(_) if attempt >= RECONNECT_ATTEMPTS => {
-                self.end("model_unavailable", Some(error), out);
+                self.end(Outcome::ModelUnavailable, Some(error), out);
             }
             Some(lost_at) => {
                 let wait = RECONNECT_BACKOFF_MS[usize::try_from(attempt - 1)
@@ -1187,7 +1315,12 @@ impl CallSession {
         } else {
             Some(RECONNECT_NOTE)
         };
-        for ev in history::seed_events(&self.turns(), note) {
+        let mut turns = self
+            .return_leg
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.earlier.clone());
+        turns.extend(self.turns());
+        for ev in history::seed_events(&turns, note) {
             out.push(Action::Realtime(ev));
         }
         if self.greeting == Greeting::Done && !self.settings.greeting_interruptible {
@@ -1265,7 +1398,7 @@ impl CallSession {
         timed.into_iter().map(|(_, t)| t).collect()
     }
 
-    fn end(&mut self, outcome: &'static str, detail: Option<String>, out: &mut Vec<Action>) {
+    fn end(&mut self, outcome: Outcome, detail: Option<String>, out: &mut Vec<Action>) {
         if self.ended {
             return;
         }
@@ -1273,15 +1406,16 @@ impl CallSession {
         out.push(Action::End(self.summary(outcome, detail)));
     }
 
-    fn summary(&mut self, outcome: &'static str, detail: Option<String>) -> CallSummary {
+    fn summary(&mut self, outcome: Outcome, detail: Option<String>) -> CallSummary {
         let mut entries: Vec<TranscriptEntry> = Vec::new();
+        let offset = self.return_leg.as_ref().map_or(0, |r| r.offset_ms);
         for t in self.caller.values() {
             entries.push(TranscriptEntry {
                 seq: 0,
                 role: Role::Caller,
                 text: t.text.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.end_ms.unwrap_or(t.start_ms),
+                start_ms: t.start_ms + offset,
+                end_ms: t.end_ms.unwrap_or(t.start_ms) + offset,
                 interrupted: false,
                 heard_ms: None,
             });
@@ -1293,13 +1427,32 @@ impl CallSession {
                 seq: 0,
                 role: Role::Agent,
                 text: t.text.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.start_ms + if interrupted { heard } else { t.sent_ms },
+                start_ms: t.start_ms + offset,
+                end_ms: t.start_ms + offset + if interrupted { heard } else { t.sent_ms },
                 interrupted,
                 heard_ms: interrupted.then_some(heard),
             });
         }
         entries.sort_by_key(|e| (e.start_ms, e.role == Role::Agent));
+        let mut usage = self.usage.clone();
+        let mut tool_calls = std::mem::take(&mut self.tool_calls);
+        let mut barge_ins = self.barge_ins;
+        let mut reconnects = std::mem::take(&mut self.reconnects);
+        if let Some(r) = self.return_leg.take() {
+            // The earlier legs come first: one record for the whole call.
+            let mut all = r.transcript;
+            all.sort_by_key(|e| e.seq);
+            all.extend(entries);
+            entries = all;
+            let mut calls = r.tool_calls;
+            calls.extend(tool_calls);
+            tool_calls = calls;
+            merge_usage(&mut usage, &r.usage);
+            barge_ins += r.barge_ins;
+            let mut causes = r.reconnects;
+            causes.extend(reconnects);
+            reconnects = causes;
+        }
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = u32::try_from(i).unwrap_or(u32::MAX);
         }
@@ -1307,10 +1460,10 @@ impl CallSession {
             outcome,
             detail,
             transcript: entries,
-            usage: self.usage.clone(),
-            tool_calls: std::mem::take(&mut self.tool_calls),
-            barge_ins: self.barge_ins,
-            reconnects: std::mem::take(&mut self.reconnects),
+            usage,
+            tool_calls,
+            barge_ins,
+            reconnects,
         }
     }
 }
@@ -1345,6 +1498,20 @@ fn cut_words(text: &str, heard_ms: u64, total_ms: u64) -> String {
         Some(i) => head[..i].trim_end().to_string(),
         None => String::new(),
     }
+}
+
+fn merge_usage(total: &mut Usage, u: &Usage) {
+    total.responses += u.responses;
+    total.total_tokens += u.total_tokens;
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.input_audio_tokens += u.input_audio_tokens;
+    total.input_text_tokens += u.input_text_tokens;
+    total.cached_tokens += u.cached_tokens;
+    total.cached_text_tokens += u.cached_text_tokens;
+    total.cached_audio_tokens += u.cached_audio_tokens;
+    total.output_audio_tokens += u.output_audio_tokens;
+    total.output_text_tokens += u.output_text_tokens;
 }
 
 /// Base64 of `ms` of µ-law silence (0xFF).

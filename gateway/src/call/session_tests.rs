@@ -19,6 +19,8 @@ fn settings(greeting: Option<&str>, interruptible: bool) -> SessionSettings {
         goodbye: "Thanks for calling, goodbye!".into(),
         external_tools: vec!["lookup".into()],
         record: false,
+        transfer_targets: vec!["sales".into()],
+        handoff_timeout_ms: 15_000,
     }
 }
 
@@ -532,7 +534,7 @@ fn end_call_tool_hangs_up_after_the_goodbye_has_played() {
     );
     h.feed(Input::Mark(m));
     let out = h.feed(Input::Mark(done));
-    assert_eq!(ended(&out).map(|s| s.outcome), Some("agent_hangup"));
+    assert_eq!(ended(&out).map(|s| s.outcome), Some(Outcome::AgentHangup));
     assert_eq!(ended(&out).unwrap().tool_calls[0].name, end_call::NAME);
 }
 
@@ -635,7 +637,7 @@ fn max_duration_wraps_up_then_says_goodbye_after_the_current_sentence() {
     for m in marks {
         end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
     }
-    assert_eq!(end, Some("max_duration"));
+    assert_eq!(end, Some(Outcome::MaxDuration));
 }
 
 #[test]
@@ -650,7 +652,7 @@ fn max_duration_plus_grace_ends_regardless() {
     assert!(ended(&h.at(64_750).feed(Input::Tick)).is_none());
     assert_eq!(
         ended(&h.at(65_000).feed(Input::Tick)).map(|s| s.outcome),
-        Some("max_duration")
+        Some(Outcome::MaxDuration)
     );
     assert!(h.s.is_ended());
     assert!(h.feed(Input::Stop).is_empty(), "nothing after the end");
@@ -670,7 +672,7 @@ fn wall_clock_silence_says_goodbye_then_ends() {
     for m in marks {
         end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
     }
-    assert_eq!(end, Some("silence_timeout"));
+    assert_eq!(end, Some(Outcome::SilenceTimeout));
 }
 
 #[test]
@@ -707,7 +709,7 @@ fn idle_timeouts_reprompt_the_declared_number_of_times_then_goodbye() {
     for m in marks {
         end = end.or(ended(&h.feed(Input::Mark(m))).map(|s| s.outcome));
     }
-    assert_eq!(end, Some("silence_timeout"));
+    assert_eq!(end, Some(Outcome::SilenceTimeout));
 }
 
 #[test]
@@ -839,7 +841,7 @@ fn reconnect_attempts_back_off_and_end_with_model_unavailable() {
         .at(now + 10)
         .feed(Input::RealtimeConnectFailed("refused".into()));
     let s = ended(&out).unwrap();
-    assert_eq!(s.outcome, "model_unavailable");
+    assert_eq!(s.outcome, Outcome::ModelUnavailable);
     assert_eq!(s.detail.as_deref(), Some("refused"));
 }
 
@@ -1026,7 +1028,7 @@ fn transcript_and_usage_are_kept_in_order() {
     });
     let out = h.at(3000).feed(Input::Stop);
     let s = ended(&out).unwrap();
-    assert_eq!(s.outcome, "caller_hangup");
+    assert_eq!(s.outcome, Outcome::CallerHangup);
     assert_eq!(s.transcript.len(), 2);
     assert_eq!(
         (
@@ -1146,4 +1148,210 @@ fn invalid_agent_audio_is_not_forwarded() {
         "{:?}",
         mark_names(&out)
     );
+}
+
+/// Plays one response `resp` of `bytes` audio on item `item` and echoes its marks.
+fn play_heard(h: &mut Harness, resp: &str, item: &str, bytes: usize) -> Vec<Action> {
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: resp.into(),
+    });
+    let marks = mark_names(&h.delta(resp, item, bytes));
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: resp.into(),
+        item_id: item.into(),
+    }));
+    let mut out = h.rt(ServerEvent::ResponseDone {
+        response_id: resp.into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    for m in marks.into_iter().chain(done) {
+        out.extend(h.feed(Input::Mark(m)));
+    }
+    out
+}
+
+fn transfer_call(h: &mut Harness, resp: &str, args: &str) -> Vec<Action> {
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: resp.into(),
+    });
+    let mut out = h.rt(ServerEvent::FunctionCall {
+        response_id: resp.into(),
+        call_id: "t1".into(),
+        name: crate::tools::transfer_call::NAME.into(),
+        arguments: args.into(),
+    });
+    out.extend(h.rt(ServerEvent::ResponseDone {
+        response_id: resp.into(),
+        status: "completed".into(),
+        usage: None,
+    }));
+    out
+}
+
+#[test]
+fn transfer_waits_until_the_hand_off_sentence_has_been_heard() {
+    let mut h = Harness::new(None, true);
+    let out = transfer_call(&mut h, "r1", r#"{"target":"sales","reason":"pricing"}"#);
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt[0]["item"]["type"], "function_call_output");
+    assert!(
+        rt[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("transferring")
+    );
+    assert_eq!(
+        rt[1]["type"], "response.create",
+        "the model says the hand-off"
+    );
+    assert!(ended(&out).is_none());
+    // The hand-off sentence: the call moves only after its last mark is echoed.
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r2".into(),
+    });
+    let marks = mark_names(&h.delta("r2", "handoff", 1600));
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: "r2".into(),
+        item_id: "handoff".into(),
+    }));
+    let out = h.rt(ServerEvent::ResponseDone {
+        response_id: "r2".into(),
+        status: "completed".into(),
+        usage: None,
+    });
+    assert!(ended(&out).is_none(), "audio still playing");
+    assert!(ended(&h.feed(Input::Mark(marks[0].clone()))).is_none());
+    let out = h.feed(Input::Mark(done[0].clone()));
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, Action::Transfer { target } if target == "sales"))
+            .count(),
+        1
+    );
+    let s = ended(&out).unwrap();
+    assert_eq!(
+        (s.outcome, s.detail.as_deref()),
+        (Outcome::Transferred, Some("sales"))
+    );
+    let transfer_at = out
+        .iter()
+        .position(|a| matches!(a, Action::Transfer { .. }))
+        .unwrap();
+    let end_at = out
+        .iter()
+        .position(|a| matches!(a, Action::End(_)))
+        .unwrap();
+    assert!(transfer_at < end_at, "moved before the stream closes");
+}
+
+#[test]
+fn transfer_to_an_unknown_target_is_refused_and_the_call_goes_on() {
+    let mut h = Harness::new(None, true);
+    let out = transfer_call(&mut h, "r1", r#"{"target":"ceo"}"#);
+    let rt = realtime_msgs(&out);
+    assert!(
+        rt[0]["item"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("unknown target")
+    );
+    play_heard(&mut h, "r2", "sorry", 160);
+    assert!(!h.s.is_ended());
+    assert!(ended(&h.at(60_000 - 1).feed(Input::Tick)).is_none());
+}
+
+#[test]
+fn a_hand_off_that_is_never_heard_moves_the_call_at_the_timeout() {
+    let mut h = Harness::new(None, true);
+    transfer_call(&mut h, "r1", r#"{"target":"sales"}"#);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r2".into(),
+    });
+    h.delta("r2", "handoff", 1600);
+    assert!(ended(&h.at(14_999).feed(Input::Tick)).is_none());
+    let out = h.at(15_000).feed(Input::Tick);
+    assert!(out.iter().any(|a| matches!(a, Action::Transfer { .. })));
+    assert_eq!(ended(&out).map(|s| s.outcome), Some(Outcome::Transferred));
+}
+
+#[test]
+fn a_return_leg_starts_with_the_history_and_keeps_one_record() {
+    let earlier = TranscriptEntry {
+        seq: 0,
+        role: Role::Caller,
+        text: "My name is Ada.".into(),
+        start_ms: 100,
+        end_ms: 900,
+        interrupted: false,
+        heard_ms: None,
+    };
+    let resume = Resume {
+        earlier: vec![history::Turn::Caller {
+            text: "My name is Ada.".into(),
+        }],
+        note: "[The transfer failed.]".into(),
+        transcript: vec![earlier.clone()],
+        tool_calls: Vec::new(),
+        usage: Usage {
+            responses: 2,
+            ..Usage::default()
+        },
+        barge_ins: 1,
+        reconnects: vec!["dropped".into()],
+        offset_ms: 30_000,
+    };
+    let mut s = CallSession::resume(settings(Some("Hello!"), true), SID.into(), 0, resume);
+    let mut out = Vec::new();
+    s.handle(0, Input::Realtime(ServerEvent::SessionUpdated), &mut out);
+    let rt = realtime_msgs(&out);
+    assert_eq!(rt[0]["type"], "conversation.item.create", "history first");
+    assert_eq!(rt[0]["item"]["content"][0]["text"], "My name is Ada.");
+    assert_eq!(rt[1]["item"]["role"], "system", "then the note");
+    assert_eq!(rt[2]["type"], "response.create");
+    assert!(
+        rt[2].get("response").is_none(),
+        "no greeting on a return leg: {}",
+        rt[2]
+    );
+    assert_eq!(rt.len(), 3);
+    let mut h = Harness { s, now: 0 };
+    h.rt(ServerEvent::SpeechStopped {
+        audio_end_ms: 0,
+        item_id: "u2".into(),
+    });
+    h.rt(ServerEvent::InputTranscript {
+        item_id: "u2".into(),
+        transcript: "Just take a message.".into(),
+    });
+    let out = h.feed(Input::Stop);
+    let s = ended(&out).unwrap();
+    assert_eq!(s.outcome, Outcome::CallerHangup);
+    assert_eq!(s.transcript[0], earlier);
+    assert_eq!(s.transcript[1].text, "Just take a message.");
+    assert!(
+        s.transcript[1].start_ms >= 30_000,
+        "this leg's times follow the first"
+    );
+    assert_eq!(s.transcript[1].seq, 1);
+    assert_eq!((s.usage.responses, s.barge_ins), (2, 1));
+    assert_eq!(s.reconnects, vec!["dropped".to_string()]);
+}
+
+#[test]
+fn an_unheard_goodbye_ends_the_call_at_the_timeout() {
+    let mut h = Harness::new(None, true);
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    h.delta("r1", "bye", 1600);
+    h.rt(ServerEvent::FunctionCall {
+        response_id: "r1".into(),
+        call_id: "c".into(),
+        name: end_call::NAME.into(),
+        arguments: "{}".into(),
+    });
+    assert!(ended(&h.at(10_000).feed(Input::Tick)).is_none());
+    let out = h.at(15_000).feed(Input::Tick);
+    assert_eq!(ended(&out).map(|s| s.outcome), Some(Outcome::AgentHangup));
 }

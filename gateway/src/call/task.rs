@@ -12,16 +12,19 @@ use axum::extract::ws::{Message as TwMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as RtMessage;
 
-use super::session::{Action, CallSession, Input, Observation};
+use super::history;
+use super::session::{Action, CallSession, Input, Observation, Resume};
 use crate::admission::Refusal;
 use crate::clock::unix_ms;
 use crate::cost;
+use crate::endings::{AfterStream, Outcome, TransferredLeg};
 use crate::realtime::client::ConnectParams;
 use crate::realtime::wire::{ServerEvent, parse_server_event};
 use crate::realtime::{RealtimeError, RealtimeSocket};
 use crate::recording::Recorder;
 use crate::state::AppState;
 use crate::tenants::Tenant;
+use crate::tools::transfer_call;
 use crate::twilio::media::{self, Inbound, Start};
 use switchboard_store::{CallEnd, CallStart, StoreOp};
 
@@ -57,8 +60,25 @@ impl CallTask {
     }
 }
 
-/// Runs one call on an upgraded Twilio media stream.
-pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, socket: WebSocket) {
+/// The admission table's key of agent leg `leg` (1 = the first) of `call_sid`: each leg
+/// has its own stream, admitted once.
+pub fn admission_key(call_sid: &str, leg: u32) -> String {
+    if leg <= 1 {
+        call_sid.to_owned()
+    } else {
+        format!("{call_sid}.{leg}")
+    }
+}
+
+/// Runs agent leg `leg` of a call (1 = the first; later ones follow a transfer nobody
+/// answered) on an upgraded Twilio media stream.
+pub async fn run(
+    state: AppState,
+    tenant: Arc<Tenant>,
+    path_call_sid: String,
+    leg: u32,
+    socket: WebSocket,
+) {
     let mut ctx = CallTask {
         state: state.clone(),
         call_sid: path_call_sid.clone(),
@@ -96,7 +116,7 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     let admitted = match state.admissions.consume(
         &tenant.name,
         &tenant.credentials().stream_keys(),
-        &start.call_sid,
+        &admission_key(&start.call_sid, leg),
         token,
     ) {
         Ok(slot) => slot,
@@ -137,6 +157,15 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
     let _admitted = admitted;
     state.metrics.active_calls.inc();
     let started = Instant::now();
+    // A return leg continues the record of the legs before it (parked when the call was
+    // transferred); without them (another replica ran the first leg) it starts afresh.
+    let parked = if leg > 1 {
+        state.endings.take_leg(&start.call_sid)
+    } else {
+        None
+    };
+    let call_started = parked.as_ref().map_or(started, |p| p.call_started);
+    let resume = (leg > 1).then(|| resume_from(parked, started));
     let param = |k: &str| start.custom_parameters.get(k).cloned().unwrap_or_default();
     // As at the webhook: a full queue must not hold up the greeting.
     let start_op = StoreOp::Start(CallStart {
@@ -158,29 +187,42 @@ pub async fn run(state: AppState, tenant: Arc<Tenant>, path_call_sid: String, so
         );
     }
 
-    let mut recorder = state.recordings.begin(
-        tenant.spec.recordings.as_ref(),
-        &tenant.name,
-        &start.call_sid,
-        unix_ms(),
-        tenant.settings.max_call_ms,
-        stream_started,
-    );
-    let outcome = match open_realtime(&state, &tenant, &start.call_sid).await {
-        Ok(rt) => relay(&mut ctx, &tenant, &start, &mut tw, rt, &mut recorder).await,
+    // Only the first agent leg is recorded: a return leg's recording would take the
+    // same object key.
+    let mut recorder = if leg <= 1 {
+        state.recordings.begin(
+            tenant.spec.recordings.as_ref(),
+            &tenant.name,
+            &start.call_sid,
+            unix_ms(),
+            tenant.settings.max_call_ms,
+            stream_started,
+        )
+    } else {
+        None
+    };
+    let outcome = match open_realtime(&state, &tenant, &start.call_sid, leg).await {
+        Ok(rt) => {
+            let leg = Leg {
+                number: leg,
+                resume,
+                call_started,
+            };
+            relay(&mut ctx, &tenant, &start, &mut tw, rt, &mut recorder, leg).await
+        }
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
             // Closing the stream is what makes Twilio request `<Connect action>`, which
             // answers the fallback: the caller hears an apology, not silence.
             state
                 .endings
-                .record(&start.call_sid, "openai_connect_failed");
+                .record(&start.call_sid, Outcome::OpenAiConnectFailed);
             let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
             CallEnd {
                 call_sid: start.call_sid.clone(),
                 tenant: tenant.name.clone(),
                 ended_at_ms: 0,
-                outcome: "openai_connect_failed".into(),
+                outcome: Outcome::OpenAiConnectFailed.as_str().into(),
                 detail: Some(e.to_string()),
                 transcript: Vec::new(),
                 usage: Default::default(),
@@ -267,13 +309,43 @@ async fn wait_for_start(ctx: &mut CallTask, rx: &mut WebSocket) -> Option<Start>
     }
 }
 
+/// The [`Resume`] of a return leg starting at `now`: the parked legs' record, their
+/// conversation and the "transfer failed" note.
+fn resume_from(parked: Option<TransferredLeg>, now: Instant) -> Resume {
+    let Some(p) = parked else {
+        return Resume {
+            note: transfer_call::failed_note("the person you asked for", "no-answer"),
+            ..Resume::default()
+        };
+    };
+    let status = p.dial_status.as_deref().unwrap_or("no-answer");
+    Resume {
+        earlier: history::turns_from_record(&p.transcript, &p.tool_calls),
+        note: transfer_call::failed_note(&p.target, status),
+        offset_ms: u64::try_from(now.saturating_duration_since(p.call_started).as_millis())
+            .unwrap_or(u64::MAX),
+        transcript: p.transcript,
+        tool_calls: p.tool_calls,
+        usage: p.usage,
+        barge_ins: p.barge_ins,
+        reconnects: p.reconnects,
+    }
+}
+
 async fn open_realtime(
     state: &AppState,
     tenant: &Tenant,
     call_sid: &str,
+    leg: u32,
 ) -> Result<RealtimeSocket, RealtimeError> {
     let t0 = Instant::now();
-    if let Some(parked) = state.parking.take(call_sid) {
+    // Only the first leg was pre-connected by its webhook.
+    let parked = if leg <= 1 {
+        state.parking.take(call_sid)
+    } else {
+        None
+    };
+    if let Some(parked) = parked {
         match parked.handle.await {
             Ok(Ok(ws)) => {
                 state
@@ -317,6 +389,16 @@ async fn open_realtime(
     Ok(ws)
 }
 
+/// Which agent leg of the call a relay runs.
+struct Leg {
+    /// 1 for the first.
+    number: u32,
+    /// A return leg's carried record and history.
+    resume: Option<Resume>,
+    /// When the call's first leg started.
+    call_started: Instant,
+}
+
 enum Frame {
     None,
     Inbound,
@@ -330,7 +412,13 @@ async fn relay(
     tw: &mut WebSocket,
     mut rt: RealtimeSocket,
     recorder: &mut Option<Recorder>,
+    leg: Leg,
 ) -> CallEnd {
+    let Leg {
+        number: leg,
+        resume,
+        call_started,
+    } = leg;
     let state = ctx.state.clone();
     let m = &state.metrics;
     let lat_in = m.relay_latency.with_label_values(&["inbound"]);
@@ -341,11 +429,19 @@ async fn relay(
     let ms_at = |at: Instant| {
         u64::try_from(at.saturating_duration_since(clock).as_millis()).unwrap_or(u64::MAX)
     };
-    let mut session = CallSession::new(
-        tenant.settings.clone(),
-        start.stream_sid.clone(),
-        ms_at(Instant::now()),
-    );
+    let mut session = match resume {
+        None => CallSession::new(
+            tenant.settings.clone(),
+            start.stream_sid.clone(),
+            ms_at(Instant::now()),
+        ),
+        Some(r) => CallSession::resume(
+            tenant.settings.clone(),
+            start.stream_sid.clone(),
+            ms_at(Instant::now()),
+            r,
+        ),
+    };
     session.set_unix_origin(
         u64::try_from(unix_ms())
             .unwrap_or(0)
@@ -528,6 +624,15 @@ async fn relay(
                         drop_realtime_inputs(&mut inputs);
                     }
                 }
+                Action::Transfer { target } => {
+                    // The caller heard the hand-off: move the call now (off the audio
+                    // path: the agent's audio is over, the call is ending).
+                    if tw_fed && tw_open && bounded(write_deadline, tw.flush()).await.is_err() {
+                        tw_open = false;
+                    }
+                    tw_fed = false;
+                    move_call(&state, tenant, &start.call_sid, leg, &target).await;
+                }
                 Action::End(s) => {
                     if let Some(r) = recorder.as_mut() {
                         r.ended(at);
@@ -576,16 +681,55 @@ async fn relay(
     }
     let s = summary.unwrap_or_else(unreachable_summary);
     // Before the stream closes: Twilio requests `<Connect action>` right after, and its
-    // answer (hang up, or the fallback) depends on how the call ended.
-    state.endings.record(&start.call_sid, s.outcome);
+    // answer (hang up, the fallback, or the transfer's `<Dial>` when the REST update did
+    // not take) depends on how the call ended.
+    if s.outcome == Outcome::Transferred {
+        let target = s.detail.clone().unwrap_or_default();
+        state
+            .endings
+            .record_after(&start.call_sid, AfterStream::Transfer(leg, target.clone()));
+        state.endings.park_leg(
+            &start.call_sid,
+            TransferredLeg {
+                target,
+                leg,
+                call_started,
+                transcript: s.transcript.clone(),
+                tool_calls: s.tool_calls.clone(),
+                usage: s.usage.clone(),
+                barge_ins: s.barge_ins,
+                reconnects: s.reconnects.clone(),
+                dial_status: None,
+            },
+        );
+    } else {
+        state.endings.record(&start.call_sid, s.outcome);
+    }
     if tw_open {
         let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
+    }
+    if matches!(
+        s.outcome,
+        Outcome::AgentHangup | Outcome::SilenceTimeout | Outcome::MaxDuration
+    ) {
+        // Closing the stream makes Twilio request `<Connect action>`, which may reach a
+        // replica that does not know the call ended on purpose (it would apologise):
+        // hanging up through the REST API ends the call wherever the action lands. A
+        // 404 (already ended by this replica's `<Hangup/>`) is success.
+        let rest = state.twilio.clone();
+        let creds = tenant.rest_credentials();
+        let sid = start.call_sid.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rest.hang_up(&creds, &sid).await {
+                tracing::warn!(call_sid = sid, error = %e, "REST hang-up failed");
+            }
+        });
     }
     CallEnd {
         call_sid: start.call_sid.clone(),
         tenant: tenant.name.clone(),
         ended_at_ms: 0,
-        outcome: s.outcome.to_string(),
+        outcome: s.outcome.as_str().to_string(),
         detail: s.detail,
         transcript: s.transcript,
         usage: s.usage,
@@ -778,9 +922,44 @@ fn from_realtime(
     }
 }
 
+/// Moves the call to the transfer target's `<Dial>` with a REST update of the Call. When
+/// Twilio cannot be told (after retries), the stream's `<Connect action>` answers the same
+/// `<Dial>` (recorded as the call's ending before the stream closes).
+async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, target: &str) {
+    let Some(twiml) = tenant.transfer_twiml(&state.public_base, call_sid, leg, target) else {
+        tracing::error!(call_sid, target, "transfer target vanished");
+        return;
+    };
+    let t0 = Instant::now();
+    match state
+        .twilio
+        .update_twiml(&tenant.rest_credentials(), call_sid, &twiml)
+        .await
+    {
+        Ok(call) => {
+            state.metrics.transfers.with_label_values(&["moved"]).inc();
+            tracing::info!(
+                call_sid,
+                target,
+                status = call.status,
+                ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "call moved to <Dial>"
+            );
+        }
+        Err(e) => {
+            state
+                .metrics
+                .transfers
+                .with_label_values(&["rest_failed"])
+                .inc();
+            tracing::warn!(call_sid, target, error = %e, "REST update failed; the stream's <Connect action> will dial");
+        }
+    }
+}
+
 fn unreachable_summary() -> super::session::CallSummary {
     super::session::CallSummary {
-        outcome: "internal_error",
+        outcome: Outcome::GatewayError,
         detail: None,
         transcript: Vec::new(),
         usage: Default::default(),

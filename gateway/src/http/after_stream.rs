@@ -64,7 +64,11 @@ pub async fn after_stream(
     );
     let body = match after {
         AfterStream::Hangup => twiml::hangup(),
-        AfterStream::Fallback => tenant.fallback.twiml(),
+        AfterStream::Fallback => tenant.fallback_twiml(&state.public_base, &call_sid),
+        // The REST update of a transfer did not take: the `<Dial>` is answered here.
+        AfterStream::Transfer(leg, target) => tenant
+            .transfer_twiml(&state.public_base, &call_sid, leg, &target)
+            .unwrap_or_else(|| tenant.fallback_twiml(&state.public_base, &call_sid)),
     };
     respond(StatusCode::OK, body)
 }

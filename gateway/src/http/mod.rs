@@ -8,6 +8,7 @@ use crate::state::AppState;
 
 mod after_stream;
 mod console;
+mod dial_done;
 mod form;
 mod health;
 mod status;
@@ -27,6 +28,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/twilio/stream/{tenant}/{call_sid}",
             any(stream::media_stream),
+        )
+        .route(
+            "/twilio/stream/{tenant}/{call_sid}/{leg}",
+            any(stream::leg_stream),
+        )
+        .route(
+            "/twilio/dial-done/{tenant}/{call_sid}/{leg}/{target}",
+            post(dial_done::dial_done),
+        )
+        .route(
+            "/twilio/voicemail/{tenant}/{call_sid}",
+            post(dial_done::voicemail),
         )
         .route(
             "/twilio/after-stream/{tenant}/{call_sid}",

@@ -15,10 +15,22 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// would cost every call more memory than everything else it holds.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// Validates the handshake signature and hands the socket to the call task.
+/// The first agent leg's stream: `/twilio/stream/{tenant}/{call_sid}`.
 pub async fn media_stream(
-    State(state): State<AppState>,
+    state: State<AppState>,
     Path((tenant, call_sid)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    leg_stream(state, Path((tenant, call_sid, 1)), uri, headers, ws).await
+}
+
+/// A later agent leg's stream (the caller back after a transfer nobody answered):
+/// `/twilio/stream/{tenant}/{call_sid}/{leg}`.
+pub async fn leg_stream(
+    State(state): State<AppState>,
+    Path((tenant, call_sid, leg)): Path<(String, String, u32)>,
     uri: Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -54,7 +66,10 @@ pub async fn media_stream(
     // `start` (it travels in the custom parameters), before any Realtime session is
     // adopted or opened; a stream whose webhook another replica answered is admitted
     // there (admission.rs).
-    if state.admissions.is_spent(&call_sid) {
+    if state
+        .admissions
+        .is_spent(&task::admission_key(&call_sid, leg))
+    {
         state
             .metrics
             .stream_refusals
@@ -80,5 +95,5 @@ pub async fn media_stream(
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| task::run(state, tenant, call_sid, socket))
+        .on_upgrade(move |socket| task::run(state, tenant, call_sid, leg, socket))
 }

@@ -131,6 +131,7 @@ fn state(dir: &std::path::Path) -> AppState {
         rotation: Default::default(),
         aws: Default::default(),
         sealing: Default::default(),
+        twilio: crate::twilio::rest::TwilioRest::new("http://127.0.0.1:1").expect("client"),
     })
 }
 

@@ -19,7 +19,7 @@ pub const TOOL: Tool = Tool {
     external: false,
 };
 
-fn parameters() -> Value {
+fn parameters(_agent: &switchboard_crds::AgentSpec) -> Value {
     json!({
         "type": "object",
         "properties": {"reason": {"type": "string", "description": "Why the call ends."}},

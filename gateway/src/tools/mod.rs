@@ -2,7 +2,7 @@
 //! declaration for `session.update`, and how it runs.
 //!
 //! Two kinds:
-//! - call control ([`end_call`]): decided inside the call's state machine
+//! - call control ([`end_call`], [`transfer_call`]): decided inside the call's state machine
 //!   (`call/session.rs`), because its effect has to wait for the audio the caller is
 //!   still hearing;
 //! - lookups ([`search_knowledge`]): need I/O, so they run on their own task through a
@@ -15,10 +15,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde_json::{Value, json};
-use switchboard_crds::VoiceTenantSpec;
+use switchboard_crds::{AgentSpec, VoiceTenantSpec};
 
 pub mod end_call;
 pub mod search_knowledge;
+pub mod transfer_call;
 
 pub use search_knowledge::KnowledgeRunner;
 
@@ -29,37 +30,41 @@ pub struct Tool {
     pub name: &'static str,
     /// When the model should use it.
     pub description: &'static str,
-    /// JSON schema of its arguments (built on demand: `json!` is not const).
-    pub parameters: fn() -> Value,
+    /// JSON schema of its arguments for an agent (built on demand: `json!` is not const,
+    /// and some depend on the agent, e.g. the transfer targets).
+    pub parameters: fn(&AgentSpec) -> Value,
     /// Answered by a [`ToolRunner`] on its own task, not by the state machine.
     pub external: bool,
 }
 
 impl Tool {
     /// The `tools[]` entry of `session.update`.
-    pub fn declaration(&self) -> Value {
+    pub fn declaration(&self, agent: &AgentSpec) -> Value {
         json!({
             "type": "function",
             "name": self.name,
             "description": self.description,
-            "parameters": (self.parameters)(),
+            "parameters": (self.parameters)(agent),
         })
     }
 }
 
-/// The tools an agent has, in declaration order; `knowledge`: a knowledge base it may
+/// The tools `agent` has, in declaration order; `knowledge`: a knowledge base it may
 /// search is loaded.
-pub fn for_agent(knowledge: bool) -> Vec<&'static Tool> {
+pub fn for_agent(agent: &AgentSpec, knowledge: bool) -> Vec<&'static Tool> {
     let mut tools = vec![&end_call::TOOL];
     if knowledge {
         tools.push(&search_knowledge::TOOL);
     }
+    if !agent.transfer.is_empty() {
+        tools.push(&transfer_call::TOOL);
+    }
     tools
 }
 
-/// The `tools` array of `session.update` for `tools`.
-pub fn declarations(tools: &[&Tool]) -> Value {
-    Value::Array(tools.iter().map(|t| t.declaration()).collect())
+/// The `tools` array of `session.update` for `tools` of `agent`.
+pub fn declarations(tools: &[&Tool], agent: &AgentSpec) -> Value {
+    Value::Array(tools.iter().map(|t| t.declaration(agent)).collect())
 }
 
 /// The names of the `tools` a [`ToolRunner`] answers.

@@ -24,7 +24,7 @@ pub const TOOL: Tool = Tool {
     external: true,
 };
 
-fn parameters() -> Value {
+fn parameters(_agent: &switchboard_crds::AgentSpec) -> Value {
     json!({
         "type": "object",
         "properties": {"query": {"type": "string", "description": "The caller's question, rephrased as a short search query."}},

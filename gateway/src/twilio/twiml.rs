@@ -1,4 +1,6 @@
-//! TwiML responses to the incoming-call webhook.
+//! TwiML responses to the incoming-call webhook and what follows a stream.
+
+use switchboard_crds::{DialAddress, FallbackAction, FallbackSpec};
 
 /// Escapes text for an XML attribute or element.
 pub fn xml_escape(s: &str) -> String {
@@ -34,18 +36,37 @@ const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
 /// What the caller gets when the media stream ends without the gateway having ended the
 /// call on purpose (OpenAI unreachable, a fatal session error, a drain deadline, a pod
-/// that died mid-call): never silence.
-///
-/// Only the apology exists today; per-tenant variants (`spec.agent.fallback`: dial a
-/// number, voicemail) will be further variants rendered by [`Fallback::verbs`].
+/// that died mid-call): never silence. Built from `spec.agent.fallback`: the apology,
+/// then hang up, dial, or take a voicemail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {
-    /// `<Say>` the text, then `<Hangup/>`.
+    /// `<Say>` the apology, then `<Hangup/>`.
     Apologize(String),
+    /// `<Say>` the apology, then `<Dial>` (a `<Hangup/>` after it: nothing follows).
+    Dial {
+        /// Said first.
+        apology: String,
+        /// `<Number>` or `<Sip>`.
+        noun: DialNoun,
+        /// `callerId`, when set.
+        caller_id: Option<String>,
+        /// `timeout`, seconds.
+        ring_timeout: u32,
+    },
+    /// `<Say>` the apology and the prompt, then `<Record>` whose action (the gateway's
+    /// voicemail route) keeps the recording with the call.
+    Voicemail {
+        /// Said first.
+        apology: String,
+        /// Said before the beep.
+        prompt: String,
+        /// `maxLength`, seconds.
+        max_seconds: u32,
+    },
 }
 
 /// The apology spoken when a call cannot be continued.
-pub const DEFAULT_APOLOGY: &str = "We're sorry, we are having technical difficulties and cannot continue this call. Please call again later. Goodbye.";
+pub const DEFAULT_APOLOGY: &str = switchboard_crds::DEFAULT_APOLOGY;
 
 impl Default for Fallback {
     fn default() -> Self {
@@ -53,17 +74,109 @@ impl Default for Fallback {
     }
 }
 
+/// What `<Dial>` dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialNoun {
+    /// `<Number>` (E.164).
+    Number(String),
+    /// `<Sip>` (a SIP URI).
+    Sip(String),
+}
+
+impl DialNoun {
+    /// From the API type.
+    pub fn from_address(a: DialAddress<'_>) -> Self {
+        match a {
+            DialAddress::Number(n) => Self::Number(n.to_owned()),
+            DialAddress::Sip(s) => Self::Sip(s.to_owned()),
+        }
+    }
+
+    fn xml(&self) -> String {
+        match self {
+            Self::Number(n) => format!("<Number>{}</Number>", xml_escape(n)),
+            Self::Sip(s) => format!("<Sip>{}</Sip>", xml_escape(s)),
+        }
+    }
+}
+
+/// A `<Dial>` verb: `noun`, ringing `ring_timeout` s, with `caller_id` when set, and
+/// `action` (POST) requested when the dialled leg ends.
+pub fn dial_verb(
+    noun: &DialNoun,
+    caller_id: Option<&str>,
+    ring_timeout: u32,
+    action: Option<&str>,
+) -> String {
+    let mut s = String::from("<Dial");
+    if let Some(a) = action {
+        s.push_str(&format!(" action=\"{}\" method=\"POST\"", xml_escape(a)));
+    }
+    s.push_str(&format!(" timeout=\"{ring_timeout}\""));
+    if let Some(c) = caller_id {
+        s.push_str(&format!(" callerId=\"{}\"", xml_escape(c)));
+    }
+    s.push('>');
+    s.push_str(&noun.xml());
+    s.push_str("</Dial>");
+    s
+}
+
+/// A whole document: `verbs` inside `<Response>`.
+pub fn document(verbs: &str) -> String {
+    format!("{HEAD}<Response>{verbs}</Response>")
+}
+
 impl Fallback {
-    /// The verbs, without `<Response>`.
-    pub fn verbs(&self) -> String {
+    /// From `spec.agent.fallback`.
+    pub fn from_spec(f: &FallbackSpec) -> Self {
+        match f.action {
+            FallbackAction::Hangup => Self::Apologize(f.apology.clone()),
+            FallbackAction::Dial => Self::Dial {
+                apology: f.apology.clone(),
+                noun: DialNoun::from_address(f.address()),
+                caller_id: f.caller_id.clone(),
+                ring_timeout: f.ring_timeout_seconds,
+            },
+            FallbackAction::Voicemail => Self::Voicemail {
+                apology: f.apology.clone(),
+                prompt: f.voicemail_prompt().to_owned(),
+                max_seconds: f.max_recording_seconds,
+            },
+        }
+    }
+
+    /// The verbs, without `<Response>`; `voicemail_action` is where `<Record>` posts the
+    /// recording.
+    pub fn verbs(&self, voicemail_action: &str) -> String {
         match self {
             Self::Apologize(text) => format!("<Say>{}</Say><Hangup/>", xml_escape(text)),
+            Self::Dial {
+                apology,
+                noun,
+                caller_id,
+                ring_timeout,
+            } => format!(
+                "<Say>{}</Say>{}<Hangup/>",
+                xml_escape(apology),
+                dial_verb(noun, caller_id.as_deref(), *ring_timeout, None)
+            ),
+            Self::Voicemail {
+                apology,
+                prompt,
+                max_seconds,
+            } => format!(
+                "<Say>{}</Say><Say>{}</Say><Record action=\"{}\" method=\"POST\" maxLength=\"{max_seconds}\" playBeep=\"true\"/><Hangup/>",
+                xml_escape(apology),
+                xml_escape(prompt),
+                xml_escape(voicemail_action)
+            ),
         }
     }
 
     /// A whole TwiML document running the fallback.
-    pub fn twiml(&self) -> String {
-        format!("{HEAD}<Response>{}</Response>", self.verbs())
+    pub fn twiml(&self, voicemail_action: &str) -> String {
+        document(&self.verbs(voicemail_action))
     }
 }
 
@@ -132,8 +245,26 @@ mod tests {
 
     #[test]
     fn fallback_apologizes_then_hangs_up() {
-        let t = Fallback::Apologize("Sorry & goodbye".into()).twiml();
+        let t = Fallback::Apologize("Sorry & goodbye".into()).twiml("https://gw/vm");
         assert!(t.ends_with("<Response><Say>Sorry &amp; goodbye</Say><Hangup/></Response>"));
+        let spec: FallbackSpec = serde_json::from_value(serde_json::json!({
+            "action": "dial", "number": "+15551230001", "ringTimeoutSeconds": 15
+        }))
+        .unwrap_or_default();
+        let t = Fallback::from_spec(&spec).twiml("https://gw/vm");
+        assert!(
+            t.contains("<Dial timeout=\"15\"><Number>+15551230001</Number></Dial><Hangup/>"),
+            "{t}"
+        );
+        let spec: FallbackSpec = serde_json::from_value(serde_json::json!({
+            "action": "voicemail", "maxRecordingSeconds": 60
+        }))
+        .unwrap_or_default();
+        let t = Fallback::from_spec(&spec).twiml("https://gw/vm?a&b");
+        assert!(
+            t.contains("<Record action=\"https://gw/vm?a&amp;b\" method=\"POST\" maxLength=\"60\""),
+            "{t}"
+        );
         assert!(hangup().ends_with("<Response><Hangup/></Response>"));
     }
 }

@@ -10,6 +10,7 @@
 
 mod call;
 mod ids;
+pub mod scenario;
 mod script;
 mod session;
 mod status;
@@ -28,6 +29,7 @@ pub use crate::playout::{Playout, Tick};
 pub use crate::signature::{SignatureMode, signing_url, twilio_signature};
 pub use call::place_call;
 pub use ids::new_sid;
+
 pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};
@@ -36,8 +38,37 @@ pub use twiml::{
 };
 pub use xml::XmlError;
 
+/// What the person a `<Dial>` rings does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Person {
+    /// Nobody picks up: `DialCallStatus=no-answer` after the ring timeout (shortened to
+    /// `ring_ms` by the simulator).
+    #[default]
+    NoAnswer,
+    /// The line is busy.
+    Busy,
+    /// Picks up and talks this many seconds, then hangs up (`completed`).
+    Answers(u32),
+}
+
+/// One `<Dial>` the simulated Twilio ran.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DialReport {
+    /// The `<Number>` or `<Sip>` dialled.
+    pub to: String,
+    /// `callerId`, when set.
+    pub caller_id: Option<String>,
+    /// `timeout`, seconds.
+    pub timeout_s: u32,
+    /// `DialCallStatus` sent to the action.
+    pub status: String,
+    /// How far into the call the dial started, ms after the webhook.
+    pub at_ms: u64,
+}
+
 /// One simulated inbound call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CallConfig {
     /// Gateway base URL, e.g. `http://127.0.0.1:8080`; the webhook is `{gateway}/twilio/voice`.
     pub gateway: String,
@@ -59,6 +90,20 @@ pub struct CallConfig {
     pub connect_timeout: Duration,
     /// Keep every byte of agent audio the caller heard in [`CallReport::heard_audio`].
     pub record_audio: bool,
+    /// The Twilio REST simulator the gateway's REST calls reach: the call registers there
+    /// and follows its updates (new TwiML, hang-up). `None`: REST updates cannot reach
+    /// this call.
+    pub rest: Option<crate::twilio_rest::TwilioRestSim>,
+    /// What the person a `<Dial>` rings does.
+    pub person: Person,
+    /// How long a `<Dial>` rings before `no-answer`, at most, ms (Twilio rings the full
+    /// `timeout`; tests need not wait that long).
+    pub ring_ms: u64,
+    /// What the caller does on a later media stream of the call (back with the agent
+    /// after an unanswered transfer).
+    pub return_script: Vec<Step>,
+    /// Length of a voicemail the caller leaves at a `<Record>`, seconds.
+    pub voicemail_secs: u32,
 }
 
 impl Default for CallConfig {
@@ -74,6 +119,14 @@ impl Default for CallConfig {
             signature: SignatureMode::Valid,
             connect_timeout: Duration::from_secs(10),
             record_audio: false,
+            rest: None,
+            person: Person::default(),
+            ring_ms: 1_000,
+            return_script: vec![Step::WaitAgentDone {
+                quiet_ms: 800,
+                timeout_ms: 20_000,
+            }],
+            voicemail_secs: 5,
         }
     }
 }
@@ -117,6 +170,21 @@ pub struct CallReport {
     /// A `<Hangup/>` ended the call after the stream.
     #[serde(default)]
     pub hangup_after_stream: bool,
+    /// REST updates that replaced the call's TwiML (each ended a media stream).
+    #[serde(default)]
+    pub redirects: u32,
+    /// A REST `Status=completed` ended the call.
+    #[serde(default)]
+    pub rest_hangup: bool,
+    /// `<Dial>`s run, in order.
+    #[serde(default)]
+    pub dials: Vec<DialReport>,
+    /// Media streams opened (agent legs).
+    #[serde(default)]
+    pub streams: u32,
+    /// Recording URLs of voicemails left at a `<Record>`.
+    #[serde(default)]
+    pub recordings: Vec<String>,
     /// Inbound `media` frames sent.
     pub frames_sent: u64,
     /// 20 ms slots whose frame was never sent because the simulator fell behind real time

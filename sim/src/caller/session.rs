@@ -16,6 +16,7 @@ use super::stream::{GatewayMessage, Outbound, parse_gateway_text};
 use super::turns::Turns;
 use crate::mulaw::BYTES_PER_MS;
 use crate::playout::Playout;
+use crate::twilio_rest::Control;
 
 /// The media-stream WebSocket as `connect_async` returns it.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -38,6 +39,20 @@ pub(crate) struct Stream<'a> {
 enum End {
     CallerHungUp,
     GatewayClosed,
+    Control(Control),
+}
+
+/// How a media stream ended, for what the call does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// The script hung up (or the stream failed on the caller's side).
+    CallerHungUp,
+    /// The gateway closed the stream (Twilio then requests `<Connect action>`).
+    GatewayClosed,
+    /// A REST update replaced the call's TwiML: the stream ended; run this next.
+    Redirected(String),
+    /// A REST update ended the call.
+    HungUpByRest,
 }
 
 struct Call<'a> {
@@ -56,7 +71,8 @@ pub(crate) async fn run(
     ids: &Stream<'_>,
     script: Vec<super::Step>,
     report: &mut CallReport,
-) {
+    mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+) -> StreamEnd {
     let (sink, mut source) = ws.split();
     // Writes go through their own task so that a gateway that stops reading cannot stop
     // the caller from hearing it (Twilio keeps both directions independent).
@@ -98,6 +114,12 @@ pub(crate) async fn run(
                     break End::CallerHungUp;
                 }
             }
+            Some(c) = async {
+                match control.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => break End::Control(c),
             incoming = source.next() => match incoming {
                 Some(Ok(Message::Text(text))) => call.on_text(text.as_str(), report),
                 Some(Ok(Message::Binary(_))) => report
@@ -113,8 +135,16 @@ pub(crate) async fn run(
         }
     };
 
+    let result = match &end {
+        End::CallerHungUp => StreamEnd::CallerHungUp,
+        End::GatewayClosed => StreamEnd::GatewayClosed,
+        End::Control(Control::Twiml(doc)) => StreamEnd::Redirected(doc.clone()),
+        End::Control(Control::Hangup) => StreamEnd::HungUpByRest,
+    };
     match end {
-        End::CallerHungUp => {
+        // Twilio ends the stream itself when the call is redirected or hung up through
+        // the REST API: `stop`, then the close.
+        End::CallerHungUp | End::Control(_) => {
             let stop = call.out.stop();
             call.pending.push(Message::text(stop));
             if hand_over(&tx, &mut call.pending) {
@@ -148,6 +178,7 @@ pub(crate) async fn run(
     report.heard_ms_total = call.playout.played_bytes() / BYTES_PER_MS as u64;
     report.turns = call.turns.finish();
     report.heard_audio = call.playout.into_recording();
+    result
 }
 
 /// Queues everything pending for the writer; `false` when the writer is gone (the

@@ -10,6 +10,7 @@ use switchboard_store::{CallQuery, CallRecord, Cursor};
 use super::auth::Caller;
 use super::problem::Problem;
 use super::types::{CallDetail, CallList, CallSummary, ListParams};
+use crate::endings::Outcome;
 use crate::state::AppState;
 
 /// Default page size.
@@ -67,6 +68,25 @@ fn text(name: &str, v: &Option<String>) -> Result<Option<String>, Problem> {
     }
 }
 
+/// The outcome filter: one of the stored values ([`Outcome`]); anything else is a
+/// mistake the caller should hear about rather than an empty page.
+fn outcome(v: &Option<String>) -> Result<Option<String>, Problem> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some(s) => match Outcome::parse(s) {
+            Some(o) => Ok(Some(o.as_str().to_string())),
+            None => Err(Problem::bad_request(format!(
+                "outcome: one of {}",
+                Outcome::ALL
+                    .iter()
+                    .map(|o| o.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
 /// The store query for `p`, confined to `tenant`.
 pub fn to_query(tenant: &str, p: &ListParams) -> Result<CallQuery, Problem> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -82,7 +102,7 @@ pub fn to_query(tenant: &str, p: &ListParams) -> Result<CallQuery, Problem> {
         started_before_ms: time("until", &p.until)?,
         from: text("from", &p.from)?,
         to: text("to", &p.to)?,
-        outcome: text("outcome", &p.outcome)?,
+        outcome: outcome(&p.outcome)?,
         transferred: p.transferred,
         sentiment: text("sentiment", &p.sentiment)?,
         success: p.success,

@@ -28,7 +28,8 @@ pub struct CallSummary {
     pub ended_at: Option<String>,
     /// Seconds: Twilio's `CallDuration`, else the media session's length.
     pub duration_s: Option<i64>,
-    /// How the call ended (`caller_hangup`, `agent_hangup`, `max_duration`, …).
+    /// How the call ended: one of the values listed under "Outcomes" in docs/api.md
+    /// (`caller_hangup`, `agent_hangup`, `transferred`, `max_duration`, …).
     pub outcome: Option<String>,
     /// Twilio's latest call status.
     pub status: Option<String>,
@@ -217,6 +218,39 @@ pub struct CallDetail {
     pub status_history: Vec<StatusChange>,
     /// The call's recording, when one was stored (and retention has not removed it).
     pub recording: Option<RecordingInfo>,
+    /// Transfers to a person, by agent leg (an unanswered one sits between two agent
+    /// legs of the same call).
+    pub transfers: Vec<TransferOut>,
+    /// The fallback voicemail, when the caller left one.
+    pub voicemail: Option<VoicemailOut>,
+}
+
+/// One transfer to a person (the `<Dial action>` Twilio reported).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransferOut {
+    /// The agent leg that transferred (1 = the first).
+    pub leg: u32,
+    /// The transfer target's name (`spec.agent.transfer[].name`; `unknown` for a name
+    /// the tenant no longer declares).
+    pub target: String,
+    /// Twilio's `DialCallStatus`: `completed`, `answered`, `busy`, `no-answer`,
+    /// `failed`, `canceled`, or `other`.
+    pub dial_status: String,
+    /// How long the person talked, seconds (`DialCallDuration`).
+    pub dial_duration_s: Option<i64>,
+    /// The dialled leg's CallSid.
+    pub dial_call_sid: Option<String>,
+    /// When the dial ended (RFC 3339, UTC).
+    pub at: Option<String>,
+}
+
+/// The fallback's voicemail.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VoicemailOut {
+    /// Twilio's recording URL.
+    pub url: String,
+    /// Its length, seconds.
+    pub duration_s: Option<i64>,
 }
 
 /// A call's recording as the call's page shows it.
@@ -346,6 +380,22 @@ impl From<&CallRecord> for CallDetail {
                 url: recording_route(&r.call_sid),
                 duration_ms: rec.duration_ms,
                 bytes: rec.bytes,
+            }),
+            transfers: r
+                .transfers
+                .iter()
+                .map(|t| TransferOut {
+                    leg: t.leg,
+                    target: t.target.clone(),
+                    dial_status: t.dial_status.clone(),
+                    dial_duration_s: t.dial_duration_s,
+                    dial_call_sid: t.dial_call_sid.clone(),
+                    at: rfc3339(t.at_ms),
+                })
+                .collect(),
+            voicemail: r.voicemail_url.as_ref().map(|url| VoicemailOut {
+                url: url.clone(),
+                duration_s: r.voicemail_duration_s,
             }),
         }
     }
@@ -477,6 +527,9 @@ mod tests {
             status_history: Vec::new(),
             recording: None,
             data_key: None,
+            transfers: Vec::new(),
+            voicemail_url: None,
+            voicemail_duration_s: None,
         };
         rec.tool_calls = vec![
             ToolCallRecord {
