@@ -37,6 +37,8 @@ fn settings() -> SessionSettings {
         goodbye: "Goodbye!".into(),
         external_tools: Vec::new(),
         record: false,
+        transfer_targets: Vec::new(),
+        handoff_timeout_ms: 15_000,
     }
 }
 

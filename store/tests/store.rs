@@ -294,6 +294,9 @@ fn expected_full(sid: &str) -> CallRecord {
         })
         .collect(),
         recording: None,
+        transfers: Vec::new(),
+        voicemail_url: None,
+        voicemail_duration_s: None,
     }
 }
 
@@ -327,6 +330,8 @@ fn as_tenant(op: StoreOp, tenant: &str) -> StoreOp {
         StoreOp::End(e) => e.tenant = tenant.into(),
         StoreOp::Status(s) => s.tenant = tenant.into(),
         StoreOp::Recording(r) => r.tenant = tenant.into(),
+        StoreOp::Transfer(t) => t.tenant = tenant.into(),
+        StoreOp::Voicemail(v) => v.tenant = tenant.into(),
         StoreOp::RecordingGone(_) => {}
     }
     op
