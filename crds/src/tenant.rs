@@ -26,8 +26,13 @@ pub use console::{
 pub use pricing::PricingSpec;
 mod recordings;
 pub use recordings::{RECORDING_DISCLOSURE_MAX, RecordingSpec};
+mod analysis;
 mod encryption;
 
+pub use analysis::{
+    ANALYSIS_FIELDS_MAX, AnalysisField, AnalysisSpec, ENUM_CHOICES_MAX, FIELD_DESCRIPTION_MAX,
+    FieldType, RESERVED_FIELD_NAMES, RUBRIC_MAX, is_field_name,
+};
 pub use encryption::EncryptionSpec;
 
 /// Desired state of one business's phone agent.
@@ -98,6 +103,9 @@ pub struct VoiceTenantSpec {
     /// Price overrides for call costs (see docs/api.md, "Costs").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<PricingSpec>,
+    /// Post-call analysis (summary, sentiment, success verdict, extracted fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
 }
 
 /// The voice agent that answers the calls.
