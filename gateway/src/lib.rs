@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod analysis;
 pub mod api_keys;
 pub mod aws;
 pub mod call;

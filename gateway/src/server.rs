@@ -155,6 +155,10 @@ impl Gateway {
             None => format!("http://{addr}"),
         };
         let drain = Arc::new(Drain::default());
+        let analysis = Arc::new(crate::analysis::Analyzer::new(
+            metrics.registry(),
+            crate::analysis::RetryPolicy::default(),
+        )?);
         let state: AppState = Arc::new(Shared {
             parking: Parking::new(
                 Duration::from_secs(cli.preconnect_ttl_seconds),
@@ -185,6 +189,7 @@ impl Gateway {
                 retry_for: Duration::from_secs(cli.seal_retry_seconds),
                 ..Sealing::default()
             },
+            analysis,
         });
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let sweeper = tokio::spawn(sweep_recordings(state.clone()));

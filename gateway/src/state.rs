@@ -59,6 +59,8 @@ pub struct Shared {
     pub aws: Arc<Aws>,
     /// How records of tenants with `spec.encryption` are sealed before they are queued.
     pub sealing: Sealing,
+    /// Post-call analysis (tenants with `spec.analysis`).
+    pub analysis: Arc<crate::analysis::Analyzer>,
 }
 
 /// How records of encrypting tenants are sealed.

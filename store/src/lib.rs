@@ -261,6 +261,15 @@ pub struct Analysis {
     pub document: Option<String>,
 }
 
+/// A call's post-call analysis ran; its results for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAnalysis {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// The results (the document sealed like the transcript for a tenant that encrypts).
+    pub analysis: Analysis,
+}
+
 /// One Twilio status callback, as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
@@ -341,6 +350,8 @@ pub enum StoreOp {
     Recording(CallRecording),
     /// Clear the recording reference if it still names the deleted key.
     RecordingGone(RecordingGone),
+    /// Set the post-call analysis of a call (replaces an earlier one).
+    Analysis(CallAnalysis),
 }
 
 impl StoreOp {
@@ -352,6 +363,7 @@ impl StoreOp {
             StoreOp::Status(s) => &s.call_sid,
             StoreOp::Recording(r) => &r.call_sid,
             StoreOp::RecordingGone(r) => &r.call_sid,
+            StoreOp::Analysis(a) => &a.call_sid,
         }
     }
 }

@@ -17,13 +17,13 @@ use tokio::sync::OnceCell;
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
+    CALL_COLUMNS, CLEAR_RECORDING, SET_ANALYSIS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
     UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
     transcript_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
-    RecordingGone, StoreError, StoreOp,
+    CallAnalysis, RecordingGone, StoreError, StoreOp,
 };
 
 /// How long an op waits for a connection before it counts as "store down" (the
@@ -348,6 +348,18 @@ impl PgStore {
         Ok(())
     }
 
+    async fn analysis(&self, a: &CallAnalysis) -> Result<(), StoreError> {
+        self.ready().await?;
+        sqlx::query(SET_ANALYSIS)
+            .bind(text(&a.call_sid))
+            .bind(a.analysis.sentiment.as_deref().map(text))
+            .bind(a.analysis.success)
+            .bind(a.analysis.document.as_deref().map(text))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
         self.ready().await?;
         sqlx::query(CLEAR_RECORDING)
@@ -442,6 +454,7 @@ impl CallStore for PgStore {
                 StoreOp::Status(s) => self.status(s).await,
                 StoreOp::Recording(r) => self.recording(r).await,
                 StoreOp::RecordingGone(r) => self.recording_gone(r).await,
+                StoreOp::Analysis(a) => self.analysis(a).await,
             }
         })
     }

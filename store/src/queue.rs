@@ -298,6 +298,7 @@ fn log_lost(op: &StoreOp, error: &StoreError) {
         StoreOp::Status(_) => "status",
         StoreOp::Recording(_) => "recording",
         StoreOp::RecordingGone(_) => "recording_gone",
+        StoreOp::Analysis(_) => "analysis",
     };
     tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }

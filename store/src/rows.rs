@@ -34,6 +34,12 @@ pub(crate) const CLEAR_RECORDING: &str = "UPDATE calls SET recording_bucket = NU
        recording_key = NULL, recording_ms = NULL, recording_bytes = NULL \
      WHERE call_sid = $1 AND recording_key = $2";
 
+/// Sets a call's analysis: `$1` call_sid, `$2` sentiment, `$3` success, `$4` document.
+/// A call without a row yet is left alone (analysis runs after the end record was
+/// queued, and the queue applies ops in order).
+pub(crate) const SET_ANALYSIS: &str = "UPDATE calls SET analysis_sentiment = $2, \
+       analysis_success = $3, analysis = $4 WHERE call_sid = $1";
+
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
 pub(crate) fn to_sql(v: u64) -> i64 {

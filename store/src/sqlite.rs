@@ -11,13 +11,13 @@ use sqlx::{Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
+    CALL_COLUMNS, CLEAR_RECORDING, SET_ANALYSIS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
     UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
     transcript_from_row,
 };
 use super::{
     BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
-    RecordingGone, StoreError, StoreOp,
+    CallAnalysis, RecordingGone, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -256,6 +256,17 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn analysis(&self, a: &CallAnalysis) -> Result<(), StoreError> {
+        sqlx::query(SET_ANALYSIS)
+            .bind(&a.call_sid)
+            .bind(a.analysis.sentiment.as_deref())
+            .bind(a.analysis.success)
+            .bind(a.analysis.document.as_deref())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
         sqlx::query(CLEAR_RECORDING)
             .bind(&r.call_sid)
@@ -325,6 +336,7 @@ impl CallStore for SqliteStore {
                 StoreOp::Status(s) => self.status(s).await,
                 StoreOp::Recording(r) => self.recording(r).await,
                 StoreOp::RecordingGone(r) => self.recording_gone(r).await,
+                StoreOp::Analysis(a) => self.analysis(a).await,
             }
         })
     }

@@ -110,6 +110,9 @@ fn state(dir: &std::path::Path) -> AppState {
         )
         .expect("recordings"),
     );
+    let analysis = Arc::new(
+        crate::analysis::Analyzer::new(metrics.registry(), Default::default()).expect("analysis"),
+    );
     Arc::new(Shared {
         parking: Parking::new(Duration::from_secs(15), metrics.clone()),
         tenants,
@@ -130,6 +133,7 @@ fn state(dir: &std::path::Path) -> AppState {
         rotation: Default::default(),
         aws: Default::default(),
         sealing: Default::default(),
+        analysis,
     })
 }
 
