@@ -55,7 +55,12 @@ struct ChatArgs {
     #[arg(long, default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
     /// The API key clients must send as `Authorization: Bearer …`.
-    #[arg(long, env = "OPENAI_API_KEY", default_value = "sk-sim", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        default_value = "sk-sim",
+        hide_env_values = true
+    )]
     api_key: String,
 }
 

@@ -11,13 +11,13 @@ use sqlx::{Sqlite, Transaction};
 
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
-    CALL_COLUMNS, CLEAR_RECORDING, SET_ANALYSIS, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
-    UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql, tool_call_from_row,
-    transcript_from_row,
+    CALL_COLUMNS, CLEAR_RECORDING, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT,
+    SET_ANALYSIS, UPSERT_RECORDING, call_from_row, status_event_from_row, to_sql,
+    tool_call_from_row, transcript_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
-    CallAnalysis, RecordingGone, StoreError, StoreOp,
+    BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
+    CallStore, RecordingGone, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.

@@ -143,7 +143,12 @@ pub async fn post(
                 last,
             });
         }
-        tracing::debug!(url, failures, error = last, "analysis request failed; retrying");
+        tracing::debug!(
+            url,
+            failures,
+            error = last,
+            "analysis request failed; retrying"
+        );
         tokio::time::sleep(delay(policy, failures, retry_after)).await;
     }
 }

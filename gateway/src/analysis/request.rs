@@ -143,7 +143,9 @@ fn system_prompt(spec: &AnalysisSpec) -> String {
         p.push_str(r);
     }
     if !spec.fields.is_empty() {
-        p.push_str(" fields: each value as the field's description asks; null when the call does not say.");
+        p.push_str(
+            " fields: each value as the field's description asks; null when the call does not say.",
+        );
     }
     p
 }
@@ -229,7 +231,9 @@ pub fn parse_answer(spec: &AnalysisSpec, response: &Value) -> Result<Verdict, An
             .get("sentiment")
             .and_then(Value::as_str)
             .filter(|s| SENTIMENTS.contains(s))
-            .ok_or_else(|| bad("sentiment missing or not one of positive, neutral, negative, unknown"))?;
+            .ok_or_else(|| {
+                bad("sentiment missing or not one of positive, neutral, negative, unknown")
+            })?;
         doc.insert("sentiment".into(), Value::String(s.to_string()));
         Some(s.to_string())
     } else {
@@ -319,7 +323,10 @@ mod tests {
     fn schema_is_strict_and_requires_every_part() {
         let s = schema(&spec());
         assert_eq!(s["additionalProperties"], false);
-        assert_eq!(s["required"], json!(["fields", "sentiment", "success", "summary"]));
+        assert_eq!(
+            s["required"],
+            json!(["fields", "sentiment", "success", "summary"])
+        );
         assert_eq!(s["properties"]["fields"]["required"], json!(["intent"]));
         assert_eq!(
             s["properties"]["fields"]["properties"]["intent"]["enum"],
@@ -342,7 +349,10 @@ mod tests {
             "not json",
         ] {
             assert!(
-                matches!(parse_answer(&spec(), &answer(bad)), Err(AnswerError::Schema(_))),
+                matches!(
+                    parse_answer(&spec(), &answer(bad)),
+                    Err(AnswerError::Schema(_))
+                ),
                 "{bad}"
             );
         }

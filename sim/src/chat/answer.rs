@@ -118,17 +118,22 @@ fn value_for(name: &str, schema: &Value, transcript: &str) -> Value {
         return Value::Bool(s != "negative" && s != "unknown");
     }
     if ts.contains(&"boolean") {
-        let yes = callers
-            .iter()
-            .any(|l| l.to_lowercase().split(|c: char| !c.is_alphanumeric()).any(|w| w == "yes"));
+        let yes = callers.iter().any(|l| {
+            l.to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == "yes")
+        });
         return Value::Bool(yes);
     }
     if ts.contains(&"number") || ts.contains(&"integer") {
-        let number = callers.iter().flat_map(|l| l.split_whitespace()).find_map(|w| {
-            w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.')
-                .parse::<f64>()
-                .ok()
-        });
+        let number = callers
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .find_map(|w| {
+                w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.')
+                    .parse::<f64>()
+                    .ok()
+            });
         if let Some(n) = number {
             return serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number);
         }
@@ -176,21 +181,21 @@ mod tests {
     #[test]
     fn fills_the_schema_from_the_transcript() {
         let schema = json!({"type": "object", "additionalProperties": false,
-            "required": ["summary", "sentiment", "success", "fields"],
-            "properties": {
-                "summary": {"type": "string"},
-                "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative", "unknown"]},
-                "success": {"type": "boolean"},
-                "fields": {"type": "object", "additionalProperties": false,
-                    "required": ["callerName", "partySize", "callback", "intent", "missing"],
-                    "properties": {
-                        "callerName": {"type": ["string", "null"]},
-                        "partySize": {"type": ["number", "null"]},
-                        "callback": {"type": ["boolean", "null"]},
-                        "intent": {"type": ["string", "null"], "enum": ["booking", "question", null]},
-                        "missing": {"type": ["string", "null"]}
-                    }}
-            }});
+        "required": ["summary", "sentiment", "success", "fields"],
+        "properties": {
+            "summary": {"type": "string"},
+            "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative", "unknown"]},
+            "success": {"type": "boolean"},
+            "fields": {"type": "object", "additionalProperties": false,
+                "required": ["callerName", "partySize", "callback", "intent", "missing"],
+                "properties": {
+                    "callerName": {"type": ["string", "null"]},
+                    "partySize": {"type": ["number", "null"]},
+                    "callback": {"type": ["boolean", "null"]},
+                    "intent": {"type": ["string", "null"], "enum": ["booking", "question", null]},
+                    "missing": {"type": ["string", "null"]}
+                }}
+        }});
         let t = "Caller: Hi, I'd like a table.\nAgent: Sure.\nCaller: My caller name is Ada Lovelace, party of 4. Yes please, thanks, great booking!";
         let a = answer_for(&schema, t);
         assert_eq!(a["summary"], "Hi, I'd like a table.");

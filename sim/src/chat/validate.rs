@@ -37,10 +37,7 @@ pub fn check_request(body: &Value) -> Result<Option<Value>, RequestError> {
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
-            return Err(err(
-                "messages",
-                "[] is too short - 'messages'",
-            ));
+            return Err(err("messages", "[] is too short - 'messages'"));
         }
         _ => return Err(err("messages", "Missing required parameter: 'messages'.")),
     };
@@ -49,7 +46,9 @@ pub fn check_request(body: &Value) -> Result<Option<Value>, RequestError> {
         if !ROLES.contains(&role) {
             return Err(err(
                 &format!("messages[{i}].role"),
-                format!("Invalid value: '{role}'. Supported values are: 'system', 'developer', 'user', 'assistant', and 'tool'."),
+                format!(
+                    "Invalid value: '{role}'. Supported values are: 'system', 'developer', 'user', 'assistant', and 'tool'."
+                ),
             ));
         }
         match m.get("content") {
@@ -87,15 +86,12 @@ pub fn check_request(body: &Value) -> Result<Option<Value>, RequestError> {
                     "Invalid 'response_format.json_schema.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
                 ));
             }
-            let schema = js
-                .get("schema")
-                .filter(|s| s.is_object())
-                .ok_or_else(|| {
-                    err(
-                        "response_format.json_schema.schema",
-                        "Missing required parameter: 'response_format.json_schema.schema'.",
-                    )
-                })?;
+            let schema = js.get("schema").filter(|s| s.is_object()).ok_or_else(|| {
+                err(
+                    "response_format.json_schema.schema",
+                    "Missing required parameter: 'response_format.json_schema.schema'.",
+                )
+            })?;
             if js.get("strict").and_then(Value::as_bool) == Some(true) {
                 strict_schema(name, schema, "()")?;
             }
@@ -172,10 +168,21 @@ mod tests {
     fn strict_schemas_must_be_closed_and_fully_required() {
         let ok = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false});
         assert!(check_request(&req(ok)).is_ok());
-        let open = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
-        assert!(check_request(&req(open)).unwrap_err().message.contains("additionalProperties"));
+        let open =
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
+        assert!(
+            check_request(&req(open))
+                .unwrap_err()
+                .message
+                .contains("additionalProperties")
+        );
         let partial = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": [], "additionalProperties": false});
-        assert!(check_request(&req(partial)).unwrap_err().message.contains("Missing 'a'"));
+        assert!(
+            check_request(&req(partial))
+                .unwrap_err()
+                .message
+                .contains("Missing 'a'")
+        );
     }
 
     #[test]
@@ -188,7 +195,10 @@ mod tests {
             Some("model")
         );
         assert_eq!(
-            check_request(&json!({"model": "m", "messages": []})).unwrap_err().param.as_deref(),
+            check_request(&json!({"model": "m", "messages": []}))
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("messages")
         );
         assert_eq!(
