@@ -108,10 +108,11 @@ fn value_for(name: &str, schema: &Value, transcript: &str) -> Value {
     if ts.contains(&"object") {
         return fill(schema, transcript);
     }
-    if name == "summary" && ts.contains(&"string") {
-        if let Some(first) = callers.first() {
-            return Value::String((*first).to_string());
-        }
+    if name == "summary"
+        && ts.contains(&"string")
+        && let Some(first) = callers.first()
+    {
+        return Value::String((*first).to_string());
     }
     if name == "success" && ts.contains(&"boolean") {
         let s = sentiment_of(transcript);
