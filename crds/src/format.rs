@@ -36,6 +36,18 @@ pub const PINECONE_INDEX_MAX: u32 = 45;
 /// Pattern of an AWS region code (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
 pub const AWS_REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
 
+/// Pattern of an analysis field name (`spec.analysis.fields[].name`): a JSON property
+/// name the model fills.
+pub const FIELD_NAME_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9_]{0,63}$";
+
+/// Whether `s` matches [`FIELD_NAME_PATTERN`].
+pub fn is_field_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Whether `s` has a non-whitespace character.
 pub fn is_not_blank(s: &str) -> bool {
     s.chars().any(|c| !c.is_whitespace())

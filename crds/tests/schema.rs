@@ -14,6 +14,24 @@ type Predicate = fn(&str) -> bool;
 /// (pattern, predicate, samples): both forms must give the same answer for every sample.
 const FORMATS: &[(&str, Predicate, &[&str])] = &[
     (
+        FIELD_NAME_PATTERN,
+        is_field_name,
+        &[
+            "intent",
+            "partySize",
+            "caller_name",
+            "a",
+            "",
+            "1st",
+            "_x",
+            "a-b",
+            "a b",
+            "x\n",
+            "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd",
+            "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcde",
+        ],
+    ),
+    (
         NOT_BLANK_PATTERN,
         is_not_blank,
         &["", " ", "\t\n", "a", " a "],

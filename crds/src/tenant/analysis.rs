@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::format::{HTTP_URL_PATTERN, NOT_BLANK_PATTERN};
+use crate::format::{FIELD_NAME_PATTERN, HTTP_URL_PATTERN, NOT_BLANK_PATTERN};
 use crate::secret::SecretRef;
 
 /// Longest rubric, in characters (it goes into every analysis request).
@@ -15,18 +15,10 @@ pub const ANALYSIS_FIELDS_MAX: u32 = 32;
 pub const FIELD_DESCRIPTION_MAX: u32 = 500;
 /// Most choices of an enum field.
 pub const ENUM_CHOICES_MAX: u32 = 64;
-/// A field name: a JSON property name the model fills; lower camel or snake case.
-pub const FIELD_NAME_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9_]{0,63}$";
 /// Field names the analysis document itself uses.
 pub const RESERVED_FIELD_NAMES: [&str; 3] = ["summary", "sentiment", "success"];
 
-/// Whether `s` is a valid extracted field name.
-pub fn is_field_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && s.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use crate::format::is_field_name;
 
 /// Post-call analysis: after a call's record is written, the gateway sends its transcript
 /// (and tool calls) to an OpenAI-compatible Chat Completions endpoint with a JSON-schema
