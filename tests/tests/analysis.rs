@@ -254,3 +254,31 @@ async fn an_encrypting_tenants_analysis_is_ciphertext_in_postgres_and_plain_thro
     // Sentiment stays clear: the list filters on it.
     assert_eq!(sentiment.as_deref(), Some("positive"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_not_retried_and_stores_nothing() {
+    let sim = chat_sim().await;
+    // A 4xx other than 429 is the request's fault: retrying cannot fix it.
+    sim.fail_next(1, 400);
+    let env = Env::start(options(&sim, 2)).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = env.metrics().await;
+        if metric(
+            &m,
+            r#"switchboard_analysis_failures_total{reason="refused",tenant="demo"}"#,
+        ) == 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refused failure counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sim.requests().len(), 1);
+    let call = call_json(&env, &sid).await;
+    assert!(call["analysis"]["document"].is_null(), "{call}");
+}
