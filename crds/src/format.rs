@@ -49,6 +49,18 @@ pub const RECORDING_PREFIX_PATTERN: &str = r"^/*(([A-Za-z0-9_-][A-Za-z0-9._-]*|\
 /// Longest recording key prefix.
 pub const RECORDING_PREFIX_MAX: u32 = 256;
 
+/// Pattern of an analysis field name (`spec.analysis.fields[].name`): a JSON property
+/// name the model fills.
+pub const FIELD_NAME_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9_]{0,63}$";
+
+/// Whether `s` matches [`FIELD_NAME_PATTERN`].
+pub fn is_field_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Whether `s` has a non-whitespace character.
 pub fn is_not_blank(s: &str) -> bool {
     s.chars().any(|c| !c.is_whitespace())

@@ -28,8 +28,13 @@ mod recordings;
 pub use recordings::{RECORDING_DISCLOSURE_MAX, RecordingSpec};
 mod aws;
 pub use aws::{AwsSpec, IAM_ROLE_ARN_PATTERN, is_iam_role_arn};
+mod analysis;
 mod encryption;
 
+pub use analysis::{
+    ANALYSIS_FIELDS_MAX, AnalysisField, AnalysisSpec, ENUM_CHOICES_MAX, FIELD_DESCRIPTION_MAX,
+    FieldType, RESERVED_FIELD_NAMES, RUBRIC_MAX, is_field_name,
+};
 pub use encryption::EncryptionSpec;
 mod call_control;
 pub use call_control::*;
@@ -105,6 +110,9 @@ pub struct VoiceTenantSpec {
     /// Price overrides for call costs (see docs/api.md, "Costs").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<PricingSpec>,
+    /// Post-call analysis (summary, sentiment, success verdict, extracted fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
 }
 
 /// The voice agent that answers the calls.

@@ -18,7 +18,8 @@ use crate::format::{
 };
 use crate::secret::SecretRef;
 use crate::tenant::{
-    AgentSpec, FallbackAction, FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RecordingSpec,
+    ANALYSIS_FIELDS_MAX, AgentSpec, ENUM_CHOICES_MAX, FIELD_DESCRIPTION_MAX, FallbackAction,
+    FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RUBRIC_MAX, RecordingSpec,
     TransferTarget, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
 };
 
@@ -261,6 +262,95 @@ fn spec_rules(c: &mut Collector, spec: &VoiceTenantSpec) {
             "spec.aws.roleArn",
             "must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/[path/]name)",
         );
+    }
+    if let Some(a) = &spec.analysis {
+        analysis_rules(c, a);
+    }
+}
+
+fn analysis_rules(c: &mut Collector, a: &crate::tenant::AnalysisSpec) {
+    use crate::tenant::{FieldType, RESERVED_FIELD_NAMES, is_field_name};
+    c.not_blank(&a.model, "spec.analysis.model", "must not be empty");
+    c.check(
+        a.model.len() <= 200,
+        "spec.analysis.model",
+        "must be at most 200 characters",
+    );
+    if let Some(u) = &a.base_url {
+        c.check(
+            crate::format::is_http_url(u) && u.len() <= 2048,
+            "spec.analysis.baseUrl",
+            "must be an http:// or https:// URL (at most 2048 characters)",
+        );
+    }
+    if let Some(k) = &a.api_key {
+        c.secret("spec.analysis.apiKey", k);
+    }
+    if let Some(r) = &a.success_rubric {
+        c.not_blank(r, "spec.analysis.successRubric", "must not be empty");
+        c.check(
+            r.chars().count() <= RUBRIC_MAX as usize,
+            "spec.analysis.successRubric",
+            format!("must be at most {RUBRIC_MAX} characters"),
+        );
+    }
+    c.check(
+        a.summary || a.sentiment || a.success_rubric.is_some() || !a.fields.is_empty(),
+        "spec.analysis",
+        "must ask for at least one of summary, sentiment, successRubric, fields",
+    );
+    c.check(
+        a.min_turns <= 1000,
+        "spec.analysis.minTurns",
+        "must be at most 1000",
+    );
+    c.check(
+        a.fields.len() <= ANALYSIS_FIELDS_MAX as usize,
+        "spec.analysis.fields",
+        format!("must list at most {ANALYSIS_FIELDS_MAX} fields"),
+    );
+    for (i, f) in a.fields.iter().enumerate() {
+        let field = format!("spec.analysis.fields[{i}]");
+        c.check(
+            is_field_name(&f.name) && !RESERVED_FIELD_NAMES.contains(&f.name.as_str()),
+            format!("{field}.name"),
+            "must be a letter then letters, digits or '_' (at most 64), not summary, sentiment or success",
+        );
+        c.check(
+            !a.fields[..i].iter().any(|o| o.name == f.name),
+            format!("{field}.name"),
+            format!("must not repeat {:?}", f.name),
+        );
+        c.not_blank(
+            &f.description,
+            &format!("{field}.description"),
+            "must not be empty",
+        );
+        c.check(
+            f.description.chars().count() <= FIELD_DESCRIPTION_MAX as usize,
+            format!("{field}.description"),
+            format!("must be at most {FIELD_DESCRIPTION_MAX} characters"),
+        );
+        if f.kind == FieldType::Enum {
+            c.check(
+                !f.choices.is_empty() && f.choices.len() <= ENUM_CHOICES_MAX as usize,
+                format!("{field}.choices"),
+                format!("must list 1 to {ENUM_CHOICES_MAX} choices for type enum"),
+            );
+            for (j, ch) in f.choices.iter().enumerate() {
+                c.check(
+                    is_not_blank(ch) && ch.len() <= 200 && !f.choices[..j].contains(ch),
+                    format!("{field}.choices[{j}]"),
+                    "must be non-empty, at most 200 characters and not repeat",
+                );
+            }
+        } else {
+            c.check(
+                f.choices.is_empty(),
+                format!("{field}.choices"),
+                "is only allowed for type enum",
+            );
+        }
     }
 }
 

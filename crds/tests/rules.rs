@@ -7,10 +7,10 @@
 mod support;
 
 use switchboard_crds::{
-    AgentSpec, ApiKeySpec, AutoscalingSpec, ConsoleSpec, DatabaseSpec, DeletionPolicy, Eagerness,
-    GatewaySpec, GreetingSpec, OpenAiSpec, PricingSpec, RecordingSpec, SecretKeySelector,
-    SecretRef, TranscriptionSpec, TurnDetectionKind, TurnDetectionSpec, TwilioSpec, VoiceTenant,
-    VoiceTenantSpec,
+    AgentSpec, AnalysisField, AnalysisSpec, ApiKeySpec, AutoscalingSpec, ConsoleSpec, DatabaseSpec,
+    DeletionPolicy, Eagerness, FieldType, GatewaySpec, GreetingSpec, OpenAiSpec, PricingSpec,
+    RecordingSpec, SecretKeySelector, SecretRef, TranscriptionSpec, TurnDetectionKind,
+    TurnDetectionSpec, TwilioSpec, VoiceTenant, VoiceTenantSpec,
 };
 
 fn base() -> VoiceTenantSpec {
@@ -38,6 +38,7 @@ fn base() -> VoiceTenantSpec {
         logging: None,
         console: None,
         pricing: None,
+        analysis: None,
     }
 }
 
@@ -45,6 +46,28 @@ fn api_key(name: &str, secret: SecretRef) -> ApiKeySpec {
     ApiKeySpec {
         name: name.into(),
         secret,
+    }
+}
+
+fn analysis(s: &mut VoiceTenantSpec) -> &mut AnalysisSpec {
+    s.analysis.get_or_insert(AnalysisSpec {
+        model: "gpt-4o-mini".into(),
+        base_url: None,
+        api_key: None,
+        summary: true,
+        sentiment: true,
+        success_rubric: None,
+        fields: Vec::new(),
+        min_turns: 2,
+    })
+}
+
+fn field(name: &str, kind: FieldType, choices: &[&str]) -> AnalysisField {
+    AnalysisField {
+        name: name.into(),
+        kind,
+        description: "what the caller wanted".into(),
+        choices: choices.iter().map(|c| c.to_string()).collect(),
     }
 }
 
@@ -83,6 +106,62 @@ type Mutation = fn(&mut VoiceTenantSpec);
 
 /// Each rule broken on its own: (what, mutation, field named, words of the rule).
 const BROKEN: &[(&str, Mutation, &str, &str)] = &[
+    (
+        "analysis field name reserved",
+        |s| analysis(s).fields = vec![field("summary", FieldType::String, &[])],
+        "spec.analysis.fields[0].name",
+        "not summary",
+    ),
+    (
+        "analysis field names repeated",
+        |s| {
+            analysis(s).fields = vec![
+                field("intent", FieldType::String, &[]),
+                field("intent", FieldType::Number, &[]),
+            ]
+        },
+        "spec.analysis.fields[1].name",
+        "must not repeat",
+    ),
+    (
+        "analysis enum without choices",
+        |s| analysis(s).fields = vec![field("intent", FieldType::Enum, &[])],
+        "spec.analysis.fields[0].choices",
+        "for type enum",
+    ),
+    (
+        "analysis choices on a string field",
+        |s| analysis(s).fields = vec![field("intent", FieldType::String, &["a"])],
+        "spec.analysis.fields[0].choices",
+        "only allowed for type enum",
+    ),
+    (
+        "analysis base URL not http",
+        |s| analysis(s).base_url = Some("ftp://models.example".into()),
+        "spec.analysis.baseUrl",
+        "http://",
+    ),
+    (
+        "analysis asks for nothing",
+        |s| {
+            let a = analysis(s);
+            a.summary = false;
+            a.sentiment = false;
+        },
+        "spec.analysis",
+        "at least one of",
+    ),
+    (
+        "analysis API key with two sources",
+        |s| {
+            analysis(s).api_key = Some(SecretRef {
+                file: Some("/k".into()),
+                ..SecretRef::env("K")
+            })
+        },
+        "spec.analysis.apiKey",
+        "exactly one",
+    ),
     (
         "API key name not a DNS label",
         |s| {
@@ -657,6 +736,19 @@ const ACCEPTED: &[(&str, Mutation)] = &[
         s.database = Some(DatabaseSpec {
             url: Some(selector("pg", "url")),
         })
+    }),
+    ("analysis with every part", |s| {
+        let a = analysis(s);
+        a.base_url = Some("http://127.0.0.1:9000/v1".into());
+        a.api_key = Some(SecretRef::env("ANALYSIS_KEY"));
+        a.success_rubric = Some("The caller booked an appointment.".into());
+        a.fields = vec![
+            field("intent", FieldType::Enum, &["booking", "question"]),
+            field("partySize", FieldType::Number, &[]),
+            field("callback_wanted", FieldType::Boolean, &[]),
+            field("name", FieldType::String, &[]),
+        ];
+        a.min_turns = 0;
     }),
     ("database without URL", |s| {
         s.database = Some(DatabaseSpec { url: None })

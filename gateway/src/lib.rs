@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod analysis;
 pub mod api_keys;
 pub mod aws;
 pub mod call;
@@ -30,6 +31,7 @@ pub mod preconnect;
 pub mod realtime;
 pub mod recording;
 pub mod records;
+pub mod reserve;
 pub mod scan;
 pub mod secrets;
 pub mod server;

@@ -3,7 +3,8 @@
 //!
 //! # What is sealed, and how
 //!
-//! Transcript text and tool-call arguments and outputs (the fields that hold what callers
+//! Transcript text, tool-call arguments and outputs, and the post-call analysis document
+//! (the fields that hold what callers
 //! said and what tools returned). Envelope encryption: one data key per call from KMS
 //! `GenerateDataKey` under the tenant's `kmsKeyId` with the encryption context
 //! `{tenant, call_sid}`; each field sealed with AES-256-GCM (ring) with associated data
@@ -41,16 +42,17 @@ use std::time::{Duration, Instant};
 
 use switchboard_aws::envelope::is_sealed;
 use switchboard_aws::{AwsError, CryptoError, DataKey, Kms};
-use switchboard_store::{CallEnd, CallRecord, StoreError, StoreOp};
+use switchboard_store::{Analysis, CallAnalysis, CallEnd, CallRecord, StoreError, StoreOp};
+
+use crate::analysis;
 
 use crate::state::{AppState, Shared};
 
 use crate::tenants::Tenant;
 
 pub mod pending;
-pub mod reserve;
 
-pub use reserve::Reserves;
+pub use crate::reserve::Reserves;
 
 /// Longest wait between two sealing attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -124,8 +126,24 @@ pub fn open_with(key: &DataKey, rec: &mut CallRecord) -> Result<(), CryptoError>
         c.arguments = key.open(&place(&tenant, &sid, "tool_arguments", i), &c.arguments)?;
         c.output = key.open(&place(&tenant, &sid, "tool_output", i), &c.output)?;
     }
+    if let Some(doc) = &mut rec.analysis.document {
+        *doc = key.open(&place(&tenant, &sid, "analysis", 0), doc)?;
+    }
     rec.data_key = None;
     Ok(())
+}
+
+/// Seals a call's analysis document with the call's data key, in its place.
+///
+/// # Errors
+/// [`CryptoError::Random`] when no nonce could be drawn.
+pub fn seal_analysis(
+    key: &DataKey,
+    tenant: &str,
+    call_sid: &str,
+    document: &str,
+) -> Result<String, CryptoError> {
+    key.seal(&place(tenant, call_sid, "analysis", 0), document)
 }
 
 /// Generates the call's data key under `kms_key_id` and seals `end` (a clone: the
@@ -160,7 +178,8 @@ pub async fn open(kms: &Kms, rec: &mut CallRecord) -> Result<(), RecordError> {
             || rec
                 .tool_calls
                 .iter()
-                .any(|c| is_sealed(&c.arguments) || is_sealed(&c.output));
+                .any(|c| is_sealed(&c.arguments) || is_sealed(&c.output))
+            || rec.analysis.document.as_deref().is_some_and(is_sealed);
         if sealed_without_key {
             return Err(RecordError::Sealed(
                 "sealed fields but no data key stored".into(),
@@ -208,8 +227,12 @@ pub async fn read_call(
 /// `spec.encryption`. When KMS cannot be reached, sealing is retried in the background
 /// (see the module docs); the record is never queued in clear.
 pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
+    let job = analysis_job(tenant, &end);
     let Some(enc) = &tenant.spec.encryption else {
         state.writer.submit(StoreOp::End(Box::new(end))).await;
+        if let Some(job) = job {
+            start_analysis(state, job, None);
+        }
         return;
     };
     let key_id = enc.kms_key_id.clone();
@@ -221,10 +244,14 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
                 .metrics
                 .record_seal_seconds
                 .observe(t0.elapsed().as_secs_f64());
+            let data_key = sealed.data_key.clone();
             state.writer.submit(StoreOp::End(Box::new(sealed))).await;
+            if let Some(job) = job {
+                start_analysis(state, job, data_key);
+            }
         }
-        Err(e) => {
-            if let Some(end) = seal_under_reserve(state, &kms, &key_id, end, &e).await {
+        Err(e) => match seal_under_reserve(state, &kms, &key_id, end, &e).await {
+            Some(end) => {
                 state
                     .metrics
                     .record_seal_failures
@@ -232,9 +259,17 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
                     .inc();
                 tracing::warn!(call_sid = end.call_sid, tenant = end.tenant, error = %e, "could not seal the call record; retrying (the record stays in memory only)");
                 let state = state.clone();
-                tokio::spawn(async move { retry_seal(state, kms, key_id, end).await });
+                tokio::spawn(async move { retry_seal(state, kms, key_id, end, job).await });
             }
-        }
+            // The record waits on disk for KMS under the reserve key; its analysis would
+            // need the call's own data key, which only KMS can give back: not run.
+            None => {
+                if let Some(job) = job {
+                    state.analysis.metrics.skipped(&job.end.tenant);
+                    tracing::info!(call_sid = job.end.call_sid, "post-call analysis not run: the record waits for KMS");
+                }
+            }
+        },
     }
 }
 
@@ -298,7 +333,7 @@ async fn finish_pending(state: AppState, kms: Kms, path: PathBuf, pending: pendi
         return;
     };
     let (tenant, sid) = (pending.end.tenant.clone(), pending.end.call_sid.clone());
-    let from = reserve::context(&tenant, &pending.reserve_id);
+    let from = crate::reserve::context(&tenant, &pending.reserve_id);
     let mut delay = state.sealing.first_retry;
     let rewrapped = loop {
         match kms
@@ -402,7 +437,13 @@ pub async fn keep_reserves(state: AppState) {
     }
 }
 
-async fn retry_seal(state: AppState, kms: Kms, key_id: String, end: CallEnd) {
+async fn retry_seal(
+    state: AppState,
+    kms: Kms,
+    key_id: String,
+    end: CallEnd,
+    job: Option<analysis::Job>,
+) {
     let deadline = Instant::now() + state.sealing.retry_for;
     let mut delay = state.sealing.first_retry;
     let last_error = loop {
@@ -410,7 +451,11 @@ async fn retry_seal(state: AppState, kms: Kms, key_id: String, end: CallEnd) {
         match seal(&kms, &key_id, &end).await {
             Ok(sealed) => {
                 tracing::info!(call_sid = end.call_sid, "call record sealed after a retry");
+                let data_key = sealed.data_key.clone();
                 state.writer.submit(StoreOp::End(Box::new(sealed))).await;
+                if let Some(job) = job {
+                    start_analysis(&state, job, data_key);
+                }
                 return;
             }
             Err(e) if Instant::now() + delay < deadline => {
@@ -434,6 +479,79 @@ async fn retry_seal(state: AppState, kms: Kms, key_id: String, end: CallEnd) {
         None => "transcript withheld: KMS unavailable".into(),
     });
     state.writer.submit(StoreOp::End(Box::new(withheld))).await;
+}
+
+/// The analysis to run for a finished call, when its tenant declares one (a record
+/// stored without its transcript, because it could not be sealed, is not analysed).
+fn analysis_job(tenant: &Tenant, end: &CallEnd) -> Option<analysis::Job> {
+    let spec = tenant.spec.analysis.as_ref()?;
+    Some(analysis::Job {
+        spec: spec.clone(),
+        api_key: spec
+            .api_key
+            .clone()
+            .unwrap_or_else(|| tenant.spec.openai.api_key.clone()),
+        end: end.clone(),
+    })
+}
+
+/// Starts a call's post-call analysis on its own task (skipped for a call shorter than
+/// `minTurns`); its document is sealed with the call's data key when the record was.
+fn start_analysis(state: &AppState, job: analysis::Job, data_key: Option<String>) {
+    let tenant = job.end.tenant.clone();
+    if !analysis::request::long_enough(&job.spec, &job.end) {
+        state.analysis.metrics.skipped(&tenant);
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        let sid = job.end.call_sid.clone();
+        match run_analysis(&state, &job, data_key).await {
+            Ok(result) => {
+                state
+                    .analysis
+                    .metrics
+                    .done(&tenant, t0.elapsed().as_secs_f64());
+                state
+                    .writer
+                    .submit(StoreOp::Analysis(CallAnalysis {
+                        call_sid: sid,
+                        tenant: tenant.clone(),
+                        analysis: result,
+                    }))
+                    .await;
+            }
+            Err(e) => {
+                state.analysis.metrics.failed(&tenant, e.reason());
+                tracing::warn!(call_sid = sid, tenant, error = %e, "post-call analysis failed");
+            }
+        }
+    });
+}
+
+async fn run_analysis(
+    state: &AppState,
+    job: &analysis::Job,
+    data_key: Option<String>,
+) -> Result<Analysis, analysis::AnalysisError> {
+    let verdict = state.analysis.analyse(&state.secrets, job).await?;
+    let mut document = verdict.document.to_string();
+    if let Some(wrapped) = data_key {
+        let (tenant, sid) = (&job.end.tenant, &job.end.call_sid);
+        let kms = state.aws.kms().await;
+        let key = kms
+            .unwrap_base64(&wrapped, &context(tenant, sid))
+            .await
+            .map_err(|e| analysis::AnalysisError::Seal(e.to_string()))?;
+        document = seal_analysis(&key, tenant, sid, &document)
+            .map_err(|e| analysis::AnalysisError::Seal(e.to_string()))?;
+    }
+    Ok(Analysis {
+        sentiment: verdict.sentiment,
+        success: verdict.success,
+        document: Some(document),
+    })
 }
 
 #[cfg(test)]

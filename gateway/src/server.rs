@@ -164,6 +164,10 @@ impl Gateway {
             None => format!("http://{addr}"),
         };
         let drain = Arc::new(Drain::default());
+        let analysis = Arc::new(crate::analysis::Analyzer::new(
+            metrics.registry(),
+            crate::analysis::RetryPolicy::default(),
+        )?);
         let state: AppState = Arc::new(Shared {
             parking: Parking::new(
                 Duration::from_secs(cli.preconnect_ttl_seconds),
@@ -196,6 +200,7 @@ impl Gateway {
                 sealing
             },
             twilio: TwilioRest::new(&cli.twilio_api_url)?,
+            analysis,
         });
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let reserves = tokio::spawn(crate::records::keep_reserves(state.clone()));

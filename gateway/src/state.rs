@@ -63,6 +63,8 @@ pub struct Shared {
     pub sealing: Sealing,
     /// Twilio's REST API (call control: transfer, hang-up).
     pub twilio: TwilioRest,
+    /// Post-call analysis (tenants with `spec.analysis`).
+    pub analysis: Arc<crate::analysis::Analyzer>,
 }
 
 /// How records of encrypting tenants are sealed.
@@ -74,7 +76,7 @@ pub struct Sealing {
     /// First retry delay (doubles up to 30 s).
     pub first_retry: Duration,
     /// Each encrypting tenant's reserve data key.
-    pub reserves: Arc<crate::records::Reserves>,
+    pub reserves: Arc<crate::reserve::Reserves>,
     /// Where records sealed under a reserve key wait for KMS (`<data dir>/sealing`).
     pub dir: std::path::PathBuf,
     /// The tasks finishing those records (stopped at shutdown: their files stay for the

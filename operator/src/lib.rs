@@ -13,6 +13,7 @@
 //! [`metrics`]), how it retries ([`backoff`]) and names what it owns ([`labels`],
 //! [`FINALIZER`]).
 
+pub mod access;
 pub mod backoff;
 pub mod cli;
 pub mod conditions;

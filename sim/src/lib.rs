@@ -14,6 +14,7 @@
 //! - [`kubeapi`]: a Kubernetes API server for operator tests (in-memory, kube 5 semantics).
 
 pub mod caller;
+pub mod chat;
 pub mod floor;
 pub mod kubeapi;
 pub mod load;

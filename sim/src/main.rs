@@ -7,6 +7,7 @@
 //! - `sim floor` serves the calibration relay.
 //! - `sim kubeapi` serves a Kubernetes API server for operator tests.
 //! - `sim pinecone` serves the Pinecone API simulator.
+//! - `sim chat` serves the OpenAI Chat Completions simulator (post-call analysis).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,23 @@ enum Command {
     Kubeapi(KubeapiArgs),
     /// Serve the Pinecone API simulator (control plane; each index gets its own port).
     Pinecone(PineconeArgs),
+    /// Serve the OpenAI Chat Completions simulator (post-call analysis) until Ctrl-C.
+    Chat(ChatArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    listen: SocketAddr,
+    /// The API key clients must send as `Authorization: Bearer …`.
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        default_value = "sk-sim",
+        hide_env_values = true
+    )]
+    api_key: String,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +249,7 @@ async fn main() -> ExitCode {
         Command::Floor(args) => serve_floor(args).await.map(|()| true),
         Command::Kubeapi(args) => serve_kubeapi(args).await.map(|()| true),
         Command::Pinecone(args) => serve_pinecone(args).await.map(|()| true),
+        Command::Chat(args) => serve_chat(args).await.map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -542,6 +561,20 @@ async fn serve_floor(args: FloorArgs) -> Result<()> {
     })
     .await?;
     println!("floor relay listening at http://{}", floor.addr());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+async fn serve_chat(args: ChatArgs) -> Result<()> {
+    let sim = switchboard_sim::chat::ChatSim::start(switchboard_sim::chat::ChatSimConfig {
+        listen: args.listen,
+        api_key: args.api_key,
+    })
+    .await
+    .with_context(|| format!("listening on {}", args.listen))?;
+    println!("Chat Completions simulator listening at {}", sim.base_url());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -275,6 +275,17 @@ pub struct Analysis {
     pub document: Option<String>,
 }
 
+/// A call's post-call analysis ran; its results for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAnalysis {
+    /// Twilio CallSid.
+    pub call_sid: String,
+    /// The tenant the call belongs to (a call of another tenant is refused).
+    pub tenant: String,
+    /// The results (the document sealed like the transcript for a tenant that encrypts).
+    pub analysis: Analysis,
+}
+
 /// One Twilio status callback, as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
@@ -411,6 +422,8 @@ pub enum StoreOp {
     Transfer(CallTransfer),
     /// Set the fallback voicemail's recording.
     Voicemail(CallVoicemail),
+    /// Set the post-call analysis of a call (replaces an earlier one).
+    Analysis(CallAnalysis),
 }
 
 impl StoreOp {
@@ -424,6 +437,7 @@ impl StoreOp {
             StoreOp::RecordingGone(r) => &r.call_sid,
             StoreOp::Transfer(t) => &t.call_sid,
             StoreOp::Voicemail(v) => &v.call_sid,
+            StoreOp::Analysis(a) => &a.call_sid,
         }
     }
 }

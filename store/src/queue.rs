@@ -304,6 +304,7 @@ fn log_lost(op: &StoreOp, error: &StoreError) {
         StoreOp::RecordingGone(_) => "recording_gone",
         StoreOp::Transfer(_) => "transfer",
         StoreOp::Voicemail(_) => "voicemail",
+        StoreOp::Analysis(_) => "analysis",
     };
     tracing::error!(call_sid = op.call_sid(), op = kind, %error, "call record op could not be stored or spooled: lost");
 }

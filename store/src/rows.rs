@@ -117,6 +117,12 @@ where
     })
 }
 
+/// Sets the analysis of a call of this tenant: `$1` call_sid, `$2` sentiment, `$3`
+/// success, `$4` document, `$5` tenant. A call without a row yet is left alone (analysis
+/// runs after the end record was queued, and the queue applies ops in order).
+pub(crate) const SET_ANALYSIS: &str = "UPDATE calls SET analysis_sentiment = $2, \
+       analysis_success = $3, analysis = $4 WHERE call_sid = $1 AND tenant = $5";
+
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
 pub(crate) fn to_sql(v: u64) -> i64 {

@@ -13,12 +13,13 @@ use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
     SELECT_OWNER, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
-    SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER, call_from_row,
-    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row, transfer_from_row,
+    SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER,
+    call_from_row, status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
+    transfer_from_row,
 };
 use super::{
-    BoxFuture, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate, CallStore,
-    CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,
+    BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
+    CallStore, CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -334,6 +335,24 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn analysis(&self, a: &CallAnalysis) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let applied = sqlx::query(SET_ANALYSIS)
+            .bind(&a.call_sid)
+            .bind(a.analysis.sentiment.as_deref())
+            .bind(a.analysis.success)
+            .bind(a.analysis.document.as_deref())
+            .bind(&a.tenant)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if applied == 0 {
+            refuse_foreign(&mut tx, &a.call_sid, &a.tenant).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
         sqlx::query(CLEAR_RECORDING)
             .bind(&r.call_sid)
@@ -412,6 +431,7 @@ impl CallStore for SqliteStore {
                 StoreOp::RecordingGone(r) => self.recording_gone(r).await,
                 StoreOp::Transfer(t) => self.transfer(t).await,
                 StoreOp::Voicemail(v) => self.voicemail(v).await,
+                StoreOp::Analysis(a) => self.analysis(a).await,
             }
         })
     }

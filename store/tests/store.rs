@@ -332,6 +332,7 @@ fn as_tenant(op: StoreOp, tenant: &str) -> StoreOp {
         StoreOp::Recording(r) => r.tenant = tenant.into(),
         StoreOp::Transfer(t) => t.tenant = tenant.into(),
         StoreOp::Voicemail(v) => v.tenant = tenant.into(),
+        StoreOp::Analysis(a) => a.tenant = tenant.into(),
         StoreOp::RecordingGone(_) => {}
     }
     op
@@ -396,6 +397,14 @@ async fn another_tenants_call_sid_is_refused(s: Arc<dyn CallStore>) {
             tenant: "globex".into(),
             recording_url: "https://api.twilio.com/forged".into(),
             duration_s: Some(3),
+        }),
+        StoreOp::Analysis(switchboard_store::CallAnalysis {
+            call_sid: "CAx".into(),
+            tenant: "globex".into(),
+            analysis: store::Analysis {
+                sentiment: Some("negative".into()),
+                ..store::Analysis::default()
+            },
         }),
     ] {
         match s.apply(&op).await {
@@ -901,8 +910,8 @@ async fn postgres_schema_is_created_and_isolated() {
     .await
     .unwrap();
     assert_eq!(
-        tables, 5,
-        "calls, transcript_entries, tool_calls, call_status_events, _sqlx_migrations"
+        tables, 6,
+        "calls, transcript_entries, tool_calls, call_status_events, call_transfers, _sqlx_migrations"
     );
     a.drop().await;
     b.drop().await;

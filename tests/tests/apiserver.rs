@@ -224,6 +224,10 @@ async fn every_example_manifest_is_accepted() {
                 .as_str()
                 .expect("a name")
                 .to_string();
+            // The server outlives a test run (scripts/kube-apiserver.sh keeps it): an
+            // object left by an earlier run of an older example would make this apply an
+            // update. Nothing puts finalizers on these objects, so the delete is immediate.
+            let _ = api.delete(&name, &DeleteParams::default()).await;
             let stored = api
                 .patch(
                     &name,

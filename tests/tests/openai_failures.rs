@@ -133,7 +133,7 @@ async fn openai_unreachable_caller_hears_the_apology_and_the_call_ends() {
     assert!(report.hangup_after_stream, "{report:#?}");
     assert!(report.violations.is_empty(), "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
-    assert_eq!(rec.outcome.as_deref(), Some("model_unavailable"));
+    assert_eq!(rec.outcome.as_deref(), Some("openai_connect_failed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,6 +111,9 @@ fn state(dir: &std::path::Path) -> AppState {
         )
         .expect("recordings"),
     );
+    let analysis = Arc::new(
+        crate::analysis::Analyzer::new(metrics.registry(), Default::default()).expect("analysis"),
+    );
     Arc::new(Shared {
         parking: Parking::new(Duration::from_secs(15), metrics.clone()),
         tenants,
@@ -132,6 +135,7 @@ fn state(dir: &std::path::Path) -> AppState {
         aws: Default::default(),
         sealing: Default::default(),
         twilio: crate::twilio::rest::TwilioRest::new("http://127.0.0.1:1").expect("client"),
+        analysis,
     })
 }
 

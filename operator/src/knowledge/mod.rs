@@ -31,7 +31,7 @@
 //! already gone counts as Retain: the tenant's own finalizer decided the fate of its
 //! schema, and a knowledge base cannot tell any more whether its data was meant to stay.
 
-pub mod access;
+pub use crate::access;
 pub mod api;
 pub mod controller;
 pub mod engine;

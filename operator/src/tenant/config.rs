@@ -65,15 +65,15 @@ pub struct OperatorConfig {
     /// (the KnowledgeBase controller loads it once, on first use).
     pub model_dir: Option<std::path::PathBuf>,
     /// S3 sources of knowledge bases: endpoint (MinIO, moto), re-list period, and which
-    /// buckets each namespace may read ([`crate::knowledge::access`]).
-    pub s3: crate::knowledge::S3Settings,
+    /// buckets each namespace may read ([`crate::access`]).
+    pub s3: crate::access::S3Settings,
     /// IAM role of each tenant's gateway (IRSA), with `{namespace}` and `{name}` replaced
     /// by the tenant's (`--gateway-role-arn-template`); a tenant's `spec.aws.roleArn`
     /// takes precedence. `None`: no role annotation unless the tenant names one.
     pub gateway_role_arn_template: Option<String>,
     /// Which AWS Secrets Manager ids each namespace's knowledge bases may name for
-    /// their API keys (`--secrets-manager-allow`; [`crate::knowledge::access`]).
-    pub secrets_manager_access: crate::knowledge::access::SecretsAccess,
+    /// their API keys (`--secrets-manager-allow`; [`crate::access`]).
+    pub secrets_manager_access: crate::access::SecretsAccess,
     /// Build a NetworkPolicy per tenant admitting these namespaces; `None`: none.
     pub gateway_network: Option<GatewayNetwork>,
     /// Resources of gateways whose tenant sets none.
@@ -132,8 +132,8 @@ impl OperatorConfig {
             cleanup_timeout: Duration::from_secs(600),
             concurrency: 16,
             model_dir: None,
-            s3: crate::knowledge::S3Settings::default(),
-            secrets_manager_access: crate::knowledge::access::SecretsAccess::default(),
+            s3: crate::access::S3Settings::default(),
+            secrets_manager_access: crate::access::SecretsAccess::default(),
             gateway_role_arn_template: None,
             gateway_network: None,
             gateway_resources: GatewayResources::default(),

@@ -178,9 +178,33 @@ pub struct AnalysisOut {
     pub sentiment: Option<String>,
     /// Whether the call met the tenant's rubric.
     pub success: Option<bool>,
-    /// The whole analysis (summary, extracted fields); absent until analysis ran.
+    /// A short summary of the call (tenants with `spec.analysis.summary`).
+    pub summary: Option<String>,
+    /// The extracted values by field name (`spec.analysis.fields`); a value is `null`
+    /// when the call did not say.
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<Value>,
+    /// The model that wrote the analysis, as its server named it.
+    pub model: Option<String>,
+    /// The whole analysis document as stored (summary, sentiment, success, fields,
+    /// model); absent until analysis ran.
     #[schema(value_type = Option<Object>)]
     pub document: Option<Value>,
+}
+
+impl AnalysisOut {
+    fn of(a: &switchboard_store::Analysis) -> Self {
+        let document = a.document.as_deref().map(json_or_string);
+        let get = |k: &str| document.as_ref().and_then(|d| d.get(k)).cloned();
+        Self {
+            sentiment: a.sentiment.clone(),
+            success: a.success,
+            summary: get("summary").and_then(|v| v.as_str().map(str::to_string)),
+            fields: get("fields").filter(Value::is_object),
+            model: get("model").and_then(|v| v.as_str().map(str::to_string)),
+            document,
+        }
+    }
 }
 
 /// One Twilio status callback.
@@ -344,11 +368,7 @@ impl From<&CallRecord> for CallDetail {
                     }
                 })
                 .collect(),
-            analysis: AnalysisOut {
-                sentiment: r.analysis.sentiment.clone(),
-                success: r.analysis.success,
-                document: r.analysis.document.as_deref().map(json_or_string),
-            },
+            analysis: AnalysisOut::of(&r.analysis),
             #[allow(clippy::cast_precision_loss)]
             cost: r.cost.as_ref().map(|c| CostOut {
                 total_usd: c.total_micro_usd as f64 / 1e6,

@@ -25,60 +25,7 @@ use switchboard_knowledge::Document;
 
 pub use cache::{ObjectCache, ReadStats};
 
-/// Objects larger than this are skipped by default (5 MiB of text is a book, not an FAQ).
-pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024;
-/// How often S3-backed knowledge bases are re-listed by default.
-pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
-
-/// How the operator reaches S3.
-#[derive(Clone)]
-pub struct S3Settings {
-    /// An S3-compatible endpoint (MinIO, moto) instead of AWS's; switches to path-style
-    /// addressing. `None`: AWS (or whatever `AWS_ENDPOINT_URL_S3` says).
-    pub endpoint_url: Option<String>,
-    /// Fixed keys instead of the AWS default chain (for S3-compatible stores in tests;
-    /// the operator's command line never sets them: the chain reads `AWS_ACCESS_KEY_ID`).
-    pub credentials: Option<StaticCredentials>,
-    /// Re-list period of knowledge bases with an S3 source (S3 cannot be watched).
-    pub resync: Duration,
-    /// Larger objects are skipped (and counted) without being downloaded.
-    pub max_object_bytes: u64,
-    /// Which buckets and prefixes each namespace's knowledge bases may read
-    /// (`--s3-allow`); none by default.
-    pub access: crate::knowledge::access::S3Access,
-}
-
-impl Default for S3Settings {
-    fn default() -> Self {
-        Self {
-            endpoint_url: None,
-            credentials: None,
-            resync: DEFAULT_RESYNC,
-            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
-            access: crate::knowledge::access::S3Access::default(),
-        }
-    }
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("credentials", &self.credentials.as_ref().map(|_| "<set>"))
-            .field("resync", &self.resync)
-            .field("max_object_bytes", &self.max_object_bytes)
-            .finish()
-    }
-}
-
-/// An access key pair.
-#[derive(Clone)]
-pub struct StaticCredentials {
-    /// `AWS_ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `AWS_SECRET_ACCESS_KEY`.
-    pub secret_access_key: String,
-}
+pub use crate::access::{DEFAULT_MAX_OBJECT_BYTES, DEFAULT_RESYNC, S3Settings, StaticCredentials};
 
 /// Why S3 could not be read; each maps to a Degraded reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! A reserve key is an ordinary KMS data key whose encryption context is
 //! `{tenant, reserve: <id>}` instead of a call's. Its clear form lives in this process's
 //! memory only; its wrapped form goes to disk with the records sealed under it
-//! ([`super::pending`]), so they are ciphertext at rest that only KMS can open. When KMS
+//! (the sealing directory of `records`), so they are ciphertext at rest that only KMS can open. When KMS
 //! answers again each such record's key is re-wrapped (`ReEncrypt`) for its own
 //! `{tenant, call_sid}` context, the only one the read path accepts.
 //!

@@ -1,0 +1,284 @@
+//! Post-call analysis over real sockets: a simulated call, a gateway whose tenant declares
+//! `spec.analysis` against the Chat Completions simulator, the SQLite store, and the
+//! admin API. The analysis appears on the call with the sentiment, summary and fields the
+//! simulator derives from the transcript; a failing endpoint is retried; a call shorter
+//! than `minTurns` gets none.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::header::AUTHORIZATION;
+use serde_json::Value;
+use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::chat::{ChatSim, ChatSimConfig};
+use switchboard_sim::realtime::{RealtimeConfig, Turn};
+use switchboard_tests::{API_KEY, Env, EnvOptions, metric};
+
+const CALLER: &str =
+    "Hi, my name is Ada Lovelace. I want to book a cleaning for 2 people, thanks, great!";
+
+async fn chat_sim() -> ChatSim {
+    ChatSim::start(ChatSimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        // The tenant declares no analysis key: its `spec.openai.apiKey` (the harness's
+        // file) is used.
+        api_key: "sk-test-e2e".into(),
+    })
+    .await
+    .unwrap()
+}
+
+fn options(sim: &ChatSim, min_turns: u32) -> EnvOptions {
+    EnvOptions {
+        realtime: RealtimeConfig {
+            script: vec![Turn::say(CALLER, "Of course, see you on Monday at nine.")],
+            ..RealtimeConfig::default()
+        },
+        spec_extra: format!(
+            "  analysis:
+    model: gpt-4o-mini
+    baseUrl: {base}
+    successRubric: The caller booked an appointment.
+    minTurns: {min_turns}
+    fields:
+      - name: name
+        type: string
+        description: The caller's name.
+      - name: partySize
+        type: number
+        description: How many people the booking is for.
+      - name: intent
+        type: enum
+        description: What the caller wanted.
+        choices: [cleaning, emergency]
+      - name: insured
+        type: boolean
+        description: Whether the caller said they are insured.
+",
+            base = sim.base_url()
+        ),
+        ..EnvOptions::default()
+    }
+}
+
+fn script() -> Vec<Step> {
+    vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 20_000,
+        },
+        Step::Say { ms: 1200 },
+        Step::WaitAgentDone {
+            quiet_ms: 600,
+            timeout_ms: 30_000,
+        },
+        Step::Hangup,
+    ]
+}
+
+async fn api(env: &Env, path: &str) -> Value {
+    let body = reqwest::Client::new()
+        .get(format!("{}{path}", env.base))
+        .header(AUTHORIZATION, format!("Bearer {API_KEY}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn call_json(env: &Env, sid: &str) -> Value {
+    api(env, &format!("/api/v1/calls/{sid}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analysis_of_a_call_is_retried_stored_and_served() {
+    let sim = chat_sim().await;
+    // The endpoint fails twice: the gateway backs off and the third attempt answers.
+    sim.fail_next(2, 500);
+    let env = Env::start(options(&sim, 2)).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    let rec = env.record(&sid).await.unwrap();
+    assert!(rec.transcript.len() >= 2, "{rec:#?}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let call = loop {
+        let call = call_json(&env, &sid).await;
+        if !call["analysis"]["document"].is_null() {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "no analysis: {call}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let a = &call["analysis"];
+    assert_eq!(a["sentiment"], "positive", "{a}");
+    assert_eq!(a["success"], true, "{a}");
+    assert_eq!(a["summary"], CALLER, "{a}");
+    assert_eq!(a["model"], "gpt-4o-mini", "{a}");
+    assert_eq!(a["fields"]["name"], "Ada Lovelace", "{a}");
+    assert_eq!(a["fields"]["partySize"], 2.0, "{a}");
+    assert_eq!(a["fields"]["intent"], "cleaning", "{a}");
+    assert_eq!(a["fields"]["insured"], false, "{a}");
+    // The list filters on the stored sentiment.
+    let list = api(&env, "/api/v1/calls?sentiment=positive").await;
+    assert_eq!(list["calls"].as_array().unwrap().len(), 1, "{list}");
+
+    // Three requests (two failed), each the strict structured-output request.
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 3);
+    let req = &requests[2];
+    assert_eq!(req["model"], "gpt-4o-mini");
+    assert_eq!(req["response_format"]["type"], "json_schema");
+    assert_eq!(req["response_format"]["json_schema"]["strict"], true);
+    let transcript = req["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        transcript.contains(&format!("Caller: {CALLER}")),
+        "{transcript}"
+    );
+    assert!(
+        req["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("The caller booked an appointment."),
+        "{req}"
+    );
+
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"switchboard_analyses_total{result="stored",tenant="demo"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(metric(&m, r#"switchboard_analysis_seconds_count{tenant="demo"}"#) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_shorter_than_min_turns_is_not_analysed() {
+    let sim = chat_sim().await;
+    let env = Env::start(options(&sim, 50)).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = env.metrics().await;
+        if metric(
+            &m,
+            r#"switchboard_analyses_total{result="skipped",tenant="demo"}"#,
+        ) == 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted as skipped: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = call_json(&env, &sid).await;
+    assert!(call["analysis"]["document"].is_null(), "{call}");
+    assert!(call["analysis"]["sentiment"].is_null(), "{call}");
+    assert!(sim.requests().is_empty());
+}
+
+/// moto's server (KMS with encryption contexts enforced).
+fn moto() -> Option<String> {
+    switchboard_testenv::service_any(
+        &["SWITCHBOARD_TEST_AWS_URL", "SWITCHBOARD_TEST_S3_URL"],
+        "eval \"$(scripts/moto.sh start)\"",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypting_tenants_analysis_is_ciphertext_in_postgres_and_plain_through_the_api() {
+    let Some(aws_url) = moto() else { return };
+    let Some(db) = switchboard_tests::pg_url("analysis_enc") else {
+        return;
+    };
+    switchboard_tests::init();
+    let aws = switchboard_aws::AwsOptions {
+        endpoint_url: Some(aws_url.clone()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("testing".into(), "testing".into())),
+    };
+    let key = aws_sdk_kms::Client::new(&switchboard_aws::load_config(&aws).await)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let sim = chat_sim().await;
+    let mut opts = options(&sim, 2);
+    opts.spec_extra
+        .push_str(&format!("  encryption:\n    kmsKeyId: {key}\n"));
+    opts.database_url = Some(db.clone());
+    opts.aws = aws;
+    let env = Env::start(opts).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let call = loop {
+        let call = call_json(&env, &sid).await;
+        if !call["analysis"]["document"].is_null() {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "no analysis: {call}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(call["analysis"]["summary"], CALLER, "{call}");
+    assert_eq!(call["analysis"]["fields"]["name"], "Ada Lovelace", "{call}");
+
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let (stored, sentiment): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT analysis, analysis_sentiment FROM calls WHERE call_sid = $1")
+            .bind(&sid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let stored = stored.unwrap();
+    assert!(stored.starts_with("sb1:"), "{stored}");
+    assert!(!stored.contains("Ada"), "{stored}");
+    // Sentiment stays clear: the list filters on it.
+    assert_eq!(sentiment.as_deref(), Some("positive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_not_retried_and_stores_nothing() {
+    let sim = chat_sim().await;
+    // A 4xx other than 429 is the request's fault: retrying cannot fix it.
+    sim.fail_next(1, 400);
+    let env = Env::start(options(&sim, 2)).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = env.metrics().await;
+        if metric(
+            &m,
+            r#"switchboard_analysis_failures_total{reason="refused",tenant="demo"}"#,
+        ) == 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refused failure counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sim.requests().len(), 1);
+    let call = call_json(&env, &sid).await;
+    assert!(call["analysis"]["document"].is_null(), "{call}");
+}
