@@ -19,8 +19,8 @@ use crate::format::{
 use crate::secret::SecretRef;
 use crate::tenant::{
     ANALYSIS_FIELDS_MAX, AgentSpec, ENUM_CHOICES_MAX, FIELD_DESCRIPTION_MAX, FallbackAction,
-    FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RUBRIC_MAX, RecordingSpec,
-    TransferTarget, TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
+    FallbackSpec, GatewaySpec, RECORDING_DISCLOSURE_MAX, RUBRIC_MAX, RecordingSpec, TransferTarget,
+    TurnDetectionKind, TurnDetectionSpec, VoiceTenant, VoiceTenantSpec,
 };
 
 /// One broken rule.

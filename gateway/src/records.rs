@@ -266,7 +266,10 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
             None => {
                 if let Some(job) = job {
                     state.analysis.metrics.skipped(&job.end.tenant);
-                    tracing::info!(call_sid = job.end.call_sid, "post-call analysis not run: the record waits for KMS");
+                    tracing::info!(
+                        call_sid = job.end.call_sid,
+                        "post-call analysis not run: the record waits for KMS"
+                    );
                 }
             }
         },

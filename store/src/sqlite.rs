@@ -13,9 +13,8 @@ use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
     SELECT_OWNER, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
-    SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER,
-    call_from_row, status_event_from_row, to_sql, tool_call_from_row, transcript_from_row,
-    transfer_from_row,
+    SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER, call_from_row,
+    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row, transfer_from_row,
 };
 use super::{
     BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,

@@ -189,7 +189,10 @@ async fn a_silent_caller_is_reprompted_then_hears_goodbye() {
     // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(report.heard_after_stream.is_empty(), "{report:#?}");
-    assert!(report.hangup_after_stream || report.rest_hangup, "{report:#?}");
+    assert!(
+        report.hangup_after_stream || report.rest_hangup,
+        "{report:#?}"
+    );
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("silence_timeout"), "{rec:#?}");
     let agent: Vec<&str> = rec
@@ -223,7 +226,10 @@ async fn wall_clock_silence_ends_with_a_goodbye() {
     // The gateway ends the call by closing the stream (then `<Hangup/>` from the
     // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
-    assert!(report.hangup_after_stream || report.rest_hangup, "{report:#?}");
+    assert!(
+        report.hangup_after_stream || report.rest_hangup,
+        "{report:#?}"
+    );
     assert!(report.stream_ms < 10_000, "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("silence_timeout"), "{rec:#?}");
@@ -256,7 +262,10 @@ async fn max_duration_wraps_up_then_says_goodbye() {
     // The gateway ends the call by closing the stream (then `<Hangup/>` from the
     // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
-    assert!(report.hangup_after_stream || report.rest_hangup, "{report:#?}");
+    assert!(
+        report.hangup_after_stream || report.rest_hangup,
+        "{report:#?}"
+    );
     assert!(report.stream_ms < 20_000, "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("max_duration"), "{rec:#?}");

@@ -17,7 +17,6 @@ pub mod html;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use switchboard_crds::S3Source;
