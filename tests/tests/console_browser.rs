@@ -107,10 +107,23 @@ async fn staff_review_a_call_in_the_browser() {
         return;
     }
     let kb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/knowledge/demo.yaml");
+    // Post-call analysis against the Chat Completions simulator (its key is the one the
+    // harness gives the tenant's `spec.openai.apiKey`).
+    let chat = switchboard_sim::chat::ChatSim::start(switchboard_sim::chat::ChatSimConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_key: "sk-test-e2e".into(),
+    })
+    .await
+    .unwrap();
     let env = Env::start(EnvOptions {
         agent_extra: "    knowledgeBases: [demo-faq]\n".into(),
         knowledge: vec![kb],
-        spec_extra: "  recordings:\n    enabled: true\n".into(),
+        spec_extra: format!(
+            "  recordings:\n    enabled: true\n  analysis:\n    model: gpt-4o-mini\n    \
+             baseUrl: {}\n    fields:\n      - name: topic\n        type: string\n        \
+             description: What the caller asked about.\n",
+            chat.base_url()
+        ),
         ..EnvOptions::default()
     })
     .await
@@ -126,6 +139,12 @@ async fn staff_review_a_call_in_the_browser() {
     assert_eq!(rec.tool_calls.len(), 1, "{:#?}", rec.tool_calls);
     assert!(rec.transcript.iter().any(|t| t.interrupted), "no barge-in");
     let stored = env.recording(&sid).await.unwrap();
+    // The analysis runs after the record is written: wait for it before opening the page.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.record(&sid).await.unwrap().analysis.sentiment.is_none() {
+        assert!(std::time::Instant::now() < deadline, "no analysis stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let driver = Driver::start(&driver_bin).await;
     let profile = tempfile::tempdir().unwrap();
@@ -272,6 +291,12 @@ async fn review(
     assert!(text.contains("score"), "{text}");
     assert!(passages[0].is_displayed().await?);
     screenshot(c, "4-passages.png").await;
+
+    // The analysis: its summary and the tenant's extracted field.
+    let summary = c.find(Locator::Css("#analysis p.summary")).await?.text().await?;
+    assert!(!summary.trim().is_empty(), "empty summary");
+    let field = c.find(Locator::Css("#analysis dl.fields dt")).await?.text().await?;
+    assert_eq!(field, "topic");
 
     // Time to interactive of the call page, loaded afresh (signed in): navigation start
     // to the page's `call-interactive` mark, seven loads, the median printed.

@@ -194,9 +194,22 @@ async function loadCall(sid) {
 
   const an = $("#analysis");
   an.replaceChildren();
-  if (c.analysis.document == null && c.analysis.sentiment == null) an.append("Not analysed.");
-  else an.append(el("p", {}, "Sentiment: " + (c.analysis.sentiment ?? "—") + "; success: " + (c.analysis.success ?? "—")),
-    el("pre", {}, JSON.stringify(c.analysis.document, null, 2)));
+  const a = c.analysis;
+  if (a.document == null && a.sentiment == null) an.append("Not analysed.");
+  else {
+    if (a.summary) an.append(el("p", { class: "summary" }, a.summary));
+    an.append(el("p", {}, "Sentiment: " + (a.sentiment ?? "—") + "; success: " + (a.success ?? "—")));
+    const fields = a.fields && typeof a.fields === "object" ? Object.entries(a.fields) : [];
+    if (fields.length) {
+      const dl = el("dl", { class: "fields" });
+      for (const [k, v] of fields) dl.append(el("dt", {}, k), el("dd", {}, v == null ? "—" : String(v)));
+      an.append(dl);
+    }
+    if (a.model) an.append(el("p", { class: "muted" }, "Analysed by " + a.model));
+    const raw = el("details", {}, el("summary", {}, "Analysis document"));
+    raw.append(el("pre", {}, JSON.stringify(a.document, null, 2)));
+    an.append(raw);
+  }
   const co = $("#cost");
   co.replaceChildren();
   if (!c.cost) co.append("No price known for model " + (c.model || "?") + ".");
