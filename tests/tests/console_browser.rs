@@ -293,9 +293,17 @@ async fn review(
     screenshot(c, "4-passages.png").await;
 
     // The analysis: its summary and the tenant's extracted field.
-    let summary = c.find(Locator::Css("#analysis p.summary")).await?.text().await?;
+    let summary = c
+        .find(Locator::Css("#analysis p.summary"))
+        .await?
+        .text()
+        .await?;
     assert!(!summary.trim().is_empty(), "empty summary");
-    let field = c.find(Locator::Css("#analysis dl.fields dt")).await?.text().await?;
+    let field = c
+        .find(Locator::Css("#analysis dl.fields dt"))
+        .await?
+        .text()
+        .await?;
     assert_eq!(field, "topic");
 
     // Time to interactive of the call page, loaded afresh (signed in): navigation start
