@@ -221,6 +221,7 @@ async fn migrations_create_the_gateways_tables_owned_by_the_role() {
         [
             "_sqlx_migrations",
             "call_status_events",
+            "call_transfers",
             "calls",
             "tool_calls",
             "transcript_entries"

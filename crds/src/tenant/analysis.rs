@@ -27,11 +27,6 @@ pub use crate::format::is_field_name;
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "!has(self.fields) || self.fields.all(f, self.fields.exists_one(g, g.name == f.name))",
-        "message": "field names must be unique",
-        "fieldPath": ".fields"
-    },
-    {
         "rule": "self.summary || self.sentiment || has(self.successRubric) || (has(self.fields) && size(self.fields) > 0)",
         "message": "analysis must ask for at least one of summary, sentiment, successRubric, fields"
     }
@@ -61,7 +56,12 @@ pub struct AnalysisSpec {
     pub success_rubric: Option<String>,
     /// Typed values to extract from each call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = ANALYSIS_FIELDS_MAX))]
+    // Unique names as a list map, not a CEL rule: a rule comparing every pair of fields
+    // was over the API server's cost budget (32x), which refused the whole CRD.
+    #[schemars(
+        length(max = ANALYSIS_FIELDS_MAX),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
     pub fields: Vec<AnalysisField>,
     /// Calls with fewer transcript turns (caller and agent utterances) are not analysed.
     #[serde(default = "default_min_turns")]
