@@ -166,9 +166,14 @@ async fn end_call_hangs_up_without_the_fallback() {
     ]))
     .await
     .unwrap();
-    assert!(report.ended_by_gateway, "{report:#?}");
+    // The gateway closes the stream and hangs up through the REST API; the caller sees
+    // either first.
+    assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(report.heard_after_stream.is_empty(), "{report:#?}");
-    assert!(report.hangup_after_stream, "{report:#?}");
+    assert!(
+        report.hangup_after_stream || report.rest_hangup,
+        "{report:#?}"
+    );
     assert!(report.violations.is_empty(), "{report:#?}");
     let rec = env.record(&report.call_sid).await.unwrap();
     assert_eq!(rec.outcome.as_deref(), Some("agent_hangup"));
