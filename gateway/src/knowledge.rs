@@ -25,7 +25,7 @@ use switchboard_crds::{BackendKind, EmbedderKind, KnowledgeBase, LoadError, pars
 use switchboard_knowledge::store::PineconeConfig;
 use switchboard_knowledge::{
     ChunkingConfig, Document, EmbeddedStore, Embedder, LocalMiniLm, OpenAiConfig, OpenAiEmbedder,
-    VectorStore, ingest,
+    RotatingKey, VectorStore, ingest,
 };
 
 use crate::aws::Aws;
@@ -121,7 +121,7 @@ pub struct KnowledgeSetup<'a> {
     /// pgvector tables, searched in place; anything else is laptop mode.
     pub database_url: Option<&'a str>,
     /// Where secrets are read (`secretKeyRef`s mounted at `<dir>/<secret>/<key>`, AWS
-    /// Secrets Manager). Read once, at load.
+    /// Secrets Manager). Read at load, then again by [`Knowledge::refresh_keys`].
     pub secrets: &'a SecretSource,
 }
 
@@ -166,10 +166,20 @@ impl KnowledgeMetrics {
     }
 }
 
+/// An API key a knowledge base's clients send, with where it is re-read from.
+struct KeyBinding {
+    kb: String,
+    field: &'static str,
+    source: switchboard_crds::SecretRef,
+    key: RotatingKey,
+}
+
 /// Knowledge bases loaded for the tenants of this gateway.
 pub struct Knowledge {
     by_tenant: HashMap<String, Vec<Retrieval>>,
     metrics: KnowledgeMetrics,
+    /// The embedder and Pinecone keys in use, re-read by [`Knowledge::refresh_keys`].
+    keys: Vec<KeyBinding>,
 }
 
 /// Reads KnowledgeBase manifests.
@@ -216,6 +226,7 @@ struct Loader<'a> {
     local: Option<Arc<dyn Embedder>>,
     embedded: Option<Arc<EmbeddedStore>>,
     pools: cluster::Pools,
+    keys: Vec<KeyBinding>,
 }
 
 impl Loader<'_> {
@@ -272,6 +283,24 @@ impl Loader<'_> {
             })
     }
 
+    /// The secret `r` as a key its clients read per request, remembered so that
+    /// [`Knowledge::refresh_keys`] can replace it.
+    async fn rotating_key(
+        &mut self,
+        kb: &str,
+        field: &'static str,
+        r: &switchboard_crds::SecretRef,
+    ) -> Result<RotatingKey, KnowledgeError> {
+        let key = RotatingKey::new(self.secret(kb, field, r).await?);
+        self.keys.push(KeyBinding {
+            kb: kb.to_string(),
+            field,
+            source: r.clone(),
+            key: key.clone(),
+        });
+        Ok(key)
+    }
+
     async fn embedder(
         &mut self,
         kb: &KnowledgeBase,
@@ -281,7 +310,7 @@ impl Loader<'_> {
             (EmbedderKind::Openai, Some(o)) => {
                 let mut config = OpenAiConfig::new(o.base_url.clone(), o.model.clone());
                 config.api_key = Some(
-                    self.secret(name, "embedder.openai.apiKey", &o.api_key)
+                    self.rotating_key(name, "embedder.openai.apiKey", &o.api_key)
                         .await?,
                 );
                 config.dimensions = o.dimensions.map(|d| d as usize);
@@ -313,7 +342,7 @@ impl Loader<'_> {
             (BackendKind::Pinecone, Some(p)) => {
                 let embedder = self.embedder(kb, &name).await?;
                 let mut config = PineconeConfig::new(
-                    self.secret(&name, "backend.pinecone.apiKey", &p.api_key)
+                    self.rotating_key(&name, "backend.pinecone.apiKey", &p.api_key)
                         .await?,
                     p.index.clone(),
                 );
@@ -418,6 +447,7 @@ impl Knowledge {
             local: None,
             embedded: None,
             pools: cluster::Pools::default(),
+            keys: Vec::new(),
         };
         let mut by_tenant: HashMap<String, Vec<Retrieval>> = HashMap::new();
         for kb in kbs {
@@ -427,7 +457,41 @@ impl Knowledge {
                 .or_default()
                 .push(retrieval);
         }
-        Ok(Self { by_tenant, metrics })
+        Ok(Self {
+            by_tenant,
+            metrics,
+            keys: loader.keys,
+        })
+    }
+
+    /// Re-reads every embedder and Pinecone key from where its manifest names it; the
+    /// next lookup sends a changed key (no restart, no lookup waits for this). Returns
+    /// how many changed, and the keys that could not be read (those stay as they were:
+    /// an outage of Secrets Manager never takes a knowledge base away).
+    pub async fn refresh_keys(&self, secrets: &SecretSource) -> (usize, Vec<KnowledgeError>) {
+        let mut changed = 0;
+        let mut failed = Vec::new();
+        for b in &self.keys {
+            match secrets.resolve(&b.source).await {
+                Ok(value) if value.is_empty() => failed.push(KnowledgeError::Secret {
+                    kb: b.kb.clone(),
+                    field: b.field,
+                    problem: "the secret is empty".into(),
+                }),
+                Ok(value) => {
+                    if b.key.set(value) {
+                        tracing::info!(kb = b.kb, field = b.field, "knowledge base key changed; the next lookup uses it");
+                        changed += 1;
+                    }
+                }
+                Err(problem) => failed.push(KnowledgeError::Secret {
+                    kb: b.kb.clone(),
+                    field: b.field,
+                    problem,
+                }),
+            }
+        }
+        (changed, failed)
     }
 
     /// Names of the knowledge bases loaded for `tenant`.

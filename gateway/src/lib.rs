@@ -8,6 +8,7 @@
 //! lookups; [`tools`] defines each tool the model may call (name, schema, runner);
 //! [`tenants`] the tenants served and their agents' settings; [`state`] what handlers and
 //! call tasks share; [`call`] the per-call state machine and the task that drives it;
+//! [`rotation`] the call store's rotatable database URL;
 //! [`recording`] call recordings (writer, WAV, upload queue, retention);
 //! [`http`] the thin handlers; [`server`] wires it together. Call records go through the
 //! `switchboard-store` crate's write-behind queue.
@@ -32,6 +33,7 @@ pub mod realtime;
 pub mod recording;
 pub mod records;
 pub mod reserve;
+pub mod rotation;
 pub mod scan;
 pub mod secrets;
 pub mod server;

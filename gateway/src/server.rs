@@ -26,7 +26,9 @@ use crate::tenants::{Rotation, Tenants};
 use crate::tools::{KnowledgeRunner, NoExternalTools, ToolRunner};
 use crate::twilio::rest::TwilioRest;
 use switchboard_store::queue::QueueMetrics;
-use switchboard_store::{self as store, WriteBehind, WriteBehindConfig};
+use switchboard_store::{self as store, CallStore, SwappableStore, WriteBehind, WriteBehindConfig};
+
+use crate::rotation::CallStoreUrl;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,14 +129,19 @@ impl Gateway {
             Some(k) => Arc::new(KnowledgeRunner(k.clone())),
             None => Arc::new(NoExternalTools),
         };
-        let store_url = match &cli.database_url {
-            Some(url) => url.clone(),
-            None => tenants
-                .database_url_from_aws(&secrets)
-                .await?
-                .unwrap_or_else(|| cli.store_url()),
+        let aws_url = match &cli.database_url {
+            Some(_) => None,
+            None => tenants.database_url_from_aws(&secrets).await?,
         };
-        let store = store::open(&store_url).await?;
+        let store_url = match (&cli.database_url, &aws_url) {
+            (Some(url), _) | (None, Some(url)) => url.clone(),
+            (None, None) => cli.store_url(),
+        };
+        // Every user of the store (the write-behind queue, the API) goes through the
+        // swappable handle, so a rotated URL reaches them all.
+        let swappable = Arc::new(SwappableStore::new(store::open(&store_url).await?));
+        let call_store_url = aws_url.map(|url| CallStoreUrl::new(swappable.clone(), url));
+        let store: Arc<dyn CallStore> = swappable;
         let (writer, writer_task) = WriteBehind::start(
             store.clone(),
             WriteBehindConfig {
@@ -201,6 +208,8 @@ impl Gateway {
             },
             twilio: TwilioRest::new(&cli.twilio_api_url)?,
             analysis,
+            call_store_url,
+            knowledge,
         });
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let reserves = tokio::spawn(crate::records::keep_reserves(state.clone()));
@@ -316,8 +325,9 @@ async fn sweep_recordings(state: AppState) {
     }
 }
 
-/// Re-reads every tenant's secrets every `rotation.refresh_every` (a rotated secret is
-/// picked up without a restart).
+/// Re-reads every tenant's secrets, the call store's database URL (when it came from
+/// AWS Secrets Manager) and the knowledge bases' embedder and Pinecone keys every
+/// `rotation.refresh_every` (a rotated secret is picked up without a restart).
 async fn refresh_secrets(state: AppState) {
     let mut tick = tokio::time::interval(state.rotation.refresh_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -341,6 +351,27 @@ async fn refresh_secrets(state: AppState) {
                         .inc();
                     tracing::warn!(tenant = t.name, error = %e, "re-reading tenant secrets failed; keeping the ones loaded");
                 }
+            }
+        }
+        let count = |result: &str| state.metrics.secret_refreshes.with_label_values(&[result]).inc();
+        if let Some(db) = &state.call_store_url {
+            match db.refresh(&state.tenants, &state.secrets).await {
+                Ok(true) => count("changed"),
+                Ok(false) => {}
+                Err(e) => {
+                    count("failed");
+                    tracing::warn!(error = %e, "re-reading the database URL failed; the current call store stays");
+                }
+            }
+        }
+        if let Some(k) = &state.knowledge {
+            let (changed, failed) = k.refresh_keys(&state.secrets).await;
+            if changed > 0 {
+                count("changed");
+            }
+            for e in failed {
+                count("failed");
+                tracing::warn!(error = %e, "re-reading a knowledge base key failed; keeping the one loaded");
             }
         }
     }

@@ -65,6 +65,12 @@ pub struct Shared {
     pub twilio: TwilioRest,
     /// Post-call analysis (tenants with `spec.analysis`).
     pub analysis: Arc<crate::analysis::Analyzer>,
+    /// The call store's database URL when it came from AWS Secrets Manager: re-read on
+    /// the refresh schedule, the store swapped when it changed.
+    pub call_store_url: Option<crate::rotation::CallStoreUrl>,
+    /// Knowledge bases loaded (their embedder and Pinecone keys are re-read on the
+    /// refresh schedule).
+    pub knowledge: Option<Arc<crate::knowledge::Knowledge>>,
 }
 
 /// How records of encrypting tenants are sealed.

@@ -12,9 +12,11 @@ pub mod chunk;
 pub mod embed;
 mod http;
 pub mod ingest;
+pub mod key;
 pub mod store;
 
 pub use chunk::{Chunk, ChunkingConfig, Document, chunk_document};
 pub use embed::{EmbedError, Embedder, LocalMiniLm, MiniLmOptions, OpenAiConfig, OpenAiEmbedder};
 pub use ingest::{IngestError, IngestReport, fingerprint, ingest};
+pub use key::RotatingKey;
 pub use store::{EmbeddedStore, Hit, PgVectorStore, StoreError, StoredChunk, VectorStore};

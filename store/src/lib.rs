@@ -75,9 +75,11 @@ pub mod query;
 pub mod queue;
 mod rows;
 pub mod sqlite;
+pub mod swap;
 
 pub use query::{CallPage, CallQuery, Cursor, DailyStats, DayRange};
 pub use queue::{QueueFull, WriteBehind, WriteBehindConfig};
+pub use swap::SwappableStore;
 
 /// A boxed future, so the store trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -528,6 +530,11 @@ pub trait CallStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<DailyStats>, StoreError>>;
     /// Cheap liveness probe (e.g. `SELECT 1`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Closes the store's connections (waiting for those in use); later operations fail.
+    /// Used when a rotated database URL replaced it ([`swap::SwappableStore`]).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Opens the store a URL names (`sqlite:PATH` / `sqlite://PATH` or `postgres://…`) and

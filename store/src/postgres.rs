@@ -603,6 +603,10 @@ impl CallStore for PgStore {
         })
     }
 
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             // Only a store that can take writes is "up": migrations count.

@@ -136,6 +136,8 @@ fn state(dir: &std::path::Path) -> AppState {
         sealing: Default::default(),
         twilio: crate::twilio::rest::TwilioRest::new("http://127.0.0.1:1").expect("client"),
         analysis,
+        call_store_url: None,
+        knowledge: None,
     })
 }
 

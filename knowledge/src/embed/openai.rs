@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{EmbedError, Embedder};
+use crate::key::RotatingKey;
 use crate::http::{backoff, error_chain, retry_after_or_ms};
 
 /// Settings of an [`OpenAiEmbedder`].
@@ -23,8 +24,9 @@ use crate::http::{backoff, error_chain, retry_after_or_ms};
 pub struct OpenAiConfig {
     /// API root, e.g. `https://api.openai.com/v1` (no trailing `/embeddings`).
     pub base_url: String,
-    /// Bearer token; `None` for endpoints that need none.
-    pub api_key: Option<String>,
+    /// Bearer token; `None` for endpoints that need none. Read per request: a key
+    /// replaced through a clone of it ([`RotatingKey::set`]) is used from the next one on.
+    pub api_key: Option<RotatingKey>,
     /// Model name, e.g. `text-embedding-3-small`.
     pub model: String,
     /// Requested vector length. Sent as `dimensions` when set; when unset, the model's
@@ -192,7 +194,7 @@ impl OpenAiEmbedder {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
         if let Some(key) = &self.config.api_key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.current().as_str());
         }
         let response = match request.send().await {
             Ok(r) => r,

@@ -37,6 +37,7 @@ use self::wire::{
     QueryRequest, QueryResponse, Serverless, StatsResponse, UpsertVector,
 };
 use super::{Hit, StoreError, StoredChunk, VectorStore};
+use crate::key::RotatingKey;
 
 /// The `X-Pinecone-API-Version` sent with every request.
 ///
@@ -60,8 +61,9 @@ const MAX_TOP_K: usize = 10_000;
 /// Settings of a [`PineconeStore`].
 #[derive(Debug, Clone)]
 pub struct PineconeConfig {
-    /// Sent as the `Api-Key` header.
-    pub api_key: String,
+    /// Sent as the `Api-Key` header, read per request: a key replaced through a clone
+    /// of it ([`RotatingKey::set`]) is used from the next request on.
+    pub api_key: RotatingKey,
     /// Index name (lowercase letters, digits and `-`, at most 45 characters).
     pub index: String,
     /// Control-plane URL: [`DEFAULT_CONTROL_URL`], or a simulator / Pinecone Local.
@@ -92,7 +94,7 @@ pub struct PineconeConfig {
 impl PineconeConfig {
     /// Defaults for `index` on Pinecone's own service: `aws`/`us-east-1` for new indexes,
     /// 10 s per attempt, 4 retries from 200 ms up to 10 s, 5 minutes for readiness.
-    pub fn new(api_key: impl Into<String>, index: impl Into<String>) -> Self {
+    pub fn new(api_key: impl Into<RotatingKey>, index: impl Into<String>) -> Self {
         Self {
             api_key: api_key.into(),
             index: index.into(),

@@ -208,7 +208,7 @@ impl Engine {
         api_key: String,
     ) -> Result<Arc<dyn Embedder>, EmbedError> {
         let mut config = OpenAiConfig::new(base_url, model);
-        config.api_key = Some(api_key);
+        config.api_key = Some(api_key.into());
         config.dimensions = dimensions;
         if let Some(retries) = self.config.openai_retries {
             config.max_retries = retries;

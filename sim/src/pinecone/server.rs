@@ -106,6 +106,8 @@ struct Faults {
 
 struct Shared {
     cfg: PineconeSimConfig,
+    /// The key accepted now (starts as `cfg.api_key`; [`PineconeSim::rotate_api_key`]).
+    api_key: Mutex<String>,
     indexes: Mutex<BTreeMap<String, IndexEntry>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<SimRequest>>,
@@ -128,6 +130,7 @@ impl PineconeSim {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            api_key: Mutex::new(cfg.api_key.clone()),
             cfg,
             indexes: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Faults::default()),
@@ -163,9 +166,15 @@ impl PineconeSim {
         format!("http://{}", self.addr)
     }
 
-    /// The API key the simulator accepts.
-    pub fn api_key(&self) -> &str {
-        &self.shared.cfg.api_key
+    /// The API key the simulator accepts now.
+    pub fn api_key(&self) -> String {
+        lock(&self.shared.api_key).clone()
+    }
+
+    /// Replaces the accepted key, as a project owner does on Pinecone by creating a new
+    /// key and deleting the old one: from now on requests with the old key get 401.
+    pub fn rotate_api_key(&self, key: impl Into<String>) {
+        *lock(&self.shared.api_key) = key.into();
     }
 
     /// The next `n` authenticated requests (either plane) answer `status` (429 and 503
@@ -246,7 +255,8 @@ async fn gate(
             e.control()
         }
     };
-    let response = if key.as_deref() != Some(shared.cfg.api_key.as_str()) {
+    let accepted = key.as_deref() == Some(lock(&shared.api_key).as_str());
+    let response = if !accepted {
         render(ApiError::unauthenticated(match key {
             None => "Api-Key header is missing",
             Some(_) => "Invalid API Key",

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 
 use super::wire::error_message;
 use crate::http::{backoff, error_chain, retry_after};
+use crate::key::RotatingKey;
 use crate::store::StoreError;
 
 /// How requests are retried.
@@ -58,7 +59,7 @@ impl Answer {
 #[derive(Debug, Clone)]
 pub(crate) struct Http {
     client: reqwest::Client,
-    api_key: String,
+    api_key: RotatingKey,
     api_version: String,
     retry: RetryPolicy,
 }
@@ -66,7 +67,7 @@ pub(crate) struct Http {
 impl Http {
     pub(crate) fn new(
         client: reqwest::Client,
-        api_key: String,
+        api_key: RotatingKey,
         api_version: String,
         retry: RetryPolicy,
     ) -> Self {
@@ -129,7 +130,7 @@ impl Http {
             .client
             .request(method, url)
             .timeout(self.retry.timeout)
-            .header("Api-Key", &self.api_key)
+            .header("Api-Key", self.api_key.current().as_str())
             .header("X-Pinecone-API-Version", &self.api_version);
         if let Some(b) = body {
             request = request
