@@ -213,12 +213,24 @@ pub async fn table_exists(pg: &mut PgConnection, schema: &str, kb: &str) -> bool
         .expect("look the table up")
 }
 
+/// The key an embeddings server ([`serve_embeddings_with`]) accepts, replaceable while it
+/// runs (a key rotated at the provider: the old one is refused from then on).
+pub type EmbedKey = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// A minimal OpenAI-compatible `POST /v1/embeddings`: deterministic 384-dimension
 /// vectors, one HTTP/1.1 request per connection. With `api_key`, a request without
 /// `Authorization: Bearer <api_key>` is answered 401 as OpenAI does.
 pub async fn serve_embeddings(listener: tokio::net::TcpListener, api_key: Option<String>) {
+    serve_embeddings_with(listener, std::sync::Arc::new(std::sync::Mutex::new(api_key))).await;
+}
+
+/// [`serve_embeddings`] accepting the key `api_key` holds at each request.
+pub async fn serve_embeddings_with(listener: tokio::net::TcpListener, api_key: EmbedKey) {
     while let Ok((mut sock, _)) = listener.accept().await {
-        let api_key = api_key.clone();
+        let api_key = api_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 8192];

@@ -762,3 +762,236 @@ spec:
     assert_eq!(cleanup(&kb, &api, &engine).await.unwrap(), Cleanup::Removed);
     assert_eq!(count(store.stats().await.unwrap()), 0);
 }
+
+/// Rotation of the call store's URL in Secrets Manager, the "alternating users" way RDS
+/// rotates: a second role with the same grants, the URL switched to it, the first role's
+/// login revoked and its sessions ended. The next call's record must land through the
+/// new role without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart() {
+    let Some(url) = moto() else { return };
+    let Some(admin) = switchboard_tests::services::postgres() else {
+        return;
+    };
+    init();
+    let n = unique("r").replace('-', "_");
+    let n = &n[n.len() - 10..];
+    let (schema, role_a, role_b) = (
+        format!("t_rot_{n}"),
+        format!("rot_a_{n}"),
+        format!("rot_b_{n}"),
+    );
+    let with_path = |u: &str| format!("{u}?options=-c%20search_path%3D{schema}");
+    let as_role = |role: &str| {
+        let rest = admin.split_once('@').unwrap().1;
+        with_path(&format!("postgres://{role}:pw-{role}@{rest}"))
+    };
+    // The schema and its tables as the operator provisions them (here: as the admin),
+    // both roles granted what a tenant's role has.
+    let store = switchboard_store::postgres::PgStore::open(&with_path(&admin))
+        .await
+        .unwrap();
+    let pool = store.pool().clone();
+    for sql in [
+        format!("CREATE ROLE {role_a} LOGIN PASSWORD 'pw-{role_a}'"),
+        format!("CREATE ROLE {role_b} LOGIN PASSWORD 'pw-{role_b}'"),
+        format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role_a}, {role_b}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role_a}, {role_b}"),
+        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role_a}, {role_b}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let secret = unique("tenants/db");
+    create_secret(&url, &secret, &as_role(&role_a)).await;
+    let env = Env::start(EnvOptions {
+        aws: options_for(&url),
+        secrets_refresh_seconds: 1,
+        spec_extra: format!("  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n"),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let landed = |sid: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT outcome FROM calls WHERE call_sid = $1 AND outcome IS NOT NULL",
+            )
+            .bind(sid)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    env.record(&report.call_sid).await.unwrap();
+    assert!(landed(report.call_sid.clone()).await.is_some());
+
+    // Rotated: the secret names role B; role A can no longer log in, its sessions end.
+    put_secret(&url, &secret, &as_role(&role_b)).await;
+    for sql in [
+        format!("ALTER ROLE {role_a} NOLOGIN"),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role_a}'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let report = place_call(&env.call(talk())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while landed(report.call_sid.clone()).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record of the call after the rotation did not land within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Through role B: the gateway's connections are B's now.
+    let sessions: Vec<String> = sqlx::query_scalar(
+        "SELECT usename::text FROM pg_stat_activity WHERE usename = ANY($1)",
+    )
+    .bind(vec![role_a.clone(), role_b.clone()])
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(sessions.contains(&role_b), "{sessions:?}");
+    assert!(!sessions.contains(&role_a), "{sessions:?}");
+    assert!(
+        metric(
+            &env.metrics().await,
+            "switchboard_secret_refreshes_total{result=\"changed\"}"
+        ) >= 1.0
+    );
+}
+
+/// The embedder's and Pinecone's keys rotated at the provider and in Secrets Manager: the
+/// gateway's next knowledge lookup sends the new ones, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_embedder_and_pinecone_keys_serve_the_next_lookup() {
+    use switchboard_knowledge::store::{PineconeConfig, PineconeStore};
+    use switchboard_knowledge::{ChunkingConfig, Document, OpenAiConfig, OpenAiEmbedder};
+    use switchboard_tests::knowledge::{EmbedKey, serve_embeddings_with};
+
+    let Some(url) = moto() else { return };
+    init();
+    let pinecone = switchboard_sim::pinecone::PineconeSim::start(
+        switchboard_sim::pinecone::PineconeSimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let embed_key: EmbedKey = std::sync::Arc::new(std::sync::Mutex::new(Some("sk-embed-1".into())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let embed_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(serve_embeddings_with(listener, embed_key.clone()));
+
+    // The namespace as the operator leaves it after indexing.
+    let mut embed_config = OpenAiConfig::new(embed_url.clone(), "test-embed");
+    embed_config.api_key = Some("sk-embed-1".into());
+    embed_config.dimensions = Some(384);
+    let embedder = OpenAiEmbedder::new(embed_config).unwrap();
+    let mut config = PineconeConfig::new(pinecone.api_key(), "kb-rot");
+    config.control_url = pinecone.url();
+    let store = PineconeStore::ensure_index(config, 384).await.unwrap();
+    let docs = [Document {
+        id: "inline/hours".into(),
+        title: "Opening hours".into(),
+        content: "We are open Monday to Friday 8am to 6pm.".into(),
+        category: None,
+    }];
+    switchboard_knowledge::ingest("faq-ns", &docs, &ChunkingConfig::default(), &embedder, &store)
+        .await
+        .unwrap();
+
+    let secret = unique("kb/keys");
+    let keys = |embedder: &str, pinecone: &str| {
+        serde_json::json!({ "embedder": embedder, "pinecone": pinecone }).to_string()
+    };
+    create_secret(&url, &secret, &keys("sk-embed-1", &pinecone.api_key())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("faq.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: faq
+spec:
+  tenant: demo
+  embedder:
+    type: openai
+    openai:
+      baseUrl: {embed_url}
+      model: test-embed
+      dimensions: 384
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret}, key: embedder }} }}
+  backend:
+    type: pinecone
+    pinecone:
+      index: kb-rot
+      cloud: aws
+      region: us-east-1
+      namespace: faq-ns
+      apiUrl: {pinecone_url}
+      apiKey: {{ awsSecretsManager: {{ secretId: {secret}, key: pinecone }} }}
+  sources:
+    - inline:
+        documents:
+          - title: Opening hours
+            content: We are open Monday to Friday 8am to 6pm.
+"#,
+            pinecone_url = pinecone.url(),
+        ),
+    )
+    .unwrap();
+    let env = Env::start(EnvOptions {
+        aws: options_for(&url),
+        secrets_refresh_seconds: 1,
+        agent_extra: "    knowledgeBases: [faq]\n".into(),
+        knowledge: vec![manifest],
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let spec = env.gw().state.tenants.by_name("demo").unwrap().spec.clone();
+    let lookup = || {
+        env.gw().state.tools.run(
+            "demo",
+            &spec,
+            "search_knowledge_base",
+            r#"{"query":"when are you open"}"#,
+        )
+    };
+    let answered = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v.get("error").is_none() && v.get("passages").is_some()
+    };
+    let out = lookup().await;
+    assert!(answered(&out), "{out}");
+
+    // Both providers switch to new keys (the old ones are refused from now on); until
+    // Secrets Manager has them too, lookups fail.
+    *embed_key.lock().unwrap() = Some("sk-embed-2".into());
+    pinecone.rotate_api_key("pcsk-rotated");
+    let out = lookup().await;
+    assert!(!answered(&out), "{out}");
+    put_secret(&url, &secret, &keys("sk-embed-2", "pcsk-rotated")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = lookup().await;
+        if answered(&out) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lookups still fail 15 s after the keys were rotated: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
