@@ -1599,3 +1599,30 @@ async fn try_submit_drops_instead_of_waiting_when_the_queue_is_full() {
     assert!(refused >= 7, "refused {refused}");
     assert!(m.depth.get() <= 3, "depth {}", m.depth.get());
 }
+
+// ---------------------------------------------------------------- swappable store
+
+/// A swap sends the next ops to the new store, and the old one is closed once nothing
+/// holds it (a rotated database URL: the old pool drains, then ends).
+#[tokio::test]
+async fn a_swapped_store_takes_the_next_ops_and_the_old_one_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let old: Arc<dyn CallStore> = Arc::new(SqliteStore::open(&url("old.db")).await.unwrap());
+    let new: Arc<dyn CallStore> = Arc::new(SqliteStore::open(&url("new.db")).await.unwrap());
+    let swappable = store::SwappableStore::new(old.clone());
+    swappable.apply(&start("CA1", 1)).await.unwrap();
+    assert!(old.get_call("CA1").await.unwrap().is_some());
+    swappable.replace(new.clone());
+    swappable.apply(&start("CA2", 2)).await.unwrap();
+    assert!(new.get_call("CA2").await.unwrap().is_some());
+    assert!(new.get_call("CA1").await.unwrap().is_none());
+    assert!(swappable.get_call("CA2").await.unwrap().is_some());
+    // No op runs on the old store any more: its pool is closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while old.ping().await.is_ok() {
+        assert!(Instant::now() < deadline, "the replaced store was not closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(swappable.ping().await.is_ok());
+}
