@@ -37,6 +37,14 @@ pub struct Cli {
     /// Directory for the embedded database and the write-behind spool.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Where finished recordings wait for their upload (`queue/`) and where recordings of
+    /// tenants without a bucket are kept; default `<data dir>/recordings`. In a cluster a
+    /// volume shared by the tenant's pods that outlives them (what one pod left, another
+    /// uploads: entries are claimed, each is delivered once). Live calls' track files stay
+    /// under the data directory; a finished WAV is copied across when this is another
+    /// file system.
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
     /// Call store URL (`postgres://…` or `sqlite:…`). Default: SQLite in the data dir.
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
     pub database_url: Option<String>,

@@ -158,8 +158,13 @@ impl Gateway {
         let s3 = Arc::new(
             S3::new(cli.aws.clone()).with_link_ttl(Duration::from_secs(cli.recording_link_seconds)),
         );
-        let recordings = Arc::new(Recordings::start(
+        let recordings_dir = cli
+            .recordings_dir
+            .clone()
+            .unwrap_or_else(|| cli.data_dir.join("recordings"));
+        let recordings = Arc::new(Recordings::start_with_dir(
             &cli.data_dir,
+            &recordings_dir,
             s3,
             writer.clone(),
             metrics.registry(),

@@ -214,6 +214,7 @@ impl Env {
             public_url: None,
             realtime_url: opts.realtime_url.clone().unwrap_or_else(|| realtime.url()),
             data_dir: dir.path().join("data"),
+            recordings_dir: None,
             database_url: opts.database_url.clone(),
             max_calls: opts.max_calls,
             drain_seconds: opts.drain_seconds,

@@ -9,9 +9,11 @@
 //! - [`s3`]: uploads, listing and deletes in S3.
 //! - [`retention`]: the sweeper that deletes expired recordings and clears their keys.
 //!
-//! Directories under the data dir: `recordings/work` (track files of live calls),
-//! `recordings/queue` (finished WAVs waiting for their destination), and
-//! `recordings/<tenant>/yyyy/mm/dd/<CallSid>.wav` for tenants without a bucket.
+//! Directories: `<data dir>/recordings/work` (track files of live calls, on the pod's own
+//! disk), and in the recordings directory (`--recordings-dir`, by default
+//! `<data dir>/recordings`; in a cluster a volume the tenant's pods share, that outlives
+//! them) `queue/` (finished WAVs waiting for their destination) and
+//! `<tenant>/yyyy/mm/dd/<CallSid>.wav` for tenants without a bucket.
 
 pub mod agent;
 pub mod claim;
@@ -101,9 +103,23 @@ impl Recordings {
         store: WriteBehind,
         registry: &prometheus::Registry,
     ) -> Result<Recordings, RecordingError> {
+        Self::start_with_dir(data_dir, &data_dir.join("recordings"), s3, store, registry)
+    }
+
+    /// [`Recordings::start`] with the queue (`<dir>/queue`) and the local recordings in
+    /// `dir`, which may be a volume of its own shared with other gateways; the track files
+    /// of live calls stay in `<data_dir>/recordings/work`.
+    pub fn start_with_dir(
+        data_dir: &Path,
+        dir: &Path,
+        s3: Arc<S3>,
+        store: WriteBehind,
+        registry: &prometheus::Registry,
+    ) -> Result<Recordings, RecordingError> {
         let metrics = RecordingMetrics::register(registry)?;
-        let dir = data_dir.join("recordings");
-        let work = dir.join("work");
+        let dir = dir.to_path_buf();
+        // Written at every frame's pace: on the pod's own disk, never a network volume.
+        let work = data_dir.join("recordings").join("work");
         let dir_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| RecordingError::Dir { path, source }

@@ -125,6 +125,31 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Moves `from` to `to`: a rename, or across file systems (the queue on a volume shared
+/// by a tenant's pods, the work directory on the pod's disk) a synced copy renamed into
+/// place, then the original removed. `to` never names a partial file.
+fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_into(from, to),
+        other => other,
+    }
+}
+
+/// The copy half of [`move_into`].
+fn copy_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut part = to.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    {
+        let mut src = std::fs::File::open(from)?;
+        let mut dst = std::fs::File::create(&part)?;
+        std::io::copy(&mut src, &mut dst)?;
+        dst.sync_all()?;
+    }
+    std::fs::rename(&part, to)?;
+    std::fs::remove_file(from)
+}
+
 impl Enqueue {
     /// Moves `wav` into the queue with its manifest (both synced to disk) and wakes the
     /// worker.
@@ -133,7 +158,7 @@ impl Enqueue {
         let json = serde_json::to_vec(&m).map_err(std::io::Error::other)?;
         let sid = m.call_sid.clone();
         tokio::task::spawn_blocking(move || {
-            std::fs::rename(&wav, dir.join(format!("{sid}.wav")))?;
+            move_into(&wav, &dir.join(format!("{sid}.wav")))?;
             let part = dir.join(format!("{sid}.json.part"));
             write_synced(&part, &json)?;
             std::fs::rename(&part, dir.join(format!("{sid}.json")))?;
@@ -571,4 +596,31 @@ async fn transfer(
         }
     };
     (m.call_sid, result, t0.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The path taken when the queue is on another file system than the work directory.
+    #[test]
+    fn a_copy_into_the_queue_is_whole_and_leaves_no_original_or_partial_file() {
+        let work = tempfile::tempdir().expect("work dir");
+        let queue = tempfile::tempdir().expect("queue dir");
+        let from = work.path().join("CA1.wav");
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&from, &body).expect("write");
+        let to = queue.path().join("CA1.wav");
+        copy_into(&from, &to).expect("copy");
+        assert_eq!(std::fs::read(&to).expect("read"), body);
+        assert!(!from.exists());
+        assert!(!queue.path().join("CA1.wav.part").exists());
+        // A missing source fails and leaves nothing behind.
+        assert!(copy_into(&from, &queue.path().join("CA2.wav")).is_err());
+        assert!(!queue.path().join("CA2.wav").exists());
+        // The same file system: a rename.
+        std::fs::write(&from, b"x").expect("write");
+        move_into(&from, &work.path().join("moved.wav")).expect("move");
+        assert!(!from.exists());
+    }
 }
