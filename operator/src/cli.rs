@@ -183,6 +183,16 @@ pub struct RunArgs {
         value_parser = parse_json::<DataVolume>
     )]
     pub gateway_data_volume: DataVolume,
+    /// The claim the operator creates per recording tenant for its upload queue, shared
+    /// by the tenant's gateway pods and outliving them, as JSON:
+    /// `{"size":"20Gi","storageClassName":"efs-sc"}` (`accessMode` defaults to
+    /// `ReadWriteMany`). Default: none (the queue stays in the data volume).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_GATEWAY_RECORDINGS_VOLUME",
+        value_parser = parse_json::<crate::tenant::inputs::RecordingsVolume>
+    )]
+    pub gateway_recordings_volume: Option<crate::tenant::inputs::RecordingsVolume>,
     // Security policy (what tenants may reference); see docs/operations.md.
     /// Hosts a tenant's `spec.openai.realtimeUrl` may name (comma list; exact host names).
     #[arg(
@@ -314,6 +324,7 @@ impl RunArgs {
         });
         config.gateway_resources = self.gateway_resources.clone();
         config.gateway_data_volume = Some(self.gateway_data_volume.clone());
+        config.gateway_recordings_volume = self.gateway_recordings_volume.clone();
         config.references = crate::tenant::policy::ReferencePolicy::with_insecure(
             &self.realtime_hosts,
             &self.realtime_insecure_hosts,

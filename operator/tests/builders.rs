@@ -60,6 +60,9 @@ fn all(c: &Children) -> Vec<(&ObjectMeta, Value)> {
     if let Some(policy) = &c.network_policy {
         out.push((&policy.metadata, serde_json::to_value(policy).unwrap()));
     }
+    if let Some(claim) = &c.recordings_claim {
+        out.push((&claim.metadata, serde_json::to_value(claim).unwrap()));
+    }
     out
 }
 
@@ -996,4 +999,70 @@ fn secrets_manager_references_are_read_by_the_gateway_not_mounted() {
         !after.contains("switchboard/acme"),
         "nothing about the AWS secret is mounted"
     );
+}
+
+/// A recording tenant's upload queue is on one claim that every pod mounts at the same
+/// directory (what one pod leaves queued, another uploads); no claim and no mount
+/// without `spec.recordings` or without a recordings volume.
+#[test]
+fn every_pod_of_a_recording_tenant_mounts_its_one_queue_claim() {
+    use switchboard_operator::tenant::build::recordings::RECORDINGS_DIR;
+    use switchboard_operator::tenant::inputs::RecordingsVolume;
+
+    let (fixture, c) = children("acme");
+    let claim = c.recordings_claim.as_ref().expect("acme records with a volume");
+    let claim_name = claim.metadata.name.clone().unwrap();
+    assert_eq!(claim_name, "acme-gateway-recordings");
+    let spec = claim.spec.as_ref().unwrap();
+    assert_eq!(spec.access_modes, Some(vec!["ReadWriteMany".to_string()]));
+    assert_eq!(spec.storage_class_name.as_deref(), Some("efs-sc"));
+    let p = pod(&c.deployment);
+    let volume = p
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim_name)
+        })
+        .expect("the pods mount the claim");
+    let mounted = container(&c.deployment)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == volume.name)
+        .expect("the container mounts it");
+    assert_eq!(mounted.mount_path, RECORDINGS_DIR);
+    assert_ne!(mounted.read_only, Some(true));
+    assert_eq!(
+        env(&c.deployment, "SWITCHBOARD_RECORDINGS_DIR").as_deref(),
+        Some(RECORDINGS_DIR)
+    );
+    // A replica count does not change the claim: one per tenant, not per pod.
+    let mut scaled = fixture.tenant.clone();
+    scaled.spec.gateway.get_or_insert_default().replicas = Some(5);
+    let again = build_children(&scaled, &fixture.ctx).unwrap();
+    assert_eq!(again.recordings_claim.as_ref(), Some(claim));
+
+    let without = |tenant: &VoiceTenant, volume: Option<RecordingsVolume>| {
+        let mut ctx = fixture.ctx.clone();
+        ctx.recordings_volume = volume;
+        let c = build_children(tenant, &ctx).unwrap();
+        assert!(c.recordings_claim.is_none());
+        assert_eq!(env(&c.deployment, "SWITCHBOARD_RECORDINGS_DIR"), None);
+        assert!(
+            !pod(&c.deployment)
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.persistent_volume_claim.is_some())
+        );
+    };
+    // The operator has no recordings volume: the queue stays in the data directory.
+    without(&fixture.tenant, None);
+    // The tenant does not record.
+    let mut silent = fixture.tenant.clone();
+    silent.spec.recordings = None;
+    without(&silent, fixture.ctx.recordings_volume.clone());
 }

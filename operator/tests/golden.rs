@@ -29,6 +29,9 @@ fn render(name: &str) -> String {
     if let Some(policy) = &children.network_policy {
         docs.push(common::round_trip(policy));
     }
+    if let Some(claim) = &children.recordings_claim {
+        docs.push(common::round_trip(claim));
+    }
     let mut out = format!("{HEADER}{name}.yaml; UPDATE_GOLDEN=1 regenerates it.\n");
     for doc in docs {
         out.push_str("---\n");

@@ -78,6 +78,10 @@ const ALL_ON: &[&str] = &[
     "knowledge.s3EndpointUrl=https://minio.storage.svc:9000",
     "--set",
     "knowledge.s3ResyncSeconds=120",
+    "--set",
+    "gateway.recordingsVolume.size=20Gi",
+    "--set",
+    "gateway.recordingsVolume.storageClassName=efs-sc",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -394,6 +398,7 @@ const TENANT_NEEDS: &[(&str, &str, &[&str])] = &[
     ("", "configmaps", CHILD_VERBS),
     ("", "services", CHILD_VERBS),
     ("", "serviceaccounts", CHILD_VERBS),
+    ("", "persistentvolumeclaims", CHILD_VERBS),
     // Read (metadata watch, the database Secret's password, knowledge API keys) and
     // create the tenant's database Secret; never update, patch or delete one.
     ("", "secrets", &["get", "list", "watch", "create"]),
@@ -1605,6 +1610,24 @@ fn gateway_network_policy_resources_and_spool_reach_the_operator() {
         spool,
         DataVolume::Claim {
             claim_name: "spool".into()
+        }
+    );
+    // No recordings volume by default; with a size, the operator gets one.
+    assert!(!env.contains_key("SWITCHBOARD_GATEWAY_RECORDINGS_VOLUME"));
+    let env = env_of(&[
+        "--set",
+        "gateway.recordingsVolume.size=20Gi",
+        "--set",
+        "gateway.recordingsVolume.storageClassName=efs-sc",
+    ]);
+    let recordings: switchboard_operator::tenant::inputs::RecordingsVolume =
+        serde_json::from_str(&env["SWITCHBOARD_GATEWAY_RECORDINGS_VOLUME"]).unwrap();
+    assert_eq!(
+        recordings,
+        switchboard_operator::tenant::inputs::RecordingsVolume {
+            size: "20Gi".into(),
+            storage_class_name: Some("efs-sc".into()),
+            access_mode: "ReadWriteMany".into(),
         }
     );
     let base = ["template", RELEASE, "charts/switchboard"];

@@ -86,3 +86,11 @@ app.kubernetes.io/component: operator
 {{- fail "gateway.spool.type must be emptyDir, ephemeral or claim" }}
 {{- end }}
 {{- end }}
+
+{{/* The operator's --gateway-recordings-volume (JSON) from gateway.recordingsVolume. */}}
+{{- define "switchboard.gatewayRecordingsVolume" -}}
+{{- $r := .Values.gateway.recordingsVolume }}
+{{- $v := dict "size" $r.size "accessMode" (default "ReadWriteMany" $r.accessMode) }}
+{{- with $r.storageClassName }}{{ $_ := set $v "storageClassName" . }}{{ end }}
+{{- $v | toJson }}
+{{- end }}

@@ -97,6 +97,11 @@ child!(
     "NetworkPolicy",
     network_policies
 );
+child!(
+    k8s_openapi::api::core::v1::PersistentVolumeClaim,
+    "PersistentVolumeClaim",
+    recordings_claims
+);
 
 /// Applies `desired` (server-side apply, field manager `switchboard-operator`, forced)
 /// unless the live object already carries its digest and nobody changed it since.

@@ -80,6 +80,9 @@ pub struct OperatorConfig {
     pub gateway_resources: GatewayResources,
     /// The gateways' data volume; `None`: the builder's default (`emptyDir`, 1Gi).
     pub gateway_data_volume: Option<DataVolume>,
+    /// The claim of each recording tenant's upload queue; `None`: the queue stays in the
+    /// data volume.
+    pub gateway_recordings_volume: Option<crate::tenant::inputs::RecordingsVolume>,
     /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
     /// gateway image prefixes.
     pub references: crate::tenant::policy::ReferencePolicy,
@@ -138,6 +141,7 @@ impl OperatorConfig {
             gateway_network: None,
             gateway_resources: GatewayResources::default(),
             gateway_data_volume: None,
+            gateway_recordings_volume: None,
             references: crate::tenant::policy::ReferencePolicy::default(),
         }
     }
@@ -168,6 +172,7 @@ impl OperatorConfig {
             });
         ctx.gateway_resources = self.gateway_resources.clone();
         ctx.data_volume = self.gateway_data_volume.clone();
+        ctx.recordings_volume = self.gateway_recordings_volume.clone();
         ctx.database_ca = self.database_ca.clone();
         if let Some(arn) = self
             .gateway_role_arn_template

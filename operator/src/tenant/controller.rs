@@ -6,7 +6,7 @@
 //!
 //! - VoiceTenants (all, or one namespace);
 //! - every owned kind (Deployment, ConfigMap, Service, ServiceAccount, PDB, HPA,
-//!   Ingress, NetworkPolicy) by the operator's `managed-by` label, so memory grows with the tenants, not
+//!   Ingress, NetworkPolicy, PersistentVolumeClaim) by the operator's `managed-by` label, so memory grows with the tenants, not
 //!   with the cluster. Deployments are cached whole (their status is the tenant's
 //!   readiness, managed fields stripped), the others as metadata only;
 //! - Secrets, metadata only, all of them: a tenant's referenced Secrets are the user's
@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
@@ -139,7 +141,7 @@ pub(crate) async fn run(
     let ns = config.watch_namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
-    let synced: Vec<Arc<AtomicBool>> = (0..10).map(|_| Arc::default()).collect();
+    let synced: Vec<Arc<AtomicBool>> = (0..11).map(|_| Arc::default()).collect();
     let (tenants, tenant_writer) = reflector::store();
     let tenant_stream = watcher(api::<VoiceTenant>(&client, ns), watcher::Config::default())
         .default_backoff()
@@ -186,8 +188,13 @@ pub(crate) async fn run(
     );
     let (network_policies, netpol_stream) = metadata_watch(
         api::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
-        owned,
+        owned.clone(),
         &synced[9],
+    );
+    let (recordings_claims, pvc_stream) = metadata_watch(
+        api::<PartialObjectMeta<PersistentVolumeClaim>>(&client, ns),
+        owned,
+        &synced[10],
     );
     let (secrets, secret_stream) = metadata_watch(
         api::<PartialObjectMeta<Secret>>(&client, ns),
@@ -207,6 +214,7 @@ pub(crate) async fn run(
         .owns_stream(hpa_stream)
         .owns_stream(ing_stream)
         .owns_stream(netpol_stream)
+        .owns_stream(pvc_stream)
         .watches_stream(secret_stream, move |secret| {
             tenants_of_secret(&mapper_tenants, &secret)
         })
@@ -243,6 +251,7 @@ pub(crate) async fn run(
         hpas,
         ingresses,
         network_policies,
+        recordings_claims,
         secrets,
         synced: Arc::new(synced),
     };

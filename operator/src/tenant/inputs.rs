@@ -69,6 +69,12 @@ pub struct BuildInputs {
     /// The volume behind the gateway's data directory (write-behind spool, SQLite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_volume: Option<DataVolume>,
+    /// The volume of a recording tenant's upload queue: a PersistentVolumeClaim per
+    /// tenant that all its gateway pods mount (see [`RecordingsVolume`]). Absent: the
+    /// queue stays in the data directory, and what a pod leaves queued lives as long as
+    /// that volume does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings_volume: Option<RecordingsVolume>,
     /// Knowledge bases the agent lists that do not exist in the namespace (or belong to
     /// another tenant): the gateway runs without them, the status says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -80,6 +86,31 @@ pub struct BuildInputs {
     /// driver's built-in roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_ca: Option<String>,
+}
+
+/// The claim behind a recording tenant's upload queue (`--gateway-recordings-volume`).
+///
+/// One PersistentVolumeClaim per tenant, created by the operator and mounted by every
+/// gateway pod of the tenant at the same directory, so finished recordings a pod could
+/// not upload before it went away are uploaded by the others or its replacement; the
+/// queue's claim files keep two pods from uploading one recording. It must be
+/// `ReadWriteMany` (EFS, Filestore, Azure Files, CephFS, NFS) unless the tenant runs one
+/// pod at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordingsVolume {
+    /// Storage requested (a quantity, `20Gi`).
+    pub size: String,
+    /// Storage class; absent: the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Access mode; `ReadWriteMany` by default.
+    #[serde(default = "read_write_many")]
+    pub access_mode: String,
+}
+
+fn read_write_many() -> String {
+    "ReadWriteMany".to_string()
 }
 
 /// Namespaces and ports of the tenant's NetworkPolicy.
@@ -178,6 +209,7 @@ impl BuildInputs {
             network_policy: None,
             gateway_resources: GatewayResources::default(),
             data_volume: None,
+            recordings_volume: None,
             missing_knowledge_bases: Vec::new(),
             database_ca: None,
         }

@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -377,6 +378,18 @@ async fn apply_children(
     match children.network_policy {
         Some(policy) => drop(apply(ctx, policy).await?),
         None => drop(prune::<NetworkPolicy>(ctx, &namespace, &child, &uid).await?),
+    }
+    match children.recordings_claim {
+        Some(claim) => drop(apply(ctx, claim).await?),
+        None => drop(
+            prune::<PersistentVolumeClaim>(
+                ctx,
+                &namespace,
+                &crate::tenant::build::recordings::claim_name(&child),
+                &uid,
+            )
+            .await?,
+        ),
     }
     if !deployment.existed && deployment.response.is_some() {
         ctx.event(

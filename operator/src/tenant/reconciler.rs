@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
@@ -36,6 +38,8 @@ pub(crate) struct Stores {
     pub hpas: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
     pub ingresses: Store<PartialObjectMeta<Ingress>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    /// The recording tenants' upload queue claims.
+    pub recordings_claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
     /// Every Secret's metadata in the watched scope: referenced Secrets are not ours and
     /// carry no label of ours.
     pub secrets: Store<PartialObjectMeta<Secret>>,

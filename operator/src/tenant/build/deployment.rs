@@ -71,6 +71,7 @@ const CONFIG_VOLUME: &str = "config";
 const SECRETS_VOLUME: &str = "secrets";
 const DATA_VOLUME: &str = "data";
 const TMP_VOLUME: &str = "tmp";
+const RECORDINGS_VOLUME: &str = "recordings";
 
 /// Builds the Deployment `<tenant>-gateway`.
 ///
@@ -79,7 +80,9 @@ const TMP_VOLUME: &str = "tmp";
 /// fight it), else `spec.gateway.replicas` or [`DEFAULT_REPLICAS`]. Resources are
 /// `spec.gateway.resources`, else `ctx.gateway_resources`. The data directory is
 /// `ctx.data_volume`, by default an `emptyDir` of [`DEFAULT_DATA_SIZE_LIMIT`]: it
-/// survives container restarts, not the pod's replacement (see [`DataVolume`]).
+/// survives container restarts, not the pod's replacement (see [`DataVolume`]). A
+/// recording tenant's upload queue is on the tenant's recordings claim when the context
+/// has a recordings volume ([`super::recordings`]), else in the data directory.
 ///
 /// # Errors
 ///
@@ -130,6 +133,13 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
         ));
     } else {
         env.push(env_value("SWITCHBOARD_DATA_DIR", DATA_DIR));
+    }
+    let recordings = super::recordings::recordings_volume(vt, ctx).is_some();
+    if recordings {
+        env.push(env_value(
+            "SWITCHBOARD_RECORDINGS_DIR",
+            super::recordings::RECORDINGS_DIR,
+        ));
     }
     env.extend([
         env_value("SWITCHBOARD_SECRETS_DIR", SECRETS_DIR),
@@ -192,17 +202,27 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            mount(CONFIG_VOLUME, CONFIG_DIR, true),
-            mount(SECRETS_VOLUME, SECRETS_DIR, true),
-            mount(DATA_VOLUME, DATA_DIR, false),
-            // The root filesystem is read-only; SQLite spills temporary files to /tmp.
-            mount(TMP_VOLUME, "/tmp", false),
-        ]),
+        volume_mounts: Some({
+            let mut mounts = vec![
+                mount(CONFIG_VOLUME, CONFIG_DIR, true),
+                mount(SECRETS_VOLUME, SECRETS_DIR, true),
+                mount(DATA_VOLUME, DATA_DIR, false),
+                // The root filesystem is read-only; SQLite spills temporary files to /tmp.
+                mount(TMP_VOLUME, "/tmp", false),
+            ];
+            if recordings {
+                mounts.push(mount(
+                    RECORDINGS_VOLUME,
+                    super::recordings::RECORDINGS_DIR,
+                    false,
+                ));
+            }
+            mounts
+        }),
         ..Container::default()
     };
 
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: CONFIG_VOLUME.to_string(),
             config_map: Some(ConfigMapVolumeSource {
@@ -225,6 +245,18 @@ pub fn build_deployment(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Deploymen
         data(&data_volume),
         empty_dir(TMP_VOLUME),
     ];
+    if recordings {
+        // The tenant's one queue claim, shared by all its pods: what a pod leaves queued
+        // is uploaded by another or by its replacement (super::recordings).
+        volumes.push(Volume {
+            name: RECORDINGS_VOLUME.to_string(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: super::recordings::claim_name(&owner.name),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
 
     let pod = PodSpec {
         containers: vec![container],

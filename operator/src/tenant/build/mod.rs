@@ -13,7 +13,9 @@
 //! [`HTTP_PORT`] (webhooks, media streams, `/healthz`, `/readyz`, `/metrics`), its data
 //! directory at [`DATA_DIR`], each Secret named by a `secretKeyRef` of the tenant mounted
 //! as `<SECRETS_DIR>/<secret>/<key>`. The knowledge bases the agent may search are in the
-//! ConfigMap too (`knowledge-<name>.yaml`, listed in `SWITCHBOARD_KNOWLEDGE`).
+//! ConfigMap too (`knowledge-<name>.yaml`, listed in `SWITCHBOARD_KNOWLEDGE`). A recording
+//! tenant's upload queue is on its own claim at [`recordings::RECORDINGS_DIR`]
+//! (`SWITCHBOARD_RECORDINGS_DIR`) when the operator has a recordings volume.
 
 pub mod config_map;
 pub mod database_tls;
@@ -24,13 +26,14 @@ pub mod ingress;
 pub mod knowledge;
 pub mod networkpolicy;
 pub mod pdb;
+pub mod recordings;
 mod secrets;
 pub mod service;
 pub mod service_account;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use switchboard_crds::VoiceTenant;
@@ -43,6 +46,7 @@ pub use ingress::build_ingress;
 pub use knowledge::{KnowledgeMount, knowledge_file, render_knowledge_file};
 pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
+pub use recordings::build_recordings_claim;
 pub use secrets::referenced_secrets;
 pub use service::build_service;
 pub use service_account::build_service_account;
@@ -96,6 +100,9 @@ pub struct Children {
     pub ingress: Option<Ingress>,
     /// Present when the context asks for a NetworkPolicy.
     pub network_policy: Option<NetworkPolicy>,
+    /// The upload queue's claim: present when the tenant has `spec.recordings` and the
+    /// context a recordings volume.
+    pub recordings_claim: Option<PersistentVolumeClaim>,
 }
 
 /// Builds every child of the tenant.
@@ -115,6 +122,7 @@ pub fn build_children(vt: &VoiceTenant, ctx: &BuildInputs) -> Result<Children, B
         hpa: build_hpa(vt, ctx)?,
         ingress: build_ingress(vt, ctx)?,
         network_policy: build_network_policy(vt, ctx)?,
+        recordings_claim: build_recordings_claim(vt, ctx)?,
     })
 }
 
