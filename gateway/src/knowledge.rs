@@ -480,7 +480,11 @@ impl Knowledge {
                 }),
                 Ok(value) => {
                     if b.key.set(value) {
-                        tracing::info!(kb = b.kb, field = b.field, "knowledge base key changed; the next lookup uses it");
+                        tracing::info!(
+                            kb = b.kb,
+                            field = b.field,
+                            "knowledge base key changed; the next lookup uses it"
+                        );
                         changed += 1;
                     }
                 }

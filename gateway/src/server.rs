@@ -358,7 +358,13 @@ async fn refresh_secrets(state: AppState) {
                 }
             }
         }
-        let count = |result: &str| state.metrics.secret_refreshes.with_label_values(&[result]).inc();
+        let count = |result: &str| {
+            state
+                .metrics
+                .secret_refreshes
+                .with_label_values(&[result])
+                .inc()
+        };
         if let Some(db) = &state.call_store_url {
             match db.refresh(&state.tenants, &state.secrets).await {
                 Ok(true) => count("changed"),

@@ -1010,7 +1010,10 @@ fn every_pod_of_a_recording_tenant_mounts_its_one_queue_claim() {
     use switchboard_operator::tenant::inputs::RecordingsVolume;
 
     let (fixture, c) = children("acme");
-    let claim = c.recordings_claim.as_ref().expect("acme records with a volume");
+    let claim = c
+        .recordings_claim
+        .as_ref()
+        .expect("acme records with a volume");
     let claim_name = claim.metadata.name.clone().unwrap();
     assert_eq!(claim_name, "acme-gateway-recordings");
     let spec = claim.spec.as_ref().unwrap();

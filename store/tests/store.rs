@@ -1621,7 +1621,10 @@ async fn a_swapped_store_takes_the_next_ops_and_the_old_one_is_closed() {
     // No op runs on the old store any more: its pool is closed.
     let deadline = Instant::now() + Duration::from_secs(5);
     while old.ping().await.is_ok() {
-        assert!(Instant::now() < deadline, "the replaced store was not closed");
+        assert!(
+            Instant::now() < deadline,
+            "the replaced store was not closed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(swappable.ping().await.is_ok());

@@ -221,7 +221,11 @@ pub type EmbedKey = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 /// vectors, one HTTP/1.1 request per connection. With `api_key`, a request without
 /// `Authorization: Bearer <api_key>` is answered 401 as OpenAI does.
 pub async fn serve_embeddings(listener: tokio::net::TcpListener, api_key: Option<String>) {
-    serve_embeddings_with(listener, std::sync::Arc::new(std::sync::Mutex::new(api_key))).await;
+    serve_embeddings_with(
+        listener,
+        std::sync::Arc::new(std::sync::Mutex::new(api_key)),
+    )
+    .await;
 }
 
 /// [`serve_embeddings`] accepting the key `api_key` holds at each request.

@@ -809,7 +809,9 @@ async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart(
     let env = Env::start(EnvOptions {
         aws: options_for(&url),
         secrets_refresh_seconds: 1,
-        spec_extra: format!("  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n"),
+        spec_extra: format!(
+            "  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n"
+        ),
         ..EnvOptions::default()
     })
     .await
@@ -835,7 +837,9 @@ async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart(
     put_secret(&url, &secret, &as_role(&role_b)).await;
     for sql in [
         format!("ALTER ROLE {role_a} NOLOGIN"),
-        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role_a}'"),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role_a}'"
+        ),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&pool)
@@ -853,13 +857,12 @@ async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Through role B: the gateway's connections are B's now.
-    let sessions: Vec<String> = sqlx::query_scalar(
-        "SELECT usename::text FROM pg_stat_activity WHERE usename = ANY($1)",
-    )
-    .bind(vec![role_a.clone(), role_b.clone()])
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let sessions: Vec<String> =
+        sqlx::query_scalar("SELECT usename::text FROM pg_stat_activity WHERE usename = ANY($1)")
+            .bind(vec![role_a.clone(), role_b.clone()])
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert!(sessions.contains(&role_b), "{sessions:?}");
     assert!(!sessions.contains(&role_a), "{sessions:?}");
     assert!(
@@ -904,9 +907,15 @@ async fn rotated_embedder_and_pinecone_keys_serve_the_next_lookup() {
         content: "We are open Monday to Friday 8am to 6pm.".into(),
         category: None,
     }];
-    switchboard_knowledge::ingest("faq-ns", &docs, &ChunkingConfig::default(), &embedder, &store)
-        .await
-        .unwrap();
+    switchboard_knowledge::ingest(
+        "faq-ns",
+        &docs,
+        &ChunkingConfig::default(),
+        &embedder,
+        &store,
+    )
+    .await
+    .unwrap();
 
     let secret = unique("kb/keys");
     let keys = |embedder: &str, pinecone: &str| {

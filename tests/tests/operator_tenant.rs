@@ -236,6 +236,69 @@ async fn spec_changes_secret_rotation_and_autoscaling_roll_and_prune() {
     op.stop().await;
 }
 
+/// A recording tenant gets one upload-queue claim that its gateway pods mount; dropping
+/// `spec.recordings` prunes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_tenant_gets_one_queue_claim_for_all_its_pods() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let (sim, c) = setup().await;
+    let mut cfg = config("op-1");
+    cfg.leader_election = false;
+    cfg.gateway_recordings_volume = Some(switchboard_operator::tenant::inputs::RecordingsVolume {
+        size: "20Gi".into(),
+        storage_class_name: Some("efs-sc".into()),
+        access_mode: "ReadWriteMany".into(),
+    });
+    let op = Operator::start(c.clone(), cfg);
+    create(
+        &c,
+        &tenant(
+            "talky",
+            "  gateway: { replicas: 3 }\n  recordings: { enabled: true, bucket: calls }\n",
+        ),
+    )
+    .await;
+    wait_settled(&c, "talky").await;
+    let claim_name = format!("{}-recordings", child_name("talky"));
+    let claim = api::<PersistentVolumeClaim>(&c)
+        .get(&claim_name)
+        .await
+        .unwrap();
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.access_modes, Some(vec!["ReadWriteMany".to_string()]));
+    assert_eq!(spec.storage_class_name.as_deref(), Some("efs-sc"));
+    let d = api::<Deployment>(&c)
+        .get(&child_name("talky"))
+        .await
+        .unwrap();
+    let pod = d.spec.template.spec.unwrap();
+    assert!(pod.volumes.unwrap().iter().any(|v| {
+        v.persistent_volume_claim
+            .as_ref()
+            .is_some_and(|p| p.claim_name == claim_name)
+    }));
+
+    patch_spec(&c, "talky", json!({"recordings": null})).await;
+    wait_settled_generation(&c, "talky").await;
+    wait_for("queue claim pruned", || {
+        let c = c.clone();
+        let claim_name = claim_name.clone();
+        async move {
+            api::<PersistentVolumeClaim>(&c)
+                .get_opt(&claim_name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    wait_settled(&c, "talky").await;
+    let writes = writes_over_window(&sim, Duration::from_secs(2)).await;
+    assert_eq!(writes, Vec::<String>::new());
+    op.stop().await;
+}
+
 async fn wait_settled_generation(c: &Client, name: &str) -> switchboard_crds::VoiceTenant {
     wait_settled(c, name).await;
     get(c, name).await.unwrap()

@@ -16,8 +16,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{EmbedError, Embedder};
-use crate::key::RotatingKey;
 use crate::http::{backoff, error_chain, retry_after_or_ms};
+use crate::key::RotatingKey;
 
 /// Settings of an [`OpenAiEmbedder`].
 #[derive(Debug, Clone)]

@@ -38,7 +38,10 @@ pub fn claim_name(child: &str) -> String {
 }
 
 /// The volume of the tenant's upload queue, when it gets a claim of its own.
-pub fn recordings_volume<'a>(vt: &VoiceTenant, ctx: &'a BuildInputs) -> Option<&'a RecordingsVolume> {
+pub fn recordings_volume<'a>(
+    vt: &VoiceTenant,
+    ctx: &'a BuildInputs,
+) -> Option<&'a RecordingsVolume> {
     vt.spec.recordings.as_ref()?;
     ctx.recordings_volume.as_ref()
 }
