@@ -81,8 +81,9 @@ pub struct Metrics {
     pub record_seal_failures: IntCounterVec,
     /// Records sealed under a reserve key waiting on disk for KMS.
     pub records_awaiting_kms: IntGauge,
-    /// Re-reads of tenant secrets that found a change, and re-reads that failed, by
-    /// result (`changed`, `failed`).
+    /// Re-reads of secrets (tenants' credentials and API keys, the call store's database
+    /// URL, knowledge-base keys) that found a change, and re-reads that failed, by result
+    /// (`changed`, `failed`).
     pub secret_refreshes: IntCounterVec,
 }
 
@@ -282,7 +283,7 @@ impl Metrics {
             secret_refreshes: IntCounterVec::new(
                 Opts::new(
                     "switchboard_secret_refreshes_total",
-                    "Re-reads of tenant secrets that found a change or failed",
+                    "Re-reads of secrets (tenant credentials, database URL, knowledge keys) that found a change or failed",
                 ),
                 &["result"],
             )?,
