@@ -806,7 +806,7 @@ async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart(
     }
     let secret = unique("tenants/db");
     create_secret(&url, &secret, &as_role(&role_a)).await;
-    let env = Env::start(EnvOptions {
+    let mut env = Env::start(EnvOptions {
         aws: options_for(&url),
         secrets_refresh_seconds: 1,
         spec_extra: format!(
@@ -871,6 +871,22 @@ async fn a_rotated_database_url_carries_the_next_calls_record_without_a_restart(
             "switchboard_secret_refreshes_total{result=\"changed\"}"
         ) >= 1.0
     );
+    // Roles are server-wide: leave none behind.
+    env.stop_gateway().await;
+    drop(store);
+    for sql in [
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN ('{role_a}', '{role_b}')"
+        ),
+        format!("DROP SCHEMA {schema} CASCADE"),
+        format!("DROP OWNED BY {role_a}, {role_b}"),
+        format!("DROP ROLE {role_a}, {role_b}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 }
 
 /// The embedder's and Pinecone's keys rotated at the provider and in Secrets Manager: the
