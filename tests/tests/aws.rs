@@ -634,7 +634,8 @@ async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_mana
         Cleanup, Decision, Engine, EngineConfig, KubeKnowledgeApi, Outcome, SecretsManagerSettings,
         cleanup, sync,
     };
-    use switchboard_tests::knowledge::{NS, serve_embeddings, tenant_manifest};
+    use switchboard_tests::knowledge::{serve_embeddings, tenant_manifest};
+    const NS: &str = "kb-test";
 
     let Some(url) = moto() else { return };
     init();
@@ -662,7 +663,7 @@ async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_mana
     let c = switchboard_tests::kube::client(&sim).await;
     let tenant = unique("t");
     Api::<VoiceTenant>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .create(&PostParams::default(), &tenant_manifest(NS, &tenant))
         .await
         .unwrap();
     let kb: KnowledgeBase = switchboard_crds::parse_knowledge_base(&format!(
