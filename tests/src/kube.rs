@@ -156,31 +156,38 @@ impl TestCluster {
         if self.sim.is_some() {
             return Rollouts(None);
         }
-        let api: ::kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-            ::kube::Api::namespaced(self.client.clone(), &self.namespace);
-        Rollouts(Some(tokio::spawn(async move {
-            loop {
-                // Errors (a CRD-only server serves no Deployments) are retried: the
-                // test that waits for a rollout then fails on its own timeout.
-                if let Ok(list) = api.list(&Default::default()).await {
-                    for d in list.items {
-                        if let Some((name, status)) = finished_rollout(&d) {
-                            let _ = api
-                                .patch_status(
-                                    &name,
-                                    &::kube::api::PatchParams::default(),
-                                    &::kube::api::Patch::Merge(serde_json::json!({
-                                        "status": status
-                                    })),
-                                )
-                                .await;
-                        }
+        roll_out_deployments(&self.client, &self.namespace)
+    }
+}
+
+/// The stand-in for the Deployment controller of [`TestCluster::roll_out_deployments`],
+/// on any server (tests/tests/operator_tenant.rs runs it on a simulator whose own
+/// Deployment controller is off, to show it is what a real server lacks).
+pub fn roll_out_deployments(client: &::kube::Client, namespace: &str) -> Rollouts {
+    let api: ::kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        ::kube::Api::namespaced(client.clone(), namespace);
+    Rollouts(Some(tokio::spawn(async move {
+        loop {
+            // Errors (a CRD-only server serves no Deployments) are retried: the
+            // test that waits for a rollout then fails on its own timeout.
+            if let Ok(list) = api.list(&Default::default()).await {
+                for d in list.items {
+                    if let Some((name, status)) = finished_rollout(&d) {
+                        let _ = api
+                            .patch_status(
+                                &name,
+                                &::kube::api::PatchParams::default(),
+                                &::kube::api::Patch::Merge(serde_json::json!({
+                                    "status": status
+                                })),
+                            )
+                            .await;
                     }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-        })))
-    }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })))
 }
 
 /// The rollout stand-in of [`TestCluster::roll_out_deployments`]; stops when dropped.

@@ -21,10 +21,11 @@ use serde_json::json;
 use switchboard_operator::FINALIZER;
 use switchboard_operator::labels::child_name;
 use switchboard_operator::tenant::database::{Ownership, Provisioner, TenantDatabase};
-use switchboard_tests::kube::{Rollouts, TestCluster};
+use switchboard_sim::kubeapi::{KubeApiOptions, KubeApiSim};
+use switchboard_tests::kube::{Rollouts, TestCluster, roll_out_deployments};
 use switchboard_tests::operator::{
-    Operator, config, create, delete, get, put_secret, tenant, tenants, wait_condition, wait_for,
-    wait_ready,
+    Operator, condition, config, create, delete, get, put_secret, tenant, tenants, wait_condition,
+    wait_for, wait_ready,
 };
 use switchboard_tests::{Proxy, via};
 
@@ -551,6 +552,51 @@ async fn a_missing_secret_degrades_until_it_exists() {
     .await;
     put_secret(&c, ns, "token-1").await;
     wait_settled(&c, ns, "dental").await;
+    op.stop().await;
+}
+
+/// On a server without kube-controller-manager (envtest's bare kube-apiserver) nothing
+/// rolls a Deployment out, and the tests on such a server get to Ready through the
+/// stand-in of [`TestCluster::roll_out_deployments`]. Shown here on a simulator with its
+/// own Deployment controller off (a simulator whatever `SWITCHBOARD_TEST_CONTROLLERS`
+/// says): the tenant stays RollingOut, not Ready, until the stand-in runs; then it
+/// settles, and a spec change rolls out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_deployment_controller_the_rollout_stand_in_takes_a_tenant_to_ready() {
+    let sim = KubeApiSim::start_on(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        KubeApiOptions {
+            simulate_workloads: false,
+            ..KubeApiOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let c = switchboard_tests::kube::client(&sim).await;
+    let ns = "standin";
+    put_secret(&c, ns, "token-1").await;
+    let mut cfg = config("op-1", ns);
+    cfg.leader_election = false;
+    let op = Operator::start(c.clone(), cfg);
+    create(&c, &tenant(ns, "dental", "")).await;
+    wait_condition(&c, ns, "dental", "Progressing", "True", Some("RollingOut")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ready, _) = condition(&c, ns, "dental", "Ready").await.unwrap();
+    assert_eq!(ready, "False", "Ready without any rollout");
+
+    let _rollouts = roll_out_deployments(&c, ns);
+    wait_settled(&c, ns, "dental").await;
+    let first = checksum(&c, ns, "dental").await;
+    patch_spec(
+        &c,
+        ns,
+        "dental",
+        json!({"agent": {"greeting": {"text": "New greeting"}}}),
+    )
+    .await;
+    let vt = wait_settled_generation(&c, ns, "dental").await;
+    assert_eq!(vt.metadata.generation, Some(2));
+    assert_ne!(checksum(&c, ns, "dental").await, first);
     op.stop().await;
 }
 
