@@ -96,7 +96,15 @@ impl TestCluster {
             ControllerServer::ApiServer => {
                 let client = apiserver_client().await?;
                 install_crds(&client).await;
-                if std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full") {
+                let full = std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full");
+                if !full {
+                    eprintln!(
+                        "{namespace}: on the CRD-only API server (SWITCHBOARD_TEST_KUBE_KIND \
+                         is not full): no Secrets, ConfigMaps, Deployments, Events or Leases; \
+                         a test that needs them fails (a 404 reads as an empty Status)"
+                    );
+                }
+                if full {
                     // A full server refuses objects in a namespace that does not exist.
                     let ns: ::kube::Api<k8s_openapi::api::core::v1::Namespace> =
                         ::kube::Api::all(client.clone());
@@ -122,6 +130,17 @@ impl TestCluster {
     }
 }
 
+/// Says (on stderr) that test `test` runs on a simulator although a real server was
+/// asked for, because it needs `why`; silent when the simulator was asked for.
+pub fn note_sim_only(test: &str, why: &str) {
+    if ControllerServer::from_env() == ControllerServer::ApiServer {
+        eprintln!(
+            "{test}: runs on the simulated API server regardless of \
+             SWITCHBOARD_TEST_CONTROLLERS=apiserver: it needs {why}"
+        );
+    }
+}
+
 impl TestCluster {
     /// A simulated server whatever `SWITCHBOARD_TEST_CONTROLLERS` says, for a test that
     /// needs what only the simulator has; `why` names it, and is printed when a real
@@ -130,12 +149,7 @@ impl TestCluster {
     /// # Panics
     /// When the simulator does not start.
     pub async fn sim_only(prefix: &str, why: &str) -> Self {
-        if ControllerServer::from_env() == ControllerServer::ApiServer {
-            eprintln!(
-                "{prefix}: runs on the simulated API server regardless of \
-                 SWITCHBOARD_TEST_CONTROLLERS=apiserver: it needs {why}"
-            );
-        }
+        note_sim_only(prefix, why);
         let sim = KubeApiSim::start()
             .await
             .expect("the simulated API server starts");

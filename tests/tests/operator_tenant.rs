@@ -563,6 +563,10 @@ async fn a_missing_secret_degrades_until_it_exists() {
 /// settles, and a spec change rolls out again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_deployment_controller_the_rollout_stand_in_takes_a_tenant_to_ready() {
+    switchboard_tests::kube::note_sim_only(
+        "standin",
+        "a simulator with its Deployment controller off",
+    );
     let sim = KubeApiSim::start_on(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         KubeApiOptions {
