@@ -97,13 +97,6 @@ impl TestCluster {
                 let client = apiserver_client().await?;
                 install_crds(&client).await;
                 let full = std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full");
-                if !full {
-                    eprintln!(
-                        "{namespace}: on the CRD-only API server (SWITCHBOARD_TEST_KUBE_KIND \
-                         is not full): no Secrets, ConfigMaps, Deployments, Events or Leases; \
-                         a test that needs them fails (a 404 reads as an empty Status)"
-                    );
-                }
                 if full {
                     // A full server refuses objects in a namespace that does not exist.
                     let ns: ::kube::Api<k8s_openapi::api::core::v1::Namespace> =
@@ -118,6 +111,12 @@ impl TestCluster {
                     )
                     .await
                     .expect("create the test namespace");
+                } else {
+                    eprintln!(
+                        "{namespace}: on the CRD-only API server (SWITCHBOARD_TEST_KUBE_KIND \
+                         is not full): no Secrets, ConfigMaps, Deployments, Events or Leases; \
+                         a test that needs them fails (a 404 reads as an empty Status)"
+                    );
                 }
                 Some(Self {
                     client,
@@ -127,17 +126,6 @@ impl TestCluster {
                 })
             }
         }
-    }
-}
-
-/// Says (on stderr) that test `test` runs on a simulator although a real server was
-/// asked for, because it needs `why`; silent when the simulator was asked for.
-pub fn note_sim_only(test: &str, why: &str) {
-    if ControllerServer::from_env() == ControllerServer::ApiServer {
-        eprintln!(
-            "{test}: runs on the simulated API server regardless of \
-             SWITCHBOARD_TEST_CONTROLLERS=apiserver: it needs {why}"
-        );
     }
 }
 
@@ -171,6 +159,17 @@ impl TestCluster {
             return Rollouts(None);
         }
         roll_out_deployments(&self.client, &self.namespace)
+    }
+}
+
+/// Says (on stderr) that test `test` runs on a simulator although a real server was
+/// asked for, because it needs `why`; silent when the simulator was asked for.
+pub fn note_sim_only(test: &str, why: &str) {
+    if ControllerServer::from_env() == ControllerServer::ApiServer {
+        eprintln!(
+            "{test}: runs on the simulated API server regardless of \
+             SWITCHBOARD_TEST_CONTROLLERS=apiserver: it needs {why}"
+        );
     }
 }
 

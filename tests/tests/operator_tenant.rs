@@ -347,13 +347,16 @@ async fn an_invalid_spec_is_refused_without_children() {
             .unwrap()
             .is_none()
     );
-    assert!(
-        op.metrics
+    // Counted after the reconcile returns, which is after its status write: waited for.
+    wait_for("an InvalidSpec failure counted", || async {
+        (op.metrics
             .failures
             .with_label_values(&["voicetenant", "InvalidSpec"])
             .get()
-            >= 1
-    );
+            >= 1)
+            .then_some(())
+    })
+    .await;
 
     // Fixed: it converges.
     patch_spec(&c, ns, "broken", json!({"phoneNumbers": ["+15005550006"]})).await;
