@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use kube::Client;
 
+use crate::database::{DatabaseError, Provisioner, ProvisionerConfig};
 use crate::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use crate::metrics::{Health, Metrics};
 use crate::tenant::config::OperatorConfig;
-use crate::tenant::database::{DatabaseError, Provisioner, ProvisionerConfig};
 
 /// Why the controllers could not start.
 #[derive(Debug, thiserror::Error)]

@@ -14,10 +14,10 @@ use serde_json::json;
 use sqlx::PgConnection;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_knowledge::PgVectorStore;
-use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
+use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 

@@ -14,12 +14,12 @@ use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
+use switchboard_operator::database::Ownership;
+use switchboard_operator::database::{
+    Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
+};
 use switchboard_operator::knowledge::{
     Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
-};
-use switchboard_operator::tenant::database::Ownership;
-use switchboard_operator::tenant::database::{
-    Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
 use switchboard_sim::caller::{CallReport, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};

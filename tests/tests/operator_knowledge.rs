@@ -21,11 +21,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
-use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
-use switchboard_operator::labels::USABLE_SECRET_LABEL;
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
+use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
+use switchboard_operator::labels::USABLE_SECRET_LABEL;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, serve_embeddings,

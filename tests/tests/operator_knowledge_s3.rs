@@ -22,9 +22,9 @@ use k8s_openapi::api::events::v1::Event;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::KnowledgeBase;
 use switchboard_knowledge::Embedder;
+use switchboard_operator::database::Ownership;
 use switchboard_operator::knowledge::access::{S3Access, parse_grant};
 use switchboard_operator::knowledge::{Engine, EngineConfig};
-use switchboard_operator::tenant::database::Ownership;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
     NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,

@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
 use switchboard_operator::FINALIZER;
+use switchboard_operator::database::{Ownership, Provisioner, TenantDatabase};
 use switchboard_operator::labels::child_name;
-use switchboard_operator::tenant::database::{Ownership, Provisioner, TenantDatabase};
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::kube::client;
 use switchboard_tests::operator::{

@@ -74,7 +74,7 @@ pub struct KnowledgeControllerConfig {
     pub pg_tls: crate::pg_tls::PgTls,
     /// The server the operator provisions tenant databases on (from its admin URL);
     /// `None`: it provisions none, and no `status.database` is trusted.
-    pub database_target: Option<crate::tenant::database::AdminTarget>,
+    pub database_target: Option<crate::database::AdminTarget>,
     /// API keys in AWS Secrets Manager: grants per namespace and the AWS configuration.
     pub secrets_manager: SecretsManagerSettings,
 }

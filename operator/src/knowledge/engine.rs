@@ -21,8 +21,8 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::access::SecretsAccess;
 use super::s3::{S3Settings, S3Sources};
+use crate::database::{AdminTarget, TenantDatabase};
 use crate::pg_tls::PgTls;
-use crate::tenant::database::{AdminTarget, TenantDatabase};
 
 /// Connections per tenant database pool: a reconcile uses one at a time.
 const POOL_SIZE: u32 = 2;

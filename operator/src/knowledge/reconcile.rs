@@ -136,7 +136,7 @@ fn check_provisioned_url(
     let (SecretTrust::OwnedBy(_), Some(schema)) = (trust, schema) else {
         return Ok(());
     };
-    let db = crate::tenant::database::TenantDatabase {
+    let db = crate::database::TenantDatabase {
         role: schema.to_string(),
         schema: schema.to_string(),
         secret_name: selector.name.clone(),

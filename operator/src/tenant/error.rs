@@ -4,8 +4,9 @@
 use kube::runtime::finalizer;
 use switchboard_crds::ValidationErrors;
 
+use crate::database::DatabaseError;
+use crate::owner::MetadataError;
 use crate::tenant::build::BuildError;
-use crate::tenant::database::DatabaseError;
 
 /// A failed reconcile of a VoiceTenant.
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +132,9 @@ impl TenantError {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
             finalizer::Error::AddFinalizer(e) => Self::kube("add finalizer", e),
             finalizer::Error::RemoveFinalizer(e) => Self::kube("remove finalizer", e),
-            finalizer::Error::UnnamedObject => Self::Build(BuildError::MissingName),
+            finalizer::Error::UnnamedObject => Self::Build(MetadataError::MissingName.into()),
             // Our finalizer name is a constant, valid path segment.
-            finalizer::Error::InvalidFinalizer => Self::Build(BuildError::MissingName),
+            finalizer::Error::InvalidFinalizer => Self::Build(MetadataError::MissingName.into()),
         }
     }
 }
