@@ -23,6 +23,7 @@ pub mod cli;
 pub mod conditions;
 pub mod database;
 pub mod dbnames;
+pub mod endpoints;
 pub mod events;
 pub mod knowledge;
 pub mod labels;

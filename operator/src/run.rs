@@ -73,6 +73,7 @@ pub async fn run_controllers(
                 access: config.secrets_manager_access.clone(),
                 aws: config.aws.clone(),
             },
+            endpoints: config.references.endpoints.clone(),
         },
         shutdown.clone(),
     ));

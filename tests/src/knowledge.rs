@@ -17,6 +17,7 @@ use switchboard_knowledge::PgVectorStore;
 use switchboard_operator::database::{
     AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
+use switchboard_operator::endpoints::EndpointPolicy;
 use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -117,8 +118,19 @@ pub async fn provisioned_tenant(
     (vt, db, p)
 }
 
+/// The default host lists, plus plain `http://` to `127.0.0.1` for OpenAI-compatible and
+/// Pinecone URLs: the simulators of these tests listen there (in a test cluster the
+/// operator's `--openai-insecure-hosts` and `--pinecone-insecure-hosts` do the same).
+pub fn loopback_endpoints() -> EndpointPolicy {
+    let mut p = EndpointPolicy::default();
+    p.openai.insecure = vec!["127.0.0.1".into()];
+    p.pinecone.insecure = vec!["127.0.0.1".into()];
+    p
+}
+
 /// The controller's test configuration: namespace [`NS`], the local model in `model`,
-/// no OpenAI retries, short backoff.
+/// no OpenAI retries, short backoff, simulators on loopback allowed
+/// ([`loopback_endpoints`]).
 pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
     KnowledgeControllerConfig {
         namespace: Some(NS.into()),
@@ -131,6 +143,7 @@ pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
         // The server the tests provision tenant databases on (`provisioned_tenant`).
         database_target: crate::services::postgres()
             .and_then(|url| AdminTarget::from_admin_url(&url).ok()),
+        endpoints: loopback_endpoints(),
         ..KnowledgeControllerConfig::default()
     }
 }

@@ -715,6 +715,7 @@ spec:
             access: SecretsAccess::new(grants.iter().map(|g| parse_secret_grant(g).unwrap())),
             aws: options_for(&url),
         })
+        .with_endpoints(switchboard_tests::knowledge::loopback_endpoints())
     };
 
     // Not granted to the namespace (only another namespace's path is): refused before

@@ -285,7 +285,8 @@ spec:
         model_dir: Some(model),
         embed_concurrency: 1,
         openai_retries: Some(0),
-    });
+    })
+    .with_endpoints(switchboard_tests::knowledge::loopback_endpoints());
     let decision = sync(&kb, &cluster, &engine).await;
     assert!(
         matches!(decision, Decision::Report(Outcome::Synced { .. })),

@@ -80,8 +80,9 @@ pub struct OperatorConfig {
     pub gateway_resources: GatewayResources,
     /// The gateways' data volume; `None`: the builder's default (`emptyDir`, 1Gi).
     pub gateway_data_volume: Option<DataVolume>,
-    /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
-    /// gateway image prefixes.
+    /// What a tenant may reference ([`crate::tenant::policy`]): the hosts of every URL
+    /// that receives a key ([`crate::endpoints`], shared with the KnowledgeBase
+    /// controller) and gateway image prefixes.
     pub references: crate::tenant::policy::ReferencePolicy,
 }
 

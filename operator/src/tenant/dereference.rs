@@ -66,9 +66,14 @@ async fn observe_secrets(
             TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
         })?;
         match kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            Some(kb) => inputs
-                .knowledge_bases
-                .push(crate::tenant::build::KnowledgeMount::of(&kb)?),
+            Some(kb) => {
+                // The gateway searches with the knowledge base's keys: refused here
+                // before its manifest or Secrets reach a pod.
+                ctx.config.references.admit_knowledge(&kb)?;
+                inputs
+                    .knowledge_bases
+                    .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
+            }
             None => inputs.missing_knowledge_bases.push(kb_name.clone()),
         }
     }
