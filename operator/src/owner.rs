@@ -17,17 +17,17 @@ use crate::labels::{child_name, labels};
 pub enum MetadataError {
     /// The tenant has no `metadata.name`.
     #[error("the VoiceTenant has no metadata.name")]
-    MissingName,
+    Name,
     /// The tenant has no `metadata.namespace` (VoiceTenants are namespaced).
     #[error("VoiceTenant {name} has no metadata.namespace")]
-    MissingNamespace {
+    Namespace {
         /// The tenant.
         name: String,
     },
     /// The tenant has no `metadata.uid`, so children cannot point at it (it was not read
     /// from an API server).
     #[error("VoiceTenant {name} has no metadata.uid")]
-    MissingUid {
+    Uid {
         /// The tenant.
         name: String,
     },
@@ -61,17 +61,15 @@ impl Owner {
             .name
             .clone()
             .filter(|n| !n.is_empty())
-            .ok_or(MetadataError::MissingName)?;
-        let namespace = vt
-            .namespace()
-            .ok_or_else(|| MetadataError::MissingNamespace {
+            .ok_or(MetadataError::Name)?;
+        let namespace = vt.namespace().ok_or_else(|| MetadataError::Namespace {
+            name: tenant.clone(),
+        })?;
+        let mut owner_ref = vt
+            .controller_owner_ref(&())
+            .ok_or_else(|| MetadataError::Uid {
                 name: tenant.clone(),
             })?;
-        let mut owner_ref =
-            vt.controller_owner_ref(&())
-                .ok_or_else(|| MetadataError::MissingUid {
-                    name: tenant.clone(),
-                })?;
         // Foreground deletion of the tenant waits for its children.
         owner_ref.block_owner_deletion = Some(true);
         Ok(Self {

@@ -167,9 +167,9 @@ impl TenantError {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
             finalizer::Error::AddFinalizer(e) => Self::kube("add finalizer", e),
             finalizer::Error::RemoveFinalizer(e) => Self::kube("remove finalizer", e),
-            finalizer::Error::UnnamedObject => Self::Build(MetadataError::MissingName.into()),
+            finalizer::Error::UnnamedObject => Self::Build(MetadataError::Name.into()),
             // Our finalizer name is a constant, valid path segment.
-            finalizer::Error::InvalidFinalizer => Self::Build(MetadataError::MissingName.into()),
+            finalizer::Error::InvalidFinalizer => Self::Build(MetadataError::Name.into()),
         }
     }
 }

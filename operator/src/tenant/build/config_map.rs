@@ -20,14 +20,14 @@ use crate::tenant::inputs::BuildInputs;
 ///
 /// # Errors
 ///
-/// [`MetadataError::MissingName`], or [`BuildError::Render`] if serialization fails.
+/// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
 pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
     let name = vt
         .metadata
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
-        .ok_or(MetadataError::MissingName)?;
+        .ok_or(MetadataError::Name)?;
     let manifest = VoiceTenant::new(name, vt.spec.clone());
     Ok(serde_saphyr::to_string(&manifest)?)
 }

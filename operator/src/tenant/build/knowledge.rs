@@ -30,14 +30,14 @@ impl KnowledgeMount {
     ///
     /// # Errors
     ///
-    /// [`MetadataError::MissingName`], or [`BuildError::Render`] if serialization fails.
+    /// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
     pub fn of(kb: &KnowledgeBase) -> Result<Self, BuildError> {
         let name = kb
             .metadata
             .name
             .clone()
             .filter(|n| !n.is_empty())
-            .ok_or(MetadataError::MissingName)?;
+            .ok_or(MetadataError::Name)?;
         Ok(Self {
             manifest: render_knowledge_file(kb)?,
             pgvector: kb.spec.backend.kind == BackendKind::Pgvector,
@@ -52,14 +52,14 @@ impl KnowledgeMount {
 ///
 /// # Errors
 ///
-/// [`MetadataError::MissingName`], or [`BuildError::Render`] if serialization fails.
+/// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
 pub fn render_knowledge_file(kb: &KnowledgeBase) -> Result<String, BuildError> {
     let name = kb
         .metadata
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
-        .ok_or(MetadataError::MissingName)?;
+        .ok_or(MetadataError::Name)?;
     Ok(serde_saphyr::to_string(&KnowledgeBase::new(
         name,
         kb.spec.clone(),
