@@ -174,6 +174,16 @@ pub fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// The message of condition `type_` (empty when there is none).
+pub fn condition_message(kb: &KnowledgeBase, type_: &str) -> String {
+    kb.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 /// Waits until knowledge base `name` satisfies `pred`; returns it.
 pub async fn wait_kb<F>(c: &Client, name: &str, what: &str, pred: F) -> KnowledgeBase
 where

@@ -28,8 +28,8 @@ use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowle
 use switchboard_operator::labels::USABLE_SECRET_LABEL;
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
-    CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, serve_embeddings,
-    start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
+    CONVERGE, NS, condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    serve_embeddings, start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::client;
 use switchboard_tests::services;
@@ -230,16 +230,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     })
     .await;
     assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains("voice.switchboard.dev/usable=true"),
         "{message}"
@@ -623,16 +614,7 @@ async fn an_embedder_outside_the_allowed_hosts_gets_no_key() {
     })
     .await;
     assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains(&format!("http://127.0.0.1:{port}/v1"))
             && message.contains("--openai-hosts"),

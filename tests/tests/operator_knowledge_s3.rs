@@ -27,8 +27,8 @@ use switchboard_operator::knowledge::access::{S3Access, parse_grant};
 use switchboard_operator::knowledge::{Engine, EngineConfig};
 use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
-    NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
-    wait_for, wait_kb,
+    NS, condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    start_controller, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::client;
 use switchboard_tests::s3::{self, Bucket};
@@ -140,16 +140,7 @@ async fn an_s3_source_of_another_namespace_is_refused_and_nothing_is_read() {
         condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "S3SourceNotAllowed")
     })
     .await;
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains(&bucket.name) && message.contains(&format!("{NS}={}/faq/", bucket.name)),
         "{message}"

@@ -557,13 +557,8 @@ spec:
                 .await
                 .ok()
                 .filter(|kb| {
-                    kb.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.type_ == "Degraded"
-                                && c.status == "True"
-                                && c.reason == "EmbedderHostNotAllowed"
-                        })
-                    })
+                    switchboard_tests::knowledge::condition(kb, "Degraded")
+                        .is_some_and(|(s, r)| s == "True" && r == "EmbedderHostNotAllowed")
                 })
         }
     })
