@@ -16,10 +16,11 @@ use serde_json::json;
 use sqlx::PgConnection;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_knowledge::PgVectorStore;
-use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
+use switchboard_operator::endpoints::EndpointPolicy;
+use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -119,8 +120,19 @@ pub async fn provisioned_tenant(
     (vt, db, p)
 }
 
+/// The default host lists, plus plain `http://` to `127.0.0.1` for OpenAI-compatible and
+/// Pinecone URLs: the simulators of these tests listen there (in a test cluster the
+/// operator's `--openai-insecure-hosts` and `--pinecone-insecure-hosts` do the same).
+pub fn loopback_endpoints() -> EndpointPolicy {
+    let mut p = EndpointPolicy::default();
+    p.openai.insecure = vec!["127.0.0.1".into()];
+    p.pinecone.insecure = vec!["127.0.0.1".into()];
+    p
+}
+
 /// The controller's test configuration: watching namespace `ns` only, the local model in
-/// `model`, no OpenAI retries, short backoff.
+/// `model`, no OpenAI retries, short backoff, simulators on loopback allowed
+/// ([`loopback_endpoints`]).
 pub fn controller_config(ns: &str, model: PathBuf) -> KnowledgeControllerConfig {
     KnowledgeControllerConfig {
         namespace: Some(ns.into()),
@@ -133,6 +145,7 @@ pub fn controller_config(ns: &str, model: PathBuf) -> KnowledgeControllerConfig 
         // The server the tests provision tenant databases on (`provisioned_tenant`).
         database_target: crate::services::postgres()
             .and_then(|url| AdminTarget::from_admin_url(&url).ok()),
+        endpoints: loopback_endpoints(),
         ..KnowledgeControllerConfig::default()
     }
 }
@@ -161,6 +174,16 @@ pub fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The message of condition `type_` (empty when there is none).
+pub fn condition_message(kb: &KnowledgeBase, type_: &str) -> String {
+    kb.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// Waits until knowledge base `name` of namespace `ns` satisfies `pred`; returns it.

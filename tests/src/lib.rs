@@ -142,6 +142,12 @@ pub fn init() {
         .try_init();
 }
 
+/// Written in [`EnvOptions::spec_extra`], it becomes the same reference (YAML flow map)
+/// the tenant's `spec.openai.apiKey` has, e.g. `analysis: { apiKey: $OPENAI_KEY_REF }`
+/// (an analysis against a simulator must name its key: the OpenAI key is lent only to
+/// OpenAI's own host).
+pub const OPENAI_KEY_REF: &str = "$OPENAI_KEY_REF";
+
 /// The tenant manifest used by the tests.
 pub fn tenant_yaml(dir: &std::path::Path, opts: &EnvOptions) -> String {
     let greeting = match &opts.greeting {
@@ -185,7 +191,7 @@ spec:
 {spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
-        spec_extra = opts.spec_extra,
+        spec_extra = opts.spec_extra.replace(OPENAI_KEY_REF, &key_ref),
         token = token_ref,
         key = key_ref,
         api_key = dir.join("api-key").display(),

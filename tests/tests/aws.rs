@@ -577,7 +577,7 @@ async fn a_record_waiting_for_kms_survives_a_restart_and_is_never_plaintext_at_r
 async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
     use clap::Parser;
     use switchboard_operator::cli::{Cli, Command};
-    use switchboard_operator::tenant::database::Provisioner;
+    use switchboard_operator::database::Provisioner;
 
     let Some(url) = moto() else { return };
     let Some(admin) = switchboard_tests::services::postgres() else {
@@ -716,6 +716,7 @@ spec:
             access: SecretsAccess::new(grants.iter().map(|g| parse_secret_grant(g).unwrap())),
             aws: options_for(&url),
         })
+        .with_endpoints(switchboard_tests::knowledge::loopback_endpoints())
     };
 
     // Not granted to the namespace (only another namespace's path is): refused before

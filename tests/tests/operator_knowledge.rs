@@ -22,14 +22,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
-use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
-use switchboard_operator::labels::USABLE_SECRET_LABEL;
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
+use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
+use switchboard_operator::labels::USABLE_SECRET_LABEL;
 use switchboard_tests::knowledge::{
-    CONVERGE, condition, controller_config, provisioned_tenant, ready, rows, serve_embeddings,
-    start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
+    CONVERGE, condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    serve_embeddings, start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::TestCluster;
 use switchboard_tests::services;
@@ -247,16 +247,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     )
     .await;
     assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains("voice.switchboard.dev/usable=true"),
         "{message}"
@@ -599,4 +590,81 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
     assert_eq!(schema, None, "the forged URL was used");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(CONVERGE, task).await;
+}
+
+/// Issue 12 §1 (b): an embedder's `baseUrl` outside the operator's `--openai-hosts` is
+/// refused before its key is read or anything is sent, whatever else the knowledge base
+/// waits for (here its tenant's database). Before this change nothing refused it: it
+/// waited for the database and then posted the labelled key with the documents to
+/// whatever host the editor wrote, so the wait below for the refusal failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_outside_the_allowed_hosts_gets_no_key() {
+    let Some(cluster) = TestCluster::start("kbhosts").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
+    let tenant = format!("t-{}", unique());
+    Api::<VoiceTenant>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &tenant_manifest(ns, &tenant))
+        .await
+        .unwrap();
+    let mut key = Secret::default();
+    key.metadata.name = Some("collector-key".into());
+    key.metadata.namespace = Some(ns.into());
+    key.metadata.labels = Some(BTreeMap::from([(
+        USABLE_SECRET_LABEL.to_string(),
+        "true".to_string(),
+    )]));
+    key.data = Some(BTreeMap::from([(
+        "key".to_string(),
+        ByteString(b"sk-victim".to_vec()),
+    )]));
+    Api::<Secret>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &key)
+        .await
+        .unwrap();
+    // The editor's "collector": counts connections.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let embedder = format!(
+        "  embedder:\n    type: openai\n    openai:\n      model: test-embed\n      dimensions: 384\n      baseUrl: http://127.0.0.1:{port}/v1\n      apiKey: {{ secretKeyRef: {{ name: collector-key, key: key }} }}\n"
+    );
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest(ns, "collected", &tenant, &embedder),
+    )
+    .await
+    .unwrap();
+    // The operator's defaults: OpenAI's host with TLS, nothing on loopback.
+    let mut config = controller_config(ns, PathBuf::from("/nonexistent-model"));
+    config.endpoints = Default::default();
+    let (stop, task) = start_controller(&c, config);
+    let kb = wait_kb(&c, ns, "collected", "the embedder's host refused", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "EmbedderHostNotAllowed")
+    })
+    .await;
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let message = condition_message(&kb, "Degraded");
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}/v1"))
+            && message.contains("--openai-hosts"),
+        "{message}"
+    );
+    // Retries (backoff 200 ms) do not send anything either.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the key's request reached the editor's host"
+    );
+    let _ = stop.send(true);
+    let _ = task.await;
 }

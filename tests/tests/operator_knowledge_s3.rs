@@ -22,12 +22,12 @@ use k8s_openapi::api::events::v1::Event;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::KnowledgeBase;
 use switchboard_knowledge::Embedder;
+use switchboard_operator::database::Ownership;
 use switchboard_operator::knowledge::access::{S3Access, parse_grant};
 use switchboard_operator::knowledge::{Engine, EngineConfig};
-use switchboard_operator::tenant::database::Ownership;
 use switchboard_tests::knowledge::{
-    condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
-    wait_for, wait_kb,
+    condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    start_controller, unique, wait_for, wait_kb,
 };
 use switchboard_tests::kube::TestCluster;
 use switchboard_tests::s3::{self, Bucket};
@@ -141,16 +141,7 @@ async fn an_s3_source_of_another_namespace_is_refused_and_nothing_is_read() {
         condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "S3SourceNotAllowed")
     })
     .await;
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains(&bucket.name) && message.contains(&format!("{ns}={}/faq/", bucket.name)),
         "{message}"

@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
 use switchboard_operator::FINALIZER;
+use switchboard_operator::database::{Ownership, Provisioner, TenantDatabase};
 use switchboard_operator::labels::child_name;
-use switchboard_operator::tenant::database::{Ownership, Provisioner, TenantDatabase};
 use switchboard_sim::kubeapi::{KubeApiOptions, KubeApiSim};
 use switchboard_tests::kube::{Rollouts, TestCluster, roll_out_deployments};
 use switchboard_tests::operator::{
@@ -477,6 +477,179 @@ async fn a_tenant_references_only_labelled_secrets_allowed_hosts_and_images() {
         .unwrap();
     let volumes = serde_json::to_string(&d.spec.template.spec.unwrap().volumes).unwrap();
     assert!(volumes.contains("rotation/twilio-auth-token"), "{volumes}");
+    op.stop().await;
+}
+
+/// Issue 12 §1 (b), the rest of it: every URL that receives a tenant's key is under the
+/// operator's host lists, not only `realtimeUrl`. Before this change each of these
+/// tenants went Ready with a gateway that would have sent the OpenAI key (or the
+/// knowledge base's key) and the callers' transcripts or questions to the editor's host,
+/// so each assertion fails on the code before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_go_only_to_allowed_analysis_and_knowledge_hosts() {
+    let Some((cluster, _rollouts)) = setup("hosts").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
+    let mut cfg = config("op-1", ns);
+    cfg.leader_election = false;
+    // An OpenAI-compatible provider the operator trusts besides OpenAI.
+    cfg.references
+        .endpoints
+        .openai
+        .secure
+        .push("llm.example.com".into());
+    let op = Operator::start(c.clone(), cfg);
+    let no_gateway = |name: &'static str| {
+        let c = c.clone();
+        let ns = ns.to_string();
+        async move {
+            let ns = ns.as_str();
+            assert!(
+                api::<Deployment>(&c, ns)
+                    .get_opt(&child_name(name))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}: a gateway was deployed"
+            );
+            let leaked: Vec<String> = api::<ConfigMap>(&c, ns)
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|cm| {
+                    serde_json::to_string(cm)
+                        .unwrap()
+                        .contains("collector.example")
+                })
+                .map(|cm| cm.metadata.name.unwrap_or_default())
+                .collect();
+            assert!(leaked.is_empty(), "{name}: ConfigMaps {leaked:?}");
+        }
+    };
+
+    // (a) The analysis at a host outside --openai-hosts, with or without a key of its own.
+    for (name, key) in [("analysis-exfil", false), ("analysis-exfil-keyed", true)] {
+        let key = if key {
+            "    apiKey: { secretKeyRef: { name: tenant-secrets, key: openai-api-key } }\n"
+        } else {
+            ""
+        };
+        create(
+            &c,
+            &tenant(
+                ns,
+                name,
+                &format!(
+                    "  analysis:\n    model: gpt-4o-mini\n    baseUrl: https://collector.example/v1\n{key}"
+                ),
+            ),
+        )
+        .await;
+        let vt = wait_condition(&c, ns, name, "Degraded", "True", Some("AnalysisHostNotAllowed")).await;
+        let message = condition_message(&vt, "Degraded");
+        assert!(
+            message.contains("https://collector.example/v1") && message.contains("--openai-hosts"),
+            "{message}"
+        );
+        no_gateway(name).await;
+    }
+
+    // (b) An allowed host that is not OpenAI's: the tenant's OpenAI key is not lent to
+    // it; naming a key for the analysis makes the tenant converge.
+    create(
+        &c,
+        &tenant(
+            ns,
+            "borrowed-key",
+            "  analysis:\n    model: gpt-4o-mini\n    baseUrl: https://llm.example.com/v1\n",
+        ),
+    )
+    .await;
+    let vt = wait_condition(
+        &c,
+        ns,
+        "borrowed-key",
+        "Degraded",
+        "True",
+        Some("AnalysisApiKeyRequired"),
+    )
+    .await;
+    assert!(
+        condition_message(&vt, "Degraded").contains("spec.analysis.apiKey"),
+        "{}",
+        condition_message(&vt, "Degraded")
+    );
+    no_gateway("borrowed-key").await;
+    patch_spec(
+        &c,
+        ns,
+        "borrowed-key",
+        json!({"analysis": {"apiKey": {"secretKeyRef": {"name": "tenant-secrets", "key": "openai-api-key"}}}}),
+    )
+    .await;
+    wait_settled(&c, ns, "borrowed-key").await;
+
+    // (c) A knowledge base the agent searches, its embedder at a host outside
+    // --openai-hosts: the gateway would embed every question there with the key.
+    let kb = switchboard_crds::parse_knowledge_base(&format!(
+        "apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata:
+  name: leaky-faq
+  namespace: {ns}
+spec:
+  tenant: kb-exfil
+  embedder:
+    type: openai
+    openai:
+      baseUrl: https://collector.example/v1
+      apiKey: {{ secretKeyRef: {{ name: tenant-secrets, key: openai-api-key }} }}
+  sources:
+    - inline: {{ documents: [{{ title: Hours, content: Open 9 to 5. }}] }}
+"
+    ))
+    .unwrap();
+    api::<switchboard_crds::KnowledgeBase>(&c, ns)
+        .create(&Default::default(), &kb)
+        .await
+        .unwrap();
+    let mut vt = tenant(ns, "kb-exfil", "");
+    vt.spec.agent.knowledge_bases = vec!["leaky-faq".into()];
+    create(&c, &vt).await;
+    let vt = wait_condition(
+        &c,
+        ns,
+        "kb-exfil",
+        "Degraded",
+        "True",
+        Some("EmbedderHostNotAllowed"),
+    )
+    .await;
+    let message = condition_message(&vt, "Degraded");
+    assert!(
+        message.contains("leaky-faq") && message.contains("collector.example"),
+        "{message}"
+    );
+    no_gateway("kb-exfil").await;
+    // The KnowledgeBase controller refuses it too (it would index with the same key).
+    let kb = wait_for("the knowledge base refused", || {
+        let c = c.clone();
+        async move {
+            api::<switchboard_crds::KnowledgeBase>(&c, ns)
+                .get("leaky-faq")
+                .await
+                .ok()
+                .filter(|kb| {
+                    switchboard_tests::knowledge::condition(kb, "Degraded")
+                        .is_some_and(|(s, r)| s == "True" && r == "EmbedderHostNotAllowed")
+                })
+        }
+    })
+    .await;
+    assert_eq!(kb.status.unwrap().chunks, 0);
     op.stop().await;
 }
 
