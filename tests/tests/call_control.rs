@@ -218,7 +218,7 @@ async fn sim_scenarios_pass_against_a_gateway() {
     ] {
         let env = Env::start(EnvOptions {
             realtime: scenario.realtime(),
-            agent_extra: TARGETS.into(),
+            agent_extra: scenario.agent_yaml().into(),
             ..EnvOptions::default()
         })
         .await
