@@ -468,6 +468,18 @@ fn print_report(r: &CallReport) {
     for why in &r.script_timeouts {
         println!("  script timeout: {why}");
     }
+    // What Twilio ran once the stream was over (the fallback, a transfer, a hang-up).
+    for said in &r.heard_after_stream {
+        println!("  after the stream, heard: {said}");
+    }
+    for d in &r.dials {
+        println!("  after the stream, dialled {}: {}", d.to, d.status);
+    }
+    if r.rest_hangup {
+        println!("  hung up through the REST API");
+    } else if r.hangup_after_stream {
+        println!("  hung up after the stream");
+    }
     if r.violations.is_empty() {
         println!("  violations: none");
     } else {
