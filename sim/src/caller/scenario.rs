@@ -247,28 +247,16 @@ impl Scenario {
             // opens a third of the lifetime before the limit): a quiet moment comes
             // before the limit whether the answer ends before the window or inside it.
             Scenario::SessionLimit => CallConfig {
-                script: vec![
-                    greeting,
-                    Step::Say { ms: 1200 },
-                    wait_done(500),
-                    Step::Silence { ms: 8_000 },
-                    Step::Hangup,
-                ],
+                script: ask_then_silence(greeting, 8_000),
                 ..base
             },
             Scenario::ReconnectsExhausted => CallConfig {
                 script: vec![Step::Silence { ms: 15_000 }, Step::Hangup],
                 ..base
             },
+            // The gateway ends the call at the limit, during the silence.
             Scenario::MaxDuration => CallConfig {
-                script: vec![
-                    greeting,
-                    Step::Say { ms: 1200 },
-                    wait_done(500),
-                    // The gateway ends the call at the limit.
-                    Step::Silence { ms: 20_000 },
-                    Step::Hangup,
-                ],
+                script: ask_then_silence(greeting, 20_000),
                 ..base
             },
             // Killed once the caller has heard the greeting and begun to speak
@@ -609,6 +597,18 @@ impl Scenario {
 /// `gateway-killed` kills the gateway once the caller has begun this many steps (the
 /// greeting heard, speaking).
 const KILL_AT_STEP: usize = 2;
+
+/// Hear `greeting` out, ask a question, hear the answer out, then stay silent for
+/// `silence_ms` and hang up.
+fn ask_then_silence(greeting: Step, silence_ms: u64) -> Vec<Step> {
+    vec![
+        greeting,
+        Step::Say { ms: 1200 },
+        wait_done(500),
+        Step::Silence { ms: silence_ms },
+        Step::Hangup,
+    ]
+}
 
 fn wait_done(quiet_ms: u64) -> Step {
     Step::WaitAgentDone {
