@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // test helper outside #[test]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
 use switchboard_sim::caller::scenario::{Kill, Scenario};
@@ -14,7 +14,7 @@ use switchboard_sim::caller::{CallConfig, SignatureMode};
 use switchboard_sim::realtime::RealtimeSim;
 
 mod support;
-use support::{ACCOUNT, KEY_ENV, TOKEN_ENV, free_port, tenant_manifest, wait_ready};
+use support::{ACCOUNT, free_port, gateway, tenant_manifest, wait_ready};
 
 const TOKEN: &str = "killed-test-token";
 const APOLOGY: &str = "Sorry, our assistant just went away. Let me put you through.";
@@ -29,19 +29,7 @@ fn start_gateway(dir: &std::path::Path, realtime_url: &str) -> (Child, String) {
         "",
     );
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "--tenant",
-            tenant.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--realtime-url",
-            realtime_url,
-            "--data-dir",
-            dir.join("data").to_str().unwrap(),
-        ])
-        .env(TOKEN_ENV, TOKEN)
-        .env(KEY_ENV, "sk-test")
+    let child = gateway(&tenant, port, realtime_url, &dir.join("data"), TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
