@@ -486,8 +486,14 @@ impl Tenant {
 
     /// The fallback TwiML for `call_sid` (its voicemail, if any, is kept with the call).
     pub fn fallback_twiml(&self, public_base: &str, call_sid: &str) -> String {
+        twiml::document(&self.fallback_verbs(public_base, call_sid))
+    }
+
+    /// The fallback's verbs for `call_sid`, without `<Response>`: what follows
+    /// `</Connect>` in the TwiML that starts a stream.
+    pub fn fallback_verbs(&self, public_base: &str, call_sid: &str) -> String {
         let voicemail = format!("{public_base}/twilio/voicemail/{}/{call_sid}", self.name);
-        self.fallback.twiml(&voicemail)
+        self.fallback.verbs(&voicemail)
     }
 }
 

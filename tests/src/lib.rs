@@ -15,6 +15,7 @@ use std::time::Duration;
 use switchboard_gateway::cli::Cli;
 use switchboard_gateway::edge::ServeOptions;
 use switchboard_gateway::server::Gateway;
+use switchboard_sim::caller::scenario::{Scenario, ScenarioRun};
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
 use switchboard_sim::twilio_rest::TwilioRestSim;
@@ -249,6 +250,34 @@ impl Env {
             base,
             cli,
         })
+    }
+
+    /// `sim call --scenario NAME`'s code path ([`Scenario::run`]) against a new gateway
+    /// serving the scenario's model (`sim realtime --scenario NAME`) with the tenant
+    /// settings it names, the record read back through `/api/v1`. Panics (with the run)
+    /// when the scenario did not pass or no record was read.
+    pub async fn scenario_passes(scenario: Scenario) -> anyhow::Result<(Env, ScenarioRun)> {
+        let env = Env::start(EnvOptions {
+            realtime: scenario.realtime(),
+            agent_extra: scenario.agent_yaml().into(),
+            ..EnvOptions::default()
+        })
+        .await?;
+        let run = scenario.run(env.call(Vec::new()), Some(API_KEY)).await?;
+        assert!(
+            run.record.is_some(),
+            "{}: no record read back",
+            scenario.name()
+        );
+        assert!(
+            run.passed(),
+            "{}: {:#?}\n{:#?}\n{:#?}",
+            scenario.name(),
+            run.failed,
+            run.report,
+            run.record
+        );
+        Ok((env, run))
     }
 
     /// A call to the tenant's number following `script`.
