@@ -154,7 +154,8 @@ pub struct PineconeSpec {
     #[schemars(regex(pattern = NOT_BLANK_PATTERN))]
     pub namespace: Option<String>,
     /// Control-plane URL override (the simulator, Pinecone Local). Absent:
-    /// `https://api.pinecone.io`.
+    /// `https://api.pinecone.io`. In a cluster its host must be one the operator allows
+    /// (`--pinecone-hosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = HTTP_URL_PATTERN))]
     pub api_url: Option<String>,
@@ -257,7 +258,8 @@ pub struct OpenAiEmbedderSpec {
     pub dimensions: Option<u32>,
     /// API key, sent as `Authorization: Bearer`.
     pub api_key: SecretRef,
-    /// Base URL of the endpoint; requests go to `{baseUrl}/embeddings`.
+    /// Base URL of the endpoint; requests go to `{baseUrl}/embeddings`. In a cluster its
+    /// host must be one the operator allows (`--openai-hosts`).
     #[serde(default = "default_base_url")]
     #[schemars(regex(pattern = HTTP_URL_PATTERN))]
     pub base_url: String,

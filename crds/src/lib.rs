@@ -7,6 +7,7 @@
 //! data: defaults and validation live next to the types and nothing performs I/O; [`load`]
 //! only parses text it is handed.
 
+pub mod endpoint;
 pub mod format;
 pub mod knowledge;
 pub mod limits;

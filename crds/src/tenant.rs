@@ -32,8 +32,8 @@ mod analysis;
 mod encryption;
 
 pub use analysis::{
-    ANALYSIS_FIELDS_MAX, AnalysisField, AnalysisSpec, ENUM_CHOICES_MAX, FIELD_DESCRIPTION_MAX,
-    FieldType, RESERVED_FIELD_NAMES, RUBRIC_MAX, is_field_name,
+    ANALYSIS_FIELDS_MAX, AnalysisField, AnalysisSpec, DEFAULT_ANALYSIS_BASE_URL, ENUM_CHOICES_MAX,
+    FIELD_DESCRIPTION_MAX, FieldType, RESERVED_FIELD_NAMES, RUBRIC_MAX, is_field_name,
 };
 pub use encryption::EncryptionSpec;
 mod call_control;

@@ -8,8 +8,9 @@ use switchboard_sim::caller::{Twiml, parse_twiml, resolve_stream_url};
 
 /// The webhook URL the simulator resolves relative stream URLs against.
 const WEBHOOK: &str = "https://gw.example.com/twilio/voice";
-/// The `<Connect action>` the gateway writes (fixed here: the fuzzed strings are the rest).
-const ACTION: &str = "https://gw.example.com/twilio/after-stream/demo/CA0123";
+/// The fallback verbs the gateway writes after `</Connect>` (fixed here: the fuzzed
+/// strings are the rest).
+const AFTER: &str = "<Say>Sorry.</Say><Hangup/>";
 
 /// `switchboard_sim::caller::parse_twiml` on the input as a webhook answer, and
 /// `resolve_stream_url` on any stream URL it finds (what the caller simulator does with
@@ -51,7 +52,7 @@ pub fn twiml_roundtrip(data: &[u8]) {
         .collect();
     // The gateway always writes an absolute URL; a blank one is refused by the reader.
     if !url.trim().is_empty() {
-        let doc = build::connect_stream(url, ACTION, &params);
+        let doc = build::connect_stream(url, &params, AFTER);
         match parse_twiml(&doc) {
             Ok(Twiml::Connect(target)) => {
                 assert_eq!(target.url, xml(url), "url of {doc}");

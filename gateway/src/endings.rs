@@ -1,13 +1,15 @@
-//! How calls end: the [`Outcome`] of every agent leg (recorded, a metric label), and the
-//! endings kept briefly so `<Connect action>` can tell Twilio what comes next.
+//! How calls end: the [`Outcome`] of every agent leg (recorded, a metric label), the
+//! legs of transfers kept for their return, and the endings kept briefly for streams
+//! whose TwiML has a `<Connect action>`.
 //!
-//! When the gateway closes a media stream, Twilio requests the `<Connect action>` URL and
-//! runs the TwiML it gets back. The call task records here, *before* it closes the
-//! stream, whether it ended the call on purpose (the agent said goodbye, a limit was
-//! reached): then the action answers `<Hangup/>`. Anything else (no entry: OpenAI never
-//! answered, the pod that ran the call died, the action reached another pod; or a
-//! failure outcome) gets the tenant's fallback. Touched once per call end and once per
-//! action request, never on the audio path.
+//! The TwiML the gateway writes today has no `<Connect action>`: the fallback follows
+//! `</Connect>` and endings on purpose reach Twilio through its REST API before the
+//! stream closes (`call/task.rs`). Calls answered by an earlier version (with an action,
+//! still running across an upgrade) make Twilio request `/twilio/after-stream` when
+//! their stream closes: the call task records here, *before* it closes the stream,
+//! whether it ended the call on purpose (then the action answers `<Hangup/>`); anything
+//! else gets the tenant's fallback. Touched once per call end and once per action
+//! request, never on the audio path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -486,8 +486,18 @@ async fn retry_seal(
 
 /// The analysis to run for a finished call, when its tenant declares one (a record
 /// stored without its transcript, because it could not be sealed, is not analysed).
+/// Never one that would send the tenant's OpenAI key to another host than OpenAI's
+/// (refused at load already; checked again here for tenants built another way).
 fn analysis_job(tenant: &Tenant, end: &CallEnd) -> Option<analysis::Job> {
     let spec = tenant.spec.analysis.as_ref()?;
+    if spec.borrows_openai_key_elsewhere() {
+        tracing::error!(
+            tenant = tenant.name,
+            base_url = spec.effective_base_url(),
+            "post-call analysis skipped: spec.analysis.apiKey is required with a baseUrl other than OpenAI's"
+        );
+        return None;
+    }
     Some(analysis::Job {
         spec: spec.clone(),
         api_key: spec

@@ -46,8 +46,8 @@ pub struct Shared {
     pub tools: Arc<dyn ToolRunner>,
     /// Stream admissions issued by webhooks and consumed once by their streams.
     pub admissions: Arc<Admissions>,
-    /// How recent calls ended, for the `<Connect action>` answer, and transferred legs
-    /// waiting for their `<Dial action>`.
+    /// Transferred legs waiting for their `<Dial action>`, and how recent calls ended
+    /// (for the `<Connect action>` of TwiML written by earlier versions).
     pub endings: Endings,
     /// Admin API rate limits and console sessions.
     pub access: Access,

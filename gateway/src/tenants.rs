@@ -64,6 +64,20 @@ pub enum TenantError {
         /// Tenant.
         tenant: String,
     },
+    /// `spec.analysis` names no `apiKey` and a `baseUrl` other than OpenAI's: the
+    /// tenant's OpenAI key would be sent there. The same rule as the operator's
+    /// (`AnalysisApiKeyRequired`); on a laptop, name the key explicitly.
+    #[error(
+        "{path}: tenant {tenant}: spec.analysis.baseUrl {base_url:?} is not OpenAI's API, so the tenant's OpenAI key is not sent there; set spec.analysis.apiKey (it may name the same secret as spec.openai.apiKey)"
+    )]
+    AnalysisKeyRequired {
+        /// File.
+        path: PathBuf,
+        /// Tenant.
+        tenant: String,
+        /// The analysis' base URL.
+        base_url: String,
+    },
 }
 
 /// Longest wait for a hand-off sentence or goodbye to be heard: a sentence plays in a few
@@ -472,8 +486,14 @@ impl Tenant {
 
     /// The fallback TwiML for `call_sid` (its voicemail, if any, is kept with the call).
     pub fn fallback_twiml(&self, public_base: &str, call_sid: &str) -> String {
+        twiml::document(&self.fallback_verbs(public_base, call_sid))
+    }
+
+    /// The fallback's verbs for `call_sid`, without `<Response>`: what follows
+    /// `</Connect>` in the TwiML that starts a stream.
+    pub fn fallback_verbs(&self, public_base: &str, call_sid: &str) -> String {
         let voicemail = format!("{public_base}/twilio/voicemail/{}/{call_sid}", self.name);
-        self.fallback.twiml(&voicemail)
+        self.fallback.verbs(&voicemail)
     }
 }
 
@@ -522,6 +542,15 @@ impl Tenants {
                      anyone who can reach this gateway can place calls on its OpenAI key. \
                      Never run this way outside a laptop."
                 );
+            }
+            if let Some(a) = &spec.analysis
+                && a.borrows_openai_key_elsewhere()
+            {
+                return Err(TenantError::AnalysisKeyRequired {
+                    path: path.clone(),
+                    tenant: name,
+                    base_url: a.effective_base_url().to_string(),
+                });
             }
             let (auth_token, secondary_auth_token, api_key, twilio_api_secret) =
                 read_credentials(&name, &spec, secrets).await?;

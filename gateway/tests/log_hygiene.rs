@@ -3,12 +3,12 @@
 #![allow(clippy::unwrap_used)] // test helper outside #[test]
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use switchboard_sim::caller::twilio_signature;
 
 mod support;
-use support::{ACCOUNT, KEY_ENV, TOKEN_ENV, free_port, tenant_manifest, wait_ready};
+use support::{ACCOUNT, free_port, gateway, tenant_manifest, wait_ready};
 
 const TOKEN: &str = "log-test-token";
 
@@ -20,26 +20,20 @@ async fn logs_of_two_webhooks(spec_extra: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let tenant = tenant_manifest(dir.path(), "    instructions: Be brief.\n", spec_extra);
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "--tenant",
-            tenant.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--realtime-url",
-            "ws://127.0.0.1:1/v1/realtime",
-            "--no-preconnect",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ])
-        .env(TOKEN_ENV, TOKEN)
-        .env(KEY_ENV, "sk-test")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = gateway(
+        &tenant,
+        port,
+        "ws://127.0.0.1:1/v1/realtime",
+        &dir.path().join("data"),
+        TOKEN,
+    )
+    .arg("--no-preconnect")
+    .env("RUST_LOG", "info")
+    .env("NO_COLOR", "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let up = wait_ready(&base).await;
     let http = switchboard_sim::caller::http_client().unwrap();

@@ -10,7 +10,7 @@ use switchboard_sim::caller::{CallConfig, SignatureMode, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
 
 mod support;
-use support::{ACCOUNT, KEY_ENV, TOKEN_ENV, free_port, tenant_manifest, wait_ready};
+use support::{ACCOUNT, free_port, gateway, tenant_manifest, wait_ready};
 
 const TOKEN: &str = "sigterm-test-token";
 
@@ -27,21 +27,8 @@ async fn sigterm_during_live_calls_cuts_none() {
     let tenant = tenant_manifest(dir.path(), "    greeting:\n      text: Hello there.\n", "");
     let port = free_port();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "--tenant",
-            tenant.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--realtime-url",
-            &sim.url(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--drain-min-seconds",
-            "1",
-        ])
-        .env(TOKEN_ENV, TOKEN)
-        .env(KEY_ENV, "sk-test")
+    let mut child = gateway(&tenant, port, &sim.url(), &data, TOKEN)
+        .args(["--drain-min-seconds", "1"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -112,25 +99,18 @@ async fn sigterm_without_calls_keeps_serving_for_the_minimum_window() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = tenant_manifest(dir.path(), "", "");
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "--tenant",
-            tenant.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--realtime-url",
-            "ws://127.0.0.1:1/v1/realtime",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "--drain-min-seconds",
-            "3",
-        ])
-        .env(TOKEN_ENV, TOKEN)
-        .env(KEY_ENV, "sk-test")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = gateway(
+        &tenant,
+        port,
+        "ws://127.0.0.1:1/v1/realtime",
+        &dir.path().join("data"),
+        TOKEN,
+    )
+    .args(["--drain-min-seconds", "3"])
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     assert!(wait_ready(&base).await, "gateway did not become ready");
     let http = switchboard_sim::caller::http_client().unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::endpoints::{EndpointPolicy, HostList, Protocol};
 use crate::tenant::config::{GatewayNetwork, OperatorConfig};
 use crate::tenant::inputs::{
     DEFAULT_IMAGE_REPOSITORY, DataVolume, GatewayResources, default_gateway_image,
@@ -210,6 +211,37 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub realtime_insecure_hosts: Vec<String>,
+    /// Hosts an OpenAI-compatible HTTP API may be reached at: a tenant's
+    /// `spec.analysis.baseUrl` and a knowledge base's `embedder.openai.baseUrl` (comma
+    /// list; exact host names; `https://` only).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OPENAI_HOSTS",
+        value_delimiter = ',',
+        default_value = "api.openai.com"
+    )]
+    pub openai_hosts: Vec<String>,
+    /// Hosts those URLs may name with plain `http://` (comma list; default none): an
+    /// in-cluster simulator in a test cluster. The key travels in clear.
+    #[arg(long, env = "SWITCHBOARD_OPENAI_INSECURE_HOSTS", value_delimiter = ',')]
+    pub openai_insecure_hosts: Vec<String>,
+    /// Hosts a knowledge base's `backend.pinecone.apiUrl` (Pinecone's control plane) may
+    /// name (comma list; exact host names; `https://` only).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PINECONE_HOSTS",
+        value_delimiter = ',',
+        default_value = "api.pinecone.io"
+    )]
+    pub pinecone_hosts: Vec<String>,
+    /// Hosts an `apiUrl` may name with plain `http://` (comma list; default none): an
+    /// in-cluster Pinecone simulator or Pinecone Local in a test cluster.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PINECONE_INSECURE_HOSTS",
+        value_delimiter = ','
+    )]
+    pub pinecone_insecure_hosts: Vec<String>,
     /// Image prefixes a tenant's `spec.gateway.image` must start with (comma list; a
     /// repository such as `ghcr.io/acme/switchboard`, or `registry/org/` for everything
     /// under it). Default: the repository of the gateway image.
@@ -325,9 +357,8 @@ impl RunArgs {
         config.gateway_resources = self.gateway_resources.clone();
         config.gateway_data_volume = Some(self.gateway_data_volume.clone());
         config.gateway_recordings_volume = self.gateway_recordings_volume.clone();
-        config.references = crate::tenant::policy::ReferencePolicy::with_insecure(
-            &self.realtime_hosts,
-            &self.realtime_insecure_hosts,
+        config.references = crate::tenant::policy::ReferencePolicy::new(
+            self.endpoints(),
             &self.allowed_gateway_images,
             &config.default_image,
         );
@@ -336,6 +367,27 @@ impl RunArgs {
         config.secrets_manager_access =
             crate::knowledge::access::SecretsAccess::new(self.secrets_manager_allow.clone());
         config
+    }
+
+    /// The host lists of the flags ([`crate::endpoints`]).
+    fn endpoints(&self) -> EndpointPolicy {
+        EndpointPolicy {
+            realtime: HostList::new(
+                Protocol::WebSocket,
+                &self.realtime_hosts,
+                &self.realtime_insecure_hosts,
+            ),
+            openai: HostList::new(
+                Protocol::Http,
+                &self.openai_hosts,
+                &self.openai_insecure_hosts,
+            ),
+            pinecone: HostList::new(
+                Protocol::Http,
+                &self.pinecone_hosts,
+                &self.pinecone_insecure_hosts,
+            ),
+        }
     }
 }
 

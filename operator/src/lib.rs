@@ -4,11 +4,15 @@
 //! pipeline *dereference → validate → build (pure) → apply → update status*:
 //!
 //! - [`tenant`]: turns each `VoiceTenant` into a running, isolated gateway (its pure
-//!   builders, its Postgres role and schema, its controller and status);
+//!   builders, its controller and status; its Postgres role and schema through
+//!   [`database`]);
 //! - [`knowledge`]: indexes each `KnowledgeBase`'s sources into the tenant's pgvector
 //!   schema or a Pinecone namespace (sources, plan, ingestion, controller and status).
 //!
-//! Shared by both, at the root: the process ([`cli`], [`config`], [`run`], [`leader`],
+//! Shared by both, at the root: a tenant's database on the shared Postgres ([`database`]:
+//! the names of its role and schema, provisioning, the admin target a knowledge base's
+//! pgvector writes also go through), the tenant's identity as its children see it
+//! (`owner`), and the process ([`cli`], [`config`], [`run`], [`leader`],
 //! [`telemetry`]), what every controller reports ([`conditions`], [`events`],
 //! [`metrics`]), how it retries ([`backoff`]) and names what it owns ([`labels`],
 //! [`FINALIZER`]).
@@ -17,13 +21,15 @@ pub mod access;
 pub mod backoff;
 pub mod cli;
 pub mod conditions;
+pub mod database;
 pub mod dbnames;
-
+pub mod endpoints;
 pub mod events;
 pub mod knowledge;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub(crate) mod owner;
 pub mod pg_tls;
 pub mod run;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! TLS of the operator's own Postgres connections: the admin connection
-//! ([`crate::tenant::database::Provisioner`]) and a knowledge base's pgvector writes
+//! ([`crate::database::Provisioner`]) and a knowledge base's pgvector writes
 //! ([`crate::knowledge::engine::Engine`]). In the cluster (the command line) a URL that
 //! names no `sslmode` connects with `verify-full` (certificate chain and host name), as
 //! the gateways do, against `--database-ca-file` when given (else the driver's built-in

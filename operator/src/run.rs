@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use kube::Client;
 
+use crate::database::{DatabaseError, Provisioner, ProvisionerConfig};
 use crate::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use crate::metrics::{Health, Metrics};
 use crate::tenant::config::OperatorConfig;
-use crate::tenant::database::{DatabaseError, Provisioner, ProvisionerConfig};
 
 /// Why the controllers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,7 @@ pub async fn run_controllers(
                 access: config.secrets_manager_access.clone(),
                 aws: config.aws.clone(),
             },
+            endpoints: config.references.endpoints.clone(),
         },
         shutdown.clone(),
     ));

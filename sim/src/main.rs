@@ -220,11 +220,16 @@ struct CallArgs {
     #[arg(long)]
     json: bool,
     /// Run a call-control scenario (transfer-answered, transfer-unanswered, end-call,
-    /// silence) instead of the default conversation, and exit non-zero when the call did
-    /// not go as it says. Needs the model side (`sim realtime --scenario NAME`) and, for
-    /// transfers, a tenant with a `sales` transfer target and `--rest-listen`.
+    /// silence, openai-drop, session-limit, reconnects-exhausted, max-duration,
+    /// gateway-killed) instead of the default conversation, and exit non-zero when the
+    /// call did not go as it says. Needs the model side (`sim realtime --scenario NAME`),
+    /// `--rest-listen` for transfers and goodbyes, the tenant settings of
+    /// docs/getting-started.md for some, and `--kill-pid` for gateway-killed.
     #[arg(long, value_parser = parse_scenario)]
     scenario: Option<Scenario>,
+    /// gateway-killed: the gateway's process id, killed with SIGKILL mid-call.
+    #[arg(long)]
+    kill_pid: Option<u32>,
     /// Serve the Twilio REST simulator here for the call (point the gateway's
     /// `--twilio-api-url` at it): REST updates and hang-ups reach the simulated call.
     #[arg(long)]
@@ -315,8 +320,23 @@ async fn call(args: CallArgs) -> Result<bool> {
         ..CallConfig::default()
     };
     if let Some(scenario) = args.scenario {
+        let kill = args
+            .kill_pid
+            .map(|pid| -> switchboard_sim::caller::scenario::Kill {
+                Box::new(move || {
+                    let status = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status()
+                        .map_err(|e| format!("kill -KILL {pid}: {e}"))?;
+                    if status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("kill -KILL {pid}: {status}"))
+                    }
+                })
+            });
         let run = scenario
-            .run(cfg.clone(), args.api_key.as_deref())
+            .run_killing(cfg.clone(), args.api_key.as_deref(), kill)
             .await
             .with_context(|| format!("calling {} via {}", cfg.to, cfg.gateway))?;
         if args.json {
@@ -447,6 +467,18 @@ fn print_report(r: &CallReport) {
     }
     for why in &r.script_timeouts {
         println!("  script timeout: {why}");
+    }
+    // What Twilio ran once the stream was over (the fallback, a transfer, a hang-up).
+    for said in &r.heard_after_stream {
+        println!("  after the stream, heard: {said}");
+    }
+    for d in &r.dials {
+        println!("  after the stream, dialled {}: {}", d.to, d.status);
+    }
+    if r.rest_hangup {
+        println!("  hung up through the REST API");
+    } else if r.hangup_after_stream {
+        println!("  hung up after the stream");
     }
     if r.violations.is_empty() {
         println!("  violations: none");

@@ -1,6 +1,8 @@
-//! Harness of the KnowledgeBase controller tests: the controller in-process against the
-//! simulated Kubernetes API server, a tenant whose database is provisioned on real
-//! Postgres, and waits on knowledge-base conditions and the rows of its pgvector table.
+//! Harness of the KnowledgeBase controller tests: the controller in-process against a
+//! [`crate::kube::TestCluster`] (the simulated Kubernetes API server, or a real one), a
+//! tenant whose database is provisioned on real Postgres, and waits on knowledge-base
+//! conditions and the rows of its pgvector table. Every helper takes the test's
+//! namespace.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,15 +16,14 @@ use serde_json::json;
 use sqlx::PgConnection;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
 use switchboard_knowledge::PgVectorStore;
-use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, Provisioner, TenantDatabase, build_database_secret, generate_password,
 };
+use switchboard_operator::endpoints::EndpointPolicy;
+use switchboard_operator::knowledge::{EngineConfig, KnowledgeControllerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// Namespace of the knowledge-base tests.
-pub const NS: &str = "kb-test";
 /// How long a wait may take before the test fails (the waits poll and return as soon as
 /// the condition holds; the first local-model load and embedding are slow in debug).
 pub const CONVERGE: Duration = Duration::from_secs(120);
@@ -51,14 +52,15 @@ pub fn unique() -> String {
     generate_password()[..8].to_ascii_lowercase()
 }
 
-/// A tenant with `deletionPolicy: Delete` that lists knowledge base `faq`.
-pub fn tenant_manifest(name: &str) -> VoiceTenant {
+/// A tenant `name` of namespace `ns` with `deletionPolicy: Delete` that lists knowledge
+/// base `faq`.
+pub fn tenant_manifest(ns: &str, name: &str) -> VoiceTenant {
     switchboard_crds::parse_tenant(&format!(
         r#"apiVersion: voice.switchboard.dev/v1alpha1
 kind: VoiceTenant
 metadata:
   name: {name}
-  namespace: {NS}
+  namespace: {ns}
 spec:
   displayName: Knowledge test
   phoneNumbers: ["+15005550006"]
@@ -75,17 +77,18 @@ spec:
     .expect("the test tenant parses")
 }
 
-/// A tenant in the simulated API server with a database provisioned on real Postgres
-/// (through the operator's Provisioner) and reported in its status, as the tenant
-/// controller leaves it.
+/// A tenant in namespace `ns` with a database provisioned on real Postgres (through the
+/// operator's Provisioner) and reported in its status, as the tenant controller leaves
+/// it.
 pub async fn provisioned_tenant(
     c: &Client,
+    ns: &str,
     admin_url: &str,
     name: &str,
 ) -> (VoiceTenant, TenantDatabase, Provisioner) {
-    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), ns);
     let vt = tenants
-        .create(&PostParams::default(), &tenant_manifest(name))
+        .create(&PostParams::default(), &tenant_manifest(ns, name))
         .await
         .expect("create the tenant");
     let p = Provisioner::new(admin_url).expect("a provisioner");
@@ -97,7 +100,7 @@ pub async fn provisioned_tenant(
         .expect("provision the database");
     let secret =
         build_database_secret(&vt, &db, &password, p.target()).expect("the database Secret");
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), &secret)
         .await
         .expect("create the database Secret");
@@ -117,11 +120,22 @@ pub async fn provisioned_tenant(
     (vt, db, p)
 }
 
-/// The controller's test configuration: namespace [`NS`], the local model in `model`,
-/// no OpenAI retries, short backoff.
-pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
+/// The default host lists, plus plain `http://` to `127.0.0.1` for OpenAI-compatible and
+/// Pinecone URLs: the simulators of these tests listen there (in a test cluster the
+/// operator's `--openai-insecure-hosts` and `--pinecone-insecure-hosts` do the same).
+pub fn loopback_endpoints() -> EndpointPolicy {
+    let mut p = EndpointPolicy::default();
+    p.openai.insecure = vec!["127.0.0.1".into()];
+    p.pinecone.insecure = vec!["127.0.0.1".into()];
+    p
+}
+
+/// The controller's test configuration: watching namespace `ns` only, the local model in
+/// `model`, no OpenAI retries, short backoff, simulators on loopback allowed
+/// ([`loopback_endpoints`]).
+pub fn controller_config(ns: &str, model: PathBuf) -> KnowledgeControllerConfig {
     KnowledgeControllerConfig {
-        namespace: Some(NS.into()),
+        namespace: Some(ns.into()),
         engine: EngineConfig {
             model_dir: Some(model),
             embed_concurrency: 1,
@@ -131,6 +145,7 @@ pub fn controller_config(model: PathBuf) -> KnowledgeControllerConfig {
         // The server the tests provision tenant databases on (`provisioned_tenant`).
         database_target: crate::services::postgres()
             .and_then(|url| AdminTarget::from_admin_url(&url).ok()),
+        endpoints: loopback_endpoints(),
         ..KnowledgeControllerConfig::default()
     }
 }
@@ -161,12 +176,22 @@ pub fn condition(kb: &KnowledgeBase, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-/// Waits until knowledge base `name` satisfies `pred`; returns it.
-pub async fn wait_kb<F>(c: &Client, name: &str, what: &str, pred: F) -> KnowledgeBase
+/// The message of condition `type_` (empty when there is none).
+pub fn condition_message(kb: &KnowledgeBase, type_: &str) -> String {
+    kb.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until knowledge base `name` of namespace `ns` satisfies `pred`; returns it.
+pub async fn wait_kb<F>(c: &Client, ns: &str, name: &str, what: &str, pred: F) -> KnowledgeBase
 where
     F: Fn(&KnowledgeBase) -> bool,
 {
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
     wait_for(what, || {
         let kbs = kbs.clone();
         let pred = &pred;

@@ -1,5 +1,6 @@
-//! A kube client for the simulated Kubernetes API server
-//! ([`switchboard_sim::kubeapi::KubeApiSim`]).
+//! Kube clients for the controller tests: the simulated Kubernetes API server
+//! ([`switchboard_sim::kubeapi::KubeApiSim`]) or the real one of
+//! `scripts/kube-apiserver.sh` ([`TestCluster`]).
 
 use switchboard_sim::kubeapi::KubeApiSim;
 
@@ -29,8 +30,9 @@ pub fn client_with_retry(sim: &KubeApiSim, retry: bool) -> ::kube::Client {
 ///   own. When that server is a full one (`SWITCHBOARD_TEST_KUBE_KIND=full`, envtest's
 ///   kube-apiserver and etcd from `KUBEBUILDER_ASSETS`), `apiserver` is the default.
 ///   The CRD-only server serves our kinds but not the core ones: run there, a test that
-///   needs Secrets or ConfigMaps fails, so only the tests in `tests/tests/controllers.rs`
-///   (custom resources only) are written against this switch.
+///   needs Secrets, ConfigMaps or Deployments fails (docs/operations.md lists which).
+///   Tests that need what only the simulator has (its write log, its fault injection)
+///   start with [`TestCluster::sim_only`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControllerServer {
     /// The simulated API server.
@@ -94,7 +96,8 @@ impl TestCluster {
             ControllerServer::ApiServer => {
                 let client = apiserver_client().await?;
                 install_crds(&client).await;
-                if std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full") {
+                let full = std::env::var("SWITCHBOARD_TEST_KUBE_KIND").as_deref() == Ok("full");
+                if full {
                     // A full server refuses objects in a namespace that does not exist.
                     let ns: ::kube::Api<k8s_openapi::api::core::v1::Namespace> =
                         ::kube::Api::all(client.clone());
@@ -108,6 +111,12 @@ impl TestCluster {
                     )
                     .await
                     .expect("create the test namespace");
+                } else {
+                    eprintln!(
+                        "{namespace}: on the CRD-only API server (SWITCHBOARD_TEST_KUBE_KIND \
+                         is not full): no Secrets, ConfigMaps, Deployments, Events or Leases; \
+                         a test that needs them fails (a 404 reads as an empty Status)"
+                    );
                 }
                 Some(Self {
                     client,
@@ -118,6 +127,134 @@ impl TestCluster {
             }
         }
     }
+}
+
+impl TestCluster {
+    /// A simulated server whatever `SWITCHBOARD_TEST_CONTROLLERS` says, for a test that
+    /// needs what only the simulator has; `why` names it, and is printed when a real
+    /// server was asked for (the test then still runs, on a simulator).
+    ///
+    /// # Panics
+    /// When the simulator does not start.
+    pub async fn sim_only(prefix: &str, why: &str) -> Self {
+        note_sim_only(prefix, why);
+        let sim = KubeApiSim::start()
+            .await
+            .expect("the simulated API server starts");
+        Self {
+            client: client(&sim).await,
+            namespace: format!("{prefix}-{}", crate::knowledge::unique()),
+            sim: Some(sim),
+            server: ControllerServer::Sim,
+        }
+    }
+
+    /// Stands in for kube-controller-manager's Deployment controller on a real server
+    /// (a bare kube-apiserver, as envtest's, rolls nothing out): while the returned guard
+    /// lives, every Deployment of the namespace whose status lags its spec gets the
+    /// status of a finished rollout, every replica updated and available, as envtest
+    /// users patch it. On the simulator, which has that controller, it does nothing.
+    pub fn roll_out_deployments(&self) -> Rollouts {
+        if self.sim.is_some() {
+            return Rollouts(None);
+        }
+        roll_out_deployments(&self.client, &self.namespace)
+    }
+}
+
+/// Says (on stderr) that test `test` runs on a simulator although a real server was
+/// asked for, because it needs `why`; silent when the simulator was asked for.
+pub fn note_sim_only(test: &str, why: &str) {
+    if ControllerServer::from_env() == ControllerServer::ApiServer {
+        eprintln!(
+            "{test}: runs on the simulated API server regardless of \
+             SWITCHBOARD_TEST_CONTROLLERS=apiserver: it needs {why}"
+        );
+    }
+}
+
+/// The stand-in for the Deployment controller of [`TestCluster::roll_out_deployments`],
+/// on any server (tests/tests/operator_tenant.rs runs it on a simulator whose own
+/// Deployment controller is off, to show it is what a real server lacks).
+pub fn roll_out_deployments(client: &::kube::Client, namespace: &str) -> Rollouts {
+    let api: ::kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        ::kube::Api::namespaced(client.clone(), namespace);
+    Rollouts(Some(tokio::spawn(async move {
+        loop {
+            // Errors (a CRD-only server serves no Deployments) are retried: the
+            // test that waits for a rollout then fails on its own timeout.
+            if let Ok(list) = api.list(&Default::default()).await {
+                for d in list.items {
+                    if let Some((name, status)) = finished_rollout(&d) {
+                        let _ = api
+                            .patch_status(
+                                &name,
+                                &::kube::api::PatchParams::default(),
+                                &::kube::api::Patch::Merge(serde_json::json!({
+                                    "status": status
+                                })),
+                            )
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })))
+}
+
+/// The rollout stand-in of [`TestCluster::roll_out_deployments`]; stops when dropped.
+pub struct Rollouts(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Rollouts {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// `(name, status)` of a finished rollout of `d`, or `None` when its status already says so.
+fn finished_rollout(
+    d: &k8s_openapi::api::apps::v1::Deployment,
+) -> Option<(String, serde_json::Value)> {
+    let name = d.metadata.name.clone()?;
+    let generation = d.metadata.generation?;
+    let replicas = d.spec.replicas.unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let done = status.observed_generation == Some(generation)
+        && [
+            status.replicas,
+            status.updated_replicas,
+            status.ready_replicas,
+            status.available_replicas,
+        ]
+        .iter()
+        .all(|n| n.unwrap_or(0) == replicas);
+    if done {
+        return None;
+    }
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let condition = |type_: &str, reason: &str| {
+        serde_json::json!({
+            "type": type_, "status": "True", "reason": reason,
+            "lastUpdateTime": now, "lastTransitionTime": now,
+        })
+    };
+    Some((
+        name,
+        serde_json::json!({
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                condition("Available", "MinimumReplicasAvailable"),
+                condition("Progressing", "NewReplicaSetAvailable"),
+            ],
+        }),
+    ))
 }
 
 /// A client of the server `scripts/kube-apiserver.sh` started (its kubeconfig), or

@@ -15,6 +15,7 @@ use std::time::Duration;
 use switchboard_gateway::cli::Cli;
 use switchboard_gateway::edge::ServeOptions;
 use switchboard_gateway::server::Gateway;
+use switchboard_sim::caller::scenario::{Scenario, ScenarioRun};
 use switchboard_sim::caller::{CallConfig, SignatureMode, Step};
 use switchboard_sim::realtime::{RealtimeConfig, RealtimeSim};
 use switchboard_sim::twilio_rest::TwilioRestSim;
@@ -142,6 +143,12 @@ pub fn init() {
         .try_init();
 }
 
+/// Written in [`EnvOptions::spec_extra`], it becomes the same reference (YAML flow map)
+/// the tenant's `spec.openai.apiKey` has, e.g. `analysis: { apiKey: $OPENAI_KEY_REF }`
+/// (an analysis against a simulator must name its key: the OpenAI key is lent only to
+/// OpenAI's own host).
+pub const OPENAI_KEY_REF: &str = "$OPENAI_KEY_REF";
+
 /// The tenant manifest used by the tests.
 pub fn tenant_yaml(dir: &std::path::Path, opts: &EnvOptions) -> String {
     let greeting = match &opts.greeting {
@@ -185,7 +192,7 @@ spec:
 {spec_extra}",
         extra = opts.agent_extra,
         twilio_extra = opts.twilio_extra,
-        spec_extra = opts.spec_extra,
+        spec_extra = opts.spec_extra.replace(OPENAI_KEY_REF, &key_ref),
         token = token_ref,
         key = key_ref,
         api_key = dir.join("api-key").display(),
@@ -244,6 +251,34 @@ impl Env {
             base,
             cli,
         })
+    }
+
+    /// `sim call --scenario NAME`'s code path ([`Scenario::run`]) against a new gateway
+    /// serving the scenario's model (`sim realtime --scenario NAME`) with the tenant
+    /// settings it names, the record read back through `/api/v1`. Panics (with the run)
+    /// when the scenario did not pass or no record was read.
+    pub async fn scenario_passes(scenario: Scenario) -> anyhow::Result<(Env, ScenarioRun)> {
+        let env = Env::start(EnvOptions {
+            realtime: scenario.realtime(),
+            agent_extra: scenario.agent_yaml().into(),
+            ..EnvOptions::default()
+        })
+        .await?;
+        let run = scenario.run(env.call(Vec::new()), Some(API_KEY)).await?;
+        assert!(
+            run.record.is_some(),
+            "{}: no record read back",
+            scenario.name()
+        );
+        assert!(
+            run.passed(),
+            "{}: {:#?}\n{:#?}\n{:#?}",
+            scenario.name(),
+            run.failed,
+            run.report,
+            run.record
+        );
+        Ok((env, run))
     }
 
     /// A call to the tenant's number following `script`.

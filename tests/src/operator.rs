@@ -1,6 +1,7 @@
 //! Harness of the operator tests: the real operator (controllers, finalizer, leader
-//! election) in-process against the simulated Kubernetes API server, with short
-//! backoffs and Leases, and helpers to create tenants and wait for conditions.
+//! election) in-process against a [`crate::kube::TestCluster`] (the simulated Kubernetes
+//! API server, or a real one), with short backoffs and Leases, and helpers to create
+//! tenants in a test's namespace and wait for conditions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,23 +16,24 @@ use switchboard_operator::tenant::config::OperatorConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Namespace of the test tenants.
-pub const NAMESPACE: &str = "voice";
 /// The Secret every test tenant references (Twilio token and OpenAI key).
 pub const SECRET: &str = "tenant-secrets";
 /// How long a wait for convergence may take before the test fails: generous, the
 /// waits poll and return as soon as the condition holds.
 pub const CONVERGE: Duration = Duration::from_secs(60);
 
-/// The configuration of a test operator: short retries and Leases.
-pub fn config(identity: &str) -> OperatorConfig {
+/// The configuration of a test operator: short retries and Leases, watching only
+/// `namespace` (so that tests sharing a real API server do not reconcile each other's
+/// tenants) and holding its Lease there.
+pub fn config(identity: &str, namespace: &str) -> OperatorConfig {
     let mut c = OperatorConfig::new(identity);
     c.default_image = "registry.test/switchboard:test".into();
     c.retry_min = Duration::from_millis(100);
     c.retry_max = Duration::from_secs(1);
     c.lease_duration = Duration::from_secs(3);
     c.lease_grace = Duration::from_secs(1);
-    c.lease_namespace = NAMESPACE.into();
+    c.lease_namespace = namespace.into();
+    c.watch_namespace = Some(namespace.into());
     c.concurrency = 8;
     c
 }
@@ -106,11 +108,12 @@ where
     }
 }
 
-/// The Secret the tenants reference, with `token` as the Twilio auth token.
-pub fn secret(token: &str) -> Secret {
+/// The Secret the tenants of `namespace` reference, with `token` as the Twilio auth
+/// token.
+pub fn secret(namespace: &str, token: &str) -> Secret {
     let mut s = Secret::default();
     s.metadata.name = Some(SECRET.into());
-    s.metadata.namespace = Some(NAMESPACE.into());
+    s.metadata.namespace = Some(namespace.into());
     s.metadata.labels = Some(
         [(
             switchboard_operator::labels::USABLE_SECRET_LABEL.to_string(),
@@ -134,16 +137,16 @@ pub fn secret(token: &str) -> Secret {
     s
 }
 
-/// Creates (or replaces the data of) the tenants' Secret.
-pub async fn put_secret(client: &::kube::Client, token: &str) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    let s = secret(token);
+/// Creates (or replaces the data of) the Secret of the tenants of `namespace`.
+pub async fn put_secret(client: &::kube::Client, namespace: &str, token: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let s = secret(namespace, token);
     api.patch(
         SECRET,
         &PatchParams::apply("test").force(),
         &Patch::Apply(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": SECRET, "namespace": NAMESPACE, "labels": s.metadata.labels},
+            "metadata": {"name": SECRET, "namespace": namespace, "labels": s.metadata.labels},
             "data": s.data,
         })),
     )
@@ -151,15 +154,15 @@ pub async fn put_secret(client: &::kube::Client, token: &str) {
     .expect("apply the tenants' Secret");
 }
 
-/// A tenant manifest named `name`; `extra` is YAML appended under `spec` (indented by
-/// two spaces).
-pub fn tenant(name: &str, extra: &str) -> VoiceTenant {
+/// A tenant manifest named `name` in `namespace`; `extra` is YAML appended under `spec`
+/// (indented by two spaces).
+pub fn tenant(namespace: &str, name: &str, extra: &str) -> VoiceTenant {
     let yaml = format!(
         r#"apiVersion: voice.switchboard.dev/v1alpha1
 kind: VoiceTenant
 metadata:
   name: {name}
-  namespace: {NAMESPACE}
+  namespace: {namespace}
 spec:
   displayName: Demo Dental
   phoneNumbers: ["+15005550006"]
@@ -178,39 +181,48 @@ spec:
     switchboard_crds::parse_tenant(&yaml).expect("test tenant parses")
 }
 
-/// Creates a tenant.
+/// Creates a tenant (in the namespace of its manifest).
 pub async fn create(client: &::kube::Client, vt: &VoiceTenant) -> VoiceTenant {
-    tenants(client)
+    let namespace = vt
+        .metadata
+        .namespace
+        .as_deref()
+        .expect("a namespaced manifest");
+    tenants(client, namespace)
         .create(&PostParams::default(), vt)
         .await
         .expect("create tenant")
 }
 
 /// Deletes a tenant (it stays while a finalizer holds it).
-pub async fn delete(client: &::kube::Client, name: &str) {
-    tenants(client)
+pub async fn delete(client: &::kube::Client, namespace: &str, name: &str) {
+    tenants(client, namespace)
         .delete(name, &DeleteParams::default())
         .await
         .expect("delete tenant");
 }
 
-/// The tenants' API.
-pub fn tenants(client: &::kube::Client) -> Api<VoiceTenant> {
-    Api::namespaced(client.clone(), NAMESPACE)
+/// The tenants of `namespace`.
+pub fn tenants(client: &::kube::Client, namespace: &str) -> Api<VoiceTenant> {
+    Api::namespaced(client.clone(), namespace)
 }
 
 /// Reads a tenant.
-pub async fn get(client: &::kube::Client, name: &str) -> Option<VoiceTenant> {
-    tenants(client).get_opt(name).await.expect("read tenant")
+pub async fn get(client: &::kube::Client, namespace: &str, name: &str) -> Option<VoiceTenant> {
+    tenants(client, namespace)
+        .get_opt(name)
+        .await
+        .expect("read tenant")
 }
 
 /// The `(status, reason)` of condition `type_` of tenant `name`.
 pub async fn condition(
     client: &::kube::Client,
+    namespace: &str,
     name: &str,
     type_: &str,
 ) -> Option<(String, String)> {
-    let vt = get(client, name).await?;
+    let vt = get(client, namespace, name).await?;
     vt.status?
         .conditions
         .into_iter()
@@ -222,13 +234,14 @@ pub async fn condition(
 /// (any reason when `None`) for its current generation; returns the tenant.
 pub async fn wait_condition(
     client: &::kube::Client,
+    namespace: &str,
     name: &str,
     type_: &str,
     status: &str,
     reason: Option<&str>,
 ) -> VoiceTenant {
     wait_for(&format!("{name}: {type_}={status} {reason:?}"), || async {
-        let vt = get(client, name).await?;
+        let vt = get(client, namespace, name).await?;
         let st = vt.status.as_ref()?;
         if st.observed_generation != vt.metadata.generation {
             return None;
@@ -240,6 +253,6 @@ pub async fn wait_condition(
 }
 
 /// Waits until tenant `name` is Ready for its current generation.
-pub async fn wait_ready(client: &::kube::Client, name: &str) -> VoiceTenant {
-    wait_condition(client, name, "Ready", "True", None).await
+pub async fn wait_ready(client: &::kube::Client, namespace: &str, name: &str) -> VoiceTenant {
+    wait_condition(client, namespace, name, "Ready", "True", None).await
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_sim::chat::{ChatSim, ChatSimConfig};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
-use switchboard_tests::{API_KEY, Env, EnvOptions, metric};
+use switchboard_tests::{API_KEY, Env, EnvOptions, OPENAI_KEY_REF, metric};
 
 const CALLER: &str =
     "Hi, my name is Ada Lovelace. I want to book a cleaning for 2 people, thanks, great!";
@@ -22,8 +22,8 @@ const CALLER: &str =
 async fn chat_sim() -> ChatSim {
     ChatSim::start(ChatSimConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        // The tenant declares no analysis key: its `spec.openai.apiKey` (the harness's
-        // file) is used.
+        // The analysis names the tenant's OpenAI key (the harness's file) as its own:
+        // lent implicitly it would go only to OpenAI's host, not to a simulator.
         api_key: "sk-test-e2e".into(),
     })
     .await
@@ -40,6 +40,7 @@ fn options(sim: &ChatSim, min_turns: u32) -> EnvOptions {
             "  analysis:
     model: gpt-4o-mini
     baseUrl: {base}
+    apiKey: {key}
     successRubric: The caller booked an appointment.
     minTurns: {min_turns}
     fields:
@@ -57,7 +58,8 @@ fn options(sim: &ChatSim, min_turns: u32) -> EnvOptions {
         type: boolean
         description: Whether the caller said they are insured.
 ",
-            base = sim.base_url()
+            base = sim.base_url(),
+            key = OPENAI_KEY_REF,
         ),
         ..EnvOptions::default()
     }
@@ -281,4 +283,27 @@ async fn a_refused_request_is_not_retried_and_stores_nothing() {
     assert_eq!(sim.requests().len(), 1);
     let call = call_json(&env, &sid).await;
     assert!(call["analysis"]["document"].is_null(), "{call}");
+}
+
+/// The tenant's OpenAI key is lent to the analysis only for OpenAI's own host: a manifest
+/// whose analysis points elsewhere without a key of its own does not start (on a laptop
+/// too), and nothing is sent; naming the key explicitly is what makes it start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_key_is_not_lent_to_another_analysis_host() {
+    let sim = chat_sim().await;
+    let mut opts = options(&sim, 2);
+    opts.spec_extra = opts
+        .spec_extra
+        .replace(&format!("    apiKey: {OPENAI_KEY_REF}\n"), "");
+    assert!(!opts.spec_extra.contains("apiKey"), "{}", opts.spec_extra);
+    let err = match Env::start(opts).await {
+        Ok(_) => panic!(
+            "a gateway started with the OpenAI key lent to {}",
+            sim.base_url()
+        ),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("spec.analysis.apiKey"), "{err}");
+    assert!(err.contains(&sim.base_url()), "{err}");
+    assert!(sim.requests().is_empty());
 }

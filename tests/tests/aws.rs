@@ -577,7 +577,7 @@ async fn a_record_waiting_for_kms_survives_a_restart_and_is_never_plaintext_at_r
 async fn the_operator_reads_its_database_admin_url_from_secrets_manager() {
     use clap::Parser;
     use switchboard_operator::cli::{Cli, Command};
-    use switchboard_operator::tenant::database::Provisioner;
+    use switchboard_operator::database::Provisioner;
 
     let Some(url) = moto() else { return };
     let Some(admin) = switchboard_tests::services::postgres() else {
@@ -634,7 +634,8 @@ async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_mana
         Cleanup, Decision, Engine, EngineConfig, KubeKnowledgeApi, Outcome, SecretsManagerSettings,
         cleanup, sync,
     };
-    use switchboard_tests::knowledge::{NS, serve_embeddings, tenant_manifest};
+    use switchboard_tests::knowledge::{serve_embeddings, tenant_manifest};
+    const NS: &str = "kb-test";
 
     let Some(url) = moto() else { return };
     init();
@@ -662,7 +663,7 @@ async fn a_knowledge_base_reads_its_embedder_and_pinecone_keys_from_secrets_mana
     let c = switchboard_tests::kube::client(&sim).await;
     let tenant = unique("t");
     Api::<VoiceTenant>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .create(&PostParams::default(), &tenant_manifest(NS, &tenant))
         .await
         .unwrap();
     let kb: KnowledgeBase = switchboard_crds::parse_knowledge_base(&format!(
@@ -715,6 +716,7 @@ spec:
             access: SecretsAccess::new(grants.iter().map(|g| parse_secret_grant(g).unwrap())),
             aws: options_for(&url),
         })
+        .with_endpoints(switchboard_tests::knowledge::loopback_endpoints())
     };
 
     // Not granted to the namespace (only another namespace's path is): refused before

@@ -216,29 +216,7 @@ async fn sim_scenarios_pass_against_a_gateway() {
         Scenario::TransferUnanswered,
         Scenario::EndCall,
     ] {
-        let env = Env::start(EnvOptions {
-            realtime: scenario.realtime(),
-            agent_extra: TARGETS.into(),
-            ..EnvOptions::default()
-        })
-        .await
-        .unwrap();
-        let run = scenario
-            .run(env.call(Vec::new()), Some(API_KEY))
-            .await
-            .unwrap();
-        assert!(
-            run.record.is_some(),
-            "{}: no record read back",
-            scenario.name()
-        );
-        assert!(
-            run.passed(),
-            "{}: {:#?}\n{:#?}",
-            scenario.name(),
-            run.failed,
-            run.report
-        );
+        Env::scenario_passes(scenario).await.unwrap();
     }
 }
 

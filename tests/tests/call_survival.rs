@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use switchboard_sim::caller::scenario::Scenario;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
-use switchboard_tests::{Env, EnvOptions, metric};
+use switchboard_tests::{API_KEY, Env, EnvOptions, metric};
 
 /// The scripted answer cut by the dropped socket: long enough that the drop (halfway
 /// through its audio) comes mid-sentence.
@@ -151,8 +152,8 @@ async fn reconnects_exhausted_the_caller_hears_the_fallback() {
     let report = place_call(&env.call(vec![Step::Silence { ms: 15_000 }, Step::Hangup]))
         .await
         .unwrap();
-    // The gateway ends the call by closing the stream (then `<Hangup/>` from the
-    // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
+    // The gateway ends the call through Twilio's REST API (a goodbye) or by closing the
+    // stream (a failure: the fallback after `</Connect>` plays).
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(report.stream_ms < 12_000, "bounded attempts: {report:#?}");
     assert_eq!(report.heard_after_stream.len(), 1, "{report:#?}");
@@ -185,8 +186,8 @@ async fn a_silent_caller_is_reprompted_then_hears_goodbye() {
     let report = place_call(&env.call(vec![Step::Silence { ms: 25_000 }, Step::Hangup]))
         .await
         .unwrap();
-    // The gateway ends the call by closing the stream (then `<Hangup/>` from the
-    // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
+    // The gateway ends the call through Twilio's REST API (a goodbye) or by closing the
+    // stream (a failure: the fallback after `</Connect>` plays).
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(report.heard_after_stream.is_empty(), "{report:#?}");
     assert!(
@@ -223,8 +224,8 @@ async fn wall_clock_silence_ends_with_a_goodbye() {
     let report = place_call(&env.call(vec![Step::Silence { ms: 15_000 }, Step::Hangup]))
         .await
         .unwrap();
-    // The gateway ends the call by closing the stream (then `<Hangup/>` from the
-    // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
+    // The gateway ends the call through Twilio's REST API (a goodbye) or by closing the
+    // stream (a failure: the fallback after `</Connect>` plays).
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(
         report.hangup_after_stream || report.rest_hangup,
@@ -259,8 +260,8 @@ async fn max_duration_wraps_up_then_says_goodbye() {
     ]))
     .await
     .unwrap();
-    // The gateway ends the call by closing the stream (then `<Hangup/>` from the
-    // `<Connect action>`) or through Twilio's REST API; the caller sees either first.
+    // The gateway ends the call through Twilio's REST API (a goodbye) or by closing the
+    // stream (a failure: the fallback after `</Connect>` plays).
     assert!(report.ended_by_gateway || report.rest_hangup, "{report:#?}");
     assert!(
         report.hangup_after_stream || report.rest_hangup,
@@ -291,6 +292,59 @@ async fn max_duration_wraps_up_then_says_goodbye() {
         env.realtime
             .wait_sessions_closed(1, Duration::from_secs(2))
             .await
+    );
+}
+
+/// `sim call --scenario NAME` for the model link and the length limit runs exactly this
+/// code path ([`Scenario::run`]): each scenario's caller against a gateway serving its
+/// model (`sim realtime --scenario NAME`) with the tenant settings it names, checked
+/// against the caller's report and the record read through `/api/v1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_scenarios_of_the_model_link_pass_against_a_gateway() {
+    for scenario in [
+        Scenario::OpenAiDrop,
+        Scenario::ReconnectsExhausted,
+        Scenario::MaxDuration,
+        Scenario::SessionLimit,
+    ] {
+        let (env, _) = Env::scenario_passes(scenario).await.unwrap();
+        if scenario == Scenario::MaxDuration {
+            // What the caller cannot hear: the model was told to wrap up first.
+            let wrapped_up = env.realtime.sessions().iter().any(|s| {
+                s.events.iter().any(|e| {
+                    e["type"] == "conversation.item.create"
+                        && e["item"]["content"][0]["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("will end in about"))
+                })
+            });
+            assert!(wrapped_up, "no wrap-up note");
+        }
+    }
+}
+
+/// The checks of the model-link scenarios can fail: a call whose model never drops
+/// fails `openai-drop` (no reconnect in the record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_link_scenario_that_does_not_happen_fails() {
+    let env = Env::start(EnvOptions {
+        realtime: RealtimeConfig {
+            drop_mid_response: None,
+            ..Scenario::OpenAiDrop.realtime()
+        },
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let run = Scenario::OpenAiDrop
+        .run(env.call(Vec::new()), Some(API_KEY))
+        .await
+        .unwrap();
+    assert!(!run.passed(), "{run:#?}");
+    assert!(
+        run.failed.iter().any(|f| f.contains("reconnect")),
+        "{:#?}",
+        run.failed
     );
 }
 

@@ -485,7 +485,7 @@ fn default_values_render_the_operator_its_rbac_and_the_crds() {
 }
 
 #[test]
-fn the_database_ca_bundle_reaches_the_operator_and_ws_hosts_are_opt_in() {
+fn the_database_ca_bundle_reaches_the_operator_and_insecure_hosts_are_opt_in() {
     let Some(helm) = helm() else { return };
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     let objects = render(
@@ -495,6 +495,12 @@ fn the_database_ca_bundle_reaches_the_operator_and_ws_hosts_are_opt_in() {
             &format!("database.caBundle={pem}"),
             "--set",
             "tenantPolicy.realtimeInsecureHosts={realtime-sim.sim.svc}",
+            "--set",
+            "tenantPolicy.openaiHosts={api.openai.com,llm.example.com}",
+            "--set",
+            "tenantPolicy.openaiInsecureHosts={chat-sim.sim.svc}",
+            "--set",
+            "tenantPolicy.pineconeInsecureHosts={pinecone-sim.sim.svc}",
         ],
     );
     let cm: k8s_openapi::api::core::v1::ConfigMap = one(&objects, "ConfigMap").typed();
@@ -515,12 +521,38 @@ fn the_database_ca_bundle_reaches_the_operator_and_ws_hosts_are_opt_in() {
         env_value(c, "SWITCHBOARD_REALTIME_INSECURE_HOSTS"),
         Some("realtime-sim.sim.svc")
     );
-    // Neither by default.
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_OPENAI_HOSTS"),
+        Some("api.openai.com,llm.example.com")
+    );
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_OPENAI_INSECURE_HOSTS"),
+        Some("chat-sim.sim.svc")
+    );
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_PINECONE_INSECURE_HOSTS"),
+        Some("pinecone-sim.sim.svc")
+    );
+    // Neither by default; the TLS host lists are OpenAI's and Pinecone's own.
     let objects = render(&helm, &[]);
     let d: Deployment = one(&objects, "Deployment").typed();
     let c = operator_container(&d);
     assert!(!env_map(c).contains_key("SWITCHBOARD_DATABASE_CA_FILE"));
-    assert!(!env_map(c).contains_key("SWITCHBOARD_REALTIME_INSECURE_HOSTS"));
+    for insecure in [
+        "SWITCHBOARD_REALTIME_INSECURE_HOSTS",
+        "SWITCHBOARD_OPENAI_INSECURE_HOSTS",
+        "SWITCHBOARD_PINECONE_INSECURE_HOSTS",
+    ] {
+        assert!(!env_map(c).contains_key(insecure), "{insecure}");
+    }
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_OPENAI_HOSTS"),
+        Some("api.openai.com")
+    );
+    assert_eq!(
+        env_value(c, "SWITCHBOARD_PINECONE_HOSTS"),
+        Some("api.pinecone.io")
+    );
 }
 
 #[test]

@@ -107,8 +107,8 @@ async fn staff_review_a_call_in_the_browser() {
         return;
     }
     let kb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/knowledge/demo.yaml");
-    // Post-call analysis against the Chat Completions simulator (its key is the one the
-    // harness gives the tenant's `spec.openai.apiKey`).
+    // Post-call analysis against the Chat Completions simulator, with the key the harness
+    // gives the tenant's `spec.openai.apiKey` named as its own.
     let chat = switchboard_sim::chat::ChatSim::start(switchboard_sim::chat::ChatSimConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         api_key: "sk-test-e2e".into(),
@@ -120,9 +120,10 @@ async fn staff_review_a_call_in_the_browser() {
         knowledge: vec![kb],
         spec_extra: format!(
             "  recordings:\n    enabled: true\n  analysis:\n    model: gpt-4o-mini\n    \
-             baseUrl: {}\n    fields:\n      - name: topic\n        type: string\n        \
+             baseUrl: {}\n    apiKey: {}\n    fields:\n      - name: topic\n        type: string\n        \
              description: What the caller asked about.\n",
-            chat.base_url()
+            chat.base_url(),
+            switchboard_tests::OPENAI_KEY_REF,
         ),
         ..EnvOptions::default()
     })

@@ -176,9 +176,9 @@ impl TlsPostgres {
 /// before.
 #[tokio::test]
 async fn the_operator_refuses_a_database_whose_certificate_does_not_verify() {
+    use switchboard_operator::database::{Provisioner, ProvisionerConfig};
     use switchboard_operator::knowledge::engine::{Engine, EngineConfig};
     use switchboard_operator::pg_tls::PgTls;
-    use switchboard_operator::tenant::database::{Provisioner, ProvisionerConfig};
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let server = TlsPostgres::start();

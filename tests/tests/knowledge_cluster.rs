@@ -14,12 +14,12 @@ use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
+use switchboard_operator::database::Ownership;
+use switchboard_operator::database::{
+    Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
+};
 use switchboard_operator::knowledge::{
     Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
-};
-use switchboard_operator::tenant::database::Ownership;
-use switchboard_operator::tenant::database::{
-    Provisioner, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
 use switchboard_sim::caller::{CallReport, Step, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
@@ -285,7 +285,8 @@ spec:
         model_dir: Some(model),
         embed_concurrency: 1,
         openai_retries: Some(0),
-    });
+    })
+    .with_endpoints(switchboard_tests::knowledge::loopback_endpoints());
     let decision = sync(&kb, &cluster, &engine).await;
     assert!(
         matches!(decision, Decision::Report(Outcome::Synced { .. })),

@@ -14,15 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Crates whose module graph still has cycles, listed so the test can land before they
-/// are untangled. TODO: empty once the crates named here are restructured; a crate in
-/// this list whose graph has become acyclic fails the test, so the list only shrinks.
-// operator: knowledge -> tenant (the database Secret's proof needs the tenant database
-// names and the admin target) -> knowledge (a tenant mounts its knowledge bases' secret
-// keys); landed with session 6's merge, to be untangled by moving the tenant database
-// names and target out of `tenant`.
-const KNOWN_CYCLES_TODO: &[&str] = &["operator"];
-
 /// Workspace members that are not product crates.
 const NOT_PRODUCT: &[&str] = &["tests", "testenv"];
 
@@ -243,15 +234,8 @@ fn top_level_modules_have_no_cycles() {
     for krate in &crates {
         let g = graph(&root.join(krate));
         assert!(!g.is_empty(), "{krate}: no modules found under src/");
-        let cycle = find_cycle(&g);
-        let known = KNOWN_CYCLES_TODO.contains(&krate.as_str());
-        match (cycle, known) {
-            (Some(c), true) => eprintln!("{krate}: known cycle (TODO) {}", c.join(" -> ")),
-            (Some(c), false) => failures.push(format!("{krate}: {}", c.join(" -> "))),
-            (None, true) => failures.push(format!(
-                "{krate} has no cycle any more: remove it from KNOWN_CYCLES_TODO"
-            )),
-            (None, false) => {}
+        if let Some(c) = find_cycle(&g) {
+            failures.push(format!("{krate}: {}", c.join(" -> ")));
         }
     }
     assert!(

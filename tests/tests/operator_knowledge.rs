@@ -1,5 +1,6 @@
-//! The KnowledgeBase controller against the simulated Kubernetes API server, real
-//! PostgreSQL with pgvector and the real MiniLM model: a knowledge base of inline
+//! The KnowledgeBase controller against a [`TestCluster`] (the simulated Kubernetes API
+//! server by default, a real one with `SWITCHBOARD_TEST_CONTROLLERS=apiserver`; each test
+//! in a namespace of its own), real PostgreSQL with pgvector and the real MiniLM model: a knowledge base of inline
 //! documents and a ConfigMap is indexed into its tenant's schema and reports Ready; an
 //! edit of the ConfigMap re-embeds only that document; an idle controller writes and
 //! embeds nothing; a broken embedder is reported and retried until it works; deleting
@@ -21,17 +22,16 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::{KnowledgeBase, VoiceTenant};
-use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
-use switchboard_operator::labels::USABLE_SECRET_LABEL;
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, Ownership, TenantDatabase, URL_KEY, build_database_secret, generate_password,
 };
-use switchboard_sim::kubeapi::KubeApiSim;
+use switchboard_operator::knowledge::{Decision, Engine, EngineConfig, KubeKnowledgeApi, sync};
+use switchboard_operator::labels::USABLE_SECRET_LABEL;
 use switchboard_tests::knowledge::{
-    CONVERGE, NS, condition, controller_config, provisioned_tenant, ready, rows, serve_embeddings,
-    start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
+    CONVERGE, condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    serve_embeddings, start_controller, table_exists, tenant_manifest, unique, wait_for, wait_kb,
 };
-use switchboard_tests::kube::client;
+use switchboard_tests::kube::TestCluster;
 use switchboard_tests::services;
 
 fn env() -> Option<(String, PathBuf)> {
@@ -41,13 +41,13 @@ fn env() -> Option<(String, PathBuf)> {
     }
 }
 
-fn kb_manifest(name: &str, tenant: &str, embedder: &str) -> KnowledgeBase {
+fn kb_manifest(ns: &str, name: &str, tenant: &str, embedder: &str) -> KnowledgeBase {
     switchboard_crds::parse_knowledge_base(&format!(
         r#"apiVersion: voice.switchboard.dev/v1alpha1
 kind: KnowledgeBase
 metadata:
   name: {name}
-  namespace: {NS}
+  namespace: {ns}
 spec:
   tenant: {tenant}
 {embedder}  sources:
@@ -63,10 +63,10 @@ spec:
     .unwrap()
 }
 
-fn faq_docs(parking: &str) -> ConfigMap {
+fn faq_docs(ns: &str, parking: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("faq-docs".into());
-    cm.metadata.namespace = Some(NS.into());
+    cm.metadata.namespace = Some(ns.into());
     cm.data = Some(BTreeMap::from([
         ("parking.md".to_string(), parking.to_string()),
         (
@@ -83,25 +83,27 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     let Some((admin_url, model)) = env() else {
         return;
     };
-    let sim = KubeApiSim::start().await.unwrap();
-    let c = client(&sim).await;
+    let Some(cluster) = TestCluster::start("kb-sync").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
     let tenant = format!("t-{}", unique());
-    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
+    let (vt, db, provisioner) = provisioned_tenant(&c, ns, &admin_url, &tenant).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
     cms.create(
         &PostParams::default(),
-        &faq_docs("Free parking behind the building."),
+        &faq_docs(ns, "Free parking behind the building."),
     )
     .await
     .unwrap();
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
-    kbs.create(&PostParams::default(), &kb_manifest("faq", &tenant, ""))
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
+    kbs.create(&PostParams::default(), &kb_manifest(ns, "faq", &tenant, ""))
         .await
         .unwrap();
-    let (stop, task) = start_controller(&c, controller_config(model.clone()));
+    let (stop, task) = start_controller(&c, controller_config(ns, model.clone()));
 
     // Indexed: Ready with the counts, rows in the tenant's schema.
-    let kb = wait_kb(&c, "faq", "faq Ready", ready).await;
+    let kb = wait_kb(&c, ns, "faq", "faq Ready", ready).await;
     let status = kb.status.clone().unwrap();
     assert_eq!(status.documents, 3, "1 inline document + 2 ConfigMap keys");
     assert!(status.chunks >= 3, "{status:?}");
@@ -137,29 +139,40 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     });
     let api = KubeKnowledgeApi::new(c.clone());
     assert_eq!(sync(&kb, &api, &engine).await, Decision::UpToDate);
-    sim.reset_counters();
+    if let Some(sim) = &cluster.sim {
+        sim.reset_counters();
+    }
     // Metadata-only edits wake the controller without changing the spec.
     let test_manager = PatchParams {
         field_manager: Some("test".into()),
         ..PatchParams::default()
     };
-    kbs.patch(
-        "faq",
-        &test_manager,
-        &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
-    )
-    .await
-    .unwrap();
+    let touched = kbs
+        .patch(
+            "faq",
+            &test_manager,
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let writes: Vec<_> = sim
-        .write_log()
-        .into_iter()
-        .filter(|w| w.field_manager != "test")
-        .collect();
-    assert!(
-        writes.is_empty(),
-        "an idle controller writes nothing: {writes:#?}"
+    // Nothing changed it since (any server); nothing was even sent (the simulator's log).
+    assert_eq!(
+        kbs.get("faq").await.unwrap().metadata.resource_version,
+        touched.metadata.resource_version,
+        "an idle controller changed the knowledge base"
     );
+    if let Some(sim) = &cluster.sim {
+        let writes: Vec<_> = sim
+            .write_log()
+            .into_iter()
+            .filter(|w| w.field_manager != "test")
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "an idle controller writes nothing: {writes:#?}"
+        );
+    }
     assert_eq!(
         rows(&mut pg, &db.schema, "faq").await,
         before,
@@ -175,7 +188,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     )
     .await
     .unwrap();
-    let kb = wait_kb(&c, "faq", "faq re-synced", |kb| {
+    let kb = wait_kb(&c, ns, "faq", "faq re-synced", |kb| {
         ready(kb) && kb.status.as_ref().unwrap().content_hash != previous_hash
     })
     .await;
@@ -198,7 +211,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     let keys = Secret {
         metadata: ::kube::api::ObjectMeta {
             name: Some("embedder-key".into()),
-            namespace: Some(NS.into()),
+            namespace: Some(ns.into()),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
@@ -207,7 +220,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         )])),
         ..Secret::default()
     };
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), &keys)
         .await
         .unwrap();
@@ -220,31 +233,26 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     );
     kbs.create(
         &PostParams::default(),
-        &kb_manifest("remote", &tenant, &openai),
+        &kb_manifest(ns, "remote", &tenant, &openai),
     )
     .await
     .unwrap();
     // The key's Secret is not labelled usable yet: refused, as on the VoiceTenant path.
-    let kb = wait_kb(&c, "remote", "remote refused an unlabelled Secret", |kb| {
-        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "SecretNotUsable")
-    })
+    let kb = wait_kb(
+        &c,
+        ns,
+        "remote",
+        "remote refused an unlabelled Secret",
+        |kb| condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "SecretNotUsable"),
+    )
     .await;
     assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
         message.contains("voice.switchboard.dev/usable=true"),
         "{message}"
     );
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .patch(
             "embedder-key",
             &PatchParams::default(),
@@ -252,7 +260,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         )
         .await
         .unwrap();
-    let kb = wait_kb(&c, "remote", "remote Degraded", |kb| {
+    let kb = wait_kb(&c, ns, "remote", "remote Degraded", |kb| {
         condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "EmbedderFailed")
     })
     .await;
@@ -270,6 +278,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     tokio::spawn(serve_embeddings(listener, None));
     let kb = wait_kb(
         &c,
+        ns,
         "remote",
         "remote Ready after the endpoint came up",
         ready,
@@ -281,15 +290,15 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
     // A tenant without its database yet: Progressing, and indexed as soon as the
     // tenant's status names the database (the tenant's change triggers the reconcile).
     let late = format!("t-{}", unique());
-    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), ns);
     tenants
-        .create(&PostParams::default(), &tenant_manifest(&late))
+        .create(&PostParams::default(), &tenant_manifest(ns, &late))
         .await
         .unwrap();
-    kbs.create(&PostParams::default(), &kb_manifest("later", &late, ""))
+    kbs.create(&PostParams::default(), &kb_manifest(ns, "later", &late, ""))
         .await
         .unwrap();
-    let kb = wait_kb(&c, "later", "later Progressing", |kb| {
+    let kb = wait_kb(&c, ns, "later", "later Progressing", |kb| {
         condition(kb, "Progressing").is_some_and(|(s, _)| s == "True")
     })
     .await;
@@ -317,6 +326,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         .unwrap();
     let kb = wait_kb(
         &c,
+        ns,
         "later",
         "later refuses a forged status.database",
         |kb| {
@@ -344,7 +354,7 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         .unwrap();
     let late_secret =
         build_database_secret(&late_vt, &late_db, &password, provisioner.target()).unwrap();
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), &late_secret)
         .await
         .unwrap();
@@ -356,13 +366,23 @@ async fn a_knowledge_base_is_indexed_kept_in_sync_and_dropped() {
         )
         .await
         .unwrap();
-    wait_kb(&c, "later", "later Ready once the database exists", ready).await;
+    wait_kb(
+        &c,
+        ns,
+        "later",
+        "later Ready once the database exists",
+        ready,
+    )
+    .await;
 
     // A knowledge base of a tenant that does not exist.
-    kbs.create(&PostParams::default(), &kb_manifest("orphan", "nobody", ""))
-        .await
-        .unwrap();
-    let kb = wait_kb(&c, "orphan", "orphan Degraded", |kb| {
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest(ns, "orphan", "nobody", ""),
+    )
+    .await
+    .unwrap();
+    let kb = wait_kb(&c, ns, "orphan", "orphan Degraded", |kb| {
         condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
     })
     .await;
@@ -409,18 +429,20 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
     )
     .await
     .unwrap();
-    let sim = KubeApiSim::start().await.unwrap();
-    let c = client(&sim).await;
+    let Some(cluster) = TestCluster::start("kb-pinecone").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
     // Pinecone needs no tenant database.
     let tenant = format!("t-{}", unique());
-    Api::<VoiceTenant>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &tenant_manifest(&tenant))
+    Api::<VoiceTenant>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &tenant_manifest(ns, &tenant))
         .await
         .unwrap();
     let key = Secret {
         metadata: ::kube::api::ObjectMeta {
             name: Some("pinecone".into()),
-            namespace: Some(NS.into()),
+            namespace: Some(ns.into()),
             labels: Some(BTreeMap::from([(
                 USABLE_SECRET_LABEL.to_string(),
                 "true".to_string(),
@@ -433,15 +455,15 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
         )])),
         ..Secret::default()
     };
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), &key)
         .await
         .unwrap();
-    Api::<ConfigMap>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &faq_docs("Free parking."))
+    Api::<ConfigMap>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &faq_docs(ns, "Free parking."))
         .await
         .unwrap();
-    let mut kb = kb_manifest("prices", &tenant, "");
+    let mut kb = kb_manifest(ns, "prices", &tenant, "");
     kb.spec.backend = serde_json::from_value(json!({
         "type": "pinecone",
         "pinecone": {
@@ -454,11 +476,11 @@ async fn a_pinecone_knowledge_base_is_indexed_in_its_namespace_and_deleted_with_
         }
     }))
     .unwrap();
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
     kbs.create(&PostParams::default(), &kb).await.unwrap();
-    let (stop, task) = start_controller(&c, controller_config(model));
+    let (stop, task) = start_controller(&c, controller_config(ns, model));
 
-    let kb = wait_kb(&c, "prices", "prices Ready", ready).await;
+    let kb = wait_kb(&c, ns, "prices", "prices Ready", ready).await;
     let chunks = kb.status.as_ref().unwrap().chunks;
     assert_eq!(kb.status.as_ref().unwrap().documents, 3);
     let mut config =
@@ -497,12 +519,14 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
     let Some((admin_url, model)) = env() else {
         return;
     };
-    let sim = KubeApiSim::start().await.unwrap();
-    let c = client(&sim).await;
+    let Some(cluster) = TestCluster::start("kb-forged").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
     let tenant = format!("t-{}", unique());
-    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), NS);
+    let tenants: Api<VoiceTenant> = Api::namespaced(c.clone(), ns);
     let vt = tenants
-        .create(&PostParams::default(), &tenant_manifest(&tenant))
+        .create(&PostParams::default(), &tenant_manifest(ns, &tenant))
         .await
         .unwrap();
     let db = TenantDatabase::for_tenant(&vt).unwrap();
@@ -516,7 +540,7 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
         .as_mut()
         .unwrap()
         .insert(URL_KEY.into(), ByteString(superuser.into_bytes()));
-    Api::<Secret>::namespaced(c.clone(), NS)
+    Api::<Secret>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), &forged)
         .await
         .unwrap();
@@ -533,16 +557,19 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
         )
         .await
         .unwrap();
-    Api::<ConfigMap>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &faq_docs("Free parking."))
+    Api::<ConfigMap>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &faq_docs(ns, "Free parking."))
         .await
         .unwrap();
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
-    kbs.create(&PostParams::default(), &kb_manifest("forged", &tenant, ""))
-        .await
-        .unwrap();
-    let (stop, task) = start_controller(&c, controller_config(model));
-    let kb = wait_kb(&c, "forged", "forged Degraded", |kb| {
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest(ns, "forged", &tenant, ""),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = start_controller(&c, controller_config(ns, model));
+    let kb = wait_kb(&c, ns, "forged", "forged Degraded", |kb| {
         condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
     })
     .await;
@@ -563,4 +590,81 @@ async fn a_forged_database_secret_with_the_tenants_owner_reference_is_refused() 
     assert_eq!(schema, None, "the forged URL was used");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(CONVERGE, task).await;
+}
+
+/// Issue 12 §1 (b): an embedder's `baseUrl` outside the operator's `--openai-hosts` is
+/// refused before its key is read or anything is sent, whatever else the knowledge base
+/// waits for (here its tenant's database). Before this change nothing refused it: it
+/// waited for the database and then posted the labelled key with the documents to
+/// whatever host the editor wrote, so the wait below for the refusal failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_outside_the_allowed_hosts_gets_no_key() {
+    let Some(cluster) = TestCluster::start("kbhosts").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
+    let tenant = format!("t-{}", unique());
+    Api::<VoiceTenant>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &tenant_manifest(ns, &tenant))
+        .await
+        .unwrap();
+    let mut key = Secret::default();
+    key.metadata.name = Some("collector-key".into());
+    key.metadata.namespace = Some(ns.into());
+    key.metadata.labels = Some(BTreeMap::from([(
+        USABLE_SECRET_LABEL.to_string(),
+        "true".to_string(),
+    )]));
+    key.data = Some(BTreeMap::from([(
+        "key".to_string(),
+        ByteString(b"sk-victim".to_vec()),
+    )]));
+    Api::<Secret>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &key)
+        .await
+        .unwrap();
+    // The editor's "collector": counts connections.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let embedder = format!(
+        "  embedder:\n    type: openai\n    openai:\n      model: test-embed\n      dimensions: 384\n      baseUrl: http://127.0.0.1:{port}/v1\n      apiKey: {{ secretKeyRef: {{ name: collector-key, key: key }} }}\n"
+    );
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
+    kbs.create(
+        &PostParams::default(),
+        &kb_manifest(ns, "collected", &tenant, &embedder),
+    )
+    .await
+    .unwrap();
+    // The operator's defaults: OpenAI's host with TLS, nothing on loopback.
+    let mut config = controller_config(ns, PathBuf::from("/nonexistent-model"));
+    config.endpoints = Default::default();
+    let (stop, task) = start_controller(&c, config);
+    let kb = wait_kb(&c, ns, "collected", "the embedder's host refused", |kb| {
+        condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "EmbedderHostNotAllowed")
+    })
+    .await;
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let message = condition_message(&kb, "Degraded");
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}/v1"))
+            && message.contains("--openai-hosts"),
+        "{message}"
+    );
+    // Retries (backoff 200 ms) do not send anything either.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the key's request reached the editor's host"
+    );
+    let _ = stop.send(true);
+    let _ = task.await;
 }

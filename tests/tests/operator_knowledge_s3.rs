@@ -22,15 +22,14 @@ use k8s_openapi::api::events::v1::Event;
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::KnowledgeBase;
 use switchboard_knowledge::Embedder;
+use switchboard_operator::database::Ownership;
 use switchboard_operator::knowledge::access::{S3Access, parse_grant};
 use switchboard_operator::knowledge::{Engine, EngineConfig};
-use switchboard_operator::tenant::database::Ownership;
-use switchboard_sim::kubeapi::KubeApiSim;
 use switchboard_tests::knowledge::{
-    NS, condition, controller_config, provisioned_tenant, ready, rows, start_controller, unique,
-    wait_for, wait_kb,
+    condition, condition_message, controller_config, provisioned_tenant, ready, rows,
+    start_controller, unique, wait_for, wait_kb,
 };
-use switchboard_tests::kube::client;
+use switchboard_tests::kube::TestCluster;
 use switchboard_tests::s3::{self, Bucket};
 use switchboard_tests::services;
 
@@ -41,13 +40,13 @@ fn env() -> Option<(String, PathBuf, String)> {
     }
 }
 
-fn kb_manifest(name: &str, tenant: &str, bucket: &str) -> KnowledgeBase {
+fn kb_manifest(ns: &str, name: &str, tenant: &str, bucket: &str) -> KnowledgeBase {
     switchboard_crds::parse_knowledge_base(&format!(
         r#"apiVersion: voice.switchboard.dev/v1alpha1
 kind: KnowledgeBase
 metadata:
   name: {name}
-  namespace: {NS}
+  namespace: {ns}
 spec:
   tenant: {tenant}
   sources:
@@ -76,8 +75,8 @@ const VISIT: &str = r#"<!DOCTYPE html>
 </body></html>"#;
 
 /// The Events about knowledge base `kb` with reason `reason`.
-async fn events(c: &Client, kb: &str, reason: &str) -> Vec<Event> {
-    let api: Api<Event> = Api::namespaced(c.clone(), NS);
+async fn events(c: &Client, ns: &str, kb: &str, reason: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(c.clone(), ns);
     api.list(&ListParams::default())
         .await
         .unwrap()
@@ -119,39 +118,32 @@ async fn an_s3_source_of_another_namespace_is_refused_and_nothing_is_read() {
     bucket.create().await;
     bucket.put("faq/hours.md", HOURS).await;
 
-    let sim = KubeApiSim::start().await.unwrap();
-    let c = client(&sim).await;
+    let Some(cluster) = TestCluster::start("s3-grant").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
     let tenant = format!("t-{}", unique());
-    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    let (vt, db, provisioner) = provisioned_tenant(&c, ns, &admin_url, &tenant).await;
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
     kbs.create(
         &PostParams::default(),
-        &kb_manifest("docs", &tenant, &bucket.name),
+        &kb_manifest(ns, "docs", &tenant, &bucket.name),
     )
     .await
     .unwrap();
 
     // Granted to another namespace only.
-    let mut config = controller_config(model.clone());
+    let mut config = controller_config(ns, model.clone());
     config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
     config.s3.access = grant("someone-else", &bucket.name, "faq/");
     let (stop, task) = start_controller(&c, config);
-    let kb = wait_kb(&c, "docs", "docs refused", |kb| {
+    let kb = wait_kb(&c, ns, "docs", "docs refused", |kb| {
         condition(kb, "Degraded").is_some_and(|(s, r)| s == "True" && r == "S3SourceNotAllowed")
     })
     .await;
-    let message = kb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message
-        .clone();
+    let message = condition_message(&kb, "Degraded");
     assert!(
-        message.contains(&bucket.name) && message.contains(&format!("{NS}={}/faq/", bucket.name)),
+        message.contains(&bucket.name) && message.contains(&format!("{ns}={}/faq/", bucket.name)),
         "{message}"
     );
     let mut pg = PgConnection::connect(&admin_url).await.unwrap();
@@ -163,11 +155,11 @@ async fn an_s3_source_of_another_namespace_is_refused_and_nothing_is_read() {
     let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;
 
     // Granted to its own namespace: indexed as before.
-    let mut config = controller_config(model);
+    let mut config = controller_config(ns, model);
     config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
-    config.s3.access = grant(NS, &bucket.name, "faq/");
+    config.s3.access = grant(ns, &bucket.name, "faq/");
     let (stop, task) = start_controller(&c, config);
-    let kb = wait_kb(&c, "docs", "docs Ready", ready).await;
+    let kb = wait_kb(&c, ns, "docs", "docs Ready", ready).await;
     assert_eq!(kb.status.unwrap().documents, 1);
     kbs.delete("docs", &DeleteParams::default()).await.unwrap();
     wait_for("docs gone", || {
@@ -199,29 +191,31 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
         .put("internal/salaries.md", "# Salaries\n\nNot for callers.")
         .await;
 
-    let sim = KubeApiSim::start().await.unwrap();
-    let c = client(&sim).await;
+    let Some(cluster) = TestCluster::start("s3-sync").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
     let tenant = format!("t-{}", unique());
-    let (vt, db, provisioner) = provisioned_tenant(&c, &admin_url, &tenant).await;
-    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), NS);
+    let (vt, db, provisioner) = provisioned_tenant(&c, ns, &admin_url, &tenant).await;
+    let kbs: Api<KnowledgeBase> = Api::namespaced(c.clone(), ns);
     kbs.create(
         &PostParams::default(),
-        &kb_manifest("docs", &tenant, &bucket.name),
+        &kb_manifest(ns, "docs", &tenant, &bucket.name),
     )
     .await
     .unwrap();
-    let mut config = controller_config(model.clone());
+    let mut config = controller_config(ns, model.clone());
     // Re-list every second: bucket changes show up without any Kubernetes trigger.
     config.s3 = s3::settings(&s3_url, Duration::from_secs(1));
     // Granted to its namespace (and a bucket created later in the test).
     let late = Bucket::new(&s3_url, &format!("kb-{}", unique()));
     config.s3.access = S3Access::new(
-        [&bucket.name, &late.name].map(|b| parse_grant(&format!("{NS}={b}/faq/")).unwrap()),
+        [&bucket.name, &late.name].map(|b| parse_grant(&format!("{ns}={b}/faq/")).unwrap()),
     );
     let (stop, task) = start_controller(&c, config);
 
     // Indexed: the three documents under faq/, nothing else.
-    let kb = wait_kb(&c, "docs", "docs Ready", ready).await;
+    let kb = wait_kb(&c, ns, "docs", "docs Ready", ready).await;
     let status = kb.status.clone().unwrap();
     assert_eq!(status.documents, 3, "{status:?}");
     let (_, reason) = condition(&kb, "Ready").unwrap();
@@ -275,7 +269,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     );
 
     // The Synced event: counts, and the object left out.
-    let synced = events(&c, "docs", "Synced").await;
+    let synced = events(&c, ns, "docs", "Synced").await;
     assert_eq!(synced.len(), 1, "{synced:#?}");
     let note = synced[0].note.clone().unwrap_or_default();
     assert!(note.starts_with("3 documents in"), "{note}");
@@ -293,7 +287,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
             "Parking is free in the garage on Elm Street, level 2.",
         )
         .await;
-    let kb = wait_kb(&c, "docs", "docs re-synced after the edit", |kb| {
+    let kb = wait_kb(&c, ns, "docs", "docs re-synced after the edit", |kb| {
         ready(kb) && kb.status.as_ref().unwrap().content_hash != hash
     })
     .await;
@@ -313,7 +307,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
 
     // One object is deleted: its chunks leave the index.
     bucket.delete("faq/hours.md").await;
-    let kb = wait_kb(&c, "docs", "docs without the deleted object", |kb| {
+    let kb = wait_kb(&c, ns, "docs", "docs without the deleted object", |kb| {
         ready(kb) && kb.status.as_ref().unwrap().documents == 2
     })
     .await;
@@ -323,7 +317,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
         docs_of(&left),
         BTreeSet::from([id("faq/parking.txt"), id("faq/visit.html")])
     );
-    let synced = events(&c, "docs", "Synced").await;
+    let synced = events(&c, ns, "docs", "Synced").await;
     assert_eq!(synced.len(), 1, "{synced:#?}");
     assert_eq!(
         occurrences(&synced[0]),
@@ -335,11 +329,11 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     // indexed on a retry once it exists.
     kbs.create(
         &PostParams::default(),
-        &kb_manifest("later", &tenant, &late.name),
+        &kb_manifest(ns, "later", &tenant, &late.name),
     )
     .await
     .unwrap();
-    let kb = wait_kb(&c, "later", "later Degraded", |kb| {
+    let kb = wait_kb(&c, ns, "later", "later Degraded", |kb| {
         condition(kb, "Degraded").is_some_and(|(s, _)| s == "True")
     })
     .await;
@@ -351,7 +345,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     let failed = wait_for("a SyncFailed event", || {
         let c = c.clone();
         async move {
-            let e = events(&c, "later", "SyncFailed").await;
+            let e = events(&c, ns, "later", "SyncFailed").await;
             (!e.is_empty()).then_some(e)
         }
     })
@@ -370,10 +364,10 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     tokio::time::sleep(Duration::from_millis(1600)).await;
     late.create().await;
     late.put("faq/hours.md", HOURS).await;
-    let kb = wait_kb(&c, "later", "later Ready once the bucket exists", ready).await;
+    let kb = wait_kb(&c, ns, "later", "later Ready once the bucket exists", ready).await;
     assert_eq!(kb.status.as_ref().unwrap().documents, 1);
     assert_eq!(condition(&kb, "Degraded").unwrap().0, "False");
-    let failed = events(&c, "later", "SyncFailed").await;
+    let failed = events(&c, ns, "later", "SyncFailed").await;
     assert_eq!(
         (failed.len(), occurrences(&failed[0])),
         (1, 1),
@@ -388,7 +382,7 @@ async fn an_s3_prefix_is_indexed_kept_in_sync_and_reported() {
     })
     .await;
     assert!(!switchboard_tests::knowledge::table_exists(&mut pg, &db.schema, "docs").await);
-    assert_eq!(events(&c, "docs", "BackendDropped").await.len(), 1);
+    assert_eq!(events(&c, ns, "docs", "BackendDropped").await.len(), 1);
 
     let _ = stop.send(true);
     let _ = tokio::time::timeout(switchboard_tests::knowledge::CONVERGE, task).await;

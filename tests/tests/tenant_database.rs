@@ -15,7 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 use switchboard_crds::VoiceTenant;
-use switchboard_operator::tenant::database::{
+use switchboard_operator::database::{
     AdminTarget, DropOutcome, Ownership, Provisioner, TenantDatabase, URL_KEY,
     build_database_secret, generate_password,
 };

@@ -36,11 +36,14 @@ pub struct AnalysisSpec {
     #[schemars(regex(pattern = NOT_BLANK_PATTERN), length(max = 200))]
     pub model: String,
     /// Base URL of the OpenAI-compatible API (`…/v1`); requests go to
-    /// `{baseUrl}/chat/completions`. Default `https://api.openai.com/v1`.
+    /// `{baseUrl}/chat/completions`. Default `https://api.openai.com/v1`. In a cluster its
+    /// host must be one the operator allows (`--openai-hosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = HTTP_URL_PATTERN), length(max = 2048))]
     pub base_url: Option<String>,
-    /// The API key. Absent: the tenant's `spec.openai.apiKey`.
+    /// The API key. Absent: the tenant's `spec.openai.apiKey`, but only when `baseUrl`
+    /// is OpenAI's own (`https://api.openai.com/…`, the default); with any other
+    /// `baseUrl` the key must be named here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretRef>,
     /// Write a short summary of the call.
@@ -67,6 +70,27 @@ pub struct AnalysisSpec {
     #[serde(default = "default_min_turns")]
     #[schemars(range(max = 1000))]
     pub min_turns: u32,
+}
+
+/// The default of [`AnalysisSpec::base_url`].
+pub const DEFAULT_ANALYSIS_BASE_URL: &str = crate::knowledge::DEFAULT_OPENAI_BASE_URL;
+
+impl AnalysisSpec {
+    /// The base URL requests go to: `baseUrl`, else [`DEFAULT_ANALYSIS_BASE_URL`].
+    pub fn effective_base_url(&self) -> &str {
+        self.base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_ANALYSIS_BASE_URL)
+    }
+
+    /// Whether the analysis would send the tenant's `spec.openai.apiKey` somewhere other
+    /// than OpenAI: no `apiKey` of its own and a `baseUrl` that is not
+    /// `https://api.openai.com/…`. Such a spec is refused (by the operator and the
+    /// gateway): an editor of the tenant could otherwise have the OpenAI key, which they
+    /// may not be able to read, sent to a host of their choice.
+    pub fn borrows_openai_key_elsewhere(&self) -> bool {
+        self.api_key.is_none() && !crate::endpoint::is_openai(self.effective_base_url())
+    }
 }
 
 fn yes() -> bool {

@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// Default base URL of the Chat Completions API.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-
 /// How requests are timed and retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -69,11 +66,8 @@ impl ClientError {
 }
 
 /// The request URL for a base URL (`…/v1` → `…/v1/chat/completions`).
-pub fn completions_url(base_url: Option<&str>) -> String {
-    format!(
-        "{}/chat/completions",
-        base_url.unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/')
-    )
+pub fn completions_url(base_url: &str) -> String {
+    format!("{}/chat/completions", base_url.trim_end_matches('/'))
 }
 
 /// How long to wait before attempt `n + 1` (after `n` failures), honouring a server's
@@ -171,11 +165,11 @@ mod tests {
     #[test]
     fn url_joins_the_base() {
         assert_eq!(
-            completions_url(Some("http://h:1/v1/")),
+            completions_url("http://h:1/v1/"),
             "http://h:1/v1/chat/completions"
         );
         assert_eq!(
-            completions_url(None),
+            completions_url(switchboard_crds::DEFAULT_ANALYSIS_BASE_URL),
             "https://api.openai.com/v1/chat/completions"
         );
     }

@@ -70,7 +70,7 @@ impl Analyzer {
             .await
             .map_err(AnalysisError::Secret)?;
         let http = self.http().map_err(AnalysisError::Client)?;
-        let url = client::completions_url(job.spec.base_url.as_deref());
+        let url = client::completions_url(job.spec.effective_base_url());
         let body = request::body(&job.spec, &job.end);
         let answer = client::post(&http, &self.retry, &url, &key, &body).await?;
         Ok(request::parse_answer(&job.spec, &answer)?)

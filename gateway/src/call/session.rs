@@ -152,8 +152,11 @@ pub enum Action {
     /// every [`Action::Realtime`] after this goes to the new session.
     SwitchRealtime,
     /// Move the call to this transfer target: the agent's hand-off sentence has been
-    /// heard (or its wait timed out). An [`Action::End`] with outcome `transferred`
-    /// follows; the task moves the call before it closes the stream.
+    /// heard (or its wait timed out). It comes right after the [`Action::End`] with
+    /// outcome `transferred`, never before: the task keeps that leg's record for the
+    /// return leg (`Endings::park_leg`) before it moves the call, because once moved, a
+    /// transfer nobody answers can bring the caller back on a new stream (whose task
+    /// takes the parked leg) before this task has finished.
     Transfer {
         /// The target's name (`spec.agent.transfer[].name`).
         target: String,
@@ -594,10 +597,10 @@ impl CallSession {
     /// The hand-off was heard (or its wait is over): the task moves the call.
     fn move_to_transfer(&mut self, out: &mut Vec<Action>) {
         if let Some(t) = self.transfer.take() {
-            out.push(Action::Transfer {
-                target: t.target.clone(),
-            });
-            self.end(Outcome::Transferred, Some(t.target), out);
+            // The record first: the task parks it before it moves the call (see
+            // `Action::Transfer`).
+            self.end(Outcome::Transferred, Some(t.target.clone()), out);
+            out.push(Action::Transfer { target: t.target });
         }
     }
 

@@ -1242,7 +1242,13 @@ fn transfer_waits_until_the_hand_off_sentence_has_been_heard() {
         .iter()
         .position(|a| matches!(a, Action::End(_)))
         .unwrap();
-    assert!(transfer_at < end_at, "moved before the stream closes");
+    // The leg's record comes first: the task parks it for the return leg before it
+    // moves the call (a transfer nobody answers can bring the caller back on a new
+    // stream as soon as the call has moved, before this task has finished).
+    assert!(
+        end_at < transfer_at,
+        "the record to park comes before the move: {out:?}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as RtMessage;
 
 use super::history;
-use super::session::{Action, CallSession, Input, Observation, Resume};
+use super::session::{Action, CallSession, CallSummary, Input, Observation, Resume};
 use crate::admission::Refusal;
 use crate::clock::unix_ms;
 use crate::cost;
@@ -212,8 +212,8 @@ pub async fn run(
         }
         Err(e) => {
             tracing::error!(call_sid = start.call_sid, tenant = tenant.name, error = %e, "could not open a Realtime session; ending the call");
-            // Closing the stream is what makes Twilio request `<Connect action>`, which
-            // answers the fallback: the caller hears an apology, not silence.
+            // Closing the stream makes Twilio run the fallback after `</Connect>`: the
+            // caller hears an apology, not silence.
             state
                 .endings
                 .record(&start.call_sid, Outcome::OpenAiConnectFailed);
@@ -468,6 +468,8 @@ async fn relay(
     let (conn_tx, mut conn_rx) =
         tokio::sync::mpsc::channel::<Result<RealtimeSocket, RealtimeError>>(1);
     let mut next_rt: Option<RealtimeSocket> = None;
+    // Whether Twilio took the transfer's `<Dial>` (REST update).
+    let mut moved = false;
     // Tool runs and connects in flight: their channels are polled only while there are
     // some (polling an empty channel on every frame's wake-up showed in profiles).
     let (mut tools_running, mut connecting) = (0usize, 0usize);
@@ -625,13 +627,22 @@ async fn relay(
                     }
                 }
                 Action::Transfer { target } => {
+                    // The leg's record is parked before the call moves: a transfer nobody
+                    // answers brings the caller back on a new stream whose task takes it,
+                    // and that can happen before this task gets past the move.
+                    if let Some(s) = &summary {
+                        state.endings.park_leg(
+                            &start.call_sid,
+                            transferred_leg(s, &target, leg, call_started),
+                        );
+                    }
                     // The caller heard the hand-off: move the call now (off the audio
                     // path: the agent's audio is over, the call is ending).
                     if tw_fed && tw_open && bounded(write_deadline, tw.flush()).await.is_err() {
                         tw_open = false;
                     }
                     tw_fed = false;
-                    move_call(&state, tenant, &start.call_sid, leg, &target).await;
+                    moved = move_call(&state, tenant, &start.call_sid, leg, &target).await;
                 }
                 Action::End(s) => {
                     if let Some(r) = recorder.as_mut() {
@@ -680,50 +691,43 @@ async fn relay(
         let _ = tokio::time::timeout(Duration::from_secs(1), rt.send(RtMessage::Close(None))).await;
     }
     let s = summary.unwrap_or_else(unreachable_summary);
-    // Before the stream closes: Twilio requests `<Connect action>` right after, and its
-    // answer (hang up, the fallback, or the transfer's `<Dial>` when the REST update did
-    // not take) depends on how the call ended.
+    // Before the stream closes. What the caller hears next is in Twilio's hands: the
+    // TwiML that started this stream has the fallback after `</Connect>`, so a stream
+    // that just closes (a failure) plays it with no request to any gateway. Endings that
+    // must not play it are told to Twilio through its REST API first (the transfer's
+    // `<Dial>` was, above; the hang-up after a goodbye is, here), after which the
+    // stream's end runs nothing. The endings table only answers streams started by TwiML
+    // with a `<Connect action>` (written by earlier versions, calls that were already
+    // running across an upgrade).
     if s.outcome == Outcome::Transferred {
-        let target = s.detail.clone().unwrap_or_default();
-        state
-            .endings
-            .record_after(&start.call_sid, AfterStream::Transfer(leg, target.clone()));
-        state.endings.park_leg(
-            &start.call_sid,
-            TransferredLeg {
-                target,
-                leg,
-                call_started,
-                transcript: s.transcript.clone(),
-                tool_calls: s.tool_calls.clone(),
-                usage: s.usage.clone(),
-                barge_ins: s.barge_ins,
-                reconnects: s.reconnects.clone(),
-                dial_status: None,
-            },
-        );
+        if !moved {
+            let target = s.detail.clone().unwrap_or_default();
+            state
+                .endings
+                .record_after(&start.call_sid, AfterStream::Transfer(leg, target));
+        }
     } else {
         state.endings.record(&start.call_sid, s.outcome);
-    }
-    if tw_open {
-        let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
     }
     if matches!(
         s.outcome,
         Outcome::AgentHangup | Outcome::SilenceTimeout | Outcome::MaxDuration
     ) {
-        // Closing the stream makes Twilio request `<Connect action>`, which may reach a
-        // replica that does not know the call ended on purpose (it would apologise):
-        // hanging up through the REST API ends the call wherever the action lands. A
-        // 404 (already ended by this replica's `<Hangup/>`) is success.
-        let rest = state.twilio.clone();
-        let creds = tenant.rest_credentials();
-        let sid = start.call_sid.clone();
-        tokio::spawn(async move {
-            if let Err(e) = rest.hang_up(&creds, &sid).await {
-                tracing::warn!(call_sid = sid, error = %e, "REST hang-up failed");
-            }
-        });
+        // Awaited before the stream closes: once Twilio has ended the call, the verbs
+        // after `</Connect>` (the apology) never run. When the API cannot be reached
+        // (after the client's retries) the stream closes anyway and the caller hears
+        // the fallback after the goodbye: an apology too many, never silence. A 404
+        // (the caller already gone) is success.
+        if let Err(e) = state
+            .twilio
+            .hang_up(&tenant.rest_credentials(), &start.call_sid)
+            .await
+        {
+            tracing::warn!(call_sid = start.call_sid, error = %e, "REST hang-up failed; the fallback after the stream plays");
+        }
+    }
+    if tw_open {
+        let _ = tokio::time::timeout(TWILIO_WRITE_TIMEOUT, tw.close()).await;
     }
     CallEnd {
         call_sid: start.call_sid.clone(),
@@ -739,6 +743,27 @@ async fn relay(
         model: None,
         cost: None,
         data_key: None,
+    }
+}
+
+/// What the return leg of an unanswered transfer carries from agent leg `leg`, which
+/// ended with `s` handing the call to `target`.
+fn transferred_leg(
+    s: &CallSummary,
+    target: &str,
+    leg: u32,
+    call_started: Instant,
+) -> TransferredLeg {
+    TransferredLeg {
+        target: target.to_owned(),
+        leg,
+        call_started,
+        transcript: s.transcript.clone(),
+        tool_calls: s.tool_calls.clone(),
+        usage: s.usage.clone(),
+        barge_ins: s.barge_ins,
+        reconnects: s.reconnects.clone(),
+        dial_status: None,
     }
 }
 
@@ -922,13 +947,19 @@ fn from_realtime(
     }
 }
 
-/// Moves the call to the transfer target's `<Dial>` with a REST update of the Call. When
-/// Twilio cannot be told (after retries), the stream's `<Connect action>` answers the same
-/// `<Dial>` (recorded as the call's ending before the stream closes).
-async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, target: &str) {
+/// Moves the call to the transfer target's `<Dial>` with a REST update of the Call;
+/// whether Twilio took it. When it cannot be told (after retries) the stream closes and
+/// the caller hears the fallback after `</Connect>`.
+async fn move_call(
+    state: &AppState,
+    tenant: &Tenant,
+    call_sid: &str,
+    leg: u32,
+    target: &str,
+) -> bool {
     let Some(twiml) = tenant.transfer_twiml(&state.public_base, call_sid, leg, target) else {
         tracing::error!(call_sid, target, "transfer target vanished");
-        return;
+        return false;
     };
     let t0 = Instant::now();
     match state
@@ -945,6 +976,7 @@ async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, 
                 ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "call moved to <Dial>"
             );
+            true
         }
         Err(e) => {
             state
@@ -952,7 +984,8 @@ async fn move_call(state: &AppState, tenant: &Tenant, call_sid: &str, leg: u32, 
                 .transfers
                 .with_label_values(&["rest_failed"])
                 .inc();
-            tracing::warn!(call_sid, target, error = %e, "REST update failed; the stream's <Connect action> will dial");
+            tracing::warn!(call_sid, target, error = %e, "REST update failed; the caller hears the fallback after the stream");
+            false
         }
     }
 }

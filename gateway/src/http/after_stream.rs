@@ -1,5 +1,8 @@
 //! `POST /twilio/after-stream/{tenant}/{call_sid}`: the `<Connect action>` Twilio requests
-//! when the gateway has closed a call's media stream.
+//! when the gateway has closed a call's media stream, for calls answered by an earlier
+//! version (today's TwiML has no action: the fallback follows `</Connect>`, see
+//! [`crate::twilio::twiml::connect_stream`]). Kept so those calls still end well across
+//! an upgrade.
 //!
 //! It answers `<Hangup/>` when the call task recorded that it ended the call on purpose
 //! (see [`crate::endings`]) and the tenant's fallback otherwise, so a stream that

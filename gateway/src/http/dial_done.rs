@@ -4,7 +4,7 @@
 //!
 //! A transfer the person answered ends the call when they hang up (`<Hangup/>`). One
 //! nobody answered (busy, no-answer, failed) brings the caller back to the agent: a new
-//! `<Connect><Stream>` for agent leg `leg + 1`, admitted like the first, whose Realtime
+//! `<Connect><Stream>` for agent leg `leg + 1` (the fallback after it), admitted like the first, whose Realtime
 //! session starts with the conversation so far and a note that the transfer failed
 //! (`call/task.rs`). Either way the outcome is recorded on the call.
 
@@ -180,10 +180,7 @@ pub async fn dial_done(
         tenant.name,
         call_sid
     );
-    let action = format!(
-        "{}/twilio/after-stream/{}/{}",
-        state.public_base, tenant.name, call_sid
-    );
+    let fallback = tenant.fallback_verbs(&state.public_base, &call_sid);
     let from = form::get(&params, "From").unwrap_or_default();
     let to = form::get(&params, "To").unwrap_or_default();
     let leg_text = next.to_string();
@@ -193,7 +190,6 @@ pub async fn dial_done(
         StatusCode::OK,
         twiml::connect_stream(
             &url,
-            &action,
             &[
                 ("tenant", &tenant.name),
                 ("from", from),
@@ -201,6 +197,7 @@ pub async fn dial_done(
                 ("token", &token),
                 ("leg", &leg_text),
             ],
+            &fallback,
         ),
     )
 }

@@ -182,10 +182,7 @@ pub async fn incoming_call(
         tenant.name,
         call_sid
     );
-    let action = format!(
-        "{}/twilio/after-stream/{}/{}",
-        state.public_base, tenant.name, call_sid
-    );
+    let fallback = tenant.fallback_verbs(&state.public_base, &call_sid);
     let full = tenant.spec.logs_caller_numbers();
     tracing::info!(
         tenant = tenant.name,
@@ -199,13 +196,13 @@ pub async fn incoming_call(
         StatusCode::OK,
         twiml::connect_stream(
             &url,
-            &action,
             &[
                 ("tenant", &tenant.name),
                 ("from", &from),
                 ("to", &to),
                 ("token", &token),
             ],
+            &fallback,
         ),
     )
 }

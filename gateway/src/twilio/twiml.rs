@@ -180,15 +180,19 @@ impl Fallback {
     }
 }
 
-/// `<Connect action><Stream>`: a bidirectional media stream to `url` with custom
-/// parameters. When the gateway closes the stream Twilio requests `action` (POST, signed)
-/// and runs what it answers: [`hangup`] when the gateway ended the call on purpose,
-/// [`Fallback::twiml`] otherwise. Verbs after `</Connect>` would be ignored by Twilio once
-/// `action` is set, so none are written.
-pub fn connect_stream(url: &str, action: &str, params: &[(&str, &str)]) -> String {
+/// `<Connect><Stream>`: a bidirectional media stream to `url` with custom parameters,
+/// followed by `after` (verbs: the tenant's fallback, [`Fallback::verbs`]).
+///
+/// No `action` on `<Connect>`: when the stream ends Twilio goes on with the verbs after
+/// `</Connect>`, which are already in its hands. That is what makes a gateway process
+/// that dies mid-call (or every replica unreachable) end in the fallback rather than in
+/// Twilio's "an application error has occurred": an action URL would have to be fetched
+/// from a gateway. Endings that must not play the fallback (a goodbye, a transfer) reach
+/// Twilio through its REST API before the stream closes (the call is hung up or given
+/// new TwiML, and the verbs after `</Connect>` never run).
+pub fn connect_stream(url: &str, params: &[(&str, &str)], after: &str) -> String {
     let mut s = format!(
-        "{HEAD}<Response><Connect action=\"{}\" method=\"POST\"><Stream url=\"{}\">",
-        xml_escape(action),
+        "{HEAD}<Response><Connect><Stream url=\"{}\">",
         xml_escape(url)
     );
     for (name, value) in params {
@@ -198,7 +202,9 @@ pub fn connect_stream(url: &str, action: &str, params: &[(&str, &str)]) -> Strin
             xml_escape(value)
         ));
     }
-    s.push_str("</Stream></Connect></Response>");
+    s.push_str("</Stream></Connect>");
+    s.push_str(after);
+    s.push_str("</Response>");
     s
 }
 
@@ -236,11 +242,17 @@ mod tests {
 
     #[test]
     fn stream_twiml_escapes_values() {
-        let t = connect_stream("wss://gw/x", "https://gw/a?b&c", &[("from", "a\"<b>&")]);
-        assert!(t.contains("<Stream url=\"wss://gw/x\">"));
-        assert!(t.contains("<Connect action=\"https://gw/a?b&amp;c\" method=\"POST\">"));
+        let after = Fallback::default().verbs("https://gw/vm");
+        let t = connect_stream("wss://gw/x?a&b", &[("from", "a\"<b>&")], &after);
+        assert!(t.contains("<Connect><Stream url=\"wss://gw/x?a&amp;b\">"));
         assert!(t.contains("value=\"a&quot;&lt;b&gt;&amp;\""));
-        assert!(t.ends_with("</Stream></Connect></Response>"));
+        // The fallback follows the stream in the same document: nothing to fetch when
+        // the stream ends.
+        assert!(
+            t.ends_with(&format!("</Stream></Connect>{after}</Response>")),
+            "{t}"
+        );
+        assert!(!t.contains("action="), "{t}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// The tenant's Twilio account.
@@ -59,4 +60,25 @@ pub async fn wait_ready(base: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// The `gateway` binary serving tenant manifest `tenant` on `127.0.0.1:{port}` with
+/// `realtime_url` and data directory `data`, its secrets in the environment (`token` as
+/// the Twilio auth token); callers add flags, environment and stdio.
+pub fn gateway(tenant: &Path, port: u16, realtime_url: &str, data: &Path, token: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command
+        .args([
+            "--tenant",
+            tenant.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--realtime-url",
+            realtime_url,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .env(TOKEN_ENV, token)
+        .env(KEY_ENV, "sk-test");
+    command
 }

@@ -74,9 +74,12 @@ pub struct KnowledgeControllerConfig {
     pub pg_tls: crate::pg_tls::PgTls,
     /// The server the operator provisions tenant databases on (from its admin URL);
     /// `None`: it provisions none, and no `status.database` is trusted.
-    pub database_target: Option<crate::tenant::database::AdminTarget>,
+    pub database_target: Option<crate::database::AdminTarget>,
     /// API keys in AWS Secrets Manager: grants per namespace and the AWS configuration.
     pub secrets_manager: SecretsManagerSettings,
+    /// The hosts an embedder's `baseUrl` and Pinecone's `apiUrl` may name (default:
+    /// OpenAI's and Pinecone's, with TLS).
+    pub endpoints: crate::endpoints::EndpointPolicy,
 }
 
 /// What every reconcile of the KnowledgeBase controller shares: the client, the cluster
@@ -378,7 +381,8 @@ pub async fn run(
             .with_s3(S3Sources::aws(&config.s3))
             .with_pg_tls(config.pg_tls.clone())
             .with_database_target(config.database_target.clone())
-            .with_secrets_manager(config.secrets_manager.clone()),
+            .with_secrets_manager(config.secrets_manager.clone())
+            .with_endpoints(config.endpoints.clone()),
         first_backoff: config.first_backoff.unwrap_or(FIRST_BACKOFF),
         metrics: config.metrics.clone(),
         events,

@@ -21,8 +21,9 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::access::SecretsAccess;
 use super::s3::{S3Settings, S3Sources};
+use crate::database::{AdminTarget, TenantDatabase};
+use crate::endpoints::EndpointPolicy;
 use crate::pg_tls::PgTls;
-use crate::tenant::database::{AdminTarget, TenantDatabase};
 
 /// Connections per tenant database pool: a reconcile uses one at a time.
 const POOL_SIZE: u32 = 2;
@@ -61,6 +62,7 @@ pub struct Engine {
     s3: S3Sources,
     tls: PgTls,
     database_target: Option<AdminTarget>,
+    endpoints: EndpointPolicy,
 }
 
 /// A vector store opened for one knowledge base.
@@ -104,7 +106,21 @@ impl Engine {
             database_target: None,
             secrets: SecretsManagerSettings::default(),
             secrets_client: OnceCell::new(),
+            endpoints: EndpointPolicy::default(),
         }
+    }
+
+    /// This engine sending keys only to the hosts `endpoints` allows (default: OpenAI's
+    /// and Pinecone's, with TLS): checked before a sync or cleanup reads any key
+    /// ([`super::target::check_endpoints`]).
+    pub fn with_endpoints(mut self, endpoints: EndpointPolicy) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// The hosts this engine may send keys to.
+    pub fn endpoints(&self) -> &EndpointPolicy {
+        &self.endpoints
     }
 
     /// This engine knowing the server the operator provisions tenant databases on (from

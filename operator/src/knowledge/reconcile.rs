@@ -72,6 +72,8 @@ async fn try_sync(
     ) else {
         return Err(KnowledgeError::Unnamed);
     };
+    // Before anything is read: no key goes to a host the operator does not allow.
+    target::check_endpoints(kb, engine.endpoints())?;
     let read = read(kb, namespace, name, api, engine).await;
     match plan(kb, namespace, read)? {
         Plan::UpToDate => Ok(None),
@@ -136,7 +138,7 @@ fn check_provisioned_url(
     let (SecretTrust::OwnedBy(_), Some(schema)) = (trust, schema) else {
         return Ok(());
     };
-    let db = crate::tenant::database::TenantDatabase {
+    let db = crate::database::TenantDatabase {
         role: schema.to_string(),
         schema: schema.to_string(),
         secret_name: selector.name.clone(),
@@ -393,6 +395,17 @@ pub async fn cleanup(
         Err(e) => return Err(KnowledgeError::kube("the tenant", e)),
     };
     if tenant.spec.deletion_policy != DeletionPolicy::Delete {
+        return Ok(Cleanup::Retained);
+    }
+    // A Pinecone key goes only to an allowed control plane: the index behind another
+    // one is left as it is (BackendRetained), its key never sent.
+    if let Err(e) = target::check_endpoints(kb, engine.endpoints()) {
+        tracing::warn!(
+            namespace,
+            knowledge_base = name,
+            error = %e,
+            "not dropping the index: its host is not allowed"
+        );
         return Ok(Cleanup::Retained);
     }
     let location = match target::location(kb, &tenant) {

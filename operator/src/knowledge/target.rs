@@ -7,6 +7,8 @@ use switchboard_crds::{
 };
 
 use super::api::SecretTrust;
+use crate::endpoints::EndpointPolicy;
+use switchboard_knowledge::store::pinecone::DEFAULT_CONTROL_URL;
 
 /// Where an API key the operator reads lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +142,29 @@ pub enum TargetError {
     /// patch it may have written. Nothing is written into the database it names.
     #[error("{0}")]
     DatabaseNotProven(Box<UnprovenDatabase>),
+    /// `embedder.openai.baseUrl` is not `https://` to a host the operator allows
+    /// (`--openai-hosts`): its key, the documents and (from the gateway) the callers'
+    /// questions would go there. Nothing is read or sent.
+    #[error(
+        "embedder.openai.baseUrl {url} is not https:// to an allowed host (allowed: {allowed}); the operator's --openai-hosts (SWITCHBOARD_OPENAI_HOSTS) lists them"
+    )]
+    EmbedderHostNotAllowed {
+        /// The URL.
+        url: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// `backend.pinecone.apiUrl` (or its default) is not `https://` to a host the
+    /// operator allows (`--pinecone-hosts`). Nothing is read or sent.
+    #[error(
+        "backend.pinecone.apiUrl {url} is not https:// to an allowed host (allowed: {allowed}); the operator's --pinecone-hosts (SWITCHBOARD_PINECONE_HOSTS) lists them"
+    )]
+    PineconeHostNotAllowed {
+        /// The URL.
+        url: String,
+        /// What is allowed.
+        allowed: String,
+    },
 }
 
 /// What a tenant's `status.database` names against what the operator derives for it
@@ -170,6 +195,8 @@ impl TargetError {
             Self::SecretNotInCluster { .. } => "SecretNotInCluster",
             Self::MissingSettings(_) => "InvalidSpec",
             Self::DatabaseNotProven(_) => "TenantDatabaseNotProven",
+            Self::EmbedderHostNotAllowed { .. } => "EmbedderHostNotAllowed",
+            Self::PineconeHostNotAllowed { .. } => "PineconeHostNotAllowed",
         }
     }
 }
@@ -309,6 +336,37 @@ pub fn embedder(kb: &KnowledgeBase) -> Result<EmbedderChoice, Blocked> {
             })
         }
     }
+}
+
+/// Checks that every URL of `kb` that receives one of its keys names a host `policy`
+/// allows: the embedder's `baseUrl` and Pinecone's control plane (default
+/// `https://api.pinecone.io`). Pure; run before any Secret is read, by the KnowledgeBase
+/// controller (before it indexes or cleans up) and by the tenant controller (before it
+/// mounts the knowledge base into a gateway, which searches with the same keys).
+///
+/// # Errors
+///
+/// [`TargetError::EmbedderHostNotAllowed`], [`TargetError::PineconeHostNotAllowed`].
+pub fn check_endpoints(kb: &KnowledgeBase, policy: &EndpointPolicy) -> Result<(), TargetError> {
+    // Whatever the `type`: settings present are settings some reader may use.
+    if let Some(o) = &kb.spec.embedder.openai
+        && !policy.openai.admits(&o.base_url)
+    {
+        return Err(TargetError::EmbedderHostNotAllowed {
+            url: o.base_url.clone(),
+            allowed: policy.openai.describe(),
+        });
+    }
+    if let Some(p) = &kb.spec.backend.pinecone {
+        let url = p.api_url.as_deref().unwrap_or(DEFAULT_CONTROL_URL);
+        if !policy.pinecone.admits(url) {
+            return Err(TargetError::PineconeHostNotAllowed {
+                url: url.to_string(),
+                allowed: policy.pinecone.describe(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every Secret key the knowledge base's index and embedder read (what a gateway that

@@ -6,7 +6,7 @@
 //! point at another tenant's role or schema drop nothing; a Warning Event
 //! `DatabaseOwnershipMismatch` names them, and the finalizer is released.
 //!
-//! [`Provisioner::drop`]: super::database::Provisioner::drop
+//! [`Provisioner::drop`]: crate::database::Provisioner::drop
 
 use std::sync::Arc;
 
@@ -16,9 +16,9 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use switchboard_crds::{DeletionPolicy, VoiceTenant};
 
-use super::database::{DatabaseError, DropOutcome, Ownership, TenantDatabase};
 use super::error::TenantError;
 use super::reconciler::TenantReconciler;
+use crate::database::{DatabaseError, DropOutcome, Ownership, TenantDatabase};
 
 /// The finalizer's cleanup: drop or keep the tenant's role and schema.
 pub(super) async fn cleanup(

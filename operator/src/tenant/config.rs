@@ -83,8 +83,9 @@ pub struct OperatorConfig {
     /// The claim of each recording tenant's upload queue; `None`: the queue stays in the
     /// data volume.
     pub gateway_recordings_volume: Option<crate::tenant::inputs::RecordingsVolume>,
-    /// What a tenant may reference ([`crate::tenant::policy`]): realtime hosts and
-    /// gateway image prefixes.
+    /// What a tenant may reference ([`crate::tenant::policy`]): the hosts of every URL
+    /// that receives a key ([`crate::endpoints`], shared with the KnowledgeBase
+    /// controller) and gateway image prefixes.
     pub references: crate::tenant::policy::ReferencePolicy,
 }
 
@@ -196,9 +197,8 @@ impl OperatorConfig {
         if self.database_admin_url.is_none()
             && let Some(secret) = &self.database_admin_secret
         {
-            self.database_admin_url = Some(
-                crate::tenant::database::admin_secret::read_admin_url(secret, &self.aws).await?,
-            );
+            self.database_admin_url =
+                Some(crate::database::admin_secret::read_admin_url(secret, &self.aws).await?);
         }
         Ok(())
     }
@@ -207,7 +207,7 @@ impl OperatorConfig {
     fn database_port(&self) -> u16 {
         self.database_admin_url
             .as_deref()
-            .and_then(|url| crate::tenant::database::AdminTarget::from_admin_url(url).ok())
+            .and_then(|url| crate::database::AdminTarget::from_admin_url(url).ok())
             .map_or(DEFAULT_DATABASE_PORT, |t| t.port)
     }
 }

@@ -39,10 +39,10 @@ use switchboard_crds::VoiceTenant;
 
 use super::reconcile::{error_policy, reconcile};
 use super::reconciler::{Stores, TenantReconciler};
+use crate::database::Provisioner;
 use crate::labels::{MANAGED_BY_LABEL, MANAGER};
 use crate::metrics::{Health, Metrics};
 use crate::tenant::config::OperatorConfig;
-use crate::tenant::database::Provisioner;
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where

@@ -14,14 +14,14 @@ use kube::{Api, ResourceExt};
 use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::build::referenced_secrets;
-use super::database::{
-    Ownership, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
-    url_key_selector,
-};
 use super::error::TenantError;
 use super::inputs::BuildInputs;
 use super::reconcile::manages_database;
 use super::reconciler::TenantReconciler;
+use crate::database::{
+    Ownership, Provisioner, TenantDatabase, build_database_secret, is_owned_by, password_of,
+    url_key_selector,
+};
 use crate::labels::{USABLE_SECRET_LABEL, secret_usable};
 
 /// The builders' inputs for `vt`, and its database's names when the operator manages
@@ -66,9 +66,14 @@ async fn observe_secrets(
             TenantError::kube(format!("read KnowledgeBase {namespace}/{kb_name}"), e)
         })?;
         match kb.filter(|kb| kb.spec.tenant == vt.name_any()) {
-            Some(kb) => inputs
-                .knowledge_bases
-                .push(crate::tenant::build::KnowledgeMount::of(&kb)?),
+            Some(kb) => {
+                // The gateway searches with the knowledge base's keys: refused here
+                // before its manifest or Secrets reach a pod.
+                ctx.config.references.admit_knowledge(&kb)?;
+                inputs
+                    .knowledge_bases
+                    .push(crate::tenant::build::KnowledgeMount::of(&kb)?);
+            }
             None => inputs.missing_knowledge_bases.push(kb_name.clone()),
         }
     }
@@ -158,7 +163,7 @@ async fn provision(
                     role: db.role.clone(),
                 });
             }
-            let password = crate::tenant::database::generate_password();
+            let password = crate::database::generate_password();
             let secret = build_database_secret(vt, &db, &password, provisioner.target())?;
             ctx.count_write("Secret");
             match api.create(&PostParams::default(), &secret).await {

@@ -4,8 +4,9 @@
 use kube::runtime::finalizer;
 use switchboard_crds::ValidationErrors;
 
+use crate::database::DatabaseError;
+use crate::owner::MetadataError;
 use crate::tenant::build::BuildError;
-use crate::tenant::database::DatabaseError;
 
 /// A failed reconcile of a VoiceTenant.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +60,45 @@ pub enum TenantError {
     },
     /// `spec.openai.realtimeUrl` is not `wss://` to an allowed host.
     #[error(
-        "spec.openai.realtimeUrl {url} is not wss:// to an allowed host ({allowed}); the operator's --realtime-hosts (SWITCHBOARD_REALTIME_HOSTS) lists them"
+        "spec.openai.realtimeUrl {url} is not wss:// to an allowed host (allowed: {allowed}); the operator's --realtime-hosts (SWITCHBOARD_REALTIME_HOSTS) lists them"
     )]
     RealtimeHostNotAllowed {
         /// The URL.
         url: String,
         /// The allowed hosts, comma-separated.
         allowed: String,
+    },
+    /// `spec.analysis.baseUrl` (or its default) is not `https://` to an allowed host:
+    /// the gateway would send the analysis key and every call's transcript there.
+    #[error(
+        "spec.analysis.baseUrl {url} is not https:// to an allowed host (allowed: {allowed}); the operator's --openai-hosts (SWITCHBOARD_OPENAI_HOSTS) lists them"
+    )]
+    AnalysisHostNotAllowed {
+        /// The URL.
+        url: String,
+        /// What is allowed ([`crate::endpoints::HostList::describe`]).
+        allowed: String,
+    },
+    /// `spec.analysis` names no `apiKey` and a `baseUrl` that is not OpenAI's own: the
+    /// tenant's OpenAI key is lent to the analysis only for OpenAI's host.
+    #[error(
+        "spec.analysis.baseUrl {url} is not OpenAI's API, so the tenant's OpenAI key is not sent there; set spec.analysis.apiKey"
+    )]
+    AnalysisApiKeyRequired {
+        /// The analysis' base URL.
+        url: String,
+    },
+    /// A knowledge base the agent searches points its key at a host the operator does
+    /// not allow: the gateway would send its key and the callers' questions there, so it
+    /// is not mounted and nothing is applied. The category is the knowledge base's own
+    /// (`EmbedderHostNotAllowed`, `PineconeHostNotAllowed`).
+    #[error("knowledge base {kb}: {source}")]
+    KnowledgeBaseRefused {
+        /// The knowledge base.
+        kb: String,
+        /// Why.
+        #[source]
+        source: crate::knowledge::target::TargetError,
     },
     /// `spec.gateway.image` is not under an allowed prefix.
     #[error(
@@ -114,6 +147,9 @@ impl TenantError {
             Self::LostSecret { .. } => "DatabaseSecretLost",
             Self::SecretNotUsable { .. } => "SecretNotUsable",
             Self::RealtimeHostNotAllowed { .. } => "RealtimeHostNotAllowed",
+            Self::AnalysisHostNotAllowed { .. } => "AnalysisHostNotAllowed",
+            Self::AnalysisApiKeyRequired { .. } => "AnalysisApiKeyRequired",
+            Self::KnowledgeBaseRefused { source, .. } => source.category(),
             Self::GatewayImageNotAllowed { .. } => "GatewayImageNotAllowed",
             Self::UnsignedWebhooksRefused => "UnsignedWebhooksRefused",
             Self::Kube { source, .. } => match source {
@@ -131,9 +167,9 @@ impl TenantError {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
             finalizer::Error::AddFinalizer(e) => Self::kube("add finalizer", e),
             finalizer::Error::RemoveFinalizer(e) => Self::kube("remove finalizer", e),
-            finalizer::Error::UnnamedObject => Self::Build(BuildError::MissingName),
+            finalizer::Error::UnnamedObject => Self::Build(MetadataError::Name.into()),
             // Our finalizer name is a constant, valid path segment.
-            finalizer::Error::InvalidFinalizer => Self::Build(BuildError::MissingName),
+            finalizer::Error::InvalidFinalizer => Self::Build(MetadataError::Name.into()),
         }
     }
 }

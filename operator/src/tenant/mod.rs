@@ -4,7 +4,7 @@
 //!
 //! 1. **validate**: the spec's own rules (a CRD cannot express them all);
 //! 2. **dereference**: the tenant's own Postgres role, schema and credentials Secret
-//!    ([`database`], when the operator manages them), the knowledge bases its agent
+//!    ([`crate::database`], when the operator manages them), the knowledge bases its agent
 //!    lists and the versions of the Secrets the gateway reads, all into the
 //!    [`BuildInputs`] ([`inputs`]);
 //! 3. **build** ([`build`]): every child as a pure function of the tenant and its inputs,
@@ -24,12 +24,10 @@ pub mod build;
 mod cleanup;
 pub mod config;
 pub mod controller;
-pub mod database;
 pub mod decide;
 mod dereference;
 pub mod error;
 pub mod inputs;
-pub(crate) mod owner;
 pub mod policy;
 mod reconcile;
 mod reconciler;

@@ -10,107 +10,97 @@
 //!   (`RealtimeHostNotAllowed`); plain `ws://` only to a host of
 //!   `--realtime-insecure-hosts`, empty by default, for an in-cluster simulator in a test
 //!   cluster (tests/e2e/kind.sh): the tenant's OpenAI key travels in clear to it;
+//! - `spec.analysis.baseUrl` (default `https://api.openai.com/v1`) must be `https://` to a
+//!   host of `--openai-hosts` (`AnalysisHostNotAllowed`; `http://` only to
+//!   `--openai-insecure-hosts`), and without an `apiKey` of its own it must be OpenAI's
+//!   (`AnalysisApiKeyRequired`): the tenant's OpenAI key is lent to the analysis for
+//!   OpenAI's host only;
+//! - the knowledge bases the agent searches must name allowed hosts too
+//!   ([`ReferencePolicy::admit_knowledge`]: the gateway searches with their keys);
 //! - `spec.gateway.image` must start with one of `--allowed-gateway-images`
 //!   (`GatewayImageNotAllowed`);
 //! - `spec.twilio.validateSignatures: false` is refused (`UnsignedWebhooksRefused`): it
 //!   exists for a gateway on a laptop, never for one the operator deploys;
 //! - every Secret the gateway reads must carry [`crate::labels::USABLE_SECRET_LABEL`]
 //!   (checked by the dereference step, which reads the Secrets: `SecretNotUsable`).
+//!
+//! The host lists are [`crate::endpoints`]' (shared with the KnowledgeBase controller).
 
-use switchboard_crds::VoiceTenantSpec;
+use switchboard_crds::{KnowledgeBase, VoiceTenantSpec};
 
 use super::error::TenantError;
+use crate::endpoints::EndpointPolicy;
 
 /// The realtime host allowed by default.
-pub const DEFAULT_REALTIME_HOST: &str = "api.openai.com";
+pub const DEFAULT_REALTIME_HOST: &str = switchboard_crds::endpoint::OPENAI_API_HOST;
 
 /// What tenants may reference, from the operator's flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReferencePolicy {
-    /// Host names `spec.openai.realtimeUrl` may name (lowercase, exact).
-    pub realtime_hosts: Vec<String>,
-    /// Host names `spec.openai.realtimeUrl` may name with plain `ws://` (lowercase,
-    /// exact); empty by default. Not implied by [`Self::realtime_hosts`].
-    pub realtime_insecure_hosts: Vec<String>,
+    /// The hosts each kind of URL may name.
+    pub endpoints: EndpointPolicy,
     /// Prefixes `spec.gateway.image` must start with (see [`image_allowed`]).
     pub gateway_images: Vec<String>,
 }
 
 impl Default for ReferencePolicy {
-    /// `api.openai.com`, and images of the operator's default repository.
+    /// OpenAI's and Pinecone's hosts, and images of the operator's default repository.
     fn default() -> Self {
         Self {
-            realtime_hosts: vec![DEFAULT_REALTIME_HOST.to_string()],
-            realtime_insecure_hosts: Vec::new(),
+            endpoints: EndpointPolicy::default(),
             gateway_images: vec![super::inputs::DEFAULT_IMAGE_REPOSITORY.to_string()],
         }
     }
 }
 
 impl ReferencePolicy {
-    /// The policy of the flags: `realtime_hosts`, and `gateway_images` or, when empty,
-    /// the repository of `default_image` (the operator's own gateway image).
-    pub fn new(realtime_hosts: &[String], gateway_images: &[String], default_image: &str) -> Self {
-        Self::with_insecure(realtime_hosts, &[], gateway_images, default_image)
-    }
-
-    /// [`Self::new`], plus the hosts a `ws://` URL may name (`--realtime-insecure-hosts`).
-    pub fn with_insecure(
-        realtime_hosts: &[String],
-        insecure_hosts: &[String],
-        gateway_images: &[String],
-        default_image: &str,
-    ) -> Self {
-        let clean = |v: &[String]| -> Vec<String> {
-            v.iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
-        let mut images = clean(gateway_images);
+    /// The policy of the flags: `endpoints`, and `gateway_images` or, when empty, the
+    /// repository of `default_image` (the operator's own gateway image).
+    pub fn new(endpoints: EndpointPolicy, gateway_images: &[String], default_image: &str) -> Self {
+        let mut images: Vec<String> = gateway_images
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         if images.is_empty() {
             images.push(repository(default_image).to_string());
         }
-        let hosts = |v: &[String]| -> Vec<String> {
-            clean(v)
-                .into_iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect()
-        };
         Self {
-            realtime_hosts: hosts(realtime_hosts),
-            realtime_insecure_hosts: hosts(insecure_hosts),
+            endpoints,
             gateway_images: images,
         }
     }
 
-    /// Checks the spec's references (everything but Secrets).
+    /// Checks the spec's references (everything but Secrets and knowledge bases).
     ///
     /// # Errors
     ///
-    /// [`TenantError::RealtimeHostNotAllowed`], [`TenantError::GatewayImageNotAllowed`],
-    /// [`TenantError::UnsignedWebhooksRefused`].
+    /// [`TenantError::UnsignedWebhooksRefused`], [`TenantError::RealtimeHostNotAllowed`],
+    /// [`TenantError::AnalysisHostNotAllowed`], [`TenantError::AnalysisApiKeyRequired`],
+    /// [`TenantError::GatewayImageNotAllowed`].
     pub fn admit(&self, spec: &VoiceTenantSpec) -> Result<(), TenantError> {
         if !spec.twilio.validate_signatures {
             return Err(TenantError::UnsignedWebhooksRefused);
         }
-        if let Some(url) = &spec.openai.realtime_url {
-            let allowed = match ws_host(url) {
-                Some((true, host)) => self.realtime_hosts.contains(&host),
-                Some((false, host)) => self.realtime_insecure_hosts.contains(&host),
-                None => false,
-            };
-            if !allowed {
-                let mut listed = self.realtime_hosts.join(",");
-                if !self.realtime_insecure_hosts.is_empty() {
-                    listed.push_str(&format!(
-                        "; ws:// only to {}",
-                        self.realtime_insecure_hosts.join(",")
-                    ));
-                }
-                return Err(TenantError::RealtimeHostNotAllowed {
-                    url: url.clone(),
-                    allowed: listed,
+        if let Some(url) = &spec.openai.realtime_url
+            && !self.endpoints.realtime.admits(url)
+        {
+            return Err(TenantError::RealtimeHostNotAllowed {
+                url: url.clone(),
+                allowed: self.endpoints.realtime.describe(),
+            });
+        }
+        if let Some(analysis) = &spec.analysis {
+            let url = analysis.effective_base_url();
+            if !self.endpoints.openai.admits(url) {
+                return Err(TenantError::AnalysisHostNotAllowed {
+                    url: url.to_string(),
+                    allowed: self.endpoints.openai.describe(),
+                });
+            }
+            if analysis.borrows_openai_key_elsewhere() {
+                return Err(TenantError::AnalysisApiKeyRequired {
+                    url: url.to_string(),
                 });
             }
         }
@@ -123,6 +113,23 @@ impl ReferencePolicy {
             });
         }
         Ok(())
+    }
+
+    /// Checks a knowledge base the tenant's gateway would search: the gateway embeds each
+    /// question with its embedder and queries its index, with its keys, so its URLs must
+    /// name allowed hosts as the KnowledgeBase controller's must
+    /// ([`crate::knowledge::target::check_endpoints`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TenantError::KnowledgeBaseRefused`].
+    pub fn admit_knowledge(&self, kb: &KnowledgeBase) -> Result<(), TenantError> {
+        crate::knowledge::target::check_endpoints(kb, &self.endpoints).map_err(|source| {
+            TenantError::KnowledgeBaseRefused {
+                kb: kb.metadata.name.clone().unwrap_or_default(),
+                source,
+            }
+        })
     }
 }
 
@@ -144,30 +151,6 @@ pub fn image_allowed(image: &str, prefix: &str) -> bool {
         return image.starts_with(prefix) && image.len() > prefix.len();
     }
     repository(image) == prefix
-}
-
-/// Whether a `ws(s)://` URL is `wss://`, and its lowercase host; `None` for another
-/// scheme, a user part, or no host.
-fn ws_host(url: &str) -> Option<(bool, String)> {
-    let lower = |n: usize| url.get(..n).map(str::to_ascii_lowercase);
-    let (secure, rest) = if lower(6).as_deref() == Some("wss://") {
-        (true, &url[6..])
-    } else if lower(5).as_deref() == Some("ws://") {
-        (false, &url[5..])
-    } else {
-        return None;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains(['@', '\\', '[', ' ']) {
-        return None;
-    }
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        Some(_) => return None,
-        None => authority,
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some((secure, host))
 }
 
 #[cfg(test)]
@@ -196,10 +179,24 @@ spec:
 
     fn policy() -> ReferencePolicy {
         ReferencePolicy::new(
-            &["api.openai.com".into()],
+            EndpointPolicy::default(),
             &[],
             "ghcr.io/switchboard-dev/switchboard:1.2.3",
         )
+    }
+
+    /// The default policy, plus `insecure` for plain `ws://` Realtime and `http://`
+    /// OpenAI-compatible and Pinecone URLs.
+    fn with_insecure(insecure: &str) -> ReferencePolicy {
+        let mut endpoints = EndpointPolicy::default();
+        for list in [
+            &mut endpoints.realtime,
+            &mut endpoints.openai,
+            &mut endpoints.pinecone,
+        ] {
+            list.insecure = vec![insecure.to_string()];
+        }
+        ReferencePolicy::new(endpoints, &[], "ghcr.io/switchboard-dev/switchboard:1")
     }
 
     fn category(spec: &VoiceTenantSpec) -> Option<&'static str> {
@@ -232,12 +229,7 @@ spec:
     fn plain_ws_only_to_a_listed_insecure_host() {
         let mut s = spec();
         let sim = "realtime-sim.sim.svc";
-        let with = ReferencePolicy::with_insecure(
-            &["api.openai.com".into()],
-            &[sim.into()],
-            &[],
-            "ghcr.io/switchboard-dev/switchboard:1",
-        );
+        let with = with_insecure(sim);
         for (url, ok_default, ok_with) in [
             ("ws://realtime-sim.sim.svc:8081/v1/realtime", false, true),
             ("WS://Realtime-Sim.sim.svc:8081/v1/realtime", false, true),
@@ -297,5 +289,129 @@ spec:
         let mut s = spec();
         s.twilio.validate_signatures = false;
         assert_eq!(category(&s), Some("UnsignedWebhooksRefused"));
+    }
+
+    fn analysis(base_url: Option<&str>, api_key: bool) -> switchboard_crds::AnalysisSpec {
+        let mut yaml = "model: gpt-4o-mini\n".to_string();
+        if let Some(url) = base_url {
+            yaml.push_str(&format!("baseUrl: {url}\n"));
+        }
+        if api_key {
+            yaml.push_str("apiKey: { secretKeyRef: { name: s, key: analysis } }\n");
+        }
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn analysis_urls_must_be_https_to_an_allowed_host() {
+        let mut s = spec();
+        for (url, key, expected) in [
+            // OpenAI's own host: the tenant's OpenAI key may be lent.
+            (None, false, None),
+            (Some("https://api.openai.com/v1"), false, None),
+            (Some("https://api.openai.com/v1"), true, None),
+            // Anywhere else: refused, whatever key it names.
+            (
+                Some("https://evil.example/v1"),
+                true,
+                Some("AnalysisHostNotAllowed"),
+            ),
+            (
+                Some("https://evil.example/v1"),
+                false,
+                Some("AnalysisHostNotAllowed"),
+            ),
+            (
+                Some("http://api.openai.com/v1"),
+                true,
+                Some("AnalysisHostNotAllowed"),
+            ),
+            (
+                Some("https://api.openai.com@evil.example/v1"),
+                true,
+                Some("AnalysisHostNotAllowed"),
+            ),
+            (
+                Some("http://chat-sim.sim.svc/v1"),
+                true,
+                Some("AnalysisHostNotAllowed"),
+            ),
+        ] {
+            s.analysis = Some(analysis(url, key));
+            assert_eq!(category(&s), expected, "{url:?} key {key}");
+        }
+        let message = policy().admit(&s).unwrap_err().to_string();
+        assert!(message.contains("--openai-hosts"), "{message}");
+    }
+
+    #[test]
+    fn the_openai_key_is_lent_only_to_openai() {
+        let mut s = spec();
+        let sim = with_insecure("chat-sim.sim.svc");
+        // An allowed host that is not OpenAI's: only with a key of its own.
+        s.analysis = Some(analysis(Some("http://chat-sim.sim.svc/v1"), true));
+        assert!(sim.admit(&s).is_ok());
+        s.analysis = Some(analysis(Some("http://chat-sim.sim.svc/v1"), false));
+        let err = sim.admit(&s).unwrap_err();
+        assert_eq!(err.category(), "AnalysisApiKeyRequired", "{err}");
+        assert!(err.to_string().contains("spec.analysis.apiKey"), "{err}");
+    }
+
+    fn knowledge_base(extra: &str) -> KnowledgeBase {
+        switchboard_crds::parse_knowledge_base(&format!(
+            r#"
+apiVersion: voice.switchboard.dev/v1alpha1
+kind: KnowledgeBase
+metadata: {{ name: faq, namespace: n }}
+spec:
+  tenant: t
+{extra}  sources:
+    - inline: {{ documents: [{{ title: Hours, content: Open 9 to 5. }}] }}
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn knowledge_bases_must_name_allowed_hosts() {
+        let embedder = |url: &str| {
+            knowledge_base(&format!(
+                "  embedder:\n    type: openai\n    openai:\n      baseUrl: {url}\n      apiKey: {{ secretKeyRef: {{ name: s, key: e }} }}\n"
+            ))
+        };
+        let pinecone = |url: Option<&str>| {
+            let api_url = url
+                .map(|u| format!("      apiUrl: {u}\n"))
+                .unwrap_or_default();
+            knowledge_base(&format!(
+                "  backend:\n    type: pinecone\n    pinecone:\n      index: faq\n      cloud: aws\n      region: us-east-1\n{api_url}      apiKey: {{ secretKeyRef: {{ name: s, key: p }} }}\n"
+            ))
+        };
+        let refused = |kb: &KnowledgeBase| {
+            policy()
+                .admit_knowledge(kb)
+                .err()
+                .map(|e| (e.category(), e.to_string()))
+        };
+        assert_eq!(refused(&knowledge_base("")), None);
+        assert_eq!(refused(&embedder("https://api.openai.com/v1")), None);
+        assert_eq!(refused(&pinecone(None)), None);
+        assert_eq!(refused(&pinecone(Some("https://api.pinecone.io"))), None);
+        let (category, message) = refused(&embedder("https://evil.example/v1")).unwrap();
+        assert_eq!(category, "EmbedderHostNotAllowed");
+        assert!(message.starts_with("knowledge base faq: "), "{message}");
+        for url in ["https://evil.example", "http://api.pinecone.io"] {
+            let (category, _) = refused(&pinecone(Some(url))).unwrap();
+            assert_eq!(category, "PineconeHostNotAllowed", "{url}");
+        }
+        let sims = with_insecure("127.0.0.1");
+        assert!(
+            sims.admit_knowledge(&embedder("http://127.0.0.1:9/v1"))
+                .is_ok()
+        );
+        assert!(
+            sims.admit_knowledge(&pinecone(Some("http://127.0.0.1:9")))
+                .is_ok()
+        );
     }
 }

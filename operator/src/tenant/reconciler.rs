@@ -21,10 +21,10 @@ use switchboard_crds::{VoiceTenant, VoiceTenantStatus};
 
 use super::decide::Live;
 use crate::backoff::Failures;
+use crate::database::Provisioner;
 use crate::events::Events;
 use crate::metrics::{Metrics, TENANT_CONTROLLER};
 use crate::tenant::config::OperatorConfig;
-use crate::tenant::database::Provisioner;
 
 /// The watch caches of every kind the controller writes (the tenants' is the
 /// controller's own).

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::ids::new_sid;
 use super::session::{self, Stream, StreamEnd};
-use super::twiml::{FollowUp, StreamTarget, Twiml, parse_twiml, resolve_stream_url};
+use super::twiml::{StreamTarget, Twiml, parse_twiml, resolve_stream_url};
 use super::{
     CallConfig, CallError, CallReport, DialReport, Person, ensure_crypto_provider, http_client, xml,
 };
@@ -93,6 +93,7 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
         stream_sid: &stream_sid,
         webhook_sent,
         record_audio: cfg.record_audio,
+        progress: cfg.progress.as_deref(),
     };
     let end = session::run(
         ws,
@@ -116,7 +117,7 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
             report.redirects += 1;
             ctx.run(doc, &mut report).await;
         }
-        StreamEnd::GatewayClosed => after_stream(&mut ctx, &target, &mut report).await,
+        StreamEnd::GatewayClosed => after_stream(&mut ctx, &target, &body, &mut report).await,
     }
     if let Some(rest) = &cfg.rest {
         rest.call_ended(&call_sid);
@@ -125,7 +126,8 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
 }
 
 /// What Twilio says when it cannot fetch or run the TwiML of a call.
-const APPLICATION_ERROR: &str = "We are sorry, an application error has occurred. Goodbye.";
+pub(crate) const APPLICATION_ERROR: &str =
+    "We are sorry, an application error has occurred. Goodbye.";
 /// Documents one call may run after its first stream (Twilio follows at most 10
 /// redirects, error 11215).
 const MAX_DOCUMENTS: usize = 10;
@@ -141,21 +143,16 @@ struct Follow<'a> {
 
 /// Does what Twilio does once the gateway has closed a `<Connect><Stream>`: request
 /// `<Connect action>` (signed POST) and run its answer, or run the verbs after
-/// `</Connect>`; with neither, the call ends in silence (nothing is heard).
-async fn after_stream(ctx: &mut Follow<'_>, target: &StreamTarget, report: &mut CallReport) {
+/// `</Connect>` in `doc` (the document that started the stream); with neither, the call
+/// ends in silence (nothing is heard).
+async fn after_stream(
+    ctx: &mut Follow<'_>,
+    target: &StreamTarget,
+    doc: &str,
+    report: &mut CallReport,
+) {
     let Some(action) = &target.action else {
-        for verb in target.after.clone() {
-            match verb {
-                FollowUp::Say(text) => report.heard_after_stream.push(text),
-                FollowUp::Hangup => {
-                    report.hangup_after_stream = true;
-                    return;
-                }
-                FollowUp::Other(name) => report
-                    .violations
-                    .push(format!("simulator does not run <{name}> after a stream")),
-            }
-        }
+        ctx.run_from(doc.to_owned(), true, report).await;
         return;
     };
     match ctx.request(action, &[]).await {
@@ -212,7 +209,14 @@ impl Follow<'_> {
     /// `<Hangup/>` ends, `<Dial>` rings the simulated person and requests its action,
     /// `<Record>` leaves a voicemail and requests its action, `<Connect><Stream>` opens a
     /// new media stream (the caller back with the agent).
-    async fn run(&mut self, mut doc: String, report: &mut CallReport) {
+    async fn run(&mut self, doc: String, report: &mut CallReport) {
+        self.run_from(doc, false, report).await;
+    }
+
+    /// [`Follow::run`], starting after the first `<Connect>` of `doc` when
+    /// `after_connect` (its stream has ended: Twilio goes on with the next verb).
+    async fn run_from(&mut self, mut doc: String, after_connect: bool, report: &mut CallReport) {
+        let mut skip = after_connect;
         'documents: for _ in 0..MAX_DOCUMENTS {
             let root = match xml::parse(&doc) {
                 Ok(r) if r.name == "Response" => r,
@@ -228,6 +232,10 @@ impl Follow<'_> {
                 }
             };
             for verb in root.elements() {
+                if skip {
+                    skip = verb.name != "Connect";
+                    continue;
+                }
                 match verb.name.as_str() {
                     "Say" => report
                         .heard_after_stream
@@ -286,8 +294,9 @@ impl Follow<'_> {
                         }
                     }
                     "Connect" => match self.connect(&doc, report).await {
-                        Some(d) => {
+                        Some((d, after_connect)) => {
                             doc = d;
+                            skip = after_connect;
                             continue 'documents;
                         }
                         None => return,
@@ -355,8 +364,9 @@ impl Follow<'_> {
     }
 
     /// Runs the `<Connect><Stream>` of `doc` with the return script; the next document
-    /// (the connect action's answer or a REST update), or `None` when the call ended.
-    async fn connect(&mut self, doc: &str, report: &mut CallReport) -> Option<String> {
+    /// (the connect action's answer or a REST update; or `doc` itself with `true`: go on
+    /// after its `</Connect>`), or `None` when the call ended.
+    async fn connect(&mut self, doc: &str, report: &mut CallReport) -> Option<(String, bool)> {
         let target = match parse_twiml(doc) {
             Ok(Twiml::Connect(t)) => t,
             Ok(Twiml::Refused(why)) => {
@@ -393,6 +403,7 @@ impl Follow<'_> {
             stream_sid: &stream_sid,
             webhook_sent: self.webhook_sent,
             record_audio: self.cfg.record_audio,
+            progress: None,
         };
         // A later leg reports into its own report, merged after: the first leg's turns
         // stay.
@@ -427,13 +438,15 @@ impl Follow<'_> {
             }
             StreamEnd::Redirected(d) => {
                 report.redirects += 1;
-                Some(d)
+                Some((d, false))
             }
             StreamEnd::GatewayClosed => {
                 report.ended_by_gateway = true;
-                let action = target.action?;
+                let Some(action) = target.action else {
+                    return Some((doc.to_owned(), true));
+                };
                 match self.request(&action, &[]).await {
-                    Ok(d) => Some(d),
+                    Ok(d) => Some((d, false)),
                     Err(why) => {
                         report
                             .violations

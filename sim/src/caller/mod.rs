@@ -104,6 +104,10 @@ pub struct CallConfig {
     pub return_script: Vec<Step>,
     /// Length of a voicemail the caller leaves at a `<Record>`, seconds.
     pub voicemail_secs: u32,
+    /// When set, kept equal to the number of `script` steps the caller has begun on the
+    /// call's first stream: something outside the call (a scenario that kills the
+    /// gateway mid-call) can wait for a point of the script.
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Default for CallConfig {
@@ -127,6 +131,7 @@ impl Default for CallConfig {
                 timeout_ms: 20_000,
             }],
             voicemail_secs: 5,
+            progress: None,
         }
     }
 }
@@ -230,6 +235,9 @@ pub enum CallError {
         /// What went wrong.
         reason: String,
     },
+    /// The task running the call failed (panicked or was cancelled).
+    #[error("call task: {0}")]
+    Task(String),
 }
 
 /// The process-wide HTTP client the simulator uses (one connection pool and TLS setup for

@@ -169,15 +169,22 @@ enum Until {
 pub(crate) struct ScriptRunner {
     steps: VecDeque<Step>,
     active: Option<Active>,
+    total: usize,
 }
 
 impl ScriptRunner {
     /// A runner for `steps`; running out of steps hangs up.
     pub fn new(steps: Vec<Step>) -> Self {
         Self {
+            total: steps.len(),
             steps: steps.into(),
             active: None,
         }
+    }
+
+    /// Steps begun so far (the one running included).
+    pub fn begun(&self) -> usize {
+        self.total - self.steps.len()
     }
 
     /// Decides slot `now_ms` (ms since the stream started).

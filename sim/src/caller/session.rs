@@ -33,6 +33,8 @@ pub(crate) struct Stream<'a> {
     /// When the webhook went out (for `setup_ms`).
     pub webhook_sent: Instant,
     pub record_audio: bool,
+    /// Where to publish the steps begun ([`super::CallConfig::progress`]).
+    pub progress: Option<&'a std::sync::atomic::AtomicUsize>,
 }
 
 /// Why the stream loop ended.
@@ -40,6 +42,18 @@ enum End {
     CallerHungUp,
     GatewayClosed,
     Control(Control),
+}
+
+/// The stream loop's end once a REST request already delivered to the call is counted:
+/// the gateway closes a stream only after Twilio has answered its REST update or
+/// hang-up, and Twilio acts on those at once (the stream ends, the new TwiML runs, the
+/// verbs after `</Connect>` never do). A close seen first in the loop (both were ready at
+/// once) is therefore the consequence of the REST request, not a stream that failed.
+fn settle(end: End, delivered: Option<Control>) -> End {
+    match (end, delivered) {
+        (End::GatewayClosed, Some(c)) => End::Control(c),
+        (end, _) => end,
+    }
 }
 
 /// How a media stream ended, for what the call does next.
@@ -135,6 +149,7 @@ pub(crate) async fn run(
         }
     };
 
+    let end = settle(end, control.as_mut().and_then(|rx| rx.try_recv().ok()));
     let result = match &end {
         End::CallerHungUp => StreamEnd::CallerHungUp,
         End::GatewayClosed => StreamEnd::GatewayClosed,
@@ -218,6 +233,9 @@ impl Call<'_> {
             idle_ms: self.playout.idle_ms(),
         };
         let slot = self.runner.next_slot(now_ms, &ear);
+        if let Some(p) = self.ids.progress {
+            p.store(self.runner.begun(), std::sync::atomic::Ordering::Relaxed);
+        }
         let mut speech_ended = false;
         for action in slot.actions {
             match action {
@@ -277,5 +295,32 @@ impl Call<'_> {
         let msg = self.out.mark(name);
         self.pending.push(Message::text(msg));
         report.marks_echoed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rest_request_delivered_before_the_close_decides_how_the_stream_ended() {
+        let doc = "<Response><Dial>+15551230001</Dial></Response>".to_owned();
+        assert!(matches!(
+            settle(End::GatewayClosed, Some(Control::Twiml(doc.clone()))),
+            End::Control(Control::Twiml(d)) if d == doc
+        ));
+        assert!(matches!(
+            settle(End::GatewayClosed, Some(Control::Hangup)),
+            End::Control(Control::Hangup)
+        ));
+        assert!(matches!(
+            settle(End::GatewayClosed, None),
+            End::GatewayClosed
+        ));
+        // The caller hanging up first stays the caller's hang-up.
+        assert!(matches!(
+            settle(End::CallerHungUp, Some(Control::Hangup)),
+            End::CallerHungUp
+        ));
     }
 }

@@ -247,6 +247,10 @@ pub struct CallDetail {
     pub transfers: Vec<TransferOut>,
     /// The fallback voicemail, when the caller left one.
     pub voicemail: Option<VoicemailOut>,
+    /// Why the call moved to a new Realtime session, in order (`dropped`, `closed`,
+    /// `error`, `session_limit`, `rotation`; see "Outcomes" in docs/api.md).
+    /// Empty when one session served the whole call.
+    pub reconnects: Vec<String>,
 }
 
 /// One transfer to a person (the `<Dial action>` Twilio reported).
@@ -417,6 +421,7 @@ impl From<&CallRecord> for CallDetail {
                 url: url.clone(),
                 duration_s: r.voicemail_duration_s,
             }),
+            reconnects: r.reconnects.clone(),
         }
     }
 }

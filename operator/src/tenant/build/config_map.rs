@@ -9,9 +9,10 @@ use super::TENANT_FILE;
 use super::database_tls::{CA_FILE, ca_bundle};
 use super::knowledge::{knowledge_file, searchable};
 use super::secrets::database_url;
+use crate::owner::MetadataError;
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// The tenant file: a VoiceTenant manifest with the tenant's name and its spec as
 /// applied (defaults filled), and nothing else from the cluster (no namespace, uid or
@@ -19,14 +20,14 @@ use crate::tenant::owner::Owner;
 ///
 /// # Errors
 ///
-/// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+/// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
 pub fn render_tenant_file(vt: &VoiceTenant) -> Result<String, BuildError> {
     let name = vt
         .metadata
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
-        .ok_or(BuildError::MissingName)?;
+        .ok_or(MetadataError::Name)?;
     let manifest = VoiceTenant::new(name, vt.spec.clone());
     Ok(serde_saphyr::to_string(&manifest)?)
 }

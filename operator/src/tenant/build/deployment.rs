@@ -41,9 +41,9 @@ use super::{
     public_url, referenced_secrets,
 };
 use crate::labels::{labels, selector_labels};
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::{BuildInputs, DataVolume, GatewayResources};
-use crate::tenant::owner::Owner;
 
 /// Name of the gateway container.
 pub const CONTAINER_NAME: &str = "gateway";

@@ -1,25 +1,14 @@
 //! Why a tenant's children could not be built.
 
+use crate::owner::MetadataError;
+
 /// A builder refused its inputs. Every variant is a fact about the tenant or the
 /// operator's configuration: retrying without a change gives the same error.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The tenant has no `metadata.name`.
-    #[error("the VoiceTenant has no metadata.name")]
-    MissingName,
-    /// The tenant has no `metadata.namespace` (VoiceTenants are namespaced).
-    #[error("VoiceTenant {name} has no metadata.namespace")]
-    MissingNamespace {
-        /// The tenant.
-        name: String,
-    },
-    /// The tenant has no `metadata.uid`, so children cannot point at it (it was not read
-    /// from an API server).
-    #[error("VoiceTenant {name} has no metadata.uid")]
-    MissingUid {
-        /// The tenant.
-        name: String,
-    },
+    /// The tenant lacks a name, namespace or UID.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
     /// A secret is referenced through `env` or `file`, which only work on a laptop: in a
     /// cluster the gateway pod has neither the variable nor the file.
     #[error("{field} uses {reference}; in a cluster it must be a secretKeyRef")]
@@ -64,9 +53,7 @@ impl BuildError {
     /// `Degraded` condition's reason and the metric label of reconcile failures.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::MissingName | Self::MissingNamespace { .. } | Self::MissingUid { .. } => {
-                "MissingMetadata"
-            }
+            Self::Metadata(e) => e.category(),
             Self::SecretNotInCluster { .. } | Self::UnmountableSecretKey { .. } => "InvalidSpec",
             Self::SecretNotObserved { .. } => "SecretNotObserved",
             Self::NoImage | Self::InvalidPublicHost { .. } => "InvalidOperatorConfig",

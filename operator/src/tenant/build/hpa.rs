@@ -7,9 +7,9 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use switchboard_crds::VoiceTenant;
 
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// CPU utilisation target when the tenant sets none, percent of the CPU request. Below
 /// Kubernetes' implicit 80 %: relay latency suffers before the CPU is saturated.

@@ -7,9 +7,9 @@ use k8s_openapi::api::networking::v1::{
 use switchboard_crds::VoiceTenant;
 
 use super::{HTTP_PORT_NAME, public_url};
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// The only paths exposed publicly: Twilio's webhooks and media streams. Metrics, health
 /// and the call API stay inside the cluster.

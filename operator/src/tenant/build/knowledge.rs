@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_crds::{BackendKind, KnowledgeBase, SecretKeySelector, VoiceTenant};
 
 use super::CONFIG_DIR;
+use crate::owner::MetadataError;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
 
@@ -29,14 +30,14 @@ impl KnowledgeMount {
     ///
     /// # Errors
     ///
-    /// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+    /// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
     pub fn of(kb: &KnowledgeBase) -> Result<Self, BuildError> {
         let name = kb
             .metadata
             .name
             .clone()
             .filter(|n| !n.is_empty())
-            .ok_or(BuildError::MissingName)?;
+            .ok_or(MetadataError::Name)?;
         Ok(Self {
             manifest: render_knowledge_file(kb)?,
             pgvector: kb.spec.backend.kind == BackendKind::Pgvector,
@@ -51,14 +52,14 @@ impl KnowledgeMount {
 ///
 /// # Errors
 ///
-/// [`BuildError::MissingName`], or [`BuildError::Render`] if serialization fails.
+/// [`MetadataError::Name`], or [`BuildError::Render`] if serialization fails.
 pub fn render_knowledge_file(kb: &KnowledgeBase) -> Result<String, BuildError> {
     let name = kb
         .metadata
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
-        .ok_or(BuildError::MissingName)?;
+        .ok_or(MetadataError::Name)?;
     Ok(serde_saphyr::to_string(&KnowledgeBase::new(
         name,
         kb.spec.clone(),

@@ -51,8 +51,8 @@ pub use secrets::referenced_secrets;
 pub use service::build_service;
 pub use service_account::build_service_account;
 
+use crate::owner::Owner;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// The one port the gateway listens on, and the Service's `http` port.
 pub const HTTP_PORT: i32 = 8080;

@@ -23,9 +23,9 @@ use switchboard_crds::VoiceTenant;
 
 use super::HTTP_PORT_NAME;
 use crate::labels::selector_labels;
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// The label every namespace carries with its own name (Kubernetes ≥ 1.22).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_crds::VoiceTenant;
 
 use crate::labels::selector_labels;
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// Builds the PodDisruptionBudget `<tenant>-gateway`: at most one gateway pod evicted at a
 /// time; pods that are not ready may always be evicted (they carry no calls and must not

@@ -27,7 +27,7 @@ use switchboard_crds::VoiceTenant;
 
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::{BuildInputs, RecordingsVolume};
-use crate::tenant::owner::Owner;
+use crate::owner::Owner;
 
 /// Where the gateway pods mount the claim (their `--recordings-dir`).
 pub const RECORDINGS_DIR: &str = "/var/lib/switchboard-recordings";

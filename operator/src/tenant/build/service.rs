@@ -6,9 +6,9 @@ use switchboard_crds::VoiceTenant;
 
 use super::{HTTP_PORT, HTTP_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME};
 use crate::labels::selector_labels;
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// Builds the ClusterIP Service `<tenant>-gateway` with the ports `http` ([`HTTP_PORT`])
 /// and `metrics` ([`METRICS_PORT`]), both to the gateway's one listener.

@@ -3,9 +3,9 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use switchboard_crds::VoiceTenant;
 
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::BuildInputs;
-use crate::tenant::owner::Owner;
 
 /// The annotation EKS reads the IAM role of a ServiceAccount's pods from (IRSA).
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use switchboard_crds::{DatabaseStatus, VoiceTenant};
 
 use super::error::DatabaseError;
-use crate::tenant::owner::Owner;
+use crate::owner::Owner;
 
 pub use crate::dbnames::{MAX_IDENTIFIER_LEN, PREFIX};
 

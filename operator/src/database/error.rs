@@ -3,7 +3,7 @@
 
 use sqlx::migrate::MigrateError;
 
-use crate::tenant::build::BuildError;
+use crate::owner::MetadataError;
 
 /// SQLSTATE `3D000`: the database named in the connection does not exist.
 pub(super) const INVALID_CATALOG_NAME: &str = "3D000";
@@ -16,7 +16,7 @@ pub(super) const INVALID_CATALOG_NAME: &str = "3D000";
 pub enum DatabaseError {
     /// The tenant lacks the metadata names are derived from.
     #[error(transparent)]
-    Tenant(#[from] BuildError),
+    Tenant(#[from] MetadataError),
     /// A role, schema or Secret name is not one this operator creates.
     #[error("{name:?} is not a valid tenant database name: {reason}")]
     InvalidName {
@@ -84,7 +84,7 @@ pub enum DatabaseError {
 impl DatabaseError {
     /// A short CamelCase category, from a small fixed set: `DatabaseUnreachable`,
     /// `DatabaseBusy`, `DatabaseRefused`, `DatabaseMissing`, `SchemaConflict`, `MigrationFailed`, `DatabaseOwnershipMismatch`,
-    /// `InvalidName`, `InvalidOperatorConfig`, or [`BuildError::category`].
+    /// `InvalidName`, `InvalidOperatorConfig`, or `MissingMetadata`.
     pub fn category(&self) -> &'static str {
         match self {
             Self::Tenant(e) => e.category(),

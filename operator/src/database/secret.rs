@@ -16,7 +16,7 @@ use switchboard_crds::{SecretKeySelector, VoiceTenant};
 use super::error::DatabaseError;
 use super::names::TenantDatabase;
 use super::target::AdminTarget;
-use crate::tenant::owner::Owner;
+use crate::owner::Owner;
 
 /// Key of the role name in the Secret.
 pub const USERNAME_KEY: &str = "username";
