@@ -132,9 +132,7 @@ impl AnalysisMark {
     /// from [`MarkOutcome::Refused`] (a release names no tenant: never "missing").
     pub(crate) fn tenant(&self) -> Option<&str> {
         match self {
-            AnalysisMark::Claim { tenant, .. } | AnalysisMark::Fail { tenant, .. } => {
-                Some(tenant)
-            }
+            AnalysisMark::Claim { tenant, .. } | AnalysisMark::Fail { tenant, .. } => Some(tenant),
             AnalysisMark::Release { .. } => None,
         }
     }

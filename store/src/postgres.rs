@@ -10,18 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_escape::quote_identifier;
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::OnceCell;
 
+use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
     SELECT_OWNER, SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER,
     call_from_row, to_sql,
 };
-use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::{
     BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
     CallStore, CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,

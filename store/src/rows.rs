@@ -377,9 +377,7 @@ pub(crate) fn status_events_from_json(json: &str) -> Result<Vec<StatusEvent>, sq
 }
 
 /// A call's transfers from their JSON array.
-pub(crate) fn transfers_from_json(
-    json: &str,
-) -> Result<Vec<super::TransferRecord>, sqlx::Error> {
+pub(crate) fn transfers_from_json(json: &str) -> Result<Vec<super::TransferRecord>, sqlx::Error> {
     Ok(from_json::<Vec<json_rows::Transfer>>("transfers", json)?
         .into_iter()
         .map(|r| super::TransferRecord {

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
@@ -16,7 +17,6 @@ use super::rows::{
     SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER, call_from_row,
     status_event_from_row, to_sql, tool_call_from_row, transcript_from_row, transfer_from_row,
 };
-use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::{
     BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
     CallStore, CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,
@@ -380,9 +380,9 @@ impl SqliteStore {
                 .bind(owner)
                 .bind(*now_ms)
                 .bind(*until_ms),
-            AnalysisMark::Release { call_sid, owner } => sqlx::query(backlog::RELEASE)
-                .bind(call_sid)
-                .bind(owner),
+            AnalysisMark::Release { call_sid, owner } => {
+                sqlx::query(backlog::RELEASE).bind(call_sid).bind(owner)
+            }
             AnalysisMark::Fail {
                 call_sid,
                 tenant,

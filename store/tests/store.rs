@@ -870,7 +870,13 @@ async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
     s.apply(&analysis("CAb4", "first")).await.unwrap();
     s.apply(&analysis("CAb4", "second")).await.unwrap();
     assert_eq!(
-        s.get_call("CAb4").await.unwrap().unwrap().analysis.document.as_deref(),
+        s.get_call("CAb4")
+            .await
+            .unwrap()
+            .unwrap()
+            .analysis
+            .document
+            .as_deref(),
         Some("first"),
         "the first analysis stored stays"
     );
@@ -904,16 +910,32 @@ async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
     };
     assert_eq!(mark(claim("pod-a", 1_000)).await, MarkOutcome::Applied);
     assert_eq!(mark(claim("pod-b", 1_500)).await, MarkOutcome::Refused);
-    assert!(s.analysis_backlog(&backlog(1_500, 5)).await.unwrap().is_empty());
+    assert!(
+        s.analysis_backlog(&backlog(1_500, 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // pod-a renews its own claim; its lease then lapses and pod-b takes the call.
     assert_eq!(mark(claim("pod-a", 1_900)).await, MarkOutcome::Applied);
-    assert_eq!(s.analysis_backlog(&backlog(3_000, 5)).await.unwrap(), ["CAb1"]);
+    assert_eq!(
+        s.analysis_backlog(&backlog(3_000, 5)).await.unwrap(),
+        ["CAb1"]
+    );
     assert_eq!(mark(claim("pod-b", 3_000)).await, MarkOutcome::Applied);
     assert_eq!(mark(release("pod-a")).await, MarkOutcome::Refused);
     assert_eq!(mark(release("pod-b")).await, MarkOutcome::Applied);
     // Three claims so far: listed while fewer than the maximum were taken.
-    assert_eq!(s.analysis_backlog(&backlog(3_000, 4)).await.unwrap(), ["CAb1"]);
-    assert!(s.analysis_backlog(&backlog(3_000, 3)).await.unwrap().is_empty());
+    assert_eq!(
+        s.analysis_backlog(&backlog(3_000, 4)).await.unwrap(),
+        ["CAb1"]
+    );
+    assert!(
+        s.analysis_backlog(&backlog(3_000, 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // No row, or another tenant's: missing (the end record may still be queued).
     let missing = AnalysisMark::Claim {
@@ -949,7 +971,12 @@ async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
         reason: "refused".into(),
     };
     assert_eq!(mark(fail).await, MarkOutcome::Applied);
-    assert!(s.analysis_backlog(&backlog(9_000, 50)).await.unwrap().is_empty());
+    assert!(
+        s.analysis_backlog(&backlog(9_000, 50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(mark(claim("pod-a", 9_000)).await, MarkOutcome::Refused);
     // An analysed call is neither claimed nor failed.
     let done = AnalysisMark::Claim {
