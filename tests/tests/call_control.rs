@@ -259,3 +259,51 @@ async fn a_scenario_that_does_not_happen_fails() {
         .unwrap();
     assert!(!run.passed(), "{run:#?}");
 }
+
+/// Benchmark (issue 13 §8), prints and asserts nothing about time: how long after the end
+/// of the hand-off sentence the caller is being dialled through. From the caller
+/// simulator's clock: its last `mark` echo (Twilio's "the audio before this mark has
+/// played", i.e. the sentence's last word heard) → the REST update that replaced the call's
+/// TwiML arrived (the stream ends) → the `<Dial>` started. Sequential calls on one gateway.
+///
+/// `cargo test -p switchboard-tests --test call_control bench_hand_off_to_dial -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see docs/performance.md"]
+async fn bench_hand_off_to_dial() {
+    let calls: usize = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let env = Env::start(transfer_env()).await.unwrap();
+    let (mut to_update, mut to_dial) = (Vec::new(), Vec::new());
+    for _ in 0..calls {
+        let mut cfg = env.call(ask_for_sales());
+        cfg.person = Person::Answers(1);
+        let report = place_call(&cfg).await.unwrap();
+        assert_eq!(report.dials.len(), 1, "{report:#?}");
+        assert!(report.violations.is_empty(), "{report:#?}");
+        let heard = i64::try_from(report.last_mark_echo_ms.expect("marks echoed")).unwrap_or(0);
+        let moved = i64::try_from(report.redirect_at_ms.expect("REST update")).unwrap_or(0);
+        let dial = i64::try_from(report.dials[0].at_ms).unwrap_or(0);
+        to_update.push(moved - heard);
+        to_dial.push(dial - heard);
+    }
+    let pct = |v: &mut Vec<i64>, p: f64| -> i64 {
+        v.sort_unstable();
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "hand-offs: {calls}; last mark echoed → REST update at the caller, ms p50 {} p95 {} max {}",
+        pct(&mut to_update, 0.5),
+        pct(&mut to_update, 0.95),
+        to_update.last().copied().unwrap_or(0)
+    );
+    println!(
+        "last mark echoed → <Dial> started, ms p50 {} p95 {} max {}",
+        pct(&mut to_dial, 0.5),
+        pct(&mut to_dial, 0.95),
+        to_dial.last().copied().unwrap_or(0)
+    );
+}
