@@ -276,16 +276,24 @@ async fn bench_hand_off_to_dial() {
         .unwrap_or(20);
     let env = Env::start(transfer_env()).await.unwrap();
     let (mut to_update, mut to_dial) = (Vec::new(), Vec::new());
+    let mut not_moved = Vec::new();
     for _ in 0..calls {
         let mut cfg = env.call(ask_for_sales());
         cfg.person = Person::Answers(1);
         let report = place_call(&cfg).await.unwrap();
-        assert_eq!(report.dials.len(), 1, "{report:#?}");
         assert!(report.violations.is_empty(), "{report:#?}");
+        if report.dials.len() != 1 {
+            // Counted and shown, not timed (a benchmark reports what happened).
+            not_moved.push(report.heard_after_stream.clone());
+            continue;
+        }
         let heard = i64::try_from(report.last_mark_echo_ms.expect("marks echoed")).unwrap_or(0);
-        let moved = i64::try_from(report.redirect_at_ms.expect("REST update")).unwrap_or(0);
+        // The gateway moves the call with a REST update, or (when the stream ended first)
+        // answers `<Connect action>` with the `<Dial>`: only the first has an update.
+        if let Some(moved) = report.redirect_at_ms {
+            to_update.push(i64::try_from(moved).unwrap_or(0) - heard);
+        }
         let dial = i64::try_from(report.dials[0].at_ms).unwrap_or(0);
-        to_update.push(moved - heard);
         to_dial.push(dial - heard);
     }
     let pct = |v: &mut Vec<i64>, p: f64| -> i64 {
@@ -295,7 +303,13 @@ async fn bench_hand_off_to_dial() {
             .unwrap_or(0)
     };
     println!(
-        "hand-offs: {calls}; last mark echoed → REST update at the caller, ms p50 {} p95 {} max {}",
+        "calls not moved to a <Dial>: {} of {calls} (what the caller heard instead: {not_moved:?})",
+        not_moved.len()
+    );
+    let calls = to_dial.len();
+    println!(
+        "hand-offs: {calls}, {} by REST update; last mark echoed → REST update at the caller, ms p50 {} p95 {} max {}",
+        to_update.len(),
         pct(&mut to_update, 0.5),
         pct(&mut to_update, 0.95),
         to_update.last().copied().unwrap_or(0)
