@@ -9,6 +9,7 @@
 #   bench/api.sh                  # 1,000,000 calls, 200 requests per case
 #   bench/api.sh 100000 50        # smaller
 #   KEEP=1 bench/api.sh           # reuse the database of the previous run (same N)
+#   KEEP=1 CASES='one call' bench/api.sh   # only the cases whose name matches (bash regex)
 #
 # Builds the gateway with the release profile unless GATEWAY_BIN is set. Postgres comes
 # from scripts/postgres.sh (started if needed; never stopped here).
@@ -83,6 +84,9 @@ fi
 API="http://127.0.0.1:$PORT/api/v1"
 AUTH="Authorization: Bearer $KEY"
 
+# Whether a case is measured (CASES: a bash regex on the case names; all when unset).
+case_on() { [[ -z "${CASES:-}" || "$1" =~ $CASES ]]; }
+
 # Times REQUESTS GETs of the URLs given on stdin (one per line, cycled); prints ms.
 times() {
   mapfile -t urls
@@ -112,21 +116,22 @@ sids=$("${PSQL[@]}" -At "$URL" -c "SELECT call_sid FROM calls WHERE tenant = 'de
 curl -sf -o /dev/null -H "$AUTH" "$API/calls" && curl -sf -o /dev/null -H "$AUTH" "$API/stats/daily?since=2026-11-01&until=2026-11-30"
 
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg); $REQUESTS requests per case"
-echo "$API/calls" | times | report "list, no filter"
-echo "$API/calls?since=$month_from&until=$month_until&outcome=transferred" | times | report "list, month + outcome"
-echo "$API/calls?from=${caller/+/%2B}" | times | report "list, from (a caller's number)"
-echo "$API/calls?from=${rare_caller/+/%2B}" | times | report "list, from (never called: empty)"
-echo "$API/calls?to=%2B15005550007&min_duration_s=300" | times | report "list, to + min duration"
-echo "$API/calls?sentiment=negative&success=false" | times | report "list, sentiment + success"
-echo "$API/calls?transferred=true&limit=100" | times | report "list, transferred, 100 a page"
+case_on "list, no filter" && echo "$API/calls" | times | report "list, no filter"
+case_on "list, month + outcome" && echo "$API/calls?since=$month_from&until=$month_until&outcome=transferred" | times | report "list, month + outcome"
+case_on "list, from (a caller's number)" && echo "$API/calls?from=${caller/+/%2B}" | times | report "list, from (a caller's number)"
+case_on "list, from (never called: empty)" && echo "$API/calls?from=${rare_caller/+/%2B}" | times | report "list, from (never called: empty)"
+case_on "list, to + min duration" && echo "$API/calls?to=%2B15005550007&min_duration_s=300" | times | report "list, to + min duration"
+case_on "list, sentiment + success" && echo "$API/calls?sentiment=negative&success=false" | times | report "list, sentiment + success"
+case_on "list, transferred, 100 a page" && echo "$API/calls?transferred=true&limit=100" | times | report "list, transferred, 100 a page"
 
 # Pages further down: follow the cursor 20 pages, then time requests of the 20th page.
 cursor=""
-for _ in $(seq 1 20); do
+case_on "list, page 21 by cursor" && for _ in $(seq 1 20); do
   cursor=$(curl -sf -H "$AUTH" "$API/calls?limit=100${cursor:+&cursor=$cursor}" | jq -r '.next_cursor')
 done
-echo "$API/calls?limit=100&cursor=$cursor" | times | report "list, page 21 by cursor"
+case_on "list, page 21 by cursor" && echo "$API/calls?limit=100&cursor=$cursor" | times | report "list, page 21 by cursor"
 
-echo "$sids" | sed "s|^|$API/calls/|" | times | report "one call"
-echo "$API/stats/daily?since=2026-11-01&until=2026-11-30" | times | report "daily aggregates, a month"
-echo "$API/stats/daily?since=2025-12-01&until=2026-11-30" | times | report "daily aggregates, a year"
+case_on "one call" && echo "$sids" | sed "s|^|$API/calls/|" | times | report "one call"
+case_on "daily aggregates, a month" && echo "$API/stats/daily?since=2026-11-01&until=2026-11-30" | times | report "daily aggregates, a month"
+case_on "daily aggregates, a year" && echo "$API/stats/daily?since=2025-12-01&until=2026-11-30" | times | report "daily aggregates, a year"
+log "done"

@@ -10,11 +10,15 @@
 #                        min(calls / 50, 10) s)
 #   RELAYS="floor gateway"  relays swept, in order; also: floor-defaults (the floor with the
 #                        stack's socket defaults: Nagle on, 128 KiB WebSocket read buffers),
-#                        node (bench/node-bridge; run `npm ci` there first)
+#                        node (bench/node-bridge; run `npm ci` there first), gateway-rec
+#                        (the gateway serving REC_TENANT, e.g. the same tenant with
+#                        recordings on, so both sides are compared with one floor row)
 #   PRECONNECT=1         also compare gateway setup with and without --no-preconnect
 #   PRECONNECT_CALLS=50  calls in that comparison
 #   REALTIME_DELAY_MS=300 STREAM_DELAY_MS=300   handshake and Twilio delays it simulates
-#   TENANT=examples/tenants/demo.yaml   tenant served by the gateway
+#   TENANT=examples/tenants/demo.yaml   tenant served by the gateway (the demo records
+#                        calls: bench/demo-unrecorded.yaml is the same tenant without)
+#   REC_TENANT=bench/demo-recorded.yaml tenant served by the gateway-rec relay
 #   RELAY_CPU=0 LOADGEN_CPU=1           cores for the relay and for the load generator
 #   QUIET_PCT=10 QUIET_WAIT=600         before each row, wait up to QUIET_WAIT s for other
 #                        processes to use less than QUIET_PCT % of one core (a shared
@@ -36,6 +40,7 @@ PRECONNECT_CALLS=${PRECONNECT_CALLS:-50}
 REALTIME_DELAY_MS=${REALTIME_DELAY_MS:-300}
 STREAM_DELAY_MS=${STREAM_DELAY_MS:-300}
 TENANT=${TENANT:-examples/tenants/demo.yaml}
+REC_TENANT=${REC_TENANT:-bench/demo-recorded.yaml}
 RELAY_CPU=${RELAY_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 QUIET_PCT=${QUIET_PCT:-10}
@@ -148,12 +153,14 @@ start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_U
       RELAY_URL=http://127.0.0.1:$FLOOR_PORT
       wait_port "$FLOOR_PORT"
       ;;
-    gateway)
+    gateway | gateway-rec)
+      local tenant=$TENANT
+      [ "$kind" = gateway-rec ] && tenant=$REC_TENANT
       rm -rf "$DATA_DIR"
       TWILIO_AUTH_TOKEN=$TOKEN OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
         SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 \
         SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
-        taskset -c "$RELAY_CPU" "$GATEWAY" --tenant "$TENANT" --listen "127.0.0.1:$GW_PORT" \
+        taskset -c "$RELAY_CPU" "$GATEWAY" --tenant "$tenant" --listen "127.0.0.1:$GW_PORT" \
         --realtime-url "ws://127.0.0.1:$RT_PORT/v1/realtime" --max-calls 5000 \
         --data-dir "$DATA_DIR" "$@" >"$OUT/$name.relay.log" 2>&1 &
       RELAY_PID=$!
@@ -191,7 +198,7 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
     log "$name: no result line (see $OUT/$name.err)"
     return 0
   fi
-  if [ "$kind" = gateway ]; then
+  if [ "$kind" = gateway ] || [ "$kind" = gateway-rec ]; then
     curl -s "$RELAY_URL/metrics" >"$OUT/$name.metrics" || true
   fi
   printf '%s\n' "$json" | jq -c --arg name "$name" '. + {run: $name}' >"$OUT/$name.json"
@@ -210,6 +217,15 @@ measure() { # kind name calls jsonl relay-flags -- load-flags: one row, retried 
     run_load "$kind" "$name" "$calls" "$jsonl" "${load_flags[@]}"
     stop_relay
     [ -s "$OUT/$name.json" ] || continue
+    if [ "$kind" = gateway ] || [ "$kind" = gateway-rec ]; then
+      # What the calls left on the data disk once the gateway drained and stopped
+      # (recordings, the SQLite store): bytes and WAV files.
+      local bytes wavs
+      bytes=$(du -sb "$DATA_DIR" | cut -f1)
+      wavs=$(find "$DATA_DIR" -name '*.wav' | wc -l)
+      jq -c --argjson b "$bytes" --argjson w "$wavs" '. + {data_dir_bytes: $b, wav_files: $w}' \
+        "$OUT/$name.json" >"$OUT/$name.json.tmp" && mv "$OUT/$name.json.tmp" "$OUT/$name.json"
+    fi
     other=$(jq -r '.other_cpu_pct // 0 | floor' "$OUT/$name.json")
     if [ -z "$best" ] || [ "$other" -lt "$best_other" ]; then
       best=$(cat "$OUT/$name.json")

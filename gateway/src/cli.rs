@@ -34,6 +34,14 @@ pub struct Cli {
         default_value = "wss://api.openai.com/v1/realtime"
     )]
     pub realtime_url: String,
+    /// Chat Completions base URL of post-call analysis for tenants whose `spec.analysis`
+    /// sets no `baseUrl` (`/chat/completions` is added): the simulator's on a laptop.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ANALYSIS_URL",
+        default_value = switchboard_crds::DEFAULT_ANALYSIS_BASE_URL
+    )]
+    pub analysis_url: String,
     /// Directory for the embedded database and the write-behind spool.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

@@ -2,15 +2,16 @@
 //! priced with the table of known Realtime models below or the tenant's `spec.pricing`.
 //!
 //! Prices were read on 2026-12-07 from OpenAI's model pages as stored in the project's
-//! documentation search (developers.openai.com/api/docs/models/<model>); see docs/api.md,
-//! "Costs". `gpt-realtime` (the default model) had no page there: it has no price in the
-//! table, and its calls carry a cost only when the tenant sets the six token prices.
+//! documentation search (developers.openai.com/api/docs/models/<model>), each entry naming
+//! its source; see docs/api.md, "Costs". A model whose price could not be found there
+//! (`gpt-realtime-mini`, dated snapshots) has no entry: none is guessed, and its calls'
+//! cost is "unknown" ([`unknown_reason`]) unless the tenant sets the six token prices.
 
 use serde::Serialize;
 use switchboard_crds::PricingSpec;
 use switchboard_store::{CallCost, Usage};
 
-/// Where the table's prices come from (written into every cost detail).
+/// Where the table's prices come from (the general statement; each entry names its page).
 pub const TABLE_SOURCE: &str =
     "OpenAI model pages (developers.openai.com/api/docs/models/<model>), read 2026-12-07";
 
@@ -45,29 +46,75 @@ const fn tokens(t: [f64; 3], a: [f64; 3]) -> Prices {
     }
 }
 
-/// The table: (model, [text input, cached, output], [audio input, cached, output]).
-const TABLE: &[(&str, Prices)] = &[
+/// OpenAI's page of a model, read 2026-12-07 through the documentation search.
+const PAGE_1_5: &str =
+    "OpenAI model page developers.openai.com/api/docs/models/gpt-realtime-1.5, read 2026-12-07";
+const PAGE_2: &str =
+    "OpenAI model page developers.openai.com/api/docs/models/gpt-realtime-2, read 2026-12-07";
+const PAGE_2_1: &str =
+    "OpenAI model page developers.openai.com/api/docs/models/gpt-realtime-2.1, read 2026-12-07";
+const PAGE_2_1_MINI: &str = "OpenAI model page developers.openai.com/api/docs/models/gpt-realtime-2.1-mini, read 2026-12-07";
+const PAGE_4O: &str = "OpenAI model page developers.openai.com/api/docs/models/gpt-4o-realtime-preview (model shut down), read 2026-12-07";
+const PAGE_4O_MINI: &str = "OpenAI model page developers.openai.com/api/docs/models/gpt-4o-mini-realtime-preview, read 2026-12-07";
+/// OpenAI's own gpt-realtime page is not in the stored documentation: the figures are a
+/// maintained price table's copy of it (equal to OpenAI's gpt-realtime-1.5 page).
+const SECONDARY_REALTIME: &str = "truefoundry/models providers/openai/gpt-realtime.yaml (a copy of OpenAI's gpt-realtime page, which the documentation search does not hold), read 2026-12-07";
+
+/// The table: (model, [text input, cached, output], [audio input, cached, output],
+/// source). Only the names the CRD accepts without a date; a dated snapshot can be
+/// priced differently from its alias (OpenAI repriced snapshots of the same model), so
+/// it is not priced from this table.
+const TABLE: &[(&str, Prices, &str)] = &[
+    (
+        "gpt-realtime",
+        tokens([4.0, 0.4, 16.0], [32.0, 0.4, 64.0]),
+        SECONDARY_REALTIME,
+    ),
     (
         "gpt-realtime-1.5",
         tokens([4.0, 0.4, 16.0], [32.0, 0.4, 64.0]),
+        PAGE_1_5,
     ),
     (
         "gpt-realtime-2",
         tokens([4.0, 0.4, 24.0], [32.0, 0.4, 64.0]),
+        PAGE_2,
     ),
     (
         "gpt-realtime-2.1",
         tokens([4.0, 0.4, 24.0], [32.0, 0.4, 64.0]),
+        PAGE_2_1,
     ),
     (
         "gpt-realtime-2.1-mini",
         tokens([0.6, 0.06, 2.4], [10.0, 0.3, 20.0]),
+        PAGE_2_1_MINI,
+    ),
+    (
+        "gpt-4o-realtime-preview",
+        tokens([5.0, 2.5, 20.0], [40.0, 2.5, 80.0]),
+        PAGE_4O,
+    ),
+    (
+        "gpt-4o-mini-realtime-preview",
+        tokens([0.6, 0.3, 2.4], [10.0, 0.3, 20.0]),
+        PAGE_4O_MINI,
     ),
 ];
 
-/// The table's prices for `model`, if it has them.
-pub fn table(model: &str) -> Option<Prices> {
-    TABLE.iter().find(|(m, _)| *m == model).map(|(_, p)| *p)
+/// The table's prices for `model` and their source, if it has them.
+pub fn table(model: &str) -> Option<(Prices, &'static str)> {
+    TABLE
+        .iter()
+        .find(|(m, _, _)| *m == model)
+        .map(|(_, p, src)| (*p, *src))
+}
+
+/// Why a call of `model` has no cost, said in its record's place instead of a number.
+pub fn unknown_reason(model: &str) -> String {
+    format!(
+        "no published price for {model} was found (docs/api.md, Costs) and spec.pricing does not set all six token prices"
+    )
 }
 
 /// The prices a tenant's calls are charged at and where they come from; `None` when the
@@ -76,7 +123,7 @@ pub fn prices_for(model: &str, pricing: Option<&PricingSpec>) -> Option<(Prices,
     let o = pricing.cloned().unwrap_or_default();
     let overrides = o.fields().iter().any(|(_, v)| v.is_some());
     let base = match table(model) {
-        Some(p) => p,
+        Some((p, _)) => p,
         None => {
             // Every token price must come from the tenant.
             let all = [
@@ -102,10 +149,10 @@ pub fn prices_for(model: &str, pricing: Option<&PricingSpec>) -> Option<(Prices,
         audio_output: o.audio_output.unwrap_or(base.audio_output),
         per_minute: o.per_minute.unwrap_or(base.per_minute),
     };
-    let source = match (table(model).is_some(), overrides) {
-        (true, false) => TABLE_SOURCE,
-        (true, true) => "the tenant's spec.pricing over the table",
-        (false, _) => "the tenant's spec.pricing",
+    let source = match (table(model), overrides) {
+        (Some((_, page)), false) => page,
+        (Some(_), true) => "the tenant's spec.pricing over the table",
+        (None, _) => "the tenant's spec.pricing",
     };
     Some((p, source))
 }
@@ -241,7 +288,7 @@ mod tests {
     #[test]
     fn cached_tokens_are_charged_once_at_the_cached_rate() {
         let (p, src) = prices_for("gpt-realtime-2.1-mini", None).unwrap();
-        assert_eq!(src, TABLE_SOURCE);
+        assert_eq!(src, PAGE_2_1_MINI);
         let c = compute("gpt-realtime-2.1-mini", &usage(), 120.0, p, src);
         assert_eq!(
             c.tokens,
@@ -294,8 +341,39 @@ mod tests {
     }
 
     #[test]
+    fn every_model_the_crd_accepts_is_priced_or_explicitly_unknown() {
+        // The names the CRD's model pattern accepts without a date.
+        let priced = [
+            "gpt-realtime",
+            "gpt-realtime-1.5",
+            "gpt-realtime-2",
+            "gpt-realtime-2.1",
+            "gpt-realtime-2.1-mini",
+            "gpt-4o-realtime-preview",
+            "gpt-4o-mini-realtime-preview",
+        ];
+        let accepted = switchboard_crds::is_realtime_model;
+        for m in priced {
+            assert!(accepted(m), "{m} is not a model the CRD accepts");
+            let (p, src) = prices_for(m, None).unwrap_or_else(|| panic!("{m} unpriced"));
+            assert!(p.audio_input > 0.0 && p.audio_output > 0.0, "{m}");
+            assert!(src.contains("read 2026-12-07"), "{m}: {src}");
+        }
+        // No price found: unknown, not guessed.
+        for m in [
+            "gpt-realtime-mini",
+            "gpt-realtime-2025-08-28",
+            "gpt-4o-realtime-preview-2024-10-01",
+        ] {
+            assert!(accepted(m), "{m} is not a model the CRD accepts");
+            assert_eq!(prices_for(m, None), None, "{m}");
+            assert!(unknown_reason(m).contains(m));
+        }
+    }
+
+    #[test]
     fn unknown_model_needs_every_token_price() {
-        assert_eq!(prices_for("gpt-realtime", None), None);
+        assert_eq!(prices_for("gpt-realtime-mini", None), None);
         let mut o = PricingSpec {
             text_input: Some(1.0),
             text_cached_input: Some(0.1),
@@ -305,9 +383,9 @@ mod tests {
             audio_output: None,
             per_minute: Some(0.01),
         };
-        assert_eq!(prices_for("gpt-realtime", Some(&o)), None);
+        assert_eq!(prices_for("gpt-realtime-mini", Some(&o)), None);
         o.audio_output = Some(6.0);
-        let (p, src) = prices_for("gpt-realtime", Some(&o)).unwrap();
+        let (p, src) = prices_for("gpt-realtime-mini", Some(&o)).unwrap();
         assert_eq!(src, "the tenant's spec.pricing");
         assert_eq!(p.audio_output, 6.0);
         assert_eq!(p.per_minute, 0.01);

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_aws::envelope::is_sealed;
 use switchboard_aws::{AwsError, CryptoError, DataKey, Kms};
-use switchboard_store::{Analysis, CallAnalysis, CallEnd, CallRecord, StoreError, StoreOp};
+use switchboard_store::{CallEnd, CallRecord, StoreError, StoreOp};
 
 use crate::analysis;
 
@@ -50,6 +50,7 @@ use crate::state::{AppState, Shared};
 
 use crate::tenants::Tenant;
 
+pub mod analyses;
 pub mod pending;
 
 pub use crate::reserve::Reserves;
@@ -227,11 +228,11 @@ pub async fn read_call(
 /// `spec.encryption`. When KMS cannot be reached, sealing is retried in the background
 /// (see the module docs); the record is never queued in clear.
 pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
-    let job = analysis_job(tenant, &end);
+    let job = analyses::job(tenant, &end);
     let Some(enc) = &tenant.spec.encryption else {
         state.writer.submit(StoreOp::End(Box::new(end))).await;
         if let Some(job) = job {
-            start_analysis(state, job, None);
+            analyses::start(state, job, None);
         }
         return;
     };
@@ -247,7 +248,7 @@ pub async fn submit_end(state: &AppState, tenant: &Tenant, end: CallEnd) {
             let data_key = sealed.data_key.clone();
             state.writer.submit(StoreOp::End(Box::new(sealed))).await;
             if let Some(job) = job {
-                start_analysis(state, job, data_key);
+                analyses::start(state, job, data_key);
             }
         }
         Err(e) => match seal_under_reserve(state, &kms, &key_id, end, &e).await {
@@ -457,7 +458,7 @@ async fn retry_seal(
                 let data_key = sealed.data_key.clone();
                 state.writer.submit(StoreOp::End(Box::new(sealed))).await;
                 if let Some(job) = job {
-                    start_analysis(&state, job, data_key);
+                    analyses::start(&state, job, data_key);
                 }
                 return;
             }
@@ -482,89 +483,6 @@ async fn retry_seal(
         None => "transcript withheld: KMS unavailable".into(),
     });
     state.writer.submit(StoreOp::End(Box::new(withheld))).await;
-}
-
-/// The analysis to run for a finished call, when its tenant declares one (a record
-/// stored without its transcript, because it could not be sealed, is not analysed).
-/// Never one that would send the tenant's OpenAI key to another host than OpenAI's
-/// (refused at load already; checked again here for tenants built another way).
-fn analysis_job(tenant: &Tenant, end: &CallEnd) -> Option<analysis::Job> {
-    let spec = tenant.spec.analysis.as_ref()?;
-    if spec.borrows_openai_key_elsewhere() {
-        tracing::error!(
-            tenant = tenant.name,
-            base_url = spec.effective_base_url(),
-            "post-call analysis skipped: spec.analysis.apiKey is required with a baseUrl other than OpenAI's"
-        );
-        return None;
-    }
-    Some(analysis::Job {
-        spec: spec.clone(),
-        api_key: spec
-            .api_key
-            .clone()
-            .unwrap_or_else(|| tenant.spec.openai.api_key.clone()),
-        end: end.clone(),
-    })
-}
-
-/// Starts a call's post-call analysis on its own task (skipped for a call shorter than
-/// `minTurns`); its document is sealed with the call's data key when the record was.
-fn start_analysis(state: &AppState, job: analysis::Job, data_key: Option<String>) {
-    let tenant = job.end.tenant.clone();
-    if !analysis::request::long_enough(&job.spec, &job.end) {
-        state.analysis.metrics.skipped(&tenant);
-        return;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let t0 = Instant::now();
-        let sid = job.end.call_sid.clone();
-        match run_analysis(&state, &job, data_key).await {
-            Ok(result) => {
-                state
-                    .analysis
-                    .metrics
-                    .done(&tenant, t0.elapsed().as_secs_f64());
-                state
-                    .writer
-                    .submit(StoreOp::Analysis(CallAnalysis {
-                        call_sid: sid,
-                        tenant: tenant.clone(),
-                        analysis: result,
-                    }))
-                    .await;
-            }
-            Err(e) => {
-                state.analysis.metrics.failed(&tenant, e.reason());
-                tracing::warn!(call_sid = sid, tenant, error = %e, "post-call analysis failed");
-            }
-        }
-    });
-}
-
-async fn run_analysis(
-    state: &AppState,
-    job: &analysis::Job,
-    data_key: Option<String>,
-) -> Result<Analysis, analysis::AnalysisError> {
-    let verdict = state.analysis.analyse(&state.secrets, job).await?;
-    let mut document = verdict.document.to_string();
-    if let Some(wrapped) = data_key {
-        let (tenant, sid) = (&job.end.tenant, &job.end.call_sid);
-        let kms = state.aws.kms().await;
-        let key = kms
-            .unwrap_base64(&wrapped, &context(tenant, sid))
-            .await
-            .map_err(|e| analysis::AnalysisError::Seal(e.to_string()))?;
-        document = seal_analysis(&key, tenant, sid, &document)
-            .map_err(|e| analysis::AnalysisError::Seal(e.to_string()))?;
-    }
-    Ok(Analysis {
-        sentiment: verdict.sentiment,
-        success: verdict.success,
-        document: Some(document),
-    })
 }
 
 #[cfg(test)]

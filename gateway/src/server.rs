@@ -73,6 +73,8 @@ pub struct Gateway {
     refresher: JoinHandle<()>,
     /// Keeps each encrypting tenant's reserve data key ([`crate::records::keep_reserves`]).
     reserves: JoinHandle<()>,
+    /// Looks for post-call analyses that never finished ([`crate::records::analyses`]).
+    analyses: JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     drain_timeout: Duration,
     drain_min: Duration,
@@ -179,6 +181,7 @@ impl Gateway {
         let analysis = Arc::new(crate::analysis::Analyzer::new(
             metrics.registry(),
             crate::analysis::RetryPolicy::default(),
+            &cli.analysis_url,
         )?);
         let state: AppState = Arc::new(Shared {
             parking: Parking::new(
@@ -219,6 +222,7 @@ impl Gateway {
         let refresher = tokio::spawn(refresh_secrets(state.clone()));
         let reserves = tokio::spawn(crate::records::keep_reserves(state.clone()));
         crate::records::resume_pending(&state);
+        let analyses = tokio::spawn(crate::records::analyses::recover(state.clone()));
         let sweeper = tokio::spawn(sweep_recordings(state.clone()));
         let (shutdown, stop) = tokio::sync::watch::channel(false);
         let edge_metrics = EdgeMetrics::register(state.metrics.registry())?;
@@ -249,6 +253,7 @@ impl Gateway {
             drain_min: cli.serve.drain_min(),
             refresher,
             reserves,
+            analyses,
         })
     }
 
@@ -297,6 +302,10 @@ impl Gateway {
         }
         // Records still waiting for KMS keep their files for the next start.
         state.sealing.stop();
+        // Analyses still running are given back (claims released) for the next start or
+        // another pod; a result already queued is flushed with the rest below.
+        self.analyses.abort();
+        crate::records::analyses::stop(&state).await;
         state.writer.clone().close(Duration::from_secs(30)).await;
         let _ = self.writer_task.await;
         tracing::info!("gateway stopped");

@@ -53,6 +53,15 @@ macro_rules! migrations {
                     "list_filters",
                     include_str!(concat!("../migrations/", $dir, "/0007_list_filters.sql")),
                 ),
+                (
+                    8,
+                    "analysis_backlog",
+                    include_str!(concat!(
+                        "../migrations/",
+                        $dir,
+                        "/0008_analysis_backlog.sql"
+                    )),
+                ),
             ]
             .into_iter()
             .map(|(version, description, sql)| {
@@ -70,6 +79,7 @@ macro_rules! migrations {
 }
 pub(crate) use migrations;
 
+pub mod backlog;
 pub mod postgres;
 pub mod query;
 pub mod queue;
@@ -77,6 +87,7 @@ mod rows;
 pub mod sqlite;
 pub mod swap;
 
+pub use backlog::{AnalysisMark, BacklogQuery, MarkOutcome};
 pub use query::{CallPage, CallQuery, Cursor, DailyStats, DayRange};
 pub use queue::{QueueFull, WriteBehind, WriteBehindConfig};
 pub use swap::SwappableStore;
@@ -424,7 +435,8 @@ pub enum StoreOp {
     Transfer(CallTransfer),
     /// Set the fallback voicemail's recording.
     Voicemail(CallVoicemail),
-    /// Set the post-call analysis of a call (replaces an earlier one).
+    /// Set the post-call analysis of a call (the first one stored stays: a replayed or
+    /// second answer changes nothing) and end its claim.
     Analysis(CallAnalysis),
 }
 
@@ -530,6 +542,18 @@ pub trait CallStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<DailyStats>, StoreError>>;
     /// Cheap liveness probe (e.g. `SELECT 1`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The calls (CallSids) of a tenant that ended and still wait for their post-call
+    /// analysis, oldest first ([`backlog`]).
+    fn analysis_backlog<'a>(
+        &'a self,
+        q: &'a BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+    /// Claims, releases or gives up a call's analysis ([`backlog`]); applied at once,
+    /// not through the write-behind queue (a claim must be answered to mean anything).
+    fn mark_analysis<'a>(
+        &'a self,
+        mark: &'a AnalysisMark,
+    ) -> BoxFuture<'a, Result<MarkOutcome, StoreError>>;
     /// Closes the store's connections (waiting for those in use); later operations fail.
     /// Used when a rotated database URL replaced it ([`swap::SwappableStore`]).
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -10,22 +10,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_escape::quote_identifier;
-use sqlx::AssertSqlSafe;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::OnceCell;
 
+use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
-    SELECT_OWNER, SELECT_STATUS_EVENTS, SELECT_TOOL_CALLS, SELECT_TRANSCRIPT, SELECT_TRANSFERS,
-    SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER, call_from_row,
-    status_event_from_row, to_sql, tool_call_from_row, transcript_from_row, transfer_from_row,
+    SELECT_OWNER, SET_ANALYSIS, SET_VOICEMAIL, UPDATE_DATA_KEY, UPSERT_RECORDING, UPSERT_TRANSFER,
+    call_from_row, to_sql,
 };
 use super::{
     BoxFuture, CallAnalysis, CallEnd, CallRecord, CallRecording, CallStart, CallStatusUpdate,
     CallStore, CallTransfer, CallVoicemail, RecordingGone, StoreError, StoreOp,
 };
+
+/// A call's children as JSON arrays (text), in the order and with the columns of
+/// `rows::SELECT_TRANSCRIPT`, `SELECT_TOOL_CALLS`, `SELECT_STATUS_EVENTS` and
+/// `SELECT_TRANSFERS` (which SQLite still runs one by one: in process, a query is not
+/// a round trip); decoded by `rows::*_from_json`.
+const CHILDREN_JSON: &str = "\
+    (SELECT COALESCE(json_agg(json_build_object('seq', t.seq, 'role', t.role, \
+       'text', t.text, 'start_ms', t.start_ms, 'end_ms', t.end_ms, \
+       'interrupted', t.interrupted, 'heard_ms', t.heard_ms) ORDER BY t.seq), '[]')::text \
+     FROM transcript_entries t WHERE t.call_sid = calls.call_sid) AS transcript_json, \
+    (SELECT COALESCE(json_agg(json_build_object('call_id', c.call_id, 'name', c.name, \
+       'arguments', c.arguments, 'output', c.output, 'latency_ms', c.latency_ms, \
+       'at_ms', c.at_ms) ORDER BY c.seq), '[]')::text \
+     FROM tool_calls c WHERE c.call_sid = calls.call_sid) AS tool_calls_json, \
+    (SELECT COALESCE(json_agg(json_build_object('sequence_number', e.sequence_number, \
+       'status', e.status, 'duration_s', e.duration_s, 'received_at_ms', e.received_at_ms) \
+       ORDER BY e.sequence_number), '[]')::text \
+     FROM call_status_events e WHERE e.call_sid = calls.call_sid) AS status_json, \
+    (SELECT COALESCE(json_agg(json_build_object('leg', x.leg, 'target', x.target, \
+       'dial_status', x.dial_status, 'dial_duration_s', x.dial_duration_s, \
+       'dial_call_sid', x.dial_call_sid, 'at_ms', x.at_ms) ORDER BY x.leg), '[]')::text \
+     FROM call_transfers x WHERE x.call_sid = calls.call_sid) AS transfers_json";
 
 /// How long an op waits for a connection before it counts as "store down" (the
 /// write-behind queue then spools instead of stalling).
@@ -447,6 +469,65 @@ impl PgStore {
         Ok(())
     }
 
+    async fn backlog(&self, q: &BacklogQuery) -> Result<Vec<String>, StoreError> {
+        self.ready().await?;
+        Ok(sqlx::query_scalar(backlog::SELECT_BACKLOG)
+            .bind(text(&q.tenant))
+            .bind(q.ended_from_ms)
+            .bind(q.ended_before_ms)
+            .bind(i64::from(q.max_attempts))
+            .bind(q.now_ms)
+            .bind(i64::from(q.min_turns))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn mark(&self, m: &AnalysisMark) -> Result<MarkOutcome, StoreError> {
+        self.ready().await?;
+        let stmt = match m {
+            AnalysisMark::Claim {
+                call_sid,
+                tenant,
+                owner,
+                now_ms,
+                until_ms,
+            } => sqlx::query(backlog::CLAIM)
+                .bind(text(call_sid))
+                .bind(text(tenant))
+                .bind(text(owner))
+                .bind(*now_ms)
+                .bind(*until_ms),
+            AnalysisMark::Release { call_sid, owner } => sqlx::query(backlog::RELEASE)
+                .bind(text(call_sid))
+                .bind(text(owner)),
+            AnalysisMark::Fail {
+                call_sid,
+                tenant,
+                reason,
+            } => sqlx::query(backlog::FAIL)
+                .bind(text(call_sid))
+                .bind(text(tenant))
+                .bind(text(reason)),
+        };
+        if stmt.execute(&self.pool).await?.rows_affected() > 0 {
+            return Ok(MarkOutcome::Applied);
+        }
+        let Some(tenant) = m.tenant() else {
+            return Ok(MarkOutcome::Refused);
+        };
+        let row: Option<i32> = sqlx::query_scalar(backlog::EXISTS)
+            .bind(text(m.call_sid()))
+            .bind(text(tenant))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if row.is_some() {
+            MarkOutcome::Refused
+        } else {
+            MarkOutcome::Missing
+        })
+    }
+
     async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
         self.ready().await?;
         sqlx::query(CLEAR_RECORDING)
@@ -459,50 +540,25 @@ impl PgStore {
 
     async fn read_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
         self.ready().await?;
-        // REPEATABLE READ: the call and its children come from one snapshot even if an End
-        // replaces the transcript meanwhile.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1");
+        // One statement, one round trip: the call row with its transcript, tool calls,
+        // status callbacks and transfers aggregated as JSON arrays server-side. A single
+        // statement reads one snapshot, so the children match the row even if an End
+        // replaces the transcript meanwhile (what a REPEATABLE READ transaction over five
+        // queries gave before, at seven round trips).
+        let sql = format!("SELECT {CALL_COLUMNS}, {CHILDREN_JSON} FROM calls WHERE call_sid = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
             .bind(call_sid)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?
         else {
             return Ok(None);
         };
         let mut call = call_from_row(&row)?;
-        call.transcript = sqlx::query(SELECT_TRANSCRIPT)
-            .bind(call_sid)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(transcript_from_row)
-            .collect::<Result<_, _>>()?;
-        call.tool_calls = sqlx::query(SELECT_TOOL_CALLS)
-            .bind(call_sid)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(tool_call_from_row)
-            .collect::<Result<_, _>>()?;
-        call.status_history = sqlx::query(SELECT_STATUS_EVENTS)
-            .bind(call_sid)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(status_event_from_row)
-            .collect::<Result<_, _>>()?;
-        call.transfers = sqlx::query(SELECT_TRANSFERS)
-            .bind(call_sid)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(transfer_from_row)
-            .collect::<Result<_, _>>()?;
-        tx.commit().await?;
+        let children = |col: &str| -> Result<String, sqlx::Error> { row.try_get(col) };
+        call.transcript = rows::transcript_from_json(&children("transcript_json")?)?;
+        call.tool_calls = rows::tool_calls_from_json(&children("tool_calls_json")?)?;
+        call.status_history = rows::status_events_from_json(&children("status_json")?)?;
+        call.transfers = rows::transfers_from_json(&children("transfers_json")?)?;
         Ok(Some(call))
     }
 
@@ -601,6 +657,20 @@ impl CallStore for PgStore {
                 .map(query::daily_from_row)
                 .collect::<Result<_, _>>()?)
         })
+    }
+
+    fn analysis_backlog<'a>(
+        &'a self,
+        q: &'a BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(self.backlog(q))
+    }
+
+    fn mark_analysis<'a>(
+        &'a self,
+        mark: &'a AnalysisMark,
+    ) -> BoxFuture<'a, Result<MarkOutcome, StoreError>> {
+        Box::pin(self.mark(mark))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -119,9 +119,13 @@ where
 
 /// Sets the analysis of a call of this tenant: `$1` call_sid, `$2` sentiment, `$3`
 /// success, `$4` document, `$5` tenant. A call without a row yet is left alone (analysis
-/// runs after the end record was queued, and the queue applies ops in order).
+/// runs after the end record was queued, and the queue applies ops in order). The first
+/// analysis stored stays (two gateways that both analysed a call, or a replayed spool,
+/// change nothing), and the call's claim ends with it ([`crate::backlog`]).
 pub(crate) const SET_ANALYSIS: &str = "UPDATE calls SET analysis_sentiment = $2, \
-       analysis_success = $3, analysis = $4 WHERE call_sid = $1 AND tenant = $5";
+       analysis_success = $3, analysis = $4, analysis_claim_owner = NULL, \
+       analysis_claim_until_ms = NULL \
+     WHERE call_sid = $1 AND tenant = $5 AND analysis IS NULL";
 
 /// Counters are unsigned in Rust and signed in SQL; values past `i64::MAX` cannot occur in
 /// practice, so saturating keeps a corrupt value from failing the whole write.
@@ -290,4 +294,99 @@ where
         latency_ms: from_sql(row.try_get("latency_ms")?),
         at_ms: row.try_get::<Option<i64>, _>("at_ms")?.map(from_sql),
     })
+}
+
+/// A child row as the Postgres read aggregates it (`json_build_object` of the columns
+/// the `SELECT_*` queries read), decoded with the same conversions as the row decoders.
+mod json_rows {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Transcript {
+        pub seq: i64,
+        pub role: String,
+        pub text: String,
+        pub start_ms: i64,
+        pub end_ms: i64,
+        pub interrupted: bool,
+        pub heard_ms: Option<i64>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ToolCall {
+        pub call_id: String,
+        pub name: String,
+        pub arguments: String,
+        pub output: String,
+        pub latency_ms: i64,
+        pub at_ms: Option<i64>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Transfer {
+        pub leg: i64,
+        pub target: String,
+        pub dial_status: String,
+        pub dial_duration_s: Option<i64>,
+        pub dial_call_sid: Option<String>,
+        pub at_ms: i64,
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(json)
+        .map_err(|e| sqlx::Error::Decode(format!("{what} of a call: {e}").into()))
+}
+
+/// A call's transcript from its JSON array (Postgres' one-statement read).
+pub(crate) fn transcript_from_json(json: &str) -> Result<Vec<TranscriptEntry>, sqlx::Error> {
+    from_json::<Vec<json_rows::Transcript>>("transcript", json)?
+        .into_iter()
+        .map(|r| {
+            Ok(TranscriptEntry {
+                seq: u32::try_from(from_sql(r.seq)).unwrap_or(u32::MAX),
+                role: role_from_str(&r.role)?,
+                text: r.text,
+                start_ms: from_sql(r.start_ms),
+                end_ms: from_sql(r.end_ms),
+                interrupted: r.interrupted,
+                heard_ms: r.heard_ms.map(from_sql),
+            })
+        })
+        .collect()
+}
+
+/// A call's tool calls from their JSON array.
+pub(crate) fn tool_calls_from_json(json: &str) -> Result<Vec<ToolCallRecord>, sqlx::Error> {
+    Ok(from_json::<Vec<json_rows::ToolCall>>("tool calls", json)?
+        .into_iter()
+        .map(|r| ToolCallRecord {
+            call_id: r.call_id,
+            name: r.name,
+            arguments: r.arguments,
+            output: r.output,
+            latency_ms: from_sql(r.latency_ms),
+            at_ms: r.at_ms.map(from_sql),
+        })
+        .collect())
+}
+
+/// A call's status callbacks from their JSON array.
+pub(crate) fn status_events_from_json(json: &str) -> Result<Vec<StatusEvent>, sqlx::Error> {
+    from_json("status history", json)
+}
+
+/// A call's transfers from their JSON array.
+pub(crate) fn transfers_from_json(json: &str) -> Result<Vec<super::TransferRecord>, sqlx::Error> {
+    Ok(from_json::<Vec<json_rows::Transfer>>("transfers", json)?
+        .into_iter()
+        .map(|r| super::TransferRecord {
+            leg: u32::try_from(from_sql(r.leg)).unwrap_or(u32::MAX),
+            target: r.target,
+            dial_status: r.dial_status,
+            dial_duration_s: r.dial_duration_s,
+            dial_call_sid: r.dial_call_sid,
+            at_ms: r.at_ms,
+        })
+        .collect())
 }

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::backlog::{self, AnalysisMark, BacklogQuery, MarkOutcome};
 use super::query::{self, Arg, CallPage, CallQuery, DailyStats, DayRange};
 use super::rows::{
     self, CALL_COLUMNS, CLEAR_RECORDING, DELETE_TOOL_CALLS, DELETE_TRANSCRIPT, ENSURE_CALL,
@@ -352,6 +353,63 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn backlog(&self, q: &BacklogQuery) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(backlog::SELECT_BACKLOG)
+            .bind(&q.tenant)
+            .bind(q.ended_from_ms)
+            .bind(q.ended_before_ms)
+            .bind(i64::from(q.max_attempts))
+            .bind(q.now_ms)
+            .bind(i64::from(q.min_turns))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn mark(&self, m: &AnalysisMark) -> Result<MarkOutcome, StoreError> {
+        let stmt = match m {
+            AnalysisMark::Claim {
+                call_sid,
+                tenant,
+                owner,
+                now_ms,
+                until_ms,
+            } => sqlx::query(backlog::CLAIM)
+                .bind(call_sid)
+                .bind(tenant)
+                .bind(owner)
+                .bind(*now_ms)
+                .bind(*until_ms),
+            AnalysisMark::Release { call_sid, owner } => {
+                sqlx::query(backlog::RELEASE).bind(call_sid).bind(owner)
+            }
+            AnalysisMark::Fail {
+                call_sid,
+                tenant,
+                reason,
+            } => sqlx::query(backlog::FAIL)
+                .bind(call_sid)
+                .bind(tenant)
+                .bind(reason),
+        };
+        if stmt.execute(&self.pool).await?.rows_affected() > 0 {
+            return Ok(MarkOutcome::Applied);
+        }
+        let Some(tenant) = m.tenant() else {
+            return Ok(MarkOutcome::Refused);
+        };
+        let row: Option<i32> = sqlx::query_scalar(backlog::EXISTS)
+            .bind(m.call_sid())
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if row.is_some() {
+            MarkOutcome::Refused
+        } else {
+            MarkOutcome::Missing
+        })
+    }
+
     async fn recording_gone(&self, r: &RecordingGone) -> Result<(), StoreError> {
         sqlx::query(CLEAR_RECORDING)
             .bind(&r.call_sid)
@@ -479,6 +537,20 @@ impl CallStore for SqliteStore {
                 .map(query::daily_from_row)
                 .collect::<Result<_, _>>()?)
         })
+    }
+
+    fn analysis_backlog<'a>(
+        &'a self,
+        q: &'a BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(self.backlog(q))
+    }
+
+    fn mark_analysis<'a>(
+        &'a self,
+        mark: &'a AnalysisMark,
+    ) -> BoxFuture<'a, Result<MarkOutcome, StoreError>> {
+        Box::pin(self.mark(mark))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

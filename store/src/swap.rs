@@ -14,8 +14,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::{
-    BoxFuture, CallPage, CallQuery, CallRecord, CallStore, DailyStats, DayRange, StoreError,
-    StoreOp,
+    AnalysisMark, BacklogQuery, BoxFuture, CallPage, CallQuery, CallRecord, CallStore, DailyStats,
+    DayRange, MarkOutcome, StoreError, StoreOp,
 };
 
 /// Longest wait for operations still running on a replaced store before its pool is
@@ -97,6 +97,22 @@ impl CallStore for SwappableStore {
     ) -> BoxFuture<'a, Result<Vec<DailyStats>, StoreError>> {
         let store = self.load();
         Box::pin(async move { store.daily_stats(tenant, range).await })
+    }
+
+    fn analysis_backlog<'a>(
+        &'a self,
+        q: &'a BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let store = self.load();
+        Box::pin(async move { store.analysis_backlog(q).await })
+    }
+
+    fn mark_analysis<'a>(
+        &'a self,
+        mark: &'a AnalysisMark,
+    ) -> BoxFuture<'a, Result<MarkOutcome, StoreError>> {
+        let store = self.load();
+        Box::pin(async move { store.mark_analysis(mark).await })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

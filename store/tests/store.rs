@@ -831,6 +831,165 @@ async fn daily_stats_per_utc_day(s: Arc<dyn CallStore>) {
 }
 on_both!(daily_stats_per_utc_day);
 
+/// The analysis backlog and its claims: only a tenant's ended, long-enough, unanalysed,
+/// not given-up calls of the window are listed; one owner at a time holds a claim until
+/// it lapses or is given back; attempts are counted; a failure or a stored analysis ends
+/// the backlog; the first analysis stored stays.
+async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
+    use switchboard_store::{AnalysisMark, BacklogQuery, MarkOutcome};
+    let long = transcript();
+    assert!(long.len() >= 2);
+    let ended = |sid: &str, t: Vec<TranscriptEntry>, at: i64, tenant: &str| {
+        let mut e = end_op(sid, t, "caller_hangup");
+        e.ended_at_ms = at;
+        e.tenant = tenant.into();
+        StoreOp::End(Box::new(e))
+    };
+    let t0 = 1_700_000_060_000;
+    for op in [
+        ended("CAb1", long.clone(), t0, "acme"),
+        ended("CAb2", long[..1].to_vec(), t0, "acme"),
+        ended("CAb3", long.clone(), 1_600_000_000_000, "acme"),
+        ended("CAb4", long.clone(), t0 + 1, "acme"),
+        ended("CAb5", long.clone(), t0, "other"),
+        start("CAb7", t0),
+    ] {
+        s.apply(&op).await.unwrap();
+    }
+    let analysis = |sid: &str, doc: &str| {
+        StoreOp::Analysis(switchboard_store::CallAnalysis {
+            call_sid: sid.into(),
+            tenant: "acme".into(),
+            analysis: store::Analysis {
+                sentiment: Some("positive".into()),
+                success: Some(true),
+                document: Some(doc.into()),
+            },
+        })
+    };
+    s.apply(&analysis("CAb4", "first")).await.unwrap();
+    s.apply(&analysis("CAb4", "second")).await.unwrap();
+    assert_eq!(
+        s.get_call("CAb4")
+            .await
+            .unwrap()
+            .unwrap()
+            .analysis
+            .document
+            .as_deref(),
+        Some("first"),
+        "the first analysis stored stays"
+    );
+
+    let backlog = |now_ms: i64, max_attempts: u32| BacklogQuery {
+        tenant: "acme".into(),
+        ended_from_ms: t0 - 60_000,
+        ended_before_ms: t0 + 60_000,
+        min_turns: 2,
+        max_attempts,
+        now_ms,
+        limit: 10,
+    };
+    let claim = |owner: &str, now_ms: i64| AnalysisMark::Claim {
+        call_sid: "CAb1".into(),
+        tenant: "acme".into(),
+        owner: owner.into(),
+        now_ms,
+        until_ms: now_ms + 1_000,
+    };
+    let release = |owner: &str| AnalysisMark::Release {
+        call_sid: "CAb1".into(),
+        owner: owner.into(),
+    };
+    // Too short, too old, analysed, another tenant's, not ended: only CAb1.
+    assert_eq!(s.analysis_backlog(&backlog(0, 5)).await.unwrap(), ["CAb1"]);
+
+    let mark = |m: AnalysisMark| {
+        let s = s.clone();
+        async move { s.mark_analysis(&m).await.unwrap() }
+    };
+    assert_eq!(mark(claim("pod-a", 1_000)).await, MarkOutcome::Applied);
+    assert_eq!(mark(claim("pod-b", 1_500)).await, MarkOutcome::Refused);
+    assert!(
+        s.analysis_backlog(&backlog(1_500, 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // pod-a renews its own claim; its lease then lapses and pod-b takes the call.
+    assert_eq!(mark(claim("pod-a", 1_900)).await, MarkOutcome::Applied);
+    assert_eq!(
+        s.analysis_backlog(&backlog(3_000, 5)).await.unwrap(),
+        ["CAb1"]
+    );
+    assert_eq!(mark(claim("pod-b", 3_000)).await, MarkOutcome::Applied);
+    assert_eq!(mark(release("pod-a")).await, MarkOutcome::Refused);
+    assert_eq!(mark(release("pod-b")).await, MarkOutcome::Applied);
+    // Three claims so far: listed while fewer than the maximum were taken.
+    assert_eq!(
+        s.analysis_backlog(&backlog(3_000, 4)).await.unwrap(),
+        ["CAb1"]
+    );
+    assert!(
+        s.analysis_backlog(&backlog(3_000, 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // No row, or another tenant's: missing (the end record may still be queued).
+    let missing = AnalysisMark::Claim {
+        call_sid: "CAnone".into(),
+        tenant: "acme".into(),
+        owner: "pod-a".into(),
+        now_ms: 0,
+        until_ms: 1,
+    };
+    assert_eq!(mark(missing).await, MarkOutcome::Missing);
+    let foreign = AnalysisMark::Claim {
+        call_sid: "CAb5".into(),
+        tenant: "acme".into(),
+        owner: "pod-a".into(),
+        now_ms: 0,
+        until_ms: 1,
+    };
+    assert_eq!(mark(foreign).await, MarkOutcome::Missing);
+    // A call without an end record is not claimed.
+    let unended = AnalysisMark::Claim {
+        call_sid: "CAb7".into(),
+        tenant: "acme".into(),
+        owner: "pod-a".into(),
+        now_ms: 0,
+        until_ms: 1,
+    };
+    assert_eq!(mark(unended).await, MarkOutcome::Refused);
+
+    // Given up: out of the backlog, never claimed again.
+    let fail = AnalysisMark::Fail {
+        call_sid: "CAb1".into(),
+        tenant: "acme".into(),
+        reason: "refused".into(),
+    };
+    assert_eq!(mark(fail).await, MarkOutcome::Applied);
+    assert!(
+        s.analysis_backlog(&backlog(9_000, 50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(mark(claim("pod-a", 9_000)).await, MarkOutcome::Refused);
+    // An analysed call is neither claimed nor failed.
+    let done = AnalysisMark::Claim {
+        call_sid: "CAb4".into(),
+        tenant: "acme".into(),
+        owner: "pod-a".into(),
+        now_ms: 0,
+        until_ms: 1,
+    };
+    assert_eq!(mark(done).await, MarkOutcome::Refused);
+}
+on_both!(analysis_backlog_and_claims);
+
 async fn hostile_text_is_stored(s: Arc<dyn CallStore>) {
     let mut t = transcript();
     t[1].text = "nul\0byte; DROP TABLE calls; -- 'quote' \"dq\"".into();
@@ -992,6 +1151,20 @@ impl CallStore for Flaky {
         range: switchboard_store::DayRange,
     ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
         self.inner.daily_stats(tenant, range)
+    }
+
+    fn analysis_backlog<'a>(
+        &'a self,
+        q: &'a switchboard_store::BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.inner.analysis_backlog(q)
+    }
+
+    fn mark_analysis<'a>(
+        &'a self,
+        mark: &'a switchboard_store::AnalysisMark,
+    ) -> BoxFuture<'a, Result<switchboard_store::MarkOutcome, StoreError>> {
+        self.inner.mark_analysis(mark)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -1568,6 +1741,18 @@ impl CallStore for Hanging {
         _tenant: &'a str,
         _range: switchboard_store::DayRange,
     ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn analysis_backlog<'a>(
+        &'a self,
+        _q: &'a switchboard_store::BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn mark_analysis<'a>(
+        &'a self,
+        _mark: &'a switchboard_store::AnalysisMark,
+    ) -> BoxFuture<'a, Result<switchboard_store::MarkOutcome, StoreError>> {
         Box::pin(std::future::pending())
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

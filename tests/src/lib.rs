@@ -220,6 +220,7 @@ impl Env {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             realtime_url: opts.realtime_url.clone().unwrap_or_else(|| realtime.url()),
+            analysis_url: switchboard_crds::DEFAULT_ANALYSIS_BASE_URL.into(),
             data_dir: dir.path().join("data"),
             recordings_dir: None,
             database_url: opts.database_url.clone(),

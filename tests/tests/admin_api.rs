@@ -110,7 +110,7 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     );
     assert!(!rec.transcript.is_empty());
     assert_eq!(call["usage"]["input_tokens"], rec.usage.input_tokens);
-    assert_eq!(call["cost"]["detail"]["source"], cost::TABLE_SOURCE);
+    assert_eq!(call["cost"]["detail"]["source"], source);
     assert_eq!(call["cost"]["detail"]["prices"]["audio_output"], 20.0);
 
     // Filters reach the store.
@@ -299,6 +299,64 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     let r = limited.expect("no 429 within 80 requests");
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.headers()[CONTENT_TYPE], "application/problem+json");
+}
+
+/// A call's cost through the API, for a tenant whose `spec.agent` adds `agent_extra`.
+async fn cost_of_a_call(agent_extra: &str) -> (Value, Value) {
+    let env = Env::start(EnvOptions {
+        agent_extra: agent_extra.into(),
+        ..EnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let script = vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 20_000,
+        },
+        Step::Say { ms: 800 },
+        Step::WaitAgentDone {
+            quiet_ms: 600,
+            timeout_ms: 30_000,
+        },
+        Step::Hangup,
+    ];
+    let report = place_call(&env.call(script)).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    let rec = env.record(&sid).await.unwrap();
+    assert!(rec.usage.output_audio_tokens > 0, "{rec:#?}");
+    let (_, _, list) = get(&env.base, "/api/v1/calls", Some(API_KEY)).await;
+    let (status, _, call) = get(&env.base, &format!("/api/v1/calls/{sid}"), Some(API_KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{call}");
+    (list["calls"][0].clone(), call)
+}
+
+/// The default model, `gpt-realtime`, is priced: the demo's calls carry a cost. A model
+/// whose price was not found says "unknown" in the call's cost instead of a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_the_default_model_has_a_cost_and_an_unpriced_model_says_unknown() {
+    let (summary, call) = cost_of_a_call("").await;
+    assert_eq!(call["model"], "gpt-realtime", "{call}");
+    let total = call["cost"]["total_usd"].as_f64().unwrap();
+    assert!(total > 0.0, "{call}");
+    assert_eq!(summary["cost_usd"].as_f64().unwrap(), total);
+    let (_, source) = cost::prices_for("gpt-realtime", None).unwrap();
+    assert_eq!(call["cost"]["detail"]["source"], source);
+    assert_eq!(call["cost"]["detail"]["prices"]["audio_input"], 32.0);
+
+    let (summary, call) = cost_of_a_call("    model: gpt-realtime-mini\n").await;
+    assert_eq!(call["model"], "gpt-realtime-mini", "{call}");
+    assert!(call["cost"]["total_usd"].is_null(), "{call}");
+    assert_eq!(call["cost"]["detail"]["source"], "unknown", "{call}");
+    assert!(
+        call["cost"]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no published price for gpt-realtime-mini"),
+        "{call}"
+    );
+    assert!(summary["cost_usd"].is_null(), "{summary}");
 }
 
 async fn get_raw(

@@ -2,7 +2,8 @@
 //! `spec.analysis` against the Chat Completions simulator, the SQLite store, and the
 //! admin API. The analysis appears on the call with the sentiment, summary and fields the
 //! simulator derives from the transcript; a failing endpoint is retried; a call shorter
-//! than `minTurns` gets none.
+//! than `minTurns` gets none; an analysis cut short by a gateway stop runs after the next
+//! start, once, even when two pods start together.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
+use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_sim::chat::{ChatSim, ChatSimConfig};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
@@ -306,4 +308,124 @@ async fn the_openai_key_is_not_lent_to_another_analysis_host() {
     assert!(err.contains("spec.analysis.apiKey"), "{err}");
     assert!(err.contains(&sim.base_url()), "{err}");
     assert!(sim.requests().is_empty());
+}
+
+/// Waits (30 s at most) until the call's analysis is on its record, read through `base`.
+async fn analysed(base: &str, sid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = reqwest::Client::new()
+            .get(format!("{base}/api/v1/calls/{sid}"))
+            .header(AUTHORIZATION, format!("Bearer {API_KEY}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let call: Value = serde_json::from_str(&body).unwrap();
+        if !call["analysis"]["document"].is_null() {
+            return call;
+        }
+        assert!(Instant::now() < deadline, "no analysis: {call}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A call ends while the analysis endpoint is down; the gateway stops before it answers.
+/// Nothing is lost: the next gateway to start finds the call still waiting for its
+/// analysis and runs it once the endpoint is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_cut_short_by_a_gateway_stop_runs_after_the_next_start() {
+    let sim = chat_sim().await;
+    // Every request fails: the gateway is still retrying when it is stopped.
+    sim.fail_next(u32::MAX, 503);
+    let mut env = Env::start(options(&sim, 2)).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sim.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the analysis never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.stop_gateway().await;
+    // A request sent just before the stop is logged by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tried = sim.requests().len();
+    let stored = env.cli.store_url();
+    let before = switchboard_store::open(&stored)
+        .await
+        .unwrap()
+        .get_call(&sid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.analysis.document, None, "{before:#?}");
+
+    // The endpoint is back; a new gateway starts on the same store.
+    sim.fail_next(0, 200);
+    env.gateway = Some(Gateway::start(&env.cli).await.unwrap());
+    let base = format!("http://{}", env.gw().addr);
+    let call = analysed(&base, &sid).await;
+    let a = &call["analysis"];
+    assert_eq!(a["summary"], CALLER, "{a}");
+    assert_eq!(a["fields"]["name"], "Ada Lovelace", "{a}");
+    assert_eq!(a["sentiment"], "positive", "{a}");
+    // One more request, the one that answered.
+    assert_eq!(sim.requests().len(), tried + 1);
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"switchboard_analyses_total{result="stored",tenant="demo"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+/// Two gateway pods of one tenant start on the same Postgres store while a call still
+/// waits for its analysis: both look for it at start, one claims it, the endpoint is
+/// asked once and the analysis is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pods_starting_together_analyse_a_waiting_call_once() {
+    let Some(db) = switchboard_tests::pg_url("analysis_pods") else {
+        return;
+    };
+    let sim = chat_sim().await;
+    sim.fail_next(u32::MAX, 503);
+    let mut opts = options(&sim, 2);
+    opts.database_url = Some(db);
+    let mut env = Env::start(opts).await.unwrap();
+    let report = place_call(&env.call(script())).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    let sid = report.call_sid.clone();
+    env.record(&sid).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sim.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the analysis never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.stop_gateway().await;
+    // A request sent just before the stop is logged by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tried = sim.requests().len();
+
+    sim.fail_next(0, 200);
+    let (a, b) = tokio::join!(env.start_replica(|_| {}), env.start_replica(|_| {}));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let call = analysed(&a.base, &sid).await;
+    assert_eq!(call["analysis"]["summary"], CALLER, "{call}");
+    // Give the other pod's sweep every chance to run too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sim.requests().len(), tried + 1, "asked more than once");
+    let stored = |m: &str| {
+        metric(
+            m,
+            r#"switchboard_analyses_total{result="stored",tenant="demo"}"#,
+        )
+    };
+    assert_eq!(stored(&a.metrics()) + stored(&b.metrics()), 1.0);
 }

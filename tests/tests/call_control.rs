@@ -237,3 +237,65 @@ async fn a_scenario_that_does_not_happen_fails() {
         .unwrap();
     assert!(!run.passed(), "{run:#?}");
 }
+
+/// Benchmark (issue 13 §8), prints and asserts nothing about time: how long after the end
+/// of the hand-off sentence the caller is being dialled through. From the caller
+/// simulator's clock: its last `mark` echo (Twilio's "the audio before this mark has
+/// played", i.e. the sentence's last word heard) → the REST update that replaced the call's
+/// TwiML arrived (the stream ends) → the `<Dial>` started. Sequential calls on one gateway.
+///
+/// `cargo test -p switchboard-tests --test call_control bench_hand_off_to_dial -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see docs/performance.md"]
+async fn bench_hand_off_to_dial() {
+    let calls: usize = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let env = Env::start(transfer_env()).await.unwrap();
+    let (mut to_update, mut to_dial) = (Vec::new(), Vec::new());
+    let mut not_moved = Vec::new();
+    for _ in 0..calls {
+        let mut cfg = env.call(ask_for_sales());
+        cfg.person = Person::Answers(1);
+        let report = place_call(&cfg).await.unwrap();
+        assert!(report.violations.is_empty(), "{report:#?}");
+        if report.dials.len() != 1 {
+            // Counted and shown, not timed (a benchmark reports what happened).
+            not_moved.push(report.heard_after_stream.clone());
+            continue;
+        }
+        let heard = i64::try_from(report.last_mark_echo_ms.expect("marks echoed")).unwrap_or(0);
+        // The gateway moves the call with a REST update, or (when the stream ended first)
+        // answers `<Connect action>` with the `<Dial>`: only the first has an update.
+        if let Some(moved) = report.redirect_at_ms {
+            to_update.push(i64::try_from(moved).unwrap_or(0) - heard);
+        }
+        let dial = i64::try_from(report.dials[0].at_ms).unwrap_or(0);
+        to_dial.push(dial - heard);
+    }
+    let pct = |v: &mut Vec<i64>, p: f64| -> i64 {
+        v.sort_unstable();
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "calls not moved to a <Dial>: {} of {calls} (what the caller heard instead: {not_moved:?})",
+        not_moved.len()
+    );
+    let calls = to_dial.len();
+    println!(
+        "hand-offs: {calls}, {} by REST update; last mark echoed → REST update at the caller, ms p50 {} p95 {} max {}",
+        to_update.len(),
+        pct(&mut to_update, 0.5),
+        pct(&mut to_update, 0.95),
+        to_update.last().copied().unwrap_or(0)
+    );
+    println!(
+        "last mark echoed → <Dial> started, ms p50 {} p95 {} max {}",
+        pct(&mut to_dial, 0.5),
+        pct(&mut to_dial, 0.95),
+        to_dial.last().copied().unwrap_or(0)
+    );
+}

@@ -372,12 +372,14 @@ async fn bench_reconnect_gap() {
     let report = place_call(&env.call(vec![Step::Silence { ms: 40_000 }, Step::Hangup]))
         .await
         .unwrap();
-    let mut gaps: Vec<u64> = report
-        .turns
-        .windows(2)
-        .map(|w| w[1].start_ms.saturating_sub(w[0].start_ms + w[0].heard_ms))
-        .collect();
+    // The caller is silent, so the whole call is one agent turn; each drop is a silence
+    // inside it (the agent's audio ran out and came back from the new session).
+    let mut gaps: Vec<u64> = report.agent_silences_ms.clone();
     let rec = env.record(&report.call_sid).await.unwrap();
+    let heard_as_silence = gaps.len();
+    // A drop the caller heard no silence for (the audio Twilio held lasted until the new
+    // session's first audio) is a gap of 0.
+    gaps.resize(gaps.len().max(rec.reconnects.len()), 0);
     // Connect time alone: the handshake plus `session.update`, as the gateway opens one.
     let backend = WsBackend::default();
     let mut connects = Vec::new();
@@ -402,8 +404,7 @@ async fn bench_reconnect_gap() {
             .unwrap_or(0)
     };
     println!(
-        "drops: {} (record reconnects: {}), caller-audible gap ms p50 {} p95 {} max {}",
-        gaps.len(),
+        "drops (record reconnects): {}, heard as a silence: {heard_as_silence}; caller-audible gap ms (20 ms resolution) p50 {} p95 {} max {}",
         rec.reconnects.len(),
         pct(&mut gaps, 0.5),
         pct(&mut gaps, 0.95),

@@ -43,6 +43,18 @@ pub enum AnalysisError {
 }
 
 impl AnalysisError {
+    /// Whether trying again later cannot help (the endpoint refused the request, or its
+    /// answer is not usable): the call's analysis is then given up for good. An endpoint
+    /// that stayed unavailable, a key or KMS that could not be reached are tried again
+    /// by a later sweep.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            AnalysisError::Answer(_)
+                | AnalysisError::Http(ClientError::Refused { .. } | ClientError::NotJson(_))
+        )
+    }
+
     /// The metric label.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -70,7 +82,12 @@ impl Analyzer {
             .await
             .map_err(AnalysisError::Secret)?;
         let http = self.http().map_err(AnalysisError::Client)?;
-        let url = client::completions_url(job.spec.effective_base_url());
+        let url = client::completions_url(
+            job.spec
+                .base_url
+                .as_deref()
+                .unwrap_or(&self.default_base_url),
+        );
         let body = request::body(&job.spec, &job.end);
         let answer = client::post(&http, &self.retry, &url, &key, &body).await?;
         Ok(request::parse_answer(&job.spec, &answer)?)

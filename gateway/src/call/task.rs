@@ -531,7 +531,7 @@ async fn relay(
         let Some((input, at, frame)) = inputs.pop_front() else {
             continue;
         };
-        if let Some(r) = recorder.as_ref() {
+        if let Some(r) = recorder.as_mut() {
             match &input {
                 Input::Media {
                     timestamp_ms,
@@ -539,6 +539,7 @@ async fn relay(
                     ..
                 } => r.caller(*timestamp_ms, payload),
                 Input::Mark(name) => r.echo(name, at),
+                Input::Tick => r.flush(),
                 _ => {}
             }
         }
@@ -651,7 +652,7 @@ async fn relay(
                     summary = Some(s);
                 }
                 Action::Record(ev) => {
-                    if let Some(r) = recorder.as_ref() {
+                    if let Some(r) = recorder.as_mut() {
                         r.recorded(ev, at);
                     }
                 }

@@ -49,6 +49,18 @@ impl CallStore for Hanging {
     ) -> BoxFuture<'a, Result<Vec<switchboard_store::DailyStats>, StoreError>> {
         Box::pin(std::future::pending())
     }
+    fn analysis_backlog<'a>(
+        &'a self,
+        _q: &'a switchboard_store::BacklogQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(std::future::pending())
+    }
+    fn mark_analysis<'a>(
+        &'a self,
+        _mark: &'a switchboard_store::AnalysisMark,
+    ) -> BoxFuture<'a, Result<switchboard_store::MarkOutcome, StoreError>> {
+        Box::pin(std::future::pending())
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(std::future::pending())
     }
@@ -112,7 +124,12 @@ fn state(dir: &std::path::Path) -> AppState {
         .expect("recordings"),
     );
     let analysis = Arc::new(
-        crate::analysis::Analyzer::new(metrics.registry(), Default::default()).expect("analysis"),
+        crate::analysis::Analyzer::new(
+            metrics.registry(),
+            Default::default(),
+            switchboard_crds::DEFAULT_ANALYSIS_BASE_URL,
+        )
+        .expect("analysis"),
     );
     Arc::new(Shared {
         parking: Parking::new(Duration::from_secs(15), metrics.clone()),

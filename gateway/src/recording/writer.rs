@@ -1,10 +1,14 @@
 //! One call's recording while it runs: the [`Recorder`] the call task feeds, and the
 //! writer task that owns the call's track files.
 //!
-//! The call task never waits for the disk: each event is `try_send` to a bounded channel
-//! (a full channel drops the event and counts it), and the writer task does the file
-//! writes off the async threads. Memory per call stays bounded: the channel, one small
-//! buffer per track, and the agent audio not yet heard (see [`super::agent`]).
+//! The call task never waits for the disk: events are collected in a small batch and each
+//! full batch is `try_send` to a bounded channel (a full channel drops the batch and counts
+//! its events), and the writer task does the file writes off the async threads. Batching
+//! wakes the writer once per [`BATCH`] events instead of once per frame (a call makes
+//! about 150 events a second: caller frames, agent chunks, mark echoes); every event
+//! carries its own time, so what is recorded does not depend on when the writer sees it.
+//! Memory per call stays bounded: the batch, the channel, one small buffer per track, and
+//! the agent audio not yet heard (see [`super::agent`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,9 +26,12 @@ use super::metrics::RecordingMetrics;
 use super::queue::{Destination, Enqueue, Manifest};
 use super::wav;
 
-/// Events a call's channel holds before further ones are dropped (≈ 2.5 s of caller
-/// frames with the agent's chunks and echoes: the writer is far behind by then).
-const CHANNEL: usize = 256;
+/// Events collected before they are handed to the writer (≈ 0.2 s of a talking call);
+/// the call task also hands over a partial batch on its 250 ms tick.
+const BATCH: usize = 32;
+/// Batches a call's channel holds before further ones are dropped (≈ 256 events, 1.7 s of
+/// caller frames with the agent's chunks and echoes: the writer is far behind by then).
+const CHANNEL: usize = 8;
 /// Bytes a track buffers before a write (0.5 s of audio).
 const TRACK_BUFFER: usize = 4096;
 /// Caller audio placed later than the call may last (plus this slack) is refused: the
@@ -83,7 +90,8 @@ pub struct CallInfo {
 
 /// The call task's handle on its recording.
 pub struct Recorder {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Vec<Event>>,
+    batch: Vec<Event>,
     origin: Instant,
     end: Option<Instant>,
     metrics: RecordingMetrics,
@@ -104,6 +112,7 @@ impl Recorder {
         let task = tokio::spawn(write(info, rx, work_dir, queue, metrics.clone()));
         Recorder {
             tx,
+            batch: Vec::with_capacity(BATCH),
             origin,
             end: None,
             metrics,
@@ -115,14 +124,30 @@ impl Recorder {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn send(&self, e: Event) {
-        if self.tx.try_send(e).is_err() {
-            self.metrics.dropped.inc();
+    fn send(&mut self, e: Event) {
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the events collected so far to the writer (the call task calls it on its
+    /// tick, so a call that went quiet is not recorded late).
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        if let Err(e) = self.tx.try_send(batch) {
+            let lost = match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            };
+            self.metrics.dropped.inc_by(lost.len() as u64);
         }
     }
 
     /// Caller audio (Twilio `media`: its timestamp and base64 payload, already validated).
-    pub fn caller(&self, ts_ms: u64, payload: &str) {
+    pub fn caller(&mut self, ts_ms: u64, payload: &str) {
         let mut audio = Vec::with_capacity(payload.len() * 3 / 4);
         if STANDARD.decode_vec(payload, &mut audio).is_ok() {
             self.send(Event::Caller { ts_ms, audio });
@@ -130,7 +155,7 @@ impl Recorder {
     }
 
     /// Twilio echoed `mark` at `at`.
-    pub fn echo(&self, mark: &str, at: Instant) {
+    pub fn echo(&mut self, mark: &str, at: Instant) {
         self.send(Event::Echo {
             mark: mark.to_string(),
             at_ms: self.ms(at),
@@ -138,7 +163,7 @@ impl Recorder {
     }
 
     /// What the state machine reported at `at`.
-    pub fn recorded(&self, r: Recorded, at: Instant) {
+    pub fn recorded(&mut self, r: Recorded, at: Instant) {
         let at_ms = self.ms(at);
         self.send(match r {
             Recorded::AgentAudio { mark, audio } => Event::Agent { mark, audio, at_ms },
@@ -153,10 +178,12 @@ impl Recorder {
 
     /// Finishes the recording: the WAV is written and queued for upload before this
     /// returns (the call is over; this is not the audio path).
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
         let at_ms = self.ms(self.end.unwrap_or_else(Instant::now));
-        // Waits for room: the end must not be dropped.
-        let _ = self.tx.send(Event::End { at_ms }).await;
+        // Waits for room: the last events and the end must not be dropped.
+        let mut last = std::mem::take(&mut self.batch);
+        last.push(Event::End { at_ms });
+        let _ = self.tx.send(last).await;
         drop(self.tx);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "recording writer failed");
@@ -238,7 +265,7 @@ async fn run_jobs(jobs: Vec<Job>) -> std::io::Result<()> {
 
 async fn write(
     info: CallInfo,
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::Receiver<Vec<Event>>,
     work_dir: PathBuf,
     queue: Enqueue,
     metrics: RecordingMetrics,
@@ -250,11 +277,11 @@ async fn write(
     let limit = (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS;
     let mut placed: Vec<Placement> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut events = Vec::with_capacity(64);
+    let mut batches = Vec::with_capacity(CHANNEL);
     let mut failed: Option<std::io::Error> = None;
     let mut end_ms = None;
-    while end_ms.is_none() && rx.recv_many(&mut events, 64).await > 0 {
-        for e in events.drain(..) {
+    while end_ms.is_none() && rx.recv_many(&mut batches, CHANNEL).await > 0 {
+        for e in batches.drain(..).flatten() {
             let result = match e {
                 Event::Caller { ts_ms, audio } => {
                     let at = ts_ms.saturating_mul(SAMPLES_PER_MS);

@@ -115,6 +115,7 @@ pub async fn place_call(cfg: &CallConfig) -> Result<CallReport, CallError> {
         StreamEnd::HungUpByRest => report.rest_hangup = true,
         StreamEnd::Redirected(doc) => {
             report.redirects += 1;
+            report.redirect_at_ms = Some(webhook_sent.elapsed().as_millis() as u64);
             ctx.run(doc, &mut report).await;
         }
         StreamEnd::GatewayClosed => after_stream(&mut ctx, &target, &body, &mut report).await,
@@ -420,6 +421,7 @@ impl Follow<'_> {
         )
         .await;
         report.turns.extend(leg.turns);
+        report.agent_silences_ms.extend(leg.agent_silences_ms);
         report.heard_ms_total += leg.heard_ms_total;
         report.marks_received += leg.marks_received;
         report.marks_echoed += leg.marks_echoed;
@@ -427,6 +429,9 @@ impl Follow<'_> {
         report.violations.extend(leg.violations);
         report.frames_sent += leg.frames_sent;
         report.frames_dropped += leg.frames_dropped;
+        if leg.last_mark_echo_ms.is_some() {
+            report.last_mark_echo_ms = leg.last_mark_echo_ms;
+        }
         report.script_timeouts.extend(leg.script_timeouts);
         report.stream_ms += leg.stream_ms;
         report.heard_audio.extend(leg.heard_audio);
@@ -438,6 +443,7 @@ impl Follow<'_> {
             }
             StreamEnd::Redirected(d) => {
                 report.redirects += 1;
+                report.redirect_at_ms = Some(self.webhook_sent.elapsed().as_millis() as u64);
                 Some((d, false))
             }
             StreamEnd::GatewayClosed => {

@@ -155,6 +155,10 @@ pub struct CallReport {
     pub setup_ms: Option<f64>,
     /// Agent turns as the caller heard them.
     pub turns: Vec<HeardTurn>,
+    /// Silences inside agent turns, in ms, in order (see `Turns::silences_ms`): what a
+    /// caller hears of a Realtime session replaced mid-answer.
+    #[serde(default)]
+    pub agent_silences_ms: Vec<u64>,
     /// All agent audio played to the caller, in ms.
     pub heard_ms_total: u64,
     /// `mark` messages received from the gateway.
@@ -181,6 +185,14 @@ pub struct CallReport {
     /// A REST `Status=completed` ended the call.
     #[serde(default)]
     pub rest_hangup: bool,
+    /// When the last REST update that replaced the call's TwiML arrived, ms after the
+    /// webhook (the hand-off benchmark's "call moved").
+    #[serde(default)]
+    pub redirect_at_ms: Option<u64>,
+    /// When the last `mark` was echoed, i.e. the audio before it had played, ms after the
+    /// webhook (the hand-off benchmark's "end of the sentence").
+    #[serde(default)]
+    pub last_mark_echo_ms: Option<u64>,
     /// `<Dial>`s run, in order.
     #[serde(default)]
     pub dials: Vec<DialReport>,

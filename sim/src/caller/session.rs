@@ -191,6 +191,7 @@ pub(crate) async fn run(
     }
     report.stream_ms = t0.elapsed().as_millis() as u64;
     report.heard_ms_total = call.playout.played_bytes() / BYTES_PER_MS as u64;
+    report.agent_silences_ms = call.turns.silences_ms().to_vec();
     report.turns = call.turns.finish();
     report.heard_audio = call.playout.into_recording();
     result
@@ -295,6 +296,7 @@ impl Call<'_> {
         let msg = self.out.mark(name);
         self.pending.push(Message::text(msg));
         report.marks_echoed += 1;
+        report.last_mark_echo_ms = Some(self.ids.webhook_sent.elapsed().as_millis() as u64);
     }
 }
 

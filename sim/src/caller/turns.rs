@@ -38,6 +38,9 @@ pub struct Turns {
     done: Vec<HeardTurn>,
     open: Option<Open>,
     caller_speaking: bool,
+    /// When the open turn's audio stopped (nothing played, nothing queued), if it did.
+    idle_since: Option<u64>,
+    silences: Vec<u64>,
 }
 
 fn ms(bytes: u64) -> u64 {
@@ -47,6 +50,13 @@ fn ms(bytes: u64) -> u64 {
 impl Turns {
     /// A tick at `now_ms` played `bytes` of agent audio and left `buffered` bytes queued.
     pub fn on_played(&mut self, now_ms: u64, bytes: usize, buffered: usize) {
+        if bytes == 0 && buffered == 0 && self.open.is_some() {
+            self.idle_since.get_or_insert(now_ms);
+        } else if bytes > 0
+            && let Some(since) = self.idle_since.take()
+        {
+            self.silences.push(now_ms.saturating_sub(since));
+        }
         if bytes == 0 {
             let talked_over = self
                 .open
@@ -100,6 +110,7 @@ impl Turns {
     }
 
     fn close(&mut self, cut: bool) {
+        self.idle_since = None;
         if let Some(t) = self.open.take() {
             let heard_ms = ms(t.heard_bytes);
             self.done.push(HeardTurn {
@@ -115,6 +126,13 @@ impl Turns {
     /// Audio heard in the open turn, `None` when no turn is open.
     pub fn current_heard_ms(&self) -> Option<u64> {
         self.open.as_ref().map(|t| ms(t.heard_bytes))
+    }
+
+    /// Silences inside agent turns so far, in ms: the agent's audio ran out (nothing
+    /// played, nothing queued) and came back without the turn ending, e.g. while the
+    /// gateway replaced a lost Realtime session. Tick resolution (20 ms).
+    pub fn silences_ms(&self) -> &[u64] {
+        &self.silences
     }
 
     /// All turns, the open one (if any) closed as it stands.
@@ -158,6 +176,25 @@ mod tests {
         );
         assert_eq!(turns[1].start_ms, 2000);
         assert_eq!(turns[1].heard_ms, 10);
+    }
+
+    #[test]
+    fn silences_inside_a_turn_are_measured() {
+        let mut t = Turns::default();
+        t.on_played(0, 0, 0); // no turn yet: not a silence
+        t.on_played(20, 160, 0);
+        t.on_played(40, 0, 0);
+        t.on_played(60, 0, 0);
+        t.on_played(100, 160, 0);
+        assert_eq!(t.silences_ms(), [60]);
+        // Audio still queued is not a silence; a silence the caller's speech ends is not
+        // one inside a turn.
+        t.on_played(120, 0, 160);
+        t.on_played(140, 0, 0);
+        t.on_caller_speech_start(false);
+        t.on_caller_speech_end();
+        t.on_played(400, 160, 0);
+        assert_eq!(t.silences_ms(), [60]);
     }
 
     #[test]

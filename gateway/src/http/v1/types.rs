@@ -164,9 +164,11 @@ pub struct UsageOut {
 /// A call's cost.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CostOut {
-    /// Total, US dollars.
-    pub total_usd: f64,
-    /// How it was computed: model, price source, prices, tokens by class, minutes.
+    /// Total, US dollars; `null` when the model's prices are unknown (no published price
+    /// was found and `spec.pricing` does not set them: never a guess).
+    pub total_usd: Option<f64>,
+    /// How it was computed: model, price source, prices, tokens by class, minutes; for
+    /// an unknown cost `{model, source: "unknown", reason}`.
     #[schema(value_type = Object)]
     pub detail: Value,
 }
@@ -374,10 +376,22 @@ impl From<&CallRecord> for CallDetail {
                 .collect(),
             analysis: AnalysisOut::of(&r.analysis),
             #[allow(clippy::cast_precision_loss)]
-            cost: r.cost.as_ref().map(|c| CostOut {
-                total_usd: c.total_micro_usd as f64 / 1e6,
-                detail: json_or_string(&c.detail),
-            }),
+            cost: match (&r.cost, &r.model) {
+                (Some(c), _) => Some(CostOut {
+                    total_usd: Some(c.total_micro_usd as f64 / 1e6),
+                    detail: json_or_string(&c.detail),
+                }),
+                // A finished call whose model has no known price: said so, not left out.
+                (None, Some(model)) if r.ended_at_ms.is_some() => Some(CostOut {
+                    total_usd: None,
+                    detail: serde_json::json!({
+                        "model": model,
+                        "source": "unknown",
+                        "reason": crate::cost::unknown_reason(model),
+                    }),
+                }),
+                (None, _) => None,
+            },
             usage: UsageOut {
                 responses: u.responses,
                 input_tokens: u.input_tokens,

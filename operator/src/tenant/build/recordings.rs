@@ -25,9 +25,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use switchboard_crds::VoiceTenant;
 
+use crate::owner::Owner;
 use crate::tenant::build::BuildError;
 use crate::tenant::inputs::{BuildInputs, RecordingsVolume};
-use crate::owner::Owner;
 
 /// Where the gateway pods mount the claim (their `--recordings-dir`).
 pub const RECORDINGS_DIR: &str = "/var/lib/switchboard-recordings";

@@ -212,7 +212,8 @@ async function loadCall(sid) {
   }
   const co = $("#cost");
   co.replaceChildren();
-  if (!c.cost) co.append("No price known for model " + (c.model || "?") + ".");
+  if (!c.cost) co.append("No cost recorded.");
+  else if (c.cost.total_usd == null) co.append("Cost unknown: " + (c.cost.detail.reason || "no price known for model " + (c.model || "?")) + ".");
   else co.append(el("p", {}, fmtUsd(c.cost.total_usd) + " (" + (c.cost.detail.source || "") + ")"),
     el("pre", {}, JSON.stringify(c.cost.detail.tokens, null, 2)));
   // The page is usable from here on (the browser test reads this mark).
