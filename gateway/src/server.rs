@@ -94,15 +94,37 @@ impl Gateway {
         };
         std::fs::create_dir_all(&cli.data_dir)?;
         let metrics = Metrics::new()?;
-        let knowledge = if cli.knowledge.is_empty() {
+        let kbs = knowledge::read_manifests(&cli.knowledge)?;
+        // Which knowledge bases each tenant's agent can search: every manifest loads or
+        // the start fails, so the manifests say it before anything is opened.
+        let knowledge_of = |tenant: &str| {
+            kbs.iter()
+                .filter(|kb| kb.spec.tenant == tenant)
+                .map(|kb| kb.metadata.name.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let tenants = Tenants::load(
+            &cli.tenants,
+            &cli.realtime_url,
+            &secrets,
+            &knowledge_of,
+            cli.allow_unsigned_webhooks,
+        )
+        .await?;
+        // A call store URL named in Secrets Manager is also where the operator's pgvector
+        // tables are searched in place, so it is read before the knowledge bases open.
+        let aws_url = match &cli.database_url {
+            Some(_) => None,
+            None => tenants.database_url_from_aws(&secrets).await?,
+        };
+        let knowledge = if kbs.is_empty() {
             None
         } else {
-            let kbs = knowledge::read_manifests(&cli.knowledge)?;
             let km = knowledge::KnowledgeMetrics::register(metrics.registry())?;
             let setup = knowledge::KnowledgeSetup {
                 model_dir: cli.model_dir.as_deref(),
                 data_dir: &cli.data_dir,
-                database_url: cli.database_url.as_deref(),
+                database_url: cli.database_url.as_deref().or(aws_url.as_deref()),
                 secrets: &secrets,
             };
             let loaded = knowledge::Knowledge::load_with(&kbs, setup, km)
@@ -113,27 +135,9 @@ impl Gateway {
                 })?;
             Some(Arc::new(loaded))
         };
-        let knowledge_of = |tenant: &str| {
-            knowledge
-                .as_ref()
-                .map(|k| k.bases_of(tenant))
-                .unwrap_or_default()
-        };
-        let tenants = Tenants::load(
-            &cli.tenants,
-            &cli.realtime_url,
-            &secrets,
-            &knowledge_of,
-            cli.allow_unsigned_webhooks,
-        )
-        .await?;
         let tools: Arc<dyn ToolRunner> = match &knowledge {
             Some(k) => Arc::new(KnowledgeRunner(k.clone())),
             None => Arc::new(NoExternalTools),
-        };
-        let aws_url = match &cli.database_url {
-            Some(_) => None,
-            None => tenants.database_url_from_aws(&secrets).await?,
         };
         let store_url = match (&cli.database_url, &aws_url) {
             (Some(url), _) | (None, Some(url)) => url.clone(),

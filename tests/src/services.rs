@@ -41,6 +41,27 @@ pub fn s3() -> Option<String> {
     )
 }
 
+/// moto's server for AWS APIs (`SWITCHBOARD_TEST_AWS_URL`, else the S3 one: the same
+/// server serves S3, Secrets Manager and KMS).
+///
+/// # Panics
+/// When neither is set under `CI=true`.
+pub fn aws() -> Option<String> {
+    switchboard_testenv::service_any(
+        &["SWITCHBOARD_TEST_AWS_URL", "SWITCHBOARD_TEST_S3_URL"],
+        "eval \"$(scripts/moto.sh start)\"",
+    )
+}
+
+/// Gateway AWS options pointing every service at `url` (moto: any credentials, one region).
+pub fn aws_options(url: &str) -> switchboard_aws::AwsOptions {
+    switchboard_aws::AwsOptions {
+        endpoint_url: Some(url.to_string()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("testing".into(), "testing".into())),
+    }
+}
+
 /// The Helm binary (`SWITCHBOARD_HELM`).
 ///
 /// # Panics

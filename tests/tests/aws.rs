@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use switchboard_aws::AwsOptions;
 use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{Step, place_call};
 use switchboard_tests::{
@@ -13,20 +12,7 @@ use switchboard_tests::{
 };
 
 /// moto's server: the same one serves S3, Secrets Manager and KMS.
-fn moto() -> Option<String> {
-    switchboard_testenv::service_any(
-        &["SWITCHBOARD_TEST_AWS_URL", "SWITCHBOARD_TEST_S3_URL"],
-        "eval \"$(scripts/moto.sh start)\"",
-    )
-}
-
-fn options_for(url: &str) -> AwsOptions {
-    AwsOptions {
-        endpoint_url: Some(url.to_string()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("testing".into(), "testing".into())),
-    }
-}
+use switchboard_tests::services::{aws as moto, aws_options as options_for};
 
 fn unique(prefix: &str) -> String {
     format!(

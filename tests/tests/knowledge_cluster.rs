@@ -66,11 +66,39 @@ impl KnowledgeApi for Cluster {
     }
 }
 
+/// How the gateway learns the tenant's database URL.
+enum UrlFrom {
+    /// `--database-url` (the operator's `SWITCHBOARD_DATABASE_URL` from the tenant's Secret).
+    Flag,
+    /// `spec.database.url` naming a secret of AWS Secrets Manager (moto's server here).
+    SecretsManager(String),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_on_postgres_answers_from_the_operators_pgvector_index() {
     let (Some(admin_url), Some(model)) = (services::postgres(), services::model_dir()) else {
         return;
     };
+    answers_from_pgvector(admin_url, model, UrlFrom::Flag).await;
+}
+
+/// The same with the URL only in Secrets Manager: the gateway reads it before it opens
+/// the knowledge bases, so it searches the operator's table in place there too. Before,
+/// the knowledge bases opened with no database URL, ingested the FAQ locally (a
+/// `knowledge.db` in the data directory) and never read the tenant's index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_url_from_secrets_manager_is_where_the_index_is_searched() {
+    let (Some(admin_url), Some(model), Some(aws)) = (
+        services::postgres(),
+        services::model_dir(),
+        services::aws(),
+    ) else {
+        return;
+    };
+    answers_from_pgvector(admin_url, model, UrlFrom::SecretsManager(aws)).await;
+}
+
+async fn answers_from_pgvector(admin_url: String, model: PathBuf, from: UrlFrom) {
 
     // The tenant "demo" (the name the test gateway serves) with its own role and schema.
     let uid = generate_password()[..12].to_ascii_lowercase();
@@ -129,15 +157,30 @@ spec:
     // The gateway on the tenant's Postgres, with the same manifest as the operator
     // renders into the tenant's ConfigMap.
     let (realtime, script) = question();
-    let env = Env::start(EnvOptions {
+    let mut options = EnvOptions {
         realtime,
         agent_extra: "    knowledgeBases: [demo-faq]\n".into(),
         knowledge: vec![manifest],
-        database_url: Some(tenant_url),
         ..EnvOptions::default()
-    })
-    .await
-    .unwrap();
+    };
+    match from {
+        UrlFrom::Flag => options.database_url = Some(tenant_url),
+        UrlFrom::SecretsManager(aws) => {
+            let secret = format!("tenants/{uid}/database");
+            options.aws = services::aws_options(&aws);
+            let sdk = switchboard_aws::load_config(&options.aws).await;
+            aws_sdk_secretsmanager::Client::new(&sdk)
+                .create_secret()
+                .name(&secret)
+                .secret_string(&tenant_url)
+                .send()
+                .await
+                .expect("create the database URL's secret");
+            options.spec_extra =
+                format!("  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n");
+        }
+    }
+    let env = Env::start(options).await.unwrap();
     let report = answered_from_demo_faq(
         &env,
         script,
