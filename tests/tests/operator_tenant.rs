@@ -548,7 +548,15 @@ async fn keys_go_only_to_allowed_analysis_and_knowledge_hosts() {
             ),
         )
         .await;
-        let vt = wait_condition(&c, ns, name, "Degraded", "True", Some("AnalysisHostNotAllowed")).await;
+        let vt = wait_condition(
+            &c,
+            ns,
+            name,
+            "Degraded",
+            "True",
+            Some("AnalysisHostNotAllowed"),
+        )
+        .await;
         let message = condition_message(&vt, "Degraded");
         assert!(
             message.contains("https://collector.example/v1") && message.contains("--openai-hosts"),
