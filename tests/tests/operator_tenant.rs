@@ -278,6 +278,72 @@ async fn spec_changes_secret_rotation_and_autoscaling_roll_and_prune() {
     op.stop().await;
 }
 
+/// A recording tenant gets one upload-queue claim that its gateway pods mount; dropping
+/// `spec.recordings` prunes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_tenant_gets_one_queue_claim_for_all_its_pods() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let Some((cluster, _rollouts)) = setup("recq").await else {
+        return;
+    };
+    let (c, ns) = (cluster.client.clone(), cluster.namespace.as_str());
+    let mut cfg = config("op-1", ns);
+    cfg.leader_election = false;
+    cfg.gateway_recordings_volume = Some(switchboard_operator::tenant::inputs::RecordingsVolume {
+        size: "20Gi".into(),
+        storage_class_name: Some("efs-sc".into()),
+        access_mode: "ReadWriteMany".into(),
+    });
+    let op = Operator::start(c.clone(), cfg);
+    create(
+        &c,
+        &tenant(
+            ns,
+            "talky",
+            "  gateway: { replicas: 3 }\n  recordings: { enabled: true, bucket: calls }\n",
+        ),
+    )
+    .await;
+    wait_settled(&c, ns, "talky").await;
+    let claim_name = format!("{}-recordings", child_name("talky"));
+    let claim = api::<PersistentVolumeClaim>(&c, ns)
+        .get(&claim_name)
+        .await
+        .unwrap();
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.access_modes, Some(vec!["ReadWriteMany".to_string()]));
+    assert_eq!(spec.storage_class_name.as_deref(), Some("efs-sc"));
+    let d = api::<Deployment>(&c, ns)
+        .get(&child_name("talky"))
+        .await
+        .unwrap();
+    let pod = d.spec.template.spec.unwrap();
+    assert!(pod.volumes.unwrap().iter().any(|v| {
+        v.persistent_volume_claim
+            .as_ref()
+            .is_some_and(|p| p.claim_name == claim_name)
+    }));
+
+    patch_spec(&c, ns, "talky", json!({"recordings": null})).await;
+    wait_settled_generation(&c, ns, "talky").await;
+    // Gone, or (a real server's pvc-protection finalizer, removed by a controller
+    // manager) being deleted.
+    wait_for("queue claim pruned", || {
+        let c = c.clone();
+        let claim_name = claim_name.clone();
+        async move {
+            api::<PersistentVolumeClaim>(&c, ns)
+                .get_opt(&claim_name)
+                .await
+                .unwrap()
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+                .then_some(())
+        }
+    })
+    .await;
+    op.stop().await;
+}
+
 async fn wait_settled_generation(
     c: &Client,
     ns: &str,
