@@ -4,7 +4,7 @@
 //! - [`agent`]: when the caller heard the agent's audio (mark echoes), cut at a clear.
 //! - [`wav`]: the track files during a call and the WAV (16-bit PCM, 8 kHz, stereo).
 //! - [`writer`]: a call's [`Recorder`] (fed by the call task, never waits for the disk)
-//!   and its writer task.
+//!   and the writer thread shared by all calls.
 //! - [`queue`]: the durable upload queue (files + manifests; survives restarts).
 //! - [`s3`]: uploads, listing and deletes in S3.
 //! - [`retention`]: the sweeper that deletes expired recordings and clears their keys.
@@ -78,6 +78,9 @@ pub enum RecordingError {
         /// Why.
         source: std::io::Error,
     },
+    /// The writer thread could not be started.
+    #[error("recording writer thread: {0}")]
+    Writer(std::io::Error),
     /// Metrics registration.
     #[error("recording metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -86,9 +89,8 @@ pub enum RecordingError {
 /// The gateway's recordings: where they are written and the queue that delivers them.
 pub struct Recordings {
     dir: PathBuf,
-    work: PathBuf,
     queue: std::sync::Mutex<Option<UploadQueue>>,
-    enqueue: queue::Enqueue,
+    writer: writer::Writer,
     metrics: RecordingMetrics,
     s3: Arc<S3>,
     store: WriteBehind,
@@ -134,11 +136,12 @@ impl Recordings {
             metrics.clone(),
         )
         .map_err(dir_err(&qdir))?;
+        let writer = writer::Writer::start(work.clone(), queue.enqueue(), metrics.clone())
+            .map_err(RecordingError::Writer)?;
         Ok(Recordings {
-            enqueue: queue.enqueue(),
+            writer,
             queue: std::sync::Mutex::new(Some(queue)),
             dir,
-            work,
             metrics,
             s3,
             store,
@@ -173,7 +176,7 @@ impl Recordings {
             },
             None => Destination::Local { key },
         };
-        Some(Recorder::start(
+        Some(self.writer.recorder(
             CallInfo {
                 call_sid: call_sid.to_string(),
                 tenant: tenant.to_string(),
@@ -181,9 +184,6 @@ impl Recordings {
                 max_call_ms,
             },
             origin,
-            self.work.clone(),
-            self.enqueue.clone(),
-            self.metrics.clone(),
         ))
     }
 

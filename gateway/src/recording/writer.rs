@@ -1,39 +1,44 @@
-//! One call's recording while it runs: the [`Recorder`] the call task feeds, and the
-//! writer task that owns the call's track files.
+//! Call recordings while calls run: each call's [`Recorder`] (fed by the call task, never
+//! waits for the disk) and the one writer thread shared by all calls that owns their
+//! track files.
 //!
-//! The call task never waits for the disk: events are collected in a small batch and each
-//! full batch is `try_send` to a bounded channel (a full channel drops the batch and counts
-//! its events), and the writer task does the file writes off the async threads. Batching
-//! wakes the writer once per [`BATCH`] events instead of once per frame (a call makes
-//! about 150 events a second: caller frames, agent chunks, mark echoes); every event
-//! carries its own time, so what is recorded does not depend on when the writer sees it.
-//! Memory per call stays bounded: the batch, the channel, one small buffer per track, and
-//! the agent audio not yet heard (see [`super::agent`]).
+//! The call task collects events in a small batch and `try_send`s each full batch (and a
+//! partial one on its 250 ms tick) to a bounded channel shared by all calls; a full
+//! channel drops the batch and counts its events. The writer thread does not sleep on the
+//! channel: it wakes every [`POLL`], takes everything queued and writes it with positioned
+//! writes, so a call's send never wakes a thread and no write is handed to tokio's
+//! blocking pool. Every event carries its own time, so what is recorded does not depend on
+//! when the writer sees it. Memory per call stays small: the batch, and in the writer the
+//! agent audio not yet heard (see [`super::agent`]); audio is written per batch from two
+//! buffers the writer shares between all calls, not buffered per call.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::agent::{AgentTrack, Placement, SAMPLES_PER_MS};
 use super::metrics::RecordingMetrics;
 use super::queue::{Destination, Enqueue, Manifest};
 use super::wav;
 
-/// Events collected before they are handed to the writer (≈ 0.2 s of a talking call);
-/// the call task also hands over a partial batch on its 250 ms tick.
+/// Events a call collects before they are handed to the writer (≈ 0.2 s of a talking
+/// call); the call task also hands over a partial batch on its 250 ms tick.
 const BATCH: usize = 32;
-/// Batches a call's channel holds before further ones are dropped (≈ 256 events, 1.7 s of
-/// caller frames with the agent's chunks and echoes: the writer is far behind by then).
-const CHANNEL: usize = 8;
-/// Bytes a track buffers before a write (0.5 s of audio).
-const TRACK_BUFFER: usize = 4096;
+/// Messages (batches) the shared channel holds: at 500 talking calls (≈ 2 500 batches a
+/// second) ≈ 1.6 s of the writer not running before batches are dropped.
+const CHANNEL: usize = 4096;
+/// How often the writer thread takes what is queued.
+const POLL: Duration = Duration::from_millis(20);
+/// How often `finish` retries handing over its last batch when the channel is full.
+const RETRY: Duration = Duration::from_millis(5);
 /// Caller audio placed later than the call may last (plus this slack) is refused: the
 /// timestamp is the peer's number.
 const SLACK_MS: u64 = 60_000;
@@ -70,9 +75,23 @@ enum Event {
     Clear {
         at_ms: u64,
     },
-    End {
-        at_ms: u64,
-    },
+}
+
+/// What the writer returns when a call's recording ends: its track files, ready for the
+/// WAV.
+struct Finished {
+    caller: PathBuf,
+    agent: PathBuf,
+    end_ms: u64,
+    failed: Option<std::io::Error>,
+}
+
+enum Msg {
+    Begin(u64, Box<CallWriter>),
+    Batch(u64, Vec<Event>),
+    /// The call ended at `at_ms` (`None`: where its caller audio ends); the reply goes to
+    /// whoever finalises the WAV.
+    End(u64, Option<u64>, oneshot::Sender<Finished>),
 }
 
 /// What the recording of one call is, fixed when it starts.
@@ -88,46 +107,102 @@ pub struct CallInfo {
     pub max_call_ms: u64,
 }
 
-/// The call task's handle on its recording.
-pub struct Recorder {
-    tx: mpsc::Sender<Vec<Event>>,
-    batch: Vec<Event>,
-    origin: Instant,
-    end: Option<Instant>,
+/// The writer shared by all calls of a gateway: the sending side of its channel.
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: SyncSender<Msg>,
+    ids: std::sync::Arc<AtomicU64>,
+    work_dir: PathBuf,
+    queue: Enqueue,
     metrics: RecordingMetrics,
-    task: JoinHandle<()>,
 }
 
-impl Recorder {
-    /// Starts the writer of one call whose media stream started at `origin`; tracks go
-    /// to `work_dir`, the finished WAV to the upload queue.
+impl Writer {
+    /// Starts the writer thread; track files go to `work_dir`, finished WAVs to `queue`.
     pub(super) fn start(
-        info: CallInfo,
-        origin: Instant,
         work_dir: PathBuf,
         queue: Enqueue,
         metrics: RecordingMetrics,
-    ) -> Recorder {
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        let task = tokio::spawn(write(info, rx, work_dir, queue, metrics.clone()));
-        Recorder {
+    ) -> std::io::Result<Writer> {
+        let (tx, rx) = sync_channel(CHANNEL);
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("recording-writer".into())
+            .spawn(move || run(rx, m))?;
+        Ok(Writer {
             tx,
-            batch: Vec::with_capacity(BATCH),
-            origin,
-            end: None,
+            ids: Default::default(),
+            work_dir,
+            queue,
             metrics,
-            task,
-        }
+        })
     }
 
+    /// The recorder of one call whose media stream started at `origin`.
+    pub(super) fn recorder(&self, info: CallInfo, origin: Instant) -> Recorder {
+        let sid = &info.call_sid;
+        let state = CallWriter {
+            caller: Track::new(self.work_dir.join(format!("{sid}.caller.ulaw"))),
+            agent: Track::new(self.work_dir.join(format!("{sid}.agent.ulaw"))),
+            model: AgentTrack::default(),
+            limit: (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS,
+            failed: None,
+        };
+        Recorder {
+            id: self.ids.fetch_add(1, Ordering::Relaxed),
+            begin: Some(Box::new(state)),
+            info: Some(info),
+            writer: self.clone(),
+            batch: Vec::new(),
+            origin,
+            end: None,
+        }
+    }
+}
+
+/// The call task's handle on its recording.
+pub struct Recorder {
+    id: u64,
+    /// The call's writer state, until the writer has it.
+    begin: Option<Box<CallWriter>>,
+    /// `None` once finished.
+    info: Option<CallInfo>,
+    writer: Writer,
+    batch: Vec<Event>,
+    origin: Instant,
+    end: Option<Instant>,
+}
+
+impl Recorder {
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn send(&mut self, e: Event) {
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(BATCH);
+        }
         self.batch.push(e);
         if self.batch.len() >= BATCH {
             self.flush();
+        }
+    }
+
+    /// Hands `begin` over if the writer does not have it yet; false when the channel is
+    /// full.
+    fn try_begin(&mut self) -> bool {
+        let Some(b) = self.begin.take() else {
+            return true;
+        };
+        match self.writer.tx.try_send(Msg::Begin(self.id, b)) {
+            Ok(()) => true,
+            Err(
+                TrySendError::Full(Msg::Begin(_, b)) | TrySendError::Disconnected(Msg::Begin(_, b)),
+            ) => {
+                self.begin = Some(b);
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -137,12 +212,10 @@ impl Recorder {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        if let Err(e) = self.tx.try_send(batch) {
-            let lost = match e {
-                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
-            };
-            self.metrics.dropped.inc_by(lost.len() as u64);
+        let batch = std::mem::take(&mut self.batch);
+        let n = batch.len() as u64;
+        if !self.try_begin() || self.writer.tx.try_send(Msg::Batch(self.id, batch)).is_err() {
+            self.writer.metrics.dropped.inc_by(n);
         }
     }
 
@@ -180,171 +253,86 @@ impl Recorder {
     /// returns (the call is over; this is not the audio path).
     pub async fn finish(mut self) {
         let at_ms = self.ms(self.end.unwrap_or_else(Instant::now));
-        // Waits for room: the last events and the end must not be dropped.
-        let mut last = std::mem::take(&mut self.batch);
-        last.push(Event::End { at_ms });
-        let _ = self.tx.send(last).await;
-        drop(self.tx);
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "recording writer failed");
-        }
-    }
-}
-
-/// A track file being written: a buffer of consecutive bytes not yet written.
-struct Track {
-    file: Option<Arc<File>>,
-    path: PathBuf,
-    buf: Vec<u8>,
-    buf_at: u64,
-}
-
-type Job = (Arc<File>, u64, Vec<u8>);
-
-impl Track {
-    fn new(path: PathBuf) -> Track {
-        Track {
-            file: None,
-            path,
-            buf: Vec::new(),
-            buf_at: 0,
-        }
+        self.close(Some(at_ms)).await;
     }
 
-    /// Puts µ-law `audio` at sample `at`; returns a write when the buffer is due.
-    fn put(&mut self, at: u64, audio: &[u8], jobs: &mut Vec<Job>) -> std::io::Result<()> {
-        let end = self.buf_at + self.buf.len() as u64;
-        if self.buf.is_empty() {
-            self.buf_at = at;
-        } else if at != end {
-            // Not contiguous (a gap, or audio placed over earlier audio): write what is
-            // buffered; the gap stays a hole (silence).
-            self.flush(jobs)?;
-            self.buf_at = at;
-        }
-        self.buf.extend(audio.iter().map(|&b| wav::to_track(b)));
-        if self.buf.len() >= TRACK_BUFFER {
-            self.flush(jobs)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, jobs: &mut Vec<Job>) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let file = match &self.file {
-            Some(f) => f.clone(),
-            None => {
-                let f = Arc::new(File::create(&self.path)?);
-                self.file = Some(f.clone());
-                f
-            }
+    /// Hands over what is left and the end, waiting for room (they must not be dropped),
+    /// then writes the WAV and queues it.
+    async fn close(&mut self, at_ms: Option<u64>) {
+        let Some(info) = self.info.take() else {
+            return;
         };
-        let at = self.buf_at;
-        self.buf_at += self.buf.len() as u64;
-        jobs.push((file, at, std::mem::take(&mut self.buf)));
-        Ok(())
-    }
-}
-
-/// Runs `jobs` (positioned writes) on a blocking thread.
-async fn run_jobs(jobs: Vec<Job>) -> std::io::Result<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    tokio::task::spawn_blocking(move || {
-        for (file, at, bytes) in jobs {
-            file.write_all_at(&bytes, at)?;
+        let batch = std::mem::take(&mut self.batch);
+        let (reply, finished) = oneshot::channel();
+        let mut msgs = Vec::with_capacity(3);
+        if let Some(b) = self.begin.take() {
+            msgs.push(Msg::Begin(self.id, b));
         }
-        Ok(())
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-}
-
-async fn write(
-    info: CallInfo,
-    mut rx: mpsc::Receiver<Vec<Event>>,
-    work_dir: PathBuf,
-    queue: Enqueue,
-    metrics: RecordingMetrics,
-) {
-    let sid = info.call_sid.clone();
-    let mut caller = Track::new(work_dir.join(format!("{sid}.caller.ulaw")));
-    let mut agent = Track::new(work_dir.join(format!("{sid}.agent.ulaw")));
-    let mut model = AgentTrack::default();
-    let limit = (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS;
-    let mut placed: Vec<Placement> = Vec::new();
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut batches = Vec::with_capacity(CHANNEL);
-    let mut failed: Option<std::io::Error> = None;
-    let mut end_ms = None;
-    while end_ms.is_none() && rx.recv_many(&mut batches, CHANNEL).await > 0 {
-        for e in batches.drain(..).flatten() {
-            let result = match e {
-                Event::Caller { ts_ms, audio } => {
-                    let at = ts_ms.saturating_mul(SAMPLES_PER_MS);
-                    if at > limit {
-                        metrics.refused.inc();
-                        Ok(())
-                    } else {
-                        caller.put(at, &audio, &mut jobs)
+        if !batch.is_empty() {
+            msgs.push(Msg::Batch(self.id, batch));
+        }
+        msgs.push(Msg::End(self.id, at_ms, reply));
+        for mut m in msgs {
+            loop {
+                match self.writer.tx.try_send(m) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        m = back;
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        tracing::error!(call_sid = info.call_sid, "recording writer stopped");
+                        self.writer.metrics.write_errors.inc();
+                        return;
                     }
                 }
-                Event::Agent { mark, audio, at_ms } => {
-                    model.sent(mark, audio, at_ms, &mut placed);
-                    Ok(())
-                }
-                Event::Echo { mark, at_ms } => {
-                    model.echoed(&mark, at_ms, &mut placed);
-                    Ok(())
-                }
-                Event::Clear { at_ms } => {
-                    model.cut(at_ms, &mut placed);
-                    Ok(())
-                }
-                Event::End { at_ms } => {
-                    model.cut(at_ms, &mut placed);
-                    end_ms = Some(at_ms);
-                    Ok(())
-                }
-            };
-            let result = result.and_then(|()| {
-                for p in placed.drain(..) {
-                    if p.at <= limit {
-                        agent.put(p.at, &p.audio, &mut jobs)?;
-                    }
-                }
-                Ok(())
-            });
-            if let Err(e) = result {
-                failed.get_or_insert(e);
             }
         }
-        if failed.is_none()
-            && let Err(e) = run_jobs(std::mem::take(&mut jobs)).await
-        {
-            failed = Some(e);
+        match finished.await {
+            Ok(f) => finalise(&info, f, &self.writer).await,
+            Err(_) => {
+                self.writer.metrics.write_errors.inc();
+                tracing::error!(call_sid = info.call_sid, "recording writer stopped");
+            }
         }
-        jobs.clear();
     }
-    // The channel closed without an end (the call task died): end where the audio ends.
-    let end_ms = end_ms.unwrap_or((caller.buf_at + caller.buf.len() as u64) / SAMPLES_PER_MS);
+}
+
+impl Drop for Recorder {
+    /// A call task that ended without `finish` (it failed): the recording still ends,
+    /// where its audio ends.
+    fn drop(&mut self) {
+        if self.info.is_none() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let mut rest = Recorder {
+                id: self.id,
+                begin: self.begin.take(),
+                info: self.info.take(),
+                writer: self.writer.clone(),
+                batch: std::mem::take(&mut self.batch),
+                origin: self.origin,
+                end: self.end,
+            };
+            let at_ms = rest.end.map(|e| rest.ms(e));
+            rt.spawn(async move { rest.close(at_ms).await });
+        }
+    }
+}
+
+/// Writes the WAV of a finished call and queues it (on the call's task, after the call).
+async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
+    let metrics = &writer.metrics;
+    let sid = &info.call_sid;
     let result = async {
-        if let Some(e) = failed {
+        if let Some(e) = f.failed {
             return Err(e);
         }
-        let mut jobs = Vec::new();
-        caller.flush(&mut jobs)?;
-        agent.flush(&mut jobs)?;
-        run_jobs(jobs).await?;
-        let samples = end_ms * SAMPLES_PER_MS;
-        let (caller_path, agent_path) = (caller.path.clone(), agent.path.clone());
-        drop((caller, agent));
-        let wav_path = work_dir.join(format!("{sid}.wav"));
+        let samples = f.end_ms * SAMPLES_PER_MS;
+        let wav_path = writer.work_dir.join(format!("{sid}.wav"));
         let out = wav_path.clone();
-        let (cp, ap) = (caller_path.clone(), agent_path.clone());
+        let (cp, ap) = (f.caller.clone(), f.agent.clone());
         let bytes = tokio::task::spawn_blocking(move || wav::finalise(&cp, &ap, &out, samples))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
@@ -353,11 +341,11 @@ async fn write(
             call_sid: sid.clone(),
             tenant: info.tenant.clone(),
             destination: info.destination.clone(),
-            duration_ms: end_ms,
+            duration_ms: f.end_ms,
             bytes,
         };
-        queue.enqueue(manifest, wav_path).await?;
-        for p in [caller_path, agent_path] {
+        writer.queue.enqueue(manifest, wav_path).await?;
+        for p in [&f.caller, &f.agent] {
             let _ = tokio::fs::remove_file(p).await;
         }
         Ok::<(), std::io::Error>(())
@@ -366,5 +354,170 @@ async fn write(
     if let Err(e) = result {
         metrics.write_errors.inc();
         tracing::error!(call_sid = sid, tenant = info.tenant, error = %e, "recording could not be written; its track files stay in the work directory");
+    }
+}
+
+/// One call's state in the writer.
+struct CallWriter {
+    caller: Track,
+    agent: Track,
+    model: AgentTrack,
+    limit: u64,
+    failed: Option<std::io::Error>,
+}
+
+/// A track file being written. Consecutive audio of one batch is collected in a buffer
+/// the writer shares between calls and written with one positioned write.
+struct Track {
+    file: Option<File>,
+    path: PathBuf,
+    /// Sample position of the first byte in the shared buffer.
+    buf_at: u64,
+    /// Where the audio written so far ends (the end of the call if it ends unannounced).
+    end: u64,
+}
+
+impl Track {
+    fn new(path: PathBuf) -> Track {
+        Track {
+            file: None,
+            path,
+            buf_at: 0,
+            end: 0,
+        }
+    }
+
+    /// Puts µ-law `audio` at sample `at`, `buf` holding this track's unwritten bytes.
+    fn put(&mut self, at: u64, audio: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        if buf.is_empty() {
+            self.buf_at = at;
+        } else if at != self.buf_at + buf.len() as u64 {
+            // Not contiguous (a gap, or audio placed over earlier audio): write what is
+            // buffered; the gap stays a hole (silence).
+            self.write(buf)?;
+            self.buf_at = at;
+        }
+        buf.extend(audio.iter().map(|&b| wav::to_track(b)));
+        Ok(())
+    }
+
+    /// Writes and empties `buf`.
+    fn write(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let file = match &self.file {
+            Some(f) => f,
+            None => self.file.insert(File::create(&self.path)?),
+        };
+        let result = file.write_all_at(buf, self.buf_at);
+        self.end = self.end.max(self.buf_at + buf.len() as u64);
+        buf.clear();
+        result
+    }
+}
+
+/// The writer's buffers, shared by all calls.
+#[derive(Default)]
+struct Scratch {
+    caller: Vec<u8>,
+    agent: Vec<u8>,
+    placed: Vec<Placement>,
+}
+
+impl CallWriter {
+    fn events(&mut self, events: Vec<Event>, s: &mut Scratch, metrics: &RecordingMetrics) {
+        if self.failed.is_some() {
+            return;
+        }
+        let result = (|| {
+            for e in events {
+                match e {
+                    Event::Caller { ts_ms, audio } => {
+                        let at = ts_ms.saturating_mul(SAMPLES_PER_MS);
+                        if at > self.limit {
+                            metrics.refused.inc();
+                        } else {
+                            self.caller.put(at, &audio, &mut s.caller)?;
+                        }
+                    }
+                    Event::Agent { mark, audio, at_ms } => {
+                        self.model.sent(mark, audio, at_ms, &mut s.placed)
+                    }
+                    Event::Echo { mark, at_ms } => self.model.echoed(&mark, at_ms, &mut s.placed),
+                    Event::Clear { at_ms } => self.model.cut(at_ms, &mut s.placed),
+                }
+                self.place(s)?;
+            }
+            self.write(s)
+        })();
+        if let Err(e) = result {
+            self.failed = Some(e);
+        }
+    }
+
+    fn place(&mut self, s: &mut Scratch) -> std::io::Result<()> {
+        for p in s.placed.drain(..) {
+            if p.at <= self.limit {
+                self.agent.put(p.at, &p.audio, &mut s.agent)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, s: &mut Scratch) -> std::io::Result<()> {
+        self.caller.write(&mut s.caller)?;
+        self.agent.write(&mut s.agent)
+    }
+
+    /// The call ended at `at_ms` (`None`: where its caller audio ends).
+    fn end(mut self, at_ms: Option<u64>, s: &mut Scratch) -> Finished {
+        let at_ms = at_ms.unwrap_or(self.caller.end / SAMPLES_PER_MS);
+        if self.failed.is_none() {
+            self.model.cut(at_ms, &mut s.placed);
+            if let Err(e) = self.place(s).and_then(|()| self.write(s)) {
+                self.failed = Some(e);
+            }
+        }
+        s.placed.clear();
+        s.caller.clear();
+        s.agent.clear();
+        Finished {
+            caller: self.caller.path,
+            agent: self.agent.path,
+            end_ms: at_ms,
+            failed: self.failed,
+        }
+    }
+}
+
+/// The writer thread: every [`POLL`], everything queued.
+fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
+    let mut calls: HashMap<u64, Box<CallWriter>> = HashMap::new();
+    let mut s = Scratch::default();
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Begin(id, w)) => {
+                    calls.insert(id, w);
+                }
+                Ok(Msg::Batch(id, events)) => match calls.get_mut(&id) {
+                    Some(w) => w.events(events, &mut s, &metrics),
+                    None => metrics.dropped.inc_by(events.len() as u64),
+                },
+                Ok(Msg::End(id, at_ms, reply)) => {
+                    if let Some(w) = calls.remove(&id) {
+                        let _ = reply.send(w.end(at_ms, &mut s));
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        // The shared buffers keep at most a typical batch's size between rounds.
+        for b in [&mut s.caller, &mut s.agent] {
+            b.shrink_to(8 * 1024);
+        }
+        std::thread::sleep(POLL);
     }
 }
