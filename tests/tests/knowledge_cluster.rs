@@ -88,18 +88,15 @@ async fn a_gateway_on_postgres_answers_from_the_operators_pgvector_index() {
 /// `knowledge.db` in the data directory) and never read the tenant's index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_url_from_secrets_manager_is_where_the_index_is_searched() {
-    let (Some(admin_url), Some(model), Some(aws)) = (
-        services::postgres(),
-        services::model_dir(),
-        services::aws(),
-    ) else {
+    let (Some(admin_url), Some(model), Some(aws)) =
+        (services::postgres(), services::model_dir(), services::aws())
+    else {
         return;
     };
     answers_from_pgvector(admin_url, model, UrlFrom::SecretsManager(aws)).await;
 }
 
 async fn answers_from_pgvector(admin_url: String, model: PathBuf, from: UrlFrom) {
-
     // The tenant "demo" (the name the test gateway serves) with its own role and schema.
     let uid = generate_password()[..12].to_ascii_lowercase();
     let mut vt = switchboard_crds::parse_tenant(&format!(
@@ -176,8 +173,9 @@ spec:
                 .send()
                 .await
                 .expect("create the database URL's secret");
-            options.spec_extra =
-                format!("  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n");
+            options.spec_extra = format!(
+                "  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n"
+            );
         }
     }
     let env = Env::start(options).await.unwrap();
