@@ -11,6 +11,9 @@
 #   KEEP=1 bench/api.sh           # reuse the database of the previous run (same N)
 #   KEEP=1 CASES='one call' bench/api.sh   # only the cases whose name matches (bash regex)
 #
+# The last case, "console call page", drives headless Chromium (scripts/chromium.sh) through
+# the console's browser test, built with the debug profile by cargo.
+#
 # Builds the gateway with the release profile unless GATEWAY_BIN is set. Postgres comes
 # from scripts/postgres.sh (started if needed; never stopped here).
 set -euo pipefail
@@ -134,4 +137,19 @@ case_on "list, page 21 by cursor" && echo "$API/calls?limit=100&cursor=$cursor" 
 case_on "one call" && echo "$sids" | sed "s|^|$API/calls/|" | times | report "one call"
 case_on "daily aggregates, a month" && echo "$API/stats/daily?since=2026-11-01&until=2026-11-30" | times | report "daily aggregates, a month"
 case_on "daily aggregates, a year" && echo "$API/stats/daily?since=2025-12-01&until=2026-11-30" | times | report "daily aggregates, a year"
+
+# The console's call page in headless Chromium (tests/tests/console_browser.rs,
+# bench_console_call_page): 20 calls not read above, each page loaded once, navigation
+# start to the page's `call-interactive` mark.
+if case_on "console call page"; then
+  export SWITCHBOARD_CHROMEDRIVER=${SWITCHBOARD_CHROMEDRIVER:-$(scripts/chromium.sh)}
+  console_sids=$("${PSQL[@]}" -At "$URL" -c "SELECT call_sid FROM calls WHERE tenant = 'demo' ORDER BY md5(call_sid) DESC LIMIT 20" | paste -sd,)
+  if SWITCHBOARD_BENCH_BASE="http://127.0.0.1:$PORT" SWITCHBOARD_BENCH_KEY=$KEY SWITCHBOARD_BENCH_SIDS=$console_sids \
+    cargo test -q -p switchboard-tests --test console_browser bench_console_call_page -- --ignored --nocapture \
+    >"$DATA_DIR/console.log" 2>&1; then
+    grep 'console call page' "$DATA_DIR/console.log"
+  else
+    log "the console bench failed:"; grep -v "^ *[0-9]*: \\|^ *at " "$DATA_DIR/console.log" | tail -30 >&2; exit 1
+  fi
+fi
 log "done"

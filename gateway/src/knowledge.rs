@@ -180,6 +180,9 @@ pub struct Knowledge {
     metrics: KnowledgeMetrics,
     /// The embedder and Pinecone keys in use, re-read by [`Knowledge::refresh_keys`].
     keys: Vec<KeyBinding>,
+    /// The pgvector lookup pools (on the call store's database), re-pointed by
+    /// [`Knowledge::set_database_url`] when that URL rotates.
+    lookup_pools: Vec<sqlx::PgPool>,
 }
 
 /// Reads KnowledgeBase manifests.
@@ -461,7 +464,21 @@ impl Knowledge {
             by_tenant,
             metrics,
             keys: loader.keys,
+            lookup_pools: loader.pools.into_pools(),
         })
+    }
+
+    /// Points the pgvector lookups at a rotated database URL: connections opened from now
+    /// on use it. `false` when no pgvector knowledge base is loaded.
+    ///
+    /// # Errors
+    /// [`KnowledgeError::Store`] when `url` is not a Postgres URL (nothing changes).
+    pub fn set_database_url(&self, url: &str) -> Result<bool, KnowledgeError> {
+        if self.lookup_pools.is_empty() {
+            return Ok(false);
+        }
+        cluster::repoint(&self.lookup_pools, url)?;
+        Ok(true)
     }
 
     /// Re-reads every embedder and Pinecone key from where its manifest names it; the

@@ -53,7 +53,8 @@ impl CallStoreUrl {
     }
 
     /// Re-reads the URL; when it changed, opens the store there and swaps it in.
-    /// `Ok(true)` when the store was replaced.
+    /// `Ok(Some(url))` with the new URL when the store was replaced (the knowledge
+    /// bases' pgvector lookups follow it: [`crate::knowledge::Knowledge::set_database_url`]).
     ///
     /// # Errors
     /// [`RotationError`] when the secret cannot be read or the new URL cannot be opened;
@@ -62,20 +63,20 @@ impl CallStoreUrl {
         &self,
         tenants: &Tenants,
         secrets: &SecretSource,
-    ) -> Result<bool, RotationError> {
+    ) -> Result<Option<String>, RotationError> {
         let Some(url) = tenants.database_url_from_aws(secrets).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         if *self.url.lock().unwrap_or_else(PoisonError::into_inner) == url {
-            return Ok(false);
+            return Ok(None);
         }
         // Connect (and check the schema) before anything uses it.
         let next = store::open(&url).await?;
         self.store.replace(next);
-        *self.url.lock().unwrap_or_else(PoisonError::into_inner) = url;
+        *self.url.lock().unwrap_or_else(PoisonError::into_inner) = url.clone();
         tracing::info!(
             "the call store's database URL changed: new writes use the new connections, the old pool drains"
         );
-        Ok(true)
+        Ok(Some(url))
     }
 }

@@ -380,8 +380,15 @@ async fn refresh_secrets(state: AppState) {
         };
         if let Some(db) = &state.call_store_url {
             match db.refresh(&state.tenants, &state.secrets).await {
-                Ok(true) => count("changed"),
-                Ok(false) => {}
+                Ok(Some(url)) => {
+                    count("changed");
+                    let lookups = state.knowledge.as_ref().map(|k| k.set_database_url(&url));
+                    if let Some(Err(e)) = lookups {
+                        count("failed");
+                        tracing::warn!(error = %e, "the knowledge lookups could not follow the rotated database URL");
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => {
                     count("failed");
                     tracing::warn!(error = %e, "re-reading the database URL failed; the current call store stays");

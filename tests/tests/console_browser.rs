@@ -147,7 +147,17 @@ async fn staff_review_a_call_in_the_browser() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let driver = Driver::start(&driver_bin).await;
+    let (driver, _profile, c) = browser(&driver_bin).await;
+    let result = review(&c, &env.base, &sid, &rec, stored.duration_ms).await;
+    let _ = c.close().await;
+    drop(driver);
+    result.unwrap();
+}
+
+/// chromedriver and a headless Chromium session in a fresh profile (kept alive by the
+/// returned guards).
+async fn browser(driver_bin: &PathBuf) -> (Driver, tempfile::TempDir, Client) {
+    let driver = Driver::start(driver_bin).await;
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -171,10 +181,68 @@ async fn staff_review_a_call_in_the_browser() {
         .connect(&driver.url)
         .await
         .expect("a WebDriver session in chromium");
-    let result = review(&c, &env.base, &sid, &rec, stored.duration_ms).await;
+    (driver, profile, c)
+}
+
+/// Issue 15 §5's console figure against a running gateway (`bench/api.sh` runs it on its
+/// 1,000,000-call database): signs in with `SWITCHBOARD_BENCH_KEY` at
+/// `SWITCHBOARD_BENCH_BASE`, then loads the call page of each CallSid in
+/// `SWITCHBOARD_BENCH_SIDS` (comma-separated) once, each a call not read before, and
+/// prints the median and p95 from navigation start to the page's `call-interactive` mark.
+/// A benchmark: prints, asserts only that every page became interactive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by bench/api.sh against its gateway"]
+async fn bench_console_call_page() {
+    let Some(driver_bin) = switchboard_tests::services::chromedriver() else {
+        return;
+    };
+    switchboard_tests::init();
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let (base, key, sids) = (
+        var("SWITCHBOARD_BENCH_BASE"),
+        var("SWITCHBOARD_BENCH_KEY"),
+        var("SWITCHBOARD_BENCH_SIDS"),
+    );
+    let (driver, _profile, c) = browser(&driver_bin).await;
+    c.goto(&format!("{base}/console/")).await.unwrap();
+    let field = c.wait().for_element(Locator::Id("key")).await.unwrap();
+    field.send_keys(&key).await.unwrap();
+    c.find(Locator::Css("#signin-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#calls tr[data-sid] a"))
+        .await
+        .unwrap();
+    let mut ttis = Vec::new();
+    for sid in sids.split(',').filter(|s| !s.is_empty()) {
+        c.goto("about:blank").await.unwrap();
+        c.goto(&format!("{base}/console/#/call/{sid}"))
+            .await
+            .unwrap();
+        let tti = wait_js(
+            &c,
+            "the call page",
+            "const m = performance.getEntriesByName('call-interactive')[0]; return m && m.startTime",
+            Duration::from_secs(20),
+        )
+        .await;
+        ttis.push(tti.as_f64().unwrap());
+    }
     let _ = c.close().await;
     drop(driver);
-    result.unwrap();
+    ttis.sort_by(f64::total_cmp);
+    let at = |q: f64| ttis[((ttis.len() as f64 * q).ceil() as usize).clamp(1, ttis.len()) - 1];
+    println!(
+        "console call page: n={} time to interactive p50 {:.1} ms p95 {:.1} ms max {:.1} ms",
+        ttis.len(),
+        at(0.5),
+        at(0.95),
+        ttis[ttis.len() - 1]
+    );
 }
 
 async fn review(

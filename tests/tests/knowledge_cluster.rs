@@ -160,14 +160,15 @@ spec:
         knowledge: vec![manifest],
         ..EnvOptions::default()
     };
+    let mut rotate = None;
     match from {
-        UrlFrom::Flag => options.database_url = Some(tenant_url),
+        UrlFrom::Flag => options.database_url = Some(tenant_url.clone()),
         UrlFrom::SecretsManager(aws) => {
             let secret = format!("tenants/{uid}/database");
             options.aws = services::aws_options(&aws);
             let sdk = switchboard_aws::load_config(&options.aws).await;
-            aws_sdk_secretsmanager::Client::new(&sdk)
-                .create_secret()
+            let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+            sm.create_secret()
                 .name(&secret)
                 .secret_string(&tenant_url)
                 .send()
@@ -176,12 +177,14 @@ spec:
             options.spec_extra = format!(
                 "  database:\n    url: {{ awsSecretsManager: {{ secretId: {secret} }} }}\n"
             );
+            options.secrets_refresh_seconds = 1;
+            rotate = Some((sm, secret));
         }
     }
     let env = Env::start(options).await.unwrap();
     let report = answered_from_demo_faq(
         &env,
-        script,
+        script.clone(),
         "the gateway searched in place and ingested nothing",
     )
     .await;
@@ -193,21 +196,93 @@ spec:
             .contains("demo-faq/inline/opening-hours#")
     );
 
-    drop(env);
+    if let Some((sm, secret)) = rotate {
+        // Secrets Manager rotates to a second user ("alternating users"): the new URL in
+        // the secret, the first user's login disabled and its sessions ended (the lookup
+        // pool's included). The next lookup connects again, and only as the new user.
+        // (The test server trusts loopback logins, so the user, not a password, is what
+        // it can refuse.)
+        let mut url = reqwest::Url::parse(&tenant_url).unwrap();
+        let role = url.username().to_string();
+        let schema = db.schema.clone();
+        let second = format!("{role}_b");
+        url.set_username(&second).unwrap();
+        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+        for sql in [
+            format!("CREATE ROLE \"{second}\" LOGIN"),
+            format!("GRANT USAGE, CREATE ON SCHEMA \"{schema}\" TO \"{second}\""),
+            format!("GRANT ALL ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{second}\""),
+            format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{second}\""),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        sm.put_secret_value()
+            .secret_id(&secret)
+            .secret_string(url.as_str())
+            .send()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while switchboard_tests::metric(
+            &env.metrics().await,
+            "switchboard_secret_refreshes_total{result=\"changed\"}",
+        ) < 1.0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rotated URL was not read"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for sql in [
+            format!("ALTER ROLE \"{role}\" NOLOGIN"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        answered_from_demo_faq(&env, script, "searched in place after the rotation").await;
+        // The roles are server-wide: leave the second one behind nowhere.
+        drop(env);
+        for sql in [
+            format!("ALTER ROLE \"{role}\" LOGIN"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{second}'"
+            ),
+            format!("DROP OWNED BY \"{second}\""),
+            format!("DROP ROLE \"{second}\""),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        admin.close().await;
+    } else {
+        drop(env);
+    }
     provisioner.drop(&db, &owner).await.unwrap();
 }
 
 /// Places the question's call and checks that the opening-hours passage answered it, from
 /// the backend rather than a local ingest (`why` says which); returns the call's report.
 async fn answered_from_demo_faq(env: &Env, script: Vec<Step>, why: &str) -> CallReport {
+    let before = env.realtime.sessions().len();
     let report = place_call(&env.call(script)).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     assert!(
         env.realtime
-            .wait_sessions_closed(1, std::time::Duration::from_secs(5))
+            .wait_sessions_closed(before + 1, std::time::Duration::from_secs(5))
             .await
     );
-    let s = &env.realtime.sessions()[0];
+    let s = &env.realtime.sessions()[before];
     assert_eq!(s.function_outputs.len(), 1, "{:#?}", s.events);
     let output: serde_json::Value = serde_json::from_str(&s.function_outputs[0].1).unwrap();
     let first = &output["passages"][0];

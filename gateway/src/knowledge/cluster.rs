@@ -95,6 +95,27 @@ impl Pools {
         self.0.insert(url.to_string(), pool.clone());
         Ok(pool)
     }
+
+    /// Every pool opened.
+    pub(super) fn into_pools(self) -> Vec<PgPool> {
+        self.0.into_values().collect()
+    }
+}
+
+/// Points `pools` at `url` for the connections they open from now on: connections already
+/// open stay (a rotated password does not end a session), a connection the server ended
+/// is replaced with the new credentials.
+///
+/// # Errors
+/// [`StoreError::Config`] when `url` is not a Postgres URL; nothing changes then.
+pub(super) fn repoint(pools: &[PgPool], url: &str) -> Result<(), StoreError> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Config(format!("database URL: {e}")))?;
+    for pool in pools {
+        pool.set_connect_options(options.clone());
+    }
+    Ok(())
 }
 
 /// The pgvector table of knowledge base `kb` in the search path's schema of `url`.
