@@ -87,11 +87,14 @@ pub enum MarkOutcome {
 /// The calls of [`BacklogQuery`]: `$1` tenant, `$2` ended from, `$3` ended before, `$4`
 /// max attempts, `$5` now, `$6` min turns, `$7` limit. Its predicate matches the partial
 /// index `calls_analysis_backlog` (migration 0008), so it reads only unanalysed calls of
-/// the window.
+/// the window. Only analyses that were begun are resumed (claimed at least once: the
+/// gateway claims a call as it ends, when its tenant declares an analysis then): a call
+/// that ended while the tenant declared none is never sent to an analysis endpoint
+/// later, when `spec.analysis` is added or the gateway is upgraded.
 pub(crate) const SELECT_BACKLOG: &str = "SELECT call_sid FROM calls \
      WHERE tenant = $1 AND ended_at_ms >= $2 AND ended_at_ms < $3 \
        AND analysis IS NULL AND analysis_failed IS NULL \
-       AND analysis_attempts < $4 \
+       AND analysis_attempts > 0 AND analysis_attempts < $4 \
        AND (analysis_claim_until_ms IS NULL OR analysis_claim_until_ms < $5) \
        AND (SELECT count(*) FROM transcript_entries t WHERE t.call_sid = calls.call_sid) >= $6 \
      ORDER BY ended_at_ms, call_sid LIMIT $7";
@@ -104,7 +107,7 @@ pub(crate) const CLAIM: &str = "UPDATE calls SET analysis_claim_owner = $3, \
        AND (analysis_claim_until_ms IS NULL OR analysis_claim_until_ms < $4 \
          OR analysis_claim_owner = $3)";
 
-/// [`AnalysisMark::Release`]: `$1` call, `$2` owner.
+/// [`AnalysisMark::Release`]: `$1` call, `$2` owner (owners name their tenant's pod).
 pub(crate) const RELEASE: &str = "UPDATE calls SET analysis_claim_owner = NULL, \
        analysis_claim_until_ms = NULL \
      WHERE call_sid = $1 AND analysis_claim_owner = $2";

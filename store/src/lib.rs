@@ -112,8 +112,9 @@ pub enum StoreError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A URL names a database this build does not support.
-    #[error("unsupported database URL {0:?} (expected sqlite:… or postgres://…)")]
+    /// A URL names a database this build does not support. Holds only the text before
+    /// the first `:` (the scheme): the rest may carry a password.
+    #[error("unsupported database URL scheme {0:?} (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
     /// The CallSid is already recorded for another tenant: the write was refused and
     /// nothing of it applied (a call row is only ever written by its own tenant).
@@ -569,6 +570,18 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn CallStore>, StoreError
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        // Only a URL scheme is shown: a secret that is not a URL (a bare password, a JSON
+        // document with one) must not reach the logs.
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s)
+            .filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 16
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            })
+            .unwrap_or("(none)");
+        Err(StoreError::UnsupportedUrl(scheme.to_string()))
     }
 }

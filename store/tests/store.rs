@@ -901,8 +901,27 @@ async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
         call_sid: "CAb1".into(),
         owner: owner.into(),
     };
+    // Never begun (not claimed once: its tenant declared no analysis when it ended, so
+    // adding one later must not send old transcripts anywhere): nothing is listed.
+    assert!(s.analysis_backlog(&backlog(0, 5)).await.unwrap().is_empty());
+    // Begun, its lease lapsed at once (a gateway stopped).
+    for (sid, tenant) in [
+        ("CAb1", "acme"),
+        ("CAb2", "acme"),
+        ("CAb3", "acme"),
+        ("CAb5", "other"),
+    ] {
+        let begun = AnalysisMark::Claim {
+            call_sid: sid.into(),
+            tenant: tenant.into(),
+            owner: "pod-0".into(),
+            now_ms: 0,
+            until_ms: 1,
+        };
+        assert_eq!(s.mark_analysis(&begun).await.unwrap(), MarkOutcome::Applied);
+    }
     // Too short, too old, analysed, another tenant's, not ended: only CAb1.
-    assert_eq!(s.analysis_backlog(&backlog(0, 5)).await.unwrap(), ["CAb1"]);
+    assert_eq!(s.analysis_backlog(&backlog(2, 5)).await.unwrap(), ["CAb1"]);
 
     let mark = |m: AnalysisMark| {
         let s = s.clone();
@@ -925,13 +944,13 @@ async fn analysis_backlog_and_claims(s: Arc<dyn CallStore>) {
     assert_eq!(mark(claim("pod-b", 3_000)).await, MarkOutcome::Applied);
     assert_eq!(mark(release("pod-a")).await, MarkOutcome::Refused);
     assert_eq!(mark(release("pod-b")).await, MarkOutcome::Applied);
-    // Three claims so far: listed while fewer than the maximum were taken.
+    // Four claims so far: listed while fewer than the maximum were taken.
     assert_eq!(
-        s.analysis_backlog(&backlog(3_000, 4)).await.unwrap(),
+        s.analysis_backlog(&backlog(3_000, 5)).await.unwrap(),
         ["CAb1"]
     );
     assert!(
-        s.analysis_backlog(&backlog(3_000, 3))
+        s.analysis_backlog(&backlog(3_000, 4))
             .await
             .unwrap()
             .is_empty()
@@ -1047,6 +1066,19 @@ async fn unsupported_url_is_an_error() {
         store::open("mysql://x").await,
         Err(StoreError::UnsupportedUrl(_))
     ));
+    // A rotated secret that is not a URL is refused without its content in the message
+    // (it is logged at every refresh).
+    for secret in [
+        "mysql://admin:hunter2@db:3306/x",
+        r#"{"username":"admin","password":"hunter2"}"#,
+        "hunter2",
+    ] {
+        let Err(e) = store::open(secret).await else {
+            panic!("{secret} opened");
+        };
+        let shown = e.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 }
 
 #[tokio::test]

@@ -234,6 +234,7 @@ async fn bench_console_call_page() {
     }
     let _ = c.close().await;
     drop(driver);
+    assert!(!ttis.is_empty(), "SWITCHBOARD_BENCH_SIDS names no call");
     ttis.sort_by(f64::total_cmp);
     let at = |q: f64| ttis[((ttis.len() as f64 * q).ceil() as usize).clamp(1, ttis.len()) - 1];
     println!(
