@@ -42,4 +42,7 @@ pub mod tenants;
 pub mod tools;
 pub mod twilio;
 
+#[cfg(test)]
+mod mutations;
+
 pub use clock::unix_ms;

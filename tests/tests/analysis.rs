@@ -192,26 +192,17 @@ async fn a_call_shorter_than_min_turns_is_not_analysed() {
     assert!(sim.requests().is_empty());
 }
 
-/// moto's server (KMS with encryption contexts enforced).
-fn moto() -> Option<String> {
-    switchboard_testenv::service_any(
-        &["SWITCHBOARD_TEST_AWS_URL", "SWITCHBOARD_TEST_S3_URL"],
-        "eval \"$(scripts/moto.sh start)\"",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypting_tenants_analysis_is_ciphertext_in_postgres_and_plain_through_the_api() {
-    let Some(aws_url) = moto() else { return };
+    // moto's server: KMS with encryption contexts enforced.
+    let Some(aws_url) = switchboard_tests::services::aws() else {
+        return;
+    };
     let Some(db) = switchboard_tests::pg_url("analysis_enc") else {
         return;
     };
     switchboard_tests::init();
-    let aws = switchboard_aws::AwsOptions {
-        endpoint_url: Some(aws_url.clone()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("testing".into(), "testing".into())),
-    };
+    let aws = switchboard_tests::services::aws_options(&aws_url);
     let key = aws_sdk_kms::Client::new(&switchboard_aws::load_config(&aws).await)
         .create_key()
         .send()

@@ -12,20 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use switchboard_aws::AwsOptions;
 use switchboard_gateway::server::Gateway;
 use switchboard_sim::caller::{CallReport, Step, default_script, place_call};
 use switchboard_store::CallRecord;
 use switchboard_tests::s3::Bucket;
 use switchboard_tests::{Env, EnvOptions, metric};
 
-fn aws(url: &str) -> AwsOptions {
-    AwsOptions {
-        endpoint_url: Some(url.to_string()),
-        region: Some("us-east-1".into()),
-        credentials: Some(("testing".into(), "testing".into())),
-    }
-}
+use switchboard_tests::services::aws_options as aws;
 
 fn recordings_yaml(bucket: &str) -> String {
     format!(

@@ -45,15 +45,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The analysis to run for a finished call, when its tenant declares one.
 pub fn job(tenant: &Tenant, end: &CallEnd) -> Option<analysis::Job> {
     let spec = tenant.spec.analysis.as_ref()?;
-    // Refused at load already; checked again here for tenants built another way.
-    if spec.borrows_openai_key_elsewhere() {
-        tracing::error!(
-            tenant = tenant.name,
-            base_url = spec.effective_base_url(),
-            "post-call analysis skipped: spec.analysis.apiKey is required with a baseUrl other than OpenAI's"
-        );
-        return None;
-    }
+    // Where the OpenAI key may go is checked once, where the URL is resolved
+    // (`analysis::runner`), for every way a job starts.
     Some(analysis::Job {
         spec: spec.clone(),
         api_key: spec
