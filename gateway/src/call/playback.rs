@@ -418,6 +418,21 @@ mod tests {
         assert_eq!(s, u64::MAX.to_string());
     }
 
+    /// The recorder ignores echoes with longer names than any of ours can be.
+    #[test]
+    fn the_longest_mark_name_is_short_enough_to_be_recorded() {
+        let mut p = Playback {
+            seq: u64::MAX - 2,
+            generation: u32::MAX,
+            ..Default::default()
+        };
+        let id = "é".repeat(200);
+        let chunk = p.on_chunk_sent("r", &id, 0, u64::MAX).len();
+        assert!(chunk <= crate::recording::writer::MAX_MARK_NAME, "{chunk}");
+        let done = p.on_audio_done(&id).map_or(0, |m| m.len());
+        assert!(done <= crate::recording::writer::MAX_MARK_NAME, "{done}");
+    }
+
     /// Echoes are found by the sequence number their name ends with and checked by the
     /// whole name: out of order, twice, forged or malformed names are told apart.
     #[test]

@@ -235,6 +235,9 @@ pub async fn run(
             }
         }
     };
+    // The call is over: its socket and buffers go now, not after the recording's WAV
+    // (made in turn with other calls' on the recordings' file threads).
+    drop(tw);
     let mut record = outcome;
     record.ended_at_ms = unix_ms();
     price(
@@ -462,11 +465,14 @@ async fn relay(
     let mut rt_open = true;
     // Tool runs finish on their own tasks; their results come back here so the lookup
     // never stalls the audio of this call.
-    let (tool_tx, mut tool_rx) = tokio::sync::mpsc::channel::<(String, String)>(8);
+    // Both channels carry boxes: tokio's mpsc allocates its first block of 32 slots when
+    // the channel is made, whatever its bound, and a slot holding a WebSocket stream made
+    // that block ≈ 44 KiB in every call (heaptrack; docs/performance.md, "Recordings").
+    let (tool_tx, mut tool_rx) = tokio::sync::mpsc::channel::<Box<(String, String)>>(8);
     // A new Realtime session is connected on its own task (a reconnect never stalls the
     // caller's audio) and parked in `next_rt` until the session says to switch.
     let (conn_tx, mut conn_rx) =
-        tokio::sync::mpsc::channel::<Result<RealtimeSocket, RealtimeError>>(1);
+        tokio::sync::mpsc::channel::<Box<Result<RealtimeSocket, RealtimeError>>>(1);
     let mut next_rt: Option<RealtimeSocket> = None;
     // Whether Twilio took the transfer's `<Dial>` (REST update).
     let mut moved = false;
@@ -501,13 +507,14 @@ async fn relay(
                     let (input, frame) = from_realtime(ctx, msg, &mut rt_open);
                     input.map(|i| (i, at, frame))
                 }
-                Some((call_id, output)) = tool_rx.recv(), if tools_running > 0 => {
+                Some(done) = tool_rx.recv(), if tools_running > 0 => {
                     tools_running -= 1;
+                    let (call_id, output) = *done;
                     Some((Input::ToolResult { call_id, output }, Instant::now(), Frame::None))
                 }
                 Some(connected) = conn_rx.recv(), if connecting > 0 => {
                     connecting -= 1;
-                    let input = match connected {
+                    let input = match *connected {
                         Ok(ws) => {
                             if let Some(stale) = next_rt.replace(ws) {
                                 close_in_background(stale);
@@ -589,7 +596,7 @@ async fn relay(
                     tools_running += 1;
                     tokio::spawn(async move {
                         let output = run.await;
-                        let _ = tx.send((call_id, output)).await;
+                        let _ = tx.send(Box::new((call_id, output))).await;
                     });
                 }
                 Action::ConnectRealtime => {
@@ -597,7 +604,7 @@ async fn relay(
                     let tx = conn_tx.clone();
                     connecting += 1;
                     tokio::spawn(async move {
-                        let _ = tx.send(connect.await).await;
+                        let _ = tx.send(Box::new(connect.await)).await;
                     });
                 }
                 Action::DropRealtime => {

@@ -2,6 +2,7 @@
 //! agent as the caller heard it.
 //!
 //! - [`agent`]: when the caller heard the agent's audio (mark echoes), cut at a clear.
+//! - [`batch`]: a call's events on their way to the writer, encoded in one buffer.
 //! - [`wav`]: the track files during a call and the WAV (16-bit PCM, 8 kHz, stereo).
 //! - [`writer`]: a call's [`Recorder`] (fed by the call task, never waits for the disk)
 //!   and the writer thread shared by all calls.
@@ -16,7 +17,9 @@
 //! `<tenant>/yyyy/mm/dd/<CallSid>.wav` for tenants without a bucket.
 
 pub mod agent;
+pub mod batch;
 pub mod claim;
+pub mod files;
 pub mod metrics;
 pub mod queue;
 pub mod retention;

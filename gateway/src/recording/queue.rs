@@ -29,6 +29,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::claim::{self, Claimed};
+use super::files::Files;
 use super::metrics::RecordingMetrics;
 use super::s3::{S3, S3Error, Upload};
 
@@ -117,6 +118,7 @@ pub struct Manifest {
 pub struct Enqueue {
     dir: PathBuf,
     tx: mpsc::UnboundedSender<Manifest>,
+    files: Files,
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -154,22 +156,35 @@ impl Enqueue {
     /// Moves `wav` into the queue with its manifest (both synced to disk) and wakes the
     /// worker.
     pub async fn enqueue(&self, m: Manifest, wav: PathBuf) -> std::io::Result<()> {
-        let dir = self.dir.clone();
-        let json = serde_json::to_vec(&m).map_err(std::io::Error::other)?;
-        let sid = m.call_sid.clone();
-        tokio::task::spawn_blocking(move || {
-            move_into(&wav, &dir.join(format!("{sid}.wav")))?;
-            let part = dir.join(format!("{sid}.json.part"));
-            write_synced(&part, &json)?;
-            std::fs::rename(&part, dir.join(format!("{sid}.json")))?;
-            std::fs::File::open(&dir)?.sync_all()
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
-        // The worker is gone only during shutdown: the entry waits on disk for the next
-        // start.
-        let _ = self.tx.send(m);
+        let this = self.clone();
+        let m = self
+            .files
+            .run(move || this.put(&m, &wav).map(|()| m))
+            .await??;
+        self.wake(m);
         Ok(())
+    }
+
+    /// The file half of [`Enqueue::enqueue`] (blocking: run it on [`Enqueue::files`]).
+    pub fn put(&self, m: &Manifest, wav: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(m).map_err(std::io::Error::other)?;
+        let (dir, sid) = (&self.dir, &m.call_sid);
+        move_into(wav, &dir.join(format!("{sid}.wav")))?;
+        let part = dir.join(format!("{sid}.json.part"));
+        write_synced(&part, &json)?;
+        std::fs::rename(&part, dir.join(format!("{sid}.json")))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// Tells the worker about an entry [`Enqueue::put`] wrote. The worker is gone only
+    /// during shutdown: the entry then waits on disk for the next start.
+    pub fn wake(&self, m: Manifest) {
+        let _ = self.tx.send(m);
+    }
+
+    /// The threads the queue does its file work on.
+    pub fn files(&self) -> &Files {
+        &self.files
     }
 }
 
@@ -204,6 +219,7 @@ struct Worker {
     entries: HashMap<String, Entry>,
     /// Manifests already reported unreadable (reported once, not every rescan).
     unreadable: Vec<PathBuf>,
+    files: Files,
 }
 
 impl UploadQueue {
@@ -236,6 +252,7 @@ impl UploadQueue {
         options: QueueOptions,
     ) -> std::io::Result<UploadQueue> {
         std::fs::create_dir_all(&dir)?;
+        let files = Files::start()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let mut worker = Worker {
@@ -247,11 +264,12 @@ impl UploadQueue {
             metrics,
             entries: HashMap::new(),
             unreadable: Vec::new(),
+            files: files.clone(),
         };
         worker.scan()?;
         let task = tokio::spawn(worker.run(rx, ctl_rx));
         Ok(UploadQueue {
-            enqueue: Enqueue { dir, tx },
+            enqueue: Enqueue { dir, tx, files },
             ctl,
             task,
         })
@@ -358,6 +376,7 @@ impl Worker {
                             self.recordings_dir.clone(),
                             self.s3.clone(),
                             self.options.clone(),
+                            self.files.clone(),
                         ));
                     }
                 }
@@ -451,12 +470,14 @@ impl Worker {
                 // or the WAV gone, never a WAV without a manifest).
                 let dir = self.dir.clone();
                 let owner = self.options.owner.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let _ = std::fs::remove_file(dir.join(format!("{sid}.wav")));
-                    let _ = std::fs::remove_file(dir.join(format!("{sid}.json")));
-                    claim::release(&dir, &sid, &owner);
-                })
-                .await;
+                let _ = self
+                    .files
+                    .run(move || {
+                        let _ = std::fs::remove_file(dir.join(format!("{sid}.wav")));
+                        let _ = std::fs::remove_file(dir.join(format!("{sid}.json")));
+                        claim::release(&dir, &sid, &owner);
+                    })
+                    .await;
                 self.entries.remove(&m.call_sid);
                 self.metrics.queue_depth.set(self.entries.len() as i64);
             }
@@ -488,21 +509,23 @@ async fn deliver(
     recordings_dir: PathBuf,
     s3: Arc<S3>,
     options: QueueOptions,
+    files: Files,
 ) -> (String, Outcome, Duration) {
     let t0 = Instant::now();
     let claimed = {
         let (dir, sid, owner) = (dir.clone(), m.call_sid.clone(), options.owner.clone());
-        tokio::task::spawn_blocking(move || {
-            let claimed = claim::claim(&dir, &sid, &owner, options.stale_claim)?;
-            // Claimed after another uploader finished and removed everything: gone.
-            if claimed == Claimed::Mine && !dir.join(format!("{sid}.json")).exists() {
-                claim::release(&dir, &sid, &owner);
-                return Ok(None);
-            }
-            Ok(Some(claimed))
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        files
+            .run(move || {
+                let claimed = claim::claim(&dir, &sid, &owner, options.stale_claim)?;
+                // Claimed after another uploader finished and removed everything: gone.
+                if claimed == Claimed::Mine && !dir.join(format!("{sid}.json")).exists() {
+                    claim::release(&dir, &sid, &owner);
+                    return Ok(None);
+                }
+                Ok::<_, std::io::Error>(Some(claimed))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
     };
     match claimed {
         Ok(Some(Claimed::Mine)) => {}
@@ -518,13 +541,15 @@ async fn deliver(
     }
     let heartbeat = {
         let (dir, sid, owner) = (dir.clone(), m.call_sid.clone(), options.owner.clone());
+        let files = files.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(options.heartbeat);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let (d, s, o) = (dir.clone(), sid.clone(), owner.clone());
-                let held = tokio::task::spawn_blocking(move || claim::touch(&d, &s, &o))
+                let held = files
+                    .run(move || claim::touch(&d, &s, &o))
                     .await
                     .unwrap_or(false);
                 if !held {
@@ -537,7 +562,7 @@ async fn deliver(
             }
         })
     };
-    let (sid, result, took) = transfer(m, dir, recordings_dir, s3, t0).await;
+    let (sid, result, took) = transfer(m, dir, recordings_dir, s3, &files, t0).await;
     heartbeat.abort();
     (sid, Outcome::Delivered(result), took)
 }
@@ -548,6 +573,7 @@ async fn transfer(
     dir: PathBuf,
     recordings_dir: PathBuf,
     s3: Arc<S3>,
+    files: &Files,
     t0: Instant,
 ) -> (String, Result<(), S3Error>, Duration) {
     let wav = dir.join(format!("{}.wav", m.call_sid));
@@ -578,21 +604,22 @@ async fn transfer(
         Destination::Local { key } => {
             let to = recordings_dir.join(key);
             let from = wav.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                if from.exists() {
-                    std::fs::rename(&from, &to)?;
-                }
-                Ok::<(), std::io::Error>(())
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-            .map_err(|e| S3Error {
-                kind: "local_io",
-                message: e.to_string(),
-            })
+            files
+                .run(move || {
+                    if let Some(parent) = to.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    if from.exists() {
+                        std::fs::rename(&from, &to)?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.into()))
+                .map_err(|e| S3Error {
+                    kind: "local_io",
+                    message: e.to_string(),
+                })
         }
     };
     (m.call_sid, result, t0.elapsed())

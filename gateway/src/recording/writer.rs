@@ -2,15 +2,18 @@
 //! waits for the disk) and the one writer thread shared by all calls that owns their
 //! track files.
 //!
-//! The call task collects events in a small batch and `try_send`s each full batch (and a
-//! partial one on its 250 ms tick) to a bounded channel shared by all calls; a full
-//! channel drops the batch and counts its events. The writer thread does not sleep on the
+//! The call task collects events in a small batch (one buffer, see [`super::batch`]) and
+//! `try_send`s each full batch (and a partial one on its 250 ms tick) to a bounded channel
+//! shared by all calls; a full channel drops the batch and counts its events. The writer thread does not sleep on the
 //! channel: it wakes every [`POLL`], takes everything queued and writes it with positioned
 //! writes, so a call's send never wakes a thread and no write is handed to tokio's
 //! blocking pool. Every event carries its own time, so what is recorded does not depend on
-//! when the writer sees it. Memory per call stays small: the batch, and in the writer the
-//! agent audio not yet heard (see [`super::agent`]); audio is written per batch from two
-//! buffers the writer shares between all calls, not buffered per call.
+//! when the writer sees it. Memory per call stays small: the batch (at most
+//! [`super::batch::FLUSH_BYTES`]), and in the writer the agent audio not yet heard (see
+//! [`super::agent`]); audio is written per batch from two buffers the writer shares
+//! between all calls, not buffered per call. WAVs are made on the recordings' few file
+//! threads ([`super::files`]), so calls ending together queue instead of each holding a
+//! thread.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,21 +23,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use tokio::sync::oneshot;
 
 use super::agent::{AgentTrack, Placement, SAMPLES_PER_MS};
+use super::batch::{self, Batch, Event};
 use super::metrics::RecordingMetrics;
 use super::queue::{Destination, Enqueue, Manifest};
 use super::wav;
 
-/// Events a call collects before they are handed to the writer (≈ 0.2 s of a talking
-/// call); the call task also hands over a partial batch on its 250 ms tick.
-const BATCH: usize = 32;
-/// Messages (batches) the shared channel holds: at 500 talking calls (≈ 2 500 batches a
-/// second) ≈ 1.6 s of the writer not running before batches are dropped.
-const CHANNEL: usize = 4096;
+/// Messages (batches) the shared channel holds: at 500 talking calls (≈ 10 batches of
+/// [`super::batch::FLUSH_BYTES`] a second each) ≈ 1.6 s of the writer not running before batches are
+/// dropped.
+const CHANNEL: usize = 8192;
+/// Mark names longer than this are not ours (the playback's are at most ≈ 120 bytes):
+/// such an echo is not recorded, so a peer cannot make the recorder carry long names.
+pub const MAX_MARK_NAME: usize = 128;
 /// How often the writer thread takes what is queued.
 const POLL: Duration = Duration::from_millis(20);
 /// How often `finish` retries handing over its last batch when the channel is full.
@@ -57,26 +60,6 @@ pub enum Recorded {
     Cleared,
 }
 
-#[derive(Debug)]
-enum Event {
-    Caller {
-        ts_ms: u64,
-        audio: Vec<u8>,
-    },
-    Agent {
-        mark: String,
-        audio: Vec<u8>,
-        at_ms: u64,
-    },
-    Echo {
-        mark: String,
-        at_ms: u64,
-    },
-    Clear {
-        at_ms: u64,
-    },
-}
-
 /// What the writer returns when a call's recording ends: its track files, ready for the
 /// WAV.
 struct Finished {
@@ -88,7 +71,8 @@ struct Finished {
 
 enum Msg {
     Begin(u64, Box<CallWriter>),
-    Batch(u64, Vec<Event>),
+    /// Encoded events of a call, and how many.
+    Batch(u64, Vec<u8>, u64),
     /// The call ended at `at_ms` (`None`: where its caller audio ends); the reply goes to
     /// whoever finalises the WAV.
     End(u64, Option<u64>, oneshot::Sender<Finished>),
@@ -153,7 +137,7 @@ impl Writer {
             begin: Some(Box::new(state)),
             info: Some(info),
             writer: self.clone(),
-            batch: Vec::new(),
+            batch: Batch::default(),
             origin,
             end: None,
         }
@@ -168,7 +152,7 @@ pub struct Recorder {
     /// `None` once finished.
     info: Option<CallInfo>,
     writer: Writer,
-    batch: Vec<Event>,
+    batch: Batch,
     origin: Instant,
     end: Option<Instant>,
 }
@@ -178,12 +162,16 @@ impl Recorder {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn send(&mut self, e: Event) {
-        if self.batch.capacity() == 0 {
-            self.batch.reserve_exact(BATCH);
+    /// Hands the batch over if an event of `bytes` would not fit in it.
+    fn room(&mut self, bytes: usize) {
+        if self.batch.would_overflow(bytes) {
+            self.flush();
         }
-        self.batch.push(e);
-        if self.batch.len() >= BATCH {
+    }
+
+    /// Hands the batch over if it is full.
+    fn sent(&mut self) {
+        if self.batch.full() {
             self.flush();
         }
     }
@@ -212,36 +200,51 @@ impl Recorder {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let n = batch.len() as u64;
-        if !self.try_begin() || self.writer.tx.try_send(Msg::Batch(self.id, batch)).is_err() {
+        let (batch, n) = self.batch.take();
+        if !self.try_begin()
+            || self
+                .writer
+                .tx
+                .try_send(Msg::Batch(self.id, batch, n))
+                .is_err()
+        {
             self.writer.metrics.dropped.inc_by(n);
         }
     }
 
     /// Caller audio (Twilio `media`: its timestamp and base64 payload, already validated).
     pub fn caller(&mut self, ts_ms: u64, payload: &str) {
-        let mut audio = Vec::with_capacity(payload.len() * 3 / 4);
-        if STANDARD.decode_vec(payload, &mut audio).is_ok() {
-            self.send(Event::Caller { ts_ms, audio });
-        }
+        self.room(payload.len() * 3 / 4);
+        self.batch.caller_base64(ts_ms, payload);
+        self.sent();
     }
 
-    /// Twilio echoed `mark` at `at`.
+    /// Twilio echoed `mark` at `at` (a name longer than [`MAX_MARK_NAME`] is not ours
+    /// and is not recorded).
     pub fn echo(&mut self, mark: &str, at: Instant) {
-        self.send(Event::Echo {
-            mark: mark.to_string(),
-            at_ms: self.ms(at),
-        });
+        if mark.len() > MAX_MARK_NAME {
+            return;
+        }
+        self.room(mark.len());
+        let at_ms = self.ms(at);
+        self.batch.echo(mark, at_ms);
+        self.sent();
     }
 
     /// What the state machine reported at `at`.
     pub fn recorded(&mut self, r: Recorded, at: Instant) {
         let at_ms = self.ms(at);
-        self.send(match r {
-            Recorded::AgentAudio { mark, audio } => Event::Agent { mark, audio, at_ms },
-            Recorded::Cleared => Event::Clear { at_ms },
-        });
+        match r {
+            Recorded::AgentAudio { mark, audio } => {
+                self.room(mark.len() + audio.len());
+                self.batch.agent(&mark, &audio, at_ms);
+            }
+            Recorded::Cleared => {
+                self.room(0);
+                self.batch.clear(at_ms);
+            }
+        }
+        self.sent();
     }
 
     /// The call ended at `at` (the first call counts).
@@ -262,14 +265,14 @@ impl Recorder {
         let Some(info) = self.info.take() else {
             return;
         };
-        let batch = std::mem::take(&mut self.batch);
+        let (batch, n) = self.batch.take();
         let (reply, finished) = oneshot::channel();
         let mut msgs = Vec::with_capacity(3);
         if let Some(b) = self.begin.take() {
             msgs.push(Msg::Begin(self.id, b));
         }
-        if !batch.is_empty() {
-            msgs.push(Msg::Batch(self.id, batch));
+        if n > 0 {
+            msgs.push(Msg::Batch(self.id, batch, n));
         }
         msgs.push(Msg::End(self.id, at_ms, reply));
         for mut m in msgs {
@@ -321,39 +324,48 @@ impl Drop for Recorder {
     }
 }
 
-/// Writes the WAV of a finished call and queues it (on the call's task, after the call).
+/// Writes the WAV of a finished call and queues it (after the call, on the recordings'
+/// file threads: see [`super::files`]).
 async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
     let metrics = &writer.metrics;
     let sid = &info.call_sid;
-    let result = async {
+    let manifest = Manifest {
+        call_sid: sid.clone(),
+        tenant: info.tenant.clone(),
+        destination: info.destination.clone(),
+        duration_ms: f.end_ms,
+        bytes: 0,
+    };
+    let wav_path = writer.work_dir.join(format!("{sid}.wav"));
+    let queue = writer.queue.clone();
+    let job = move || {
         if let Some(e) = f.failed {
             return Err(e);
         }
         let samples = f.end_ms * SAMPLES_PER_MS;
-        let wav_path = writer.work_dir.join(format!("{sid}.wav"));
-        let out = wav_path.clone();
-        let (cp, ap) = (f.caller.clone(), f.agent.clone());
-        let bytes = tokio::task::spawn_blocking(move || wav::finalise(&cp, &ap, &out, samples))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
-        metrics.disk_bytes.inc_by(bytes);
-        let manifest = Manifest {
-            call_sid: sid.clone(),
-            tenant: info.tenant.clone(),
-            destination: info.destination.clone(),
-            duration_ms: f.end_ms,
-            bytes,
-        };
-        writer.queue.enqueue(manifest, wav_path).await?;
+        let bytes = wav::finalise(&f.caller, &f.agent, &wav_path, samples)?;
+        let manifest = Manifest { bytes, ..manifest };
+        queue.put(&manifest, &wav_path)?;
         for p in [&f.caller, &f.agent] {
-            let _ = tokio::fs::remove_file(p).await;
+            let _ = std::fs::remove_file(p);
         }
-        Ok::<(), std::io::Error>(())
-    }
-    .await;
-    if let Err(e) = result {
-        metrics.write_errors.inc();
-        tracing::error!(call_sid = sid, tenant = info.tenant, error = %e, "recording could not be written; its track files stay in the work directory");
+        Ok(manifest)
+    };
+    match writer
+        .queue
+        .files()
+        .run(job)
+        .await
+        .map_err(std::io::Error::from)
+    {
+        Ok(Ok(manifest)) => {
+            metrics.disk_bytes.inc_by(manifest.bytes);
+            writer.queue.wake(manifest);
+        }
+        Ok(Err(e)) | Err(e) => {
+            metrics.write_errors.inc();
+            tracing::error!(call_sid = sid, tenant = info.tenant, error = %e, "recording could not be written; its track files stay in the work directory");
+        }
     }
 }
 
@@ -426,25 +438,26 @@ struct Scratch {
 }
 
 impl CallWriter {
-    fn events(&mut self, events: Vec<Event>, s: &mut Scratch, metrics: &RecordingMetrics) {
+    fn events(&mut self, encoded: &[u8], s: &mut Scratch, metrics: &RecordingMetrics) {
         if self.failed.is_some() {
             return;
         }
         let result = (|| {
-            for e in events {
+            for e in batch::events(encoded) {
                 match e {
                     Event::Caller { ts_ms, audio } => {
                         let at = ts_ms.saturating_mul(SAMPLES_PER_MS);
                         if at > self.limit {
                             metrics.refused.inc();
                         } else {
-                            self.caller.put(at, &audio, &mut s.caller)?;
+                            self.caller.put(at, audio, &mut s.caller)?;
                         }
                     }
                     Event::Agent { mark, audio, at_ms } => {
-                        self.model.sent(mark, audio, at_ms, &mut s.placed)
+                        self.model
+                            .sent(mark.to_string(), audio.to_vec(), at_ms, &mut s.placed)
                     }
-                    Event::Echo { mark, at_ms } => self.model.echoed(&mark, at_ms, &mut s.placed),
+                    Event::Echo { mark, at_ms } => self.model.echoed(mark, at_ms, &mut s.placed),
                     Event::Clear { at_ms } => self.model.cut(at_ms, &mut s.placed),
                 }
                 self.place(s)?;
@@ -501,9 +514,9 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Ok(Msg::Begin(id, w)) => {
                     calls.insert(id, w);
                 }
-                Ok(Msg::Batch(id, events)) => match calls.get_mut(&id) {
-                    Some(w) => w.events(events, &mut s, &metrics),
-                    None => metrics.dropped.inc_by(events.len() as u64),
+                Ok(Msg::Batch(id, events, n)) => match calls.get_mut(&id) {
+                    Some(w) => w.events(&events, &mut s, &metrics),
+                    None => metrics.dropped.inc_by(n),
                 },
                 Ok(Msg::End(id, at_ms, reply)) => {
                     if let Some(w) = calls.remove(&id) {
