@@ -15,9 +15,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// A batch is handed to the writer once it holds this many bytes (≈ 60 ms of a talking
-/// call's audio, both ways, with its marks).
-pub const FLUSH_BYTES: usize = 2048;
+/// A batch is handed to the writer once it holds this many bytes (≈ 200 ms of a talking
+/// call's audio, both ways, with its marks: ≈ 20 KB/s). Smaller batches cost the writer
+/// more: it writes each batch's audio with one positioned write per track, and at
+/// 2 048 B (≈ 11 000 writes a second at 500 calls) the recorded gateway's core was full
+/// (docs/performance.md, "Recordings").
+pub const FLUSH_BYTES: usize = 4096;
 /// What a new batch reserves; it grows by doubling up to about [`FLUSH_BYTES`].
 const FIRST_CAPACITY: usize = 256;
 /// Bytes before an event's mark name and audio.

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
@@ -31,10 +32,10 @@ use super::metrics::RecordingMetrics;
 use super::queue::{Destination, Enqueue, Manifest};
 use super::wav;
 
-/// Messages (batches) the shared channel holds: at 500 talking calls (≈ 10 batches of
-/// [`super::batch::FLUSH_BYTES`] a second each) ≈ 1.6 s of the writer not running before batches are
-/// dropped.
-const CHANNEL: usize = 8192;
+/// Messages (batches) the shared channel holds: at 500 talking calls (≈ 5 batches of
+/// [`super::batch::FLUSH_BYTES`] a second each) ≈ 1.6 s of the writer not running before
+/// batches are dropped. The channel's slots are allocated up front (48 B each).
+const CHANNEL: usize = 4096;
 /// Mark names longer than this are not ours (the playback's are at most ≈ 120 bytes):
 /// such an echo is not recorded, so a peer cannot make the recorder carry long names.
 pub const MAX_MARK_NAME: usize = 128;
@@ -295,7 +296,10 @@ impl Recorder {
             Ok(f) => finalise(&info, f, &self.writer).await,
             Err(_) => {
                 self.writer.metrics.write_errors.inc();
-                tracing::error!(call_sid = info.call_sid, "recording writer stopped");
+                tracing::error!(
+                    call_sid = info.call_sid,
+                    "the recording writer gave this call's recording up (a bug: see the log above) or stopped"
+                );
             }
         }
     }
@@ -515,12 +519,29 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                     calls.insert(id, w);
                 }
                 Ok(Msg::Batch(id, events, n)) => match calls.get_mut(&id) {
-                    Some(w) => w.events(&events, &mut s, &metrics),
+                    Some(w) => {
+                        // A bug in one call's recording must not stop every call's: that
+                        // call's recording is given up (its `finish` reports the error,
+                        // its track files stay in the work directory) and the thread goes
+                        // on.
+                        let ok =
+                            catch_unwind(AssertUnwindSafe(|| w.events(&events, &mut s, &metrics)))
+                                .is_ok();
+                        if !ok {
+                            calls.remove(&id);
+                            s = Scratch::default();
+                        }
+                    }
                     None => metrics.dropped.inc_by(n),
                 },
                 Ok(Msg::End(id, at_ms, reply)) => {
                     if let Some(w) = calls.remove(&id) {
-                        let _ = reply.send(w.end(at_ms, &mut s));
+                        match catch_unwind(AssertUnwindSafe(|| w.end(at_ms, &mut s))) {
+                            Ok(f) => {
+                                let _ = reply.send(f);
+                            }
+                            Err(_) => s = Scratch::default(),
+                        }
                     }
                 }
                 Err(TryRecvError::Empty) => break,
