@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/$NAME}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 DATA=$(mktemp -d)
+trap 'rm -rf "$DATA"' EXIT
 rm -f "$OUT"/gateway.zst
 TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
   SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
@@ -31,7 +32,6 @@ taskset -c "$LOADGEN_CPU" "$SIM" load --gateway http://127.0.0.1:18380 --to +150
   --label gateway >"$OUT/load.txt" 2>"$OUT/load.err"
 kill -INT "$GPID"
 wait "$HPID" 2>/dev/null
-rm -rf "$DATA"
 heaptrack_print -f "$OUT"/gateway.zst -p 1 -a 0 -T 0 -l 0 -n 30 -s 1 >"$OUT/peaks.txt" 2>/dev/null
 grep -E '^peak heap memory consumption' "$OUT/peaks.txt"
 grep -E 'peak memory consumed over' "$OUT/peaks.txt" | head -n 8

@@ -3,8 +3,8 @@
 //! recorder leaves them) wait in a queue directory; the real `UploadQueue` delivers them to
 //! an S3 bucket (moto on loopback) with its own concurrency, multipart threshold and store
 //! updates. Prints the wall time, MB/s, and the CPU this process used (pin it to one core
-//! with `taskset`; the runtime is single-threaded, blocking file work goes to tokio's
-//! blocking pool in the same process), then a JSON line.
+//! with `taskset`; the runtime is single-threaded, file work goes to the queue's own
+//! threads in the same process), then a JSON line.
 //!
 //! ```text
 //! eval "$(scripts/moto.sh start)"

@@ -219,13 +219,20 @@ pub struct CallSlot {
     adopted: bool,
     _permit: OwnedSemaphorePermit,
     /// The call's claim on the drain, from the webhook's admission (or taken on adoption).
-    _guard: CallGuard,
+    guard: Option<CallGuard>,
 }
 
 impl CallSlot {
     /// Whether the stream was adopted: its webhook was answered by another replica.
     pub fn adopted(&self) -> bool {
         self.adopted
+    }
+
+    /// The call has ended: its slot goes back (another call may be admitted) and its
+    /// CallSid is marked ended, while the returned claim on the drain is held until the
+    /// call's remaining work (its recording's WAV) is done.
+    pub fn release(mut self) -> Option<CallGuard> {
+        self.guard.take()
     }
 }
 
@@ -380,7 +387,7 @@ impl Admissions {
             call_sid: call_sid.to_string(),
             adopted,
             _permit: permit,
-            _guard: guard,
+            guard: Some(guard),
         })
     }
 
@@ -550,6 +557,31 @@ mod tests {
         );
         drop(call);
         assert_eq!(a.slots_in_use(), 0, "the ended call gave its slot back");
+    }
+
+    /// A call that has ended but still makes its recording's WAV gives its slot back (a
+    /// new call may come in) and keeps holding the drain until the WAV is done.
+    #[tokio::test]
+    async fn a_released_call_frees_its_slot_but_still_holds_the_drain() {
+        let key = StreamKey::derive("t");
+        let drain = Arc::new(Drain::default());
+        let a = Admissions::new(Duration::from_secs(30), 1, drain.clone());
+        let t1 = a.admit("demo", &key, "CA1").unwrap();
+        let call = a
+            .consume("demo", std::slice::from_ref(&key), "CA1", &t1)
+            .unwrap();
+        assert_eq!(a.admit("demo", &key, "CA2"), Err(AdmitError::AtCapacity));
+        let finishing = call.release();
+        assert_eq!(a.slots_in_use(), 0);
+        assert_eq!(drain.active(), 1, "the WAV is still being made");
+        a.admit("demo", &key, "CA2").unwrap();
+        assert!(
+            a.consume("demo", std::slice::from_ref(&key), "CA1", &t1)
+                .is_err(),
+            "the ended call's stream is not admitted again"
+        );
+        drop(finishing);
+        assert_eq!(drain.active(), 1, "only CA2's admission is left");
     }
 
     /// The drain counts a call from its webhook: an admission waiting for its stream holds

@@ -154,7 +154,7 @@ pub async fn run(
         );
     }
     // Holds the call slot and the drain (see `admission`) until the call has ended.
-    let _admitted = admitted;
+    let slot = admitted;
     state.metrics.active_calls.inc();
     let started = Instant::now();
     // A return leg continues the record of the legs before it (parked when the call was
@@ -266,6 +266,8 @@ pub async fn run(
     // Sealed first when the tenant encrypts its records (never queued in clear).
     crate::records::submit_end(&state, &tenant, record).await;
     if let Some(r) = recorder {
+        // The slot goes back now; the drain still waits for the WAV.
+        let _draining = slot.release();
         r.finish().await;
     }
 }

@@ -1,13 +1,17 @@
-//! The recordings' own threads for file work after a call: making the WAV, moving it
-//! into the upload queue, claims, local deliveries and removals.
+//! Small fixed pools of threads for the recordings' file work after a call. Two lanes,
+//! each its own pool, so the short work never waits behind the long: one makes WAVs and
+//! moves them into the upload queue (seconds for a long call: conversion and `fsync`s),
+//! the other does the queue's claims, heartbeats, local deliveries and removals (an
+//! upload whose claim is not refreshed in time is taken over by another uploader).
 //!
 //! Why not tokio's blocking pool: it starts a thread whenever all of its threads are busy
 //! and keeps each for 10 s. When hundreds of calls end within seconds, each ending's
 //! `fsync`s held a blocking thread, and every new thread brought its stack and its own
 //! malloc arena: at 500 calls the recorded gateway went from 5 to 14–23 threads and
 //! ≈ 1.5–2 MB of memory at the end of the run (docs/performance.md, "Recordings"). A fixed
-//! pool queues the work instead; nothing here is on the audio path, and a call's
-//! recording waits only for its own turn.
+//! pool queues the work instead; nothing here is on the audio path. When many calls end
+//! at once their WAVs are made in turn (the disk is the bound either way), and the
+//! gateway's drain waits for them within its deadline, as it waits for the calls.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -17,7 +21,7 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads of the pool.
+/// Threads of each pool.
 pub const THREADS: usize = 2;
 
 /// Why a job gave no result.
@@ -50,14 +54,15 @@ impl std::fmt::Debug for Files {
 }
 
 impl Files {
-    /// Starts [`THREADS`] threads; they end when every handle is dropped.
-    pub fn start() -> std::io::Result<Files> {
+    /// Starts [`THREADS`] threads named `<name>-<i>`; they end when every handle is
+    /// dropped.
+    pub fn start(name: &str) -> std::io::Result<Files> {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..THREADS {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new()
-                .name(format!("recording-files-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || work(&rx))?;
         }
         Ok(Files { tx })
@@ -100,12 +105,12 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_on_the_pool_and_a_panic_is_an_error_not_a_lost_thread() {
-        let files = Files::start().expect("start");
+        let files = Files::start("recording-test").expect("start");
         let name = files
             .run(|| std::thread::current().name().map(str::to_string))
             .await
             .expect("run");
-        assert!(name.is_some_and(|n| n.starts_with("recording-files-")));
+        assert!(name.is_some_and(|n| n.starts_with("recording-test-")));
         for _ in 0..THREADS + 1 {
             let err = files.run(|| panic!("boom")).await;
             assert!(matches!(err, Err(FilesError::Panicked)));

@@ -7,6 +7,8 @@
 //! - [`writer`]: a call's [`Recorder`] (fed by the call task, never waits for the disk)
 //!   and the writer thread shared by all calls.
 //! - [`queue`]: the durable upload queue (files + manifests; survives restarts).
+//! - [`files`]: the small thread pools the WAVs and the queue's file work run on.
+//! - [`claim`]: which uploader delivers a queued recording (claim files).
 //! - [`s3`]: uploads, listing and deletes in S3.
 //! - [`retention`]: the sweeper that deletes expired recordings and clears their keys.
 //!

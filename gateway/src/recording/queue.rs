@@ -118,7 +118,7 @@ pub struct Manifest {
 pub struct Enqueue {
     dir: PathBuf,
     tx: mpsc::UnboundedSender<Manifest>,
-    files: Files,
+    wavs: Files,
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -153,19 +153,8 @@ fn copy_into(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 impl Enqueue {
-    /// Moves `wav` into the queue with its manifest (both synced to disk) and wakes the
-    /// worker.
-    pub async fn enqueue(&self, m: Manifest, wav: PathBuf) -> std::io::Result<()> {
-        let this = self.clone();
-        let m = self
-            .files
-            .run(move || this.put(&m, &wav).map(|()| m))
-            .await??;
-        self.wake(m);
-        Ok(())
-    }
-
-    /// The file half of [`Enqueue::enqueue`] (blocking: run it on [`Enqueue::files`]).
+    /// Moves `wav` into the queue with its manifest (both synced to disk). Blocking: run
+    /// it on [`Enqueue::wavs`], then [`Enqueue::wake`] the worker.
     pub fn put(&self, m: &Manifest, wav: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(m).map_err(std::io::Error::other)?;
         let (dir, sid) = (&self.dir, &m.call_sid);
@@ -182,9 +171,10 @@ impl Enqueue {
         let _ = self.tx.send(m);
     }
 
-    /// The threads the queue does its file work on.
-    pub fn files(&self) -> &Files {
-        &self.files
+    /// The threads WAVs are made and queued on (not the queue's own: its claims and
+    /// heartbeats must not wait behind a WAV).
+    pub fn wavs(&self) -> &Files {
+        &self.wavs
     }
 }
 
@@ -252,7 +242,8 @@ impl UploadQueue {
         options: QueueOptions,
     ) -> std::io::Result<UploadQueue> {
         std::fs::create_dir_all(&dir)?;
-        let files = Files::start()?;
+        let files = Files::start("recording-queue")?;
+        let wavs = Files::start("recording-wav")?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let mut worker = Worker {
@@ -269,7 +260,7 @@ impl UploadQueue {
         worker.scan()?;
         let task = tokio::spawn(worker.run(rx, ctl_rx));
         Ok(UploadQueue {
-            enqueue: Enqueue { dir, tx, files },
+            enqueue: Enqueue { dir, tx, wavs },
             ctl,
             task,
         })

@@ -34,7 +34,7 @@ use super::wav;
 
 /// Messages (batches) the shared channel holds: at 500 talking calls (≈ 5 batches of
 /// [`super::batch::FLUSH_BYTES`] a second each) ≈ 1.6 s of the writer not running before
-/// batches are dropped. The channel's slots are allocated up front (48 B each).
+/// batches are dropped. The channel's slots are allocated up front (≈ 56 B each).
 const CHANNEL: usize = 4096;
 /// Mark names longer than this are not ours (the playback's are at most ≈ 120 bytes):
 /// such an echo is not recorded, so a peer cannot make the recorder carry long names.
@@ -357,7 +357,7 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
     };
     match writer
         .queue
-        .files()
+        .wavs()
         .run(job)
         .await
         .map_err(std::io::Error::from)
@@ -417,16 +417,17 @@ impl Track {
         Ok(())
     }
 
-    /// Writes and empties `buf`.
+    /// Writes and empties `buf` (emptied on an error too: the buffer is shared by all
+    /// calls, and what is left in it would go to the next call's file).
     fn write(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
-        let file = match &self.file {
-            Some(f) => f,
-            None => self.file.insert(File::create(&self.path)?),
-        };
-        let result = file.write_all_at(buf, self.buf_at);
+        let result = match &self.file {
+            Some(f) => Ok(f),
+            None => File::create(&self.path).map(|f| &*self.file.insert(f)),
+        }
+        .and_then(|file| file.write_all_at(buf, self.buf_at));
         self.end = self.end.max(self.buf_at + buf.len() as u64);
         buf.clear();
         result
@@ -439,6 +440,16 @@ struct Scratch {
     caller: Vec<u8>,
     agent: Vec<u8>,
     placed: Vec<Placement>,
+}
+
+impl Scratch {
+    /// Forgets one call's unwritten audio (after an error): it must never reach another
+    /// call's files.
+    fn clear(&mut self) {
+        self.caller.clear();
+        self.agent.clear();
+        self.placed.clear();
+    }
 }
 
 impl CallWriter {
@@ -469,6 +480,7 @@ impl CallWriter {
             self.write(s)
         })();
         if let Err(e) = result {
+            s.clear();
             self.failed = Some(e);
         }
     }
@@ -496,9 +508,7 @@ impl CallWriter {
                 self.failed = Some(e);
             }
         }
-        s.placed.clear();
-        s.caller.clear();
-        s.agent.clear();
+        s.clear();
         Finished {
             caller: self.caller.path,
             agent: self.agent.path,
@@ -553,5 +563,55 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
             b.shrink_to(8 * 1024);
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    use super::*;
+
+    fn call(caller: PathBuf, agent: PathBuf) -> CallWriter {
+        CallWriter {
+            caller: Track::new(caller),
+            agent: Track::new(agent),
+            model: AgentTrack::default(),
+            limit: u64::MAX,
+            failed: None,
+        }
+    }
+
+    fn frames(at_ms: &[u64], code: u8) -> Vec<u8> {
+        let mut b = Batch::default();
+        for &t in at_ms {
+            assert!(b.caller_base64(t, &STANDARD.encode([code; 160])));
+        }
+        b.take().0
+    }
+
+    /// The writer's buffers are shared by all calls: audio one call could not write must
+    /// not be written into the next call's file.
+    #[test]
+    fn a_call_whose_file_cannot_be_written_leaves_nothing_for_the_next_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = RecordingMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let mut s = Scratch::default();
+        let gone = dir.path().join("no such directory");
+        let mut a = call(gone.join("a.caller"), gone.join("a.agent"));
+        a.events(&frames(&[0, 20], 0x11), &mut s, &metrics);
+        assert!(a.failed.is_some());
+        let (bc, ba) = (dir.path().join("b.caller"), dir.path().join("b.agent"));
+        let mut b = call(bc.clone(), ba);
+        b.events(&frames(&[1000], 0x22), &mut s, &metrics);
+        assert!(b.failed.is_none());
+        let track = std::fs::read(&bc).expect("b's caller track");
+        assert_eq!(track.len(), 8000 + 160);
+        assert!(
+            track[..8000].iter().all(|&x| x == 0),
+            "only silence before b's audio"
+        );
+        assert!(track[8000..].iter().all(|&x| x == wav::to_track(0x22)));
     }
 }
