@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::Value;
 use switchboard_gateway::cost;
 use switchboard_gateway::http::v1;
-use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::caller::{Step, one_question, place_call};
 use switchboard_store::{CallRecording, CallStart, RecordingRef, StoreOp};
 use switchboard_tests::{API_KEY, AUTH_TOKEN, Env, EnvOptions};
 
@@ -62,18 +62,7 @@ async fn a_key_reads_its_tenants_calls_through_the_api() {
     })
     .await
     .unwrap();
-    let script = vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 20_000,
-        },
-        Step::Say { ms: 1200 },
-        Step::WaitAgentDone {
-            quiet_ms: 600,
-            timeout_ms: 30_000,
-        },
-        Step::Hangup,
-    ];
+    let script = one_question(1200);
     let report = place_call(&env.call(script)).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     let sid = report.call_sid.clone();
@@ -309,18 +298,7 @@ async fn cost_of_a_call(agent_extra: &str) -> (Value, Value) {
     })
     .await
     .unwrap();
-    let script = vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 20_000,
-        },
-        Step::Say { ms: 800 },
-        Step::WaitAgentDone {
-            quiet_ms: 600,
-            timeout_ms: 30_000,
-        },
-        Step::Hangup,
-    ];
+    let script = one_question(800);
     let report = place_call(&env.call(script)).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
     let sid = report.call_sid.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 use switchboard_gateway::server::Gateway;
-use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::caller::{Step, one_question, place_call};
 use switchboard_sim::chat::{ChatSim, ChatSimConfig};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
 use switchboard_tests::{API_KEY, Env, EnvOptions, OPENAI_KEY_REF, metric};
@@ -68,18 +68,7 @@ fn options(sim: &ChatSim, min_turns: u32) -> EnvOptions {
 }
 
 fn script() -> Vec<Step> {
-    vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 20_000,
-        },
-        Step::Say { ms: 1200 },
-        Step::WaitAgentDone {
-            quiet_ms: 600,
-            timeout_ms: 30_000,
-        },
-        Step::Hangup,
-    ]
+    one_question(1200)
 }
 
 async fn api(env: &Env, path: &str) -> Value {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::caller::{one_question, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
 use switchboard_tests::{Env, EnvOptions, metric};
 
@@ -32,18 +32,7 @@ async fn a_knowledge_question_is_answered_from_the_tenants_documents() {
     })
     .await
     .unwrap();
-    let script = vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 15_000,
-        },
-        Step::Say { ms: 1200 },
-        Step::WaitAgentDone {
-            quiet_ms: 600,
-            timeout_ms: 30_000,
-        },
-        Step::Hangup,
-    ];
+    let script = one_question(1200);
     let report = place_call(&env.call(script)).await.unwrap();
     assert!(report.is_clean(), "{report:#?}");
 

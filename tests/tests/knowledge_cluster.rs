@@ -21,7 +21,7 @@ use switchboard_operator::database::{
 use switchboard_operator::knowledge::{
     Decision, Engine, EngineConfig, KnowledgeApi, Outcome, sync,
 };
-use switchboard_sim::caller::{CallReport, Step, place_call};
+use switchboard_sim::caller::{CallReport, Step, one_question, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
 use switchboard_tests::{Env, EnvOptions, services};
 
@@ -313,18 +313,7 @@ fn question() -> (RealtimeConfig, Vec<Step>) {
             )],
             ..RealtimeConfig::default()
         },
-        vec![
-            Step::WaitAgentDone {
-                quiet_ms: 400,
-                timeout_ms: 15_000,
-            },
-            Step::Say { ms: 1200 },
-            Step::WaitAgentDone {
-                quiet_ms: 600,
-                timeout_ms: 30_000,
-            },
-            Step::Hangup,
-        ],
+        one_question(1200),
     )
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use switchboard_gateway::server::Gateway;
-use switchboard_sim::caller::{Step, place_call};
+use switchboard_sim::caller::{Step, one_question, place_call};
 use switchboard_sim::realtime::{RealtimeConfig, Turn};
 use switchboard_store::{self as store, Role};
 use switchboard_tests::{Env, EnvOptions, GREETING, Proxy, metric, pg_url, via};
@@ -24,18 +24,7 @@ fn options(database_url: Option<String>) -> EnvOptions {
 }
 
 fn conversation() -> Vec<Step> {
-    vec![
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 15_000,
-        },
-        Step::Say { ms: 1200 },
-        Step::WaitAgentDone {
-            quiet_ms: 400,
-            timeout_ms: 15_000,
-        },
-        Step::Hangup,
-    ]
+    one_question(1200)
 }
 
 async fn assert_full_record(env: &Env, call_sid: &str) {

@@ -30,7 +30,7 @@ pub use crate::signature::{SignatureMode, signing_url, twilio_signature};
 pub use call::place_call;
 pub use ids::new_sid;
 
-pub use script::{BARGE_IN_WAIT_MS, Step, default_script};
+pub use script::{BARGE_IN_WAIT_MS, Step, default_script, one_question};
 pub use status::{StatusEvent, send_status, send_status_event};
 pub use turns::{HeardTurn, Turns};
 pub use twiml::{

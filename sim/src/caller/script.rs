@@ -67,6 +67,23 @@ pub enum Step {
     },
 }
 
+/// One question: hear the greeting out, speak for `say_ms`, hear the answer out, hang up
+/// (the shortest call that has a caller turn and an agent answer in its record).
+pub fn one_question(say_ms: u64) -> Vec<Step> {
+    vec![
+        Step::WaitAgentDone {
+            quiet_ms: 400,
+            timeout_ms: 20_000,
+        },
+        Step::Say { ms: say_ms },
+        Step::WaitAgentDone {
+            quiet_ms: 600,
+            timeout_ms: 30_000,
+        },
+        Step::Hangup,
+    ]
+}
+
 /// A plain conversation, in step with the Realtime simulator's default script (a caller
 /// of Demo Dental): hear the greeting out, ask a question (~1.5 s of speech) and hear the
 /// answer out; ask a second one, with `barge_in` by interrupting that answer after 800 ms;
