@@ -29,22 +29,12 @@ use tokio::sync::watch;
 pub const CONVERGE: Duration = Duration::from_secs(120);
 
 /// Polls `check` every 50 ms until it gives `Some`; fails the test after [`CONVERGE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::operator::wait_within(what, CONVERGE, check).await
 }
 
 /// 8 random lowercase characters (names that never collide between runs).

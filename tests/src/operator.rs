@@ -91,12 +91,22 @@ impl Operator {
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails the test after
 /// [`CONVERGE`] naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + CONVERGE;
+    wait_within(what, CONVERGE, check).await
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails the test after `limit`
+/// naming `what`.
+pub async fn wait_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
