@@ -332,7 +332,6 @@ pub struct CallSession {
     /// A return leg's carried record (see [`CallSession::resume`]).
     return_leg: Option<Resume>,
     pending_tools: Vec<PendingTool>,
-    scratch: Vec<u8>,
     last_error: Option<String>,
     ended: bool,
     link: Link,
@@ -399,7 +398,6 @@ impl CallSession {
             transfer: None,
             return_leg: None,
             pending_tools: Vec::new(),
-            scratch: Vec::new(),
             last_error: None,
             ended: false,
             link: Link::Up,
@@ -842,14 +840,17 @@ impl CallSession {
             out.push(Action::Observe(Observation::LateDeltaDropped));
             return;
         }
-        // Checked and counted without decoding; decoded (into a reused buffer) only when
-        // the call is recorded, which needs the audio.
+        // Checked and counted without decoding; decoded only when the call is recorded,
+        // which needs the audio (the decoded chunk goes to the recorder as it is: no copy).
+        let mut recorded = None;
         let decoded = if self.settings.record {
-            self.scratch.clear();
-            STANDARD
-                .decode_vec(delta, &mut self.scratch)
+            let mut audio = Vec::new();
+            let n = STANDARD
+                .decode_vec(delta, &mut audio)
                 .ok()
-                .map(|()| self.scratch.len())
+                .map(|()| audio.len());
+            recorded = Some(audio);
+            n
         } else {
             media::base64_len(delta)
         };
@@ -871,10 +872,10 @@ impl CallSession {
         let mark = self
             .playback
             .on_chunk_sent(response_id, item_id, content_index, bytes);
-        if self.settings.record {
+        if let Some(audio) = recorded {
             out.push(Action::Record(Recorded::AgentAudio {
                 mark: mark.to_string(),
-                audio: self.scratch.clone(),
+                audio,
             }));
         }
         out.push(Action::Twilio(media::media_message(
