@@ -4,6 +4,8 @@
 # symbols go to $OUT/top.txt. See docs/performance.md, "Relay per-frame CPU".
 #
 # Usage: bench/profile.sh GATEWAY_BIN SIM_BIN CALLS [DURATION] [NAME]
+# PERF_ARGS="-F 199 --call-graph dwarf" for call graphs (callers of a hot symbol:
+# perf report -i OUT/perf.data --no-children -S SYMBOL -G).
 set -u
 GW=$1; SIM=$2; N=$3; D=${4:-30}; NAME=${5:-profile-$N}
 RELAY_CPU=${RELAY_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -25,7 +27,7 @@ taskset -c "$LOADGEN_CPU" "$SIM" load --gateway http://127.0.0.1:18280 --to +150
 LPID=$!
 RAMP=$((N / 50)); [ "$RAMP" -gt 10 ] && RAMP=10
 sleep $((RAMP + 3))
-perf record -F 999 -p "$GPID" -o "$OUT/perf.data" -- sleep $((D - RAMP - 6)) 2>"$OUT/perf.err"
+perf record ${PERF_ARGS:--F 999} -p "$GPID" -o "$OUT/perf.data" -- sleep $((D - RAMP - 6)) 2>"$OUT/perf.err"
 wait "$LPID"
 kill "$GPID"; wait "$GPID" 2>/dev/null
 rm -rf "$DATA"

@@ -181,12 +181,18 @@ start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_U
   esac
 }
 
+cpu_ticks() { # pid: user + system CPU of the process so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 run_load() { # kind name calls jsonl [extra sim load flags...]
   local kind=$1 name=$2 calls=$3 jsonl=$4
   shift 4
   wait_quiet
   log "$name: $calls calls x ${DURATION}s"
   [ -n "$RAMP" ] && set -- --ramp "$RAMP" "$@"
+  local cpu0
+  cpu0=$(cpu_ticks "$RELAY_PID")
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
     --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" "$@" \
@@ -201,7 +207,20 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   if [ "$kind" = gateway ] || [ "$kind" = gateway-rec ]; then
     curl -s "$RELAY_URL/metrics" >"$OUT/$name.metrics" || true
   fi
-  printf '%s\n' "$json" | jq -c --arg name "$name" '. + {run: $name}' >"$OUT/$name.json"
+  # CPU over the whole row, the ramp, the end of the calls and what follows them (the
+  # recorded gateway's WAVs) included: the relay has done all its work once it is idle.
+  # Unlike the steady window's CPU %, this does not stop at a full core (a relay that
+  # falls behind does the same work later), so rows can be compared when a core is full.
+  local cpu1 prev
+  cpu1=$(cpu_ticks "$RELAY_PID")
+  for _ in $(seq 1 40); do
+    sleep 0.5
+    prev=$cpu1
+    cpu1=$(cpu_ticks "$RELAY_PID")
+    [ $((cpu1 - prev)) -le 1 ] && break
+  done
+  printf '%s\n' "$json" | jq -c --arg name "$name" --argjson t "$((cpu1 - cpu0))" --argjson hz "$(getconf CLK_TCK)" \
+    '. + {run: $name, relay_cpu_s: ($t / $hz)}' >"$OUT/$name.json"
 }
 
 measure() { # kind name calls jsonl relay-flags -- load-flags: one row, retried while noisy
@@ -264,8 +283,8 @@ fi
 {
   echo "## Sweep (${DURATION} s per call; relay on core $RELAY_CPU, load generator on core $LOADGEN_CPU)"
   echo
-  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % | other CPU % |"
-  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | relay CPU s (row) | CPU s vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % | other CPU % |"
+  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   jq -rs '
     def n(x): if x == null then "-" else ((x * 100 | round) / 100 | tostring) end;
     def ratio(a; b): if a == null or b == null or b == 0 then "-" else n(a / b) + "x" end;
@@ -273,7 +292,7 @@ fi
     | sort_by(.calls)[]
     | . as $r
     | ($floor[$r.calls | tostring]) as $f
-    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) | \(n(.other_cpu_pct)) |"
+    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.relay_cpu_s)) | \(if .label == "floor" then "1x" else ratio(.relay_cpu_s; $f.relay_cpu_s) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) | \(n(.other_cpu_pct)) |"
   ' "$OUT/sweep.jsonl"
   if [ -s "$OUT/preconnect.jsonl" ]; then
     echo

@@ -23,6 +23,8 @@ pub struct RecordingMetrics {
     pub upload_failures: IntCounterVec,
     /// Recordings deleted by retention.
     pub expired: IntCounter,
+    /// Agent audio sent to Twilio and held until its mark echo says it played.
+    pub agent_waiting_bytes: IntGauge,
 }
 
 impl RecordingMetrics {
@@ -71,6 +73,10 @@ impl RecordingMetrics {
                 "switchboard_recordings_expired_total",
                 "Recordings deleted after their retention",
             )?,
+            agent_waiting_bytes: IntGauge::new(
+                "switchboard_recording_agent_waiting_bytes",
+                "Agent audio of live calls held in memory until Twilio echoes that it played",
+            )?,
         };
         r.register(Box::new(m.dropped.clone()))?;
         r.register(Box::new(m.refused.clone()))?;
@@ -81,6 +87,7 @@ impl RecordingMetrics {
         r.register(Box::new(m.upload_bytes.clone()))?;
         r.register(Box::new(m.upload_failures.clone()))?;
         r.register(Box::new(m.expired.clone()))?;
+        r.register(Box::new(m.agent_waiting_bytes.clone()))?;
         Ok(m)
     }
 }

@@ -41,6 +41,15 @@ const CHANNEL: usize = 4096;
 pub const MAX_MARK_NAME: usize = 128;
 /// How often the writer thread takes what is queued.
 const POLL: Duration = Duration::from_millis(20);
+/// A gap this short (0.5 s) between a track's buffered audio and the next audio placed
+/// after it is buffered as silence instead of ending the write (see [`Track::put`]).
+const MAX_FILLED_GAP: u64 = 4_000;
+/// Ticks of the call task (250 ms each) a partial batch waits before it is handed over.
+/// Handing it over on every tick made about twice as many batches as full ones would
+/// (one tick's audio is about [`super::batch::FLUSH_BYTES`]), and each batch is a
+/// positioned write per track: the writer's largest cost (docs/performance.md,
+/// "Recordings"). Events carry their own times, so waiting changes nothing recorded.
+const TICKS_BEFORE_FLUSH: u8 = 4;
 /// How often `finish` retries handing over its last batch when the channel is full.
 const RETRY: Duration = Duration::from_millis(5);
 /// Caller audio placed later than the call may last (plus this slack) is refused: the
@@ -139,6 +148,7 @@ impl Writer {
             info: Some(info),
             writer: self.clone(),
             batch: Batch::default(),
+            ticks_waited: 0,
             origin,
             end: None,
         }
@@ -154,6 +164,8 @@ pub struct Recorder {
     info: Option<CallInfo>,
     writer: Writer,
     batch: Batch,
+    /// Ticks the current partial batch has waited.
+    ticks_waited: u8,
     origin: Instant,
     end: Option<Instant>,
 }
@@ -195,12 +207,25 @@ impl Recorder {
         }
     }
 
-    /// Hands the events collected so far to the writer (the call task calls it on its
-    /// tick, so a call that went quiet is not recorded late).
-    pub fn flush(&mut self) {
+    /// The call task's tick (every 250 ms): a partial batch is handed over once it has
+    /// waited [`TICKS_BEFORE_FLUSH`] ticks, so a call that went quiet is not held back
+    /// for long, and a talking call's batches are handed over full.
+    pub fn tick(&mut self) {
         if self.batch.is_empty() {
             return;
         }
+        self.ticks_waited += 1;
+        if self.ticks_waited >= TICKS_BEFORE_FLUSH {
+            self.flush();
+        }
+    }
+
+    /// Hands the events collected so far to the writer.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.ticks_waited = 0;
         let (batch, n) = self.batch.take();
         if !self.try_begin()
             || self
@@ -319,6 +344,7 @@ impl Drop for Recorder {
                 info: self.info.take(),
                 writer: self.writer.clone(),
                 batch: std::mem::take(&mut self.batch),
+                ticks_waited: 0,
                 origin: self.origin,
                 end: self.end,
             };
@@ -382,8 +408,8 @@ struct CallWriter {
     failed: Option<std::io::Error>,
 }
 
-/// A track file being written. Consecutive audio of one batch is collected in a buffer
-/// the writer shares between calls and written with one positioned write.
+/// A track file being written. The audio of one batch is collected in a buffer the writer
+/// shares between calls and written with one positioned write.
 struct Track {
     file: Option<File>,
     path: PathBuf,
@@ -391,6 +417,8 @@ struct Track {
     buf_at: u64,
     /// Where the audio written so far ends (the end of the call if it ends unannounced).
     end: u64,
+    /// Positioned writes made (what the gap filling saves is counted by the tests).
+    writes: u64,
 }
 
 impl Track {
@@ -400,18 +428,31 @@ impl Track {
             path,
             buf_at: 0,
             end: 0,
+            writes: 0,
         }
     }
 
     /// Puts µ-law `audio` at sample `at`, `buf` holding this track's unwritten bytes.
     fn put(&mut self, at: u64, audio: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let buf_end = self.buf_at + buf.len() as u64;
         if buf.is_empty() {
             self.buf_at = at;
-        } else if at != self.buf_at + buf.len() as u64 {
-            // Not contiguous (a gap, or audio placed over earlier audio): write what is
-            // buffered; the gap stays a hole (silence).
-            self.write(buf)?;
-            self.buf_at = at;
+        } else if at != buf_end {
+            let gap = at.checked_sub(buf_end).filter(|&g| g <= MAX_FILLED_GAP);
+            match gap {
+                // Agent chunks are placed where their echoes say they played, so they
+                // are rarely back to back: a few ms apart, each was its own write (most
+                // of the writer's time, docs/performance.md "Recordings"). When nothing
+                // was written past the buffer, the gap is a hole that reads as silence:
+                // it is buffered as the same zeros and the run stays one write.
+                Some(g) if buf_end >= self.end => buf.resize(buf.len() + g as usize, 0),
+                // A long gap, or audio placed over or before earlier audio: what is
+                // buffered is written first; a gap stays a hole (silence).
+                _ => {
+                    self.write(buf)?;
+                    self.buf_at = at;
+                }
+            }
         }
         buf.extend(audio.iter().map(|&b| wav::to_track(b)));
         Ok(())
@@ -428,6 +469,7 @@ impl Track {
             None => File::create(&self.path).map(|f| &*self.file.insert(f)),
         }
         .and_then(|file| file.write_all_at(buf, self.buf_at));
+        self.writes += 1;
         self.end = self.end.max(self.buf_at + buf.len() as u64);
         buf.clear();
         result
@@ -558,6 +600,10 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
+        let waiting: usize = calls.values().map(|w| w.model.waiting_samples()).sum();
+        metrics
+            .agent_waiting_bytes
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         // The shared buffers keep at most a typical batch's size between rounds.
         for b in [&mut s.caller, &mut s.agent] {
             b.shrink_to(8 * 1024);
@@ -613,5 +659,76 @@ mod tests {
             "only silence before b's audio"
         );
         assert!(track[8000..].iter().all(|&x| x == wav::to_track(0x22)));
+    }
+
+    fn agent_turn(sent_ms: u64, echoes_ms: &[u64], code: u8) -> Vec<u8> {
+        let mut b = Batch::default();
+        for (i, _) in echoes_ms.iter().enumerate() {
+            b.agent(&format!("m{i}"), &[code; 160], sent_ms);
+        }
+        for (i, &t) in echoes_ms.iter().enumerate() {
+            b.echo(&format!("m{i}"), t);
+        }
+        b.take().0
+    }
+
+    fn metrics() -> RecordingMetrics {
+        RecordingMetrics::register(&prometheus::Registry::new()).expect("metrics")
+    }
+
+    /// Echoes a few ms late leave short gaps between agent chunks: the batch is still one
+    /// write, and the gaps read as the silence a hole would.
+    #[test]
+    fn agent_chunks_a_few_ms_apart_are_one_write_with_silence_between() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Scratch::default();
+        let agent = dir.path().join("a.agent");
+        let mut w = call(dir.path().join("a.caller"), agent.clone());
+        // 20 ms chunks sent at 0, heard ending at 20, 41 and 63 ms: 1 and 2 ms gaps.
+        w.events(&agent_turn(0, &[20, 41, 63], 0x33), &mut s, &metrics());
+        assert!(w.failed.is_none());
+        assert_eq!(w.agent.writes, 1);
+        let track = std::fs::read(&agent).expect("agent track");
+        let heard = wav::to_track(0x33);
+        let expect: Vec<u8> = [(0, 160), (160, 168), (168, 328), (328, 344), (344, 504)]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &(a, b))| std::iter::repeat_n(if i % 2 == 0 { heard } else { 0 }, b - a))
+            .collect();
+        assert_eq!(track, expect);
+    }
+
+    /// A gap longer than [`MAX_FILLED_GAP`] stays a hole: two writes.
+    #[test]
+    fn a_long_gap_is_not_filled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Scratch::default();
+        let caller = dir.path().join("a.caller");
+        let mut w = call(caller.clone(), dir.path().join("a.agent"));
+        w.events(&frames(&[0, 2000], 0x44), &mut s, &metrics());
+        assert_eq!(w.caller.writes, 2);
+        let track = std::fs::read(&caller).expect("caller track");
+        assert_eq!(track.len(), 16_000 + 160);
+        assert!(track[160..16_000].iter().all(|&x| x == 0));
+    }
+
+    /// Filling a gap never writes silence over audio already in the file (a peer's
+    /// timestamps can go backwards).
+    #[test]
+    fn a_filled_gap_never_covers_audio_written_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Scratch::default();
+        let caller = dir.path().join("a.caller");
+        let mut w = call(caller.clone(), dir.path().join("a.agent"));
+        w.events(&frames(&[100], 0x55), &mut s, &metrics());
+        // Back to 0, then forward past the audio at 100 ms with short gaps.
+        w.events(&frames(&[0, 60, 130], 0x66), &mut s, &metrics());
+        let track = std::fs::read(&caller).expect("caller track");
+        let at = |ms: usize| track[ms * 8];
+        assert_eq!(at(100), wav::to_track(0x55));
+        assert_eq!(at(0), wav::to_track(0x66));
+        assert_eq!(at(60), wav::to_track(0x66));
+        assert_eq!(at(130), wav::to_track(0x66));
+        assert_eq!(at(30), 0);
     }
 }
