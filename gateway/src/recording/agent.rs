@@ -13,27 +13,81 @@
 //! Positions are in samples (8 kHz: 8 per ms, one µ-law byte each).
 
 use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Samples per ms at 8 kHz.
 pub const SAMPLES_PER_MS: u64 = 8;
 /// Audio waiting for its echo beyond this (60 s) is placed as sent, so a peer that
 /// never echoes cannot make a call hold unbounded audio.
 pub const MAX_WAITING_SAMPLES: usize = 60 * 1000 * SAMPLES_PER_MS as usize;
+/// Waiting audio a call holds in memory (256 ms). The Realtime API generates faster than
+/// real time, so Twilio may hold seconds of a call's audio ahead of playback (8 000 B per
+/// second of lead); beyond this, waiting chunks are staged in the call's staging file
+/// (written by the writer at the offset [`AgentTrack::sent`] returns) and read back when
+/// their echo comes, so a call's memory does not grow with the lead.
+pub const HELD_BYTES: usize = 2048;
+/// Size of a call's staging ring: twice what may wait, so a chunk always fits even when
+/// the free space is split at the ring's end.
+pub const STAGING_BYTES: u64 = 2 * MAX_WAITING_SAMPLES as u64;
+
+/// Where a waiting chunk's audio is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audio {
+    /// In memory (µ-law bytes).
+    Held(Vec<u8>),
+    /// In the call's staging ring: `len` bytes at offset `at`.
+    Staged {
+        /// Offset in the ring.
+        at: u64,
+        /// Bytes.
+        len: usize,
+    },
+}
+
+impl Audio {
+    /// Bytes (samples).
+    pub fn len(&self) -> usize {
+        match self {
+            Audio::Held(v) => v.len(),
+            Audio::Staged { len, .. } => *len,
+        }
+    }
+
+    /// Whether there is no audio.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Audio::Held(v) => v.truncate(n),
+            Audio::Staged { len, .. } => *len = (*len).min(n),
+        }
+    }
+}
 
 /// Audio to write at a position of the agent channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// First sample.
     pub at: u64,
-    /// µ-law bytes.
-    pub audio: Vec<u8>,
+    /// The audio.
+    pub audio: Audio,
 }
 
 #[derive(Debug)]
 struct Waiting {
-    mark: String,
-    audio: Vec<u8>,
+    /// The mark's hash: a waiting chunk does not keep its name (≈ 40 bytes and an
+    /// allocation each); 64 bits keep two marks of one call apart.
+    mark: u64,
+    audio: Audio,
     sent_ms: u64,
+}
+
+fn mark_key(mark: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    mark.hash(&mut h);
+    h.finish()
 }
 
 /// The agent channel's playout model for one call.
@@ -41,45 +95,112 @@ struct Waiting {
 pub struct AgentTrack {
     waiting: VecDeque<Waiting>,
     waiting_samples: usize,
+    /// Bytes of `waiting` held in memory.
+    held: usize,
+    /// Where the next staged chunk goes in the ring.
+    stage_tail: u64,
     /// End of the last placed audio, in samples.
     cursor: u64,
 }
 
 impl AgentTrack {
-    /// A chunk followed by `mark` was sent at `sent_ms`. Returns audio that had to be
-    /// placed early (only past [`MAX_WAITING_SAMPLES`]).
-    pub fn sent(&mut self, mark: String, audio: Vec<u8>, sent_ms: u64, out: &mut Vec<Placement>) {
+    /// A chunk followed by `mark` was sent at `sent_ms`. Returns the staging offset when
+    /// the chunk is not held in memory: the caller writes `audio` there before it places
+    /// anything. Audio that had to be placed early (only past [`MAX_WAITING_SAMPLES`])
+    /// goes to `out`.
+    pub fn sent(
+        &mut self,
+        mark: &str,
+        audio: &[u8],
+        sent_ms: u64,
+        out: &mut Vec<Placement>,
+    ) -> Option<u64> {
+        let staged = if self.held + audio.len() > HELD_BYTES {
+            self.stage(audio.len())
+        } else {
+            None
+        };
+        let stored = match staged {
+            Some(at) => Audio::Staged {
+                at,
+                len: audio.len(),
+            },
+            None => {
+                self.held += audio.len();
+                Audio::Held(audio.to_vec())
+            }
+        };
         self.waiting_samples += audio.len();
         self.waiting.push_back(Waiting {
-            mark,
-            audio,
+            mark: mark_key(mark),
+            audio: stored,
             sent_ms,
         });
         while self.waiting_samples > MAX_WAITING_SAMPLES {
-            let Some(w) = self.waiting.pop_front() else {
+            let Some(w) = self.pop() else {
                 break;
             };
-            self.waiting_samples -= w.audio.len();
             let at = self.cursor.max(w.sent_ms * SAMPLES_PER_MS);
             self.place(at, w.audio, out);
         }
+        staged
+    }
+
+    /// Room for `len` bytes in the staging ring (`None`: held in memory instead, which
+    /// only a chunk longer than may wait needs; it is placed at once). Staged chunks
+    /// leave the ring in the order they came, so the used part is one span from the
+    /// oldest staged chunk to the tail, possibly wrapped.
+    fn stage(&mut self, len: usize) -> Option<u64> {
+        let len = len as u64;
+        if len == 0 || len > STAGING_BYTES / 2 {
+            return None;
+        }
+        let oldest = self.waiting.iter().find_map(|w| match w.audio {
+            Audio::Staged { at, .. } => Some(at),
+            Audio::Held(_) => None,
+        });
+        let at = match oldest {
+            None => 0,
+            Some(head) if self.stage_tail > head => {
+                if self.stage_tail + len <= STAGING_BYTES {
+                    self.stage_tail
+                } else if len <= head {
+                    0
+                } else {
+                    return None;
+                }
+            }
+            Some(head) if self.stage_tail + len <= head => self.stage_tail,
+            Some(_) => return None,
+        };
+        self.stage_tail = at + len;
+        Some(at)
+    }
+
+    fn pop(&mut self) -> Option<Waiting> {
+        let w = self.waiting.pop_front()?;
+        self.waiting_samples -= w.audio.len();
+        if let Audio::Held(v) = &w.audio {
+            self.held -= v.len();
+        }
+        Some(w)
     }
 
     /// Twilio echoed `mark` at `at_ms`. Marks echo in order, so every chunk before it has
     /// played too: they are placed back to back, ending at `at_ms`. An unknown mark (a
     /// done-mark, or one flushed by a clear) places nothing.
     pub fn echoed(&mut self, mark: &str, at_ms: u64, out: &mut Vec<Placement>) {
-        let Some(n) = self.waiting.iter().position(|w| w.mark == mark) else {
+        let key = mark_key(mark);
+        let Some(n) = self.waiting.iter().position(|w| w.mark == key) else {
             return;
         };
         let played: usize = self.waiting.iter().take(n + 1).map(|w| w.audio.len()).sum();
         let end = at_ms * SAMPLES_PER_MS;
         let mut at = self.cursor.max(end.saturating_sub(played as u64));
         for _ in 0..=n {
-            let Some(w) = self.waiting.pop_front() else {
+            let Some(w) = self.pop() else {
                 break;
             };
-            self.waiting_samples -= w.audio.len();
             let len = w.audio.len() as u64;
             self.place(at, w.audio, out);
             at += len;
@@ -109,9 +230,10 @@ impl AgentTrack {
             at += len;
         }
         self.waiting_samples = 0;
+        self.held = 0;
     }
 
-    fn place(&mut self, at: u64, audio: Vec<u8>, out: &mut Vec<Placement>) {
+    fn place(&mut self, at: u64, audio: Audio, out: &mut Vec<Placement>) {
         if audio.is_empty() {
             return;
         }
@@ -123,6 +245,12 @@ impl AgentTrack {
     pub fn waiting_samples(&self) -> usize {
         self.waiting_samples
     }
+
+    /// Waiting audio held in memory, in bytes (at most [`HELD_BYTES`], or one chunk
+    /// longer than may wait while it is placed).
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +259,11 @@ mod tests {
 
     fn chunk(ms: u64) -> Vec<u8> {
         vec![0x10; (ms * SAMPLES_PER_MS) as usize]
+    }
+
+    /// Sends `ms` of audio after `mark`; true when it was staged.
+    fn send(t: &mut AgentTrack, mark: &str, ms: u64, sent_ms: u64, out: &mut Vec<Placement>) -> bool {
+        t.sent(mark, &chunk(ms), sent_ms, out).is_some()
     }
 
     fn spans(p: &[Placement]) -> Vec<(u64, u64)> {
@@ -145,7 +278,7 @@ mod tests {
         let mut out = Vec::new();
         // 3 × 100 ms sent in a burst at 1000 ms; played 1000–1300.
         for m in ["a", "b", "c"] {
-            t.sent(m.into(), chunk(100), 1000, &mut out);
+            send(&mut t, m, 100, 1000, &mut out);
         }
         assert!(out.is_empty());
         t.echoed("a", 1100, &mut out);
@@ -159,8 +292,8 @@ mod tests {
     fn a_late_echo_does_not_overlap_the_previous_chunk() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        t.sent("a".into(), chunk(100), 0, &mut out);
-        t.sent("b".into(), chunk(100), 0, &mut out);
+        send(&mut t, "a", 100, 0, &mut out);
+        send(&mut t, "b", 100, 0, &mut out);
         t.echoed("a", 100, &mut out);
         // b's echo came early (jitter): it still starts where a ended.
         t.echoed("b", 150, &mut out);
@@ -171,8 +304,8 @@ mod tests {
     fn an_echo_releases_the_chunks_before_it() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        t.sent("a".into(), chunk(100), 0, &mut out);
-        t.sent("b".into(), chunk(100), 0, &mut out);
+        send(&mut t, "a", 100, 0, &mut out);
+        send(&mut t, "b", 100, 0, &mut out);
         t.echoed("b", 500, &mut out);
         assert_eq!(spans(&out), [(300, 400), (400, 500)]);
     }
@@ -182,7 +315,7 @@ mod tests {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
         for m in ["a", "b", "c", "d"] {
-            t.sent(m.into(), chunk(200), 2000, &mut out);
+            send(&mut t, m, 200, 2000, &mut out);
         }
         t.echoed("a", 2200, &mut out);
         // Caller barges in at 2350: b was playing (2200–2400), c and d were flushed.
@@ -192,7 +325,7 @@ mod tests {
         t.echoed("c", 2360, &mut out);
         assert_eq!(out.len(), 2);
         // The next turn starts fresh.
-        t.sent("e".into(), chunk(100), 4000, &mut out);
+        send(&mut t, "e", 100, 4000, &mut out);
         t.echoed("e", 4100, &mut out);
         assert_eq!(spans(&out)[2], (4000, 4100));
     }
@@ -201,7 +334,7 @@ mod tests {
     fn a_clear_before_playback_reached_the_audio_places_nothing() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        t.sent("a".into(), chunk(100), 500, &mut out);
+        send(&mut t, "a", 100, 500, &mut out);
         t.cut(400, &mut out);
         assert!(out.is_empty());
         t.cut(1000, &mut out);
@@ -222,10 +355,85 @@ mod tests {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
         for i in 0..70u64 {
-            t.sent(format!("m{i}"), chunk(1000), i * 1000, &mut out);
+            send(&mut t, &format!("m{i}"), 1000, i * 1000, &mut out);
         }
         assert!(t.waiting_samples() <= MAX_WAITING_SAMPLES);
         assert_eq!(out.len(), 10);
         assert_eq!(spans(&out)[0], (0, 1000));
+    }
+
+    /// Past [`HELD_BYTES`] a call's waiting audio is staged, not held: memory stays
+    /// bounded however far ahead Twilio's buffer runs, and the placements are the same.
+    #[test]
+    fn audio_beyond_the_held_budget_is_staged_and_placed_the_same() {
+        let mut t = AgentTrack::default();
+        let mut out = Vec::new();
+        // 10 s of audio sent in 200 ms chunks at 1000 ms: a model generating faster
+        // than real time.
+        let staged: Vec<bool> = (0..50)
+            .map(|i| send(&mut t, &format!("m{i}"), 200, 1000, &mut out))
+            .collect();
+        assert!(!staged[0], "the first 1 600 B fit the budget");
+        assert!(staged[1..].iter().all(|&s| s));
+        assert!(t.held_bytes() <= HELD_BYTES);
+        assert_eq!(t.waiting_samples(), 50 * 1600);
+        t.echoed("m49", 11_000, &mut out);
+        assert_eq!(out.len(), 50);
+        for (i, p) in out.iter().enumerate() {
+            assert_eq!(p.at, (1000 + 200 * i as u64) * SAMPLES_PER_MS);
+            assert_eq!(p.audio.len(), 1600);
+        }
+        assert_eq!(
+            out[1].audio,
+            Audio::Staged { at: 0, len: 1600 },
+            "staged from the ring's start"
+        );
+        assert_eq!(out[2].audio, Audio::Staged { at: 1600, len: 1600 });
+        assert_eq!((t.held_bytes(), t.waiting_samples()), (0, 0));
+    }
+
+    /// The ring is reused from its start once its end is reached, never over a staged
+    /// chunk still waiting.
+    #[test]
+    fn the_staging_ring_wraps_without_overwriting_waiting_audio() {
+        let mut t = AgentTrack::default();
+        let mut out = Vec::new();
+        let mut live: VecDeque<std::ops::Range<u64>> = VecDeque::new();
+        let mut wrapped = false;
+        // 1 s chunks (all staged), each echoed 20 chunks later: 300 s through a 120 s
+        // ring.
+        for i in 0..300u64 {
+            let at = t
+                .sent(&format!("c{i}"), &chunk(1000), i * 1000, &mut out)
+                .expect("staged");
+            let span = at..at + 8000;
+            assert!(span.end <= STAGING_BYTES);
+            assert!(
+                live.iter().all(|l| span.end <= l.start || l.end <= span.start),
+                "{span:?} over {live:?}"
+            );
+            wrapped |= live.back().is_some_and(|l| span.start < l.start);
+            live.push_back(span);
+            if i >= 20 {
+                t.echoed(&format!("c{}", i - 20), (i + 1) * 1000, &mut out);
+                live.pop_front();
+            }
+        }
+        assert!(wrapped);
+        assert_eq!(t.held_bytes(), 0);
+    }
+
+    /// A clear cuts staged audio like held audio.
+    #[test]
+    fn a_clear_cuts_staged_audio() {
+        let mut t = AgentTrack::default();
+        let mut out = Vec::new();
+        for m in ["a", "b", "c"] {
+            send(&mut t, m, 200, 2000, &mut out);
+        }
+        t.cut(2300, &mut out);
+        assert_eq!(spans(&out), [(2000, 2200), (2200, 2300)]);
+        assert_eq!(out[1].audio, Audio::Staged { at: 0, len: 800 });
+        assert_eq!((t.held_bytes(), t.waiting_samples()), (0, 0));
     }
 }

@@ -23,8 +23,8 @@ pub struct RecordingMetrics {
     pub upload_failures: IntCounterVec,
     /// Recordings deleted by retention.
     pub expired: IntCounter,
-    /// Agent audio sent to Twilio and held until its mark echo says it played.
-    pub agent_waiting_bytes: IntGauge,
+    /// Agent audio sent to Twilio and held in memory until its mark echo says it played.
+    pub agent_held_bytes: IntGauge,
 }
 
 impl RecordingMetrics {
@@ -73,9 +73,9 @@ impl RecordingMetrics {
                 "switchboard_recordings_expired_total",
                 "Recordings deleted after their retention",
             )?,
-            agent_waiting_bytes: IntGauge::new(
-                "switchboard_recording_agent_waiting_bytes",
-                "Agent audio of live calls held in memory until Twilio echoes that it played",
+            agent_held_bytes: IntGauge::new(
+                "switchboard_recording_agent_held_bytes",
+                "Agent audio of live calls held in memory until Twilio echoes that it played (at most 2 KiB per call; the rest waits on disk)",
             )?,
         };
         r.register(Box::new(m.dropped.clone()))?;
@@ -87,7 +87,7 @@ impl RecordingMetrics {
         r.register(Box::new(m.upload_bytes.clone()))?;
         r.register(Box::new(m.upload_failures.clone()))?;
         r.register(Box::new(m.expired.clone()))?;
-        r.register(Box::new(m.agent_waiting_bytes.clone()))?;
+        r.register(Box::new(m.agent_held_bytes.clone()))?;
         Ok(m)
     }
 }

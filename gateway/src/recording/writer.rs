@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::agent::{AgentTrack, Placement, SAMPLES_PER_MS};
+use super::agent::{AgentTrack, Audio, Placement, SAMPLES_PER_MS};
 use super::batch::{self, Batch, Event};
 use super::metrics::RecordingMetrics;
 use super::queue::{Destination, Enqueue, Manifest};
@@ -75,6 +75,7 @@ pub enum Recorded {
 struct Finished {
     caller: PathBuf,
     agent: PathBuf,
+    staging: PathBuf,
     end_ms: u64,
     failed: Option<std::io::Error>,
 }
@@ -138,6 +139,7 @@ impl Writer {
         let state = CallWriter {
             caller: Track::new(self.work_dir.join(format!("{sid}.caller.ulaw"))),
             agent: Track::new(self.work_dir.join(format!("{sid}.agent.ulaw"))),
+            staging: Track::new(self.work_dir.join(format!("{sid}.agent.staging"))),
             model: AgentTrack::default(),
             limit: (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS,
             failed: None,
@@ -376,7 +378,7 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
         let bytes = wav::finalise(&f.caller, &f.agent, &wav_path, samples)?;
         let manifest = Manifest { bytes, ..manifest };
         queue.put(&manifest, &wav_path)?;
-        for p in [&f.caller, &f.agent] {
+        for p in [&f.caller, &f.agent, &f.staging] {
             let _ = std::fs::remove_file(p);
         }
         Ok(manifest)
@@ -403,6 +405,9 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
 struct CallWriter {
     caller: Track,
     agent: Track,
+    /// Agent audio waiting for its echo beyond what the call holds in memory (see
+    /// [`super::agent::HELD_BYTES`]), in a ring; created only when needed.
+    staging: Track,
     model: AgentTrack,
     limit: u64,
     failed: Option<std::io::Error>,
@@ -466,7 +471,13 @@ impl Track {
         }
         let result = match &self.file {
             Some(f) => Ok(f),
-            None => File::create(&self.path).map(|f| &*self.file.insert(f)),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map(|f| &*self.file.insert(f)),
         }
         .and_then(|file| file.write_all_at(buf, self.buf_at));
         self.writes += 1;
@@ -476,11 +487,37 @@ impl Track {
     }
 }
 
+impl Track {
+    /// Reads `len` bytes at `at` into `out` as µ-law (undoing [`wav::to_track`]); what
+    /// was never written reads as silence.
+    fn read(&self, at: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+        out.clear();
+        out.resize(len, 0);
+        if let Some(f) = &self.file {
+            let mut done = 0;
+            while done < len {
+                match f.read_at(&mut out[done..], at + done as u64)? {
+                    0 => break,
+                    n => done += n,
+                }
+            }
+        }
+        for b in out.iter_mut() {
+            *b = wav::to_track(*b);
+        }
+        Ok(())
+    }
+}
+
 /// The writer's buffers, shared by all calls.
 #[derive(Default)]
 struct Scratch {
     caller: Vec<u8>,
     agent: Vec<u8>,
+    /// Agent audio on its way to the staging ring.
+    staged: Vec<u8>,
+    /// Staged audio read back.
+    unstaged: Vec<u8>,
     placed: Vec<Placement>,
 }
 
@@ -490,6 +527,7 @@ impl Scratch {
     fn clear(&mut self) {
         self.caller.clear();
         self.agent.clear();
+        self.staged.clear();
         self.placed.clear();
     }
 }
@@ -511,8 +549,9 @@ impl CallWriter {
                         }
                     }
                     Event::Agent { mark, audio, at_ms } => {
-                        self.model
-                            .sent(mark.to_string(), audio.to_vec(), at_ms, &mut s.placed)
+                        if let Some(at) = self.model.sent(mark, audio, at_ms, &mut s.placed) {
+                            self.staging.put(at, audio, &mut s.staged)?;
+                        }
                     }
                     Event::Echo { mark, at_ms } => self.model.echoed(mark, at_ms, &mut s.placed),
                     Event::Clear { at_ms } => self.model.cut(at_ms, &mut s.placed),
@@ -529,8 +568,17 @@ impl CallWriter {
 
     fn place(&mut self, s: &mut Scratch) -> std::io::Result<()> {
         for p in s.placed.drain(..) {
-            if p.at <= self.limit {
-                self.agent.put(p.at, &p.audio, &mut s.agent)?;
+            if p.at > self.limit {
+                continue;
+            }
+            match p.audio {
+                Audio::Held(audio) => self.agent.put(p.at, &audio, &mut s.agent)?,
+                Audio::Staged { at, len } => {
+                    // What is still on its way to the ring is written before it is read.
+                    self.staging.write(&mut s.staged)?;
+                    self.staging.read(at, len, &mut s.unstaged)?;
+                    self.agent.put(p.at, &s.unstaged, &mut s.agent)?;
+                }
             }
         }
         Ok(())
@@ -538,7 +586,8 @@ impl CallWriter {
 
     fn write(&mut self, s: &mut Scratch) -> std::io::Result<()> {
         self.caller.write(&mut s.caller)?;
-        self.agent.write(&mut s.agent)
+        self.agent.write(&mut s.agent)?;
+        self.staging.write(&mut s.staged)
     }
 
     /// The call ended at `at_ms` (`None`: where its caller audio ends).
@@ -554,6 +603,7 @@ impl CallWriter {
         Finished {
             caller: self.caller.path,
             agent: self.agent.path,
+            staging: self.staging.path,
             end_ms: at_ms,
             failed: self.failed,
         }
@@ -600,12 +650,12 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        let waiting: usize = calls.values().map(|w| w.model.waiting_samples()).sum();
+        let held: usize = calls.values().map(|w| w.model.held_bytes()).sum();
         metrics
-            .agent_waiting_bytes
-            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+            .agent_held_bytes
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
         // The shared buffers keep at most a typical batch's size between rounds.
-        for b in [&mut s.caller, &mut s.agent] {
+        for b in [&mut s.caller, &mut s.agent, &mut s.staged, &mut s.unstaged] {
             b.shrink_to(8 * 1024);
         }
         std::thread::sleep(POLL);
@@ -622,7 +672,8 @@ mod tests {
     fn call(caller: PathBuf, agent: PathBuf) -> CallWriter {
         CallWriter {
             caller: Track::new(caller),
-            agent: Track::new(agent),
+            agent: Track::new(agent.clone()),
+            staging: Track::new(agent.with_extension("staging")),
             model: AgentTrack::default(),
             limit: u64::MAX,
             failed: None,
@@ -730,5 +781,37 @@ mod tests {
         assert_eq!(at(60), wav::to_track(0x66));
         assert_eq!(at(130), wav::to_track(0x66));
         assert_eq!(at(30), 0);
+    }
+
+    /// Agent audio beyond what a call holds in memory goes through the staging file and
+    /// lands where held audio would: echoed in the batch that sent it (still on its way
+    /// to the file) and in a later one.
+    #[test]
+    fn staged_agent_audio_is_recorded_where_it_played() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Scratch::default();
+        let agent = dir.path().join("a.agent");
+        let mut w = call(dir.path().join("a.caller"), agent.clone());
+        let mut b = Batch::default();
+        // Five 200 ms chunks sent at once (a model faster than real time): only the
+        // first fits in memory.
+        for i in 0..5u8 {
+            b.agent(&format!("m{i}"), &[0x10 + i; 1600], 0);
+        }
+        b.echo("m1", 400);
+        w.events(&b.take().0, &mut s, &metrics());
+        assert!(w.failed.is_none(), "{:?}", w.failed);
+        assert!(agent.with_extension("staging").exists());
+        let mut b = Batch::default();
+        b.echo("m4", 1000);
+        w.events(&b.take().0, &mut s, &metrics());
+        assert!(w.failed.is_none(), "{:?}", w.failed);
+        let track = std::fs::read(&agent).expect("agent track");
+        assert_eq!(track.len(), 5 * 1600);
+        for (i, part) in track.chunks(1600).enumerate() {
+            let code = wav::to_track(0x10 + i as u8);
+            assert!(part.iter().all(|&x| x == code), "chunk {i}");
+        }
+        assert_eq!(w.model.held_bytes(), 0);
     }
 }
