@@ -6,6 +6,8 @@
 # Usage: bench/run.sh [CALLS ...]            default: 50 200 500 1000
 # Environment:
 #   DURATION=20          seconds of media per call
+#   LOAD_FLAGS=          more `sim load` flags for every row, e.g. "--lead-ms 2000" (the model
+#                        runs 2 s ahead of playout, as the real API does)
 #   RAMP=                calls start evenly over RAMP seconds (default: sim load's,
 #                        min(calls / 50, 10) s)
 #   RELAYS="floor gateway"  relays swept, in order; also: floor-defaults (the floor with the
@@ -33,6 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DURATION=${DURATION:-20}
+LOAD_FLAGS=${LOAD_FLAGS:-}
 RAMP=${RAMP:-}
 RELAYS=${RELAYS:-floor gateway}
 PRECONNECT=${PRECONNECT:-1}
@@ -195,7 +198,7 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   cpu0=$(cpu_ticks "$RELAY_PID")
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
-    --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" "$@" \
+    --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" $LOAD_FLAGS "$@" \
     >"$OUT/$name.txt" 2>"$OUT/$name.err" || true
   sed '$d' "$OUT/$name.txt" >&2
   local json

@@ -159,6 +159,10 @@ struct LoadArgs {
     /// The responder starts talking on `session.updated` instead of on `response.create`.
     #[arg(long)]
     talk_on_session_updated: bool,
+    /// How far ahead of real time the responder's audio runs, ms: the real API generates
+    /// faster than playout, so Twilio holds that much of each call's audio ahead.
+    #[arg(long, default_value_t = 0)]
+    lead_ms: u64,
     /// Label copied into the report (e.g. `floor`, `gateway`).
     #[arg(long)]
     label: Option<String>,
@@ -574,6 +578,7 @@ async fn load(args: LoadArgs) -> Result<bool> {
         realtime_delay: Duration::from_millis(args.realtime_delay_ms),
         stream_delay: Duration::from_millis(args.stream_delay_ms),
         talk_on_session_updated: args.talk_on_session_updated,
+        lead: Duration::from_millis(args.lead_ms),
         connect_timeout: Duration::from_secs(10),
         label: args.label,
     };

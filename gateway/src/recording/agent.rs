@@ -262,7 +262,13 @@ mod tests {
     }
 
     /// Sends `ms` of audio after `mark`; true when it was staged.
-    fn send(t: &mut AgentTrack, mark: &str, ms: u64, sent_ms: u64, out: &mut Vec<Placement>) -> bool {
+    fn send(
+        t: &mut AgentTrack,
+        mark: &str,
+        ms: u64,
+        sent_ms: u64,
+        out: &mut Vec<Placement>,
+    ) -> bool {
         t.sent(mark, &chunk(ms), sent_ms, out).is_some()
     }
 
@@ -388,7 +394,13 @@ mod tests {
             Audio::Staged { at: 0, len: 1600 },
             "staged from the ring's start"
         );
-        assert_eq!(out[2].audio, Audio::Staged { at: 1600, len: 1600 });
+        assert_eq!(
+            out[2].audio,
+            Audio::Staged {
+                at: 1600,
+                len: 1600
+            }
+        );
         assert_eq!((t.held_bytes(), t.waiting_samples()), (0, 0));
     }
 
@@ -409,7 +421,8 @@ mod tests {
             let span = at..at + 8000;
             assert!(span.end <= STAGING_BYTES);
             assert!(
-                live.iter().all(|l| span.end <= l.start || l.end <= span.start),
+                live.iter()
+                    .all(|l| span.end <= l.start || l.end <= span.start),
                 "{span:?} over {live:?}"
             );
             wrapped |= live.back().is_some_and(|l| span.start < l.start);

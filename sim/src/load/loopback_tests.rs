@@ -25,6 +25,7 @@ fn config(gateway: String, realtime: SocketAddr, calls: usize) -> LoadConfig {
         realtime_delay: Duration::ZERO,
         stream_delay: Duration::ZERO,
         talk_on_session_updated: false,
+        lead: Duration::ZERO,
         connect_timeout: Duration::from_secs(5),
         label: Some("loopback".into()),
     }

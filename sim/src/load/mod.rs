@@ -84,6 +84,8 @@ pub struct LoadConfig {
     pub stream_delay: Duration,
     /// Responder talks right after `session.updated` instead of on `response.create`.
     pub talk_on_session_updated: bool,
+    /// How far ahead of real time the responder's audio runs.
+    pub lead: Duration,
     /// Limit for each webhook answer and stream handshake.
     pub connect_timeout: Duration,
     /// Label copied into the report.
@@ -155,6 +157,7 @@ pub async fn run_load(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
         ResponderConfig {
             handshake_delay: cfg.realtime_delay,
             talk_on_session_updated: cfg.talk_on_session_updated,
+            lead: cfg.lead,
         },
         shared.clone(),
     ));

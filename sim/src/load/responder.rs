@@ -35,6 +35,10 @@ pub struct ResponderConfig {
     pub handshake_delay: Duration,
     /// Start talking right after `session.updated` instead of waiting for `response.create`.
     pub talk_on_session_updated: bool,
+    /// How far ahead of real time the audio runs: the first deltas go out at once, then
+    /// one every 20 ms (the real API generates faster than playout, so Twilio holds
+    /// audio ahead of the caller).
+    pub lead: Duration,
 }
 
 /// Serves `listener` until the task is aborted.
@@ -167,7 +171,7 @@ async fn session(stream: TcpStream, index: u32, cfg: ResponderConfig, shared: Ar
                     if start && talk_start.is_none() {
                         replies.extend(ga::response_start(&ids, &mut event_id));
                         let now = Instant::now();
-                        talk_start = Some(now);
+                        talk_start = Some(now.checked_sub(cfg.lead).unwrap_or(now));
                         timer.as_mut().reset(now);
                     }
                 }
