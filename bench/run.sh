@@ -36,6 +36,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DURATION=${DURATION:-20}
 LOAD_FLAGS=${LOAD_FLAGS:-}
+read -ra LOAD_ARGS <<<"$LOAD_FLAGS"
 RAMP=${RAMP:-}
 RELAYS=${RELAYS:-floor gateway}
 PRECONNECT=${PRECONNECT:-1}
@@ -184,8 +185,8 @@ start_relay() { # kind name [extra gateway flags...]: sets RELAY_PID and RELAY_U
   esac
 }
 
-cpu_ticks() { # pid: user + system CPU of the process so far, in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+cpu_ticks() { # pid: user + system CPU of the process so far, in clock ticks (empty: gone)
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true
 }
 
 run_load() { # kind name calls jsonl [extra sim load flags...]
@@ -198,7 +199,8 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   cpu0=$(cpu_ticks "$RELAY_PID")
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
-    --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" $LOAD_FLAGS "$@" \
+    --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" \
+    ${LOAD_ARGS[@]+"${LOAD_ARGS[@]}"} "$@" \
     >"$OUT/$name.txt" 2>"$OUT/$name.err" || true
   sed '$d' "$OUT/$name.txt" >&2
   local json
@@ -214,16 +216,21 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   # recorded gateway's WAVs) included: the relay has done all its work once it is idle.
   # Unlike the steady window's CPU %, this does not stop at a full core (a relay that
   # falls behind does the same work later), so rows can be compared when a core is full.
-  local cpu1 prev
+  local cpu1 prev cpu_s=null
   cpu1=$(cpu_ticks "$RELAY_PID")
   for _ in $(seq 1 40); do
+    [ -n "$cpu1" ] || break
     sleep 0.5
     prev=$cpu1
     cpu1=$(cpu_ticks "$RELAY_PID")
-    [ $((cpu1 - prev)) -le 1 ] && break
+    [ -n "$cpu1" ] && [ $((cpu1 - prev)) -le 1 ] && break
   done
-  printf '%s\n' "$json" | jq -c --arg name "$name" --argjson t "$((cpu1 - cpu0))" --argjson hz "$(getconf CLK_TCK)" \
-    '. + {run: $name, relay_cpu_s: ($t / $hz)}' >"$OUT/$name.json"
+  # A relay that exited during the row has no figure.
+  if [ -n "$cpu0" ] && [ -n "$cpu1" ]; then
+    cpu_s=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+  fi
+  printf '%s\n' "$json" | jq -c --arg name "$name" --argjson cpu_s "$cpu_s" \
+    '. + {run: $name, relay_cpu_s: $cpu_s}' >"$OUT/$name.json"
 }
 
 measure() { # kind name calls jsonl relay-flags -- load-flags: one row, retried while noisy

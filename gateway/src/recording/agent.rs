@@ -26,8 +26,10 @@ pub const MAX_WAITING_SAMPLES: usize = 60 * 1000 * SAMPLES_PER_MS as usize;
 /// (written by the writer at the offset [`AgentTrack::sent`] returns) and read back when
 /// their echo comes, so a call's memory does not grow with the lead.
 pub const HELD_BYTES: usize = 2048;
-/// Size of a call's staging ring: twice what may wait, so a chunk always fits even when
-/// the free space is split at the ring's end.
+/// Size of a call's staging ring: twice what may wait, so a chunk nearly always fits when
+/// the free space is split at the ring's end (one that does not is held in memory for
+/// as long as it waits). The ring is reused from its start as soon as the chunk fits
+/// there, so its file holds about twice the audio staged, not the whole ring.
 pub const STAGING_BYTES: u64 = 2 * MAX_WAITING_SAMPLES as u64;
 
 /// Where a waiting chunk's audio is.
@@ -97,6 +99,8 @@ pub struct AgentTrack {
     waiting_samples: usize,
     /// Bytes of `waiting` held in memory.
     held: usize,
+    /// Bytes of `waiting` staged.
+    staged: usize,
     /// Where the next staged chunk goes in the ring.
     stage_tail: u64,
     /// End of the last placed audio, in samples.
@@ -121,10 +125,13 @@ impl AgentTrack {
             None
         };
         let stored = match staged {
-            Some(at) => Audio::Staged {
-                at,
-                len: audio.len(),
-            },
+            Some(at) => {
+                self.staged += audio.len();
+                Audio::Staged {
+                    at,
+                    len: audio.len(),
+                }
+            }
             None => {
                 self.held += audio.len();
                 Audio::Held(audio.to_vec())
@@ -162,10 +169,10 @@ impl AgentTrack {
         let at = match oldest {
             None => 0,
             Some(head) if self.stage_tail > head => {
-                if self.stage_tail + len <= STAGING_BYTES {
-                    self.stage_tail
-                } else if len <= head {
+                if len <= head {
                     0
+                } else if self.stage_tail + len <= STAGING_BYTES {
+                    self.stage_tail
                 } else {
                     return None;
                 }
@@ -180,8 +187,9 @@ impl AgentTrack {
     fn pop(&mut self) -> Option<Waiting> {
         let w = self.waiting.pop_front()?;
         self.waiting_samples -= w.audio.len();
-        if let Audio::Held(v) = &w.audio {
-            self.held -= v.len();
+        match &w.audio {
+            Audio::Held(v) => self.held -= v.len(),
+            Audio::Staged { len, .. } => self.staged -= len,
         }
         Some(w)
     }
@@ -231,6 +239,7 @@ impl AgentTrack {
         }
         self.waiting_samples = 0;
         self.held = 0;
+        self.staged = 0;
     }
 
     fn place(&mut self, at: u64, audio: Audio, out: &mut Vec<Placement>) {
@@ -246,10 +255,15 @@ impl AgentTrack {
         self.waiting_samples
     }
 
-    /// Waiting audio held in memory, in bytes (at most [`HELD_BYTES`], or one chunk
-    /// longer than may wait while it is placed).
+    /// Waiting audio held in memory, in bytes (at most [`HELD_BYTES`], but for a chunk
+    /// the ring had no room for).
     pub fn held_bytes(&self) -> usize {
         self.held
+    }
+
+    /// Waiting audio staged, in bytes: none means the staging file may go.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged
     }
 }
 
@@ -402,6 +416,7 @@ mod tests {
             }
         );
         assert_eq!((t.held_bytes(), t.waiting_samples()), (0, 0));
+        assert_eq!(t.staged_bytes(), 0);
     }
 
     /// The ring is reused from its start once its end is reached, never over a staged
@@ -434,6 +449,9 @@ mod tests {
         }
         assert!(wrapped);
         assert_eq!(t.held_bytes(), 0);
+        assert_eq!(t.staged_bytes(), 20 * 8000);
+        // 20 s waiting never needs more than twice that of the ring.
+        assert!(live.iter().all(|l| l.end <= 2 * 21 * 8000), "{live:?}");
     }
 
     /// A clear cuts staged audio like held audio.

@@ -25,6 +25,8 @@ pub struct RecordingMetrics {
     pub expired: IntCounter,
     /// Agent audio sent to Twilio and held in memory until its mark echo says it played.
     pub agent_held_bytes: IntGauge,
+    /// Agent audio waiting for its echo in the calls' staging files.
+    pub agent_staged_bytes: IntGauge,
 }
 
 impl RecordingMetrics {
@@ -75,7 +77,11 @@ impl RecordingMetrics {
             )?,
             agent_held_bytes: IntGauge::new(
                 "switchboard_recording_agent_held_bytes",
-                "Agent audio of live calls held in memory until Twilio echoes that it played (at most 2 KiB per call; the rest waits on disk)",
+                "Agent audio of live calls held in memory until Twilio echoes that it played (about 2 KiB per call; the rest waits on disk)",
+            )?,
+            agent_staged_bytes: IntGauge::new(
+                "switchboard_recording_agent_staged_bytes",
+                "Agent audio of live calls waiting in their staging files until Twilio echoes that it played",
             )?,
         };
         r.register(Box::new(m.dropped.clone()))?;
@@ -88,6 +94,7 @@ impl RecordingMetrics {
         r.register(Box::new(m.upload_failures.clone()))?;
         r.register(Box::new(m.expired.clone()))?;
         r.register(Box::new(m.agent_held_bytes.clone()))?;
+        r.register(Box::new(m.agent_staged_bytes.clone()))?;
         Ok(m)
     }
 }

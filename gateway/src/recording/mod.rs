@@ -41,6 +41,30 @@ pub use queue::{Destination, QueueOptions, UploadQueue};
 pub use s3::S3;
 pub use writer::{CallInfo, Recorded, Recorder};
 
+/// Removes the staging files a previous run left in `work` (a crash or a kill mid-call):
+/// they hold agent audio of calls that are over and are of no use. Only files named
+/// `<CallSid>.agent.staging` are touched, and the directory is this process's alone: the
+/// data directory's spool is locked before the recordings start (see `server.rs`).
+fn remove_staging_files(work: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(sid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(writer::STAGING_SUFFIX))
+        else {
+            continue;
+        };
+        if is_call_sid(sid)
+            && let Err(err) = std::fs::remove_file(e.path())
+        {
+            tracing::warn!(path = %e.path().display(), error = %err, "could not remove a staging file left by a previous run");
+        }
+    }
+}
+
 /// Whether `s` is a Twilio CallSid (`CA` + 32 hex digits): safe as a file name and key.
 pub fn is_call_sid(s: &str) -> bool {
     s.len() == 34 && s.starts_with("CA") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
@@ -132,6 +156,7 @@ impl Recordings {
             move |source| RecordingError::Dir { path, source }
         };
         std::fs::create_dir_all(&work).map_err(dir_err(&work))?;
+        remove_staging_files(&work);
         let qdir = dir.join("queue");
         let queue = UploadQueue::start(
             qdir.clone(),

@@ -3,15 +3,17 @@
 //! track files.
 //!
 //! The call task collects events in a small batch (one buffer, see [`super::batch`]) and
-//! `try_send`s each full batch (and a partial one on its 250 ms tick) to a bounded channel
-//! shared by all calls; a full channel drops the batch and counts its events. The writer thread does not sleep on the
-//! channel: it wakes every [`POLL`], takes everything queued and writes it with positioned
-//! writes, so a call's send never wakes a thread and no write is handed to tokio's
-//! blocking pool. Every event carries its own time, so what is recorded does not depend on
-//! when the writer sees it. Memory per call stays small: the batch (at most
-//! [`super::batch::FLUSH_BYTES`]), and in the writer the agent audio not yet heard (see
-//! [`super::agent`]); audio is written per batch from two buffers the writer shares
-//! between all calls, not buffered per call. WAVs are made on the recordings' few file
+//! `try_send`s each full batch (and a partial one after [`TICKS_BEFORE_FLUSH`] ticks of
+//! 250 ms, so up to about a second of a quiet call's audio waits in it) to a bounded
+//! channel shared by all calls; a full channel drops the batch and counts its events. The
+//! writer thread does not sleep on the channel: it wakes every [`POLL`], takes everything
+//! queued and writes it with positioned writes, so a call's send never wakes a thread and
+//! no write is handed to tokio's blocking pool. Every event carries its own time, so what
+//! is recorded does not depend on when the writer sees it. Memory per call stays small:
+//! the batch (at most [`super::batch::FLUSH_BYTES`]), and in the writer about
+//! [`super::agent::HELD_BYTES`] of the agent audio not yet heard (the rest waits in the
+//! call's staging file; see [`super::agent`]); audio is written per batch from buffers
+//! the writer shares between all calls, not buffered per call. WAVs are made on the recordings' few file
 //! threads ([`super::files`]), so calls ending together queue instead of each holding a
 //! thread.
 
@@ -50,6 +52,8 @@ const MAX_FILLED_GAP: u64 = 4_000;
 /// positioned write per track: the writer's largest cost (docs/performance.md,
 /// "Recordings"). Events carry their own times, so waiting changes nothing recorded.
 const TICKS_BEFORE_FLUSH: u8 = 4;
+/// The staging file of a call's agent audio: `<CallSid>` and this.
+pub(super) const STAGING_SUFFIX: &str = ".agent.staging";
 /// How often `finish` retries handing over its last batch when the channel is full.
 const RETRY: Duration = Duration::from_millis(5);
 /// Caller audio placed later than the call may last (plus this slack) is refused: the
@@ -75,7 +79,6 @@ pub enum Recorded {
 struct Finished {
     caller: PathBuf,
     agent: PathBuf,
-    staging: PathBuf,
     end_ms: u64,
     failed: Option<std::io::Error>,
 }
@@ -137,9 +140,9 @@ impl Writer {
     pub(super) fn recorder(&self, info: CallInfo, origin: Instant) -> Recorder {
         let sid = &info.call_sid;
         let state = CallWriter {
-            caller: Track::new(self.work_dir.join(format!("{sid}.caller.ulaw"))),
-            agent: Track::new(self.work_dir.join(format!("{sid}.agent.ulaw"))),
-            staging: Track::new(self.work_dir.join(format!("{sid}.agent.staging"))),
+            caller: Track::new(self.work_dir.join(format!("{sid}.caller.ulaw")), false),
+            agent: Track::new(self.work_dir.join(format!("{sid}.agent.ulaw")), true),
+            staging: Track::new(self.work_dir.join(format!("{sid}{STAGING_SUFFIX}")), false),
             model: AgentTrack::default(),
             limit: (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS,
             failed: None,
@@ -378,7 +381,7 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
         let bytes = wav::finalise(&f.caller, &f.agent, &wav_path, samples)?;
         let manifest = Manifest { bytes, ..manifest };
         queue.put(&manifest, &wav_path)?;
-        for p in [&f.caller, &f.agent, &f.staging] {
+        for p in [&f.caller, &f.agent] {
             let _ = std::fs::remove_file(p);
         }
         Ok(manifest)
@@ -406,7 +409,8 @@ struct CallWriter {
     caller: Track,
     agent: Track,
     /// Agent audio waiting for its echo beyond what the call holds in memory (see
-    /// [`super::agent::HELD_BYTES`]), in a ring; created only when needed.
+    /// [`super::agent::HELD_BYTES`]), in a ring: the file exists only while audio is
+    /// staged (a turn's lead), so it holds a file handle and disk only then.
     staging: Track,
     model: AgentTrack,
     limit: u64,
@@ -422,18 +426,26 @@ struct Track {
     buf_at: u64,
     /// Where the audio written so far ends (the end of the call if it ends unannounced).
     end: u64,
-    /// Positioned writes made (what the gap filling saves is counted by the tests).
+    /// Whether short gaps are buffered as silence (the agent track: see [`Track::put`]).
+    /// Not for the caller's: its timestamps are the peer's, and a jump would turn a
+    /// sparse hole into written zeros.
+    fill_gaps: bool,
+    /// Positioned writes and reads made (what the gap filling and the staged runs save
+    /// is counted by the tests).
     writes: u64,
+    reads: u64,
 }
 
 impl Track {
-    fn new(path: PathBuf) -> Track {
+    fn new(path: PathBuf, fill_gaps: bool) -> Track {
         Track {
             file: None,
             path,
             buf_at: 0,
             end: 0,
+            fill_gaps,
             writes: 0,
+            reads: 0,
         }
     }
 
@@ -443,7 +455,9 @@ impl Track {
         if buf.is_empty() {
             self.buf_at = at;
         } else if at != buf_end {
-            let gap = at.checked_sub(buf_end).filter(|&g| g <= MAX_FILLED_GAP);
+            let gap = at
+                .checked_sub(buf_end)
+                .filter(|&g| self.fill_gaps && g <= MAX_FILLED_GAP);
             match gap {
                 // Agent chunks are placed where their echoes say they played, so they
                 // are rarely back to back: a few ms apart, each was its own write (most
@@ -490,15 +504,19 @@ impl Track {
 impl Track {
     /// Reads `len` bytes at `at` into `out` as µ-law (undoing [`wav::to_track`]); what
     /// was never written reads as silence.
-    fn read(&self, at: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    fn read(&mut self, at: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.reads += 1;
         out.clear();
         out.resize(len, 0);
         if let Some(f) = &self.file {
             let mut done = 0;
             while done < len {
-                match f.read_at(&mut out[done..], at + done as u64)? {
-                    0 => break,
-                    n => done += n,
+                match f.read_at(&mut out[done..], at + done as u64) {
+                    // Past what was written: silence (the rest of `out` is zeros).
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -506,6 +524,35 @@ impl Track {
             *b = wav::to_track(*b);
         }
         Ok(())
+    }
+
+    /// Closes and removes the file (nothing in it is needed any more); the next write
+    /// makes it again.
+    fn discard(&mut self) -> std::io::Result<()> {
+        if self.file.take().is_none() {
+            return Ok(());
+        }
+        self.end = 0;
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Staged audio to read back: `len` bytes at `ring_at` of the staging ring, for
+/// `track_at` of the agent track.
+struct StagedRun {
+    ring_at: u64,
+    track_at: u64,
+    len: usize,
+}
+
+impl StagedRun {
+    /// Whether a staged chunk at `ring_at`, for `track_at`, follows this run in both.
+    fn continues(&self, ring_at: u64, track_at: u64) -> bool {
+        let len = self.len as u64;
+        ring_at == self.ring_at + len && track_at == self.track_at + len
     }
 }
 
@@ -558,6 +605,7 @@ impl CallWriter {
                 }
                 self.place(s)?;
             }
+            self.drop_staging_if_empty(s)?;
             self.write(s)
         })();
         if let Err(e) = result {
@@ -567,21 +615,65 @@ impl CallWriter {
     }
 
     fn place(&mut self, s: &mut Scratch) -> std::io::Result<()> {
-        for p in s.placed.drain(..) {
-            if p.at > self.limit {
-                continue;
-            }
-            match p.audio {
-                Audio::Held(audio) => self.agent.put(p.at, &audio, &mut s.agent)?,
-                Audio::Staged { at, len } => {
-                    // What is still on its way to the ring is written before it is read.
-                    self.staging.write(&mut s.staged)?;
-                    self.staging.read(at, len, &mut s.unstaged)?;
-                    self.agent.put(p.at, &s.unstaged, &mut s.agent)?;
+        // Staged chunks that follow each other in the ring and on the track (one turn's
+        // audio, echoed together) are read back with one read, not one per chunk.
+        let mut run: Option<StagedRun> = None;
+        let mut placed = std::mem::take(&mut s.placed);
+        let result = (|| {
+            for p in placed.drain(..) {
+                if p.at > self.limit {
+                    continue;
+                }
+                match p.audio {
+                    Audio::Staged { at, len } => {
+                        if let Some(r) = run.as_mut().filter(|r| r.continues(at, p.at)) {
+                            r.len += len;
+                            continue;
+                        }
+                        if let Some(r) = run.replace(StagedRun {
+                            ring_at: at,
+                            track_at: p.at,
+                            len,
+                        }) {
+                            self.unstage(r, s)?;
+                        }
+                    }
+                    Audio::Held(audio) => {
+                        if let Some(r) = run.take() {
+                            self.unstage(r, s)?;
+                        }
+                        self.agent.put(p.at, &audio, &mut s.agent)?;
+                    }
                 }
             }
+            match run.take() {
+                Some(r) => self.unstage(r, s),
+                None => Ok(()),
+            }
+        })();
+        // The vector's room is kept for the next call's placements; an error leaves
+        // nothing in it.
+        placed.clear();
+        s.placed = placed;
+        result
+    }
+
+    /// Once nothing is staged (a turn's audio played, or was cut), the staging file goes:
+    /// what is still on its way to it is not needed either.
+    fn drop_staging_if_empty(&mut self, s: &mut Scratch) -> std::io::Result<()> {
+        if self.model.staged_bytes() > 0 {
+            return Ok(());
         }
-        Ok(())
+        s.staged.clear();
+        self.staging.discard()
+    }
+
+    /// Reads a run of staged audio back and puts it on the agent track.
+    fn unstage(&mut self, r: StagedRun, s: &mut Scratch) -> std::io::Result<()> {
+        // What is still on its way to the ring is written before it is read.
+        self.staging.write(&mut s.staged)?;
+        self.staging.read(r.ring_at, r.len, &mut s.unstaged)?;
+        self.agent.put(r.track_at, &s.unstaged, &mut s.agent)
     }
 
     fn write(&mut self, s: &mut Scratch) -> std::io::Result<()> {
@@ -599,11 +691,15 @@ impl CallWriter {
                 self.failed = Some(e);
             }
         }
+        // Whatever happened, staged audio is of no use after the call.
+        s.staged.clear();
+        if let Err(e) = self.staging.discard() {
+            tracing::warn!(path = %self.staging.path.display(), error = %e, "could not remove a recording's staging file");
+        }
         s.clear();
         Finished {
             caller: self.caller.path,
             agent: self.agent.path,
-            staging: self.staging.path,
             end_ms: at_ms,
             failed: self.failed,
         }
@@ -650,10 +746,12 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        let held: usize = calls.values().map(|w| w.model.held_bytes()).sum();
-        metrics
-            .agent_held_bytes
-            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        let (held, staged) = calls.values().fold((0, 0), |(h, st), w| {
+            (h + w.model.held_bytes(), st + w.model.staged_bytes())
+        });
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics.agent_held_bytes.set(gauge(held));
+        metrics.agent_staged_bytes.set(gauge(staged));
         // The shared buffers keep at most a typical batch's size between rounds.
         for b in [&mut s.caller, &mut s.agent, &mut s.staged, &mut s.unstaged] {
             b.shrink_to(8 * 1024);
@@ -671,9 +769,9 @@ mod tests {
 
     fn call(caller: PathBuf, agent: PathBuf) -> CallWriter {
         CallWriter {
-            caller: Track::new(caller),
-            agent: Track::new(agent.clone()),
-            staging: Track::new(agent.with_extension("staging")),
+            caller: Track::new(caller, false),
+            agent: Track::new(agent.clone(), true),
+            staging: Track::new(agent.with_extension("staging"), false),
             model: AgentTrack::default(),
             limit: u64::MAX,
             failed: None,
@@ -749,38 +847,48 @@ mod tests {
         assert_eq!(track, expect);
     }
 
-    /// A gap longer than [`MAX_FILLED_GAP`] stays a hole: two writes.
+    /// A gap longer than [`MAX_FILLED_GAP`] stays a hole (two writes), and the caller's
+    /// track never fills one: its timestamps are the peer's.
     #[test]
-    fn a_long_gap_is_not_filled() {
+    fn long_gaps_and_the_callers_gaps_are_not_filled() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Scratch::default();
+        let mut buf = Vec::new();
+        let mut t = Track::new(dir.path().join("agent"), true);
+        t.put(0, &[1; 160], &mut buf).expect("put");
+        t.put(MAX_FILLED_GAP + 161, &[1; 160], &mut buf)
+            .expect("put");
+        t.write(&mut buf).expect("write");
+        assert_eq!(t.writes, 2);
         let caller = dir.path().join("a.caller");
         let mut w = call(caller.clone(), dir.path().join("a.agent"));
-        w.events(&frames(&[0, 2000], 0x44), &mut s, &metrics());
+        w.events(&frames(&[0, 40], 0x44), &mut Scratch::default(), &metrics());
         assert_eq!(w.caller.writes, 2);
         let track = std::fs::read(&caller).expect("caller track");
-        assert_eq!(track.len(), 16_000 + 160);
-        assert!(track[160..16_000].iter().all(|&x| x == 0));
+        assert_eq!(track.len(), 320 + 160);
+        assert!(track[160..320].iter().all(|&x| x == 0));
     }
 
-    /// Filling a gap never writes silence over audio already in the file (a peer's
-    /// timestamps can go backwards).
+    /// Filling a gap never writes silence over audio already in the file.
     #[test]
     fn a_filled_gap_never_covers_audio_written_before() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Scratch::default();
-        let caller = dir.path().join("a.caller");
-        let mut w = call(caller.clone(), dir.path().join("a.agent"));
-        w.events(&frames(&[100], 0x55), &mut s, &metrics());
-        // Back to 0, then forward past the audio at 100 ms with short gaps.
-        w.events(&frames(&[0, 60, 130], 0x66), &mut s, &metrics());
-        let track = std::fs::read(&caller).expect("caller track");
-        let at = |ms: usize| track[ms * 8];
-        assert_eq!(at(100), wav::to_track(0x55));
+        let path = dir.path().join("agent");
+        let mut buf = Vec::new();
+        let mut t = Track::new(path.clone(), true);
+        t.put(800, &[0x55; 160], &mut buf).expect("put");
+        t.write(&mut buf).expect("write");
+        // Before it, then forward past it with short gaps.
+        for at in [0, 480, 1040] {
+            t.put(at, &[0x66; 160], &mut buf).expect("put");
+        }
+        t.write(&mut buf).expect("write");
+        let track = std::fs::read(&path).expect("track");
+        let at = |sample: usize| track[sample];
+        assert_eq!(at(800), wav::to_track(0x55));
         assert_eq!(at(0), wav::to_track(0x66));
-        assert_eq!(at(60), wav::to_track(0x66));
-        assert_eq!(at(130), wav::to_track(0x66));
-        assert_eq!(at(30), 0);
+        assert_eq!(at(480), wav::to_track(0x66));
+        assert_eq!(at(1040), wav::to_track(0x66));
+        assert_eq!(at(240), 0);
     }
 
     /// Agent audio beyond what a call holds in memory goes through the staging file and
@@ -806,6 +914,10 @@ mod tests {
         b.echo("m4", 1000);
         w.events(&b.take().0, &mut s, &metrics());
         assert!(w.failed.is_none(), "{:?}", w.failed);
+        assert!(
+            !agent.with_extension("staging").exists(),
+            "nothing staged: the file is gone"
+        );
         let track = std::fs::read(&agent).expect("agent track");
         assert_eq!(track.len(), 5 * 1600);
         for (i, part) in track.chunks(1600).enumerate() {
@@ -813,5 +925,7 @@ mod tests {
             assert!(part.iter().all(|&x| x == code), "chunk {i}");
         }
         assert_eq!(w.model.held_bytes(), 0);
+        // m1 alone, then m2–m4 (one turn, back to back in the ring and on the track).
+        assert_eq!(w.staging.reads, 2);
     }
 }
