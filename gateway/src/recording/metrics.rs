@@ -27,6 +27,8 @@ pub struct RecordingMetrics {
     pub agent_held_bytes: IntGauge,
     /// Agent audio waiting for its echo in the calls' staging files.
     pub agent_staged_bytes: IntGauge,
+    /// Recording events handed to the writer thread and not yet taken by it.
+    pub writer_queued_bytes: IntGauge,
 }
 
 impl RecordingMetrics {
@@ -83,6 +85,10 @@ impl RecordingMetrics {
                 "switchboard_recording_agent_staged_bytes",
                 "Agent audio of live calls waiting in their staging files until Twilio echoes that it played",
             )?,
+            writer_queued_bytes: IntGauge::new(
+                "switchboard_recording_writer_queued_bytes",
+                "Recording events handed to the writer thread and not yet taken by it (grows when the writer falls behind)",
+            )?,
         };
         r.register(Box::new(m.dropped.clone()))?;
         r.register(Box::new(m.refused.clone()))?;
@@ -95,6 +101,7 @@ impl RecordingMetrics {
         r.register(Box::new(m.expired.clone()))?;
         r.register(Box::new(m.agent_held_bytes.clone()))?;
         r.register(Box::new(m.agent_staged_bytes.clone()))?;
+        r.register(Box::new(m.writer_queued_bytes.clone()))?;
         Ok(m)
     }
 }

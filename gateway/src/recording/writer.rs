@@ -232,13 +232,16 @@ impl Recorder {
         }
         self.ticks_waited = 0;
         let (batch, n) = self.batch.take();
-        if !self.try_begin()
-            || self
+        let bytes = gauge_value(batch.len());
+        if self.try_begin()
+            && self
                 .writer
                 .tx
                 .try_send(Msg::Batch(self.id, batch, n))
-                .is_err()
+                .is_ok()
         {
+            self.writer.metrics.writer_queued_bytes.add(bytes);
+        } else {
             self.writer.metrics.dropped.inc_by(n);
         }
     }
@@ -307,9 +310,16 @@ impl Recorder {
         }
         msgs.push(Msg::End(self.id, at_ms, reply));
         for mut m in msgs {
+            let bytes = match &m {
+                Msg::Batch(_, b, _) => gauge_value(b.len()),
+                _ => 0,
+            };
             loop {
                 match self.writer.tx.try_send(m) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.writer.metrics.writer_queued_bytes.add(bytes);
+                        break;
+                    }
                     Err(TrySendError::Full(back)) => {
                         m = back;
                         tokio::time::sleep(RETRY).await;
@@ -706,6 +716,11 @@ impl CallWriter {
     }
 }
 
+/// A byte count as a gauge's value.
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The writer thread: every [`POLL`], everything queued.
 fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
     let mut calls: HashMap<u64, Box<CallWriter>> = HashMap::new();
@@ -716,22 +731,26 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Ok(Msg::Begin(id, w)) => {
                     calls.insert(id, w);
                 }
-                Ok(Msg::Batch(id, events, n)) => match calls.get_mut(&id) {
-                    Some(w) => {
-                        // A bug in one call's recording must not stop every call's: that
-                        // call's recording is given up (its `finish` reports the error,
-                        // its track files stay in the work directory) and the thread goes
-                        // on.
-                        let ok =
-                            catch_unwind(AssertUnwindSafe(|| w.events(&events, &mut s, &metrics)))
-                                .is_ok();
-                        if !ok {
-                            calls.remove(&id);
-                            s = Scratch::default();
+                Ok(Msg::Batch(id, events, n)) => {
+                    metrics.writer_queued_bytes.sub(gauge_value(events.len()));
+                    match calls.get_mut(&id) {
+                        Some(w) => {
+                            // A bug in one call's recording must not stop every call's: that
+                            // call's recording is given up (its `finish` reports the error,
+                            // its track files stay in the work directory) and the thread goes
+                            // on.
+                            let ok = catch_unwind(AssertUnwindSafe(|| {
+                                w.events(&events, &mut s, &metrics)
+                            }))
+                            .is_ok();
+                            if !ok {
+                                calls.remove(&id);
+                                s = Scratch::default();
+                            }
                         }
+                        None => metrics.dropped.inc_by(n),
                     }
-                    None => metrics.dropped.inc_by(n),
-                },
+                }
                 Ok(Msg::End(id, at_ms, reply)) => {
                     if let Some(w) = calls.remove(&id) {
                         match catch_unwind(AssertUnwindSafe(|| w.end(at_ms, &mut s))) {
@@ -749,9 +768,8 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
         let (held, staged) = calls.values().fold((0, 0), |(h, st), w| {
             (h + w.model.held_bytes(), st + w.model.staged_bytes())
         });
-        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        metrics.agent_held_bytes.set(gauge(held));
-        metrics.agent_staged_bytes.set(gauge(staged));
+        metrics.agent_held_bytes.set(gauge_value(held));
+        metrics.agent_staged_bytes.set(gauge_value(staged));
         // The shared buffers keep at most a typical batch's size between rounds.
         for b in [&mut s.caller, &mut s.agent, &mut s.staged, &mut s.unstaged] {
             b.shrink_to(8 * 1024);
