@@ -5,11 +5,16 @@
 # relays' CPU (% of a core over each load generator's steady window) and their ratio.
 # See docs/performance.md, "Relay per-frame CPU".
 #
+# B_TENANT=bench/demo-recorded.yaml: the second relay is the same gateway serving that
+# tenant instead of the floor (with TENANT=bench/demo-unrecorded.yaml: the recorded ÷
+# unrecorded ratio in one window; docs/performance.md, "Recordings").
+#
 # Usage: bench/pair.sh GATEWAY_BIN SIM_BIN CALLS [DURATION] [NAME]
 set -u
 GW=$1; SIM=$2; N=$3; D=${4:-20}; NAME=${5:-pair-$N}
 RELAY_CPU=${RELAY_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU:-1}
 TENANT=${TENANT:-examples/tenants/demo.yaml}
+B_TENANT=${B_TENANT:-}
 cd "$(dirname "$0")/.."
 # The ports of a previous run must be free (a stopping gateway drains first).
 for _ in $(seq 1 30); do ss -ltn | grep -qE ":18(38|39)[01] " || break; sleep 1; done
@@ -22,7 +27,17 @@ TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console
   taskset -c "$RELAY_CPU" "$GW" --tenant "$TENANT" --listen 127.0.0.1:18380 \
   --realtime-url ws://127.0.0.1:18381/v1/realtime --max-calls 5000 --data-dir "$DATA" >"$OUT/gateway.log" 2>&1 &
 GPID=$!
-taskset -c "$RELAY_CPU" "$SIM" floor --listen 127.0.0.1:18390 --realtime-url ws://127.0.0.1:18391/v1/realtime >"$OUT/floor.log" 2>&1 &
+DATA_B=$(mktemp -d)
+if [ -n "$B_TENANT" ]; then
+  B=gateway-b
+  TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
+    SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
+    taskset -c "$RELAY_CPU" "$GW" --tenant "$B_TENANT" --listen 127.0.0.1:18390 \
+    --realtime-url ws://127.0.0.1:18391/v1/realtime --max-calls 5000 --data-dir "$DATA_B" >"$OUT/$B.log" 2>&1 &
+else
+  B=floor
+  taskset -c "$RELAY_CPU" "$SIM" floor --listen 127.0.0.1:18390 --realtime-url ws://127.0.0.1:18391/v1/realtime >"$OUT/floor.log" 2>&1 &
+fi
 FPID=$!
 for p in 18380 18390; do for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done; done
 load() { # port pid label
@@ -31,10 +46,15 @@ load() { # port pid label
     --label "$3" >"$OUT/$3.txt" 2>"$OUT/$3.err"
 }
 load 18380 "$GPID" gateway & L1=$!
-load 18390 "$FPID" floor & L2=$!
+load 18390 "$FPID" "$B" & L2=$!
 wait "$L1" "$L2"
 kill "$GPID" "$FPID"; wait "$GPID" "$FPID" 2>/dev/null
-rm -rf "$DATA"
-g=$(tail -n1 "$OUT/gateway.txt" | jq -r '.gateway.cpu_pct'); f=$(tail -n1 "$OUT/floor.txt" | jq -r '.gateway.cpu_pct')
+rm -rf "$DATA" "$DATA_B"
+g=$(tail -n1 "$OUT/gateway.txt" | jq -r '.gateway.cpu_pct'); f=$(tail -n1 "$OUT/$B.txt" | jq -r '.gateway.cpu_pct')
 row() { tail -n1 "$OUT/$1.txt" | jq -r '"late=\(.late_frames) failed=\(.failed) p99in=\(.inbound.p99_ms) other=\(.other_cpu_pct)"'; }
-echo "$NAME gateway=$g floor=$f ratio=$(echo "scale=3; $g/$f" | bc) | gateway $(row gateway) | floor $(row floor) | load $(cut -d' ' -f1-3 /proc/loadavg)"
+rss() { tail -n1 "$OUT/$1.txt" | jq -r '.gateway.rss_per_call_kib'; }
+if [ "$B" = floor ]; then
+  echo "$NAME gateway=$g floor=$f ratio=$(echo "scale=3; $g/$f" | bc) | gateway $(row gateway) | floor $(row floor) | load $(cut -d' ' -f1-3 /proc/loadavg)"
+else
+  echo "$NAME gateway=$g gateway-b=$f b/a=$(echo "scale=3; $f/$g" | bc) rss_kib_per_call=$(rss gateway)/$(rss "$B") | gateway $(row gateway) | gateway-b $(row "$B") | load $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
