@@ -625,47 +625,42 @@ impl CallWriter {
     }
 
     fn place(&mut self, s: &mut Scratch) -> std::io::Result<()> {
+        let Scratch {
+            agent,
+            staged,
+            unstaged,
+            placed,
+            ..
+        } = s;
         // Staged chunks that follow each other in the ring and on the track (one turn's
         // audio, echoed together) are read back with one read, not one per chunk.
         let mut run: Option<StagedRun> = None;
-        let mut placed = std::mem::take(&mut s.placed);
-        let result = (|| {
-            for p in placed.drain(..) {
-                if p.at > self.limit {
-                    continue;
-                }
-                match p.audio {
-                    Audio::Staged { at, len } => {
-                        if let Some(r) = run.as_mut().filter(|r| r.continues(at, p.at)) {
-                            r.len += len;
-                            continue;
-                        }
-                        if let Some(r) = run.replace(StagedRun {
-                            ring_at: at,
-                            track_at: p.at,
-                            len,
-                        }) {
-                            self.unstage(r, s)?;
-                        }
-                    }
-                    Audio::Held(audio) => {
-                        if let Some(r) = run.take() {
-                            self.unstage(r, s)?;
-                        }
-                        self.agent.put(p.at, &audio, &mut s.agent)?;
-                    }
-                }
+        let limit = self.limit;
+        for p in placed.drain(..).filter(|p| p.at <= limit) {
+            if let Audio::Staged { at, len } = p.audio
+                && let Some(r) = run.as_mut().filter(|r| r.continues(at, p.at))
+            {
+                r.len += len;
+                continue;
             }
-            match run.take() {
-                Some(r) => self.unstage(r, s),
-                None => Ok(()),
+            if let Some(r) = run.take() {
+                self.unstage(r, staged, unstaged, agent)?;
             }
-        })();
-        // The vector's room is kept for the next call's placements; an error leaves
-        // nothing in it.
-        placed.clear();
-        s.placed = placed;
-        result
+            match p.audio {
+                Audio::Staged { at, len } => {
+                    run = Some(StagedRun {
+                        ring_at: at,
+                        track_at: p.at,
+                        len,
+                    })
+                }
+                Audio::Held(audio) => self.agent.put(p.at, &audio, agent)?,
+            }
+        }
+        match run {
+            Some(r) => self.unstage(r, staged, unstaged, agent),
+            None => Ok(()),
+        }
     }
 
     /// Once nothing is staged (a turn's audio played, or was cut), the staging file goes:
@@ -678,12 +673,18 @@ impl CallWriter {
         self.staging.discard()
     }
 
-    /// Reads a run of staged audio back and puts it on the agent track.
-    fn unstage(&mut self, r: StagedRun, s: &mut Scratch) -> std::io::Result<()> {
-        // What is still on its way to the ring is written before it is read.
-        self.staging.write(&mut s.staged)?;
-        self.staging.read(r.ring_at, r.len, &mut s.unstaged)?;
-        self.agent.put(r.track_at, &s.unstaged, &mut s.agent)
+    /// Reads a run of staged audio back and puts it on the agent track (`staged`: what
+    /// is still on its way to the ring, written first).
+    fn unstage(
+        &mut self,
+        r: StagedRun,
+        staged: &mut Vec<u8>,
+        unstaged: &mut Vec<u8>,
+        agent: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        self.staging.write(staged)?;
+        self.staging.read(r.ring_at, r.len, unstaged)?;
+        self.agent.put(r.track_at, unstaged, agent)
     }
 
     fn write(&mut self, s: &mut Scratch) -> std::io::Result<()> {
