@@ -71,6 +71,8 @@ pub enum MarkEcho {
     Played {
         /// The item.
         item_id: Arc<str>,
+        /// The mark's sequence number (what [`Playback::last_seq`] said when it was sent).
+        seq: u64,
     },
     /// All of `item_id`'s audio has played.
     ItemFinished {
@@ -217,6 +219,13 @@ impl Playback {
         self.pending.back().map_or("", |p| p.name.as_str())
     }
 
+    /// The sequence number of the newest mark (the one [`Self::on_chunk_sent`] or
+    /// [`Self::on_audio_done`] just returned): unique within the call and growing, so the
+    /// recorder keys a chunk by it instead of keeping its name.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
     /// `response.output_audio.done` for `item_id`: returns the done-mark to send, if the
     /// item had audio.
     pub fn on_audio_done(&mut self, item_id: &str) -> Option<String> {
@@ -279,7 +288,7 @@ impl Playback {
                 if let Some(item) = self.items.iter_mut().find(|i| i.item_id == item_id) {
                     item.played_bytes = item.played_bytes.max(sent_bytes);
                 }
-                MarkEcho::Played { item_id }
+                MarkEcho::Played { item_id, seq }
             }
             PendingKind::Done => {
                 self.items.retain(|i| i.item_id != item_id);
@@ -351,12 +360,15 @@ mod tests {
     fn marks_are_unique_and_advance_played() {
         let mut p = Playback::default();
         let m1 = p.on_chunk_sent("r1", "item_a", 0, 800).to_string();
+        let s1 = p.last_seq();
         let m2 = p.on_chunk_sent("r1", "item_a", 0, 800).to_string();
         assert_ne!(m1, m2);
+        assert_ne!(s1, p.last_seq());
         assert_eq!(
             p.on_mark(&m1),
             MarkEcho::Played {
-                item_id: "item_a".into()
+                item_id: "item_a".into(),
+                seq: s1
             }
         );
         assert_eq!(p.played_ms("item_a"), Some(100));
@@ -418,21 +430,6 @@ mod tests {
         assert_eq!(s, u64::MAX.to_string());
     }
 
-    /// The recorder ignores echoes with longer names than any of ours can be.
-    #[test]
-    fn the_longest_mark_name_is_short_enough_to_be_recorded() {
-        let mut p = Playback {
-            seq: u64::MAX - 2,
-            generation: u32::MAX,
-            ..Default::default()
-        };
-        let id = "é".repeat(200);
-        let chunk = p.on_chunk_sent("r", &id, 0, u64::MAX).len();
-        assert!(chunk <= crate::recording::writer::MAX_MARK_NAME, "{chunk}");
-        let done = p.on_audio_done(&id).map_or(0, |m| m.len());
-        assert!(done <= crate::recording::writer::MAX_MARK_NAME, "{done}");
-    }
-
     /// Echoes are found by the sequence number their name ends with and checked by the
     /// whole name: out of order, twice, forged or malformed names are told apart.
     #[test]
@@ -444,7 +441,8 @@ mod tests {
         assert_eq!(
             p.on_mark(&m2),
             MarkEcho::Played {
-                item_id: "i".into()
+                item_id: "i".into(),
+                seq: 2
             }
         );
         assert_eq!(p.played_ms("i"), Some(20));
@@ -464,7 +462,8 @@ mod tests {
         assert_eq!(
             p.on_mark(&m1),
             MarkEcho::Played {
-                item_id: "i".into()
+                item_id: "i".into(),
+                seq: 1
             }
         );
         assert_eq!(

@@ -552,7 +552,10 @@ impl CallSession {
 
     fn on_mark(&mut self, name: &str, out: &mut Vec<Action>) {
         match self.playback.on_mark(name) {
-            MarkEcho::Played { item_id } => {
+            MarkEcho::Played { item_id, seq } => {
+                if self.settings.record {
+                    out.push(Action::Record(Recorded::Played { seq }));
+                }
                 if let Some(ms) = self.playback.played_ms(&item_id)
                     && let Some(t) = self.agent.iter_mut().rfind(|t| *t.item_id == *item_id)
                 {
@@ -845,8 +848,8 @@ impl CallSession {
         let mut recorded = None;
         let decoded = if self.settings.record {
             let mut audio = Vec::new();
-            let n = STANDARD
-                .decode_vec(delta, &mut audio)
+            let n = base64_simd::STANDARD
+                .decode_append(delta, &mut audio)
                 .ok()
                 .map(|()| audio.len());
             recorded = Some(audio);
@@ -872,17 +875,17 @@ impl CallSession {
         let mark = self
             .playback
             .on_chunk_sent(response_id, item_id, content_index, bytes);
-        if let Some(audio) = recorded {
-            out.push(Action::Record(Recorded::AgentAudio {
-                mark: mark.to_string(),
-                audio,
-            }));
-        }
         out.push(Action::Twilio(media::media_message(
             &self.stream_sid,
             delta,
         )));
         out.push(Action::Twilio(media::mark_message(&self.stream_sid, mark)));
+        if let Some(audio) = recorded {
+            out.push(Action::Record(Recorded::AgentAudio {
+                seq: self.playback.last_seq(),
+                audio,
+            }));
+        }
     }
 
     fn barge_in(&mut self, out: &mut Vec<Action>) {

@@ -307,13 +307,29 @@ fn a_recorded_call_reports_forwarded_audio_with_its_mark_and_the_clear() {
         response_id: "resp_1".into(),
     });
     let out = h.delta("resp_1", "item_1", 800);
+    let first = mark_names(&out)[0].clone();
     assert_eq!(
         records(&out),
         vec![Recorded::AgentAudio {
-            mark: mark_names(&out)[0].clone(),
+            seq: 1,
             audio: vec![0x55; 800],
         }]
     );
+    let out = h.delta("resp_1", "item_1", 800);
+    assert_eq!(
+        records(&out),
+        vec![Recorded::AgentAudio {
+            seq: 2,
+            audio: vec![0x55; 800],
+        }]
+    );
+    // Its echo reaches the recorder by number; a name that is not ours does not.
+    assert_eq!(
+        records(&h.at(100).feed(Input::Mark(first.clone()))),
+        vec![Recorded::Played { seq: 1 }]
+    );
+    assert!(records(&h.feed(Input::Mark(first))).is_empty());
+    assert!(records(&h.feed(Input::Mark("item_1:200:g0:m2x".into()))).is_empty());
     let out = h.at(300).rt(ServerEvent::SpeechStarted {
         audio_start_ms: 250,
         item_id: "item_u1".into(),

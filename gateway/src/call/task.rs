@@ -554,7 +554,6 @@ async fn relay(
                     payload,
                     ..
                 } => r.caller(*timestamp_ms, payload),
-                Input::Mark(name) => r.echo(name, at),
                 Input::Tick => r.tick(),
                 _ => {}
             }

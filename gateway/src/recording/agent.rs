@@ -13,7 +13,6 @@
 //! Positions are in samples (8 kHz: 8 per ms, one µ-law byte each).
 
 use std::collections::VecDeque;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Samples per ms at 8 kHz.
 pub const SAMPLES_PER_MS: u64 = 8;
@@ -79,17 +78,10 @@ pub struct Placement {
 
 #[derive(Debug)]
 struct Waiting {
-    /// The mark's hash: a waiting chunk does not keep its name (≈ 40 bytes and an
-    /// allocation each); 64 bits keep two marks of one call apart.
-    mark: u64,
+    /// The playback's sequence number of the chunk's mark.
+    seq: u64,
     audio: Audio,
     sent_ms: u64,
-}
-
-fn mark_key(mark: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    mark.hash(&mut h);
-    h.finish()
 }
 
 /// The agent channel's playout model for one call.
@@ -108,13 +100,13 @@ pub struct AgentTrack {
 }
 
 impl AgentTrack {
-    /// A chunk followed by `mark` was sent at `sent_ms`. Returns the staging offset when
+    /// A chunk followed by the mark numbered `seq` was sent at `sent_ms`. Returns the staging offset when
     /// the chunk is not held in memory: the caller writes `audio` there before it places
     /// anything. Audio that had to be placed early (only past [`MAX_WAITING_SAMPLES`])
     /// goes to `out`.
     pub fn sent(
         &mut self,
-        mark: &str,
+        seq: u64,
         audio: &[u8],
         sent_ms: u64,
         out: &mut Vec<Placement>,
@@ -139,7 +131,7 @@ impl AgentTrack {
         };
         self.waiting_samples += audio.len();
         self.waiting.push_back(Waiting {
-            mark: mark_key(mark),
+            seq,
             audio: stored,
             sent_ms,
         });
@@ -194,12 +186,11 @@ impl AgentTrack {
         Some(w)
     }
 
-    /// Twilio echoed `mark` at `at_ms`. Marks echo in order, so every chunk before it has
-    /// played too: they are placed back to back, ending at `at_ms`. An unknown mark (a
-    /// done-mark, or one flushed by a clear) places nothing.
-    pub fn echoed(&mut self, mark: &str, at_ms: u64, out: &mut Vec<Placement>) {
-        let key = mark_key(mark);
-        let Some(n) = self.waiting.iter().position(|w| w.mark == key) else {
+    /// Twilio echoed the mark numbered `seq` at `at_ms`. Marks echo in order, so every
+    /// chunk before it has played too: they are placed back to back, ending at `at_ms`.
+    /// A mark not waiting here (one flushed by a clear) places nothing.
+    pub fn echoed(&mut self, seq: u64, at_ms: u64, out: &mut Vec<Placement>) {
+        let Some(n) = self.waiting.iter().position(|w| w.seq == seq) else {
             return;
         };
         let played: usize = self.waiting.iter().take(n + 1).map(|w| w.audio.len()).sum();
@@ -276,14 +267,8 @@ mod tests {
     }
 
     /// Sends `ms` of audio after `mark`; true when it was staged.
-    fn send(
-        t: &mut AgentTrack,
-        mark: &str,
-        ms: u64,
-        sent_ms: u64,
-        out: &mut Vec<Placement>,
-    ) -> bool {
-        t.sent(mark, &chunk(ms), sent_ms, out).is_some()
+    fn send(t: &mut AgentTrack, seq: u64, ms: u64, sent_ms: u64, out: &mut Vec<Placement>) -> bool {
+        t.sent(seq, &chunk(ms), sent_ms, out).is_some()
     }
 
     fn spans(p: &[Placement]) -> Vec<(u64, u64)> {
@@ -297,13 +282,13 @@ mod tests {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
         // 3 × 100 ms sent in a burst at 1000 ms; played 1000–1300.
-        for m in ["a", "b", "c"] {
+        for m in [1, 2, 3] {
             send(&mut t, m, 100, 1000, &mut out);
         }
         assert!(out.is_empty());
-        t.echoed("a", 1100, &mut out);
-        t.echoed("b", 1200, &mut out);
-        t.echoed("c", 1300, &mut out);
+        t.echoed(1, 1100, &mut out);
+        t.echoed(2, 1200, &mut out);
+        t.echoed(3, 1300, &mut out);
         assert_eq!(spans(&out), [(1000, 1100), (1100, 1200), (1200, 1300)]);
         assert_eq!(t.waiting_samples(), 0);
     }
@@ -312,11 +297,11 @@ mod tests {
     fn a_late_echo_does_not_overlap_the_previous_chunk() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        send(&mut t, "a", 100, 0, &mut out);
-        send(&mut t, "b", 100, 0, &mut out);
-        t.echoed("a", 100, &mut out);
+        send(&mut t, 1, 100, 0, &mut out);
+        send(&mut t, 2, 100, 0, &mut out);
+        t.echoed(1, 100, &mut out);
         // b's echo came early (jitter): it still starts where a ended.
-        t.echoed("b", 150, &mut out);
+        t.echoed(2, 150, &mut out);
         assert_eq!(spans(&out), [(0, 100), (100, 200)]);
     }
 
@@ -324,9 +309,9 @@ mod tests {
     fn an_echo_releases_the_chunks_before_it() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        send(&mut t, "a", 100, 0, &mut out);
-        send(&mut t, "b", 100, 0, &mut out);
-        t.echoed("b", 500, &mut out);
+        send(&mut t, 1, 100, 0, &mut out);
+        send(&mut t, 2, 100, 0, &mut out);
+        t.echoed(2, 500, &mut out);
         assert_eq!(spans(&out), [(300, 400), (400, 500)]);
     }
 
@@ -334,19 +319,19 @@ mod tests {
     fn clear_cuts_what_was_playing_and_drops_the_rest() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        for m in ["a", "b", "c", "d"] {
+        for m in [1, 2, 3, 4] {
             send(&mut t, m, 200, 2000, &mut out);
         }
-        t.echoed("a", 2200, &mut out);
+        t.echoed(1, 2200, &mut out);
         // Caller barges in at 2350: b was playing (2200–2400), c and d were flushed.
         t.cut(2350, &mut out);
         assert_eq!(spans(&out), [(2000, 2200), (2200, 2350)]);
         // Their echoes after the clear place nothing.
-        t.echoed("c", 2360, &mut out);
+        t.echoed(3, 2360, &mut out);
         assert_eq!(out.len(), 2);
         // The next turn starts fresh.
-        send(&mut t, "e", 100, 4000, &mut out);
-        t.echoed("e", 4100, &mut out);
+        send(&mut t, 5, 100, 4000, &mut out);
+        t.echoed(5, 4100, &mut out);
         assert_eq!(spans(&out)[2], (4000, 4100));
     }
 
@@ -354,7 +339,7 @@ mod tests {
     fn a_clear_before_playback_reached_the_audio_places_nothing() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        send(&mut t, "a", 100, 500, &mut out);
+        send(&mut t, 1, 100, 500, &mut out);
         t.cut(400, &mut out);
         assert!(out.is_empty());
         t.cut(1000, &mut out);
@@ -362,11 +347,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_done_marks_are_ignored() {
+    fn echoes_of_marks_not_waiting_are_ignored() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        t.echoed("done:item:g0:m3", 100, &mut out);
-        t.echoed("forged", 100, &mut out);
+        t.echoed(3, 100, &mut out);
+        t.echoed(u64::MAX, 100, &mut out);
         assert!(out.is_empty());
     }
 
@@ -375,7 +360,7 @@ mod tests {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
         for i in 0..70u64 {
-            send(&mut t, &format!("m{i}"), 1000, i * 1000, &mut out);
+            send(&mut t, i, 1000, i * 1000, &mut out);
         }
         assert!(t.waiting_samples() <= MAX_WAITING_SAMPLES);
         assert_eq!(out.len(), 10);
@@ -391,13 +376,13 @@ mod tests {
         // 10 s of audio sent in 200 ms chunks at 1000 ms: a model generating faster
         // than real time.
         let staged: Vec<bool> = (0..50)
-            .map(|i| send(&mut t, &format!("m{i}"), 200, 1000, &mut out))
+            .map(|i| send(&mut t, i, 200, 1000, &mut out))
             .collect();
         assert!(!staged[0], "the first 1 600 B fit the budget");
         assert!(staged[1..].iter().all(|&s| s));
         assert!(t.held_bytes() <= HELD_BYTES);
         assert_eq!(t.waiting_samples(), 50 * 1600);
-        t.echoed("m49", 11_000, &mut out);
+        t.echoed(49, 11_000, &mut out);
         assert_eq!(out.len(), 50);
         for (i, p) in out.iter().enumerate() {
             assert_eq!(p.at, (1000 + 200 * i as u64) * SAMPLES_PER_MS);
@@ -430,9 +415,7 @@ mod tests {
         // 1 s chunks (all staged), each echoed 20 chunks later: 300 s through a 120 s
         // ring.
         for i in 0..300u64 {
-            let at = t
-                .sent(&format!("c{i}"), &chunk(1000), i * 1000, &mut out)
-                .expect("staged");
+            let at = t.sent(i, &chunk(1000), i * 1000, &mut out).expect("staged");
             let span = at..at + 8000;
             assert!(span.end <= STAGING_BYTES);
             assert!(
@@ -443,7 +426,7 @@ mod tests {
             wrapped |= live.back().is_some_and(|l| span.start < l.start);
             live.push_back(span);
             if i >= 20 {
-                t.echoed(&format!("c{}", i - 20), (i + 1) * 1000, &mut out);
+                t.echoed(i - 20, (i + 1) * 1000, &mut out);
                 live.pop_front();
             }
         }
@@ -459,7 +442,7 @@ mod tests {
     fn a_clear_cuts_staged_audio() {
         let mut t = AgentTrack::default();
         let mut out = Vec::new();
-        for m in ["a", "b", "c"] {
+        for m in [1, 2, 3] {
             send(&mut t, m, 200, 2000, &mut out);
         }
         t.cut(2300, &mut out);

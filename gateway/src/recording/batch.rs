@@ -9,22 +9,28 @@
 //! from [`FIRST_CAPACITY`] and is handed over at [`FLUSH_BYTES`]: caller audio is decoded
 //! from base64 straight into it.
 //!
-//! Layout of one event: kind (1 byte), time in ms (u64 LE), mark name length (u16 LE),
-//! audio length (u32 LE), the mark name, the audio.
+//! Layout of one event: kind (1 byte), time in ms since the call's media started (u32
+//! LE), then by kind: caller audio: its length (u32 LE) and the audio; agent audio: its
+//! mark's sequence number (u64 LE), length (u32 LE) and the audio; an echo: the mark's
+//! sequence number; a clear: nothing. Marks go by the playback's sequence numbers, not
+//! their names: a name is ≈ 45 bytes, and with one in each chunk's event and again in its
+//! echo a talking call's batches were a fifth larger, so a fifth more of them and of the
+//! writer's positioned writes (docs/performance.md, "Recordings", session 10). Times fit
+//! in 32 bits for 49 days; an event later than that is not recorded (calls end long
+//! before).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
-/// A batch is handed to the writer once it holds this many bytes (≈ 200 ms of a talking
-/// call's audio, both ways, with its marks: ≈ 20 KB/s). Smaller batches cost the writer
+/// A batch is handed to the writer once it holds this many bytes (≈ 230 ms of a talking
+/// call's audio, both ways, with its marks: ≈ 18 KB/s). Smaller batches cost the writer
 /// more: it writes each batch's audio with one positioned write per track, and at
 /// 2 048 B (≈ 11 000 writes a second at 500 calls) the recorded gateway's core was full
 /// (docs/performance.md, "Recordings").
 pub const FLUSH_BYTES: usize = 4096;
 /// What a new batch reserves; it grows by doubling up to about [`FLUSH_BYTES`].
 const FIRST_CAPACITY: usize = 256;
-/// Bytes before an event's mark name and audio.
-const HEADER: usize = 1 + 8 + 2 + 4;
+/// Bytes of an event's kind and time.
+const HEAD: usize = 1 + 4;
+/// The most bytes an event has besides its audio (agent audio: head, seq, length).
+const MAX_OVERHEAD: usize = HEAD + 8 + 4;
 
 const CALLER: u8 = 1;
 const AGENT: u8 = 2;
@@ -41,19 +47,20 @@ pub enum Event<'a> {
         /// The audio.
         audio: &'a [u8],
     },
-    /// Agent audio (µ-law) sent to Twilio at `at_ms`, followed by `mark`.
+    /// Agent audio (µ-law) sent to Twilio at `at_ms`, followed by the mark numbered `seq`.
     Agent {
-        /// The mark sent after it.
-        mark: &'a str,
+        /// The playback's sequence number of the mark sent after it.
+        seq: u64,
         /// The audio.
         audio: &'a [u8],
         /// When it was sent.
         at_ms: u64,
     },
-    /// Twilio echoed `mark` at `at_ms`.
+    /// Twilio echoed the mark numbered `seq` at `at_ms` (it was one of ours: the
+    /// playback matched its whole name).
     Echo {
-        /// The mark's name.
-        mark: &'a str,
+        /// The mark's sequence number.
+        seq: u64,
         /// When the echo arrived.
         at_ms: u64,
     },
@@ -88,11 +95,11 @@ impl Batch {
         self.buf.len() >= FLUSH_BYTES
     }
 
-    /// Whether an event with `bytes` of mark and audio would take a non-empty batch past
+    /// Whether an event with `bytes` of audio could take a non-empty batch past
     /// [`FLUSH_BYTES`]: the batch is handed over first, so it never grows past it for
     /// frame-sized events.
     pub fn would_overflow(&self, bytes: usize) -> bool {
-        !self.is_empty() && self.buf.len() + HEADER + bytes > FLUSH_BYTES
+        !self.is_empty() && self.buf.len() + MAX_OVERHEAD + bytes > FLUSH_BYTES
     }
 
     /// The encoded events and their count; the batch starts again empty (no allocation
@@ -104,34 +111,40 @@ impl Batch {
         )
     }
 
-    /// Writes an event's header; `audio_len` is patched by [`Batch::caller_base64`].
-    /// False (nothing written) when `mark` is too long to encode.
-    fn header(&mut self, kind: u8, at_ms: u64, mark: &str, audio_len: usize) -> bool {
-        let (Ok(mark_len), Ok(audio_len)) = (u16::try_from(mark.len()), u32::try_from(audio_len))
-        else {
+    /// Writes an event's kind and time; false (nothing written) when the time does not
+    /// fit.
+    fn head(&mut self, kind: u8, at_ms: u64) -> bool {
+        let Ok(at) = u32::try_from(at_ms) else {
             return false;
         };
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(FIRST_CAPACITY);
         }
         self.buf.push(kind);
-        self.buf.extend_from_slice(&at_ms.to_le_bytes());
-        self.buf.extend_from_slice(&mark_len.to_le_bytes());
-        self.buf.extend_from_slice(&audio_len.to_le_bytes());
-        self.buf.extend_from_slice(mark.as_bytes());
+        self.buf.extend_from_slice(&at.to_le_bytes());
         self.events += 1;
         true
+    }
+
+    /// Takes back an event begun at `start`.
+    fn undo(&mut self, start: usize) {
+        self.buf.truncate(start);
+        self.events -= 1;
     }
 
     /// Caller audio given as Twilio's base64 payload, decoded into the batch. Invalid
     /// base64 adds nothing and returns false.
     pub fn caller_base64(&mut self, ts_ms: u64, payload: &str) -> bool {
         let start = self.buf.len();
-        if !self.header(CALLER, ts_ms, "", 0) {
+        if !self.head(CALLER, ts_ms) {
             return false;
         }
+        self.buf.extend_from_slice(&[0; 4]);
         let audio_at = self.buf.len();
-        let len = match STANDARD.decode_vec(payload, &mut self.buf) {
+        // Grown as a `Vec` grows (doubling): the decoder reserves exactly what it needs,
+        // which would make every frame a reallocation.
+        self.buf.reserve(payload.len() / 4 * 3);
+        let len = match base64_simd::STANDARD.decode_append(payload, &mut self.buf) {
             Ok(()) => u32::try_from(self.buf.len() - audio_at).ok(),
             Err(_) => None,
         };
@@ -141,30 +154,38 @@ impl Batch {
                 true
             }
             None => {
-                self.buf.truncate(start);
-                self.events -= 1;
+                self.undo(start);
                 false
             }
         }
     }
 
-    /// Agent audio sent at `at_ms`, followed by `mark`.
-    pub fn agent(&mut self, mark: &str, audio: &[u8], at_ms: u64) -> bool {
-        let ok = self.header(AGENT, at_ms, mark, audio.len());
-        if ok {
-            self.buf.extend_from_slice(audio);
+    /// Agent audio sent at `at_ms`, followed by the mark numbered `seq`.
+    pub fn agent(&mut self, seq: u64, audio: &[u8], at_ms: u64) -> bool {
+        let Ok(len) = u32::try_from(audio.len()) else {
+            return false;
+        };
+        if !self.head(AGENT, at_ms) {
+            return false;
         }
-        ok
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(audio);
+        true
     }
 
-    /// Twilio echoed `mark` at `at_ms`.
-    pub fn echo(&mut self, mark: &str, at_ms: u64) -> bool {
-        self.header(ECHO, at_ms, mark, 0)
+    /// Twilio echoed the mark numbered `seq` at `at_ms`.
+    pub fn echo(&mut self, seq: u64, at_ms: u64) -> bool {
+        if !self.head(ECHO, at_ms) {
+            return false;
+        }
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        true
     }
 
     /// A `clear` was sent at `at_ms`.
-    pub fn clear(&mut self, at_ms: u64) {
-        self.header(CLEAR, at_ms, "", 0);
+    pub fn clear(&mut self, at_ms: u64) -> bool {
+        self.head(CLEAR, at_ms)
     }
 }
 
@@ -180,44 +201,73 @@ pub struct Events<'a> {
     rest: &'a [u8],
 }
 
+impl<'a> Events<'a> {
+    /// The next `n` bytes, or `None` (and the iteration ends) when fewer are left.
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        match self.rest.split_at_checked(n) {
+            Some((head, rest)) => {
+                self.rest = rest;
+                Some(head)
+            }
+            None => {
+                self.rest = &[];
+                None
+            }
+        }
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
+    }
+
+    fn audio(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.u32()?).ok()?;
+        self.bytes(len)
+    }
+}
+
 impl<'a> Iterator for Events<'a> {
     type Item = Event<'a>;
 
     fn next(&mut self) -> Option<Event<'a>> {
-        let head = self.rest.get(..HEADER)?;
-        let kind = head[0];
-        let at_ms = u64::from_le_bytes(head[1..9].try_into().ok()?);
-        let mark_len = usize::from(u16::from_le_bytes(head[9..11].try_into().ok()?));
-        let audio_len = usize::try_from(u32::from_le_bytes(head[11..15].try_into().ok()?)).ok()?;
-        let body = self.rest.get(HEADER..HEADER + mark_len + audio_len);
-        let Some(body) = body else {
-            self.rest = &[];
-            return None;
-        };
-        let (mark, audio) = body.split_at(mark_len);
-        let Ok(mark) = std::str::from_utf8(mark) else {
-            self.rest = &[];
-            return None;
-        };
-        self.rest = &self.rest[HEADER + mark_len + audio_len..];
-        Some(match kind {
+        let kind = *self.bytes(1)?.first()?;
+        let at_ms = u64::from(self.u32()?);
+        let event = match kind {
             CALLER => Event::Caller {
                 ts_ms: at_ms,
-                audio,
+                audio: self.audio()?,
             },
-            AGENT => Event::Agent { mark, audio, at_ms },
-            ECHO => Event::Echo { mark, at_ms },
+            AGENT => {
+                let seq = self.u64()?;
+                Event::Agent {
+                    seq,
+                    audio: self.audio()?,
+                    at_ms,
+                }
+            }
+            ECHO => Event::Echo {
+                seq: self.u64()?,
+                at_ms,
+            },
             CLEAR => Event::Clear { at_ms },
             _ => {
                 self.rest = &[];
                 return None;
             }
-        })
+        };
+        Some(event)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     #[test]
@@ -225,13 +275,14 @@ mod tests {
         let mut b = Batch::default();
         assert!(b.is_empty());
         assert!(b.caller_base64(20, "AAEC"));
-        assert!(b.agent("item_1:0:g0:m1", &[7; 160], 25));
-        assert!(b.echo("item_1:0:g0:m1", 45));
-        b.clear(50);
+        assert!(b.agent(1, &[7; 160], 25));
+        assert!(b.echo(1, 45));
+        assert!(b.clear(50));
         assert!(b.caller_base64(40, ""));
-        assert_eq!(b.events(), 5);
+        assert!(b.echo(u64::MAX, u64::from(u32::MAX)));
+        assert_eq!(b.events(), 6);
         let (buf, n) = b.take();
-        assert_eq!(n, 5);
+        assert_eq!(n, 6);
         assert!(b.is_empty());
         let got: Vec<Event<'_>> = events(&buf).collect();
         assert_eq!(
@@ -242,18 +293,19 @@ mod tests {
                     audio: &[0, 1, 2]
                 },
                 Event::Agent {
-                    mark: "item_1:0:g0:m1",
+                    seq: 1,
                     audio: &[7; 160],
                     at_ms: 25
                 },
-                Event::Echo {
-                    mark: "item_1:0:g0:m1",
-                    at_ms: 45
-                },
+                Event::Echo { seq: 1, at_ms: 45 },
                 Event::Clear { at_ms: 50 },
                 Event::Caller {
                     ts_ms: 40,
                     audio: &[]
+                },
+                Event::Echo {
+                    seq: u64::MAX,
+                    at_ms: u64::from(u32::MAX)
                 },
             ]
         );
@@ -264,18 +316,45 @@ mod tests {
         let mut b = Batch::default();
         assert!(b.caller_base64(0, "AAEC"));
         let before = b.buf.clone();
-        assert!(!b.caller_base64(20, "not base64!"));
-        assert_eq!(b.buf, before);
-        assert_eq!(b.events(), 1);
+        for bad in ["not base64!", "AAE", "AAF=", "AA==AAEC"] {
+            assert!(!b.caller_base64(20, bad), "{bad}");
+            assert_eq!(b.buf, before, "{bad}");
+            assert_eq!(b.events(), 1, "{bad}");
+        }
+    }
+
+    /// The decoder is the `base64` crate's standard engine's equal: what one accepts the
+    /// other does, to the same bytes.
+    #[test]
+    fn caller_audio_decodes_as_the_standard_engine_does() {
+        for n in [0usize, 1, 2, 3, 159, 160, 161, 8000] {
+            let raw: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let mut b = Batch::default();
+            assert!(b.caller_base64(0, &STANDARD.encode(&raw)));
+            let (buf, _) = b.take();
+            assert_eq!(
+                events(&buf).collect::<Vec<_>>(),
+                [Event::Caller {
+                    ts_ms: 0,
+                    audio: &raw[..]
+                }]
+            );
+        }
+        // Unused bits of the last symbol set: refused by both.
+        assert!(STANDARD.decode("AB==").is_err());
+        assert!(!Batch::default().caller_base64(0, "AB=="));
     }
 
     #[test]
-    fn a_mark_too_long_to_encode_is_refused() {
+    fn a_time_past_32_bits_is_refused() {
         let mut b = Batch::default();
-        let long = "m".repeat(usize::from(u16::MAX) + 1);
-        assert!(!b.echo(&long, 0));
-        assert!(!b.agent(&long, &[1], 0));
+        let late = u64::from(u32::MAX) + 1;
+        assert!(!b.caller_base64(late, "AAEC"));
+        assert!(!b.agent(1, &[1], late));
+        assert!(!b.echo(1, late));
+        assert!(!b.clear(late));
         assert!(b.is_empty());
+        assert!(b.buf.is_empty());
     }
 
     #[test]
@@ -287,20 +366,22 @@ mod tests {
             assert!(b.caller_base64(n * 20, &frame));
             n += 1;
         }
-        assert_eq!(n as usize, FLUSH_BYTES / (HEADER + 160));
+        // 9 bytes besides the audio of a caller frame.
+        assert_eq!(b.buf.len(), n as usize * (HEAD + 4 + 160));
+        assert!(b.buf.len() > FLUSH_BYTES - MAX_OVERHEAD - 160 - (HEAD + 4));
         assert!(!b.full());
         assert!(b.buf.capacity() <= FLUSH_BYTES);
         // One event larger than a batch is a batch of its own, handed over at once.
         let mut big = Batch::default();
-        assert!(big.agent("m", &[0; FLUSH_BYTES], 0));
+        assert!(big.agent(1, &[0; FLUSH_BYTES], 0));
         assert!(big.full());
     }
 
     #[test]
     fn a_truncated_or_unknown_buffer_ends_without_panicking() {
         let mut b = Batch::default();
-        assert!(b.agent("m", &[1, 2, 3], 5));
-        b.clear(6);
+        assert!(b.agent(3, &[1, 2, 3], 5));
+        assert!(b.clear(6));
         let (buf, _) = b.take();
         for cut in 0..buf.len() {
             let n = events(&buf[..cut]).count();
@@ -309,8 +390,9 @@ mod tests {
         let mut bad = buf.clone();
         bad[0] = 99;
         assert_eq!(events(&bad).count(), 0);
-        let mut bad_utf8 = buf;
-        bad_utf8[HEADER] = 0xff;
-        assert_eq!(events(&bad_utf8).count(), 0);
+        // An audio length past the end.
+        let mut long = buf;
+        long[HEAD + 8..HEAD + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(events(&long).count(), 0);
     }
 }

@@ -38,9 +38,6 @@ use super::wav;
 /// [`super::batch::FLUSH_BYTES`] a second each) ≈ 1.6 s of the writer not running before
 /// batches are dropped. The channel's slots are allocated up front (≈ 56 B each).
 const CHANNEL: usize = 4096;
-/// Mark names longer than this are not ours (the playback's are at most ≈ 120 bytes):
-/// such an echo is not recorded, so a peer cannot make the recorder carry long names.
-pub const MAX_MARK_NAME: usize = 128;
 /// How often the writer thread takes what is queued.
 const POLL: Duration = Duration::from_millis(20);
 /// A gap this short (0.5 s) between a track's buffered audio and the next audio placed
@@ -63,12 +60,19 @@ const SLACK_MS: u64 = 60_000;
 /// What the call's state machine reports for the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// Agent audio (µ-law) forwarded to Twilio, followed by `mark`.
+    /// Agent audio (µ-law) forwarded to Twilio, followed by the mark numbered `seq`.
     AgentAudio {
-        /// The mark sent after it.
-        mark: String,
+        /// The playback's sequence number of the mark sent after it.
+        seq: u64,
         /// The audio.
         audio: Vec<u8>,
+    },
+    /// Twilio echoed the mark numbered `seq`: the audio before it has played. Only
+    /// echoes the playback matched by their whole name come here, so nothing a peer
+    /// names reaches the recorder.
+    Played {
+        /// The mark's sequence number.
+        seq: u64,
     },
     /// A barge-in's `clear` was sent.
     Cleared,
@@ -253,25 +257,17 @@ impl Recorder {
         self.sent();
     }
 
-    /// Twilio echoed `mark` at `at` (a name longer than [`MAX_MARK_NAME`] is not ours
-    /// and is not recorded).
-    pub fn echo(&mut self, mark: &str, at: Instant) {
-        if mark.len() > MAX_MARK_NAME {
-            return;
-        }
-        self.room(mark.len());
-        let at_ms = self.ms(at);
-        self.batch.echo(mark, at_ms);
-        self.sent();
-    }
-
     /// What the state machine reported at `at`.
     pub fn recorded(&mut self, r: Recorded, at: Instant) {
         let at_ms = self.ms(at);
         match r {
-            Recorded::AgentAudio { mark, audio } => {
-                self.room(mark.len() + audio.len());
-                self.batch.agent(&mark, &audio, at_ms);
+            Recorded::AgentAudio { seq, audio } => {
+                self.room(audio.len());
+                self.batch.agent(seq, &audio, at_ms);
+            }
+            Recorded::Played { seq } => {
+                self.room(0);
+                self.batch.echo(seq, at_ms);
             }
             Recorded::Cleared => {
                 self.room(0);
@@ -605,12 +601,12 @@ impl CallWriter {
                             self.caller.put(at, audio, &mut s.caller)?;
                         }
                     }
-                    Event::Agent { mark, audio, at_ms } => {
-                        if let Some(at) = self.model.sent(mark, audio, at_ms, &mut s.placed) {
+                    Event::Agent { seq, audio, at_ms } => {
+                        if let Some(at) = self.model.sent(seq, audio, at_ms, &mut s.placed) {
                             self.staging.put(at, audio, &mut s.staged)?;
                         }
                     }
-                    Event::Echo { mark, at_ms } => self.model.echoed(mark, at_ms, &mut s.placed),
+                    Event::Echo { seq, at_ms } => self.model.echoed(seq, at_ms, &mut s.placed),
                     Event::Clear { at_ms } => self.model.cut(at_ms, &mut s.placed),
                 }
                 self.place(s)?;
@@ -831,11 +827,11 @@ mod tests {
 
     fn agent_turn(sent_ms: u64, echoes_ms: &[u64], code: u8) -> Vec<u8> {
         let mut b = Batch::default();
-        for (i, _) in echoes_ms.iter().enumerate() {
-            b.agent(&format!("m{i}"), &[code; 160], sent_ms);
+        for seq in 0..echoes_ms.len() as u64 {
+            assert!(b.agent(seq, &[code; 160], sent_ms));
         }
-        for (i, &t) in echoes_ms.iter().enumerate() {
-            b.echo(&format!("m{i}"), t);
+        for (seq, &t) in (0u64..).zip(echoes_ms) {
+            assert!(b.echo(seq, t));
         }
         b.take().0
     }
@@ -923,14 +919,14 @@ mod tests {
         // Five 200 ms chunks sent at once (a model faster than real time): only the
         // first fits in memory.
         for i in 0..5u8 {
-            b.agent(&format!("m{i}"), &[0x10 + i; 1600], 0);
+            assert!(b.agent(u64::from(i), &[0x10 + i; 1600], 0));
         }
-        b.echo("m1", 400);
+        assert!(b.echo(1, 400));
         w.events(&b.take().0, &mut s, &metrics());
         assert!(w.failed.is_none(), "{:?}", w.failed);
         assert!(agent.with_extension("staging").exists());
         let mut b = Batch::default();
-        b.echo("m4", 1000);
+        assert!(b.echo(4, 1000));
         w.events(&b.take().0, &mut s, &metrics());
         assert!(w.failed.is_none(), "{:?}", w.failed);
         assert!(
