@@ -189,14 +189,21 @@ cpu_ticks() { # pid: user + system CPU of the process so far, in clock ticks (em
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true
 }
 
+after_call_ticks() { # pid: CPU ticks of the recording's after-call threads (WAVs, queue)
+  # Thread names are the gateway's (recording/files.rs); comm may hold no spaces here.
+  cat /proc/"$1"/task/*/stat 2>/dev/null \
+    | awk '$2 ~ /^\(recording-(wav|queue)-/ {t += $14 + $15} END {print t + 0}'
+}
+
 run_load() { # kind name calls jsonl [extra sim load flags...]
   local kind=$1 name=$2 calls=$3 jsonl=$4
   shift 4
   wait_quiet
   log "$name: $calls calls x ${DURATION}s"
   [ -n "$RAMP" ] && set -- --ramp "$RAMP" "$@"
-  local cpu0
+  local cpu0 after0
   cpu0=$(cpu_ticks "$RELAY_PID")
+  after0=$(after_call_ticks "$RELAY_PID")
   taskset -c "$LOADGEN_CPU" "$SIM" load --gateway "$RELAY_URL" --to "$TO" \
     --account-sid "$ACCOUNT_SID" --auth-token "$TOKEN" --realtime-listen "127.0.0.1:$RT_PORT" \
     --calls "$calls" --duration "$DURATION" --pid "$RELAY_PID" --label "$kind" \
@@ -216,7 +223,7 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   # recorded gateway's WAVs) included: the relay has done all its work once it is idle.
   # Unlike the steady window's CPU %, this does not stop at a full core (a relay that
   # falls behind does the same work later), so rows can be compared when a core is full.
-  local cpu1 prev cpu_s=null
+  local cpu1 prev cpu_s=null after_s=null
   cpu1=$(cpu_ticks "$RELAY_PID")
   for _ in $(seq 1 40); do
     [ -n "$cpu1" ] || break
@@ -228,9 +235,12 @@ run_load() { # kind name calls jsonl [extra sim load flags...]
   # A relay that exited during the row has no figure.
   if [ -n "$cpu0" ] && [ -n "$cpu1" ]; then
     cpu_s=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+    # Of which the recorded gateway's work after each call (its WAV, fsynced, and the
+    # queue's delivery): reported apart, since the relay target is about the calls.
+    after_s=$(awk -v t=$(($(after_call_ticks "$RELAY_PID") - after0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
   fi
-  printf '%s\n' "$json" | jq -c --arg name "$name" --argjson cpu_s "$cpu_s" \
-    '. + {run: $name, relay_cpu_s: $cpu_s}' >"$OUT/$name.json"
+  printf '%s\n' "$json" | jq -c --arg name "$name" --argjson cpu_s "$cpu_s" --argjson after_s "$after_s" \
+    '. + {run: $name, relay_cpu_s: $cpu_s, after_call_cpu_s: $after_s}' >"$OUT/$name.json"
 }
 
 measure() { # kind name calls jsonl relay-flags -- load-flags: one row, retried while noisy
@@ -293,8 +303,8 @@ fi
 {
   echo "## Sweep (${DURATION} s per call; relay on core $RELAY_CPU, load generator on core $LOADGEN_CPU)"
   echo
-  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | relay CPU s (row) | CPU s vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % | other CPU % |"
-  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| calls | relay | failed | in p50 / p99 ms | out p50 / p99 ms | setup p50 ms | late frames | relay CPU % | CPU vs floor | relay CPU s (row) | of which after calls s | CPU s vs floor | RSS KiB/call | RSS vs floor | loadgen CPU % | other CPU % |"
+  echo "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   jq -rs '
     def n(x): if x == null then "-" else ((x * 100 | round) / 100 | tostring) end;
     def ratio(a; b): if a == null or b == null or b == 0 then "-" else n(a / b) + "x" end;
@@ -302,7 +312,7 @@ fi
     | sort_by(.calls)[]
     | . as $r
     | ($floor[$r.calls | tostring]) as $f
-    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.relay_cpu_s)) | \(if .label == "floor" then "1x" else ratio(.relay_cpu_s; $f.relay_cpu_s) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) | \(n(.other_cpu_pct)) |"
+    | "| \(.calls) | \(.label) | \(.failed) | \(n(.inbound.p50_ms)) / \(n(.inbound.p99_ms)) | \(n(.outbound.p50_ms)) / \(n(.outbound.p99_ms)) | \(n(.setup_ms.p50)) | \(.late_frames) | \(n(.gateway.cpu_pct)) | \(if .label == "floor" then "1x" else ratio(.gateway.cpu_pct; $f.gateway.cpu_pct) end) | \(n(.relay_cpu_s)) | \(n(.after_call_cpu_s)) | \(if .label == "floor" then "1x" else ratio(.relay_cpu_s; $f.relay_cpu_s) end) | \(n(.gateway.rss_per_call_kib)) | \(if .label == "floor" then "1x" else ratio(.gateway.rss_per_call_kib; $f.gateway.rss_per_call_kib) end) | \(n(.loadgen_cpu_pct)) | \(n(.other_cpu_pct)) |"
   ' "$OUT/sweep.jsonl"
   if [ -s "$OUT/preconnect.jsonl" ]; then
     echo

@@ -395,4 +395,41 @@ mod tests {
         long[HEAD + 8..HEAD + 12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(events(&long).count(), 0);
     }
+
+    /// Measurement, not a check: ns per decode of a Twilio-sized frame and of larger
+    /// Realtime deltas, by the `base64` crate and by `base64-simd` (docs/performance.md,
+    /// "Recordings", session 10). `cargo test --release -p switchboard-gateway --lib
+    /// base64_decoders -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement; prints timings"]
+    fn base64_decoders() {
+        for n in [160usize, 480, 2400] {
+            let raw: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let text = STANDARD.encode(&raw);
+            let rounds = 2_000_000 * 160 / n;
+            let mut out = Vec::with_capacity(4096);
+            for round in 0..3 {
+                let t = std::time::Instant::now();
+                for _ in 0..rounds {
+                    out.clear();
+                    STANDARD
+                        .decode_vec(std::hint::black_box(&text), &mut out)
+                        .expect("valid");
+                    std::hint::black_box(&out);
+                }
+                let crate_ns = t.elapsed().as_nanos() as f64 / rounds as f64;
+                let t = std::time::Instant::now();
+                for _ in 0..rounds {
+                    out.clear();
+                    base64_simd::STANDARD
+                        .decode_append(std::hint::black_box(&text), &mut out)
+                        .expect("valid");
+                    std::hint::black_box(&out);
+                }
+                let simd_ns = t.elapsed().as_nanos() as f64 / rounds as f64;
+                assert_eq!(out, raw);
+                println!("{n} B, round {round}: base64 {crate_ns:.1} ns, base64-simd {simd_ns:.1} ns");
+            }
+        }
+    }
 }
