@@ -428,7 +428,9 @@ mod tests {
                 }
                 let simd_ns = t.elapsed().as_nanos() as f64 / rounds as f64;
                 assert_eq!(out, raw);
-                println!("{n} B, round {round}: base64 {crate_ns:.1} ns, base64-simd {simd_ns:.1} ns");
+                println!(
+                    "{n} B, round {round}: base64 {crate_ns:.1} ns, base64-simd {simd_ns:.1} ns"
+                );
             }
         }
     }
