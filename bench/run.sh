@@ -190,9 +190,10 @@ cpu_ticks() { # pid: user + system CPU of the process so far, in clock ticks (em
 }
 
 after_call_ticks() { # pid: CPU ticks of the recording's after-call threads (WAVs, queue)
-  # Thread names are the gateway's (recording/files.rs); comm may hold no spaces here.
+  # Thread names are the gateway's (recording/files.rs), cut to 15 characters by the
+  # kernel: `recording-queue-0` reads `recording-queue`.
   cat /proc/"$1"/task/*/stat 2>/dev/null \
-    | awk '$2 ~ /^\(recording-(wav|queue)-/ {t += $14 + $15} END {print t + 0}'
+    | awk '$2 ~ /^\(recording-(wav-|queue)/ {t += $14 + $15} END {print t + 0}'
 }
 
 run_load() { # kind name calls jsonl [extra sim load flags...]

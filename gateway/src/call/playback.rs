@@ -152,11 +152,13 @@ fn push_u64(out: &mut String, mut n: u64) {
 }
 
 impl Playback {
-    /// Forgets everything (a new `start`).
+    /// Forgets everything (a new `start`) but the counters: sequence numbers name a
+    /// call's marks for its whole life (the recorder keys chunks by them).
     pub fn reset(&mut self) {
-        let generation = self.generation + 1;
+        let (generation, seq) = (self.generation + 1, self.seq);
         *self = Self::default();
         self.generation = generation;
+        self.seq = seq;
     }
 
     /// Whether deltas of `response_id` must be dropped.

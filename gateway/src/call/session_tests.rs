@@ -316,6 +316,7 @@ fn a_recorded_call_reports_forwarded_audio_with_its_mark_and_the_clear() {
         }]
     );
     let out = h.delta("resp_1", "item_1", 800);
+    let second = mark_names(&out)[0].clone();
     assert_eq!(
         records(&out),
         vec![Recorded::AgentAudio {
@@ -323,20 +324,59 @@ fn a_recorded_call_reports_forwarded_audio_with_its_mark_and_the_clear() {
             audio: vec![0x55; 800],
         }]
     );
-    // Its echo reaches the recorder by number; a name that is not ours does not.
+    // Its echo reaches the recorder by number; a name that is not ours does not, even
+    // with one of our numbers.
     assert_eq!(
         records(&h.at(100).feed(Input::Mark(first.clone()))),
         vec![Recorded::Played { seq: 1 }]
     );
     assert!(records(&h.feed(Input::Mark(first))).is_empty());
     assert!(records(&h.feed(Input::Mark("item_1:200:g0:m2x".into()))).is_empty());
+    assert!(records(&h.feed(Input::Mark("item_1:999:g0:m2".into()))).is_empty());
     let out = h.at(300).rt(ServerEvent::SpeechStarted {
         audio_start_ms: 250,
         item_id: "item_u1".into(),
     });
     assert_eq!(records(&out), vec![Recorded::Cleared]);
+    // The echo of a mark the clear flushed: nothing played.
+    assert!(records(&h.feed(Input::Mark(second))).is_empty());
     // A late delta of the cancelled response never played: not recorded.
     assert!(records(&h.delta("resp_1", "item_1", 800)).is_empty());
+
+    // A done-mark's echo is no chunk's; an agent delta that is not base64 is neither
+    // forwarded nor recorded.
+    h.rt(ServerEvent::ResponseCreated {
+        response_id: "resp_2".into(),
+    });
+    let out = h.delta("resp_2", "item_2", 160);
+    let chunk = mark_names(&out)[0].clone();
+    assert_eq!(
+        records(&out),
+        vec![Recorded::AgentAudio {
+            seq: 3,
+            audio: vec![0x55; 160],
+        }]
+    );
+    let out = h.rt(ServerEvent::AudioDelta {
+        response_id: "resp_2".into(),
+        item_id: "item_2".into(),
+        content_index: 0,
+        delta: "AB==".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Action::Observe(Observation::Protocol("openai_bad_audio"))]
+    );
+    let done = mark_names(&h.rt(ServerEvent::AudioDone {
+        response_id: "resp_2".into(),
+        item_id: "item_2".into(),
+    }))[0]
+        .clone();
+    assert_eq!(
+        records(&h.feed(Input::Mark(chunk))),
+        vec![Recorded::Played { seq: 3 }]
+    );
+    assert!(records(&h.feed(Input::Mark(done))).is_empty());
 }
 
 #[test]

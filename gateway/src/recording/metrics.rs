@@ -29,6 +29,8 @@ pub struct RecordingMetrics {
     pub agent_staged_bytes: IntGauge,
     /// Recording events handed to the writer thread and not yet taken by it.
     pub writer_queued_bytes: IntGauge,
+    /// Recordings of calls a previous run did not finish, made at startup.
+    pub salvaged: IntCounter,
 }
 
 impl RecordingMetrics {
@@ -89,6 +91,10 @@ impl RecordingMetrics {
                 "switchboard_recording_writer_queued_bytes",
                 "Recording events handed to the writer thread and not yet taken by it (grows when the writer falls behind)",
             )?,
+            salvaged: IntCounter::new(
+                "switchboard_recording_salvaged_total",
+                "Recordings of calls a previous run did not finish (killed mid-call), made at startup from their track files",
+            )?,
         };
         r.register(Box::new(m.dropped.clone()))?;
         r.register(Box::new(m.refused.clone()))?;
@@ -102,6 +108,7 @@ impl RecordingMetrics {
         r.register(Box::new(m.agent_held_bytes.clone()))?;
         r.register(Box::new(m.agent_staged_bytes.clone()))?;
         r.register(Box::new(m.writer_queued_bytes.clone()))?;
+        r.register(Box::new(m.salvaged.clone()))?;
         Ok(m)
     }
 }

@@ -51,6 +51,15 @@ const MAX_FILLED_GAP: u64 = 4_000;
 const TICKS_BEFORE_FLUSH: u8 = 4;
 /// The staging file of a call's agent audio: `<CallSid>` and this.
 pub(super) const STAGING_SUFFIX: &str = ".agent.staging";
+/// A recorded call's track files: `<CallSid>` and these.
+pub(super) const CALLER_SUFFIX: &str = ".caller.ulaw";
+/// See [`CALLER_SUFFIX`].
+pub(super) const AGENT_SUFFIX: &str = ".agent.ulaw";
+/// What a recorded call's WAV becomes (its [`Manifest`], duration and size still 0),
+/// written when the call's recording begins: `<CallSid>` and this. A gateway killed
+/// mid-call leaves it next to the track files, and the next start makes their WAV
+/// ([`super::salvage`]).
+pub(super) const CALL_SUFFIX: &str = ".call.json";
 /// How often `finish` retries handing over its last batch when the channel is full.
 const RETRY: Duration = Duration::from_millis(5);
 /// Caller audio placed later than the call may last (plus this slack) is refused: the
@@ -83,6 +92,7 @@ pub enum Recorded {
 struct Finished {
     caller: PathBuf,
     agent: PathBuf,
+    call_file: PathBuf,
     end_ms: u64,
     failed: Option<std::io::Error>,
 }
@@ -143,10 +153,21 @@ impl Writer {
     /// The recorder of one call whose media stream started at `origin`.
     pub(super) fn recorder(&self, info: CallInfo, origin: Instant) -> Recorder {
         let sid = &info.call_sid;
+        let manifest = Manifest {
+            call_sid: sid.clone(),
+            tenant: info.tenant.clone(),
+            destination: info.destination.clone(),
+            duration_ms: 0,
+            bytes: 0,
+        };
         let state = CallWriter {
-            caller: Track::new(self.work_dir.join(format!("{sid}.caller.ulaw")), false),
-            agent: Track::new(self.work_dir.join(format!("{sid}.agent.ulaw")), true),
+            caller: Track::new(self.work_dir.join(format!("{sid}{CALLER_SUFFIX}")), false),
+            agent: Track::new(self.work_dir.join(format!("{sid}{AGENT_SUFFIX}")), true),
             staging: Track::new(self.work_dir.join(format!("{sid}{STAGING_SUFFIX}")), false),
+            call_file: self.work_dir.join(format!("{sid}{CALL_SUFFIX}")),
+            // A manifest of strings and numbers always serialises; empty would only mean
+            // no salvage after a crash.
+            call_json: serde_json::to_vec(&manifest).unwrap_or_default(),
             model: AgentTrack::default(),
             limit: (info.max_call_ms + SLACK_MS) * SAMPLES_PER_MS,
             failed: None,
@@ -253,26 +274,35 @@ impl Recorder {
     /// Caller audio (Twilio `media`: its timestamp and base64 payload, already validated).
     pub fn caller(&mut self, ts_ms: u64, payload: &str) {
         self.room(payload.len() * 3 / 4);
-        self.batch.caller_base64(ts_ms, payload);
+        // False only for a timestamp past 32 bits of ms (the peer's number; calls last an
+        // hour at most), or base64 the parser let through (none).
+        if !self.batch.caller_base64(ts_ms, payload) {
+            self.writer.metrics.refused.inc();
+        }
         self.sent();
     }
 
     /// What the state machine reported at `at`.
     pub fn recorded(&mut self, r: Recorded, at: Instant) {
         let at_ms = self.ms(at);
-        match r {
+        // False only past 32 bits of ms since the call's media started (49 days; calls
+        // last an hour at most) or for a chunk of 4 GiB: counted, never silently lost.
+        let kept = match r {
             Recorded::AgentAudio { seq, audio } => {
                 self.room(audio.len());
-                self.batch.agent(seq, &audio, at_ms);
+                self.batch.agent(seq, &audio, at_ms)
             }
             Recorded::Played { seq } => {
                 self.room(0);
-                self.batch.echo(seq, at_ms);
+                self.batch.echo(seq, at_ms)
             }
             Recorded::Cleared => {
                 self.room(0);
-                self.batch.clear(at_ms);
+                self.batch.clear(at_ms)
             }
+        };
+        if !kept {
+            self.writer.metrics.dropped.inc();
         }
         self.sent();
     }
@@ -387,7 +417,7 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
         let bytes = wav::finalise(&f.caller, &f.agent, &wav_path, samples)?;
         let manifest = Manifest { bytes, ..manifest };
         queue.put(&manifest, &wav_path)?;
-        for p in [&f.caller, &f.agent] {
+        for p in [&f.caller, &f.agent, &f.call_file] {
             let _ = std::fs::remove_file(p);
         }
         Ok(manifest)
@@ -405,7 +435,7 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
         }
         Ok(Err(e)) | Err(e) => {
             metrics.write_errors.inc();
-            tracing::error!(call_sid = sid, tenant = info.tenant, error = %e, "recording could not be written; its track files stay in the work directory");
+            tracing::error!(call_sid = sid, tenant = info.tenant, error = %e, "recording could not be written; its track files stay in the work directory, and the next start tries again");
         }
     }
 }
@@ -418,6 +448,9 @@ struct CallWriter {
     /// [`super::agent::HELD_BYTES`]), in a ring: the file exists only while audio is
     /// staged (a turn's lead), so it holds a file handle and disk only then.
     staging: Track,
+    /// `<CallSid>.call.json` and what goes in it (emptied once written).
+    call_file: PathBuf,
+    call_json: Vec<u8>,
     model: AgentTrack,
     limit: u64,
     failed: Option<std::io::Error>,
@@ -586,6 +619,19 @@ impl Scratch {
 }
 
 impl CallWriter {
+    /// Writes the call's manifest next to its track files (on the writer thread: a file
+    /// per call, not per frame). Not synced: it is for a killed process, whose written
+    /// pages survive it; a failure only means no salvage.
+    fn write_call_file(&mut self) {
+        let json = std::mem::take(&mut self.call_json);
+        if json.is_empty() {
+            return;
+        }
+        if let Err(e) = std::fs::write(&self.call_file, &json) {
+            tracing::warn!(path = %self.call_file.display(), error = %e, "could not write a recording's manifest: it cannot be salvaged if the gateway is killed during the call");
+        }
+    }
+
     fn events(&mut self, encoded: &[u8], s: &mut Scratch, metrics: &RecordingMetrics) {
         if self.failed.is_some() {
             return;
@@ -707,6 +753,7 @@ impl CallWriter {
         Finished {
             caller: self.caller.path,
             agent: self.agent.path,
+            call_file: self.call_file,
             end_ms: at_ms,
             failed: self.failed,
         }
@@ -725,7 +772,8 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Msg::Begin(id, w)) => {
+                Ok(Msg::Begin(id, mut w)) => {
+                    w.write_call_file();
                     calls.insert(id, w);
                 }
                 Ok(Msg::Batch(id, events, n)) => {
@@ -787,6 +835,8 @@ mod tests {
             caller: Track::new(caller, false),
             agent: Track::new(agent.clone(), true),
             staging: Track::new(agent.with_extension("staging"), false),
+            call_file: agent.with_extension("json"),
+            call_json: Vec::new(),
             model: AgentTrack::default(),
             limit: u64::MAX,
             failed: None,
