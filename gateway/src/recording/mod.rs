@@ -11,6 +11,7 @@
 //! - [`claim`]: which uploader delivers a queued recording (claim files).
 //! - [`s3`]: uploads, listing and deletes in S3.
 //! - [`retention`]: the sweeper that deletes expired recordings and clears their keys.
+//! - [`salvage`]: at startup, the recordings of calls a killed gateway did not finish.
 //!
 //! Directories: `<data dir>/recordings/work` (track files of live calls, on the pod's own
 //! disk), and in the recordings directory (`--recordings-dir`, by default
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod queue;
 pub mod retention;
 pub mod s3;
+pub mod salvage;
 pub mod wav;
 pub mod writer;
 
@@ -41,127 +43,46 @@ pub use queue::{Destination, QueueOptions, UploadQueue};
 pub use s3::S3;
 pub use writer::{CallInfo, Recorded, Recorder};
 
-/// Removes the staging files a previous run left in `work` (a crash or a kill mid-call):
-/// they hold agent audio of calls that are over and are of no use. Only files named
-/// `<CallSid>.agent.staging` are touched, and the directory is this process's alone: the
-/// data directory's spool is locked before the recordings start (see `server.rs`).
-fn remove_staging_files(work: &Path) {
-    let Ok(entries) = std::fs::read_dir(work) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(sid) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(writer::STAGING_SUFFIX))
-        else {
-            continue;
-        };
-        if is_call_sid(sid)
-            && let Err(err) = std::fs::remove_file(e.path())
-        {
-            tracing::warn!(path = %e.path().display(), error = %err, "could not remove a staging file left by a previous run");
-        }
-    }
+/// Why a local recording key is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalKeyError {
+    /// Not a relative path of plain names ending in `.wav` (`..`, `/`, `.`, a drive).
+    #[error("not a relative path of plain names ending in .wav")]
+    NotPlain,
+    /// Names one of the gateway's own working folders (live tracks, the upload queue).
+    #[error("names a working folder of the gateway")]
+    WorkingFolder,
+    /// The file does not exist (or cannot be resolved).
+    #[error("no such file")]
+    Missing,
+    /// Resolves (through a link) outside the recordings directory.
+    #[error("resolves outside the recordings directory")]
+    Outside,
 }
 
-/// Makes the WAVs of calls a previous run did not finish (killed mid-call, or its WAV
-/// failed) from what their track files hold, and queues them: each such call left its
-/// manifest, `<CallSid>.call.json`, next to its tracks. The recording ends where the
-/// longer track ends. Done at startup, before the writer starts, in `work`, which is this
-/// process's alone (see [`remove_staging_files`]); only files named by a CallSid whose
-/// manifest names the same CallSid are read or removed. What fails stays for the next
-/// start. Returns how many were queued.
-fn salvage(work: &Path, queue: &queue::Enqueue, metrics: &RecordingMetrics) -> usize {
-    let Ok(entries) = std::fs::read_dir(work) else {
-        return 0;
-    };
-    let sids: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let sid = name.strip_suffix(writer::CALL_SUFFIX)?;
-            is_call_sid(sid).then(|| sid.to_string())
-        })
-        .collect();
-    let mut queued = 0;
-    for sid in sids {
-        match salvage_one(work, &sid, queue) {
-            Ok(Some(m)) => {
-                tracing::warn!(
-                    call_sid = sid,
-                    tenant = m.tenant,
-                    duration_ms = m.duration_ms,
-                    "recording of a call the previous run did not finish: made from its track files and queued"
-                );
-                metrics.salvaged.inc();
-                metrics.disk_bytes.inc_by(m.bytes);
-                queue.wake(m);
-                queued += 1;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                metrics.write_errors.inc();
-                tracing::error!(call_sid = sid, error = %e, "could not make the recording of a call the previous run did not finish; its files stay for the next start");
-            }
-        }
+/// `key` as a path under the recordings directory, when it is a local recording's key as
+/// [`object_key`] makes them: a relative path of plain names ending in `.wav`, not in
+/// the gateway's working folders. Keys come from records and queue manifests, which
+/// others may write (a shared database, a queue volume shared by a tenant's pods).
+pub fn check_local_key(key: &str) -> Result<&Path, LocalKeyError> {
+    use std::path::Component;
+    let rel = Path::new(key);
+    let plain = !key.is_empty()
+        && !key.contains('\\')
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(n) if n.to_str().is_some()))
+        && rel.extension().is_some_and(|e| e == "wav");
+    if !plain {
+        return Err(LocalKeyError::NotPlain);
     }
-    queued
-}
-
-/// [`salvage`] of one call: `None` when there was nothing to make (no audio written, or
-/// a manifest that is not this call's).
-fn salvage_one(
-    work: &Path,
-    sid: &str,
-    queue: &queue::Enqueue,
-) -> std::io::Result<Option<queue::Manifest>> {
-    let call_file = work.join(format!("{sid}{}", writer::CALL_SUFFIX));
-    let caller = work.join(format!("{sid}{}", writer::CALLER_SUFFIX));
-    let agent = work.join(format!("{sid}{}", writer::AGENT_SUFFIX));
-    let json = std::fs::read(&call_file)?;
-    let manifest: queue::Manifest = match serde_json::from_slice(&json) {
-        Ok(m) => m,
-        Err(e) => {
-            // Cut short by the kill (it is not synced): the call's destination is not
-            // known, so its tracks cannot go anywhere.
-            tracing::warn!(call_sid = sid, error = %e, "a recording's manifest is unreadable: its track files stay in the work directory");
-            return Ok(None);
-        }
-    };
-    if manifest.call_sid != sid {
-        tracing::warn!(
-            call_sid = sid,
-            "a recording's manifest names another call: left alone"
-        );
-        return Ok(None);
+    if matches!(
+        rel.components().next(),
+        Some(Component::Normal(first)) if first == "work" || first == "queue"
+    ) {
+        return Err(LocalKeyError::WorkingFolder);
     }
-    let len = |p: &Path| match std::fs::metadata(p) {
-        Ok(m) => Ok(m.len()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e),
-    };
-    let samples = len(&caller)?.max(len(&agent)?);
-    let made = if samples == 0 {
-        None
-    } else {
-        let wav_path = work.join(format!("{sid}.wav"));
-        let bytes = wav::finalise(&caller, &agent, &wav_path, samples)?;
-        let manifest = queue::Manifest {
-            duration_ms: samples / agent::SAMPLES_PER_MS,
-            bytes,
-            ..manifest
-        };
-        queue.put(&manifest, &wav_path)?;
-        Some(manifest)
-    };
-    for p in [&caller, &agent, &call_file] {
-        match std::fs::remove_file(p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(made)
+    Ok(rel)
 }
 
 /// Whether `s` is a Twilio CallSid (`CA` + 32 hex digits): safe as a file name and key.
@@ -255,7 +176,7 @@ impl Recordings {
             move |source| RecordingError::Dir { path, source }
         };
         std::fs::create_dir_all(&work).map_err(dir_err(&work))?;
-        remove_staging_files(&work);
+        let salvaged = salvage::sort(&work);
         let qdir = dir.join("queue");
         let queue = UploadQueue::start(
             qdir.clone(),
@@ -265,9 +186,28 @@ impl Recordings {
             metrics.clone(),
         )
         .map_err(dir_err(&qdir))?;
-        salvage(&work, &queue.enqueue(), &metrics);
         let writer = writer::Writer::start(work.clone(), queue.enqueue(), metrics.clone())
             .map_err(RecordingError::Writer)?;
+        if !salvaged.is_empty() {
+            let (enqueue, m) = (queue.enqueue(), metrics.clone());
+            let dir = work.join(salvage::DIR);
+            let job = move || salvage::make(&dir, &salvaged, &enqueue, &m);
+            match tokio::runtime::Handle::try_current() {
+                // In the background: the gateway serves meanwhile (a start after many
+                // killed calls would otherwise outlast its startup probe).
+                Ok(rt) => {
+                    let files = queue.enqueue();
+                    rt.spawn(async move {
+                        if let Err(e) = files.wavs().run(job).await {
+                            tracing::error!(error = %e, "salvaging recordings failed; their files stay for the next start");
+                        }
+                    });
+                }
+                Err(_) => {
+                    job();
+                }
+            }
+        }
         Ok(Recordings {
             writer,
             queue: std::sync::Mutex::new(Some(queue)),
@@ -409,6 +349,13 @@ mod tests {
         )
         .expect("json");
 
+        // Tracks with no manifest (a crash after a finished call's manifest went), a
+        // staging file, and a file that is not a call's.
+        let orphan = "CAdddddddddddddddddddddddddddddddd";
+        std::fs::write(file(orphan, writer::AGENT_SUFFIX), [1u8; 160]).expect("agent");
+        std::fs::write(file(orphan, writer::STAGING_SUFFIX), [1u8; 160]).expect("staging");
+        std::fs::write(work.join("notes.txt"), b"not ours").expect("notes");
+
         let metrics = crate::metrics::Metrics::new().expect("metrics");
         let store = switchboard_store::open(&format!(
             "sqlite:{}",
@@ -437,7 +384,11 @@ mod tests {
             metrics.registry(),
         )
         .expect("recordings");
-        assert_eq!(recordings.metrics.salvaged.get(), 1);
+        // Sorted out before the start returned.
+        let salvage = work.join(salvage::DIR);
+        assert!(!file(orphan, writer::AGENT_SUFFIX).exists());
+        assert!(!file(orphan, writer::STAGING_SUFFIX).exists());
+        assert!(work.join("notes.txt").exists());
 
         let delivered = data.path().join("recordings").join(&key);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -445,6 +396,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no WAV delivered");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        assert_eq!(recordings.metrics.salvaged.get(), 1);
         let body = std::fs::read(&delivered).expect("wav");
         assert_eq!(body.len() as u64, wav::wav_bytes(1600));
         assert_eq!(&body[..44], &wav::header(1600));
@@ -466,10 +418,16 @@ mod tests {
             writer::CALL_SUFFIX,
         ] {
             assert!(!file(SID, suffix).exists(), "{suffix}");
+            assert!(!salvage.join(format!("{SID}{suffix}")).exists(), "{suffix}");
         }
+        // Not provably the call's own: kept aside for a person to look at.
         for sid in [other, cut] {
-            assert!(file(sid, writer::CALLER_SUFFIX).exists(), "{sid}");
-            assert!(file(sid, writer::CALL_SUFFIX).exists(), "{sid}");
+            for suffix in [writer::CALLER_SUFFIX, writer::CALL_SUFFIX] {
+                assert!(
+                    salvage.join(format!("{sid}{suffix}")).exists(),
+                    "{sid}{suffix}"
+                );
+            }
         }
         recordings.drain(tokio::time::Instant::now()).await;
     }

@@ -165,6 +165,11 @@ impl Enqueue {
         std::fs::File::open(dir)?.sync_all()
     }
 
+    /// Whether the queue holds an entry for `call_sid` (its manifest is in place).
+    pub fn holds(&self, call_sid: &str) -> bool {
+        self.dir.join(format!("{call_sid}.json")).exists()
+    }
+
     /// Tells the worker about an entry [`Enqueue::put`] wrote. The worker is gone only
     /// during shutdown: the entry then waits on disk for the next start.
     pub fn wake(&self, m: Manifest) {
@@ -558,6 +563,15 @@ async fn deliver(
     (sid, Outcome::Delivered(result), took)
 }
 
+/// Where a `Local` destination's `key` puts `call_sid`'s WAV under the recordings
+/// directory, if it is a key we make for that call (see [`super::check_local_key`]).
+fn local_target<'a>(key: &'a str, call_sid: &str) -> Option<&'a Path> {
+    super::check_local_key(key).ok().filter(|rel| {
+        rel.file_name()
+            .is_some_and(|n| n == format!("{call_sid}.wav").as_str())
+    })
+}
+
 /// Delivers one claimed entry: S3 upload, or a move into the recordings directory.
 async fn transfer(
     m: Manifest,
@@ -593,7 +607,19 @@ async fn transfer(
             }
         }
         Destination::Local { key } => {
-            let to = recordings_dir.join(key);
+            // The manifest is on a volume the tenant's pods share: its key must be one
+            // we make, for this call, before anything is moved to it.
+            let Some(rel) = local_target(key, &m.call_sid) else {
+                return (
+                    m.call_sid.clone(),
+                    Err(S3Error {
+                        kind: "local_key",
+                        message: format!("{key:?} is not a recording key of this call"),
+                    }),
+                    t0.elapsed(),
+                );
+            };
+            let to = recordings_dir.join(rel);
             let from = wav.clone();
             files
                 .run(move || {
@@ -619,6 +645,27 @@ async fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest on the shared queue volume cannot move a WAV outside the recordings
+    /// directory, into its working folders, or to another call's name.
+    #[test]
+    fn a_local_key_must_be_one_we_make_for_the_call() {
+        let sid = "CA0123456789abcdef0123456789abcdef";
+        let good = format!("demo/2026/12/07/{sid}.wav");
+        assert_eq!(local_target(&good, sid), Some(Path::new(&good)));
+        for bad in [
+            format!("../{sid}.wav"),
+            format!("/tmp/{sid}.wav"),
+            format!("queue/{sid}.wav"),
+            format!("work/{sid}.wav"),
+            format!("demo/../../{sid}.wav"),
+            "demo/2026/12/07/CAffffffffffffffffffffffffffffffff.wav".to_string(),
+            format!("demo/{sid}.txt"),
+            String::new(),
+        ] {
+            assert_eq!(local_target(&bad, sid), None, "{bad}");
+        }
+    }
 
     /// The path taken when the queue is on another file system than the work directory.
     #[test]

@@ -417,7 +417,9 @@ async fn finalise(info: &CallInfo, f: Finished, writer: &Writer) {
         let bytes = wav::finalise(&f.caller, &f.agent, &wav_path, samples)?;
         let manifest = Manifest { bytes, ..manifest };
         queue.put(&manifest, &wav_path)?;
-        for p in [&f.caller, &f.agent, &f.call_file] {
+        // The manifest first: a crash after it leaves tracks the next start removes,
+        // never tracks it would make into a second, shorter WAV of this call.
+        for p in [&f.call_file, &f.caller, &f.agent] {
             let _ = std::fs::remove_file(p);
         }
         Ok(manifest)
@@ -888,6 +890,26 @@ mod tests {
 
     fn metrics() -> RecordingMetrics {
         RecordingMetrics::register(&prometheus::Registry::new()).expect("metrics")
+    }
+
+    /// The call's manifest is on disk once the writer has taken the call, before any
+    /// audio: a kill at any point of the call leaves what the next start needs.
+    #[test]
+    fn the_writer_writes_a_calls_manifest_when_it_takes_the_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = call(dir.path().join("a.caller"), dir.path().join("a.agent"));
+        w.call_json = b"{\"call\":1}".to_vec();
+        let call_file = w.call_file.clone();
+        let (tx, rx) = sync_channel(4);
+        let thread = std::thread::spawn(move || run(rx, metrics()));
+        tx.send(Msg::Begin(7, Box::new(w))).expect("send");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read(&call_file).ok().as_deref() != Some(b"{\"call\":1}".as_slice()) {
+            assert!(Instant::now() < deadline, "no manifest written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(tx);
+        thread.join().expect("writer thread");
     }
 
     /// Echoes a few ms late leave short gaps between agent chunks: the batch is still one

@@ -7,7 +7,7 @@
 //! 206/416, `Accept-Ranges`), after checking that its key names a file inside the
 //! recordings directory.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use axum::Json;
 use axum::body::Body;
@@ -25,22 +25,7 @@ use super::types::{RecordingLink, RecordingParams, recording_route, rfc3339};
 use crate::recording::s3::CONTENT_TYPE;
 use crate::state::AppState;
 
-/// Why a local recording key is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LocalKeyError {
-    /// Not a relative path of plain names ending in `.wav` (`..`, `/`, `.`, a drive).
-    #[error("not a relative path of plain names ending in .wav")]
-    NotPlain,
-    /// Names one of the gateway's own working folders (live tracks, the upload queue).
-    #[error("names a working folder of the gateway")]
-    WorkingFolder,
-    /// The file does not exist (or cannot be resolved).
-    #[error("no such file")]
-    Missing,
-    /// Resolves (through a link) outside the recordings directory.
-    #[error("resolves outside the recordings directory")]
-    Outside,
-}
+pub use crate::recording::LocalKeyError;
 
 /// The file of a local recording `key` under `dir`: a relative path of plain names, not
 /// in the gateway's working folders, that still lies inside `dir` once links are
@@ -50,22 +35,7 @@ pub enum LocalKeyError {
 /// # Errors
 /// See [`LocalKeyError`].
 pub fn local_file(dir: &Path, key: &str) -> Result<PathBuf, LocalKeyError> {
-    let rel = Path::new(key);
-    let plain = !key.is_empty()
-        && !key.contains('\\')
-        && rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(n) if n.to_str().is_some()))
-        && rel.extension().is_some_and(|e| e == "wav");
-    if !plain {
-        return Err(LocalKeyError::NotPlain);
-    }
-    if matches!(
-        rel.components().next(),
-        Some(Component::Normal(first)) if first == "work" || first == "queue"
-    ) {
-        return Err(LocalKeyError::WorkingFolder);
-    }
+    let rel = crate::recording::check_local_key(key)?;
     let root = dir.canonicalize().map_err(|_| LocalKeyError::Missing)?;
     let file = dir
         .join(rel)
