@@ -2,7 +2,8 @@
 //! audio to the OpenAI Realtime API (GA).
 //!
 //! Layout, from the bottom up (no module uses one above it; `tests/tests/layout.rs`
-//! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`], [`edge`]
+//! checks there are no cycles): [`clock`], [`secrets`], [`drain`], [`metrics`],
+//! [`open_files`] (the limit raised at startup), [`edge`]
 //! (the HTTP server's timeouts and connection caps), [`cost`], [`api_keys`] and [`access`]
 //! (per-key rate limits, console sessions) are leaves, and so is [`admission`] (stream tokens, the admission table, call slots); [`twilio`] and [`realtime`] hold wire protocols; [`knowledge`] answers
 //! lookups; [`tools`] defines each tool the model may call (name, schema, runner);
@@ -28,6 +29,7 @@ pub mod endings;
 pub mod http;
 pub mod knowledge;
 pub mod metrics;
+pub mod open_files;
 pub mod preconnect;
 pub mod realtime;
 pub mod recording;

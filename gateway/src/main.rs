@@ -28,6 +28,15 @@ async fn run() -> anyhow::Result<()> {
     // One TLS crypto provider for every client (Realtime over wss, Postgres over TLS).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    match switchboard_gateway::open_files::raise() {
+        Ok(l) if l.before != l.after => {
+            tracing::info!(from = ?l.before, to = ?l.after, "open files limit raised to its hard limit");
+        }
+        Ok(l) => tracing::info!(limit = ?l.after, "open files limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open files limit: each call needs two sockets, and a recorded one up to three files");
+        }
+    }
     let gateway = Gateway::start(&cli).await.context("starting the gateway")?;
     shutdown_signal().await;
     gateway.drain_and_stop().await;
