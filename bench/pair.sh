@@ -22,18 +22,18 @@ OUT=${OUT:-bench/results/$NAME}; mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 DATA=$(mktemp -d)
 ACC=$(sed -n 's/^[[:space:]]*accountSid:[[:space:]]*\([A-Za-z0-9]*\).*/\1/p' "$TENANT" | head -n1)
-TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
-  SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
-  taskset -c "$RELAY_CPU" "$GW" --tenant "$TENANT" --listen 127.0.0.1:18380 \
-  --realtime-url ws://127.0.0.1:18381/v1/realtime --max-calls 5000 --data-dir "$DATA" >"$OUT/gateway.log" 2>&1 &
+gateway() { # tenant port data-dir log: a gateway on RELAY_CPU, its Realtime API on port + 1
+  TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
+    SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
+    taskset -c "$RELAY_CPU" "$GW" --tenant "$1" --listen "127.0.0.1:$2" \
+    --realtime-url "ws://127.0.0.1:$(($2 + 1))/v1/realtime" --max-calls 5000 --data-dir "$3" >"$4" 2>&1 &
+}
+gateway "$TENANT" 18380 "$DATA" "$OUT/gateway.log"
 GPID=$!
 DATA_B=$(mktemp -d)
 if [ -n "$B_TENANT" ]; then
   B=gateway-b
-  TWILIO_AUTH_TOKEN=bench-token OPENAI_API_KEY=sk-bench DEMO_API_KEY=bench-console-key-0123456789abcdef0123 \
-    SWITCHBOARD_MAX_CONNECTIONS=20000 SWITCHBOARD_MAX_CONNECTIONS_PER_IP=20000 SWITCHBOARD_DRAIN_SECONDS=5 RUST_LOG=warn \
-    taskset -c "$RELAY_CPU" "$GW" --tenant "$B_TENANT" --listen 127.0.0.1:18390 \
-    --realtime-url ws://127.0.0.1:18391/v1/realtime --max-calls 5000 --data-dir "$DATA_B" >"$OUT/$B.log" 2>&1 &
+  gateway "$B_TENANT" 18390 "$DATA_B" "$OUT/$B.log"
 else
   B=floor
   taskset -c "$RELAY_CPU" "$SIM" floor --listen 127.0.0.1:18390 --realtime-url ws://127.0.0.1:18391/v1/realtime >"$OUT/floor.log" 2>&1 &

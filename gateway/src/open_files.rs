@@ -23,18 +23,15 @@ pub struct Limit {
 pub fn raise() -> std::io::Result<Limit> {
     let limit = getrlimit(Resource::Nofile);
     let before = limit.current;
-    let Some(hard) = limit.maximum else {
-        return Ok(Limit {
-            before,
-            after: before,
-        });
+    let hard = match limit.maximum {
+        Some(hard) if before.is_some_and(|soft| soft < hard) => hard,
+        _ => {
+            return Ok(Limit {
+                before,
+                after: before,
+            });
+        }
     };
-    if before.is_some_and(|soft| soft >= hard) {
-        return Ok(Limit {
-            before,
-            after: before,
-        });
-    }
     setrlimit(
         Resource::Nofile,
         Rlimit {

@@ -88,7 +88,6 @@ struct Waiting {
 #[derive(Debug, Default)]
 pub struct AgentTrack {
     waiting: VecDeque<Waiting>,
-    waiting_samples: usize,
     /// Bytes of `waiting` held in memory.
     held: usize,
     /// Bytes of `waiting` staged.
@@ -129,13 +128,12 @@ impl AgentTrack {
                 Audio::Held(audio.to_vec())
             }
         };
-        self.waiting_samples += audio.len();
         self.waiting.push_back(Waiting {
             seq,
             audio: stored,
             sent_ms,
         });
-        while self.waiting_samples > MAX_WAITING_SAMPLES {
+        while self.waiting_samples() > MAX_WAITING_SAMPLES {
             let Some(w) = self.pop() else {
                 break;
             };
@@ -178,7 +176,6 @@ impl AgentTrack {
 
     fn pop(&mut self) -> Option<Waiting> {
         let w = self.waiting.pop_front()?;
-        self.waiting_samples -= w.audio.len();
         match &w.audio {
             Audio::Held(v) => self.held -= v.len(),
             Audio::Staged { len, .. } => self.staged -= len,
@@ -228,7 +225,6 @@ impl AgentTrack {
             }
             at += len;
         }
-        self.waiting_samples = 0;
         self.held = 0;
         self.staged = 0;
     }
@@ -241,9 +237,9 @@ impl AgentTrack {
         out.push(Placement { at, audio });
     }
 
-    /// Audio waiting for its echo, in samples.
+    /// Audio waiting for its echo, in samples (one byte each, held or staged).
     pub fn waiting_samples(&self) -> usize {
-        self.waiting_samples
+        self.held + self.staged
     }
 
     /// Waiting audio held in memory, in bytes (at most [`HELD_BYTES`], but for a chunk

@@ -144,7 +144,7 @@ impl Batch {
         let audio_at = self.buf.len();
         // Grown as a `Vec` grows (doubling): the decoder reserves exactly what it needs,
         // which would make every frame a reallocation.
-        self.buf.reserve(payload.len() / 4 * 3);
+        self.buf.reserve(decoded_len(payload));
         let len = match base64_simd::STANDARD.decode_append(payload, &mut self.buf) {
             Ok(()) => u32::try_from(self.buf.len() - audio_at).ok(),
             Err(_) => None,
@@ -188,6 +188,11 @@ impl Batch {
     pub fn clear(&mut self, at_ms: u64) -> bool {
         self.head(CLEAR, at_ms)
     }
+}
+
+/// The most bytes a base64 `payload` decodes to (its padding included).
+pub fn decoded_len(payload: &str) -> usize {
+    payload.len() / 4 * 3
 }
 
 /// The events of an encoded batch, in order. The buffer is only ever made by [`Batch`],

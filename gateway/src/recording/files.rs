@@ -84,6 +84,15 @@ impl Files {
     }
 }
 
+/// Removes `path`; one already gone is not an error (what removes recording files runs
+/// again after a crash).
+pub fn remove_if_present(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn work(rx: &Mutex<Receiver<Job>>) {
     loop {
         // The lock is held only while taking a job (another thread waiting here is idle

@@ -18,6 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::files::remove_if_present as remove;
 use super::queue::{Enqueue, Manifest};
 use super::writer::{AGENT_SUFFIX, CALL_SUFFIX, CALLER_SUFFIX, STAGING_SUFFIX};
 use super::{RecordingMetrics, agent, is_call_sid, wav};
@@ -49,13 +50,6 @@ fn call_files(dir: &Path) -> Vec<(String, &'static str, PathBuf)> {
             })
         })
         .collect()
-}
-
-fn remove(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// Sorts out what a previous run left in `work` (see the module's documentation) and
@@ -101,7 +95,7 @@ pub fn sort(work: &Path) -> Vec<String> {
     // What a previous start could not make stays here: and tracks a crash left without
     // their manifest here cannot go anywhere either.
     let waiting = call_files(&salvage);
-    let mut sids: Vec<String> = waiting
+    let sids: std::collections::BTreeSet<String> = waiting
         .iter()
         .filter(|(_, suffix, _)| *suffix == CALL_SUFFIX)
         .map(|(sid, _, _)| sid.clone())
@@ -113,8 +107,7 @@ pub fn sort(work: &Path) -> Vec<String> {
             tracing::warn!(path = %path.display(), error = %e, "could not remove a recording file with no manifest");
         }
     }
-    sids.sort();
-    sids
+    sids.into_iter().collect()
 }
 
 /// Makes and queues the WAV of each call `sort` returned, from `dir` (`work/salvage/`).

@@ -40,6 +40,8 @@ use super::wav;
 const CHANNEL: usize = 4096;
 /// How often the writer thread takes what is queued.
 const POLL: Duration = Duration::from_millis(20);
+/// Rounds of [`POLL`] between updates of the agent-audio gauges (one second).
+const GAUGE_ROUNDS: u64 = 50;
 /// A gap this short (0.5 s) between a track's buffered audio and the next audio placed
 /// after it is buffered as silence instead of ending the write (see [`Track::put`]).
 const MAX_FILLED_GAP: u64 = 4_000;
@@ -130,6 +132,18 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// Hands `m` to the writer thread; a batch's bytes count as queued until the thread
+    /// takes it (`switchboard_recording_writer_queued_bytes`).
+    fn try_send(&self, m: Msg) -> Result<(), TrySendError<Msg>> {
+        let bytes = match &m {
+            Msg::Batch(_, b, _) => gauge_value(b.len()),
+            _ => 0,
+        };
+        self.tx.try_send(m)?;
+        self.metrics.writer_queued_bytes.add(bytes);
+        Ok(())
+    }
+
     /// Starts the writer thread; track files go to `work_dir`, finished WAVs to `queue`.
     pub(super) fn start(
         work_dir: PathBuf,
@@ -225,7 +239,7 @@ impl Recorder {
         let Some(b) = self.begin.take() else {
             return true;
         };
-        match self.writer.tx.try_send(Msg::Begin(self.id, b)) {
+        match self.writer.try_send(Msg::Begin(self.id, b)) {
             Ok(()) => true,
             Err(
                 TrySendError::Full(Msg::Begin(_, b)) | TrySendError::Disconnected(Msg::Begin(_, b)),
@@ -257,23 +271,14 @@ impl Recorder {
         }
         self.ticks_waited = 0;
         let (batch, n) = self.batch.take();
-        let bytes = gauge_value(batch.len());
-        if self.try_begin()
-            && self
-                .writer
-                .tx
-                .try_send(Msg::Batch(self.id, batch, n))
-                .is_ok()
-        {
-            self.writer.metrics.writer_queued_bytes.add(bytes);
-        } else {
+        if !(self.try_begin() && self.writer.try_send(Msg::Batch(self.id, batch, n)).is_ok()) {
             self.writer.metrics.dropped.inc_by(n);
         }
     }
 
     /// Caller audio (Twilio `media`: its timestamp and base64 payload, already validated).
     pub fn caller(&mut self, ts_ms: u64, payload: &str) {
-        self.room(payload.len() * 3 / 4);
+        self.room(batch::decoded_len(payload));
         // False only for a timestamp past 32 bits of ms (the peer's number; calls last an
         // hour at most), or base64 the parser let through (none).
         if !self.batch.caller_base64(ts_ms, payload) {
@@ -336,16 +341,9 @@ impl Recorder {
         }
         msgs.push(Msg::End(self.id, at_ms, reply));
         for mut m in msgs {
-            let bytes = match &m {
-                Msg::Batch(_, b, _) => gauge_value(b.len()),
-                _ => 0,
-            };
             loop {
-                match self.writer.tx.try_send(m) {
-                    Ok(()) => {
-                        self.writer.metrics.writer_queued_bytes.add(bytes);
-                        break;
-                    }
+                match self.writer.try_send(m) {
+                    Ok(()) => break,
                     Err(TrySendError::Full(back)) => {
                         m = back;
                         tokio::time::sleep(RETRY).await;
@@ -492,6 +490,21 @@ impl Track {
 
     /// Puts µ-law `audio` at sample `at`, `buf` holding this track's unwritten bytes.
     fn put(&mut self, at: u64, audio: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        self.continue_at(at, buf)?;
+        buf.extend(audio.iter().map(|&b| wav::to_track(b)));
+        Ok(())
+    }
+
+    /// [`Track::put`] of bytes already in the track's form ([`wav::to_track`]): staged
+    /// audio read back.
+    fn put_track(&mut self, at: u64, bytes: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        self.continue_at(at, buf)?;
+        buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Makes `buf` end at sample `at`: a short gap filled, or what it holds written first.
+    fn continue_at(&mut self, at: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
         let buf_end = self.buf_at + buf.len() as u64;
         if buf.is_empty() {
             self.buf_at = at;
@@ -514,7 +527,6 @@ impl Track {
                 }
             }
         }
-        buf.extend(audio.iter().map(|&b| wav::to_track(b)));
         Ok(())
     }
 
@@ -543,8 +555,8 @@ impl Track {
 }
 
 impl Track {
-    /// Reads `len` bytes at `at` into `out` as µ-law (undoing [`wav::to_track`]); what
-    /// was never written reads as silence.
+    /// Reads `len` bytes at `at` into `out` as they are stored (the track's form, so they
+    /// go onto the agent track unconverted); what was never written reads as silence.
     fn read(&mut self, at: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
         self.reads += 1;
         out.clear();
@@ -561,9 +573,6 @@ impl Track {
                 }
             }
         }
-        for b in out.iter_mut() {
-            *b = wav::to_track(*b);
-        }
         Ok(())
     }
 
@@ -574,10 +583,7 @@ impl Track {
             return Ok(());
         }
         self.end = 0;
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        super::files::remove_if_present(&self.path)
     }
 }
 
@@ -728,7 +734,7 @@ impl CallWriter {
     ) -> std::io::Result<()> {
         self.staging.write(staged)?;
         self.staging.read(r.ring_at, r.len, unstaged)?;
-        self.agent.put(r.track_at, unstaged, agent)
+        self.agent.put_track(r.track_at, unstaged, agent)
     }
 
     fn write(&mut self, s: &mut Scratch) -> std::io::Result<()> {
@@ -746,8 +752,8 @@ impl CallWriter {
                 self.failed = Some(e);
             }
         }
-        // Whatever happened, staged audio is of no use after the call.
-        s.staged.clear();
+        // Whatever happened, staged audio is of no use after the call (and what was on
+        // its way to the ring goes with `s.clear()`).
         if let Err(e) = self.staging.discard() {
             tracing::warn!(path = %self.staging.path.display(), error = %e, "could not remove a recording's staging file");
         }
@@ -771,7 +777,7 @@ fn gauge_value(n: usize) -> i64 {
 fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
     let mut calls: HashMap<u64, Box<CallWriter>> = HashMap::new();
     let mut s = Scratch::default();
-    loop {
+    for round in 0u64.. {
         loop {
             match rx.try_recv() {
                 Ok(Msg::Begin(id, mut w)) => {
@@ -812,11 +818,14 @@ fn run(rx: Receiver<Msg>, metrics: RecordingMetrics) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        let (held, staged) = calls.values().fold((0, 0), |(h, st), w| {
-            (h + w.model.held_bytes(), st + w.model.staged_bytes())
-        });
-        metrics.agent_held_bytes.set(gauge_value(held));
-        metrics.agent_staged_bytes.set(gauge_value(staged));
+        // Summed over every call: once a second, not every round.
+        if round.is_multiple_of(GAUGE_ROUNDS) {
+            let (held, staged) = calls.values().fold((0, 0), |(h, st), w| {
+                (h + w.model.held_bytes(), st + w.model.staged_bytes())
+            });
+            metrics.agent_held_bytes.set(gauge_value(held));
+            metrics.agent_staged_bytes.set(gauge_value(staged));
+        }
         // The shared buffers keep at most a typical batch's size between rounds.
         for b in [&mut s.caller, &mut s.agent, &mut s.staged, &mut s.unstaged] {
             b.shrink_to(8 * 1024);
@@ -858,7 +867,7 @@ mod tests {
     #[test]
     fn a_call_whose_file_cannot_be_written_leaves_nothing_for_the_next_call() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let metrics = RecordingMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let metrics = metrics();
         let mut s = Scratch::default();
         let gone = dir.path().join("no such directory");
         let mut a = call(gone.join("a.caller"), gone.join("a.agent"));
